@@ -41,3 +41,47 @@ class ArtifactError(BadInput):
 
 class PlanError(BadInput):
     """A plan file that cannot be used: unreadable, malformed or edited after review."""
+
+
+class ExecutorError(RolloutError):
+    """Something went wrong talking to one host."""
+
+    def __init__(self, host: str, address: str, message: str) -> None:
+        super().__init__(f"{host} ({address}): {message}")
+        self.host = host
+        self.address = address
+        self.detail = message
+
+
+class HostUnreachable(ExecutorError):
+    """No session could be opened (transient errors are retried first); the host is unchanged."""
+
+
+class HostKeyRejected(HostUnreachable):
+    """The host's key is unknown or differs from known_hosts; never retried, nothing was run."""
+
+
+class AuthenticationFailed(HostUnreachable):
+    """The host refused our credentials; never retried, nothing was run."""
+
+
+class ConnectionLost(ExecutorError):
+    """The connection dropped during a command or transfer: its effect on the host is unknown."""
+
+
+class CommandTimeout(ExecutorError):
+    """A command ran past its timeout; it was killed on the host."""
+
+    def __init__(self, host: str, address: str, command: str, timeout: float) -> None:
+        super().__init__(host, address, f"command timed out after {timeout:g}s: {command}")
+        self.command = command
+        self.timeout = timeout
+
+
+class FactsError(RolloutError):
+    """A host's facts could not be gathered or do not say what is needed."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.detail = message
