@@ -85,3 +85,7 @@ class FactsError(RolloutError):
         super().__init__(f"{host}: {message}")
         self.host = host
         self.detail = message
+
+
+class LabError(RolloutError):
+    """The lab could not be brought up or down (exit 1); the message says what to do."""

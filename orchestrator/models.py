@@ -85,6 +85,9 @@ class WaveOptions(Model):
     seed: int | None = None
     limit: str | None = None
     sysctl_target: int = PIPE_USER_PAGES_SOFT_DEFAULT
+    verify_image: str | None = None  # else each host's runc_rollout_verify_image
+    verify_command: str | None = None  # else each host's runc_rollout_verify_command, else true
+    verify_timeout: float = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,12 +120,22 @@ class SshTarget(Model):
 HostAction = Literal["swap", "noop"]
 
 
+class VerifySpec(Model):
+    """How a host proves its new runc: a Docker container when it runs Docker and has an image,
+    else a minimal OCI bundle run by runc itself. Both with no-new-privileges."""
+
+    image: str | None = None
+    command: str = "true"
+    timeout_seconds: float = 60.0
+
+
 class PlannedHost(Model):
     name: str
     domain: str
     action: HostAction = "swap"
     reason: str | None = None  # why a host is noop
     ssh: SshTarget
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     before: HostBefore | None = None
 
 
@@ -158,6 +171,11 @@ class Plan(Model):
     def computed_hash(self) -> str:
         return canonical_hash(self.body())
 
+    def sealed(self) -> Plan:
+        """This plan with `plan_hash` (and the `plan_id` derived from it) set from its body."""
+        digest = self.computed_hash()
+        return self.model_copy(update={"plan_hash": digest, "plan_id": f"plan-{digest[:12]}"})
+
     @property
     def hosts(self) -> list[PlannedHost]:
         return [host for wave in self.waves for host in wave.hosts]
@@ -169,3 +187,201 @@ def canonical_json(value: Any) -> str:
 
 def canonical_hash(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# A run: the journal's events and the state folded from them
+
+HostStatus = Literal[
+    "pending",  # not started
+    "running",  # started; `phase` says how far it got
+    "done",  # new runc verified, sysctl restored
+    "noop",  # already at the target
+    "failed",  # failed; rolled back if it had been swapped (`runc_sha256` says which runc it has)
+    "unreachable",  # could not be reached; not changed by this run unless `phase` says otherwise
+    "drift",  # no longer matched the plan's "before"; not touched
+    "rolled_back",  # returned to its "before" by `rollback`
+]
+HostPhase = Literal[
+    "none", "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored", "finished"
+]
+RunStatus = Literal["running", "paused", "halted", "completed", "failed", "rolled_back"]
+
+
+class Event(Model):
+    """One line of a run's append-only event log."""
+
+    seq: int
+    time: float
+    type: Literal[
+        "run.started",
+        "run.resumed",
+        "wave.started",
+        "wave.finished",
+        "host.phase",
+        "host.finished",
+        "run.paused",
+        "run.halted",
+        "run.finished",
+        "run.interrupted",
+    ]
+    wave: int | None = None
+    host: str | None = None
+    status: HostStatus | RunStatus | None = None
+    phase: HostPhase | None = None
+    runc_sha256: str | None = None
+    message: str | None = None
+
+
+class HostState(Model):
+    wave: int
+    status: HostStatus = "pending"
+    phase: HostPhase = "none"
+    runc_sha256: str | None = None  # the runc the host has now, as far as the journal knows
+    message: str | None = None
+
+
+class RunState(Model):
+    run_id: str
+    plan_id: str
+    status: RunStatus = "running"
+    next_wave: int = 0
+    last_seq: int = 0
+    hosts: dict[str, HostState]
+
+
+# ---------------------------------------------------------------------------------------------
+# The host-side record: /var/lib/runc-rollout/record.json, what a host knows of its own rollout
+
+
+class RecordedFile(Model):
+    """A persistent sysctl file changed by the rollout; its old content is in the backup store."""
+
+    path: str
+    before_sha256: str = Field(pattern=SHA256_PATTERN)
+    after_sha256: str | None = None
+
+
+RecordOutcome = Literal["in_progress", "done", "failed", "rolled_back"]
+
+
+class HostRecord(Model):
+    """Written on the host before the swap and at every phase after it, so that rollback needs
+    nothing but the host itself."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    plan_id: str
+    phase: HostPhase
+    outcome: RecordOutcome = "in_progress"
+    runc_path: str
+    before_sha256: str = Field(pattern=SHA256_PATTERN)
+    before_version: str | None = None
+    target_sha256: str = Field(pattern=SHA256_PATTERN)
+    sysctl_before: int | None = None
+    sysctl_target: int
+    files: list[RecordedFile] = Field(default_factory=list)
+    daemons: dict[str, tuple[int, int]] = Field(default_factory=dict)  # name -> (pid, start ticks)
+    stuck_runc_init_before: int = 0
+    updated: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Host facts: what `facts` gathers (orchestrator.facts builds them)
+
+
+class RuncBinary(Model):
+    path: str  # as found: a PATH entry or a configured path
+    real_path: str | None = None  # where `path` leads, when that is somewhere else (symlinks)
+    executable: bool
+    size: int | None
+    sha256: str | None
+    version: str | None
+    commit: str | None
+    version_output: str
+    version_exit: int | None
+    package: str | None = None  # the dpkg/rpm package owning the file
+    package_version: str | None = None
+    free_bytes: int | None  # available to root in the file system of its directory
+
+    @property
+    def file(self) -> str:
+        """The file to swap: the symlink's target rather than the symlink."""
+        return self.real_path or self.path
+
+
+class Daemon(Model):
+    pid: int
+    start_ticks: int  # /proc/PID/stat field 22: unchanged means not restarted
+    start_time: float  # seconds since the epoch (boot time + start_ticks / CLK_TCK)
+    exe: str | None
+    version: str | None
+    path: str | None  # its PATH environment variable
+
+
+class SysctlSetting(Model):
+    file: str
+    line: int
+    value: str
+    real_file: str | None = None  # where `file` leads, when it is a symlink
+    applied: bool = True  # False: a same-named file in a directory that takes precedence hides it
+
+
+class RuncInit(Model):
+    pid: int
+    ppid: int
+    state: str  # /proc/PID/stat field 3
+    wchan: str
+    cmdline: str
+    start_time: float | None
+    stuck: bool  # blocked writing a pipe: the incident's signature, to be confirmed by `unstick`
+
+
+class HostFacts(Model):
+    host: str
+    gathered_at: int  # the host's clock, seconds since the epoch
+    boot_time: int
+    arch: str
+    kernel: str
+    uid: int
+    runtime_path: list[str]
+    path_source: Literal["dockerd", "containerd", "default"]
+    runc: RuncBinary | None  # the runc the container runtime executes
+    runc_source: str  # how that one was chosen
+    shadowed: list[RuncBinary]  # every other runc on the runtime's PATH
+    docker_default_runtime: str | None
+    docker_runtimes: dict[str, str]  # name -> path, from daemon.json and dockerd's flags
+    containerd_default_runtime: str | None
+    containerd_runtimes: dict[str, str]  # CRI runtime name -> BinaryName
+    dockerd: Daemon | None
+    containerd: Daemon | None
+    sysctl_runtime: int | None
+    sysctl_settings: list[SysctlSetting]  # in the order sysctl applies them, hidden ones last
+    sysctl_persistent: SysctlSetting | None  # the setting that wins at boot
+    runc_init: list[RuncInit]
+    record_json: str | None  # /var/lib/runc-rollout/record.json, as found
+    warnings: list[str]
+
+    @property
+    def stuck(self) -> list[RuncInit]:
+        return [process for process in self.runc_init if process.stuck]
+
+
+# ---------------------------------------------------------------------------------------------
+# The script
+
+
+ErrorKind = Literal[
+    "unreachable", "host_key", "auth", "timeout", "connection_lost", "facts", "error"
+]
+
+
+class HostError(Model):
+    kind: ErrorKind
+    message: str
+
+
+class FactsReport(Model):
+    schema_version: Literal[1] = 1
+    hosts: dict[str, HostFacts]
+    errors: dict[str, HostError]

@@ -2,10 +2,11 @@
 
 Sizes follow Ansible's `serial` exactly: each entry is a count or a percentage of *all* hosts
 (rounded down, at least 1), the last entry repeats until every host is placed, and a count of 0
-means "all remaining hosts". Placement adds what Ansible lacks: failure domains. Inside a wave, hosts
-are drawn round-robin across domains (the domain with the most hosts left first), so canary waves
-span as many domains as possible, and `--max-per-domain` caps how many hosts of one domain a wave
-may hold. A wave the cap keeps below its size, and any wave added because of it, carries a note.
+means "all remaining hosts". Placement adds what Ansible lacks: failure domains. Inside a wave,
+hosts are drawn round-robin across domains (the domain with the most hosts left first), so canary
+waves span as many domains as possible, and `--max-per-domain` caps how many hosts of one domain a
+wave may hold. A wave the cap keeps below its size, and any wave added because of it, carries a
+note.
 """
 
 from __future__ import annotations

@@ -1,0 +1,215 @@
+"""Carry out a reviewed plan wave by wave: the error budget, bake, pause, resume and the journal.
+
+The engine owns no host logic (that is `hostops`) and no connection logic (that is the
+executor): it decides which hosts run when, records every outcome, and judges each wave after
+all of its hosts have finished, as fabric judges a group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.artifact import sha256_file
+from orchestrator.errors import ArtifactError, ExitCode, PlanError
+from orchestrator.executor.base import ConnectionLost, Executor, HostUnreachable, run_on_hosts
+from orchestrator.hostops import HostOutcome, HostProcedure, StepFailed, sysctl_files_to_change
+from orchestrator.journal import Journal
+from orchestrator.models import (
+    Event,
+    HostFacts,
+    HostPhase,
+    HostState,
+    HostStatus,
+    Plan,
+    PlannedHost,
+)
+
+FINAL_STATUSES: frozenset[HostStatus] = frozenset(
+    {"done", "noop", "failed", "drift", "rolled_back"}
+)
+UNSETTLED_PHASES: frozenset[HostPhase] = frozenset({"swapped", "verified", "sysctl_restored"})
+COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachable"})
+
+
+def load_plan(path: Path) -> Plan:
+    """Read a plan file and refuse it if its body no longer matches its `plan_hash`."""
+    try:
+        plan = Plan.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PlanError(f"{path}: not a valid plan: {where}: {first['msg']}") from None
+    if plan.computed_hash() != plan.plan_hash:
+        raise PlanError(
+            f"{path}: plan_hash does not match the plan's body: it was edited after review; "
+            "make a new plan"
+        )
+    return plan
+
+
+def check_artifact(plan: Plan) -> None:
+    path = Path(plan.artifact.path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: the plan's artifact is missing")
+    actual = sha256_file(path)
+    if actual != plan.artifact.sha256:
+        raise ArtifactError(f"{path}: sha256 is {actual}, the plan says {plan.artifact.sha256}")
+
+
+def needs_work(host: HostState) -> bool:
+    """Not finished, or failed at a point where only the host knows its state (resume looks)."""
+    return host.status not in FINAL_STATUSES or (
+        host.status == "failed" and host.phase in UNSETTLED_PHASES
+    )
+
+
+@dataclass
+class ApplyEnv:
+    """What the engine needs from the outside world, injected so tests can drive it."""
+
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    on_event: Callable[[Event], None] = field(default=lambda event: None)
+
+
+class Rollout:
+    def __init__(
+        self, journal: Journal, executor: Executor, *, concurrency: int, env: ApplyEnv
+    ) -> None:
+        self.journal = journal
+        self.plan = journal.plan
+        self.executor = executor
+        self.concurrency = concurrency
+        self.env = env
+
+    def run(self, *, resumed: bool = False) -> ExitCode:
+        """Run every wave that still has work; return the exit code the CLI should use."""
+        self._record("run.resumed" if resumed else "run.started")
+        try:
+            for wave in self.plan.waves:
+                code = self._wave(wave.index)
+                if code is not None:
+                    return code
+        except KeyboardInterrupt:
+            self._record("run.interrupted", message="interrupted; `resume` continues the run")
+            return ExitCode.INTERRUPTED
+        statuses = [host.status for host in self.journal.state.hosts.values()]
+        failed = any(status in COUNTED_AGAINST_BUDGET for status in statuses)
+        self._record("run.finished", status="failed" if failed else "completed")
+        if "drift" in statuses:
+            return ExitCode.DRIFT
+        return ExitCode.HOST_FAILED if failed else ExitCode.OK
+
+    def _wave(self, index: int) -> ExitCode | None:
+        wave = self.plan.waves[index]
+        state = self.journal.state
+        already_finished = state.next_wave > index
+        todo = {host.name: host for host in wave.hosts if needs_work(state.hosts[host.name])}
+        if not todo:
+            return None
+        self._record("wave.started", wave=index, message=f"{len(todo)} hosts")
+        run_on_hosts(todo, self._host, concurrency=self.concurrency)
+        hosts = self.journal.state.hosts
+        failed = [
+            host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
+        ]
+        summary = (
+            f"{len(wave.hosts) - len(failed)} ok, {len(failed)} failed or unreachable "
+            f"(budget {wave.max_failures})"
+        )
+        self._record("wave.finished", wave=index, message=summary)
+        if len(failed) > wave.max_failures:
+            self._record(
+                "run.halted",
+                wave=index,
+                message=f"wave {index}: {len(failed)} failed or unreachable "
+                f"({', '.join(failed)}), more than its budget of {wave.max_failures}",
+            )
+            return ExitCode.BUDGET_EXCEEDED
+        last = index == len(self.plan.waves) - 1
+        if not last and self.plan.options.pause_after == index and not already_finished:
+            self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
+            return ExitCode.OK
+        if not last and self.plan.options.bake_seconds > 0:
+            self.env.sleep(self.plan.options.bake_seconds)
+        return None
+
+    def _host(self, name: str, planned: PlannedHost) -> HostOutcome:
+        try:
+            session = self.executor.session(planned.ssh, name=name)
+            procedure = HostProcedure(
+                session,
+                planned,
+                self.plan.artifact,
+                run_id=self.journal.run_id,
+                plan_id=self.plan.plan_id,
+                sysctl_target=self.plan.options.sysctl_target,
+                on_phase=self._on_phase,
+                clock=self.env.clock,
+            )
+            outcome = procedure.upgrade()
+        except (HostUnreachable, ConnectionLost) as error:
+            phase = self.journal.state.hosts[name].phase
+            outcome = HostOutcome("unreachable", phase, None, str(error))
+        except StepFailed as failure:
+            phase = self.journal.state.hosts[name].phase
+            outcome = HostOutcome(failure.status, phase, None, str(failure))
+        except Exception as error:  # a host's unexpected error must not stop its wave
+            phase = self.journal.state.hosts[name].phase
+            outcome = HostOutcome("failed", phase, None, f"{type(error).__name__}: {error}")
+        self._record(
+            "host.finished",
+            host=name,
+            status=outcome.status,
+            phase=outcome.phase,
+            runc_sha256=outcome.runc_sha256,
+            message=outcome.message,
+        )
+        return outcome
+
+    def _on_phase(self, host: str, phase: HostPhase, runc_sha256: str | None) -> None:
+        self._record("host.phase", host=host, phase=phase, runc_sha256=runc_sha256)
+
+    def _record(self, type_: str, **fields: object) -> None:
+        self.env.on_event(self.journal.record(type_, **fields))
+
+
+def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
+    """`apply --dry-run`: what each host would get, judged from fresh facts. Pure."""
+    lines = []
+    for host in plan.hosts:
+        result = results.get(host.name)
+        if not isinstance(result, HostFacts):
+            lines.append(f"{host.name}: unreachable: {result}")
+            continue
+        runc = result.runc
+        if runc is None or runc.sha256 is None:
+            lines.append(f"{host.name}: fail: no runc binary found ({result.runc_source})")
+            continue
+        before = host.before
+        if before is not None and (runc.file, runc.sha256) != (
+            before.runc_path,
+            before.runc_sha256,
+        ):
+            lines.append(
+                f"{host.name}: drift: {runc.file} sha256 {runc.sha256[:12]} not as planned"
+            )
+            continue
+        if runc.sha256 == plan.artifact.sha256:
+            lines.append(f"{host.name}: noop: {runc.file} already at the target")
+            continue
+        files = sysctl_files_to_change(result, plan.options.sysctl_target)
+        lines.append(
+            f"{host.name}: swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "
+            f"{plan.artifact.version or '?'} ({plan.artifact.sha256[:12]}); "
+            f"sysctl {result.sysctl_runtime} -> {plan.options.sysctl_target}"
+            + (f"; rewrite {', '.join(files)}" if files else "")
+        )
+    return lines

@@ -1,0 +1,295 @@
+"""What runc-rollout does on a host, as data: POSIX shell commands an executor runs.
+
+Each function returns a `HostCommand`: a short script with its parameters quoted into it, a
+timeout, and optional stdin. Scripts print `key=value` lines (`parse_kv`) and exit with one of
+the `EXIT_*` codes below. Nothing here does I/O; the apply engine runs these through an executor.
+
+Host-side layout (shared by every backend, so one can roll back what another did):
+
+    /var/lib/runc-rollout/            0700
+        lock/owner                    run id holding the host (mkdir is the atomic test-and-set)
+        record.json                   the current rollout's "before" state and phase
+        backup/<sha256>               every runc binary replaced, named by its checksum
+        files/<sha256>                every sysctl file changed, as it was, named by its checksum
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+STATE_DIR = "/var/lib/runc-rollout"
+RECORD = f"{STATE_DIR}/record.json"
+LOCK_DIR = f"{STATE_DIR}/lock"
+BACKUP_DIR = f"{STATE_DIR}/backup"
+FILE_BACKUP_DIR = f"{STATE_DIR}/files"
+SYSCTL_KEY = "fs.pipe-user-pages-soft"
+SYSCTL_PROC = "/proc/sys/fs/pipe-user-pages-soft"
+
+EXIT_LOCKED = 75  # another run holds the host
+EXIT_MISMATCH = 65  # a checksum did not match
+EXIT_WONT_RUN = 66  # a binary did not run, or did not report itself as runc
+EXIT_TIMEOUT = 124  # `timeout` killed the command (124, or 137 for SIGKILL)
+EXIT_KILLED = 137
+
+VERIFY_CONTAINER_PREFIX = "runc-rollout-verify-"
+
+
+@dataclass(frozen=True)
+class HostCommand:
+    name: str
+    script: str
+    timeout: float
+    stdin: bytes | None = None
+
+
+def _script(body: str, **params: str) -> str:
+    header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in params.items())
+    return "set -u\numask 077\n" + header + body.strip() + "\n"
+
+
+def parse_kv(output: str) -> dict[str, str]:
+    """`key=value` lines of a script's stdout; other lines are ignored, the last value wins."""
+    values: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key and key.replace("_", "").isalnum():
+            values[key] = value
+    return values
+
+
+def staging_path(target: str, run_id: str) -> str:
+    directory, _, _ = target.rpartition("/")
+    return f"{directory}/.runc-rollout-{run_id}.tmp"
+
+
+def lock(run_id: str) -> HostCommand:
+    """Take the host for `run_id`; a lock held by the same run (a resume) is taken over."""
+    body = f"""
+mkdir -p {BACKUP_DIR} {FILE_BACKUP_DIR} && chmod 0700 {STATE_DIR} || exit 1
+if mkdir {LOCK_DIR} 2>/dev/null; then
+    printf '%s\\n' "$RUN_ID" > {LOCK_DIR}/owner && echo lock=taken
+elif [ "$(cat {LOCK_DIR}/owner 2>/dev/null)" = "$RUN_ID" ]; then
+    echo lock=resumed
+else
+    echo "owner=$(cat {LOCK_DIR}/owner 2>/dev/null || echo unknown)"
+    exit {EXIT_LOCKED}
+fi
+"""
+    return HostCommand("lock", _script(body, RUN_ID=run_id), timeout=30)
+
+
+def unlock(run_id: str) -> HostCommand:
+    """Release the host if this run holds it; never removes another run's lock."""
+    body = f"""
+if [ "$(cat {LOCK_DIR}/owner 2>/dev/null)" = "$RUN_ID" ]; then
+    rm -f {LOCK_DIR}/owner && rmdir {LOCK_DIR} && echo lock=released
+else
+    echo lock=not-ours
+fi
+"""
+    return HostCommand("unlock", _script(body, RUN_ID=run_id), timeout=30)
+
+
+def check_staged(staged: str, sha256: str, timeout: float) -> HostCommand:
+    """Prove the uploaded file is intact and runs here; remove it if not."""
+    body = f"""
+actual=$(sha256sum "$STAGED" 2>/dev/null | cut -d' ' -f1)
+if [ "$actual" != "$SHA" ]; then
+    rm -f "$STAGED"; echo "actual=${{actual:-missing}}"; exit {EXIT_MISMATCH}
+fi
+chmod 0755 "$STAGED" || {{ rm -f "$STAGED"; exit 1; }}
+if ! out=$(timeout -s KILL {int(timeout)} "$STAGED" --version 2>&1); then
+    rm -f "$STAGED"; printf '%s\\n' "$out" | head -c 400; exit {EXIT_WONT_RUN}
+fi
+printf '%s\\n' "$out"
+"""
+    return HostCommand("check-staged", _script(body, STAGED=staged, SHA=sha256), timeout + 30)
+
+
+def discard_staged(staged: str) -> HostCommand:
+    return HostCommand("discard-staged", _script('rm -f "$STAGED"', STAGED=staged), timeout=30)
+
+
+def backup_binary(target: str, before_sha256: str) -> HostCommand:
+    """Keep the current runc in the backup store by its checksum (a copy, then a rename)."""
+    body = f"""
+actual=$(sha256sum "$TARGET" | cut -d' ' -f1)
+[ "$actual" = "$BEFORE" ] || {{ echo "actual=$actual"; exit {EXIT_MISMATCH}; }}
+dest={BACKUP_DIR}/$BEFORE
+if [ ! -f "$dest" ] || [ "$(sha256sum "$dest" | cut -d' ' -f1)" != "$BEFORE" ]; then
+    cp -p "$TARGET" "$dest.tmp" && sync "$dest.tmp" && mv -f "$dest.tmp" "$dest" || exit 1
+fi
+echo "backup=$dest"
+"""
+    return HostCommand("backup", _script(body, TARGET=target, BEFORE=before_sha256), timeout=60)
+
+
+def write_record(record_json: str) -> HostCommand:
+    """Replace the host-side record atomically with the JSON given on stdin."""
+    body = f"""
+cat > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} && echo record=written
+"""
+    return HostCommand("write-record", _script(body), timeout=30, stdin=record_json.encode())
+
+
+def read_record() -> HostCommand:
+    return HostCommand("read-record", _script(f"cat {RECORD} 2>/dev/null || true"), timeout=30)
+
+
+def swap(staged: str, target: str, sha256: str) -> HostCommand:
+    """The one rename that changes what every new container gets."""
+    body = """
+mv -f "$STAGED" "$TARGET" || exit 1
+echo "sha256=$(sha256sum "$TARGET" | cut -d' ' -f1)"
+"""
+    return HostCommand("swap", _script(body, STAGED=staged, TARGET=target, SHA=sha256), timeout=30)
+
+
+def restore_binary(target: str, sha256: str) -> HostCommand:
+    """Put the backed-up runc `sha256` back at `target`, by copy to a temporary name and rename."""
+    body = f"""
+src={BACKUP_DIR}/$SHA
+[ -f "$src" ] || {{ echo "error=no backup $src"; exit 1; }}
+tmp="${{TARGET%/*}}/.runc-rollout-restore.tmp"
+cp -p "$src" "$tmp" || {{ rm -f "$tmp"; exit 1; }}
+[ "$(sha256sum "$tmp" | cut -d' ' -f1)" = "$SHA" ] || {{ rm -f "$tmp"; exit {EXIT_MISMATCH}; }}
+mv -f "$tmp" "$TARGET" || {{ rm -f "$tmp"; exit 1; }}
+echo "sha256=$(sha256sum "$TARGET" | cut -d' ' -f1)"
+"""
+    return HostCommand("restore-binary", _script(body, TARGET=target, SHA=sha256), timeout=60)
+
+
+def runc_version(target: str, timeout: float) -> HostCommand:
+    body = f'timeout -s KILL {int(timeout)} "$TARGET" --version'
+    return HostCommand("runc-version", _script(body, TARGET=target), timeout + 15)
+
+
+def verify_docker(run_id: str, image: str, command: str, timeout: float) -> HostCommand:
+    """A no-new-privileges container must finish in time; a hung one is killed and removed.
+
+    `docker run` ignores SIGTERM while runc init hangs, so the client gets SIGKILL, and the
+    container it leaves "Created" is removed by name.
+    """
+    body = f"""
+name="$PREFIX$RUN_ID-$$"
+cidfile={STATE_DIR}/$name.cid
+rm -f "$cidfile"
+timeout -s KILL {int(timeout)} docker run --rm --cidfile "$cidfile" --network none \\
+    --security-opt no-new-privileges --name "$name" "$IMAGE" $COMMAND
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    # A hung container's runtime processes (runc create, its runc init) block even `docker
+    # inspect`: find them by the container id docker wrote to the cidfile, kill them (never
+    # the shim or the daemons), then remove the container.
+    id=$(cat "$cidfile" 2>/dev/null)
+    if [ -n "$id" ]; then
+        for pid in $(grep -l -a -F "$id" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+            case "$(cat /proc/$pid/comm 2>/dev/null)" in containerd-shim*|dockerd|containerd) ;;
+            *) pkill -KILL -P "$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null;; esac
+        done
+    fi
+    timeout -s KILL 30 docker rm -f "$name" >/dev/null 2>&1
+    rm -f "$cidfile"
+    echo "verify=failed rc=$rc"; exit "$rc"
+fi
+rm -f "$cidfile"
+echo verify=ok
+"""
+    params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "RUN_ID": run_id, "IMAGE": image}
+    return HostCommand(
+        "verify-docker", _script(body, COMMAND=command, **params), timeout=timeout + 60
+    )
+
+
+def verify_exec(command: str, timeout: float) -> HostCommand:
+    """`docker exec` into a container that was running before the swap, if there is one."""
+    body = f"""
+id=$(docker ps -q --filter status=running | while read -r c; do
+    case "$(docker inspect -f '{{{{.Name}}}}' "$c")" in /$PREFIX*) ;; *) echo "$c"; break;; esac
+done)
+[ -n "$id" ] || {{ echo exec=none; exit 0; }}
+timeout -s KILL {int(timeout)} docker exec "$id" $COMMAND
+rc=$?
+[ "$rc" -eq 0 ] || {{ echo "exec=failed container=$id rc=$rc"; exit "$rc"; }}
+echo "exec=ok container=$id"
+"""
+    return HostCommand(
+        "verify-exec",
+        _script(body, PREFIX=VERIFY_CONTAINER_PREFIX, COMMAND=command),
+        timeout=timeout + 60,
+    )
+
+
+def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:
+    """Hosts without Docker: run a minimal OCI bundle (`noNewPrivileges: true`) with runc itself.
+
+    The rootfs holds a static busybox when the host has one; the container runs `true`.
+    """
+    body = f"""
+bundle=$(mktemp -d {STATE_DIR}/verify.XXXXXX) || exit 1
+name="$PREFIX$RUN_ID-$$"
+root={STATE_DIR}/runc-state
+cleanup() {{ "$TARGET" --root "$root" delete -f "$name" >/dev/null 2>&1; rm -rf "$bundle"; }}
+trap cleanup EXIT
+bb=$(command -v busybox) || {{ echo "error=no busybox for the verify bundle"; exit 1; }}
+mkdir -p "$bundle/rootfs/bin" && cp "$bb" "$bundle/rootfs/bin/busybox" || exit 1
+cd "$bundle" && "$TARGET" spec || exit 1
+sed -i -e 's/"terminal": true/"terminal": false/' \\
+    -e 's|"sh"|"/bin/busybox", "true"|' config.json
+grep -q '"noNewPrivileges": true' config.json || {{ echo "error=no noNewPrivileges"; exit 1; }}
+timeout -s KILL {int(timeout)} "$TARGET" --root "$root" run --bundle "$bundle" "$name" </dev/null
+rc=$?
+[ "$rc" -eq 0 ] || {{ echo "verify=failed rc=$rc"; exit "$rc"; }}
+echo verify=ok
+"""
+    params = {"TARGET": target, "RUN_ID": run_id, "PREFIX": VERIFY_CONTAINER_PREFIX}
+    return HostCommand("verify-runc", _script(body, **params), timeout=timeout + 60)
+
+
+def set_sysctl(value: int, files: list[str]) -> HostCommand:
+    """Set the runtime value, and every line of `files` that sets the key, to `value`.
+
+    Each file is backed up by its checksum before it is changed; one `file=` line per file reports
+    its checksum before and after, for the host-side record.
+    """
+    lines = [f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1"]
+    for path in sorted(files):
+        quoted = shlex.quote(path)
+        lines += [
+            f"sum=$(sha256sum {quoted} | cut -d' ' -f1) || exit 1",
+            f"[ -f {FILE_BACKUP_DIR}/$sum ] || cp -p {quoted} {FILE_BACKUP_DIR}/$sum || exit 1",
+            f"sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$"
+            f"#\\1{SYSCTL_KEY} = {value}#' {quoted} || exit 1",
+            f"echo \"file={path} before=$sum after=$(sha256sum {quoted} | cut -d' ' -f1)\"",
+        ]
+    lines.append(f"echo runtime=$(cat {SYSCTL_PROC})")
+    return HostCommand("set-sysctl", _script("\n".join(lines)), timeout=60)
+
+
+def parse_file_lines(output: str) -> dict[str, dict[str, str]]:
+    """The `file=PATH k=v ...` lines of `set_sysctl`/`restore_files`, by path."""
+    files: dict[str, dict[str, str]] = {}
+    for line in output.splitlines():
+        if line.startswith("file="):
+            path, *pairs = line[len("file=") :].split(" ")
+            files[path] = dict(pair.partition("=")[::2] for pair in pairs)
+    return files
+
+
+def restore_files(files: dict[str, str]) -> HostCommand:
+    """Put each file back from the backup store: `files` maps path to the sha256 it had."""
+    lines = []
+    for path, sha in sorted(files.items()):
+        quoted = shlex.quote(path)
+        lines.append(
+            f"cp -p {FILE_BACKUP_DIR}/{sha} {quoted}.runc-rollout.tmp && "
+            f"mv -f {quoted}.runc-rollout.tmp {quoted} || exit 1"
+        )
+        lines.append(f"echo \"file={path} sha256=$(sha256sum {quoted} | cut -d' ' -f1)\"")
+    return HostCommand("restore-files", _script("\n".join(lines) or "true"), timeout=60)
+
+
+def set_runtime_sysctl(value: int) -> HostCommand:
+    body = f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1\necho runtime=$(cat {SYSCTL_PROC})"
+    return HostCommand("set-runtime-sysctl", _script(body), timeout=30)

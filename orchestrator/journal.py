@@ -1,0 +1,164 @@
+"""A run's local journal: the reviewed plan, an append-only event log, and a state file.
+
+`runs/<run-id>/plan.json` is the plan as applied, `events.jsonl` gets one fsync'd line per event,
+and `state.json` is the state folded from those events, replaced atomically after each one. The
+events are the truth: a missing or stale state file is rebuilt from them, and a last line cut in
+half by a crash is ignored (and reported) rather than fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.errors import BadInput
+from orchestrator.fsutil import write_atomic
+from orchestrator.models import Event, HostState, Plan, RunState
+
+PLAN_FILE = "plan.json"
+EVENTS_FILE = "events.jsonl"
+STATE_FILE = "state.json"
+
+
+def new_run_id(plan: Plan, now: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{plan.plan_hash[:8]}"
+
+
+def initial_state(run_id: str, plan: Plan) -> RunState:
+    hosts = {host.name: HostState(wave=wave.index) for wave in plan.waves for host in wave.hosts}
+    return RunState(run_id=run_id, plan_id=plan.plan_id, hosts=hosts)
+
+
+def fold(state: RunState, event: Event) -> RunState:
+    """The state after `event`. Pure."""
+    update: dict[str, object] = {"last_seq": event.seq}
+    if event.type in ("host.phase", "host.finished") and event.host in state.hosts:
+        host = state.hosts[event.host]
+        changes: dict[str, object] = {}
+        if event.phase is not None:
+            changes["phase"] = event.phase
+        if event.type == "host.phase":
+            changes["status"] = "running"
+        elif event.status is not None:
+            changes["status"] = event.status
+        if event.runc_sha256 is not None:
+            changes["runc_sha256"] = event.runc_sha256
+        if event.message is not None or event.type == "host.finished":
+            changes["message"] = event.message
+        update["hosts"] = {**state.hosts, event.host: host.model_copy(update=changes)}
+    elif event.type == "wave.finished" and event.wave is not None:
+        update["next_wave"] = max(state.next_wave, event.wave + 1)
+    elif event.type in ("run.started", "run.resumed"):
+        update["status"] = "running"
+    elif event.type == "run.paused":
+        update["status"] = "paused"
+    elif event.type == "run.halted":
+        update["status"] = "halted"
+    elif event.type == "run.finished" and event.status is not None:
+        update["status"] = event.status
+    return state.model_copy(update=update)
+
+
+def fold_all(state: RunState, events: Iterable[Event]) -> RunState:
+    for event in events:
+        state = fold(state, event)
+    return state
+
+
+class Journal:
+    """Appends events and keeps the state file current. Safe to call from worker threads."""
+
+    def __init__(self, run_dir: Path, plan: Plan, state: RunState, clock: Callable[[], float]):
+        self.run_dir = run_dir
+        self.plan = plan
+        self.state = state
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.problems: list[str] = []  # what could not be read when the run was opened
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @classmethod
+    def create(cls, runs_root: Path, plan: Plan, clock: Callable[[], float] = time.time) -> Journal:
+        run_id = new_run_id(plan, clock())
+        run_dir = runs_root / run_id
+        run_dir.mkdir(parents=True, mode=0o700)
+        write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2) + "\n", mode=0o600)
+        (run_dir / EVENTS_FILE).touch(mode=0o600)
+        journal = cls(run_dir, plan, initial_state(run_id, plan), clock)
+        journal._save_state()
+        return journal
+
+    @classmethod
+    def open(cls, run_dir: Path, clock: Callable[[], float] = time.time) -> Journal:
+        """Open an existing run; the state is rebuilt from the events."""
+        plan_path = run_dir / PLAN_FILE
+        if not plan_path.is_file():
+            raise BadInput(f"{run_dir}: not a run directory (no {PLAN_FILE})")
+        try:
+            plan = Plan.model_validate_json(plan_path.read_text())
+        except ValidationError as error:
+            raise BadInput(f"{plan_path}: unreadable plan ({error.error_count()} errors)") from None
+        _end_with_newline(run_dir / EVENTS_FILE)
+        events, problems = read_events(run_dir / EVENTS_FILE)
+        state = fold_all(initial_state(run_dir.name, plan), events)
+        journal = cls(run_dir, plan, state, clock)
+        journal.problems = problems
+        journal._save_state()
+        return journal
+
+    def record(self, type_: str, **fields: object) -> Event:
+        """Append one event (fsync'd), fold it into the state and save the state atomically."""
+        with self._lock:
+            event = Event.model_validate(
+                {"seq": self.state.last_seq + 1, "time": self._clock(), "type": type_, **fields}
+            )
+            line = event.model_dump_json(exclude_none=True) + "\n"
+            with (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.state = fold(self.state, event)
+            self._save_state()
+            return event
+
+    def _save_state(self) -> None:
+        write_atomic(self.run_dir / STATE_FILE, self.state.model_dump_json(indent=2), mode=0o600)
+
+
+def read_events(path: Path) -> tuple[list[Event], list[str]]:
+    """Events in order, and a warning for each line that could not be read (e.g. cut by a crash)."""
+    events: list[Event] = []
+    problems: list[str] = []
+    if not path.is_file():
+        return events, [f"{path}: missing; no events recorded"]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(Event.model_validate(json.loads(line)))
+        except (ValueError, ValidationError):
+            problems.append(f"{path}:{number}: unreadable event ignored")
+    return events, problems
+
+
+def _end_with_newline(path: Path) -> None:
+    """After a crash mid-write, start the next event on a line of its own."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,229 @@
+"""Build a rollout plan from an inventory, an artifact and wave options. Pure: no I/O."""
+
+from __future__ import annotations
+
+import random
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.errors import BadInput
+from orchestrator.models import (
+    Artifact,
+    HostBefore,
+    Inventory,
+    InventoryHost,
+    Plan,
+    PlannedHost,
+    Skipped,
+    SshTarget,
+    VerifySpec,
+    Wave,
+    WaveOptions,
+)
+from orchestrator.patterns import select_hosts
+from orchestrator.waves import Size, parse_size, parse_sizes, place_in_waves
+
+SKIP_VAR = "runc_rollout_skip"
+NO_DOMAIN_KEY = "all"
+_TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
+
+
+def build_plan(
+    inventory: Inventory,
+    artifact: Artifact,
+    options: WaveOptions,
+    before: Mapping[str, HostBefore] | None = None,
+    unreachable: Mapping[str, str] | None = None,
+) -> Plan:
+    """The plan for `options.limit` of `inventory`.
+
+    `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
+    gathered to the reason, and they are held back.
+    """
+    sizes = parse_sizes(options.waves, option="--waves")
+    cap = (
+        parse_size(options.max_per_domain, option="--max-per-domain")
+        if (options.max_per_domain)
+        else None
+    )
+    if cap is not None and cap.value == 0:
+        raise BadInput("--max-per-domain: must allow at least one host per domain")
+    failures = parse_size(options.max_failures, option="--max-failures")
+    if options.pause_after is not None and options.pause_after < 0:
+        raise BadInput("--pause-after: must be a wave index, 0 or more")
+    if options.bake_seconds < 0:
+        raise BadInput("--bake: must be 0 seconds or more")
+
+    selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
+    skipped = [
+        Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
+        for host in selected
+        if held_back(host)
+    ] + [
+        Skipped(name=host.name, reason=f"unreachable: {(unreachable or {})[host.name]}")
+        for host in selected
+        if not held_back(host) and host.name in (unreachable or {})
+    ]
+    held = {item.name for item in skipped}
+    candidates = [host for host in selected if host.name not in held]
+    if not candidates:
+        raise BadInput(
+            f"nothing to plan: all {len(selected)} selected hosts are held back by {SKIP_VAR}"
+        )
+
+    by_domain = _group_by_domain(candidates, options.domain_key)
+    if options.seed is not None:
+        rng = random.Random(options.seed)
+        for hosts in by_domain.values():
+            rng.shuffle(hosts)
+    facts = before or {}
+    drafts = place_in_waves(by_domain, sizes, cap)
+    waves = [
+        Wave(
+            index=index,
+            hosts=[
+                _planned(host, domain, artifact, options, facts.get(host.name))
+                for host, domain in d.items
+            ],
+            max_failures=failures.of(len(d.items), at_least_one=False),
+            domains=d.domains,
+            note=d.note,
+        )
+        for index, d in enumerate(drafts)
+    ]
+    if options.pause_after is not None and options.pause_after >= len(waves):
+        raise BadInput(
+            f"--pause-after: wave {options.pause_after} does not exist (waves 0-{len(waves) - 1})"
+        )
+    domains = {domain: len(hosts) for domain, hosts in by_domain.items()}
+    plan = Plan(
+        plan_id="pending",
+        plan_hash="0" * 64,
+        inventory=inventory.sources,
+        artifact=artifact,
+        options=options,
+        waves=waves,
+        skipped=skipped,
+        domains=domains,
+        notes=_notes(options, domains, cap),
+    )
+    return plan.sealed()
+
+
+def held_back(host: InventoryHost) -> bool:
+    return host.vars.get(SKIP_VAR) not in (None, False, "")
+
+
+def hosts_to_plan(inventory: Inventory, limit: str | None) -> dict[str, SshTarget]:
+    """The selected hosts that are not held back, with how to reach them (for gathering facts)."""
+    return {
+        name: ssh_target(inventory.hosts[name])
+        for name in select_hosts(inventory, limit)
+        if not held_back(inventory.hosts[name])
+    }
+
+
+def domain_of(host: InventoryHost, domain_key: str | None) -> str:
+    if domain_key is None:
+        return NO_DOMAIN_KEY
+    value = host.vars.get(domain_key)
+    return f"(no {domain_key})" if value is None or value == "" else str(value)
+
+
+def _group_by_domain(
+    hosts: list[InventoryHost], domain_key: str | None
+) -> dict[str, list[tuple[InventoryHost, str]]]:
+    groups: dict[str, list[tuple[InventoryHost, str]]] = {}
+    for host in hosts:
+        domain = domain_of(host, domain_key)
+        groups.setdefault(domain, []).append((host, domain))
+    return groups
+
+
+def _planned(
+    host: InventoryHost,
+    domain: str,
+    artifact: Artifact,
+    options: WaveOptions,
+    before: HostBefore | None,
+) -> PlannedHost:
+    at_target = before is not None and before.runc_sha256 == artifact.sha256
+    return PlannedHost(
+        name=host.name,
+        domain=domain,
+        action="noop" if at_target else "swap",
+        reason=f"{before.runc_path} already has the target sha256"
+        if at_target and before
+        else None,
+        ssh=ssh_target(host),
+        verify=verify_spec(host, options),
+        before=before,
+    )
+
+
+def verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
+    image = options.verify_image or host.vars.get("runc_rollout_verify_image")
+    command = options.verify_command or host.vars.get("runc_rollout_verify_command") or "true"
+    return VerifySpec(
+        image=None if image is None else str(image),
+        command=str(command),
+        timeout_seconds=options.verify_timeout,
+    )
+
+
+def ssh_target(host: InventoryHost) -> SshTarget:
+    """Connection settings from Ansible's variables; passwords are never copied."""
+    variables = host.vars
+    port_text = str(variables.get("ansible_port", variables.get("ansible_ssh_port", 22)))
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise BadInput(f"host {host.name}: ansible_port {port_text!r} is not a TCP port")
+    key = variables.get("ansible_ssh_private_key_file", variables.get("ansible_private_key_file"))
+    user = variables.get("ansible_user", variables.get("ansible_ssh_user"))
+    return SshTarget(
+        address=str(variables.get("ansible_host", variables.get("ansible_ssh_host", host.name))),
+        port=int(port_text),
+        user=None if user is None else str(user),
+        private_key_file=None if key is None else str(key),
+        known_hosts_file=known_hosts_from_args(
+            str(variables.get("ansible_ssh_common_args", "")),
+            str(variables.get("ansible_ssh_extra_args", "")),
+        ),
+        become=_truthy(variables.get("ansible_become", False)),
+    )
+
+
+def known_hosts_from_args(*args: str) -> str | None:
+    """The `UserKnownHostsFile` given in ssh arguments, if any (the last one wins, as in ssh)."""
+    found = None
+    for text in args:
+        words = shlex.split(text)
+        for index, word in enumerate(words):
+            option = word
+            if word == "-o" and index + 1 < len(words):
+                option = words[index + 1]
+            elif word.startswith("-o"):
+                option = word[2:]
+            name, sep, value = option.partition("=")
+            if sep and name.strip().lower() == "userknownhostsfile":
+                found = value.strip()
+    return found
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in _TRUE_WORDS
+
+
+def _notes(options: WaveOptions, domains: dict[str, int], cap: Size | None) -> list[str]:
+    notes = []
+    key = options.domain_key
+    if key is not None and f"(no {key})" in domains:
+        notes.append(
+            f"{domains[f'(no {key})']} hosts have no {key!r} variable and form the domain "
+            f"'(no {key})' together"
+        )
+    if key is None:
+        notes.append("no --domain-key: every host is in the one domain 'all'")
+    if cap is not None:
+        notes.append(f"at most {cap.text} of each domain's hosts per wave (--max-per-domain)")
+    return notes

@@ -1,0 +1,66 @@
+"""Progress of a run as it happens: readable lines on stderr, or one JSON event a line on stdout."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+
+from orchestrator.models import Event, RunState
+
+_STYLE = {"done": "green", "noop": "cyan", "failed": "red", "unreachable": "red", "drift": "yellow"}
+
+
+class ProgressPrinter:
+    """Turns journal events into output. `json_stream` gets every event as a JSON line."""
+
+    def __init__(self, stderr: TextIO | None = None, json_stream: TextIO | None = None) -> None:
+        self.console = Console(file=stderr or sys.stderr, highlight=False)
+        self.json_stream = json_stream
+        self.totals: dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if self.json_stream is not None:
+            self.json_stream.write(event.model_dump_json(exclude_none=True) + "\n")
+            self.json_stream.flush()
+        line = self.describe(event)
+        if line:
+            self.console.print(line)
+
+    def describe(self, event: Event) -> str | None:
+        if event.type == "host.phase":
+            return f"  {event.host}: {event.phase}"
+        if event.type == "host.finished":
+            status = event.status or "?"
+            self.totals[status] = self.totals.get(status, 0) + 1
+            style = _STYLE.get(status, "white")
+            detail = f": {event.message}" if event.message else ""
+            return f"  [{style}]{event.host}: {status}[/]{detail}"
+        if event.type in ("wave.started", "wave.finished"):
+            verb = event.type.split(".")[1]
+            return f"[bold]wave {event.wave} {verb}[/]" + (
+                f": {event.message}" if event.message else ""
+            )
+        if event.type.startswith("run."):
+            counts = ", ".join(f"{count} {status}" for status, count in sorted(self.totals.items()))
+            text = f"[bold]run {event.type.split('.')[1]}[/]"
+            if event.status:
+                text += f" ({event.status})"
+            if event.message:
+                text += f": {event.message}"
+            return text + (f" [{counts}]" if counts and event.type != "run.started" else "")
+        return None
+
+
+def status_text(state: RunState) -> str:
+    """`status RUN`: the run and each host, a line each, plain text for terminals and scripts."""
+    lines = [
+        f"run {state.run_id} plan {state.plan_id}: {state.status}, next wave {state.next_wave}"
+    ]
+    for name, host in sorted(state.hosts.items(), key=lambda item: (item[1].wave, item[0])):
+        runc = (host.runc_sha256 or "-")[:12]
+        message = f"  {host.message}" if host.message else ""
+        row = f"wave {host.wave:<3} {name:<24} {host.status:<12} {host.phase:<16} runc {runc}"
+        lines.append(f"  {row}{message}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,152 @@
+"""Views of a plan: JSON for scripts, Markdown for the reviewer, a rich table for the terminal."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.models import Plan, Wave
+
+HOST_STEPS = (
+    "re-read facts; stop with *drift* if runc or the sysctl no longer match the plan",
+    "take the host-side lock",
+    "upload the artifact to a temporary name beside the runc the runtime executes",
+    "check its sha256 on the host and run its `--version` there",
+    "keep the old runc in the host-side backup store, named by its sha256",
+    "write the host-side record of the *before* state",
+    "swap: one `rename()` over the old path (dockerd, containerd and containers keep running)",
+    "verify: `runc --version`, dockerd/containerd PIDs unchanged, a no-new-privileges container "
+    "within a hard timeout, `docker exec` into a running container, no stuck `runc init`",
+    "restore `fs.pipe-user-pages-soft` at runtime and in the file that raised it (backup kept)",
+    "record the outcome on the host and in the local journal",
+)
+
+
+def plan_json(plan: Plan) -> str:
+    return plan.model_dump_json(indent=2) + "\n"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _budget(wave: Wave) -> str:
+    return f"halt if more than {wave.max_failures} fail"
+
+
+def _domain_cells(wave: Wave, domains: Iterable[str]) -> list[str]:
+    return [str(wave.domains.get(domain, 0) or "") for domain in domains]
+
+
+def plan_markdown(plan: Plan) -> str:
+    opts = plan.options
+    swaps = sum(1 for host in plan.hosts if host.action == "swap")
+    noops = len(plan.hosts) - swaps
+    art = plan.artifact
+    domains = list(plan.domains)
+    out = [
+        f"# runc rollout change plan `{plan.plan_id}`",
+        "",
+        "## Summary",
+        "",
+        f"- **Hosts:** {len(plan.hosts)} selected ({swaps} to swap, {noops} already at target), "
+        f"{len(plan.skipped)} held back",
+        f"- **Waves:** {len(plan.waves)} (`--waves {','.join(opts.waves)}`)",
+        f"- **Failure domains** (`{opts.domain_key or '-'}`): "
+        + ", ".join(f"{name} ({count})" for name, count in plan.domains.items()),
+        f"- **Artifact:** `{art.path}` ({art.size} bytes), version "
+        f"`{art.version or 'unknown (did not run here)'}`, commit `{art.commit or '-'}`",
+        f"- **sha256:** `{art.sha256}`",
+        f"- **Inventory:** {', '.join(f'`{source}`' for source in plan.inventory)}"
+        + (f", limited to `{opts.limit}`" if opts.limit else ""),
+        f"- **Plan hash:** `{plan.plan_hash}` (apply refuses the plan if its body changes)",
+        "",
+    ]
+    if plan.notes:
+        out += ["Notes:", "", *[f"- {note}" for note in plan.notes], ""]
+    out += [
+        "## Waves",
+        "",
+        "| wave | hosts | " + " | ".join(domains) + " | error budget | note |",
+        "|---:|---:|" + "---:|" * len(domains) + "---|---|",
+    ]
+    for wave in plan.waves:
+        cells = [str(wave.index), str(len(wave.hosts)), *_domain_cells(wave, domains)]
+        out.append("| " + " | ".join([*cells, _budget(wave), wave.note or ""]) + " |")
+    out += ["", "### Hosts by wave", ""]
+    for wave in plan.waves:
+        names = ", ".join(
+            f"`{host.name}`" + ("" if host.action == "swap" else f" (noop: {host.reason})")
+            for host in wave.hosts
+        )
+        out.append(f"- wave {wave.index}: {names}")
+    out += ["", "## Steps on each host", ""]
+    out += [f"{number}. {step}" for number, step in enumerate(HOST_STEPS, 1)]
+    out += [
+        "",
+        f"The sysctl target is `fs.pipe-user-pages-soft = {opts.sysctl_target}`; it is restored "
+        "only after the host's new runc has been verified.",
+        "",
+        "## Error budget and gates",
+        "",
+        f"- `--max-failures {opts.max_failures}` per wave: a failed or **unreachable** host "
+        "counts; a wave with more failures than its budget halts the rollout (exit 3) and no "
+        "further wave starts.",
+        "- A host that fails verification is rolled back at once.",
+        f"- Bake time between waves: {opts.bake_seconds:g} s.",
+        (
+            f"- Pause after wave {opts.pause_after} for a human to promote (`runc-rollout resume`)."
+            if opts.pause_after is not None
+            else "- No pause between waves."
+        ),
+        "",
+        "## Rolling back",
+        "",
+        "- A host that fails is rolled back automatically: the raised sysctl first, then the old "
+        "runc by rename from the host-side backup store, then verified.",
+        "- `runc-rollout rollback RUN [--host H]...` returns hosts to their recorded *before*; "
+        "the host-side records alone are enough (`rollback -i INVENTORY --limit P`) if the machine "
+        "that ran the rollout is gone.",
+        "",
+        "## Held back",
+        "",
+    ]
+    out += [f"- `{item.name}`: {item.reason}" for item in plan.skipped] or ["- none"]
+    return "\n".join(out) + "\n"
+
+
+def plan_table(plan: Plan, width: int = 120) -> str:
+    """The terminal view, rendered to text so the caller decides where it goes."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
+    art = plan.artifact
+    console.print(
+        f"[bold]{plan.plan_id}[/]  {_plural(len(plan.hosts), 'host')} in "
+        f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back\n"
+        f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}"
+    )
+    domains = list(plan.domains)
+    table = Table(show_lines=False)
+    table.add_column("wave", justify="right")
+    table.add_column("hosts", justify="right")
+    for domain in domains:
+        table.add_column(domain, justify="right")
+    table.add_column("budget")
+    table.add_column("note")
+    for wave in plan.waves:
+        table.add_row(
+            str(wave.index),
+            str(len(wave.hosts)),
+            *_domain_cells(wave, domains),
+            f"≤{wave.max_failures} fail",
+            wave.note or "",
+        )
+    console.print(table)
+    for item in plan.skipped:
+        console.print(f"held back: {item.name}: {item.reason}")
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    return buffer.getvalue()

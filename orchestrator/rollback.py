@@ -1,0 +1,41 @@
+"""Roll hosts back to the "before" their host-side record holds: for one run from its journal, or
+from the hosts alone (`rollback -i INVENTORY`) when the machine that ran the rollout is gone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from orchestrator.executor.base import HostSession
+from orchestrator.facts import gather_facts
+from orchestrator.hostops import HostOutcome, HostSteps, PhaseListener, StepFailed, read_record
+
+KNOWN_HANG_VERSIONS = ("1.0.0-rc93",)
+
+
+def rollback_host(
+    session: HostSession,
+    name: str,
+    *,
+    run_id: str | None,
+    on_phase: PhaseListener,
+    clock: Callable[[], float] = time.time,
+) -> HostOutcome:
+    """Return one host to its recorded "before"; `run_id` None accepts whichever run it records."""
+    facts = gather_facts(session)
+    record = read_record(facts)
+    current = facts.runc.sha256 if facts.runc else None
+    if record is None:
+        raise StepFailed("no host-side record: runc-rollout never changed this host")
+    if run_id is not None and record.run_id != run_id:
+        raise StepFailed(f"the host's record belongs to run {record.run_id}, not {run_id}")
+    if record.outcome == "rolled_back" and current == record.before_sha256:
+        return HostOutcome("rolled_back", "finished", current, "already rolled back")
+    outcome = HostSteps(
+        session, name, run_id=record.run_id, on_phase=on_phase, clock=clock
+    ).rollback(record)
+    version = record.before_version or ""
+    if any(bad in version for bad in KNOWN_HANG_VERSIONS):
+        warning = f"WARNING: rolled back to runc {version}, which hangs in runc init (rc93 bug)"
+        return HostOutcome(outcome.status, outcome.phase, outcome.runc_sha256, warning)
+    return outcome

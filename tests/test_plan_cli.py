@@ -1,0 +1,162 @@
+"""`runc-rollout plan` on the sample inventories: the contract, determinism, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.apply import load_plan
+from orchestrator.cli import main
+from orchestrator.errors import ExitCode, PlanError
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
+FLEET40_YAML = ROOT / "inventories" / "fleet40-yaml" / "hosts.yml"
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> tuple[Path, str]:
+    """A stand-in runc that runs here and reports a version, like the real one."""
+    path = tmp_path / "runc"
+    path.write_text("#!/bin/sh\nprintf 'runc version 1.1.12\\ncommit: v1.1.12-0-g51d5e94\\n'\n")
+    path.chmod(0o755)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def plan_args(artifact: tuple[Path, str], out: Path, *extra: str) -> list[str]:
+    path, digest = artifact
+    return ["plan", "-i", str(FLEET40), "--runc", str(path), "--sha256", digest, "-o", str(out),
+            *extra]  # fmt: skip
+
+
+def test_plan_json_follows_the_contract(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    args = plan_args(artifact, out, "--domain-key", "zone", "--max-per-domain", "3",
+                     "--waves", "1,10%,50%", "--max-failures", "10%",
+                     "--format", "json")  # fmt: skip
+    assert main(args) == ExitCode.OK
+    printed = capsys.readouterr().out
+    body = json.loads(out.read_text())
+    assert json.loads(printed) == body
+    assert body["artifact"]["sha256"] == artifact[1]
+    assert body["artifact"]["version"] == "1.1.12"
+    assert body["plan_id"] == f"plan-{body['plan_hash'][:12]}"
+    placed = [host["name"] for wave in body["waves"] for host in wave["hosts"]]
+    skipped = [item["name"] for item in body["skipped"]]
+    assert len(placed) + len(skipped) == 40 and not set(placed) & set(skipped)
+    assert skipped and all(item["reason"] for item in body["skipped"])
+    assert body["waves"][0]["hosts"][0].keys() >= {"name", "domain", "action"}
+    assert {host["domain"] for wave in body["waves"] for host in wave["hosts"]} == {
+        "zone-a", "zone-b", "zone-c"
+    }  # fmt: skip
+    assert all(max(wave["domains"].values()) <= 3 for wave in body["waves"])
+    assert len(body["waves"][2]["domains"]) == 3  # the first multi-host wave spans every zone
+    assert any("added" in (wave["note"] or "") for wave in body["waves"])
+    load_plan(out)  # the hash checks out
+
+
+def test_plan_is_deterministic_and_yaml_equals_ini(
+    artifact: tuple[Path, str], tmp_path: Path
+) -> None:
+    outputs = []
+    for index, inventory in enumerate([FLEET40, FLEET40, FLEET40_YAML]):
+        out = tmp_path / f"plan{index}.json"
+        args = plan_args(artifact, out, "--domain-key", "zone", "--seed", "7", "--format", "json")
+        args[2] = str(inventory)
+        assert main(args) == ExitCode.OK
+        outputs.append(json.loads(out.read_text()))
+    first = (tmp_path / "plan0.json").read_bytes()
+    assert (tmp_path / "plan1.json").read_bytes() == first
+    assert outputs[2]["waves"] == outputs[0]["waves"]
+
+
+def test_markdown_is_a_change_document(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = plan_args(artifact, tmp_path / "p.json", "--domain-key", "zone", "--pause-after", "0",
+                     "--format", "markdown")  # fmt: skip
+    assert main(args) == ExitCode.OK
+    text = capsys.readouterr().out
+    for heading in ("## Summary", "## Waves", "## Steps on each host", "## Error budget",
+                    "## Rolling back", "## Held back"):  # fmt: skip
+        assert heading in text
+    assert artifact[1] in text and "| wave | hosts | zone-a | zone-b | zone-c |" in text
+    assert "Pause after wave 0" in text
+
+
+def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "--format", "json")) == ExitCode.OK
+    body = json.loads(out.read_text())
+    body["waves"][0]["max_failures"] = 5
+    out.write_text(json.dumps(body))
+    with pytest.raises(PlanError, match="edited after review"):
+        load_plan(out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--waves", "1,,5"], "--waves"),
+        (["--waves", "ten"], "--waves"),
+        (["--limit", "no_such_group"], "no_such_group"),
+        (["--limit", "zone_a:&zone_b"], "selects no hosts"),
+        (["--max-per-domain", "0", "--domain-key", "zone"], "--max-per-domain"),
+        (["--max-failures", "x"], "--max-failures"),
+        (["--pause-after", "99"], "--pause-after"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_file(
+    artifact: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, *extra)) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() and os.listdir(tmp_path) == ["runc"]
+
+
+def test_checksum_mismatch_and_missing_artifact(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = artifact
+    out = tmp_path / "plan.json"
+    wrong = ["plan", "-i", str(FLEET40), "--runc", str(path), "--sha256", "0" * 64, "-o", str(out)]
+    assert main(wrong) == ExitCode.BAD_INPUT
+    assert "not the expected" in capsys.readouterr().err
+    missing = [*wrong[:4], str(tmp_path / "nope"), *wrong[5:]]
+    assert main(missing) == ExitCode.BAD_INPUT
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*wrong[:6], "abc", *wrong[7:]]) == ExitCode.BAD_INPUT
+    assert "64 hexadecimal" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_malformed_inventory_names_file_and_line(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[web]\nnode[01:\n")
+    args = plan_args(artifact, tmp_path / "p.json")
+    args[2] = str(bad)
+    assert main(args) == ExitCode.BAD_INPUT
+    assert f"{bad}:2:" in capsys.readouterr().err
+
+
+def test_help_documents_exit_codes_and_wave_semantics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == ExitCode.OK
+    assert "3 error budget exceeded" in capsys.readouterr().out
+    assert main(["plan", "--help"]) == ExitCode.OK
+    assert "serial" in capsys.readouterr().out
