@@ -1,0 +1,1320 @@
+"""`runc-rollout lab up|down|status`: a fleet of real hosts on one Linux machine.
+
+Each lab host is a mount namespace (see `hostdef` for its mounts) with a real OpenSSH sshd on its
+own loopback address; "full" hosts also run their own containerd and dockerd. All of them are
+children of one lab supervisor (`supervisor.py`), which reaps them. `lab.json` in the state
+directory records every process the lab started (PID and start time, so a recycled PID is never
+taken for a lab process); `lab down` stops exactly those, plus anything still running inside a lab
+host's namespace or the lab's cgroups, and removes the state directory and the inventory.
+
+Nothing here changes the machine itself: no mount is made outside the lab hosts' namespaces, no
+file is written outside the state directory and the inventory, and a lab host's /proc/sys is
+read-only except its own `fs.pipe-user-pages-soft`, which is a plain file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.errors import BadInput, LabError
+from orchestrator.lab import hostdef
+from orchestrator.lab.supervisor import SOCKET_NAME
+
+DEFAULT_STATE_DIR = Path("/var/lib/runc-rollout-lab")
+STATE_DIR_ENV = "RUNC_ROLLOUT_LAB_DIR"
+FIRST_ADDRESS_ENV = "RUNC_ROLLOUT_LAB_FIRST_ADDRESS"
+DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
+DEFAULT_FIRST_ADDRESS = "127.0.0.11"
+DEFAULT_HOSTS = 4
+DEFAULT_FULL = 2
+RECORD_NAME = "lab.json"
+SUPERVISOR_PY = Path(__file__).with_name("supervisor.py")
+DAEMON_ENV = {"PATH": hostdef.SYSTEMD_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+HOLDER_PREFIX = "runc-rollout-lab-holder:"
+KEEPALIVE_ARGS = ("--network", "none", hostdef.VERIFY_IMAGE, "sleep", "1000000")
+PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
+
+T = TypeVar("T")
+HostKind = Literal["full", "light"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The record (lab.json) and what the API returns
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProcRef(_Record):
+    """A process the lab started: its PID and its start time (clock ticks after boot)."""
+
+    pid: int
+    start: int
+
+
+class HostRecord(_Record):
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+    storage_driver: str | None = None  # full hosts: the one dockerd runs with
+    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd, dockerd
+
+
+class LabRecord(_Record):
+    schema_version: Literal[1] = 1
+    lab_id: str
+    state_dir: str
+    inventory_path: str
+    created_dirs: list[str] = []  # directories `lab up` created (and `lab down` removes if empty)
+    first_address: str
+    created: float
+    supervisor: ProcRef | None = None
+    hosts: list[HostRecord]
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+
+
+@dataclass
+class LabInfo:
+    """What `lab up` did and how to reach the fleet."""
+
+    state_dir: Path
+    inventory_path: Path
+    private_key: Path
+    known_hosts: Path
+    hosts: list[LabHost]
+    already_running: bool
+    started: list[str]  # "lab-01 sshd", ... what this call started
+    seconds: float
+    rss_bytes: int  # resident memory of every lab process, summed
+    pss_bytes: int  # the same with shared pages divided among their users
+    next_commands: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabHostStatus:
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+    holder: bool  # the host's namespace is alive
+    sshd: bool
+    containerd: bool | None  # None on light hosts
+    dockerd: bool | None
+    runc_version: str | None  # first line of /usr/local/sbin/runc --version on the host
+    runc_sha256: str | None
+    sysctl: int | None  # the host's fs.pipe-user-pages-soft
+    pids: dict[str, int]
+
+
+@dataclass
+class LabDownReport:
+    state_dir: Path
+    found: bool  # whether there was a lab to take down
+    stopped: int  # processes stopped
+    removed: list[str]  # paths removed
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requirements
+
+# (path, Debian package, needed only for full hosts)
+REQUIRED_FILES: tuple[tuple[str, str, bool], ...] = (
+    ("/usr/bin/nsenter", "util-linux", False),
+    ("/usr/sbin/sshd", "openssh-server", False),
+    ("/usr/bin/ssh-keygen", "openssh-client", False),
+    (hostdef.DEBIAN_RUNC, "runc", False),
+    ("/usr/bin/containerd", "containerd", True),
+    ("/usr/bin/containerd-shim-runc-v2", "containerd", True),
+    ("/usr/sbin/dockerd", "docker.io", True),
+    ("/usr/bin/docker", "docker.io", True),
+    ("/bin/busybox", "busybox-static", True),
+)
+
+
+def _elf_is_static(path: str) -> bool:
+    """True for a 64-bit ELF executable without an interpreter (PT_INTERP)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+            if header[:4] != b"\x7fELF" or header[4] != 2:
+                return False
+            endian = "<" if header[5] == 1 else ">"
+            phoff = struct.unpack_from(endian + "Q", header, 32)[0]
+            phentsize, phnum = struct.unpack_from(endian + "HH", header, 54)
+            handle.seek(phoff)
+            table = handle.read(phentsize * phnum)
+    except OSError:
+        return False
+    return all(struct.unpack_from(endian + "I", table, i * phentsize)[0] != 3 for i in range(phnum))
+
+
+def check_requirements(*, full_hosts: bool = True) -> None:
+    """Raise BadInput (one line) unless this is Linux, we are root and the packages are there."""
+    if not sys.platform.startswith("linux"):
+        raise BadInput(f"runc-rollout lab needs Linux (mount namespaces); this is {sys.platform}")
+    if os.geteuid() != 0:
+        raise BadInput("runc-rollout lab needs root (mount namespaces, sshd on port 22): use sudo")
+    missing: list[str] = []
+    for path, package, full_only in REQUIRED_FILES:
+        if full_only and not full_hosts:
+            continue
+        present = os.access(path, os.X_OK)
+        if present and package == "busybox-static":
+            present = _elf_is_static(path)
+        if not present and package not in missing:
+            missing.append(package)
+    if missing:
+        raise BadInput(
+            f"runc-rollout lab needs Debian packages that are missing: "
+            f"apt-get install -y {' '.join(missing)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2 :].split()  # [0] is field 3 (state), [19] field 22
+
+
+def proc_start(pid: int) -> int | None:
+    """A live (not zombie) process's start time, or None."""
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def alive(ref: ProcRef | None) -> bool:
+    return ref is not None and proc_start(ref.pid) == ref.start
+
+
+def _mnt_ns(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+
+def _signal(ref: ProcRef, sig: int) -> bool:
+    if not alive(ref):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(ref.pid, sig)
+    return True
+
+
+def _wait_gone(refs: list[ProcRef], timeout: float) -> list[ProcRef]:
+    """Wait until none of `refs` is alive; reap our own children. Returns those still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for ref in refs:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(ref.pid, os.WNOHANG)
+        left = [ref for ref in refs if alive(ref)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _stop(refs: list[ProcRef], timeout: float) -> int:
+    """SIGTERM, then SIGKILL after `timeout`. Returns how many were alive."""
+    live = [ref for ref in refs if _signal(ref, signal.SIGTERM)]
+    left = _wait_gone(live, timeout)
+    for ref in left:
+        _signal(ref, signal.SIGKILL)
+    _wait_gone(left, 5.0)
+    return len(live)
+
+
+def _read_proc_text(pid: int, name: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _memory(pids: list[int]) -> tuple[int, int]:
+    """Summed RSS and PSS (shared pages divided among their users) of `pids`, in bytes."""
+    rss = pss = 0
+    for pid in pids:
+        for line in _read_proc_text(pid, "smaps_rollup").splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+    return rss, pss
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write via a temporary file and rename (no fsync: the lab is disposable)."""
+    payload = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _parallel(func: Callable[[T], None], items: list[T], workers: int = 16) -> None:
+    """Run `func` over items in threads; re-raise the first error after all have finished."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = [pool.submit(func, item) for item in items]
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _sha256(path: str | Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _addresses(first: str, count: int) -> list[str]:
+    try:
+        start = ipaddress.IPv4Address(first)
+    except ValueError as exc:
+        raise BadInput(f"lab: bad first address {first!r}: {exc}") from None
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    last = start + (count - 1) if count else start
+    if start not in loopback or last not in loopback or last == loopback.broadcast_address:
+        raise BadInput(f"lab: {count} hosts from {first} leave 127.0.0.0/8; lab hosts use loopback")
+    return [str(start + i) for i in range(count)]
+
+
+def port_in_use(address: str, port: int = 22) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _ssh_banner(address: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=timeout) as sock:
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _unix_http_ok(path: str, request: bytes, timeout: float = 2.0) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            if not request:
+                return True
+            sock.sendall(request)
+            return sock.recv(64).split(b" ", 2)[1:2] == [b"200"]
+    except (OSError, IndexError):
+        return False
+
+
+def _answers(path: str, request: bytes) -> Callable[[], bool]:
+    return lambda: _unix_http_ok(path, request)
+
+
+def _wait_for(check: Callable[[], bool], process: ProcRef, timeout: float) -> bool:
+    """Poll `check` until it holds; give up early when `process` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        if not alive(process):
+            return False
+        time.sleep(0.05)
+    return check()
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if path.exists():
+        return
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor
+
+_OWN_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # supervisors started by this process
+
+
+def _call(state_dir: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(state_dir / SOCKET_NAME))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply = json.loads(data) if data else {"error": "the lab supervisor closed the connection"}
+    if not isinstance(reply, dict):
+        raise LabError(f"the lab supervisor answered {reply!r}")
+    return reply
+
+
+def _start_supervisor(state_dir: Path) -> ProcRef:
+    log = open(state_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", str(SUPERVISOR_PY), str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            env=DAEMON_ENV,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    _OWN_CHILDREN[child.pid] = child
+    start = proc_start(child.pid)
+    ref = ProcRef(pid=child.pid, start=start if start is not None else -1)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            break
+        with contextlib.suppress(OSError):
+            if _call(state_dir, {"op": "ping"}, timeout=2).get("pid") == child.pid:
+                return ref
+        time.sleep(0.05)
+    raise LabError(f"the lab supervisor did not start: {_tail(state_dir / 'supervisor.log')}")
+
+
+def _reap_own(pid: int, timeout: float) -> None:
+    child = _OWN_CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    with open(state_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(
+                f"another `runc-rollout lab` command is working on {state_dir}"
+            ) from None
+        yield
+
+
+class _Lab:
+    def __init__(self, state_dir: Path, record: LabRecord) -> None:
+        self.dir = state_dir
+        self.record = record
+        self.lock = threading.Lock()
+        self.started: list[str] = []
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def host_dir(self, host: HostRecord) -> Path:
+        return self.dir / "hosts" / host.name
+
+    def inside(self, host: HostRecord) -> str:
+        return f"{hostdef.LAB_MOUNT}/hosts/{host.name}"
+
+    @property
+    def private_key(self) -> Path:
+        return self.dir / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "ssh" / "known_hosts"
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"runc-rollout-lab-{self.record.lab_id}"
+
+    def save(self) -> None:
+        with self.lock:
+            _write(self.dir / RECORD_NAME, self.record.model_dump_json(indent=1), 0o600)
+
+    def note(self, host: HostRecord, what: str, pid: int, log: Path) -> None:
+        """Record a process just started (its start time tells it from a later one's PID)."""
+        start = proc_start(pid)
+        if start is None:
+            raise LabError(f"{host.name}: {what} exited at once: {_tail(log)}")
+        with self.lock:
+            host.procs[what] = ProcRef(pid=pid, start=start)
+            self.started.append(f"{host.name} {what}")
+        self.save()
+
+    # -- preparing files ----------------------------------------------------------------------
+
+    def prepare_lab_files(self, full_hosts: bool) -> None:
+        (self.dir / "ssh").mkdir(mode=0o700, exist_ok=True)
+        (self.dir / "hosts").mkdir(mode=0o755, exist_ok=True)
+        _keygen(self.private_key, "runc-rollout-lab")
+        if full_hosts:
+            self.build_image()
+
+    def build_image(self) -> None:
+        """A rootfs tarball of Debian's static busybox with a symlink per applet."""
+        target = self.dir / "image" / "busybox.tar"
+        if target.exists():
+            return
+        target.parent.mkdir(mode=0o755, exist_ok=True)
+        listing = subprocess.run(
+            ["/bin/busybox", "--list-full"], check=True, capture_output=True, text=True
+        ).stdout.split()
+        tmp = target.with_suffix(".tmp")
+        with tarfile.open(tmp, "w") as tar:
+
+            def add_dir(name: str, mode: int = 0o755) -> None:
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, int(time.time())
+                tar.addfile(info)
+
+            def add_file(name: str, data: bytes) -> None:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+
+            dirs = {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "var", "run"}
+            dirs |= {"proc", "sys", "dev"}
+            for name in sorted(dirs):
+                add_dir(name, 0o700 if name == "root" else 0o755)
+            add_dir("tmp", 0o1777)
+            tar.add("/bin/busybox", arcname="bin/busybox")
+            for applet in sorted(set(listing)):
+                if applet == "bin/busybox":
+                    continue
+                info = tarfile.TarInfo(applet)
+                info.type, info.linkname, info.mtime = tarfile.SYMTYPE, "/bin/busybox", 0
+                tar.addfile(info)
+            add_file(
+                "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"
+            )
+            add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+        os.replace(tmp, target)
+
+    def prepare_host(self, host: HostRecord) -> None:
+        """Create the host's own files, in the incident's state; never touches a prepared host."""
+        hdir = self.host_dir(host)
+        if (hdir / ".prepared").exists():
+            return
+        hdir.mkdir(mode=0o755, exist_ok=True)
+        for name, mode in (
+            ("usr-local-sbin", 0o755),
+            ("usr-local-bin", 0o755),
+            ("etc-sysctl.d", 0o755),
+            ("etc-docker", 0o755),
+            ("etc-containerd", 0o755),
+            ("root", 0o700),
+            ("root/.ssh", 0o700),
+            ("var-log", 0o755),
+            ("var-lib-runc-rollout", 0o700),
+        ):
+            (hdir / name).mkdir(mode=mode, exist_ok=True)
+            os.chmod(hdir / name, mode)
+        self.write_incident_state(host)
+        public = (self.dir / "ssh" / "id_ed25519.pub").read_text()
+        _write(hdir / "root" / ".ssh" / "authorized_keys", public, 0o600)
+        for name in ("wtmp", "btmp", "lastlog"):
+            _write(hdir / "var-log" / name, b"", 0o600 if name == "btmp" else 0o664)
+        _keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
+        _write(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
+        if host.kind == "full":
+            for name, mode in (("var-lib-docker", 0o710), ("var-lib-containerd", 0o711)):
+                (hdir / name).mkdir(mode=mode, exist_ok=True)
+            self.write_daemon_json(host, "overlay2")
+            _write(hdir / "etc-containerd" / "config.toml", hostdef.containerd_config())
+        _write(hdir / ".prepared", "")
+
+    def write_incident_state(self, host: HostRecord) -> None:
+        """The old runc, the raised sysctl (runtime and /etc/sysctl.d), the machine's other
+        sysctl files, an empty /var/lib/runc-rollout: the state every lab host starts in.
+
+        Files bound over a single file in the host (the sysctl value, /etc/sysctl.conf) are
+        rewritten in place: a new file renamed over them would not be what the host sees."""
+        hdir = self.host_dir(host)
+        for name in ("usr-local-sbin", "etc-sysctl.d", "var-lib-runc-rollout"):
+            for entry in os.scandir(hdir / name):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        _write(hdir / "usr-local-sbin" / "runc", hostdef.rc93_runc_wrapper(), 0o755)
+        sysctl_d = hdir / "etc-sysctl.d"
+        if os.path.isdir("/etc/sysctl.d"):
+            for entry in os.scandir("/etc/sysctl.d"):
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), sysctl_d / entry.name)
+                elif entry.is_file():
+                    shutil.copy2(entry.path, sysctl_d / entry.name)
+        _write(sysctl_d / hostdef.INCIDENT_CONF_NAME, hostdef.incident_sysctl_conf())
+        if os.path.isfile("/etc/sysctl.conf"):
+            with open("/etc/sysctl.conf", "rb") as source, open(hdir / "sysctl.conf", "wb") as out:
+                shutil.copyfileobj(source, out)
+        with open(hdir / "pipe-user-pages-soft", "w") as handle:
+            handle.write(f"{hostdef.INCIDENT_SYSCTL_VALUE}\n")
+
+    def write_daemon_json(self, host: HostRecord, driver: str) -> None:
+        parent = f"/{self.cgroup_root}/{host.name}"
+        path = self.host_dir(host) / "etc-docker" / "daemon.json"
+        _write(path, hostdef.daemon_json(parent, driver))
+        host.storage_driver = driver
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def ensure_supervisor(self) -> None:
+        if alive(self.record.supervisor):
+            with contextlib.suppress(OSError):
+                if _call(self.dir, {"op": "ping"}, timeout=5).get("pid"):
+                    return
+        self.record.supervisor = _start_supervisor(self.dir)
+        self.started.append("supervisor")
+        self.save()
+
+    def holder_alive(self, host: HostRecord) -> bool:
+        ref = host.procs.get("holder")
+        if not alive(ref) or ref is None:
+            return False
+        return _read_proc_text(ref.pid, "cmdline").startswith(HOLDER_PREFIX + host.name)
+
+    def nsenter(self, host: HostRecord) -> list[str]:
+        pid = host.procs["holder"].pid
+        return [
+            "/usr/bin/nsenter",
+            f"--mount=/proc/{pid}/ns/mnt",
+            f"--uts=/proc/{pid}/ns/uts",
+            "--",
+        ]
+
+    def in_host(self, host: HostRecord, argv: list[str], timeout: float = 120) -> str:
+        """Run a command inside a host (its mounts, the machine's everything else)."""
+        try:
+            done = subprocess.run(
+                [*self.nsenter(host), *argv],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=DAEMON_ENV,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"{host.name}: `{' '.join(argv)}` timed out after {timeout:.0f}s"
+            ) from None
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            why = detail[-1] if detail else f"exit {done.returncode}"
+            raise LabError(f"{host.name}: `{' '.join(argv[:3])}` failed: {why}")
+        return done.stdout
+
+    def ensure_holder(self, host: HostRecord) -> None:
+        if self.holder_alive(host):
+            return
+        # The namespace is gone: whatever ran in it is stale. Start the host afresh.
+        _stop([ref for ref in host.procs.values() if alive(ref)], 10.0)
+        host.procs.clear()
+        hdir = self.host_dir(host)
+        ops = hostdef.holder_ops(
+            state_dir=str(self.dir),
+            host_dir=str(hdir),
+            full=host.kind == "full",
+            sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
+        )
+        log = hdir / "holder.log"
+        request = {"op": "holder", "name": host.name, "ops": ops, "log": str(log)}
+        reply = _call(self.dir, request)
+        if "pid" not in reply:
+            raise LabError(f"{host.name}: cannot set up its mount namespace: {reply.get('error')}")
+        self.note(host, "holder", int(reply["pid"]), log)
+
+    def spawn(self, host: HostRecord, what: str, argv: list[str], log: str) -> ProcRef:
+        log_path = self.host_dir(host) / "var-log" / log
+        request = {
+            "op": "spawn",
+            "argv": [*self.nsenter(host), *argv],
+            "env": DAEMON_ENV,
+            "log": str(log_path),
+        }
+        reply = _call(self.dir, request)
+        if "pid" not in reply:
+            raise LabError(f"{host.name}: cannot start {what}: {reply.get('error')}")
+        self.note(host, what, int(reply["pid"]), log_path)
+        return host.procs[what]
+
+    def ensure_sshd(self, host: HostRecord) -> None:
+        if alive(host.procs.get("sshd")):
+            return
+        if port_in_use(host.address):
+            raise LabError(f"{host.name}: {host.address}:22 is in use by another process")
+        config = f"{self.inside(host)}/sshd_config"
+        argv = ["/usr/sbin/sshd", "-D", "-f", config, "-E", "/var/log/sshd.log"]
+        self.spawn(host, "sshd", argv, "sshd.log")
+
+    def wait_sshd(self, host: HostRecord) -> None:
+        ref = host.procs["sshd"]
+        if not _wait_for(lambda: _ssh_banner(host.address), ref, 15.0):
+            log = self.host_dir(host) / "var-log" / "sshd.log"
+            raise LabError(f"{host.name}: sshd did not come up on {host.address}:22: {_tail(log)}")
+
+    def ensure_docker(self, host: HostRecord) -> None:
+        holder = host.procs["holder"].pid
+        root = f"/proc/{holder}/root"
+        logs = self.host_dir(host) / "var-log"
+        containerd_sock = f"{root}/run/containerd/containerd.sock"
+        docker_sock = f"{root}/run/docker.sock"
+        for what, sock, request in (
+            ("containerd", containerd_sock, b""),
+            ("dockerd", docker_sock, PING),
+        ):
+            # A running daemon must answer (it may be starting); one shutting down is replaced.
+            ref = host.procs.get(what)
+            answered = ref is None or _wait_for(_answers(sock, request), ref, 30.0)
+            if not answered and alive(ref):
+                raise LabError(f"{host.name}: {what} (pid {ref and ref.pid}) does not answer")
+        if not alive(host.procs.get("containerd")):
+            ref = self.spawn(host, "containerd", ["/usr/bin/containerd"], "containerd.log")
+            if not _wait_for(lambda: _unix_http_ok(containerd_sock, b""), ref, 30.0):
+                raise LabError(
+                    f"{host.name}: containerd did not start: {_tail(logs / 'containerd.log')}"
+                )
+        if not alive(host.procs.get("dockerd")):
+            drivers = [host.storage_driver or "overlay2"]
+            if drivers[0] != "vfs":
+                drivers.append("vfs")
+            for driver in drivers:
+                self.write_daemon_json(host, driver)
+                argv = ["/usr/sbin/dockerd", "--containerd=/run/containerd/containerd.sock"]
+                ref = self.spawn(host, "dockerd", argv, "dockerd.log")
+                if _wait_for(lambda: _unix_http_ok(docker_sock, PING), ref, 60.0):
+                    break
+                _stop([ref], 10.0)
+            else:
+                raise LabError(f"{host.name}: dockerd did not start: {_tail(logs / 'dockerd.log')}")
+        self.save()
+        docker = ["/usr/bin/docker"]
+        images = self.in_host(host, [*docker, "images", "-q", hostdef.VERIFY_IMAGE])
+        if not images.strip():
+            tarball = f"{hostdef.LAB_MOUNT}/image/busybox.tar"
+            self.in_host(host, [*docker, "import", tarball, hostdef.VERIFY_IMAGE])
+            self.started.append(f"{host.name} image {hostdef.VERIFY_IMAGE}")
+        keepalive_filter = f"name=^{hostdef.KEEPALIVE_CONTAINER}$"
+        state = self.in_host(
+            host,
+            [*docker, "ps", "-a", "--format", "{{.State}}", "--filter", keepalive_filter],
+        ).strip()
+        if state == "running":
+            return
+        if state:
+            self.in_host(host, [*docker, "start", hostdef.KEEPALIVE_CONTAINER])
+        else:
+            self.in_host(
+                host,
+                [*docker, "run", "-d", "--name", hostdef.KEEPALIVE_CONTAINER, *KEEPALIVE_ARGS],
+            )
+        self.started.append(f"{host.name} container {hostdef.KEEPALIVE_CONTAINER}")
+
+    def write_client_files(self) -> None:
+        lines = []
+        for host in self.record.hosts:
+            public = (self.host_dir(host) / "ssh_host_ed25519_key.pub").read_text()
+            lines.append(hostdef.known_hosts_line(host.address, public))
+        _write(self.known_hosts, "".join(lines), 0o644)
+        inventory = Path(self.record.inventory_path)
+        self.record.created_dirs += _mkdirs(inventory.parent, 0o755)
+        text = hostdef.inventory_yaml(
+            hosts=[
+                {"name": h.name, "address": h.address, "zone": h.zone, "kind": h.kind}
+                for h in self.record.hosts
+            ],
+            private_key=str(self.private_key),
+            known_hosts=str(self.known_hosts),
+            state_dir=str(self.dir),
+        )
+        _write(inventory, text, 0o644)
+        self.save()
+
+    # -- finding the lab's processes ------------------------------------------------------------
+
+    def namespaces(self) -> set[int]:
+        """The mount namespaces of the lab's hosts, as far as a recorded process still holds one."""
+        recorded = [ref for host in self.record.hosts for ref in host.procs.values()]
+        found = {ns for ref in recorded if alive(ref) and (ns := _mnt_ns(ref.pid)) is not None}
+        found.discard(_mnt_ns(os.getpid()) or -1)
+        return found
+
+    def processes(self, namespaces: set[int] | None = None) -> list[ProcRef]:
+        """Every live process of this lab: those recorded, those in a lab host's namespace, the
+        supervisor's children, and those in the lab's cgroups (containers)."""
+        recorded = [ref for host in self.record.hosts for ref in host.procs.values()]
+        supervisor = self.record.supervisor
+        if namespaces is None:
+            namespaces = self.namespaces()
+        supervisor_pid = supervisor.pid if alive(supervisor) and supervisor else None
+        marker = f"/{self.cgroup_root}/"
+        found: dict[int, ProcRef] = {ref.pid: ref for ref in recorded if alive(ref)}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in found or pid == os.getpid() or pid == supervisor_pid:
+                continue
+            fields = _stat(pid)
+            if fields is None or fields[0] in ("Z", "X"):
+                continue
+            ours = (
+                _mnt_ns(pid) in namespaces
+                or (supervisor_pid is not None and int(fields[1]) == supervisor_pid)
+                or marker in _read_proc_text(pid, "cgroup")
+            )
+            if ours:
+                found[pid] = ProcRef(pid=pid, start=int(fields[19]))
+        return list(found.values())
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def host_status(self, host: HostRecord) -> LabHostStatus:
+        holder = self.holder_alive(host)
+        full = host.kind == "full"
+        version = sha = None
+        sysctl: int | None = None
+        if holder:
+            root = f"/proc/{host.procs['holder'].pid}/root"
+            sha = _sha256(f"{root}{hostdef.HOST_RUNC}")
+            with contextlib.suppress(LabError, OSError):
+                output = self.in_host(host, [hostdef.HOST_RUNC, "--version"], timeout=15)
+                version = output.splitlines()[0].strip() if output.strip() else None
+            with contextlib.suppress(OSError, ValueError):
+                sysctl = int(Path(f"{root}{hostdef.PIPE_SYSCTL}").read_text().split()[0])
+        return LabHostStatus(
+            name=host.name,
+            address=host.address,
+            zone=host.zone,
+            kind=host.kind,
+            holder=holder,
+            sshd=alive(host.procs.get("sshd")),
+            containerd=alive(host.procs.get("containerd")) if full else None,
+            dockerd=alive(host.procs.get("dockerd")) if full else None,
+            runc_version=version,
+            runc_sha256=sha,
+            sysctl=sysctl,
+            pids={what: ref.pid for what, ref in host.procs.items() if alive(ref)},
+        )
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def stop_docker(self, host: HostRecord) -> None:
+        """A healthy host: remove every container through dockerd (so no shim or container
+        outlives it), then stop dockerd before containerd. A broken one (namespace or a daemon
+        gone): kill both daemons; the sweep that follows kills shims and containers."""
+        dockerd, containerd = host.procs.get("dockerd"), host.procs.get("containerd")
+        daemons = [ref for ref in (dockerd, containerd) if ref is not None]
+        sock = (
+            f"/proc/{host.procs['holder'].pid}/root/run/docker.sock"
+            if "holder" in host.procs
+            else ""
+        )
+        healthy = (
+            self.holder_alive(host)
+            and alive(dockerd)
+            and alive(containerd)
+            and _unix_http_ok(sock, PING)
+        )
+        if not healthy:
+            for ref in daemons:
+                _signal(ref, signal.SIGKILL)
+            _wait_gone(daemons, 5.0)
+            return
+        with contextlib.suppress(LabError):
+            ids = self.in_host(host, ["/usr/bin/docker", "ps", "-aq"], timeout=30).split()
+            if ids:
+                self.in_host(host, ["/usr/bin/docker", "rm", "-f", *ids], timeout=60)
+        for ref in daemons:
+            _stop([ref], 15.0)
+
+    def remove_cgroups(self) -> list[str]:
+        """rmdir the lab's cgroup directories (deepest first) in every hierarchy. A cgroup stays
+        busy until its last killed process is reaped, so busy ones are retried for a while."""
+        tops = [Path("/sys/fs/cgroup") / self.cgroup_root]
+        with contextlib.suppress(OSError):
+            tops += [Path(e.path) / self.cgroup_root for e in os.scandir("/sys/fs/cgroup")]
+        deadline = time.monotonic() + 10.0
+        while True:
+            leftovers = []
+            for top in tops:
+                if not top.is_dir():
+                    continue
+                for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                    try:
+                        os.rmdir(dirpath)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        leftovers.append(f"cgroup {dirpath}: {exc.strerror}")
+            if not leftovers or time.monotonic() >= deadline:
+                return leftovers
+            time.sleep(0.1)
+
+
+def _load(state_dir: Path) -> LabRecord | None:
+    path = state_dir / RECORD_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return LabRecord.model_validate_json(text)
+    except ValueError as exc:
+        raise BadInput(f"{path} is not a lab record this version can read: {exc}") from None
+
+
+def _lab_id(state_dir: Path) -> str:
+    return hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]
+
+
+def _plan_hosts(count: int, full: int, first: str) -> list[HostRecord]:
+    addresses = _addresses(first, count)
+    width = max(2, len(str(count)))
+    return [
+        HostRecord(
+            name=f"lab-{i + 1:0{width}d}",
+            address=addresses[i],
+            zone="zone-a" if i % 2 == 0 else "zone-b",
+            kind="full" if i < full else "light",
+        )
+        for i in range(count)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The API
+
+
+def lab_up(
+    hosts: int | None = None,
+    docker: int | None = None,
+    *,
+    state_dir: Path | None = None,
+    inventory_path: Path | None = None,
+    first_address: str | None = None,
+) -> LabInfo:
+    """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
+    full. Without counts, a running lab keeps its size and a new one gets 4 hosts, 2 full."""
+    began = time.monotonic()
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is not None:
+        have_full = sum(h.kind == "full" for h in record.hosts)
+        if (hosts is not None and hosts != len(record.hosts)) or (
+            docker is not None and docker != have_full
+        ):
+            raise BadInput(
+                f"a lab of {len(record.hosts)} hosts ({have_full} full) is in {state_dir}; "
+                "run `runc-rollout lab down` first to change its size"
+            )
+        if inventory_path is not None and inventory_path.absolute() != Path(record.inventory_path):
+            raise BadInput(
+                f"the lab in {state_dir} writes its inventory to {record.inventory_path}; "
+                "run `runc-rollout lab down` first to move it"
+            )
+        if first_address is not None and first_address != record.first_address:
+            raise BadInput(f"the lab in {state_dir} starts at {record.first_address}")
+    if record is not None:
+        count, full = len(record.hosts), sum(h.kind == "full" for h in record.hosts)
+    else:
+        count = DEFAULT_HOSTS if hosts is None else hosts
+        full = min(DEFAULT_FULL, count) if docker is None else docker
+    if record is None:
+        if count < 1 or full < 0 or full > count:
+            raise BadInput(
+                f"lab: need 1 or more hosts and 0..hosts full ones (got {count}, {full})"
+            )
+        if count > 250:
+            raise BadInput("lab: at most 250 hosts")
+    check_requirements(full_hosts=full > 0)
+    if record is None:
+        if state_dir.exists() and any(state_dir.iterdir()):
+            raise BadInput(f"{state_dir} exists, is not empty and holds no lab (no {RECORD_NAME})")
+        first = first_address or os.environ.get(FIRST_ADDRESS_ENV) or DEFAULT_FIRST_ADDRESS
+        planned = _plan_hosts(count, full, first)
+        busy = [h.address for h in planned if port_in_use(h.address)]
+        if busy:
+            raise BadInput(
+                f"lab: {', '.join(busy[:5])} port 22 already in use; pick other addresses "
+                f"with {FIRST_ADDRESS_ENV} or --first-address"
+            )
+        if len(str(state_dir / SOCKET_NAME)) > 100:
+            raise BadInput(f"lab: state directory path too long for a unix socket: {state_dir}")
+        created = _mkdirs(state_dir, 0o700)
+        os.chmod(state_dir, 0o700)
+        record = LabRecord(
+            created_dirs=created[:-1],  # the state directory itself goes anyway
+            lab_id=_lab_id(state_dir),
+            state_dir=str(state_dir),
+            inventory_path=str((inventory_path or DEFAULT_INVENTORY).absolute()),
+            first_address=first,
+            created=time.time(),
+            hosts=planned,
+        )
+        already = False
+    else:
+        already = True
+    lab = _Lab(state_dir, record)
+    try:
+        with _locked(state_dir):
+            _bring_up(lab)
+    except LabError as exc:
+        raise LabError(f"{exc} (`runc-rollout lab down` removes what was started)") from exc
+    memory = lab_memory(state_dir)
+    info = LabInfo(
+        state_dir=state_dir,
+        inventory_path=Path(record.inventory_path),
+        private_key=lab.private_key,
+        known_hosts=lab.known_hosts,
+        hosts=[LabHost(h.name, h.address, h.zone, h.kind) for h in record.hosts],
+        already_running=already and not lab.started,
+        started=lab.started,
+        seconds=time.monotonic() - began,
+        rss_bytes=memory[0],
+        pss_bytes=memory[1],
+    )
+    info.next_commands = _next_commands(info)
+    return info
+
+
+def _bring_up(lab: _Lab) -> None:
+    hosts = lab.record.hosts
+    lab.save()
+    lab.prepare_lab_files(any(h.kind == "full" for h in hosts))
+    _parallel(lab.prepare_host, hosts, workers=8)
+    lab.ensure_supervisor()
+    _parallel(lab.ensure_holder, hosts, workers=8)
+    _parallel(lab.ensure_sshd, hosts, workers=8)
+    _parallel(lab.wait_sshd, hosts, workers=32)
+    lab.write_client_files()
+    _parallel(lab.ensure_docker, [h for h in hosts if h.kind == "full"], workers=4)
+    lab.save()
+
+
+def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[str]:
+    """Put lab hosts (default: all) back in the incident's state without restarting anything:
+    the fake rc93 runc, fs.pipe-user-pages-soft 163840 at runtime and in /etc/sysctl.d, an
+    empty /var/lib/runc-rollout. For tests that share one lab. Returns the hosts reset."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is None:
+        raise BadInput(f"no lab in {state_dir}")
+    known = {host.name: host for host in record.hosts}
+    unknown = sorted(set(hosts or ()) - set(known))
+    if unknown:
+        raise BadInput(f"no such lab host: {', '.join(unknown)}")
+    lab = _Lab(state_dir, record)
+    chosen = [known[name] for name in hosts] if hosts else record.hosts
+    with _locked(state_dir):
+        for host in chosen:
+            lab.write_incident_state(host)
+    return [host.name for host in chosen]
+
+
+def lab_status(state_dir: Path | None = None) -> list[LabHostStatus]:
+    """Every host of the lab in `state_dir` (empty when there is no lab)."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is None:
+        return []
+    lab = _Lab(state_dir, record)
+    results: dict[str, LabHostStatus] = {}
+
+    def one(host: HostRecord) -> None:
+        results[host.name] = lab.host_status(host)
+
+    _parallel(one, record.hosts, workers=16)
+    return [results[host.name] for host in record.hosts]
+
+
+def lab_memory(state_dir: Path | None = None) -> tuple[int, int]:
+    """RSS and PSS, in bytes, of every process of the lab, the supervisor included."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is None:
+        return 0, 0
+    lab = _Lab(state_dir, record)
+    pids = [ref.pid for ref in lab.processes()]
+    if alive(record.supervisor) and record.supervisor is not None:
+        pids.append(record.supervisor.pid)
+    return _memory(pids)
+
+
+def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) -> LabDownReport:
+    """Stop every process of the lab, remove its cgroups, state directory and inventory.
+    Safe to run twice; with no lab there, it only removes an inventory it generated."""
+    began = time.monotonic()
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    report = LabDownReport(state_dir, record is not None, 0, [], 0.0)
+    inventories = [inventory_path.absolute()] if inventory_path else []
+    if record is None:
+        if state_dir.is_dir() and not any(state_dir.iterdir()):
+            state_dir.rmdir()
+            report.removed.append(str(state_dir))
+    else:
+        if os.geteuid() != 0:
+            raise BadInput("runc-rollout lab down needs root: use sudo")
+        lab = _Lab(state_dir, record)
+        own_ns = _mnt_ns(os.getpid())
+        recorded = [ref for host in record.hosts for ref in host.procs.values() if alive(ref)]
+        if any(_mnt_ns(ref.pid) == own_ns for ref in recorded):
+            raise BadInput("run `runc-rollout lab down` on the machine, not inside a lab host")
+        with _locked(state_dir):
+            namespaces = lab.namespaces()  # before anything stops: the holders hold them
+            stopped = {ref.pid for ref in lab.processes(namespaces)}
+            full = [h for h in record.hosts if h.kind == "full"]
+            _parallel(lab.stop_docker, full, workers=8)
+            for _round in range(5):
+                procs = lab.processes(namespaces)
+                if not procs:
+                    break
+                for ref in procs:
+                    _signal(ref, signal.SIGKILL)
+                stopped |= {ref.pid for ref in procs}
+                left = _wait_gone(procs, 10.0)
+                if left:
+                    report.warnings.append(f"still alive after SIGKILL: {[r.pid for r in left]}")
+            supervisor = record.supervisor
+            if alive(supervisor) and supervisor is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    _call(state_dir, {"op": "shutdown"}, timeout=5)
+                if _wait_gone([supervisor], 5.0):
+                    _stop([supervisor], 1.0)
+                _reap_own(supervisor.pid, 5.0)
+                stopped.add(supervisor.pid)
+            report.stopped = len(stopped)
+            report.warnings += lab.remove_cgroups()
+        inventories.append(Path(record.inventory_path))
+        mounts = _mounts_under(state_dir)
+        if mounts:
+            raise LabError(
+                f"lab down: {len(mounts)} mounts remain under {state_dir} (e.g. {mounts[0]}); "
+                "not removing it"
+            )
+        shutil.rmtree(state_dir)
+        report.removed.append(str(state_dir))
+        for path in inventories:
+            if _is_lab_inventory(path):
+                path.unlink()
+                report.removed.append(str(path))
+        for directory in sorted(record.created_dirs, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+                report.removed.append(directory)
+    for path in inventories if record is None else []:
+        if _is_lab_inventory(path):
+            path.unlink()
+            report.removed.append(str(path))
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _mkdirs(path: Path, mode: int) -> list[str]:
+    """mkdir -p; returns the directories it created, outermost first."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=mode, exist_ok=True)
+    return [str(p) for p in reversed(missing)]
+
+
+def _is_lab_inventory(path: Path) -> bool:
+    try:
+        with open(path) as handle:
+            return handle.readline().startswith(hostdef.INVENTORY_MARKER)
+    except OSError:
+        return False
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(path) or point.startswith(prefix):
+                found.append(point)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Text for the command line
+
+
+def _next_commands(info: LabInfo) -> list[str]:
+    first = info.hosts[0]
+    inventory = info.inventory_path
+    with contextlib.suppress(ValueError):
+        inventory = inventory.relative_to(Path.cwd())
+    ssh = (
+        f"ssh -i {info.private_key} -o UserKnownHostsFile={info.known_hosts} "
+        f"-o StrictHostKeyChecking=yes root@{first.address}"
+    )
+    commands = [
+        f"{ssh} runc --version",
+        "runc-rollout lab status",
+        f"ansible -i {inventory} all -m ping",
+    ]
+    if any(h.kind == "full" for h in info.hosts):
+        full = next(h for h in info.hosts if h.kind == "full")
+        commands.append(
+            f"{ssh.replace(first.address, full.address)} docker run --rm --network none "
+            f"--security-opt no-new-privileges {hostdef.VERIFY_IMAGE} {hostdef.VERIFY_COMMAND}"
+        )
+    sha = _sha256(hostdef.DEBIAN_RUNC) or "SHA256"
+    commands += [
+        f"mkdir -p artifacts && cp {hostdef.DEBIAN_RUNC} artifacts/runc",
+        f"runc-rollout plan -i {inventory} --runc artifacts/runc --sha256 {sha} "
+        "--domain-key zone --max-per-domain 1",
+        "runc-rollout lab down",
+    ]
+    return commands
+
+
+def format_up(info: LabInfo) -> str:
+    full = sum(h.kind == "full" for h in info.hosts)
+    head = (
+        f"lab already running: {len(info.hosts)} hosts ({full} full)"
+        if info.already_running
+        else f"lab up: {len(info.hosts)} hosts ({full} full) in {info.seconds:.1f}s, "
+        f"{info.rss_bytes / 2**20:.0f} MiB RSS ({info.pss_bytes / 2**20:.0f} MiB PSS)"
+    )
+    first, last = info.hosts[0].address, info.hosts[-1].address
+    lines = [
+        head,
+        f"hosts:       lab-* on {first}..{last} port 22 (zone-a, zone-b)",
+        f"inventory:   {info.inventory_path}",
+        f"ssh key:     {info.private_key}",
+        f"known_hosts: {info.known_hosts}",
+        f"state:       {info.state_dir}",
+        "next:",
+        *(f"  {command}" for command in info.next_commands),
+    ]
+    return "\n".join(lines)
+
+
+def format_status(rows: list[LabHostStatus]) -> str:
+    if not rows:
+        return "no lab running"
+
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else ("up" if value else "DOWN")
+
+    header = ["HOST", "ADDRESS", "ZONE", "KIND", "SSHD", "CONTAINERD", "DOCKERD", "SYSCTL"]
+    header += ["RUNC", "SHA256"]
+    table = [header]
+    for row in rows:
+        version = row.runc_version or ("?" if row.holder else "(host down)")
+        table.append(
+            [
+                row.name,
+                row.address,
+                row.zone,
+                row.kind,
+                flag(row.sshd),
+                flag(row.containerd),
+                flag(row.dockerd),
+                "?" if row.sysctl is None else str(row.sysctl),
+                version.removeprefix("runc version "),
+                (row.runc_sha256 or "?")[:12],
+            ]
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
+
+
+def format_down(report: LabDownReport) -> str:
+    if not report.found:
+        removed = f"; removed {', '.join(report.removed)}" if report.removed else ""
+        return f"no lab in {report.state_dir}{removed}"
+    lines = [
+        f"lab down: stopped {report.stopped} processes in {report.seconds:.1f}s; "
+        f"removed {', '.join(report.removed)}"
+    ]
+    lines += [f"warning: {warning}" for warning in report.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Shared fixtures. `lab`: one small lab fleet for the whole session (real sshd, dockerd,
+containerd in mount namespaces on loopback addresses); tests that use it are marked `lab`
+automatically and are skipped, with the reason, where the lab cannot run (not Linux, not root,
+packages missing)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import BadInput
+from orchestrator.lab import (
+    LabHost,
+    LabInfo,
+    check_requirements,
+    lab_down,
+    lab_reset,
+    lab_up,
+)
+from orchestrator.lab.fleet import port_in_use
+
+LAB_HOSTS = 4
+LAB_FULL = 2
+TEST_ADDRESS_ENV = "RUNC_ROLLOUT_LAB_TEST_FIRST_ADDRESS"
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here, or None."""
+    try:
+        check_requirements(full_hosts=True)
+    except BadInput as exc:
+        return str(exc)
+    return None
+
+
+def free_first_address(count: int) -> str:
+    """A first address such that `count` consecutive loopback addresses have port 22 free.
+
+    Random 127.0.K.11 ranges (K in 100..199), so that sessions running side by side on one
+    machine (or a lab someone left up on 127.0.0.11) do not collide.
+    """
+    if os.environ.get(TEST_ADDRESS_ENV):
+        return os.environ[TEST_ADDRESS_ENV]
+    candidates = list(range(100, 200))
+    random.shuffle(candidates)
+    for third in candidates:
+        addresses = [f"127.0.{third}.{11 + i}" for i in range(count)]
+        if not any(port_in_use(address) for address in addresses):
+            return addresses[0]
+    pytest.skip("lab unavailable: port 22 is taken on every loopback range tried (sshd on *:22?)")
+
+
+@dataclass
+class LabFleet:
+    """A running lab, as the tests see it."""
+
+    info: LabInfo
+    state_dir: Path
+    inventory: Path
+    private_key: Path
+    known_hosts: Path
+    hosts: list[LabHost]
+
+    @property
+    def full_hosts(self) -> list[LabHost]:
+        return [host for host in self.hosts if host.kind == "full"]
+
+    @property
+    def light_hosts(self) -> list[LabHost]:
+        return [host for host in self.hosts if host.kind == "light"]
+
+    def host(self, name: str) -> LabHost:
+        return next(host for host in self.hosts if host.name == name)
+
+    def reset(self, *hosts: LabHost) -> None:
+        """Put hosts (default: all) back in the incident's state: fake rc93 runc, sysctl 163840
+        at runtime and in /etc/sysctl.d, empty /var/lib/runc-rollout. Tests that change a host
+        of the shared lab call this when they finish."""
+        lab_reset(self.state_dir, [host.name for host in hosts] or None)
+
+    def ssh_argv(self, host: LabHost, known_hosts: Path | None = None) -> list[str]:
+        return [
+            "ssh",
+            "-i",
+            str(self.private_key),
+            "-o",
+            f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-F",
+            "/dev/null",
+            f"root@{host.address}",
+        ]
+
+    def ssh(
+        self,
+        host: LabHost,
+        command: str | Sequence[str],
+        *,
+        known_hosts: Path | None = None,
+        check: bool = True,
+        timeout: float = 90,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `command` on a lab host over real ssh with strict host key checking."""
+        remote = command if isinstance(command, str) else shlex.join(command)
+        done = subprocess.run(
+            [*self.ssh_argv(host, known_hosts), remote],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"ssh {host.name} {remote!r} exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return done
+
+
+def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFleet:
+    try:
+        info = lab_up(
+            hosts,
+            full,
+            state_dir=state_dir,
+            inventory_path=inventory,
+            first_address=free_first_address(hosts),
+        )
+    except BaseException:
+        lab_down(state_dir, inventory)
+        raise
+    return LabFleet(
+        info=info,
+        state_dir=info.state_dir,
+        inventory=info.inventory_path,
+        private_key=info.private_key,
+        known_hosts=info.known_hosts,
+        hosts=info.hosts,
+    )
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """4 hosts (lab-1/lab-2 full, in zone-a and zone-b) for the whole session; down at the end."""
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(f"lab unavailable: {reason}")
+    base = tmp_path_factory.mktemp("lab")
+    fleet = start_lab(base / "state", base / "inventory" / "hosts.yml", LAB_HOSTS, LAB_FULL)
+    try:
+        yield fleet
+    finally:
+        lab_down(fleet.state_dir, fleet.inventory)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the lab fixture gets the `lab` marker (`-m 'not lab'` skips them)."""
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)
