@@ -1,0 +1,457 @@
+"""The `runc-rollout` command line: parse options, call the library, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from orchestrator import lab as lab_api
+from orchestrator.apply import ApplyEnv, Rollout, check_artifact, load_plan, preview
+from orchestrator.artifact import inspect_artifact
+from orchestrator.errors import BadInput, ExitCode, RolloutError
+from orchestrator.executor.base import Executor, run_on_hosts
+from orchestrator.executor.ssh import SshExecutor
+from orchestrator.facts import (
+    before_from_report,
+    facts_json,
+    facts_report,
+    facts_table,
+    gather_fleet,
+    read_facts_report,
+)
+from orchestrator.fsutil import write_atomic
+from orchestrator.hostops import HostOutcome
+from orchestrator.inventory import load_inventory
+from orchestrator.journal import Journal
+from orchestrator.models import (
+    PIPE_USER_PAGES_SOFT_DEFAULT,
+    HostBefore,
+    HostPhase,
+    SshTarget,
+    WaveOptions,
+)
+from orchestrator.planner import build_plan, hosts_to_plan
+from orchestrator.progress import ProgressPrinter, status_text
+from orchestrator.render import plan_json, plan_markdown, plan_table
+from orchestrator.rollback import rollback_host
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
+    "3 error budget exceeded, rollout halted; 4 the plan no longer matches the fleet (drift), "
+    "nothing changed; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="runc-rollout",
+    help="Fleet-wide runc upgrade orchestrator: plan canary waves, swap runc alone, verify, "
+    "restore fs.pipe-user-pages-soft, roll back.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+KnownHostsOption = Annotated[
+    Path | None,
+    typer.Option("--known-hosts", help="known_hosts file (else the inventory's, else ~/.ssh)."),
+]
+ConcurrencyOption = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")
+]
+RunsDirOption = Annotated[
+    Path,
+    typer.Option("--runs-dir", envvar="RUNC_ROLLOUT_RUNS", help="Where run journals are kept."),
+]
+InventoryOption = Annotated[
+    list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
+]
+LimitOption = Annotated[
+    str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
+]
+
+
+class ExecutorName(StrEnum):
+    ssh = "ssh"
+
+
+WAVES_HELP = (
+    "Wave sizes, Ansible `serial` semantics: a comma list of counts or percentages of ALL "
+    "selected hosts (rounded down, at least 1); the last entry repeats until every host is "
+    "placed; 0 means all remaining. 7 hosts with 1,10%,50% -> 1,1,3,2."
+)
+
+
+@app.command()
+def plan(
+    inventory: Annotated[
+        list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
+    ],
+    runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
+    sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    waves: Annotated[str, typer.Option("--waves", help=WAVES_HELP)] = "1,10%,50%,100%",
+    limit: Annotated[
+        str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
+    ] = None,
+    domain_key: Annotated[
+        str | None,
+        typer.Option("--domain-key", help="Host variable naming the failure domain (zone, rack)."),
+    ] = None,
+    max_per_domain: Annotated[
+        str | None,
+        typer.Option(
+            "--max-per-domain",
+            help="At most N hosts, or P% of a domain's hosts (rounded down, at least 1), "
+            "of one domain per wave.",
+        ),
+    ] = None,
+    max_failures: Annotated[
+        str,
+        typer.Option(
+            "--max-failures",
+            help="Error budget per wave: N hosts or P% of the wave; more failed or unreachable "
+            "hosts than that halts the rollout.",
+        ),
+    ] = "0",
+    bake: Annotated[float, typer.Option("--bake", help="Seconds to wait between waves.")] = 0.0,
+    pause_after: Annotated[
+        int | None, typer.Option("--pause-after", help="Stop after wave N until `resume`.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Shuffle hosts within domains with this seed.")
+    ] = None,
+    sysctl_target: Annotated[
+        int, typer.Option("--sysctl-target", help="Value to restore fs.pipe-user-pages-soft to.")
+    ] = PIPE_USER_PAGES_SOFT_DEFAULT,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the plan file (JSON).")
+    ] = Path("plan.json"),
+    fmt: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = (
+        Format.table
+    ),
+    gather: Annotated[
+        bool,
+        typer.Option(
+            "--gather", help="Read each host's facts (read-only) to record its before state."
+        ),
+    ] = False,
+    facts_file: Annotated[
+        Path | None, typer.Option("--facts", help="Use facts saved by `facts --format json`.")
+    ] = None,
+    verify_image: Annotated[
+        str | None,
+        typer.Option("--verify-image", help="Image of the verification container."),
+    ] = None,
+    verify_command: Annotated[
+        str | None, typer.Option("--verify-command", help="Its command (default: true).")
+    ] = None,
+    verify_timeout: Annotated[
+        float, typer.Option("--verify-timeout", help="Hard timeout of each verification.")
+    ] = 60.0,
+    known_hosts: KnownHostsOption = None,
+    concurrency: ConcurrencyOption = 16,
+) -> None:
+    """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
+    options = WaveOptions(
+        waves=tuple(part.strip() for part in waves.split(",")),
+        domain_key=domain_key,
+        max_per_domain=max_per_domain,
+        max_failures=max_failures,
+        bake_seconds=bake,
+        pause_after=pause_after,
+        seed=seed,
+        limit=limit,
+        sysctl_target=sysctl_target,
+        verify_image=verify_image,
+        verify_command=verify_command,
+        verify_timeout=verify_timeout,
+    )
+    artifact = inspect_artifact(runc, sha256)
+    loaded = load_inventory(inventory)
+    before: dict[str, HostBefore] = {}
+    unreachable: dict[str, str] = {}
+    if gather or facts_file:
+        targets = hosts_to_plan(loaded, limit)
+        if facts_file is not None:
+            report = read_facts_report(facts_file)
+        else:
+            with SshExecutor(known_hosts=known_hosts) as executor:
+                report = facts_report(gather_fleet(executor, targets, concurrency))
+        before, unreachable = before_from_report(report, targets)
+    result = build_plan(loaded, artifact, options, before, unreachable)
+    write_atomic(output, plan_json(result))
+    views = {Format.json: plan_json, Format.markdown: plan_markdown, Format.table: plan_table}
+    sys.stdout.write(views[fmt](result))
+    typer.echo(f"plan written to {output} ({result.plan_id})", err=True)
+
+
+@app.command()
+def facts(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    known_hosts: KnownHostsOption = None,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
+    if fmt is Format.markdown:
+        raise BadInput("--format: facts prints table or json")
+    targets = hosts_to_plan(load_inventory(inventory), limit)
+    with SshExecutor(known_hosts=known_hosts) as executor:
+        results = gather_fleet(executor, targets, concurrency)
+    sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
+    failed = [name for name, result in results.items() if isinstance(result, Exception)]
+    return ExitCode.HOST_FAILED if failed else ExitCode.OK
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
+    executor: Annotated[
+        ExecutorName, typer.Option("--executor", help="How to reach hosts.")
+    ] = ExecutorName.ssh,
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
+    ] = False,
+    json_events: Annotated[
+        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
+    ] = False,
+    runs_dir: RunsDirOption = Path("runs"),
+    known_hosts: KnownHostsOption = None,
+) -> int:
+    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review)."""
+    plan = load_plan(plan_file)
+    check_artifact(plan)
+    with SshExecutor(known_hosts=known_hosts) as backend:
+        if dry_run:
+            targets = {host.name: host.ssh for host in plan.hosts}
+            results = gather_fleet(backend, targets, concurrency)
+            for line in preview(plan, results):
+                typer.echo(line)
+            return ExitCode.OK
+        confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
+        journal = Journal.create(runs_dir, plan)
+        typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
+        return run_rollout(journal, backend, concurrency, json_events)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
+    runs_dir: RunsDirOption = Path("runs"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> int:
+    """Show a run's waves and hosts, from its journal."""
+    journal = Journal.open(run_directory(run, runs_dir))
+    for problem in journal.problems:
+        typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    if json_out:
+        typer.echo(journal.state.model_dump_json(indent=2))
+    else:
+        sys.stdout.write(status_text(journal.state))
+    return ExitCode.OK
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
+    runs_dir: RunsDirOption = Path("runs"),
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_events: Annotated[
+        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
+    ] = False,
+    known_hosts: KnownHostsOption = None,
+) -> int:
+    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first."""
+    journal = Journal.open(run_directory(run, runs_dir))
+    check_artifact(journal.plan)
+    if journal.state.status == "completed":
+        typer.echo(f"run {journal.run_id} is already completed", err=True)
+        return ExitCode.OK
+    confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
+    with SshExecutor(known_hosts=known_hosts) as backend:
+        return run_rollout(journal, backend, concurrency, json_events, resumed=True)
+
+
+@app.command()
+def rollback(
+    run: Annotated[
+        str | None, typer.Argument(metavar="[RUN]", help="Run id or directory to roll back.")
+    ] = None,
+    hosts: Annotated[
+        list[str] | None, typer.Option("--host", help="Only this host (repeatable).")
+    ] = None,
+    inventory: Annotated[
+        list[Path] | None,
+        typer.Option("-i", "--inventory", help="Roll back from the hosts' own records."),
+    ] = None,
+    limit: LimitOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    known_hosts: KnownHostsOption = None,
+) -> int:
+    """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
+    if (run is None) == (not inventory):
+        raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
+    journal: Journal | None = None
+    if run is not None:
+        journal = Journal.open(run_directory(run, runs_dir))
+        targets = {host.name: host.ssh for host in journal.plan.hosts}
+        unknown = sorted(set(hosts or []) - set(targets))
+        if unknown:
+            raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
+        if hosts:
+            targets = {name: targets[name] for name in hosts}
+    else:
+        targets = hosts_to_plan(load_inventory(inventory or []), limit)
+    confirm(f"roll back {len(targets)} hosts?", yes)
+    run_id = journal.run_id if journal else None
+    printer = ProgressPrinter()
+
+    def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
+        if journal is not None:
+            printer(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
+
+    with SshExecutor(known_hosts=known_hosts) as backend:
+
+        def one(name: str, target: SshTarget) -> HostOutcome:
+            session = backend.session(target, name=name)
+            return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
+
+        results = run_on_hosts(targets, one, concurrency=concurrency)
+    failed = 0
+    for name, result in results.items():
+        if isinstance(result, HostOutcome):
+            line = f"{name}: {result.status}" + (f": {result.message}" if result.message else "")
+            if journal is not None:
+                journal.record(
+                    "host.finished",
+                    host=name,
+                    status=result.status,
+                    phase=result.phase,
+                    runc_sha256=result.runc_sha256,
+                    message=result.message,
+                )
+        else:
+            failed += 1
+            line = f"{name}: rollback failed: {result}"
+        typer.echo(line)
+    return ExitCode.HOST_FAILED if failed else ExitCode.OK
+
+
+lab_app = typer.Typer(
+    help="A local fleet of real hosts (own sshd per 127.0.0.x; full hosts also dockerd and "
+    "containerd), in the incident's state. Needs root.",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar=lab_api.STATE_DIR_ENV,
+        help=f"Lab state [default: {lab_api.DEFAULT_STATE_DIR}].",
+    ),
+]
+LabInventoryOption = Annotated[
+    Path | None,
+    typer.Option("--inventory", help=f"Inventory to write [default: {lab_api.DEFAULT_INVENTORY}]."),
+]
+
+
+@lab_app.command("up")
+def lab_up(
+    hosts: Annotated[int | None, typer.Option("--hosts", min=1, help="Hosts (default 4).")] = None,
+    docker: Annotated[
+        int | None, typer.Option("--docker", min=0, help="Of which full hosts (default 2).")
+    ] = None,
+    state_dir: StateDirOption = None,
+    inventory: LabInventoryOption = None,
+    first_address: Annotated[
+        str | None,
+        typer.Option("--first-address", envvar=lab_api.FIRST_ADDRESS_ENV, help="e.g. 127.0.0.11"),
+    ] = None,
+) -> None:
+    """Start the lab (idempotent: a running lab only gets what died restarted)."""
+    info = lab_api.lab_up(
+        hosts, docker, state_dir=state_dir, inventory_path=inventory, first_address=first_address
+    )
+    typer.echo(lab_api.format_up(info))
+
+
+@lab_app.command("status")
+def lab_status(state_dir: StateDirOption = None) -> None:
+    """Each lab host: address, runc version and checksum, sysctl, daemons alive."""
+    typer.echo(lab_api.format_status(lab_api.lab_status(state_dir)))
+
+
+@lab_app.command("down")
+def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = None) -> None:
+    """Stop the lab's own processes (by recorded PID), unmount, remove its files. Safe twice."""
+    typer.echo(lab_api.format_down(lab_api.lab_down(state_dir, inventory)))
+
+
+def run_rollout(
+    journal: Journal, backend: Executor, concurrency: int, json_events: bool, resumed: bool = False
+) -> int:
+    printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
+    rollout = Rollout(journal, backend, concurrency=concurrency, env=ApplyEnv(on_event=printer))
+    code = rollout.run(resumed=resumed)
+    typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
+    return code
+
+
+def run_directory(run: str, runs_dir: Path) -> Path:
+    candidate = Path(run)
+    if candidate.is_dir():
+        return candidate
+    if (runs_dir / run).is_dir():
+        return runs_dir / run
+    raise BadInput(
+        f"RUN: no run {run!r} (looked for the directory {candidate} and {runs_dir / run})"
+    )
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{question} stdin is not a terminal: pass --yes to confirm")
+    if not typer.confirm(question):
+        raise click.exceptions.Abort()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every `RolloutError` becomes one line on stderr and its exit code."""
+    try:
+        result = app(args=argv, prog_name="runc-rollout", standalone_mode=False)
+    except RolloutError as error:
+        typer.echo(f"runc-rollout: error: {error}", err=True)
+        return int(error.exit_code)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        return ExitCode.BAD_INPUT
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("runc-rollout: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    return result if isinstance(result, int) else ExitCode.OK
+
+
+def run() -> None:
+    sys.exit(main())
