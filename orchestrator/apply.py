@@ -8,16 +8,23 @@ all of its hosts have finished, as fabric judges a group.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from orchestrator.artifact import sha256_file
 from orchestrator.errors import ArtifactError, ExitCode, PlanError
 from orchestrator.executor.base import ConnectionLost, Executor, HostUnreachable, run_on_hosts
-from orchestrator.hostops import HostOutcome, HostProcedure, StepFailed, sysctl_files_to_change
+from orchestrator.hostops import (
+    HostOutcome,
+    HostProcedure,
+    PhaseListener,
+    StepFailed,
+    sysctl_files_to_change,
+)
 from orchestrator.journal import Journal
 from orchestrator.models import (
     Event,
@@ -79,14 +86,65 @@ class ApplyEnv:
     on_event: Callable[[Event], None] = field(default=lambda event: None)
 
 
-class Rollout:
-    def __init__(
-        self, journal: Journal, executor: Executor, *, concurrency: int, env: ApplyEnv
-    ) -> None:
-        self.journal = journal
-        self.plan = journal.plan
+@dataclass(frozen=True)
+class WaveContext:
+    """What a backend needs to carry out one wave of a run, and where it reports."""
+
+    plan: Plan
+    run_id: str
+    on_phase: PhaseListener  # a host reached a phase (journal `host.phase`)
+    on_outcome: Callable[[str, HostOutcome], None]  # a host finished (exactly once per host)
+    phase_of: Callable[[str], HostPhase]  # how far the journal says a host got
+    clock: Callable[[], float] = time.time
+
+
+class WaveBackend(Protocol):
+    """Carries out the upgrade of one wave's hosts: over SSH here, or through Ansible."""
+
+    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None: ...
+
+
+class SshWaves:
+    """The SSH backend: `HostProcedure` per host, `concurrency` hosts at a time."""
+
+    def __init__(self, executor: Executor, concurrency: int) -> None:
         self.executor = executor
         self.concurrency = concurrency
+
+    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        def one(name: str, planned: PlannedHost) -> None:
+            context.on_outcome(name, self._upgrade(name, planned, context))
+
+        run_on_hosts(hosts, one, concurrency=self.concurrency)
+
+    def _upgrade(self, name: str, planned: PlannedHost, context: WaveContext) -> HostOutcome:
+        try:
+            session = self.executor.session(planned.ssh, name=name)
+            procedure = HostProcedure(
+                session,
+                planned,
+                context.plan.artifact,
+                run_id=context.run_id,
+                plan_id=context.plan.plan_id,
+                sysctl_target=context.plan.options.sysctl_target,
+                on_phase=context.on_phase,
+                clock=context.clock,
+            )
+            return procedure.upgrade()
+        except (HostUnreachable, ConnectionLost) as error:
+            return HostOutcome("unreachable", context.phase_of(name), None, str(error))
+        except StepFailed as failure:
+            return HostOutcome(failure.status, context.phase_of(name), None, str(failure))
+        except Exception as error:  # a host's unexpected error must not stop its wave
+            message = f"{type(error).__name__}: {error}"
+            return HostOutcome("failed", context.phase_of(name), None, message)
+
+
+class Rollout:
+    def __init__(self, journal: Journal, backend: WaveBackend, *, env: ApplyEnv) -> None:
+        self.journal = journal
+        self.plan = journal.plan
+        self.backend = backend
         self.env = env
 
     def run(self, *, resumed: bool = False) -> ExitCode:
@@ -115,7 +173,15 @@ class Rollout:
         if not todo:
             return None
         self._record("wave.started", wave=index, message=f"{len(todo)} hosts")
-        run_on_hosts(todo, self._host, concurrency=self.concurrency)
+        context = WaveContext(
+            plan=self.plan,
+            run_id=self.journal.run_id,
+            on_phase=self._on_phase,
+            on_outcome=self._on_outcome,
+            phase_of=lambda name: self.journal.state.hosts[name].phase,
+            clock=self.env.clock,
+        )
+        self.backend.run_wave(todo, context)
         hosts = self.journal.state.hosts
         failed = [
             host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
@@ -141,29 +207,7 @@ class Rollout:
             self.env.sleep(self.plan.options.bake_seconds)
         return None
 
-    def _host(self, name: str, planned: PlannedHost) -> HostOutcome:
-        try:
-            session = self.executor.session(planned.ssh, name=name)
-            procedure = HostProcedure(
-                session,
-                planned,
-                self.plan.artifact,
-                run_id=self.journal.run_id,
-                plan_id=self.plan.plan_id,
-                sysctl_target=self.plan.options.sysctl_target,
-                on_phase=self._on_phase,
-                clock=self.env.clock,
-            )
-            outcome = procedure.upgrade()
-        except (HostUnreachable, ConnectionLost) as error:
-            phase = self.journal.state.hosts[name].phase
-            outcome = HostOutcome("unreachable", phase, None, str(error))
-        except StepFailed as failure:
-            phase = self.journal.state.hosts[name].phase
-            outcome = HostOutcome(failure.status, phase, None, str(failure))
-        except Exception as error:  # a host's unexpected error must not stop its wave
-            phase = self.journal.state.hosts[name].phase
-            outcome = HostOutcome("failed", phase, None, f"{type(error).__name__}: {error}")
+    def _on_outcome(self, name: str, outcome: HostOutcome) -> None:
         self._record(
             "host.finished",
             host=name,
@@ -172,7 +216,6 @@ class Rollout:
             runc_sha256=outcome.runc_sha256,
             message=outcome.message,
         )
-        return outcome
 
     def _on_phase(self, host: str, phase: HostPhase, runc_sha256: str | None) -> None:
         self._record("host.phase", host=host, phase=phase, runc_sha256=runc_sha256)

@@ -11,7 +11,7 @@ import click
 import typer
 
 from orchestrator import lab as lab_api
-from orchestrator.apply import ApplyEnv, Rollout, check_artifact, load_plan, preview
+from orchestrator.apply import ApplyEnv, Rollout, SshWaves, check_artifact, load_plan, preview
 from orchestrator.artifact import inspect_artifact
 from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.executor.base import Executor, run_on_hosts
@@ -409,7 +409,8 @@ def run_rollout(
     journal: Journal, backend: Executor, concurrency: int, json_events: bool, resumed: bool = False
 ) -> int:
     printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
-    rollout = Rollout(journal, backend, concurrency=concurrency, env=ApplyEnv(on_event=printer))
+    waves = SshWaves(backend, concurrency)
+    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
     code = rollout.run(resumed=resumed)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
     return code
