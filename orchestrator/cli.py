@@ -28,6 +28,7 @@ from orchestrator.fsutil import write_atomic
 from orchestrator.hostops import HostOutcome
 from orchestrator.inventory import load_inventory
 from orchestrator.journal import Journal
+from orchestrator.memory import gc_paused
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
     HostBefore,
@@ -189,9 +190,15 @@ def plan(
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
-    write_atomic(output, plan_json(result))
-    views = {Format.json: plan_json, Format.markdown: plan_markdown, Format.table: plan_table}
-    sys.stdout.write(views[fmt](result))
+    del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
+    with gc_paused():
+        text = plan_json(result)
+    write_atomic(output, text)
+    if fmt is Format.json:
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(plan_markdown(result) if fmt is Format.markdown else plan_table(result))
     typer.echo(f"plan written to {output} ({result.plan_id})", err=True)
 
 

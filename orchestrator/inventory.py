@@ -13,9 +13,7 @@ Where Ansible only warns (an unparsable file, a failing script), this module rai
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
-import gc
 import ipaddress
 import json
 import os
@@ -24,7 +22,7 @@ import shlex
 import string
 import subprocess
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 from orchestrator.errors import InventoryError
+from orchestrator.memory import gc_paused
 from orchestrator.models import Inventory, InventoryGroup, InventoryHost
 
 SCRIPT_TIMEOUT_SECONDS = 120.0
@@ -83,21 +82,8 @@ def load_inventory(sources: Sequence[Path]) -> Inventory:
     """Every host and group of `sources`, merged in order, as Ansible would see them."""
     if not sources:
         raise InventoryError("no inventory source given")
-    with _bulk():
+    with gc_paused():
         return _load(sources)
-
-
-@contextlib.contextmanager
-def _bulk() -> Iterator[None]:
-    """Pause the cyclic garbage collector: a 100k-host load allocates ~1M containers, few of
-    them in cycles, and collections triggered by allocation counts would cost a third of it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load(sources: Sequence[Path]) -> Inventory:

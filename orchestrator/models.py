@@ -7,10 +7,11 @@ default. The plan is what a reviewer approves: `plan_hash` covers its whole body
 from __future__ import annotations
 
 import hashlib
-import json
+from dataclasses import field as dataclass_field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 PIPE_USER_PAGES_SOFT_DEFAULT = 16384
@@ -103,7 +104,15 @@ class HostBefore(Model):
     sysctl_runtime: int | None = None
 
 
-class SshTarget(Model):
+# A plan holds one PlannedHost and one SshTarget per host: at 100k hosts, BaseModel's per-instance
+# __dict__ and fields-set would double the planner's memory, so these two are slotted pydantic
+# dataclasses (validated and serialized the same way, unknown fields still rejected; not strict,
+# since strict dataclasses refuse the plain data the planner validates in bulk).
+_LEAN = ConfigDict(extra="forbid")
+
+
+@pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
+class SshTarget:
     """How to reach a host, taken from the inventory. Never holds a password."""
 
     address: str
@@ -129,13 +138,14 @@ class VerifySpec(Model):
     timeout_seconds: float = 60.0
 
 
-class PlannedHost(Model):
+@pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
+class PlannedHost:
     name: str
     domain: str
+    ssh: SshTarget
     action: HostAction = "swap"
     reason: str | None = None  # why a host is noop
-    ssh: SshTarget
-    verify: VerifySpec = Field(default_factory=VerifySpec)
+    verify: VerifySpec = dataclass_field(default_factory=VerifySpec)
     before: HostBefore | None = None
 
 
@@ -164,12 +174,12 @@ class Plan(Model):
     domains: dict[str, int]  # selected hosts per failure domain
     notes: list[str] = Field(default_factory=list)
 
-    def body(self) -> dict[str, Any]:
-        """The reviewed content: everything but the fields derived from it."""
-        return self.model_dump(mode="json", exclude={"plan_id", "plan_hash"})
-
     def computed_hash(self) -> str:
-        return canonical_hash(self.body())
+        """sha256 of the canonical body: everything but `plan_id` and `plan_hash`, as compact
+        JSON with fields in schema order (what `model_dump_json` writes; stable for a schema
+        version, and fast enough for 100k hosts)."""
+        body = self.model_dump_json(exclude={"plan_id", "plan_hash"})
+        return hashlib.sha256(body.encode()).hexdigest()
 
     def sealed(self) -> Plan:
         """This plan with `plan_hash` (and the `plan_id` derived from it) set from its body."""
@@ -179,14 +189,6 @@ class Plan(Model):
     @property
     def hosts(self) -> list[PlannedHost]:
         return [host for wave in self.waves for host in wave.hosts]
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

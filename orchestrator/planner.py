@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.errors import BadInput
+from orchestrator.memory import gc_paused
 from orchestrator.models import (
     Artifact,
     HostBefore,
     Inventory,
     InventoryHost,
     Plan,
-    PlannedHost,
     Skipped,
     SshTarget,
     VerifySpec,
@@ -41,6 +42,17 @@ def build_plan(
     `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
     gathered to the reason, and they are held back.
     """
+    with gc_paused():
+        return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
+
+
+def _build_plan(
+    inventory: Inventory,
+    artifact: Artifact,
+    options: WaveOptions,
+    facts: Mapping[str, HostBefore],
+    unreachable: Mapping[str, str],
+) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
         parse_size(options.max_per_domain, option="--max-per-domain")
@@ -61,9 +73,9 @@ def build_plan(
         for host in selected
         if held_back(host)
     ] + [
-        Skipped(name=host.name, reason=f"unreachable: {(unreachable or {})[host.name]}")
+        Skipped(name=host.name, reason=f"unreachable: {unreachable[host.name]}")
         for host in selected
-        if not held_back(host) and host.name in (unreachable or {})
+        if not held_back(host) and host.name in unreachable
     ]
     held = {item.name for item in skipped}
     candidates = [host for host in selected if host.name not in held]
@@ -77,18 +89,21 @@ def build_plan(
         rng = random.Random(options.seed)
         for hosts in by_domain.values():
             rng.shuffle(hosts)
-    facts = before or {}
     drafts = place_in_waves(by_domain, sizes, cap)
+    # Each wave's hosts are built as plain data and validated in one pass by pydantic-core: at
+    # 100k hosts, a model constructor call per host would take most of the planner's time.
     waves = [
-        Wave(
-            index=index,
-            hosts=[
-                _planned(host, domain, artifact, options, facts.get(host.name))
-                for host, domain in d.items
-            ],
-            max_failures=failures.of(len(d.items), at_least_one=False),
-            domains=d.domains,
-            note=d.note,
+        Wave.model_validate(
+            {
+                "index": index,
+                "hosts": [
+                    _planned(host, domain, artifact, options, facts.get(host.name))
+                    for host, domain in d.items
+                ],
+                "max_failures": failures.of(len(d.items), at_least_one=False),
+                "domains": d.domains,
+                "note": d.note,
+            }
         )
         for index, d in enumerate(drafts)
     ]
@@ -97,16 +112,18 @@ def build_plan(
             f"--pause-after: wave {options.pause_after} does not exist (waves 0-{len(waves) - 1})"
         )
     domains = {domain: len(hosts) for domain, hosts in by_domain.items()}
-    plan = Plan(
-        plan_id="pending",
-        plan_hash="0" * 64,
-        inventory=inventory.sources,
-        artifact=artifact,
-        options=options,
-        waves=waves,
-        skipped=skipped,
-        domains=domains,
-        notes=_notes(options, domains, cap),
+    plan = Plan.model_validate(
+        {
+            "plan_id": "pending",
+            "plan_hash": "0" * 64,
+            "inventory": inventory.sources,
+            "artifact": artifact,
+            "options": options,
+            "waves": waves,
+            "skipped": skipped,
+            "domains": domains,
+            "notes": _notes(options, domains, cap),
+        }
     )
     return plan.sealed()
 
@@ -147,54 +164,72 @@ def _planned(
     artifact: Artifact,
     options: WaveOptions,
     before: HostBefore | None,
-) -> PlannedHost:
+) -> dict[str, Any]:
+    """One host's `PlannedHost`, as data for `Plan.model_validate`."""
     at_target = before is not None and before.runc_sha256 == artifact.sha256
-    return PlannedHost(
-        name=host.name,
-        domain=domain,
-        action="noop" if at_target else "swap",
-        reason=f"{before.runc_path} already has the target sha256"
+    return {
+        "name": host.name,
+        "domain": domain,
+        "action": "noop" if at_target else "swap",
+        "reason": f"{before.runc_path} already has the target sha256"
         if at_target and before
         else None,
-        ssh=ssh_target(host),
-        verify=verify_spec(host, options),
-        before=before,
-    )
+        "ssh": ssh_fields(host),
+        "verify": verify_spec(
+            options.verify_image or host.vars.get("runc_rollout_verify_image"),
+            options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
+            options.verify_timeout,
+        ),
+        "before": before,
+    }
 
 
-def verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
-    image = options.verify_image or host.vars.get("runc_rollout_verify_image")
-    command = options.verify_command or host.vars.get("runc_rollout_verify_command") or "true"
+@functools.lru_cache(maxsize=256)
+def verify_spec(image: object, command: object, timeout: float) -> VerifySpec:
+    """Shared between hosts: the image and command are usually group variables."""
     return VerifySpec(
-        image=None if image is None else str(image),
-        command=str(command),
-        timeout_seconds=options.verify_timeout,
+        image=None if image is None else str(image), command=str(command), timeout_seconds=timeout
     )
 
 
 def ssh_target(host: InventoryHost) -> SshTarget:
+    return SshTarget(**ssh_fields(host))
+
+
+def ssh_fields(host: InventoryHost) -> dict[str, Any]:
     """Connection settings from Ansible's variables; passwords are never copied."""
-    variables = host.vars
-    port_text = str(variables.get("ansible_port", variables.get("ansible_ssh_port", 22)))
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise BadInput(f"host {host.name}: ansible_port {port_text!r} is not a TCP port")
-    key = variables.get("ansible_ssh_private_key_file", variables.get("ansible_private_key_file"))
-    user = variables.get("ansible_user", variables.get("ansible_ssh_user"))
-    return SshTarget(
-        address=str(variables.get("ansible_host", variables.get("ansible_ssh_host", host.name))),
-        port=int(port_text),
-        user=None if user is None else str(user),
-        private_key_file=None if key is None else str(key),
-        known_hosts_file=known_hosts_from_args(
-            str(variables.get("ansible_ssh_common_args", "")),
-            str(variables.get("ansible_ssh_extra_args", "")),
+    get = host.vars.get
+    port = _port(get("ansible_port") or get("ansible_ssh_port") or 22)
+    if port is None:
+        raise BadInput(f"host {host.name}: ansible_port {get('ansible_port')!r} is not a TCP port")
+    key = get("ansible_ssh_private_key_file") or get("ansible_private_key_file")
+    user = get("ansible_user") or get("ansible_ssh_user")
+    return {
+        "address": str(get("ansible_host") or get("ansible_ssh_host") or host.name),
+        "port": port,
+        "user": None if user is None else str(user),
+        "private_key_file": None if key is None else str(key),
+        "known_hosts_file": known_hosts_from_args(
+            str(get("ansible_ssh_common_args", "")), str(get("ansible_ssh_extra_args", ""))
         ),
-        become=_truthy(variables.get("ansible_become", False)),
-    )
+        "become": _truthy(get("ansible_become", False)),
+    }
 
 
+@functools.lru_cache(maxsize=64)
+def _port(value: object) -> int | None:
+    text = str(value)
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+@functools.lru_cache(maxsize=1024)
 def known_hosts_from_args(*args: str) -> str | None:
-    """The `UserKnownHostsFile` given in ssh arguments, if any (the last one wins, as in ssh)."""
+    """The `UserKnownHostsFile` given in ssh arguments, if any (the last one wins, as in ssh).
+
+    Cached: these arguments are nearly always group variables, the same for thousands of hosts.
+    """
+    if not any("knownhostsfile" in text.lower() for text in args):
+        return None
     found = None
     for text in args:
         words = shlex.split(text)
@@ -210,6 +245,7 @@ def known_hosts_from_args(*args: str) -> str | None:
     return found
 
 
+@functools.lru_cache(maxsize=64)
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in _TRUE_WORDS
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from orchestrator.errors import BadInput
@@ -82,14 +82,6 @@ class WaveDraft(Generic[T]):
     note: str | None = None
 
 
-@dataclass(order=True)
-class _Slot:
-    taken: int
-    neg_remaining: int
-    order: int
-    domain: str = field(compare=False)
-
-
 def place_in_waves(
     by_domain: Mapping[str, Sequence[T]],
     sizes: Sequence[Size],
@@ -131,8 +123,10 @@ def place_in_waves(
 def _fill_wave(
     queues: Mapping[str, deque[T]], caps: Mapping[str, int], order: Mapping[str, int], target: int
 ) -> WaveDraft[T]:
+    # Heap entries: (taken in this wave, -hosts left, inventory order, domain): the domain with
+    # the fewest hosts in this wave comes first, then the one with the most left.
     heap = [
-        _Slot(0, -len(queue), order[domain], domain)
+        (0, -len(queue), order[domain], domain)
         for domain, queue in queues.items()
         if queue and caps[domain] > 0
     ]
@@ -140,11 +134,11 @@ def _fill_wave(
     items: list[T] = []
     domains: dict[str, int] = {}
     while heap and len(items) < target:
-        slot = heapq.heappop(heap)
-        queue = queues[slot.domain]
+        taken, _, rank, domain = heapq.heappop(heap)
+        queue = queues[domain]
         items.append(queue.popleft())
-        domains[slot.domain] = slot.taken + 1
-        if queue and slot.taken + 1 < caps[slot.domain]:
-            heapq.heappush(heap, _Slot(slot.taken + 1, -len(queue), slot.order, slot.domain))
+        domains[domain] = taken + 1
+        if queue and taken + 1 < caps[domain]:
+            heapq.heappush(heap, (taken + 1, -len(queue), rank, domain))
     ordered = dict(sorted(domains.items(), key=lambda kv: order[kv[0]]))
     return WaveDraft(items=items, domains=ordered, target=target)
