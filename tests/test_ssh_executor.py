@@ -7,6 +7,7 @@ namespace where a user `deploy` exists with passwordless sudo (the machine's use
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import LabFleet
@@ -34,14 +36,14 @@ from orchestrator.lab import LabHost
 from orchestrator.models import SshTarget
 
 
-def target(lab: LabFleet, host: LabHost, **changes: object) -> SshTarget:
+def target(lab: LabFleet, host: LabHost, **changes: Any) -> SshTarget:
     base = SshTarget(
         address=host.address,
         user="root",
         private_key_file=str(lab.private_key),
         known_hosts_file=str(lab.known_hosts),
     )
-    return base.model_copy(update=changes)
+    return dataclasses.replace(base, **changes)
 
 
 def accepted_logins(lab: LabFleet, host: LabHost) -> int:
@@ -363,7 +365,7 @@ def test_become_runs_through_sudo(sudo_host: SshTarget, tmp_path: Path) -> None:
         )
         with pytest.raises(CommandTimeout):
             session.run(f"sleep 300.{marker}", timeout=1)
-        plain = SshExecutor().session(sudo_target.model_copy(update={"become": False}))
+        plain = SshExecutor().session(dataclasses.replace(sudo_target, become=False))
         assert plain.run("id -u", timeout=10).stdout == "4242\n"
         plain.close()
     assert check.stdout.split()[:3] == [
