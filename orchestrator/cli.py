@@ -13,6 +13,16 @@ import typer
 from orchestrator import lab as lab_api
 from orchestrator.apply import ApplyEnv, Rollout, SshWaves, check_artifact, load_plan, preview
 from orchestrator.artifact import inspect_artifact
+from orchestrator.audit import (
+    FailOn,
+    audit_fleet,
+    audit_targets,
+    finding_ids,
+    load_advisories,
+    report_markdown,
+    report_table,
+)
+from orchestrator.audit import report_json as audit_json
 from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.executor.base import Executor, run_on_hosts
 from orchestrator.executor.ssh import SshExecutor
@@ -40,6 +50,8 @@ from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
 from orchestrator.rollback import rollback_host
+from orchestrator.unstick import failed_hosts, report_lines, unstick_fleet
+from orchestrator.unstick import report_json as unstick_json
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
@@ -219,6 +231,95 @@ def facts(
     sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
+
+
+@app.command()
+def audit(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.table,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding of this severity or above is present; `none` (the "
+            "default) exits 1 only for hosts that could not be audited.",
+        ),
+    ] = FailOn.none,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore",
+            help="A finding id to report but never fail on, e.g. a CVE the distribution "
+            "package's changelog shows fixed (repeatable).",
+        ),
+    ] = None,
+    domain_key: Annotated[
+        str, typer.Option("--domain-key", help="Host variable naming the zone.")
+    ] = "zone",
+    known_hosts: KnownHostsOption = None,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only).
+
+    Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
+    """
+    advisories = load_advisories()
+    unknown = sorted(set(ignore or ()) - finding_ids(advisories))
+    if unknown:
+        raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
+    targets, zones, held = audit_targets(load_inventory(inventory), limit, domain_key)
+    with SshExecutor(known_hosts=known_hosts) as executor:
+        report = audit_fleet(
+            executor,
+            targets,
+            zones,
+            advisories,
+            concurrency=concurrency,
+            fail_on=fail_on,
+            ignore=ignore or (),
+            held=held,
+        )
+    views = {Format.json: audit_json, Format.markdown: report_markdown, Format.table: report_table}
+    sys.stdout.write(views[fmt](report))
+    return ExitCode.HOST_FAILED if report.failed else ExitCode.OK
+
+
+@app.command()
+def unstick(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Drain; without it, only list what would be done.")
+    ] = False,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", min=1, help="Read at most this much per process.")
+    ] = 65536,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", min=0.1, help="Drain each process at most this long.")
+    ] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    known_hosts: KnownHostsOption = None,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
+    draining that pipe alone; other processes and pipes are never touched. Needs python3 on the
+    hosts. Dry run unless --yes.
+
+    Exit 1 when a host could not be examined or a drained process did not go on.
+    """
+    targets, _, _ = audit_targets(load_inventory(inventory), limit)
+    with SshExecutor(known_hosts=known_hosts) as executor:
+        results = unstick_fleet(
+            executor,
+            targets,
+            drain=yes,
+            concurrency=concurrency,
+            max_bytes=max_bytes,
+            max_seconds=max_seconds,
+        )
+    sys.stdout.write(unstick_json(results) if json_out else "\n".join(report_lines(results)) + "\n")
+    return ExitCode.HOST_FAILED if failed_hosts(results) else ExitCode.OK
 
 
 @app.command()
