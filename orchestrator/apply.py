@@ -49,6 +49,8 @@ def load_plan(path: Path) -> Plan:
         plan = Plan.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         raise PlanError(f"{path}: no such plan file") from None
+    except OSError as error:
+        raise PlanError(f"{path}: cannot read the plan: {error.strerror or error}") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -58,6 +60,8 @@ def load_plan(path: Path) -> Plan:
             f"{path}: plan_hash does not match the plan's body: it was edited after review; "
             "make a new plan"
         )
+    if plan.plan_id != plan.sealed().plan_id:  # the id is not part of the body: check it too
+        raise PlanError(f"{path}: plan_id {plan.plan_id!r} does not match plan_hash: edited")
     return plan
 
 

@@ -18,7 +18,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator import hostside
-from orchestrator.executor.base import CommandResult, CommandTimeout, HostSession
+from orchestrator.executor.base import (
+    CommandResult,
+    CommandTimeout,
+    ConnectionLost,
+    ExecutorError,
+    HostSession,
+)
 from orchestrator.facts import gather_facts
 from orchestrator.models import (
     Artifact,
@@ -142,8 +148,15 @@ class HostSteps:
         if not version.ok:
             raise StepFailed(f"rollback: restored runc does not run: {_last_line(version)}")
         record = self._finish_record(record, "rolled_back")
-        self._best_effort(hostside.unlock(self.run_id))
+        self.release(record.runc_path)
         return HostOutcome("rolled_back", "finished", record.before_sha256, None)
+
+    def release(self, runc_path: str | None) -> None:
+        """Remove this run's staged file beside `runc_path` (if any) and its lock."""
+        if runc_path is not None:
+            staged = hostside.staging_path(runc_path, self.run_id)
+            self._best_effort(hostside.discard_staged(staged))
+        self._best_effort(hostside.unlock(self.run_id))
 
     def _restore_binary(self, record: HostRecord) -> None:
         result = run_step(
@@ -257,8 +270,13 @@ class HostProcedure(HostSteps):
             )
         try:
             self.session.put(Path(self.artifact.path), staged, mode=0o700)
-        except OSError as error:
-            raise StepFailed(f"upload to {staged} failed: {error}; not touched") from None
+        except ConnectionLost:
+            raise
+        except (OSError, ExecutorError) as error:
+            # SFTP reports most causes as "Failure": ask the host's shell for the real one.
+            probe = run_step(self.session, hostside.probe_write(staged))
+            why = _last_line(probe) if not probe.ok else str(error)
+            raise StepFailed(f"upload to {staged} failed: {why}; not touched") from None
         timeout = self.planned.verify.timeout_seconds
         result = run_step(
             self.session, hostside.check_staged(staged, self.artifact.sha256, timeout)
@@ -267,7 +285,9 @@ class HostProcedure(HostSteps):
             actual = hostside.parse_kv(result.stdout).get("actual", "?")
             raise StepFailed(f"staged file arrived with sha256 {actual}; not touched")
         if not result.ok:
-            raise StepFailed(f"staged runc does not run on this host: {_last_line(result)}")
+            raise StepFailed(
+                f"staged runc does not run on this host: {_last_line(result)}; not touched"
+            )
         staged_version = parse_runc_version(result.stdout)
         if staged_version.version is None:
             raise StepFailed("staged file ran but did not report a runc version; not touched")
@@ -302,8 +322,8 @@ class HostProcedure(HostSteps):
         if not result.ok or sha != record.target_sha256:
             if sha != record.before_sha256:
                 self._restore_binary(record)
-            self._best_effort(hostside.discard_staged(staged))
             self._finish_record(record, "failed")
+            self.release(record.runc_path)  # the staged file and the lock: the run ends here
             raise StepFailed(f"swap failed: {_last_line(result)}; old runc kept")
         record = self._update_record(record, "swapped")
         self._phase("swapped", record.target_sha256)
@@ -330,13 +350,24 @@ class HostProcedure(HostSteps):
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
         current = facts.runc.sha256 if facts.runc else None
         if record.phase == "finished":
-            self._best_effort(hostside.unlock(self.run_id))
+            self.release(record.runc_path)
             if record.outcome == "done":
                 return HostOutcome("done", "finished", current, "already finished by this run")
             return HostOutcome("failed", "finished", current, f"this run ended it {record.outcome}")
         if not phase_at_least(record.phase, "swapped") and current == record.target_sha256:
             record = self._update_record(record, "swapped")  # the rename ran; its record did not
             self._phase("swapped", current)
+        if phase_at_least(record.phase, "swapped") and current != record.target_sha256:
+            # Not the target after the swap: a rollback was cut short (or someone replaced the
+            # binary). Verifying this runc as if it were the new one would be a lie: finish it.
+            self.rollback(record)
+            return HostOutcome(
+                "failed",
+                "finished",
+                record.before_sha256,
+                f"runc was {str(current)[:12]}, not the target, after the swap (a rollback cut "
+                "short?); rolled back to old runc",
+            )
         if phase_at_least(record.phase, "swapped"):
             return self._after_swap(record)
         # Interrupted before the swap: the binary is untouched; start over under our own lock.
@@ -403,16 +434,24 @@ class HostProcedure(HostSteps):
     def _restore_sysctl(self, record: HostRecord) -> HostRecord:
         facts = gather_facts(self.session)
         files = sysctl_files_to_change(facts, record.sysctl_target)
+        # Back up and record every file before changing any: if the orchestrator dies while the
+        # host rewrites them, the record already names them (a resume finds them at the target
+        # and would not record them again), so a rollback restores them. Earlier entries win.
+        backed = run_step(self.session, hostside.backup_files(files))
+        known = {item.path: item for item in record.files}
+        for path, sums in hostside.parse_file_lines(backed.stdout).items():
+            known.setdefault(path, RecordedFile(path=path, before_sha256=sums["before"]))
+        record = self._update_record(record, record.phase, files=list(known.values()))
+        if not backed.ok:
+            raise StepFailed(f"backing up the sysctl files failed: {_last_line(backed)}")
         result = run_step(self.session, hostside.set_sysctl(record.sysctl_target, files))
         changed = hostside.parse_file_lines(result.stdout)
         recorded = [
-            RecordedFile(
-                path=path, before_sha256=sums["before"], after_sha256=sums.get("after") or None
-            )
-            for path, sums in changed.items()
-            if sums.get("before")
+            item.model_copy(update={"after_sha256": changed[item.path].get("after") or None})
+            if item.path in changed
+            else item
+            for item in record.files
         ]
-        # Record what was backed up even if the step failed half-way, so rollback restores it.
         record = self._update_record(record, record.phase, files=recorded)
         if not result.ok:
             raise StepFailed(f"restoring {hostside.SYSCTL_KEY} failed: {_last_line(result)}")

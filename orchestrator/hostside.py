@@ -98,6 +98,21 @@ actual=$(sha256sum "$STAGED" 2>/dev/null | cut -d' ' -f1)
 if [ "$actual" != "$SHA" ]; then
     rm -f "$STAGED"; echo "actual=${{actual:-missing}}"; exit {EXIT_MISMATCH}
 fi
+# What the kernel would run: `--version` below would not tell, since a shell (and execvp)
+# runs a file the kernel refuses (ENOEXEC) as a script, where containerd-shim would fail.
+refuse() {{ rm -f "$STAGED"; echo "$1"; exit {EXIT_WONT_RUN}; }}
+case "$(od -An -tx1 -N4 "$STAGED" | tr -d ' \\n')" in
+7f454c46)
+    machine=$(od -An -tu2 -j18 -N2 "$STAGED" | tr -d ' \\n')
+    case "$machine" in 62) elf=x86_64;; 183) elf=aarch64;; 3) elf=i386;; 40) elf=arm;;
+        21) elf=ppc64;; 22) elf=s390x;; 243) elf=riscv64;; *) elf="machine $machine";; esac
+    here=$(uname -m)
+    case "$here" in i?86) here=i386;; armv*) here=arm;; ppc64le) here=ppc64;;
+        arm64) here=aarch64;; esac
+    [ "$elf" = "$here" ] || refuse "an ELF binary for $elf, but this host is $(uname -m)";;
+2321*) ;;
+*) refuse "not an executable: neither an ELF binary nor a #! script";;
+esac
 chmod 0755 "$STAGED" || {{ rm -f "$STAGED"; exit 1; }}
 if ! out=$(timeout -s KILL {int(timeout)} "$STAGED" --version 2>&1); then
     rm -f "$STAGED"; printf '%s\\n' "$out" | head -c 400; exit {EXIT_WONT_RUN}
@@ -105,6 +120,12 @@ fi
 printf '%s\\n' "$out"
 """
     return HostCommand("check-staged", _script(body, STAGED=staged, SHA=sha256), timeout + 30)
+
+
+def probe_write(staged: str) -> HostCommand:
+    """Why an upload to `staged` failed, in the shell's words (full, read-only, ...)."""
+    body = 'head -c 65536 /dev/zero > "$STAGED"; rc=$?; rm -f "$STAGED"; exit "$rc"'
+    return HostCommand("probe-write", _script(body, STAGED=staged), timeout=30)
 
 
 def discard_staged(staged: str) -> HostCommand:
@@ -227,11 +248,13 @@ def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:
     The rootfs holds a static busybox when the host has one; the container runs `true`.
     """
     body = f"""
+rm -rf {STATE_DIR}/verify.*  # bundles of a verification whose connection died (we hold the lock)
 bundle=$(mktemp -d {STATE_DIR}/verify.XXXXXX) || exit 1
 name="$PREFIX$RUN_ID-$$"
 root={STATE_DIR}/runc-state
 cleanup() {{ "$TARGET" --root "$root" delete -f "$name" >/dev/null 2>&1; rm -rf "$bundle"; }}
 trap cleanup EXIT
+trap 'exit 1' HUP INT PIPE TERM  # a dropped connection too: clean up on the way out
 bb=$(command -v busybox) || {{ echo "error=no busybox for the verify bundle"; exit 1; }}
 mkdir -p "$bundle/rootfs/bin" && cp "$bb" "$bundle/rootfs/bin/busybox" || exit 1
 cd "$bundle" && "$TARGET" spec || exit 1
@@ -265,6 +288,22 @@ def set_sysctl(value: int, files: list[str]) -> HostCommand:
         ]
     lines.append(f"echo runtime=$(cat {SYSCTL_PROC})")
     return HostCommand("set-sysctl", _script("\n".join(lines)), timeout=60)
+
+
+def backup_files(files: list[str]) -> HostCommand:
+    """Keep each file in the backup store by its checksum (a copy, then a rename); one
+    `file=PATH before=SHA256` line each."""
+    lines = []
+    for path in sorted(files):
+        quoted = shlex.quote(path)
+        lines += [
+            f"sum=$(sha256sum {quoted} | cut -d' ' -f1) || exit 1",
+            f"dest={FILE_BACKUP_DIR}/$sum",
+            '[ "$(sha256sum "$dest" 2>/dev/null | cut -d\' \' -f1)" = "$sum" ] || '
+            f'{{ cp -p {quoted} "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1',
+            f'echo "file={path} before=$sum"',
+        ]
+    return HostCommand("backup-files", _script("\n".join(lines) or "true"), timeout=60)
 
 
 def parse_file_lines(output: str) -> dict[str, dict[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +28,10 @@ STATE_FILE = "state.json"
 
 
 def new_run_id(plan: Plan, now: float) -> str:
+    """Time, plan and a random part: the host lock is taken by run id, so two applies of one
+    plan started in the same second (from two run directories or machines) must differ."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{plan.plan_hash[:8]}"
+    return f"{stamp}-{plan.plan_hash[:8]}-{secrets.token_hex(3)}"
 
 
 def initial_state(run_id: str, plan: Plan) -> RunState:
@@ -105,9 +108,14 @@ class Journal:
         if not plan_path.is_file():
             raise BadInput(f"{run_dir}: not a run directory (no {PLAN_FILE})")
         try:
-            plan = Plan.model_validate_json(plan_path.read_text())
+            plan = Plan.model_validate_json(plan_path.read_bytes())
         except ValidationError as error:
             raise BadInput(f"{plan_path}: unreadable plan ({error.error_count()} errors)") from None
+        if plan.computed_hash() != plan.plan_hash:
+            raise BadInput(
+                f"{plan_path}: plan_hash does not match the plan's body: the run's copy of the "
+                "reviewed plan was edited; put the reviewed plan file back there"
+            )
         _end_with_newline(run_dir / EVENTS_FILE)
         events, problems = read_events(run_dir / EVENTS_FILE)
         state = fold_all(initial_state(run_dir.name, plan), events)

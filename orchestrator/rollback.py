@@ -25,10 +25,16 @@ def rollback_host(
     facts = gather_facts(session)
     record = read_record(facts)
     current = facts.runc.sha256 if facts.runc else None
+    if run_id is not None and (record is None or record.run_id != run_id):
+        # The run never wrote its record here, so it never swapped: nothing to put back, but
+        # the lock and staged file a crash may have left go.
+        steps = HostSteps(session, name, run_id=run_id, on_phase=on_phase, clock=clock)
+        steps.release(facts.runc.file if facts.runc else None)
+        mine = "" if record is None else f" (its record is of run {record.run_id})"
+        message = f"run {run_id} never changed this host{mine}: nothing to roll back"
+        return HostOutcome("rolled_back", "none", current, message)
     if record is None:
         raise StepFailed("no host-side record: runc-rollout never changed this host")
-    if run_id is not None and record.run_id != run_id:
-        raise StepFailed(f"the host's record belongs to run {record.run_id}, not {run_id}")
     if record.outcome == "rolled_back" and current == record.before_sha256:
         return HostOutcome("rolled_back", "finished", current, "already rolled back")
     outcome = HostSteps(

@@ -1,0 +1,1082 @@
+"""Fault injection on the lab, as trials: bench/faults.py counts them, tests/test_faults_lab.py
+runs the quick subset.
+
+A trial gets a `Bench` (one running lab, an artifact, scratch space) and a seeded
+`random.Random`. It resets the lab hosts it uses, makes a plan, injects one fault into a rollout
+(a SIGKILLed orchestrator, a cut SSH connection, a full or read-only disk, a bad artifact, a
+hanging candidate, a racing apply, a changed host key, a damaged journal, a planted secret), lets
+runc-rollout resume or roll back where the scenario calls for it, and returns every problem it
+saw: the scenario's own expectations that failed, then the invariant's violations
+(`orchestrator.invariant`). An empty list means the trial ended safely.
+
+Faults inside a lab host (mounts, killed sshd processes) act only in that host's mount namespace,
+through `nsenter --mount=/proc/HOLDER/ns/mnt`, and only on processes the lab itself started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from orchestrator.apply import ApplyEnv, Rollout, SshWaves, load_plan
+from orchestrator.artifact import sha256_file
+from orchestrator.cli import main
+from orchestrator.executor.base import CommandResult, Executor, HostSession
+from orchestrator.executor.ssh import SshExecutor
+from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
+from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
+from orchestrator.lab import lab_reset, lab_up
+from orchestrator.lab.fleet import LabRecord, proc_start
+from orchestrator.models import HostState, Plan, SshTarget
+from tests.conftest import LabFleet
+
+REPO = Path(__file__).resolve().parents[1]
+RUNC_DIR = "/usr/local/sbin"
+HANGING_RUNC = """#!/bin/sh
+# A candidate runc that reports a version but never finishes creating a container.
+case "$1" in --version|-v) printf 'runc version 1.1.5+hang\\ncommit: hang\\n'; exit 0;; esac
+for arg in "$@"; do
+    case "$arg" in create|run) sleep 120; exit 1;; esac
+done
+exec /usr/sbin/runc "$@"
+"""
+FAILING_RUNC = """#!/bin/sh
+# A candidate runc that reports a version but fails to create any container.
+case "$1" in --version|-v) printf 'runc version 1.1.5+broken\\ncommit: broken\\n'; exit 0;; esac
+for arg in "$@"; do
+    case "$arg" in create|run) echo "runc: broken candidate" >&2; exit 1;; esac
+done
+exec /usr/sbin/runc "$@"
+"""
+STUB_BODY = b"""
+case "$1" in --version|-v) printf 'runc version 1.1.5+stub\\ncommit: stub\\n'; exit 0;; esac
+exec /usr/sbin/runc "$@"
+"""
+SECRET_VARS = (
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_ssh_private_key_passphrase",
+)
+
+
+class SetupFailed(Exception):
+    """The trial could not set up its scenario (not a finding about runc-rollout)."""
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab, from outside
+
+
+def lab_record(fleet: LabFleet) -> LabRecord:
+    return LabRecord.model_validate_json((fleet.state_dir / "lab.json").read_text())
+
+
+def holder_pid(fleet: LabFleet, host: str) -> int:
+    record = next(h for h in lab_record(fleet).hosts if h.name == host)
+    return record.procs["holder"].pid
+
+
+def in_host(fleet: LabFleet, host: str, script: str, *, check: bool = True) -> str:
+    """Run a shell script as root inside a lab host's mount namespace (not over ssh)."""
+    done = subprocess.run(
+        ["nsenter", f"--mount=/proc/{holder_pid(fleet, host)}/ns/mnt", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and done.returncode != 0:
+        raise SetupFailed(f"{host}: {script!r} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _mount_ns(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+
+def sshd_processes(fleet: LabFleet, host: str) -> tuple[int | None, list[int]]:
+    """The host's listening sshd (if alive) and its per-connection sshd processes."""
+    record = next(h for h in lab_record(fleet).hosts if h.name == host)
+    listener = record.procs.get("sshd")
+    alive = listener is not None and proc_start(listener.pid) == listener.start
+    namespace = _mount_ns(record.procs["holder"].pid)
+    sessions = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or (alive and listener and int(entry.name) == listener.pid):
+            continue
+        pid = int(entry.name)
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "sshd" and _mount_ns(pid) == namespace:
+            sessions.append(pid)
+    return (listener.pid if alive and listener else None), sessions
+
+
+def cut_connections(fleet: LabFleet, host: str) -> int:
+    """SIGKILL every sshd session process of `host` (its connections drop); the listener stays."""
+    _, sessions = sshd_processes(fleet, host)
+    for pid in sessions:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(sessions)
+
+
+def stop_sshd(fleet: LabFleet, host: str) -> None:
+    """SIGKILL the host's sshd and its sessions: the host is down for ssh until `start_sshd`."""
+    listener, sessions = sshd_processes(fleet, host)
+    for pid in [*([listener] if listener else []), *sessions]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_sshd(fleet: LabFleet) -> None:
+    """`lab up` on the running lab restarts what died (here: a stopped sshd)."""
+    lab_up(state_dir=fleet.state_dir)
+
+
+@contextlib.contextmanager
+def mounted(fleet: LabFleet, host: str, mount: str, unmount: str) -> Iterator[None]:
+    in_host(fleet, host, mount)
+    try:
+        yield
+    finally:
+        in_host(fleet, host, unmount)
+
+
+def tiny_tmpfs(fleet: LabFleet, host: str, size: str) -> contextlib.AbstractContextManager[None]:
+    """A tmpfs of `size` over the host's runc directory, holding a copy of its runc."""
+    mount = (
+        f"cp -p {RUNC_DIR}/runc /run/runc.keep && "
+        f"mount -t tmpfs -o size={size},mode=0755 runc-rollout-fault {RUNC_DIR} && "
+        f"cp -p /run/runc.keep {RUNC_DIR}/runc && rm -f /run/runc.keep"
+    )
+    return mounted(fleet, host, mount, f"umount {RUNC_DIR}")
+
+
+def read_only_dir(fleet: LabFleet, host: str) -> contextlib.AbstractContextManager[None]:
+    mount = f"mount --bind {RUNC_DIR} {RUNC_DIR} && mount -o remount,bind,ro {RUNC_DIR}"
+    return mounted(fleet, host, mount, f"umount {RUNC_DIR}")
+
+
+def foreign_elf_stub(path: Path, machine: int = 183) -> None:
+    """A shell stub behind an ELF header for another machine (183: aarch64). The kernel refuses
+    it (ENOEXEC), but a shell or execvp() falls back to running it as a script, which then
+    reports a runc version: a check that only runs `--version` would take it."""
+    header = bytearray(64)
+    header[0:7] = b"\x7fELF\x02\x01\x01"
+    struct.pack_into("<HHI", header, 16, 2, machine, 1)
+    path.write_bytes(bytes(header) + STUB_BODY)
+    path.chmod(0o755)
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors that misbehave on purpose
+
+
+class Fault:
+    """Hooks into every host step; the default does nothing."""
+
+    def before_run(self, host: str, script: str) -> None:
+        """Called before a command is sent."""
+
+    def put_source(self, host: str, local: Path) -> Path:
+        """The file actually uploaded instead of `local`."""
+        return local
+
+
+class FaultySession:
+    """A `HostSession` that lets a `Fault` act before each step."""
+
+    def __init__(self, inner: HostSession, fault: Fault) -> None:
+        self._inner = inner
+        self._fault = fault
+
+    @property
+    def host(self) -> str:
+        return self._inner.host
+
+    def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
+        self._fault.before_run(self.host, command)
+        return self._inner.run(command, timeout=timeout, stdin=stdin)
+
+    def put(self, local: Path, remote: str, *, mode: int) -> None:
+        self._inner.put(self._fault.put_source(self.host, local), remote, mode=mode)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FaultyExecutor:
+    """An `Executor` whose sessions carry a `Fault`."""
+
+    def __init__(self, inner: Executor, fault: Fault) -> None:
+        self._inner = inner
+        self._fault = fault
+
+    def session(self, target: SshTarget, *, name: str | None = None) -> FaultySession:
+        return FaultySession(self._inner.session(target, name=name), self._fault)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# Text that identifies a host step's script (see orchestrator.hostside).
+STEP_MARKERS = {
+    "stage": 'actual=$(sha256sum "$STAGED"',
+    "swap": 'mv -f "$STAGED" "$TARGET"',
+    "verify": "--security-opt no-new-privileges",
+    "verify-runc": 'run --bundle "$bundle"',
+}
+
+
+class CutConnection(Fault):
+    """Kill `host`'s sshd sessions `delay` seconds after `step` starts (once)."""
+
+    def __init__(
+        self, fleet: LabFleet, host: str, step: str, delay: float, *, whole_sshd: bool = False
+    ) -> None:
+        self.fleet = fleet
+        self.host = host
+        self.step = step
+        self.delay = delay
+        self.whole_sshd = whole_sshd
+        self.fired = threading.Event()
+
+    def _fire_later(self) -> None:
+        if self.fired.is_set():
+            return
+        self.fired.set()
+        action = stop_sshd if self.whole_sshd else cut_connections
+        threading.Timer(self.delay, action, (self.fleet, self.host)).start()
+
+    def before_run(self, host: str, script: str) -> None:
+        markers = [STEP_MARKERS[self.step]]
+        if self.step == "verify":
+            markers.append(STEP_MARKERS["verify-runc"])
+        if host == self.host and any(marker in script for marker in markers):
+            self._fire_later()
+
+    def put_source(self, host: str, local: Path) -> Path:
+        if host == self.host and self.step == "stage":
+            self._fire_later()
+        return local
+
+
+class CorruptUpload(Fault):
+    """Upload a copy of the artifact with one byte flipped."""
+
+    def __init__(self, scratch: Path, rng: random.Random) -> None:
+        self.scratch = scratch
+        self.rng = rng
+
+    def put_source(self, host: str, local: Path) -> Path:
+        data = bytearray(local.read_bytes())
+        offset = self.rng.randrange(len(data))
+        data[offset] ^= 0xFF
+        corrupted = self.scratch / f"corrupted-{host}"
+        corrupted.write_bytes(bytes(data))
+        return corrupted
+
+
+class FillDiskBeforeUpload(Fault):
+    """Fill the binary's file system just before the upload (after the free-space check)."""
+
+    def __init__(self, fleet: LabFleet) -> None:
+        self.fleet = fleet
+
+    def put_source(self, host: str, local: Path) -> Path:
+        in_host(self.fleet, host, f"cat /dev/zero > {RUNC_DIR}/.fill 2>/dev/null", check=False)
+        return local
+
+
+# ---------------------------------------------------------------------------------------------
+# The bench: one lab, an artifact, plans, and helpers to run the command line
+
+
+@dataclass
+class Bench:
+    """What trials share: the lab, the artifact (Debian's runc) and a scratch directory."""
+
+    fleet: LabFleet
+    workdir: Path
+    plans: dict[str, Path] = field(default_factory=dict)
+    baselines: dict[str, dict[str, HostSnapshot]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.artifact = self.workdir / "artifact" / "runc"
+        if not self.artifact.exists():
+            self.artifact.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy("/usr/sbin/runc", self.artifact)
+
+    @property
+    def full(self) -> list[str]:
+        return [host.name for host in self.fleet.full_hosts]
+
+    @property
+    def light(self) -> list[str]:
+        return [host.name for host in self.fleet.light_hosts]
+
+    @property
+    def names(self) -> list[str]:
+        return [host.name for host in self.fleet.hosts]
+
+    def scratch(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
+
+    def reset(self, hosts: Sequence[str]) -> None:
+        lab_reset(self.fleet.state_dir, list(hosts))
+
+    def cli(self, *args: str | Path) -> CliResult:
+        """`runc-rollout ARGS` in this process, its output captured."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(arg) for arg in args])
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    def spawn(self, *args: str | Path, log: Path) -> subprocess.Popen[bytes]:
+        """`python -m orchestrator ARGS` as its own process (to kill it, or run two at once)."""
+        with log.open("wb") as handle:
+            return subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", *map(str, args)],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+
+    def plan(
+        self,
+        hosts: Sequence[str],
+        *options: str,
+        artifact: Path | None = None,
+        inventory: Path | None = None,
+        cache: bool = True,
+    ) -> Path:
+        """A plan made with `plan --gather` over `hosts` (reset first); cached when the hosts
+        are in the lab's reset state, since a reset host always has the same facts."""
+        artifact = artifact or self.artifact
+        key = json.dumps([list(hosts), list(options), str(artifact), str(inventory)])
+        if cache and key in self.plans:
+            return self.plans[key]
+        self.reset(hosts)
+        path = self.scratch("plan") / "plan.json"
+        result = self.cli(
+            "plan",
+            "-i",
+            inventory or self.fleet.inventory,
+            "--runc",
+            artifact,
+            "--sha256",
+            sha256_file(artifact),
+            "--gather",
+            "--domain-key",
+            "zone",
+            "--limit",
+            ":".join(hosts),
+            "-o",
+            path,
+            *options,
+        )
+        if result.code != 0:
+            raise SetupFailed(f"plan failed ({result.code}): {result.stderr.strip()[-500:]}")
+        if cache:
+            self.plans[key] = path
+        return path
+
+    def baseline(self, plan_path: Path) -> dict[str, HostSnapshot]:
+        """The plan's hosts as a reset leaves them (taken once per plan)."""
+        key = str(plan_path)
+        if key not in self.baselines:
+            plan = load_plan(plan_path)
+            self.reset([host.name for host in plan.hosts])
+            with SshExecutor() as executor:
+                snapshots = snapshot_hosts(executor, plan.hosts)
+            found = {n: s for n, s in snapshots.items() if isinstance(s, HostSnapshot)}
+            if len(found) != len(snapshots):
+                raise SetupFailed(f"baseline: hosts unreadable: {snapshots}")
+            self.baselines[key] = found
+        return self.baselines[key]
+
+    def check(
+        self,
+        run_dirs: Sequence[Path],
+        baseline: Mapping[str, HostSnapshot],
+        *,
+        settled: bool = True,
+    ) -> list[str]:
+        with SshExecutor() as executor:
+            return check_runs(run_dirs, executor, baseline=baseline, settled=settled)
+
+    def apply_with(self, plan_path: Path, runs: Path, fault: Fault) -> tuple[int, Path]:
+        """Apply in this process through a faulty executor; returns (exit code, run dir)."""
+        plan = load_plan(plan_path)
+        journal = Journal.create(runs, plan)
+        with SshExecutor() as ssh:
+            executor = FaultyExecutor(ssh, fault)
+            code = Rollout(journal, SshWaves(executor, 8), env=ApplyEnv()).run()
+        return int(code), journal.run_dir
+
+
+def only_run(runs: Path) -> Path:
+    found = sorted(path for path in runs.iterdir() if path.is_dir()) if runs.is_dir() else []
+    if len(found) != 1:
+        raise SetupFailed(f"expected one run in {runs}, found {len(found)}")
+    return found[0]
+
+
+def host_states(run_dir: Path) -> dict[str, HostState]:
+    return load_run(run_dir).state.hosts
+
+
+def expect(condition: bool, problem: str, problems: list[str]) -> None:
+    if not condition:
+        problems.append(problem)
+
+
+def expect_code(what: str, result: CliResult | int, allowed: Sequence[int], out: list[str]) -> None:
+    code = result if isinstance(result, int) else result.code
+    if code not in allowed:
+        tail = "" if isinstance(result, int) else f": {result.output.strip()[-300:]}"
+        out.append(f"{what} exited {code}, expected {' or '.join(map(str, allowed))}{tail}")
+
+
+def no_traceback(result: CliResult, problems: list[str]) -> None:
+    expect("Traceback" not in result.output, f"traceback: {result.output[-300:]}", problems)
+
+
+def pick(rng: random.Random, names: Sequence[str], count: int) -> list[str]:
+    return sorted(rng.sample(list(names), count))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials
+
+
+def kill_and_recover(
+    bench: Bench, rng: random.Random, *, then: str, executor: str = "ssh"
+) -> list[str]:
+    """SIGKILL `apply` over every lab host at a random event (then a random few ms), then
+    `resume` (all done) or `rollback` (all back to before); nothing done twice."""
+    hosts = bench.names
+    plan_path = bench.plan(hosts, "--waves", "1,30%,100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    scratch = bench.scratch(f"kill-{then}")
+    runs = scratch / "runs"
+    expected_events = 2 + 2 * 3 + 8 * len(hosts)
+    kill_at = rng.randint(1, expected_events)
+    delay = rng.uniform(0, 0.05)
+    via = ("--executor", executor)
+    proc = bench.spawn(
+        "apply", plan_path, "--yes", "--runs-dir", runs, *via, log=scratch / "apply.log"
+    )
+    events = None
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            found = list(runs.glob(f"*/{EVENTS_FILE}")) if runs.is_dir() else []
+            if found:
+                events = found[0]
+                if events.read_bytes().count(b"\n") >= kill_at:
+                    time.sleep(delay)
+                    break
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    if events is None:
+        raise SetupFailed(
+            f"apply never started a run: {(scratch / 'apply.log').read_text()[-500:]}"
+        )
+    run_dir = events.parent
+    problems: list[str] = []
+    if then == "resume":
+        result = bench.cli("resume", run_dir, "--yes", *via)
+        expect_code("resume", result, [0], problems)
+        states = host_states(run_dir)
+        undone = sorted(name for name, state in states.items() if state.status != "done")
+        expect(not undone, f"not done after resume: {undone}", problems)
+    else:
+        result = bench.cli("rollback", run_dir, "--yes", *via)
+        expect_code("rollback", result, [0], problems)
+    no_traceback(result, problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def connection_cut(bench: Bench, rng: random.Random, *, step: str) -> list[str]:
+    """Cut one host's SSH connection during `step`: it is reported unreachable and counted
+    against the budget (the run halts), and a later `resume` finishes it."""
+    hosts = [bench.full[0], rng.choice(bench.light)]
+    plan_path = bench.plan(hosts, "--waves", "100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    victim = rng.choice(hosts)
+    delay = {"stage": rng.uniform(0, 0.05), "swap": rng.uniform(0, 0.02)}.get(
+        step, rng.uniform(0.05, 0.4)
+    )
+    fault = CutConnection(bench.fleet, victim, step, delay)
+    scratch = bench.scratch(f"cut-{step}")
+    code, run_dir = bench.apply_with(plan_path, scratch / "runs", fault)
+    problems: list[str] = []
+    expect(fault.fired.is_set(), f"the {step} step of {victim} never ran", problems)
+    state = host_states(run_dir)[victim]
+    expect_code("apply", code, [3], problems)
+    expect(state.status == "unreachable", f"{victim} is {state.status}, not unreachable", problems)
+    expect(load_run(run_dir).state.status == "halted", "the run did not halt", problems)
+    problems += bench.check([run_dir], baseline, settled=False)
+    result = bench.cli("resume", run_dir, "--yes")
+    expect_code("resume", result, [0], problems)
+    expect(host_states(run_dir)[victim].status == "done", f"{victim} not done by resume", problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def sshd_down(bench: Bench, rng: random.Random) -> list[str]:
+    """A host's sshd dies during verify: unreachable, the budget halts the run; a resume while it
+    is still down says so again; once sshd is back, a resume finishes it."""
+    hosts = [bench.full[0], *pick(rng, bench.light, 1)]
+    plan_path = bench.plan(hosts, "--waves", "100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    victim = rng.choice(hosts)
+    fault = CutConnection(bench.fleet, victim, "verify", rng.uniform(0.05, 0.3), whole_sshd=True)
+    code, run_dir = bench.apply_with(plan_path, bench.scratch("sshd-down") / "runs", fault)
+    problems: list[str] = []
+    try:
+        expect_code("apply", code, [3], problems)
+        result = bench.cli("resume", run_dir, "--yes")
+        expect_code("resume while sshd is down", result, [3], problems)
+        state = host_states(run_dir)[victim]
+        expect(state.status == "unreachable", f"{victim}: {state.status} while down", problems)
+    finally:
+        start_sshd(bench.fleet)
+    result = bench.cli("resume", run_dir, "--yes")
+    expect_code("resume", result, [0], problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def refused_before_swap(
+    bench: Bench,
+    rng: random.Random,
+    *,
+    name: str,
+    words: Sequence[str],
+    artifact: Path | None = None,
+    fault: Callable[[Path], Fault] | None = None,
+    around: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+) -> list[str]:
+    """A one-host apply that must fail before the swap: host untouched, a message with one of
+    `words`, no lock or temporary file left."""
+    host = rng.choice(bench.light)
+    plan_path = bench.plan([host], "--waves", "100%", artifact=artifact)
+    baseline = bench.baseline(plan_path)
+    bench.reset([host])
+    scratch = bench.scratch(name)
+    problems: list[str] = []
+    with around(host) if around else contextlib.nullcontext():
+        if fault is not None:
+            code, run_dir = bench.apply_with(plan_path, scratch / "runs", fault(scratch))
+        else:
+            result = bench.cli("apply", plan_path, "--yes", "--runs-dir", scratch / "runs")
+            no_traceback(result, problems)
+            code, run_dir = result.code, only_run(scratch / "runs")
+        state = host_states(run_dir)[host]
+        expect_code("apply", code, [3], problems)
+        expect(state.status == "failed", f"{host} is {state.status}, not failed", problems)
+        message = state.message or ""
+        expect(
+            any(word in message for word in words),
+            f"message {message!r} says none of {list(words)}",
+            problems,
+        )
+        expect(load_run(run_dir).swaps.get(host, 0) == 0, "swapped anyway", problems)
+        problems += bench.check([run_dir], baseline)
+    return problems
+
+
+def bad_candidate(bench: Bench, rng: random.Random, *, hangs: bool) -> list[str]:
+    """A candidate that hangs (budget 0: the run halts after the canary) or fails to create
+    containers (budget 1 per wave: the run goes on, every host fails): each host that got it is
+    rolled back within its verification timeout."""
+    hosts = [bench.full[0], rng.choice(bench.light)]
+    scratch = bench.scratch("hang" if hangs else "error")
+    artifact = scratch / "runc"
+    artifact.write_text(HANGING_RUNC if hangs else FAILING_RUNC)
+    artifact.chmod(0o755)
+    budget = "0" if hangs else "1"
+    options = ("--waves", "1,100%", "--verify-timeout", "3", "--max-failures", budget)
+    plan_path = bench.plan(hosts, *options, artifact=artifact, cache=False)
+    plan = load_plan(plan_path)
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    started = time.monotonic()
+    result = bench.cli("apply", plan_path, "--yes", "--runs-dir", scratch / "runs")
+    elapsed = time.monotonic() - started
+    problems: list[str] = []
+    no_traceback(result, problems)
+    expect_code("apply", result, [3] if hangs else [1], problems)
+    expect(elapsed < 90, f"apply took {elapsed:.0f}s with a 3s verification timeout", problems)
+    run_dir = only_run(scratch / "runs")
+    states = host_states(run_dir)
+    canary = plan.waves[0].hosts[0].name
+    expect(states[canary].status == "failed", f"canary {canary}: {states[canary].status}", problems)
+    word = "timed out" if hangs else "failed"
+    expect(word in (states[canary].message or ""), f"canary message lacks {word!r}", problems)
+    expect("rolled back" in (states[canary].message or ""), "canary not rolled back", problems)
+    others = [state.status for name, state in states.items() if name != canary]
+    expected_others = "pending" if hangs else "failed"
+    expect(set(others) == {expected_others}, f"other hosts {others}", problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def overlapping_applies(bench: Bench, rng: random.Random, *, same_plan: bool) -> list[str]:
+    """Two applies at once over shared hosts (two overlapping plans, or one plan applied twice
+    from two run directories): on each shared host one run wins, the other is refused or sees
+    it already done; nothing is swapped twice."""
+    chosen = pick(rng, bench.light, 4)
+    first = chosen[:3]
+    second = first if same_plan else chosen[1:]
+    plans = [bench.plan(first, "--waves", "100%"), bench.plan(second, "--waves", "100%")]
+    baseline = {**bench.baseline(plans[0]), **bench.baseline(plans[1])}
+    bench.reset(chosen)
+    scratch = bench.scratch("same-plan" if same_plan else "overlap")
+    procs = [
+        bench.spawn(
+            "apply", plan, "--yes", "--runs-dir", scratch / f"runs{i}", log=scratch / f"{i}"
+        )
+        for i, plan in enumerate(plans)
+    ]
+    codes = [proc.wait(timeout=300) for proc in procs]
+    problems: list[str] = []
+    for index, code in enumerate(codes):
+        expect_code(f"apply {index}", code, [0, 1, 3, 4], problems)
+        log = (scratch / str(index)).read_text()
+        expect("Traceback" not in log, f"apply {index}: traceback: {log[-300:]}", problems)
+    run_dirs = [only_run(scratch / f"runs{i}") for i in range(2)]
+    ids = {load_run(run_dir).run_id for run_dir in run_dirs}
+    expect(len(ids) == 2, f"both applies got the run id {ids}", problems)
+    for host in sorted(set(first) & set(second)):
+        statuses = [host_states(run_dir)[host] for run_dir in run_dirs]
+        winners = [state for state in statuses if state.status == "done"]
+        expect(len(winners) == 1, f"{host}: {[s.status for s in statuses]}", problems)
+        for state in statuses:
+            if state.status == "failed":
+                expect(
+                    "locked by run" in (state.message or ""),
+                    f"{host}: refused with {state.message!r}",
+                    problems,
+                )
+    return problems + bench.check(run_dirs, baseline)
+
+
+def changed_host_key(bench: Bench, rng: random.Random) -> list[str]:
+    """A host whose key no longer matches known_hosts fails before any command runs on it."""
+    victim, other = pick(rng, bench.light, 2)
+    scratch = bench.scratch("host-key")
+    known_hosts = scratch / "known_hosts"
+    good = bench.fleet.known_hosts.read_text()
+    known_hosts.write_text(good)
+    inventory = scratch / "hosts.yml"
+    inventory.write_text(
+        bench.fleet.inventory.read_text().replace(str(bench.fleet.known_hosts), str(known_hosts))
+    )
+    plan_path = bench.plan([victim, other], "--waves", "100%", inventory=inventory, cache=False)
+    baseline = bench.baseline(plan_path)
+    bench.reset([victim, other])
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(scratch / "other_key")],
+        check=True,
+        capture_output=True,
+    )
+    address = bench.fleet.host(victim).address
+    forged = (scratch / "other_key.pub").read_text().split()
+    known_hosts.write_text(
+        "".join(
+            f"{address} {forged[0]} {forged[1]}\n" if line.startswith(f"{address} ") else line
+            for line in good.splitlines(keepends=True)
+        )
+    )
+    sshd_log = bench.fleet.state_dir / "hosts" / victim / "var-log" / "sshd.log"
+    logins_before = sshd_log.read_text().count("Accepted publickey")
+    result = bench.cli("apply", plan_path, "--yes", "--runs-dir", scratch / "runs")
+    problems: list[str] = []
+    no_traceback(result, problems)
+    expect_code("apply", result, [3], problems)
+    run_dir = only_run(scratch / "runs")
+    state = host_states(run_dir)[victim]
+    expect(state.status == "unreachable", f"{victim}: {state.status}", problems)
+    expect("HOST KEY CHANGED" in (state.message or ""), f"message {state.message!r}", problems)
+    logins = sshd_log.read_text().count("Accepted publickey") - logins_before
+    expect(logins == 0, f"{logins} logins on {victim} despite its changed key", problems)
+    known_hosts.write_text(good)  # so the checker can read the host
+    return problems + bench.check([run_dir], baseline, settled=False)
+
+
+def damaged_journal(bench: Bench, rng: random.Random, *, damage: str) -> list[str]:
+    """Kill an apply mid-way, damage its journal; `status` and `resume` still work, or say
+    exactly what they cannot do (an unreadable or edited plan copy), and the run still ends
+    clean."""
+    hosts = pick(rng, bench.light, 2)
+    plan_path = bench.plan(hosts, "--waves", "1,100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    scratch = bench.scratch(f"journal-{damage}")
+    runs = scratch / "runs"
+    kill_at = rng.randint(3, 14)
+    proc = bench.spawn("apply", plan_path, "--yes", "--runs-dir", runs, log=scratch / "log")
+    events: Path | None = None
+    try:
+        while proc.poll() is None:
+            found = list(runs.glob(f"*/{EVENTS_FILE}")) if runs.is_dir() else []
+            if found and found[0].read_bytes().count(b"\n") >= kill_at:
+                events = found[0]
+                break
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    events = events or only_run(runs) / EVENTS_FILE
+    run_dir = events.parent
+    problems: list[str] = []
+    if damage == "cut":
+        data = events.read_bytes().rstrip(b"\n")
+        last = data.rfind(b"\n") + 1
+        events.write_bytes(data[: last + (len(data) - last) // 2])
+    elif damage == "no-state":
+        (run_dir / STATE_FILE).unlink()
+    elif damage == "no-events":
+        events.unlink()
+    elif damage in ("bad-plan", "edited-plan"):
+        copy = run_dir / PLAN_FILE
+        if damage == "bad-plan":
+            copy.write_text(copy.read_text()[:100])
+        else:
+            body = json.loads(copy.read_text())
+            body["options"]["max_failures"] = "100%"
+            copy.write_text(json.dumps(body))
+        for command in ("status", "resume"):
+            extra = ("--yes",) if command == "resume" else ()
+            result = bench.cli(command, run_dir, *extra)
+            no_traceback(result, problems)
+            expect_code(command, result, [2], problems)
+            expect(PLAN_FILE in result.stderr, f"{command} does not name {PLAN_FILE}", problems)
+        shutil.copy(plan_path, copy)  # the operator puts the reviewed plan back
+    status = bench.cli("status", run_dir)
+    no_traceback(status, problems)
+    expect_code("status", status, [0], problems)
+    if damage in ("cut", "no-events"):
+        expect("warning" in status.stderr, "status does not warn about the journal", problems)
+    result = bench.cli("resume", run_dir, "--yes")
+    no_traceback(result, problems)
+    expect_code("resume", result, [0], problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def secrets_stay_out(bench: Bench, rng: random.Random) -> list[str]:
+    """Passwords planted in the inventory appear nowhere: not in the plan, the journal, the
+    output of plan/apply/status/rollback, nor on the hosts."""
+    hosts = [rng.choice(bench.light)]
+    scratch = bench.scratch("secrets")
+    secret = f"S3cret-{rng.getrandbits(64):016x}"
+    document = yaml.safe_load(bench.fleet.inventory.read_text())
+    for hostvars in document["all"]["children"]["lab"]["hosts"].values():
+        hostvars.update({name: f"{secret}-{name}" for name in SECRET_VARS})
+    document["all"]["vars"] = {"ansible_become_password": secret}
+    inventory = scratch / "hosts.yml"
+    inventory.write_text(yaml.safe_dump(document))
+    plan_path = bench.plan(hosts, "--waves", "100%", inventory=inventory, cache=False)
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    runs = scratch / "runs"
+    outputs = [bench.cli("apply", plan_path, "--yes", "--runs-dir", runs, "--json")]
+    run_dir = only_run(runs)
+    outputs.append(bench.cli("status", run_dir, "--json"))
+    outputs.append(bench.cli("rollback", run_dir, "--yes"))
+    problems: list[str] = []
+    expect_code("apply", outputs[0], [0], problems)
+    expect_code("rollback", outputs[2], [0], problems)
+    written = [path for path in [plan_path, *run_dir.rglob("*")] if path.is_file()]
+    for path in written:
+        expect(secret not in path.read_text(errors="replace"), f"secret in {path}", problems)
+    for result in outputs:
+        expect(secret not in result.output, "secret in command output", problems)
+    for host in hosts:
+        found = bench.fleet.ssh(
+            bench.fleet.host(host), f"grep -rl {secret} /var/lib/runc-rollout", check=False
+        ).stdout.strip()
+        expect(not found, f"secret on {host}: {found}", problems)
+    return problems + bench.check([run_dir], baseline)
+
+
+def private_modes(bench: Bench, rng: random.Random) -> list[str]:
+    """The run directory and the host-side store are readable by their owner (root) only."""
+    host = rng.choice(bench.light)
+    plan_path = bench.plan([host], "--waves", "100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset([host])
+    runs = bench.scratch("modes") / "runs"
+    result = bench.cli("apply", plan_path, "--yes", "--runs-dir", runs)
+    problems: list[str] = []
+    expect_code("apply", result, [0], problems)
+    run_dir = only_run(runs)
+    for path in [run_dir, *run_dir.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        expect(mode & 0o077 == 0, f"{path} has mode {mode:o}", problems)
+    plan = load_run(run_dir).plan
+    with SshExecutor() as executor:
+        snapshot = snapshot_hosts(executor, plan.hosts)[host]
+    if isinstance(snapshot, HostSnapshot):
+        for where, bits in snapshot.modes.items():
+            expect(bits & 0o077 == 0, f"{host}:{where} has mode {bits:o}", problems)
+        expect(len(snapshot.modes) == 4, f"store incomplete: {snapshot.modes}", problems)
+    else:
+        problems.append(f"{host}: {snapshot}")
+    return problems + bench.check([run_dir], baseline)
+
+
+def artifact_refused(bench: Bench, rng: random.Random) -> list[str]:
+    """No plan for an artifact whose sha256 is not the one given; no apply of a plan whose
+    artifact changed since; nothing changes on any host."""
+    host = rng.choice(bench.light)
+    scratch = bench.scratch("artifact-sha")
+    artifact = scratch / "runc"
+    shutil.copy(bench.artifact, artifact)
+    problems: list[str] = []
+    wrong = f"{rng.getrandbits(256):064x}"
+    result = bench.cli(
+        "plan", "-i", bench.fleet.inventory, "--runc", artifact, "--sha256", wrong,
+        "--limit", host, "-o", scratch / "refused.json",
+    )  # fmt: skip
+    no_traceback(result, problems)
+    expect_code("plan with a wrong sha256", result, [2], problems)
+    expect(not (scratch / "refused.json").exists(), "a plan was written anyway", problems)
+    plan_path = bench.plan([host], "--waves", "100%", artifact=artifact, cache=False)
+    baseline = bench.baseline(plan_path)
+    bench.reset([host])
+    with artifact.open("ab") as handle:
+        handle.write(b"\0")
+    result = bench.cli("apply", plan_path, "--yes", "--runs-dir", scratch / "runs")
+    no_traceback(result, problems)
+    expect_code("apply of a changed artifact", result, [2], problems)
+    expect("sha256" in result.stderr, f"message: {result.stderr.strip()!r}", problems)
+    expect(not (scratch / "runs").exists(), "a run was started anyway", problems)
+    return problems + untouched(bench, plan_path, baseline)
+
+
+def edited_plan_refused(bench: Bench, rng: random.Random) -> list[str]:
+    """A plan edited after review is refused before any host is touched."""
+    host = rng.choice(bench.light)
+    plan_path = bench.plan([host], "--waves", "100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset([host])
+    scratch = bench.scratch("edited")
+    body = json.loads(plan_path.read_text())
+    edit = rng.choice(["max_failures", "verify_timeout", "sysctl_target"])
+    body["options"][edit] = {"max_failures": "100%", "verify_timeout": 1.0}.get(edit, 4096)
+    edited = scratch / "plan.json"
+    edited.write_text(json.dumps(body))
+    result = bench.cli("apply", edited, "--yes", "--runs-dir", scratch / "runs")
+    problems: list[str] = []
+    no_traceback(result, problems)
+    expect_code("apply of an edited plan", result, [2], problems)
+    expect("edited after review" in result.stderr, f"message: {result.stderr!r}", problems)
+    expect(not (scratch / "runs").exists(), "a run was started anyway", problems)
+    return problems + untouched(bench, plan_path, baseline)
+
+
+def untouched(bench: Bench, plan_path: Path, baseline: Mapping[str, HostSnapshot]) -> list[str]:
+    """Every host of the plan exactly as in `baseline` (no run to compare with)."""
+    plan: Plan = load_plan(plan_path)
+    with SshExecutor() as executor:
+        now = snapshot_hosts(executor, plan.hosts)
+    return [
+        f"{name}: changed: {now.get(name)}"
+        for name, snapshot in baseline.items()
+        if now.get(name) != snapshot
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The table of trials
+
+
+TrialFn = Callable[[Bench, random.Random], list[str]]
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    run: TrialFn
+    full: int  # repetitions in the full bench
+    quick: int  # in --quick and in CI (0: full bench only)
+
+
+def _artifact_trial(name: str, words: Sequence[str], make: Callable[[Path], None]) -> TrialFn:
+    def run(bench: Bench, rng: random.Random) -> list[str]:
+        artifact = bench.scratch(f"artifact-{name}") / "runc"
+        make(artifact)
+        return refused_before_swap(bench, rng, name=name, words=words, artifact=artifact)
+
+    return run
+
+
+def _random_data(path: Path) -> None:
+    path.write_bytes(b"\x00not a program\n" + os.urandom(4096))
+    path.chmod(0o755)
+
+
+def _not_runc(path: Path) -> None:
+    shutil.copy("/usr/bin/true", path)
+
+
+def _disk_full(bench: Bench, rng: random.Random) -> list[str]:
+    return refused_before_swap(
+        bench,
+        rng,
+        name="tiny-tmpfs",
+        words=["bytes free"],
+        around=lambda host: tiny_tmpfs(bench.fleet, host, "64k"),
+    )
+
+
+def _disk_fills(bench: Bench, rng: random.Random) -> list[str]:
+    room = 3 * bench.artifact.stat().st_size  # passes the free-space check
+    return refused_before_swap(
+        bench,
+        rng,
+        name="fill",
+        words=["No space left"],
+        around=lambda host: tiny_tmpfs(bench.fleet, host, str(room)),
+        fault=lambda scratch: FillDiskBeforeUpload(bench.fleet),
+    )
+
+
+def _read_only(bench: Bench, rng: random.Random) -> list[str]:
+    return refused_before_swap(
+        bench,
+        rng,
+        name="read-only",
+        words=["Read-only file system"],
+        around=lambda host: read_only_dir(bench.fleet, host),
+    )
+
+
+def _corrupted(bench: Bench, rng: random.Random) -> list[str]:
+    return refused_before_swap(
+        bench,
+        rng,
+        name="corrupt",
+        words=["arrived with sha256"],
+        fault=lambda scratch: CorruptUpload(scratch, rng),
+    )
+
+
+TRIALS: tuple[Trial, ...] = (
+    Trial("SIGKILL of apply, then resume", partial(kill_and_recover, then="resume"), 30, 1),
+    Trial("SIGKILL of apply, then rollback", partial(kill_and_recover, then="rollback"), 10, 1),
+    Trial(
+        "SIGKILL of apply --executor ansible, then resume",
+        partial(kill_and_recover, then="resume", executor="ansible"),
+        10,
+        0,
+    ),
+    Trial(
+        "SIGKILL of apply --executor ansible, then rollback",
+        partial(kill_and_recover, then="rollback", executor="ansible"),
+        5,
+        0,
+    ),
+    Trial("connection cut during stage", partial(connection_cut, step="stage"), 5, 1),
+    Trial("connection cut during swap", partial(connection_cut, step="swap"), 5, 1),
+    Trial("connection cut during verify", partial(connection_cut, step="verify"), 5, 1),
+    Trial("sshd killed during verify", sshd_down, 3, 0),
+    Trial("disk full beside runc (64k tmpfs)", _disk_full, 3, 1),
+    Trial("disk fills during upload", _disk_fills, 3, 0),
+    Trial("read-only runc directory", _read_only, 3, 1),
+    Trial("staged file corrupted in transit", _corrupted, 3, 1),
+    Trial(
+        "artifact not executable",
+        _artifact_trial("data", ["not an executable"], _random_data),
+        2,
+        1,
+    ),
+    Trial("artifact not runc", _artifact_trial("true", ["runc version"], _not_runc), 2, 1),
+    Trial(
+        "artifact for another architecture",
+        _artifact_trial("aarch64", ["ELF binary for aarch64"], foreign_elf_stub),
+        2,
+        1,
+    ),
+    Trial("candidate hangs (budget 0: halts)", partial(bad_candidate, hangs=True), 2, 1),
+    Trial("candidate fails (budget 1: goes on)", partial(bad_candidate, hangs=False), 2, 1),
+    Trial("two overlapping plans at once", partial(overlapping_applies, same_plan=False), 3, 1),
+    Trial("one plan applied twice at once", partial(overlapping_applies, same_plan=True), 3, 1),
+    Trial("changed host key", changed_host_key, 2, 1),
+    Trial("journal: last event cut in half", partial(damaged_journal, damage="cut"), 3, 1),
+    Trial("journal: state.json missing", partial(damaged_journal, damage="no-state"), 2, 1),
+    Trial("journal: events.jsonl lost", partial(damaged_journal, damage="no-events"), 2, 0),
+    Trial("journal: plan copy unreadable", partial(damaged_journal, damage="bad-plan"), 1, 1),
+    Trial("journal: plan copy edited", partial(damaged_journal, damage="edited-plan"), 1, 1),
+    Trial("secrets never written", secrets_stay_out, 1, 1),
+    Trial("run dir and host store private", private_modes, 1, 1),
+    Trial("artifact without matching sha256", artifact_refused, 1, 1),
+    Trial("plan edited after review", edited_plan_refused, 1, 1),
+)
+
+
+def run_trial(trial: Trial, bench: Bench, seed: int) -> list[str]:
+    """One repetition; an error of the trial itself counts as a problem, with its type."""
+    try:
+        return trial.run(bench, random.Random(seed))
+    except SetupFailed as error:
+        return [f"setup failed: {error}"]
+    except Exception as error:
+        return [f"{type(error).__name__}: {error}"]
+
+
+def attach_lab(state_dir: Path) -> LabFleet:
+    """The running lab in `state_dir` (restarting whatever of it died)."""
+    info = lab_up(state_dir=state_dir)
+    return LabFleet(
+        info=info,
+        state_dir=info.state_dir,
+        inventory=info.inventory_path,
+        private_key=info.private_key,
+        known_hosts=info.known_hosts,
+        hosts=info.hosts,
+    )
