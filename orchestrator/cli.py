@@ -11,7 +11,16 @@ import click
 import typer
 
 from orchestrator import lab as lab_api
-from orchestrator.apply import ApplyEnv, Rollout, SshWaves, check_artifact, load_plan, preview
+from orchestrator.ansible_backend import AnsibleWaves, rollback_hosts
+from orchestrator.apply import (
+    ApplyEnv,
+    Rollout,
+    SshWaves,
+    WaveBackend,
+    check_artifact,
+    load_plan,
+    preview,
+)
 from orchestrator.artifact import inspect_artifact
 from orchestrator.audit import (
     FailOn,
@@ -96,6 +105,17 @@ LimitOption = Annotated[
 
 class ExecutorName(StrEnum):
     ssh = "ssh"
+    ansible = "ansible"
+
+
+ExecutorOption = Annotated[
+    ExecutorName,
+    typer.Option(
+        "--executor",
+        help="How hosts are worked on: ssh (built in), or ansible (playbooks/ through "
+        "ansible-runner, one job per wave). Both keep the same host-side record.",
+    ),
+]
 
 
 WAVES_HELP = (
@@ -325,9 +345,7 @@ def unstick(
 @app.command()
 def apply(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
-    executor: Annotated[
-        ExecutorName, typer.Option("--executor", help="How to reach hosts.")
-    ] = ExecutorName.ssh,
+    executor: ExecutorOption = ExecutorName.ssh,
     concurrency: ConcurrencyOption = 8,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
@@ -352,7 +370,9 @@ def apply(
         confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
         journal = Journal.create(runs_dir, plan)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
-        return run_rollout(journal, backend, concurrency, json_events)
+        return run_rollout(
+            journal, backend, concurrency, json_events, executor=executor, known_hosts=known_hosts
+        )
 
 
 @app.command()
@@ -382,16 +402,27 @@ def resume(
         bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
     ] = False,
     known_hosts: KnownHostsOption = None,
+    executor: ExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first."""
     journal = Journal.open(run_directory(run, runs_dir))
+    for problem in journal.problems:
+        typer.echo(f"runc-rollout: warning: {problem}", err=True)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
         return ExitCode.OK
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
     with SshExecutor(known_hosts=known_hosts) as backend:
-        return run_rollout(journal, backend, concurrency, json_events, resumed=True)
+        return run_rollout(
+            journal,
+            backend,
+            concurrency,
+            json_events,
+            resumed=True,
+            executor=executor,
+            known_hosts=known_hosts,
+        )
 
 
 @app.command()
@@ -411,6 +442,7 @@ def rollback(
     concurrency: ConcurrencyOption = 8,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
+    executor: ExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     if (run is None) == (not inventory):
@@ -434,13 +466,24 @@ def rollback(
         if journal is not None:
             printer(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
 
-    with SshExecutor(known_hosts=known_hosts) as backend:
+    results: dict[str, HostOutcome | Exception]
+    if executor is ExecutorName.ansible:
+        results = rollback_hosts(
+            targets,
+            run_id=run_id,
+            jobs_dir=journal.run_dir / "ansible" if journal else None,
+            concurrency=concurrency,
+            known_hosts=known_hosts,
+            on_phase=on_phase,
+        )
+    else:
+        with SshExecutor(known_hosts=known_hosts) as backend:
 
-        def one(name: str, target: SshTarget) -> HostOutcome:
-            session = backend.session(target, name=name)
-            return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
+            def one(name: str, target: SshTarget) -> HostOutcome:
+                session = backend.session(target, name=name)
+                return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
 
-        results = run_on_hosts(targets, one, concurrency=concurrency)
+            results = run_on_hosts(targets, one, concurrency=concurrency)
     failed = 0
     for name, result in results.items():
         if isinstance(result, HostOutcome):
@@ -514,10 +557,19 @@ def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = N
 
 
 def run_rollout(
-    journal: Journal, backend: Executor, concurrency: int, json_events: bool, resumed: bool = False
+    journal: Journal,
+    backend: Executor,
+    concurrency: int,
+    json_events: bool,
+    resumed: bool = False,
+    *,
+    executor: ExecutorName = ExecutorName.ssh,
+    known_hosts: Path | None = None,
 ) -> int:
     printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
-    waves = SshWaves(backend, concurrency)
+    waves: WaveBackend = SshWaves(backend, concurrency)
+    if executor is ExecutorName.ansible:
+        waves = AnsibleWaves(journal.run_dir, concurrency, known_hosts=known_hosts)
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
     code = rollout.run(resumed=resumed)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)

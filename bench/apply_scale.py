@@ -1,0 +1,217 @@
+"""Apply speed: one wave over the light lab hosts, SSH and Ansible backends beside a floor.
+
+Brings up a lab (`--hosts 50 --docker 2` by default) in a temporary state directory, plans one
+wave over its light hosts, and at each concurrency times, from the same starting state (the light
+hosts are reset before every run):
+
+- floor:   a plain shell script per host doing the SSH backend's commands for a light host (the
+           same host-side scripts, from orchestrator.hostside, in the same order, and the upload)
+           over OpenSSH with ControlMaster, run `xargs -P CONCURRENCY` at a time;
+- ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N`;
+- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`.
+
+Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
+(user+system of this process's children: the hosts' own work is not counted) and the ratios to
+the floor. Targets: ssh within 1.5x of the floor, ansible within 3x.
+
+    python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
+        [--backends floor,ssh,ansible] [--first-address 127.0.210.11] [--keep]
+        [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator import hostside
+from orchestrator.apply import load_plan
+from orchestrator.executor.ssh import remote_command
+from orchestrator.facts import facts_script
+from orchestrator.lab import lab_down, lab_reset, lab_status, lab_up
+from orchestrator.models import HostRecord, PlannedHost
+
+INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
+RUNC = "/usr/local/sbin/runc"
+
+
+def run(argv: list[str], stdin: str | None = None) -> None:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[:4]} failed ({done.returncode}): {done.stderr.strip()[-600:]}")
+
+
+def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Path:
+    """The SSH backend's commands for one light host, as a plain shell script over OpenSSH."""
+    name, target = host.name, host.ssh
+    before = host.before.runc_sha256 if host.before else "0" * 64
+    staged = hostside.staging_path(RUNC, "floor")
+    record = HostRecord(
+        run_id="floor",
+        plan_id="floor",
+        phase="backed_up",
+        runc_path=RUNC,
+        before_sha256=before,
+        target_sha256=sha,
+        sysctl_target=16384,
+        updated=time.time(),
+    ).model_dump_json(indent=2)
+    record_file = work / f"{name}.record.json"
+    record_file.write_text(record)
+    facts = facts_script("0123456789abcdef")
+    steps: list[tuple[hostside.HostCommand | None, str]] = [
+        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
+        (hostside.lock("floor"), "/dev/null"),
+        (None, str(artifact)),  # the upload
+        (hostside.check_staged(staged, sha, 60), "/dev/null"),
+        (hostside.backup_binary(RUNC, before), "/dev/null"),
+        (hostside.write_record(record), str(record_file)),
+        (hostside.swap(staged, RUNC, sha), "/dev/null"),
+        (hostside.write_record(record), str(record_file)),
+        (hostside.runc_version(RUNC, 30), "/dev/null"),
+        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
+        (hostside.verify_runc_bundle(RUNC, "floor", 60), "/dev/null"),
+        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
+        (hostside.write_record(record), str(record_file)),
+        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
+        (hostside.set_sysctl(16384, [INCIDENT_FILE]), "/dev/null"),
+        *[(hostside.write_record(record), str(record_file))] * 3,
+        (hostside.unlock("floor"), "/dev/null"),
+    ]
+    ssh = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={work}/{name}.ctl",
+        "-o",
+        "ControlPersist=60",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={target.known_hosts_file}",
+        "-i",
+        str(target.private_key_file),
+        f"{target.user or 'root'}@{target.address}",
+    ]
+    prefix = shlex.join(ssh)
+    lines = ["#!/bin/sh", "set -e", f"exec 2>>{shlex.quote(str(work / (name + '.err')))}"]
+    for command, stdin in steps:
+        if command is None:
+            remote = f"cat > {shlex.quote(staged)} && chmod 0700 {shlex.quote(staged)}"
+        else:
+            remote = remote_command(command.script, command.timeout, sudo=False)
+        lines.append(f"{prefix} {shlex.quote(remote)} < {shlex.quote(stdin)} > /dev/null")
+    lines.append(f"{prefix} -O exit 2>/dev/null || true")
+    path = work / f"{name}.sh"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=50)
+    parser.add_argument("--docker", type=int, default=2)
+    parser.add_argument("--concurrency", default="8,16,48")
+    parser.add_argument("--backends", default="floor,ssh,ansible")
+    parser.add_argument("--first-address", default="127.0.210.11")
+    parser.add_argument("--keep", action="store_true", help="Leave the lab up afterwards.")
+    parser.add_argument("--state-dir", type=Path, help="Lab state (default: a temporary one).")
+    parser.add_argument("--inventory", type=Path, help="The lab's inventory (default: beside).")
+    args = parser.parse_args()
+    backends = args.backends.split(",")
+    work = Path(tempfile.mkdtemp(prefix="runc-rollout-bench-"))
+    state_dir = args.state_dir or work / "lab"
+    inventory = args.inventory or work / "hosts.yml"
+    info = lab_up(
+        args.hosts,
+        args.docker,
+        state_dir=state_dir,
+        inventory_path=inventory,
+        first_address=args.first_address,
+    )
+    try:
+        light = [host.name for host in info.hosts if host.kind == "light"]
+        artifact = work / "runc"
+        shutil.copy("/usr/sbin/runc", artifact)
+        sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        lab_reset(state_dir, light)
+        plan = work / "plan.json"
+        cli = [sys.executable, "-m", "orchestrator"]
+        run(
+            [*cli, "plan", "-i", str(inventory), "--limit", "lab_light", "--runc", str(artifact),
+             "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plan)]
+        )  # fmt: skip
+        print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
+        results: dict[tuple[str, int], tuple[float, float]] = {}
+        for concurrency in [int(part) for part in args.concurrency.split(",")]:
+            for backend in backends:
+                lab_reset(state_dir, light)
+                runs = work / f"runs-{backend}-{concurrency}"
+                scripts = work / f"floor-{concurrency}"
+                if backend == "floor":
+                    scripts.mkdir()
+                    for host in load_plan(plan).hosts:
+                        floor_script(host, artifact, sha, scripts)
+                cpu, started = children_cpu(), time.perf_counter()
+                if backend == "floor":
+                    listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
+                    run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
+                else:
+                    run(
+                        [*cli, "apply", str(plan), "--yes", "--executor", backend,
+                         "--concurrency", str(concurrency), "--runs-dir", str(runs)]
+                    )  # fmt: skip
+                wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+                status = lab_status(state_dir)
+                wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
+                if wrong:
+                    raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
+                results[(backend, concurrency)] = (wall, cpu)
+                print(f"  {backend:8} concurrency {concurrency:3}: {wall:6.1f} s wall, "
+                      f"{cpu:6.1f} s controller CPU", flush=True)  # fmt: skip
+        print_table(results, backends)
+    finally:
+        lab_reset(state_dir, None)
+        if not args.keep:
+            lab_down(state_dir, inventory)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(results: dict[tuple[str, int], tuple[float, float]], backends: list[str]) -> None:
+    concurrencies = sorted({concurrency for _, concurrency in results})
+    header = "| concurrency | " + " | ".join(f"{b} wall (CPU)" for b in backends)
+    others = [b for b in backends if b != "floor"]
+    if "floor" in backends:
+        header += " | " + " | ".join(f"{b} / floor" for b in others)
+    print("\n" + header + " |")
+    print("|" + "---|" * (1 + len(backends) + (len(others) if "floor" in backends else 0)))
+    for concurrency in concurrencies:
+        cells = [f"{results[(b, concurrency)][0]:.1f} s ({results[(b, concurrency)][1]:.0f} s)"
+                 for b in backends]  # fmt: skip
+        if "floor" in backends:
+            floor = results[("floor", concurrency)][0]
+            cells += [f"{results[(b, concurrency)][0] / floor:.1f}x" for b in others]
+        print(f"| {concurrency} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

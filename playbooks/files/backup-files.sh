@@ -1,0 +1,12 @@
+#!/bin/sh
+# runc-rollout host step `backup-files.sh`, rendered from orchestrator/hostside.py by
+# `python -m orchestrator.playbook_files`: do not edit.
+# Parameters (environment): the files to keep as arguments
+set -u
+umask 077
+for f in "$@"; do
+    sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
+    dest=/var/lib/runc-rollout/files/$sum
+    [ "$(sha256sum "$dest" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || { cp -p "$f" "$dest.tmp" && mv -f "$dest.tmp" "$dest"; } || exit 1
+    echo "file=$f before=$sum"
+done

@@ -1,0 +1,14 @@
+#!/bin/sh
+# runc-rollout host step `set-sysctl.sh`, rendered from orchestrator/hostside.py by
+# `python -m orchestrator.playbook_files`: do not edit.
+# Parameters (environment): VALUE; the files to change as arguments
+set -u
+umask 077
+printf '%s\n' "$VALUE" > /proc/sys/fs/pipe-user-pages-soft || exit 1
+for f in "$@"; do
+    sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
+    [ -f /var/lib/runc-rollout/files/$sum ] || cp -p "$f" /var/lib/runc-rollout/files/$sum || exit 1
+    sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$#\1fs.pipe-user-pages-soft = '"$VALUE"'#' "$f" || exit 1
+    echo "file=$f before=$sum after=$(sha256sum "$f" | cut -d' ' -f1)"
+done
+echo runtime=$(cat /proc/sys/fs/pipe-user-pages-soft)

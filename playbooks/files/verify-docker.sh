@@ -1,0 +1,30 @@
+#!/bin/sh
+# runc-rollout host step `verify-docker.sh`, rendered from orchestrator/hostside.py by
+# `python -m orchestrator.playbook_files`: do not edit.
+# Parameters (environment): COMMAND, RUN_ID, IMAGE, TIMEOUT
+set -u
+umask 077
+PREFIX=runc-rollout-verify-
+name="$PREFIX$RUN_ID-$$"
+cidfile=/var/lib/runc-rollout/$name.cid
+rm -f "$cidfile"
+timeout -s KILL "$TIMEOUT" docker run --rm --cidfile "$cidfile" --network none \
+    --security-opt no-new-privileges --name "$name" "$IMAGE" $COMMAND
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    # A hung container's runtime processes (runc create, its runc init) block even `docker
+    # inspect`: find them by the container id docker wrote to the cidfile, kill them (never
+    # the shim or the daemons), then remove the container.
+    id=$(cat "$cidfile" 2>/dev/null)
+    if [ -n "$id" ]; then
+        for pid in $(grep -l -a -F "$id" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+            case "$(cat /proc/$pid/comm 2>/dev/null)" in containerd-shim*|dockerd|containerd) ;;
+            *) pkill -KILL -P "$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null;; esac
+        done
+    fi
+    timeout -s KILL 30 docker rm -f "$name" >/dev/null 2>&1
+    rm -f "$cidfile"
+    echo "verify=failed rc=$rc"; exit "$rc"
+fi
+rm -f "$cidfile"
+echo verify=ok
