@@ -235,7 +235,6 @@ class Expectations:
     """What a host must look like, from the plan and (optionally) a snapshot taken before."""
 
     artifact_sha256: str
-    sysctl_target: int
     before_sha256: str | None
     before_sysctl: int | None
     before_files: dict[str, str] | None  # path -> sha256, when a baseline was taken
@@ -273,7 +272,6 @@ def judge(
         before = baseline.get(name) if baseline else None
         expect = Expectations(
             artifact_sha256=first_run.plan.artifact.sha256,
-            sysctl_target=first_run.plan.options.sysctl_target,
             before_sha256=before.runc_sha256
             if before
             else (host.before.runc_sha256 if host.before else None),
@@ -334,8 +332,7 @@ def _judge_host(
             problems.append(f"run {run.run_id} left it {state.status} ({state.phase})")
     if record is None or not owner_views:
         return problems + _untouched(snap, expect)
-    run, state = owner_views[0]
-    return problems + _owned(snap, record, run, state, expect, settled)
+    return problems + _owned(snap, record, owner_views[0][1], expect, settled)
 
 
 def _working_runc(snap: HostSnapshot, expect: Expectations) -> list[str]:
@@ -381,12 +378,12 @@ def _sysctl_before(
 def _owned(
     snap: HostSnapshot,
     record: HostRecord,
-    run: RunView,
     state: HostState,
     expect: Expectations,
     settled: bool,
 ) -> list[str]:
-    """The host's record belongs to `run`: the record, the journal and the host must agree."""
+    """The host's record is of the run whose journal says `state`: the record, the journal and
+    the host must agree."""
     problems = []
     if record.before_sha256 not in snap.backups:  # the record is written after the backup
         problems.append(f"the backup of its before ({record.before_sha256[:12]}) is missing")

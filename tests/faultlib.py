@@ -69,6 +69,9 @@ STUB_BODY = b"""
 case "$1" in --version|-v) printf 'runc version 1.1.5+stub\\ncommit: stub\\n'; exit 0;; esac
 exec /usr/sbin/runc "$@"
 """
+SECRET_ENV = (
+    "RUNC_ROLLOUT_FAULT_TOKEN"  # a credential the orchestrator's environment happens to hold
+)
 SECRET_VARS = (
     "ansible_password",
     "ansible_ssh_pass",
@@ -218,6 +221,9 @@ class Fault:
         """The file actually uploaded instead of `local`."""
         return local
 
+    def after_step(self, host: str) -> None:
+        """Called when a command or upload has returned."""
+
 
 class FaultySession:
     """A `HostSession` that lets a `Fault` act before each step."""
@@ -232,10 +238,16 @@ class FaultySession:
 
     def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
         self._fault.before_run(self.host, command)
-        return self._inner.run(command, timeout=timeout, stdin=stdin)
+        try:
+            return self._inner.run(command, timeout=timeout, stdin=stdin)
+        finally:
+            self._fault.after_step(self.host)
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:
-        self._inner.put(self._fault.put_source(self.host, local), remote, mode=mode)
+        try:
+            self._inner.put(self._fault.put_source(self.host, local), remote, mode=mode)
+        finally:
+            self._fault.after_step(self.host)
 
     def close(self) -> None:
         self._inner.close()
@@ -265,7 +277,9 @@ STEP_MARKERS = {
 
 
 class CutConnection(Fault):
-    """Kill `host`'s sshd sessions `delay` seconds after `step` starts (once)."""
+    """Kill `host`'s sshd sessions `delay` seconds after `step` starts (once). A step that
+    returns before that waits for the cut, so the connection always dies before the next step:
+    during the step, or between it and the next."""
 
     def __init__(
         self, fleet: LabFleet, host: str, step: str, delay: float, *, whole_sshd: bool = False
@@ -275,14 +289,20 @@ class CutConnection(Fault):
         self.step = step
         self.delay = delay
         self.whole_sshd = whole_sshd
-        self.fired = threading.Event()
+        self.fired = threading.Event()  # the step started
+        self.cut = threading.Event()  # the connection is gone
 
     def _fire_later(self) -> None:
         if self.fired.is_set():
             return
         self.fired.set()
-        action = stop_sshd if self.whole_sshd else cut_connections
-        threading.Timer(self.delay, action, (self.fleet, self.host)).start()
+        threading.Timer(self.delay, self._cut).start()
+
+    def _cut(self) -> None:
+        try:
+            (stop_sshd if self.whole_sshd else cut_connections)(self.fleet, self.host)
+        finally:
+            self.cut.set()
 
     def before_run(self, host: str, script: str) -> None:
         markers = [STEP_MARKERS[self.step]]
@@ -295,6 +315,10 @@ class CutConnection(Fault):
         if host == self.host and self.step == "stage":
             self._fire_later()
         return local
+
+    def after_step(self, host: str) -> None:
+        if host == self.host and self.fired.is_set():
+            self.cut.wait(10)
 
 
 class CorruptUpload(Fault):
@@ -566,6 +590,50 @@ def connection_cut(bench: Bench, rng: random.Random, *, step: str) -> list[str]:
     return problems + bench.check([run_dir], baseline)
 
 
+def connection_cut_ansible(bench: Bench, rng: random.Random, *, step: str) -> list[str]:
+    """`apply --executor ansible` with one host's sshd killed (connections and listener) while
+    `step` runs, right after the journal shows the phase before it: Ansible's own retries fail,
+    the host is reported unreachable and the budget halts the run; once sshd is back, a
+    `resume` finishes it. (Cutting only the connections is no fault for Ansible: it retries.)"""
+    hosts = [bench.full[0], rng.choice(bench.light)]
+    plan_path = bench.plan(hosts, "--waves", "100%")
+    baseline = bench.baseline(plan_path)
+    bench.reset(hosts)
+    victim = rng.choice(hosts)
+    trigger = {"stage": "locked", "swap": "backed_up", "verify": "swapped"}[step]
+    delay = rng.uniform(0, 0.3 if step == "verify" else 0.05)
+    scratch = bench.scratch(f"ansible-cut-{step}")
+    runs = scratch / "runs"
+    via = ("--executor", "ansible")
+    proc = bench.spawn("apply", plan_path, "--yes", "--runs-dir", runs, *via, log=scratch / "log")
+    cut = False
+    try:
+        while proc.poll() is None and not cut:
+            found = list(runs.glob(f"*/{EVENTS_FILE}")) if runs.is_dir() else []
+            if found and f'"host":"{victim}","phase":"{trigger}"' in found[0].read_text():
+                time.sleep(delay)
+                stop_sshd(bench.fleet, victim)
+                cut = True
+            time.sleep(0.005)
+        code = proc.wait(timeout=600)
+    finally:
+        start_sshd(bench.fleet)
+    problems: list[str] = []
+    expect(cut, f"{victim} never reached {trigger}", problems)
+    log = (scratch / "log").read_text()
+    expect("Traceback" not in log, f"apply: traceback: {log[-300:]}", problems)
+    run_dir = only_run(runs)
+    state = host_states(run_dir)[victim]
+    if state.status != "done":  # else its last step had finished before sshd died
+        expect_code("apply", code, [3], problems)
+        expect(state.status == "unreachable", f"{victim} is {state.status}", problems)
+        problems += bench.check([run_dir], baseline, settled=False)
+        result = bench.cli("resume", run_dir, "--yes", *via)
+        expect_code("resume", result, [0], problems)
+    expect(host_states(run_dir)[victim].status == "done", f"{victim} not done", problems)
+    return problems + bench.check([run_dir], baseline)
+
+
 def sshd_down(bench: Bench, rng: random.Random) -> list[str]:
     """A host's sshd dies during verify: unreachable, the budget halts the run; a resume while it
     is still down says so again; once sshd is back, a resume finishes it."""
@@ -807,9 +875,10 @@ def damaged_journal(bench: Bench, rng: random.Random, *, damage: str) -> list[st
     return problems + bench.check([run_dir], baseline)
 
 
-def secrets_stay_out(bench: Bench, rng: random.Random) -> list[str]:
-    """Passwords planted in the inventory appear nowhere: not in the plan, the journal, the
-    output of plan/apply/status/rollback, nor on the hosts."""
+def secrets_stay_out(bench: Bench, rng: random.Random, *, executor: str = "ssh") -> list[str]:
+    """Passwords planted in the inventory (and, for Ansible, a token in the environment) appear
+    nowhere: not in the plan, the journal, Ansible's runner artifacts, the output of
+    plan/apply/status/rollback, nor on the hosts."""
     hosts = [rng.choice(bench.light)]
     scratch = bench.scratch("secrets")
     secret = f"S3cret-{rng.getrandbits(64):016x}"
@@ -823,10 +892,15 @@ def secrets_stay_out(bench: Bench, rng: random.Random) -> list[str]:
     baseline = bench.baseline(plan_path)
     bench.reset(hosts)
     runs = scratch / "runs"
-    outputs = [bench.cli("apply", plan_path, "--yes", "--runs-dir", runs, "--json")]
-    run_dir = only_run(runs)
-    outputs.append(bench.cli("status", run_dir, "--json"))
-    outputs.append(bench.cli("rollback", run_dir, "--yes"))
+    via = ("--executor", executor)
+    os.environ[SECRET_ENV] = secret
+    try:
+        outputs = [bench.cli("apply", plan_path, "--yes", "--runs-dir", runs, "--json", *via)]
+        run_dir = only_run(runs)
+        outputs.append(bench.cli("status", run_dir, "--json"))
+        outputs.append(bench.cli("rollback", run_dir, "--yes", *via))
+    finally:
+        del os.environ[SECRET_ENV]
     problems: list[str] = []
     expect_code("apply", outputs[0], [0], problems)
     expect_code("rollback", outputs[2], [0], problems)
@@ -1006,6 +1080,7 @@ def _corrupted(bench: Bench, rng: random.Random) -> list[str]:
     )
 
 
+cca = connection_cut_ansible
 TRIALS: tuple[Trial, ...] = (
     Trial("SIGKILL of apply, then resume", partial(kill_and_recover, then="resume"), 30, 1),
     Trial("SIGKILL of apply, then rollback", partial(kill_and_recover, then="rollback"), 10, 1),
@@ -1025,6 +1100,9 @@ TRIALS: tuple[Trial, ...] = (
     Trial("connection cut during swap", partial(connection_cut, step="swap"), 5, 1),
     Trial("connection cut during verify", partial(connection_cut, step="verify"), 5, 1),
     Trial("sshd killed during verify", sshd_down, 3, 0),
+    Trial("ansible: connection cut during stage", partial(cca, step="stage"), 3, 0),
+    Trial("ansible: connection cut during swap", partial(cca, step="swap"), 3, 0),
+    Trial("ansible: connection cut during verify", partial(cca, step="verify"), 3, 0),
     Trial("disk full beside runc (64k tmpfs)", _disk_full, 3, 1),
     Trial("disk fills during upload", _disk_fills, 3, 0),
     Trial("read-only runc directory", _read_only, 3, 1),
@@ -1053,6 +1131,7 @@ TRIALS: tuple[Trial, ...] = (
     Trial("journal: plan copy unreadable", partial(damaged_journal, damage="bad-plan"), 1, 1),
     Trial("journal: plan copy edited", partial(damaged_journal, damage="edited-plan"), 1, 1),
     Trial("secrets never written", secrets_stay_out, 1, 1),
+    Trial("secrets never written (ansible)", partial(secrets_stay_out, executor="ansible"), 1, 0),
     Trial("run dir and host store private", private_modes, 1, 1),
     Trial("artifact without matching sha256", artifact_refused, 1, 1),
     Trial("plan edited after review", edited_plan_refused, 1, 1),

@@ -1,0 +1,219 @@
+"""The invariant checker itself (no lab): it reads the snapshot script's output, and `judge`
+passes a clean fleet and names every kind of violation the fault trials look for."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from orchestrator.invariant import HostSnapshot, RunView, judge, load_run, parse_snapshot
+from orchestrator.journal import Journal
+from orchestrator.models import (
+    Artifact,
+    HostBefore,
+    HostRecord,
+    Plan,
+    PlannedHost,
+    RecordedFile,
+    SshTarget,
+    Wave,
+    WaveOptions,
+)
+
+BEFORE, TARGET, OTHER = "b" * 64, "a" * 64, "c" * 64
+FILE, FILE_BEFORE, FILE_AFTER = "/etc/sysctl.d/90-x.conf", "1" * 64, "2" * 64
+RUNC = "/usr/local/sbin/runc"
+
+
+def plan() -> Plan:
+    before = HostBefore(runc_path=RUNC, runc_sha256=BEFORE, sysctl_runtime=163840)
+    hosts = [
+        PlannedHost(name=name, domain="a", ssh=SshTarget(address="127.0.0.1"), before=before)
+        for name in ("h1", "h2")
+    ]
+    return Plan(
+        plan_id="x",
+        plan_hash="0" * 64,
+        inventory=("inv",),
+        artifact=Artifact(path="/tmp/runc", sha256=TARGET, size=1),
+        options=WaveOptions(),
+        waves=[Wave(index=0, hosts=hosts, max_failures=0, domains={"a": 2})],
+        skipped=[],
+        domains={"a": 2},
+    ).sealed()
+
+
+def snapshot(**changes: object) -> HostSnapshot:
+    """An untouched host: the before runc, 163840, the original file."""
+    base = HostSnapshot(
+        runc_path=RUNC,
+        runc_exists=True,
+        runc_executable=True,
+        runc_sha256=BEFORE,
+        version_exit=0,
+        version_line="runc version 1.0.0-rc93",
+        temp_files=(),
+        lock_owner=None,
+        backups={},
+        sysctl_runtime=163840,
+        sysctl_files={FILE: (FILE_BEFORE, ("163840",))},
+        modes={},
+        verify_containers=0,
+        record_json=None,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def record(run_id: str, outcome: str = "done", phase: str = "finished") -> str:
+    return HostRecord(
+        run_id=run_id,
+        plan_id="x",
+        phase=phase,  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]
+        runc_path=RUNC,
+        before_sha256=BEFORE,
+        target_sha256=TARGET,
+        sysctl_before=163840,
+        sysctl_target=16384,
+        files=[RecordedFile(path=FILE, before_sha256=FILE_BEFORE, after_sha256=FILE_AFTER)],
+        updated=0.0,
+    ).model_dump_json()
+
+
+def done(run_id: str) -> HostSnapshot:
+    return snapshot(
+        runc_sha256=TARGET,
+        backups={BEFORE: BEFORE},
+        sysctl_runtime=16384,
+        sysctl_files={FILE: (FILE_AFTER, ("16384",))},
+        record_json=record(run_id),
+    )
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> tuple[Journal, RunView]:
+    """h1 done, h2 never reached (the run halted)."""
+    journal = Journal.create(tmp_path, plan())
+    journal.record("run.started")
+    journal.record("host.phase", host="h1", phase="swapped", runc_sha256=TARGET)
+    journal.record("host.finished", host="h1", status="done", phase="finished", runc_sha256=TARGET)
+    journal.record("run.halted")
+    return journal, load_run(journal.run_dir)
+
+
+def baseline() -> dict[str, HostSnapshot]:
+    return {"h1": snapshot(), "h2": snapshot()}
+
+
+def test_a_clean_fleet_passes(run: tuple[Journal, RunView]) -> None:
+    journal, view = run
+    snapshots = {"h1": done(journal.run_id), "h2": snapshot()}
+    assert judge([view], snapshots, baseline=baseline()) == []
+
+
+@pytest.mark.parametrize(
+    ("h1", "h2", "expected"),
+    [
+        ({"runc_exists": False}, {}, "is missing"),
+        ({"runc_sha256": OTHER}, {}, "neither the before"),
+        ({"version_exit": 126}, {}, "--version exits 126"),
+        ({"temp_files": (f"{RUNC}.tmp",)}, {}, "temporary files left"),
+        ({"lock_owner": "r"}, {}, "still locked"),
+        ({"sysctl_runtime": 163840}, {}, "done but sysctl runtime"),
+        ({"sysctl_files": {FILE: (FILE_BEFORE, ("163840",))}}, {}, "set another value"),
+        ({"backups": {}}, {}, "backup of its before"),
+        ({"backups": {BEFORE: BEFORE, OTHER: OTHER}}, {}, "swapped again"),
+        ({"backups": {BEFORE: BEFORE, f"{BEFORE}.tmp": OTHER}}, {}, "does not hold"),
+        ({}, {"runc_sha256": TARGET}, "not its before"),
+        ({}, {"sysctl_files": {FILE: (FILE_AFTER, ("16384",))}}, "sysctl files not as before"),
+        ({}, {"sysctl_runtime": 16384}, "expected its before 163840"),
+        ({}, {"verify_containers": 1}, "verification containers"),
+    ],
+)
+def test_violations_are_named(
+    run: tuple[Journal, RunView], h1: dict[str, object], h2: dict[str, object], expected: str
+) -> None:
+    journal, view = run
+    snapshots = {
+        "h1": dataclasses.replace(done(journal.run_id), **h1),  # type: ignore[arg-type]
+        "h2": snapshot(**h2),
+    }
+    problems = judge([view], snapshots, baseline=baseline())
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_journal_and_record_must_agree(run: tuple[Journal, RunView]) -> None:
+    journal, view = run
+    rolled_back = snapshot(backups={BEFORE: BEFORE}, record_json=record(journal.run_id, "failed"))
+    problems = judge([view], {"h1": rolled_back, "h2": snapshot()}, baseline=baseline())
+    assert any("record says failed, journal says done" in p for p in problems), problems
+    in_flight = done(journal.run_id)
+    in_flight = dataclasses.replace(
+        in_flight, record_json=record(journal.run_id, "in_progress", "verified")
+    )
+    problems = judge([view], {"h1": in_flight, "h2": snapshot()}, baseline=baseline())
+    assert any("still in progress" in p for p in problems), problems
+    assert not judge(
+        [view], {"h1": done(journal.run_id), "h2": snapshot()}, baseline=baseline(), settled=False
+    )
+
+
+def test_a_stale_state_file_and_a_second_swap_are_caught(
+    run: tuple[Journal, RunView], tmp_path: Path
+) -> None:
+    journal, _ = run
+    journal.record("host.phase", host="h1", phase="swapped", runc_sha256=TARGET)
+    (journal.run_dir / "state.json").write_text(
+        (journal.run_dir / "state.json").read_text().replace('"halted"', '"completed"')
+    )
+    problems = judge([load_run(journal.run_dir)], {"h1": done(journal.run_id), "h2": snapshot()})
+    assert any("swapped 2 times" in p for p in problems), problems
+    assert any("disagrees with events.jsonl" in p for p in problems), problems
+
+
+def test_another_run_claiming_a_host_is_caught(
+    run: tuple[Journal, RunView], tmp_path: Path
+) -> None:
+    journal, view = run
+    other = Journal.create(tmp_path / "other", plan())
+    other.record("host.phase", host="h1", phase="swapped", runc_sha256=TARGET)
+    other.record("host.finished", host="h1", status="done", phase="finished")
+    problems = judge(
+        [view, load_run(other.run_dir)],
+        {"h1": done(journal.run_id), "h2": snapshot()},
+        baseline=baseline(),
+    )
+    assert any("swapped 2 times" in p for p in problems), problems
+    assert any(f"run {other.run_id} says done" in p for p in problems), problems
+
+
+def test_snapshot_output_is_parsed() -> None:
+    mark = "@@record-1@@"
+    output = "\n".join(
+        [
+            "exists=1",
+            "executable=1",
+            f"sha256={TARGET}",
+            "version_exit=0",
+            "version=runc version 1.1.5",
+            f"temp={RUNC[:-4]}.runc-rollout-r.tmp",
+            "lock=run-1",
+            f"backup={BEFORE} {BEFORE}",
+            "sysctl=16384",
+            f"sysctl_file={FILE} {FILE_AFTER} 16384,",
+            "mode=/var/lib/runc-rollout 700",
+            "verify_containers=0",
+            mark,
+            '{"x": 1}',
+        ]
+    )
+    parsed = parse_snapshot(RUNC, output + "\n", mark)
+    assert parsed.runc_sha256 == TARGET and parsed.lock_owner == "run-1"
+    assert parsed.temp_files == (f"{RUNC[:-4]}.runc-rollout-r.tmp",)
+    assert parsed.sysctl_files == {FILE: (FILE_AFTER, ("16384",))}
+    assert parsed.modes == {"/var/lib/runc-rollout": 0o700}
+    assert parsed.record_json == '{"x": 1}\n'
+    empty = parse_snapshot(RUNC, f"sysctl=\n{mark}\n", mark)
+    assert not empty.runc_exists and empty.sysctl_runtime is None and empty.record_json is None
