@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,13 @@ from orchestrator.journal import EVENTS_FILE, read_events
 from orchestrator.models import HostRecord
 from orchestrator.playbook_files import PLAYBOOK_DIR
 from tests.conftest import LabFleet
-from tests.test_apply_lab import HANGING_RUNC, INCIDENT_FILE, make_plan, sha256
+from tests.test_apply_lab import (
+    HANGING_RUNC,
+    INCIDENT_FILE,
+    apply_killed_after_swap,
+    make_plan,
+    sha256,
+)
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 STATE = "/var/lib/runc-rollout"
@@ -275,36 +280,9 @@ def test_resume_after_sigkill_with_ansible(
     lab = clean_lab
     plan = tmp_path / "plan.json"
     make_plan(lab, artifact, plan)
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "apply",
-            str(plan),
-            "--yes",
-            "--executor",
-            "ansible",
-            "--runs-dir",
-            str(runs),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    events_path: Path | None = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(runs.glob("*/" + EVENTS_FILE)) if runs.exists() else []
-        if found and '"swapped"' in found[0].read_text():
-            events_path = found[0]
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert events_path is not None, "apply never reached a swap"
+    run_dir = apply_killed_after_swap(plan, tmp_path / "runs", "--executor", "ansible")
+    events_path = run_dir / EVENTS_FILE
     time.sleep(1)  # its ansible-playbook dies with it (PR_SET_PDEATHSIG)
-    run_dir = events_path.parent
     assert main(["resume", str(run_dir), "--yes", "--executor", "ansible"]) == ExitCode.OK
     events, _ = read_events(events_path)
     assert json.loads((run_dir / "state.json").read_text())["status"] == "completed"

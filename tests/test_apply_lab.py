@@ -53,7 +53,30 @@ def host_state(lab: LabFleet, name: str) -> dict[str, str]:
     return dict(zip(keys, [line.strip() for line in out] + [""] * 6, strict=False))
 
 
-def daemon_pids(lab: LabFleet) -> dict[str, tuple[object, object]]:
+def apply_killed_after_swap(plan: Path, runs: Path, *options: str) -> Path:
+    """Run `apply PLAN` in its own process, SIGKILL it once the journal shows a host swapped,
+    and return the run directory."""
+    argv = [sys.executable, "-m", "orchestrator", "apply", str(plan), "--yes"]
+    proc = subprocess.Popen(
+        [*argv, "--runs-dir", str(runs), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    events_path: Path | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(runs.glob("*/" + EVENTS_FILE)) if runs.exists() else []
+        if found and '"swapped"' in found[0].read_text():
+            events_path = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert events_path is not None, "apply never reached a swap"
+    return events_path.parent
+
+
+def daemon_pids(lab: LabFleet) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
     """Each full host's dockerd and containerd (pid, start ticks), from the facts."""
     targets = hosts_to_plan(load_inventory([lab.inventory]), None)
     with SshExecutor() as executor:
@@ -211,33 +234,8 @@ def test_resume_after_sigkill_finishes_without_redoing(
     lab = clean_lab
     plan = tmp_path / "plan.json"
     make_plan(lab, artifact, plan)
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "apply",
-            str(plan),
-            "--yes",
-            "--runs-dir",
-            str(runs),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    events_path: Path | None = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        runs_found = list(runs.glob("*/" + EVENTS_FILE)) if runs.exists() else []
-        if runs_found and '"swapped"' in runs_found[0].read_text():
-            events_path = runs_found[0]
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert events_path is not None, "apply never reached a swap"
-    run_dir = events_path.parent
+    run_dir = apply_killed_after_swap(plan, tmp_path / "runs")
+    events_path = run_dir / EVENTS_FILE
     assert main(["resume", str(run_dir), "--yes"]) == ExitCode.OK
     events, _problems = read_events(events_path)
     state = json.loads((run_dir / "state.json").read_text())

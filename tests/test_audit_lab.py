@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import LabFleet
-from fakes import kill, start_fakes
 
 from orchestrator.audit import AuditReport
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
+from tests.conftest import LabFleet
+from tests.fakes import kill, start_fakes
 
 INCIDENT = {"runc-rc93-pipe-hang", "sysctl-raised", "sysctl-raised-at-boot", "shadowed-runc"}
 UPGRADE = (

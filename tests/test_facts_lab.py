@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LabFleet
 
 from orchestrator.executor.base import HostUnreachable
 from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import HostFacts, facts_to_before, gather_facts, gather_fleet
+from orchestrator.facts import facts_to_before, gather_facts, gather_fleet
 from orchestrator.lab import LabHost
-from orchestrator.models import SshTarget
+from orchestrator.models import HostFacts, SshTarget
+from tests.conftest import LabFleet
 
 RC93_COMMIT = "12644e614e25b05da6fd08a38ffa0cfe1903fdec"
 DEBIAN_RUNC = Path("/usr/sbin/runc")

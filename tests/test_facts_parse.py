@@ -12,13 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, FactsError
 from orchestrator.executor.base import HostKeyRejected, HostUnreachable
 from orchestrator.facts import (
     SYSTEMD_DEFAULT_PATH,
-    FactsError,
-    FactsReport,
-    HostFacts,
     before_from_report,
     facts_json,
     facts_script,
@@ -27,7 +24,7 @@ from orchestrator.facts import (
     parse_facts,
     read_facts_report,
 )
-from orchestrator.models import SshTarget
+from orchestrator.models import FactsReport, HostFacts, SshTarget
 
 NONCE = "0123456789abcdef"
 RC93_SHA = "5c3b5a0e6bc6fa1d2fbd8ac4b2c7a1a1b2f0c6b1d9f6a6f1e0f7c4e7a3d2b1c0"

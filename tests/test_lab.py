@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LabFleet, lab_unavailable, start_lab
 
 from orchestrator.errors import BadInput
 from orchestrator.inventory import load_inventory
 from orchestrator.lab import check_requirements, hostdef, lab_down, lab_status, lab_up
 from orchestrator.lab.fleet import HOLDER_PREFIX, _Lab, _load, port_in_use, proc_start
 from orchestrator.runcinfo import parse_runc_version
+from tests.conftest import LabFleet, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
 RUNC_VERSION = "runc --version"

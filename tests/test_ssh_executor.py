@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabFleet
 
 from orchestrator.executor.base import (
     AuthenticationFailed,
@@ -34,6 +33,7 @@ from orchestrator.executor.base import (
 from orchestrator.executor.ssh import KILL_GRACE, SshExecutor, remote_command
 from orchestrator.lab import LabHost
 from orchestrator.models import SshTarget
+from tests.conftest import LabFleet
 
 
 def target(lab: LabFleet, host: LabHost, **changes: Any) -> SshTarget:
@@ -49,7 +49,7 @@ def target(lab: LabFleet, host: LabHost, **changes: Any) -> SshTarget:
 def accepted_logins(lab: LabFleet, host: LabHost) -> int:
     """How many logins the host's sshd has accepted so far, from its own log."""
     log = lab.state_dir / "hosts" / host.name / "var-log" / "sshd.log"
-    return log.read_text(errors="replace").count("Accepted publickey")
+    return int(log.read_text(errors="replace").count("Accepted publickey"))
 
 
 def processes_matching(marker: str) -> list[int]:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import Fake, kill, queued, start_fakes, state, syscall, wchan
 
 from orchestrator.errors import FactsError, HostUnreachable
 from orchestrator.unstick import (
@@ -30,6 +29,7 @@ from orchestrator.unstick_host import (
     parse_stat,
     parse_syscall,
 )
+from tests.fakes import Fake, kill, queued, start_fakes, state, syscall, wchan
 
 PYTHON36 = Path("/root/.pyenv/versions/3.6.15/bin/python3.6")
 

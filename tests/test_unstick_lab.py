@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LabFleet
-from fakes import BLOCKED, kill, queued, start_fakes, state, syscall, wchan
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
+from tests.conftest import LabFleet
+from tests.fakes import BLOCKED, kill, queued, start_fakes, state, syscall, wchan
 
 MODES = ["stuck", "decoy-64k", "decoy-stdout", "not-runc"]
 
