@@ -37,7 +37,7 @@ from orchestrator import hostside
 from orchestrator.apply import load_plan
 from orchestrator.executor.ssh import remote_command
 from orchestrator.facts import facts_script
-from orchestrator.lab import lab_down, lab_reset, lab_status, lab_up
+from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
 from orchestrator.models import HostRecord, PlannedHost
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.lab import lab_down
+from orchestrator.lab.fleet import lab_down
 from tests.conftest import LabFleet, lab_unavailable, start_lab
 from tests.faultlib import TRIALS, Bench, Trial, attach_lab, run_trial
 

@@ -17,7 +17,6 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
 from importlib import resources
 from typing import Literal
 
@@ -30,33 +29,24 @@ from orchestrator.executor.base import Executor
 from orchestrator.facts import facts_report, gather_fleet
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
+    SEVERITIES,
+    FailOn,
     HostError,
     HostFacts,
     Inventory,
     Model,
     RuncBinary,
+    Severity,
     SshTarget,
 )
 from orchestrator.patterns import select_hosts
 from orchestrator.planner import domain_of, held_back, ssh_target
 from orchestrator.versions import Version, parse_version
 
-Severity = Literal["low", "medium", "high", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 DEFAULT_ZONE_KEY = "zone"
 CHANGELOG_NOTE = "check its changelog"
 # What upstream builds print after `commit:`: a git hash, or `git describe` output.
 _UPSTREAM_COMMIT = re.compile(r"(v?\d+\.\d+\S*-\d+-g)?[0-9a-f]{7,40}(-dirty)?")
-
-
-class FailOn(StrEnum):
-    """`--fail-on`: the lowest severity that makes `audit` exit 1; `none` never does."""
-
-    none = "none"
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 # Findings that are not advisories (`--ignore` accepts these and the advisories' ids).

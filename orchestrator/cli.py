@@ -1,40 +1,21 @@
-"""The `runc-rollout` command line: parse options, call the library, map errors to exit codes."""
+"""The `runc-rollout` command line: parse options, call the library, map errors to exit codes.
+
+The backends (paramiko, ansible-runner, the lab, the apply engine) are imported inside the
+commands that use them, so `plan` and `status` start without their import cost."""
 
 from __future__ import annotations
 
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 
-from orchestrator import lab as lab_api
-from orchestrator.ansible_backend import AnsibleWaves, rollback_hosts
-from orchestrator.apply import (
-    ApplyEnv,
-    Rollout,
-    SshWaves,
-    WaveBackend,
-    check_artifact,
-    load_plan,
-    preview,
-)
 from orchestrator.artifact import inspect_artifact
-from orchestrator.audit import (
-    FailOn,
-    audit_fleet,
-    audit_targets,
-    finding_ids,
-    load_advisories,
-    report_markdown,
-    report_table,
-)
-from orchestrator.audit import report_json as audit_json
 from orchestrator.errors import BadInput, ExitCode, RolloutError
-from orchestrator.executor.base import Executor, run_on_hosts
-from orchestrator.executor.ssh import SshExecutor
+from orchestrator.executor.base import Executor
 from orchestrator.facts import (
     before_from_report,
     facts_json,
@@ -44,12 +25,14 @@ from orchestrator.facts import (
     read_facts_report,
 )
 from orchestrator.fsutil import write_atomic
-from orchestrator.hostops import HostOutcome
 from orchestrator.inventory import load_inventory
 from orchestrator.journal import Journal
+from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
+from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 from orchestrator.memory import gc_paused
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
+    FailOn,
     HostBefore,
     HostPhase,
     SshTarget,
@@ -58,9 +41,9 @@ from orchestrator.models import (
 from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
-from orchestrator.rollback import rollback_host
-from orchestrator.unstick import failed_hosts, report_lines, unstick_fleet
-from orchestrator.unstick import report_json as unstick_json
+
+if TYPE_CHECKING:
+    from orchestrator.executor.ssh import SshExecutor
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
@@ -218,7 +201,7 @@ def plan(
         if facts_file is not None:
             report = read_facts_report(facts_file)
         else:
-            with SshExecutor(known_hosts=known_hosts) as executor:
+            with ssh_executor(known_hosts) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
@@ -246,7 +229,7 @@ def facts(
     if fmt is Format.markdown:
         raise BadInput("--format: facts prints table or json")
     targets = hosts_to_plan(load_inventory(inventory), limit)
-    with SshExecutor(known_hosts=known_hosts) as executor:
+    with ssh_executor(known_hosts) as executor:
         results = gather_fleet(executor, targets, concurrency)
     sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
@@ -284,12 +267,22 @@ def audit(
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
+    from orchestrator.audit import (
+        audit_fleet,
+        audit_targets,
+        finding_ids,
+        load_advisories,
+        report_markdown,
+        report_table,
+    )
+    from orchestrator.audit import report_json as audit_json
+
     advisories = load_advisories()
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
     if unknown:
         raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
     targets, zones, held = audit_targets(load_inventory(inventory), limit, domain_key)
-    with SshExecutor(known_hosts=known_hosts) as executor:
+    with ssh_executor(known_hosts) as executor:
         report = audit_fleet(
             executor,
             targets,
@@ -328,8 +321,12 @@ def unstick(
 
     Exit 1 when a host could not be examined or a drained process did not go on.
     """
+    from orchestrator.audit import audit_targets
+    from orchestrator.unstick import failed_hosts, report_lines, unstick_fleet
+    from orchestrator.unstick import report_json as unstick_json
+
     targets, _, _ = audit_targets(load_inventory(inventory), limit)
-    with SshExecutor(known_hosts=known_hosts) as executor:
+    with ssh_executor(known_hosts) as executor:
         results = unstick_fleet(
             executor,
             targets,
@@ -358,9 +355,11 @@ def apply(
     known_hosts: KnownHostsOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review)."""
+    from orchestrator.apply import check_artifact, load_plan, preview
+
     plan = load_plan(plan_file)
     check_artifact(plan)
-    with SshExecutor(known_hosts=known_hosts) as backend:
+    with ssh_executor(known_hosts) as backend:
         if dry_run:
             targets = {host.name: host.ssh for host in plan.hosts}
             results = gather_fleet(backend, targets, concurrency)
@@ -405,6 +404,8 @@ def resume(
     executor: ExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first."""
+    from orchestrator.apply import check_artifact
+
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -413,7 +414,7 @@ def resume(
         typer.echo(f"run {journal.run_id} is already completed", err=True)
         return ExitCode.OK
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    with SshExecutor(known_hosts=known_hosts) as backend:
+    with ssh_executor(known_hosts) as backend:
         return run_rollout(
             journal,
             backend,
@@ -445,6 +446,10 @@ def rollback(
     executor: ExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
+    from orchestrator.executor.base import run_on_hosts
+    from orchestrator.hostops import HostOutcome
+    from orchestrator.rollback import rollback_host
+
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
     journal: Journal | None = None
@@ -468,6 +473,8 @@ def rollback(
 
     results: dict[str, HostOutcome | Exception]
     if executor is ExecutorName.ansible:
+        from orchestrator.ansible_backend import rollback_hosts
+
         results = rollback_hosts(
             targets,
             run_id=run_id,
@@ -477,7 +484,7 @@ def rollback(
             on_phase=on_phase,
         )
     else:
-        with SshExecutor(known_hosts=known_hosts) as backend:
+        with ssh_executor(known_hosts) as backend:
 
             def one(name: str, target: SshTarget) -> HostOutcome:
                 session = backend.session(target, name=name)
@@ -514,13 +521,13 @@ StateDirOption = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
-        envvar=lab_api.STATE_DIR_ENV,
-        help=f"Lab state [default: {lab_api.DEFAULT_STATE_DIR}].",
+        envvar=LAB_STATE_DIR_ENV,
+        help=f"Lab state [default: {DEFAULT_STATE_DIR}].",
     ),
 ]
 LabInventoryOption = Annotated[
     Path | None,
-    typer.Option("--inventory", help=f"Inventory to write [default: {lab_api.DEFAULT_INVENTORY}]."),
+    typer.Option("--inventory", help=f"Inventory to write [default: {DEFAULT_INVENTORY}]."),
 ]
 
 
@@ -534,26 +541,38 @@ def lab_up(
     inventory: LabInventoryOption = None,
     first_address: Annotated[
         str | None,
-        typer.Option("--first-address", envvar=lab_api.FIRST_ADDRESS_ENV, help="e.g. 127.0.0.11"),
+        typer.Option("--first-address", envvar=FIRST_ADDRESS_ENV, help="e.g. 127.0.0.11"),
     ] = None,
 ) -> None:
     """Start the lab (idempotent: a running lab only gets what died restarted)."""
-    info = lab_api.lab_up(
+    from orchestrator.lab import fleet
+
+    info = fleet.lab_up(
         hosts, docker, state_dir=state_dir, inventory_path=inventory, first_address=first_address
     )
-    typer.echo(lab_api.format_up(info))
+    typer.echo(fleet.format_up(info))
 
 
 @lab_app.command("status")
 def lab_status(state_dir: StateDirOption = None) -> None:
     """Each lab host: address, runc version and checksum, sysctl, daemons alive."""
-    typer.echo(lab_api.format_status(lab_api.lab_status(state_dir)))
+    from orchestrator.lab import fleet
+
+    typer.echo(fleet.format_status(fleet.lab_status(state_dir)))
 
 
 @lab_app.command("down")
 def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = None) -> None:
     """Stop the lab's own processes (by recorded PID), unmount, remove its files. Safe twice."""
-    typer.echo(lab_api.format_down(lab_api.lab_down(state_dir, inventory)))
+    from orchestrator.lab import fleet
+
+    typer.echo(fleet.format_down(fleet.lab_down(state_dir, inventory)))
+
+
+def ssh_executor(known_hosts: Path | None) -> SshExecutor:
+    from orchestrator.executor.ssh import SshExecutor
+
+    return SshExecutor(known_hosts=known_hosts)
 
 
 def run_rollout(
@@ -566,9 +585,13 @@ def run_rollout(
     executor: ExecutorName = ExecutorName.ssh,
     known_hosts: Path | None = None,
 ) -> int:
+    from orchestrator.apply import ApplyEnv, Rollout, SshWaves, WaveBackend
+
     printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
     waves: WaveBackend = SshWaves(backend, concurrency)
     if executor is ExecutorName.ansible:
+        from orchestrator.ansible_backend import AnsibleWaves
+
         waves = AnsibleWaves(journal.run_dir, concurrency, known_hosts=known_hosts)
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
     code = rollout.run(resumed=resumed)

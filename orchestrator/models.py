@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import field as dataclass_field
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,23 @@ PIPE_USER_PAGES_SOFT_DEFAULT = 16384
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+
+
+class FailOn(StrEnum):
+    """`--fail-on`: the lowest severity that makes `audit` exit 1; `none` never does."""
+
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
 
 
 # ---------------------------------------------------------------------------------------------

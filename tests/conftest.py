@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import BadInput
-from orchestrator.lab import (
+from orchestrator.lab.fleet import (
     LabHost,
     LabInfo,
     check_requirements,
     lab_down,
     lab_reset,
     lab_up,
+    port_in_use,
 )
-from orchestrator.lab.fleet import port_in_use
 
 LAB_HOSTS = 4
 LAB_FULL = 2

@@ -42,8 +42,7 @@ from orchestrator.executor.base import CommandResult, Executor, HostSession
 from orchestrator.executor.ssh import SshExecutor
 from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
 from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
-from orchestrator.lab import lab_reset, lab_up
-from orchestrator.lab.fleet import LabRecord, proc_start
+from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.models import HostState, Plan, SshTarget
 from tests.conftest import LabFleet
 

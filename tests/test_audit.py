@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from orchestrator.audit import (
     CHECK_IDS,
     AuditReport,
-    FailOn,
     audit_targets,
     build_report,
     distribution_of,
@@ -29,7 +28,7 @@ from orchestrator.audit import (
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode, HostUnreachable
 from orchestrator.inventory import load_inventory
-from orchestrator.models import HostFacts, RuncBinary
+from orchestrator.models import FailOn, HostFacts, RuncBinary
 from orchestrator.versions import RELEASE, Version, compare_versions, parse_version
 
 ADVISORIES = load_advisories()

@@ -14,7 +14,7 @@ import pytest
 from orchestrator.executor.base import HostUnreachable
 from orchestrator.executor.ssh import SshExecutor
 from orchestrator.facts import facts_to_before, gather_facts, gather_fleet
-from orchestrator.lab import LabHost
+from orchestrator.lab.fleet import LabHost
 from orchestrator.models import HostFacts, SshTarget
 from tests.conftest import LabFleet
 

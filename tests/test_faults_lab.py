@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.lab import lab_down
+from orchestrator.lab.fleet import lab_down
 from tests.conftest import lab_unavailable, start_lab
 from tests.faultlib import TRIALS, Bench, Trial, run_trial
 

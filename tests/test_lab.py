@@ -16,8 +16,18 @@ import pytest
 
 from orchestrator.errors import BadInput
 from orchestrator.inventory import load_inventory
-from orchestrator.lab import check_requirements, hostdef, lab_down, lab_status, lab_up
-from orchestrator.lab.fleet import HOLDER_PREFIX, _Lab, _load, port_in_use, proc_start
+from orchestrator.lab import hostdef
+from orchestrator.lab.fleet import (
+    HOLDER_PREFIX,
+    _Lab,
+    _load,
+    check_requirements,
+    lab_down,
+    lab_status,
+    lab_up,
+    port_in_use,
+    proc_start,
+)
 from orchestrator.runcinfo import parse_runc_version
 from tests.conftest import LabFleet, lab_unavailable, start_lab
 

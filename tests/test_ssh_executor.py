@@ -31,7 +31,7 @@ from orchestrator.executor.base import (
     run_on_hosts,
 )
 from orchestrator.executor.ssh import KILL_GRACE, SshExecutor, remote_command
-from orchestrator.lab import LabHost
+from orchestrator.lab.fleet import LabHost
 from orchestrator.models import SshTarget
 from tests.conftest import LabFleet
 

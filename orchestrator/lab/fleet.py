@@ -41,15 +41,17 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import BadInput, LabError
 from orchestrator.lab import hostdef
+from orchestrator.lab.defaults import (
+    DEFAULT_FIRST_ADDRESS,
+    DEFAULT_FULL,
+    DEFAULT_HOSTS,
+    DEFAULT_INVENTORY,
+    DEFAULT_STATE_DIR,
+    FIRST_ADDRESS_ENV,
+    STATE_DIR_ENV,
+)
 from orchestrator.lab.supervisor import SOCKET_NAME
 
-DEFAULT_STATE_DIR = Path("/var/lib/runc-rollout-lab")
-STATE_DIR_ENV = "RUNC_ROLLOUT_LAB_DIR"
-FIRST_ADDRESS_ENV = "RUNC_ROLLOUT_LAB_FIRST_ADDRESS"
-DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
-DEFAULT_FIRST_ADDRESS = "127.0.0.11"
-DEFAULT_HOSTS = 4
-DEFAULT_FULL = 2
 RECORD_NAME = "lab.json"
 SUPERVISOR_PY = Path(__file__).with_name("supervisor.py")
 DAEMON_ENV = {"PATH": hostdef.SYSTEMD_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
