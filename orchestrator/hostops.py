@@ -73,7 +73,7 @@ PhaseListener = Callable[[str, HostPhase, str | None], None]  # host, phase, run
 
 
 def run_step(session: HostSession, command: hostside.HostCommand) -> CommandResult:
-    return session.run(command.script, timeout=command.timeout, stdin=command.stdin)
+    return session.run(command.script, timeout=command.timeout)
 
 
 def _last_line(result: CommandResult) -> str:

@@ -1,8 +1,9 @@
 """What runc-rollout does on a host, as data: POSIX shell commands an executor runs.
 
-Each function returns a `HostCommand`: a short script with its parameters quoted into it, a
-timeout, and optional stdin. Scripts print `key=value` lines (`parse_kv`) and exit with one of
-the `EXIT_*` codes below. Nothing here does I/O; the apply engine runs these through an executor.
+Each function returns a `HostCommand`: a short script with its parameters quoted into it (data
+too: nothing travels on stdin, where a controller dying mid-send would leave a short read), and
+a timeout. Scripts print `key=value` lines (`parse_kv`) and exit with one of the `EXIT_*` codes
+below. Nothing here does I/O; the apply engine runs these through an executor.
 
 Host-side layout (shared by every backend, so one can roll back what another did):
 
@@ -40,7 +41,6 @@ class HostCommand:
     name: str
     script: str
     timeout: float
-    stdin: bytes | None = None
 
 
 def _script(body: str, **params: str) -> str:
@@ -147,11 +147,13 @@ echo "backup=$dest"
 
 
 def write_record(record_json: str) -> HostCommand:
-    """Replace the host-side record atomically with the JSON given on stdin."""
+    """Replace the host-side record atomically. The JSON travels inside the command, not on
+    stdin: a controller killed mid-send would leave `cat` a short read to install as the record."""
     body = f"""
-cat > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} && echo record=written
+printf '%s\\n' "$RECORD" > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} \\
+    && echo record=written
 """
-    return HostCommand("write-record", _script(body), timeout=30, stdin=record_json.encode())
+    return HostCommand("write-record", _script(body, RECORD=record_json), timeout=30)
 
 
 def read_record() -> HostCommand:
