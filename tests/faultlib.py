@@ -1082,7 +1082,7 @@ def _corrupted(bench: Bench, rng: random.Random) -> list[str]:
 cca = connection_cut_ansible
 TRIALS: tuple[Trial, ...] = (
     Trial("SIGKILL of apply, then resume", partial(kill_and_recover, then="resume"), 30, 1),
-    Trial("SIGKILL of apply, then rollback", partial(kill_and_recover, then="rollback"), 10, 1),
+    Trial("SIGKILL of apply, then rollback", partial(kill_and_recover, then="rollback"), 20, 1),
     Trial(
         "SIGKILL of apply --executor ansible, then resume",
         partial(kill_and_recover, then="resume", executor="ansible"),
