@@ -448,7 +448,7 @@ def rollback(
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     from orchestrator.executor.base import run_on_hosts
     from orchestrator.hostops import HostOutcome
-    from orchestrator.rollback import rollback_host
+    from orchestrator.rollback import contradicting_journal, rollback_host, swapped_by_run
 
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
@@ -465,6 +465,7 @@ def rollback(
         targets = hosts_to_plan(load_inventory(inventory or []), limit)
     confirm(f"roll back {len(targets)} hosts?", yes)
     run_id = journal.run_id if journal else None
+    swapped = swapped_by_run(journal.state) if journal else set()
     printer = ProgressPrinter()
 
     def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
@@ -492,7 +493,7 @@ def rollback(
 
             results = run_on_hosts(targets, one, concurrency=concurrency)
     failed = 0
-    for name, result in results.items():
+    for name, result in contradicting_journal(results, swapped).items():
         if isinstance(result, HostOutcome):
             line = f"{name}: {result.status}" + (f": {result.message}" if result.message else "")
             if journal is not None:

@@ -4,13 +4,17 @@ from the hosts alone (`rollback -i INVENTORY`) when the machine that ran the rol
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from orchestrator.executor.base import HostSession
 from orchestrator.facts import gather_facts
 from orchestrator.hostops import HostOutcome, HostSteps, PhaseListener, StepFailed, read_record
+from orchestrator.models import HostPhase, RunState
 
 KNOWN_HANG_VERSIONS = ("1.0.0-rc93",)
+SWAPPED_PHASES: frozenset[HostPhase] = frozenset(
+    {"swapped", "verified", "sysctl_restored", "finished"}
+)
 
 
 def rollback_host(
@@ -45,3 +49,30 @@ def rollback_host(
         warning = f"WARNING: rolled back to runc {version}, which hangs in runc init (rc93 bug)"
         return HostOutcome(outcome.status, outcome.phase, outcome.runc_sha256, warning)
     return outcome
+
+
+def swapped_by_run(state: RunState) -> set[str]:
+    """Hosts the run's journal says it swapped and has not rolled back."""
+    return {
+        name
+        for name, host in state.hosts.items()
+        if host.phase in SWAPPED_PHASES and host.status != "rolled_back"
+    }
+
+
+def contradicting_journal(
+    results: Mapping[str, HostOutcome | Exception], swapped: Collection[str]
+) -> dict[str, HostOutcome | Exception]:
+    """A host the journal says the run swapped, where the rollback found nothing of the run
+    (no record, or another run's), is a failure to report, not nothing to do: its runc is not
+    the run's to put back blindly, and someone must look."""
+    checked: dict[str, HostOutcome | Exception] = {}
+    for name, result in results.items():
+        if isinstance(result, HostOutcome) and result.phase == "none" and name in swapped:
+            result = StepFailed(
+                "the journal says this run swapped it, but the host holds no record of the run "
+                f"({result.message}); inspect it, or roll it back from its own record with "
+                "`rollback -i INVENTORY --limit HOST`"
+            )
+        checked[name] = result
+    return checked

@@ -119,7 +119,9 @@ def make_plan(lab: LabFleet, artifact: Path, plan: Path, *extra: str) -> None:
     assert code == ExitCode.OK
 
 
-def test_apply_status_and_rollback(clean_lab: LabFleet, artifact: Path, tmp_path: Path) -> None:
+def test_apply_status_and_rollback(
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lab = clean_lab
     names = [host.name for host in lab.hosts]
     before = {name: host_state(lab, name) for name in names}
@@ -159,6 +161,14 @@ def test_apply_status_and_rollback(clean_lab: LabFleet, artifact: Path, tmp_path
     assert main(["rollback", "-i", str(lab.inventory), "--limit", second, "--yes"]) == 0
     assert host_state(lab, second) | {"backups": ""} == before[second] | {"backups": ""}
     assert host_state(lab, names[2])["runc"] == target  # the others keep the new runc
+
+    # A host whose record is gone is not "never changed": the rollback fails and says so.
+    third = names[2]
+    lab.ssh(lab.host(third), "rm /var/lib/runc-rollout/record.json")
+    capsys.readouterr()
+    assert main(["rollback", str(run_dir), "--host", third, "--yes"]) == ExitCode.HOST_FAILED
+    assert "the journal says this run swapped it" in capsys.readouterr().out
+    assert host_state(lab, third)["runc"] == target
 
 
 def test_hanging_candidate_is_rolled_back_and_halts(
