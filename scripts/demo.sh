@@ -10,6 +10,7 @@ RUN=(python3 -m orchestrator)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "lab up: a local fleet of real hosts (sshd, dockerd, containerd, runc 1.0.0-rc93)"
+"${RUN[@]}" lab down >/dev/null  # a lab an earlier demo upgraded starts over in the incident's state
 "${RUN[@]}" lab up --hosts 4 --docker 2
 
 step "the artifact: Debian's runc, copied and checksummed"
