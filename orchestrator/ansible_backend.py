@@ -37,14 +37,21 @@ from pydantic import ValidationError
 from orchestrator.apply import WaveContext
 from orchestrator.errors import BadInput
 from orchestrator.hostops import HostOutcome, PhaseListener, StepFailed
-from orchestrator.models import HostPhase, HostStatus, Model, Plan, PlannedHost, SshTarget
+from orchestrator.models import (
+    UNSETTLED_PHASES,
+    HostPhase,
+    HostStatus,
+    Model,
+    Plan,
+    PlannedHost,
+    SshTarget,
+)
 from orchestrator.playbook_files import PLAYBOOK_DIR
 
 OUTCOME_TASK = "Report the outcome"
 PHASE_TASK = re.compile(
     r"^\[(locked|staged|backed_up|swapped|verified|sysctl_restored|finished)\] "
 )
-TARGET_PHASES: frozenset[HostPhase] = frozenset({"swapped", "verified", "sysctl_restored"})
 # The environment a job keeps from ours: what ssh and Python need, never credentials.
 KEPT_ENVIRONMENT = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
@@ -180,7 +187,7 @@ class HostEvents:
 
     def _phase(self, host: str, phase: HostPhase, result: dict[str, Any]) -> None:
         sha = (result.get("ansible_facts") or {}).get("rr_runc_now")
-        if sha is None and phase in TARGET_PHASES:
+        if sha is None and phase in UNSETTLED_PHASES:
             sha = self._target
         self._on_phase(host, phase, sha)
 

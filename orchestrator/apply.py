@@ -27,6 +27,7 @@ from orchestrator.hostops import (
 )
 from orchestrator.journal import Journal
 from orchestrator.models import (
+    UNSETTLED_PHASES,
     Event,
     HostFacts,
     HostPhase,
@@ -39,7 +40,6 @@ from orchestrator.models import (
 FINAL_STATUSES: frozenset[HostStatus] = frozenset(
     {"done", "noop", "failed", "drift", "rolled_back"}
 )
-UNSETTLED_PHASES: frozenset[HostPhase] = frozenset({"swapped", "verified", "sysctl_restored"})
 COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachable"})
 
 

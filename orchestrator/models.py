@@ -225,6 +225,8 @@ HostStatus = Literal[
 HostPhase = Literal[
     "none", "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored", "finished"
 ]
+# Swapped and not finished: the new runc is in place, and only the host knows how far it got.
+UNSETTLED_PHASES: frozenset[HostPhase] = frozenset({"swapped", "verified", "sysctl_restored"})
 RunStatus = Literal["running", "paused", "halted", "completed", "failed", "rolled_back"]
 
 

@@ -9,12 +9,10 @@ from collections.abc import Callable, Collection, Mapping
 from orchestrator.executor.base import HostSession
 from orchestrator.facts import gather_facts
 from orchestrator.hostops import HostOutcome, HostSteps, PhaseListener, StepFailed, read_record
-from orchestrator.models import HostPhase, RunState
+from orchestrator.models import UNSETTLED_PHASES, HostPhase, RunState
 
 KNOWN_HANG_VERSIONS = ("1.0.0-rc93",)
-SWAPPED_PHASES: frozenset[HostPhase] = frozenset(
-    {"swapped", "verified", "sysctl_restored", "finished"}
-)
+SWAPPED_PHASES: frozenset[HostPhase] = UNSETTLED_PHASES | {"finished"}
 
 
 def rollback_host(
