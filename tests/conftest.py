@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import random
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,14 @@ from orchestrator.lab.fleet import (
 LAB_HOSTS = 4
 LAB_FULL = 2
 TEST_ADDRESS_ENV = "RUNC_ROLLOUT_LAB_TEST_FIRST_ADDRESS"
+HANGING_RUNC = """#!/bin/sh
+# A candidate runc that reports a version but never finishes creating a container.
+case "$1" in --version|-v) printf 'runc version 1.1.5+hang\\ncommit: hang\\n'; exit 0;; esac
+for arg in "$@"; do
+    case "$arg" in create|run) sleep 120; exit 1;; esac
+done
+exec /usr/sbin/runc "$@"
+"""
 
 
 def lab_unavailable() -> str | None:
@@ -67,6 +77,17 @@ class LabFleet:
     private_key: Path
     known_hosts: Path
     hosts: list[LabHost]
+
+    @classmethod
+    def from_info(cls, info: LabInfo) -> LabFleet:
+        return cls(
+            info=info,
+            state_dir=info.state_dir,
+            inventory=info.inventory_path,
+            private_key=info.private_key,
+            known_hosts=info.known_hosts,
+            hosts=info.hosts,
+        )
 
     @property
     def full_hosts(self) -> list[LabHost]:
@@ -142,28 +163,44 @@ def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFle
     except BaseException:
         lab_down(state_dir, inventory)
         raise
-    return LabFleet(
-        info=info,
-        state_dir=info.state_dir,
-        inventory=info.inventory_path,
-        private_key=info.private_key,
-        known_hosts=info.known_hosts,
-        hosts=info.hosts,
-    )
+    return LabFleet.from_info(info)
+
+
+@contextmanager
+def running_lab(base: Path, hosts: int, full: int) -> Iterator[LabFleet]:
+    """A lab of its own under `base`, down on exit; skips the test where no lab can run."""
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(f"lab unavailable: {reason}")
+    fleet = start_lab(base / "state", base / "inventory" / "hosts.yml", hosts, full)
+    try:
+        yield fleet
+    finally:
+        lab_down(fleet.state_dir, fleet.inventory)
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """4 hosts (lab-1/lab-2 full, in zone-a and zone-b) for the whole session; down at the end."""
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(f"lab unavailable: {reason}")
-    base = tmp_path_factory.mktemp("lab")
-    fleet = start_lab(base / "state", base / "inventory" / "hosts.yml", LAB_HOSTS, LAB_FULL)
-    try:
+    with running_lab(tmp_path_factory.mktemp("lab"), LAB_HOSTS, LAB_FULL) as fleet:
         yield fleet
-    finally:
-        lab_down(fleet.state_dir, fleet.inventory)
+
+
+@pytest.fixture
+def clean_lab(lab: LabFleet) -> Iterator[LabFleet]:
+    """The session's lab in the incident's state, and put back in it afterwards."""
+    lab.reset()
+    yield lab
+    lab.reset()
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    """A candidate runc: a copy of Debian's."""
+    path = tmp_path / "artifact" / "runc"
+    path.parent.mkdir()
+    shutil.copy("/usr/sbin/runc", path)
+    return path
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -44,18 +44,10 @@ from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_
 from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.models import HostState, Plan, SshTarget
-from tests.conftest import LabFleet
+from tests.conftest import HANGING_RUNC, LabFleet
 
 REPO = Path(__file__).resolve().parents[1]
 RUNC_DIR = "/usr/local/sbin"
-HANGING_RUNC = """#!/bin/sh
-# A candidate runc that reports a version but never finishes creating a container.
-case "$1" in --version|-v) printf 'runc version 1.1.5+hang\\ncommit: hang\\n'; exit 0;; esac
-for arg in "$@"; do
-    case "$arg" in create|run) sleep 120; exit 1;; esac
-done
-exec /usr/sbin/runc "$@"
-"""
 FAILING_RUNC = """#!/bin/sh
 # A candidate runc that reports a version but fails to create any container.
 case "$1" in --version|-v) printf 'runc version 1.1.5+broken\\ncommit: broken\\n'; exit 0;; esac
@@ -1149,12 +1141,4 @@ def run_trial(trial: Trial, bench: Bench, seed: int) -> list[str]:
 
 def attach_lab(state_dir: Path) -> LabFleet:
     """The running lab in `state_dir` (restarting whatever of it died)."""
-    info = lab_up(state_dir=state_dir)
-    return LabFleet(
-        info=info,
-        state_dir=info.state_dir,
-        inventory=info.inventory_path,
-        private_key=info.private_key,
-        known_hosts=info.known_hosts,
-        hosts=info.hosts,
-    )
+    return LabFleet.from_info(lab_up(state_dir=state_dir))

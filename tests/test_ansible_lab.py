@@ -4,11 +4,9 @@ rollback, the hanging candidate, check mode, idempotency, host keys, secrets, re
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,8 @@ from orchestrator.errors import ExitCode
 from orchestrator.journal import EVENTS_FILE, read_events
 from orchestrator.models import HostRecord
 from orchestrator.playbook_files import PLAYBOOK_DIR
-from tests.conftest import LabFleet
+from tests.conftest import HANGING_RUNC, LabFleet
 from tests.test_apply_lab import (
-    HANGING_RUNC,
     INCIDENT_FILE,
     apply_killed_after_swap,
     make_plan,
@@ -80,21 +77,6 @@ def journal_view(runs: Path) -> dict[str, Any]:
             for name in state["hosts"]
         },
     }
-
-
-@pytest.fixture
-def artifact(tmp_path: Path) -> Path:
-    path = tmp_path / "artifact" / "runc"
-    path.parent.mkdir()
-    shutil.copy("/usr/sbin/runc", path)
-    return path
-
-
-@pytest.fixture
-def clean_lab(lab: LabFleet) -> Iterator[LabFleet]:
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def apply(plan: Path, runs: Path, executor: str) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +20,9 @@ from orchestrator.inventory import load_inventory
 from orchestrator.journal import EVENTS_FILE, read_events
 from orchestrator.models import HostFacts
 from orchestrator.planner import hosts_to_plan
-from tests.conftest import LabFleet
+from tests.conftest import HANGING_RUNC, LabFleet
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
-HANGING_RUNC = """#!/bin/sh
-# A candidate runc that reports a version but never finishes creating a container.
-case "$1" in --version|-v) printf 'runc version 1.1.5+hang\\ncommit: hang\\n'; exit 0;; esac
-for arg in "$@"; do
-    case "$arg" in create|run) sleep 120; exit 1;; esac
-done
-exec /usr/sbin/runc "$@"
-"""
 
 
 def sha256(path: Path) -> str:
@@ -91,21 +81,6 @@ def daemon_pids(lab: LabFleet) -> dict[str, tuple[tuple[int, int], tuple[int, in
             (result.containerd.pid, result.containerd.start_ticks),
         )
     return found
-
-
-@pytest.fixture
-def artifact(tmp_path: Path) -> Path:
-    path = tmp_path / "artifact" / "runc"
-    path.parent.mkdir()
-    shutil.copy("/usr/sbin/runc", path)
-    return path
-
-
-@pytest.fixture
-def clean_lab(lab: LabFleet) -> Iterator[LabFleet]:
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def make_plan(lab: LabFleet, artifact: Path, plan: Path, *extra: str) -> None:

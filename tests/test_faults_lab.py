@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.lab.fleet import lab_down
-from tests.conftest import lab_unavailable, start_lab
+from tests.conftest import running_lab
 from tests.faultlib import TRIALS, Bench, Trial, run_trial
 
 pytestmark = pytest.mark.lab
@@ -22,17 +21,9 @@ QUICK = [trial for trial in TRIALS if trial.quick]
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(f"lab unavailable: {reason}")
     base = tmp_path_factory.mktemp("faults")
-    fleet = start_lab(
-        base / "state", base / "inventory" / "hosts.yml", FAULT_LAB_HOSTS, FAULT_LAB_FULL
-    )
-    try:
+    with running_lab(base, FAULT_LAB_HOSTS, FAULT_LAB_FULL) as fleet:
         yield Bench(fleet, base / "work")
-    finally:
-        lab_down(fleet.state_dir, fleet.inventory)
 
 
 @pytest.mark.parametrize("trial", QUICK, ids=[trial.name for trial in QUICK])
