@@ -155,7 +155,7 @@ def main() -> None:
         sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
         lab_reset(state_dir, light)
         plan = work / "plan.json"
-        cli = [sys.executable, "-m", "orchestrator"]
+        cli = [str(Path(sys.executable).parent / "runc-rollout")]
         run(
             [*cli, "plan", "-i", str(inventory), "--limit", "lab_light", "--runc", str(artifact),
              "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plan)]

@@ -74,7 +74,7 @@ def main() -> None:
         for hosts in (int(size) for size in args.sizes.split(",")):
             inventory = write_inventory(workdir, hosts)
             plan_argv = [
-                sys.executable, "-m", "orchestrator", "plan", "-i", str(inventory),
+                str(Path(sys.executable).parent / "runc-rollout"), "plan", "-i", str(inventory),
                 "--runc", str(artifact), "--sha256", digest, "--domain-key", "zone",
                 "--max-per-domain", "25%", "--waves", "1,1%,10%,25%",
                 "-o", str(workdir / "plan.json"), "--format", "json",

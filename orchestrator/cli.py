@@ -10,9 +10,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
+from orchestrator import __version__
 from orchestrator.artifact import inspect_artifact
 from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.executor.base import Executor
@@ -59,6 +59,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"runc-rollout {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Options that come before the subcommand."""
 
 
 class Format(StrEnum):
@@ -617,7 +638,7 @@ def confirm(question: str, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise BadInput(f"{question} stdin is not a terminal: pass --yes to confirm")
     if not typer.confirm(question):
-        raise click.exceptions.Abort()
+        raise typer.Abort()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -627,12 +648,16 @@ def main(argv: list[str] | None = None) -> int:
     except RolloutError as error:
         typer.echo(f"runc-rollout: error: {error}", err=True)
         return int(error.exit_code)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except typer.TyperException as error:  # usage errors: typer's own usage screen
+        show = getattr(error, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"runc-rollout: error: {error.message}", err=True)
         return ExitCode.BAD_INPUT
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("runc-rollout: interrupted", err=True)
         return ExitCode.INTERRUPTED
     return result if isinstance(result, int) else ExitCode.OK

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-RUN=(python3 -m orchestrator)
+RUN=(.venv/bin/runc-rollout)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "lab up: a local fleet of real hosts (sshd, dockerd, containerd, runc 1.0.0-rc93)"
@@ -33,7 +33,7 @@ RUN_DIR=$(ls -d runs/*/ | tail -n 1)
 step "status of the run"
 "${RUN[@]}" status "$RUN_DIR"
 
-FIRST_HOST=$(python3 -c 'import json; print(json.load(open("plan.json"))["waves"][0]["hosts"][0]["name"])')
+FIRST_HOST=$(.venv/bin/python -c 'import json; print(json.load(open("plan.json"))["waves"][0]["hosts"][0]["name"])')
 step "rollback of one host ($FIRST_HOST) to its recorded before"
 "${RUN[@]}" rollback "$RUN_DIR" --host "$FIRST_HOST" --yes
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install everything runc-rollout and its lab fleet need on a Debian machine (run as root).
+# Install everything runc-rollout and its lab fleet need on a Debian machine (run as root):
+# Debian's packages with apt, then the project into its own virtual environment, .venv, made
+# from Debian's /usr/bin/python3 (PEP 668: never pip into the system's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +17,11 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+VENV=.venv
+if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.base_prefix != "/usr")'; then
+    echo "setup: creating $VENV from /usr/bin/python3" >&2
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "setup: done; runc-rollout is $PWD/$VENV/bin/runc-rollout" >&2

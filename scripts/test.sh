@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The test command: lint, type-check, then every test (lab tests bring up a small lab fleet).
+# The test command: lint, type-check, dependency check, then every test (lab tests bring up a
+# small lab fleet). Everything runs from the project's virtual environment (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ruff check .
-ruff format --check .
-mypy
-python3 -m pytest -q "$@"
+VENV_BIN=.venv/bin
+[[ -x $VENV_BIN/pytest ]] || { echo "test: no $VENV_BIN/pytest: run scripts/setup.sh first" >&2; exit 2; }
+"$VENV_BIN/ruff" check .
+"$VENV_BIN/ruff" format --check .
+"$VENV_BIN/mypy"
+"$VENV_BIN/deptry" .
+"$VENV_BIN/pytest" -q "$@"

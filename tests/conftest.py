@@ -10,6 +10,7 @@ import random
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from orchestrator.lab.fleet import (
     port_in_use,
 )
 
+RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script
 LAB_HOSTS = 4
 LAB_FULL = 2
 TEST_ADDRESS_ENV = "RUNC_ROLLOUT_LAB_TEST_FIRST_ADDRESS"

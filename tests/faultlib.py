@@ -24,7 +24,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,7 +43,7 @@ from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_
 from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.models import HostState, Plan, SshTarget
-from tests.conftest import HANGING_RUNC, LabFleet
+from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
 REPO = Path(__file__).resolve().parents[1]
 RUNC_DIR = "/usr/local/sbin"
@@ -385,10 +384,10 @@ class Bench:
         return CliResult(code, out.getvalue(), err.getvalue())
 
     def spawn(self, *args: str | Path, log: Path) -> subprocess.Popen[bytes]:
-        """`python -m orchestrator ARGS` as its own process (to kill it, or run two at once)."""
+        """`runc-rollout ARGS` as its own process (to kill it, or run two at once)."""
         with log.open("wb") as handle:
             return subprocess.Popen(
-                [sys.executable, "-m", "orchestrator", *map(str, args)],
+                [RUNC_ROLLOUT, *map(str, args)],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=handle,

@@ -6,7 +6,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from orchestrator.inventory import load_inventory
 from orchestrator.journal import EVENTS_FILE, read_events
 from orchestrator.models import HostFacts
 from orchestrator.planner import hosts_to_plan
-from tests.conftest import HANGING_RUNC, LabFleet
+from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 
@@ -46,7 +45,7 @@ def host_state(lab: LabFleet, name: str) -> dict[str, str]:
 def apply_killed_after_swap(plan: Path, runs: Path, *options: str) -> Path:
     """Run `apply PLAN` in its own process, SIGKILL it once the journal shows a host swapped,
     and return the run directory."""
-    argv = [sys.executable, "-m", "orchestrator", "apply", str(plan), "--yes"]
+    argv = [RUNC_ROLLOUT, "apply", str(plan), "--yes"]
     proc = subprocess.Popen(
         [*argv, "--runs-dir", str(runs), *options],
         stdout=subprocess.DEVNULL,
