@@ -219,6 +219,7 @@ class Rollout:
             phase=outcome.phase,
             runc_sha256=outcome.runc_sha256,
             message=outcome.message,
+            probe=outcome.probe,
         )
 
     def _on_phase(self, host: str, phase: HostPhase, runc_sha256: str | None) -> None:

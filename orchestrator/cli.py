@@ -195,6 +195,20 @@ def plan(
     verify_timeout: Annotated[
         float, typer.Option("--verify-timeout", help="Hard timeout of each verification.")
     ] = 60.0,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe",
+            help="After the swap, run the incident's own trigger (a no-new-privileges container "
+            "as a probe uid over fs.pipe-user-pages-soft, with a seccomp program over 8 KiB): "
+            "rc93 hangs, a fixed runc passes. --no-probe: for hosts where starting such a "
+            "container is not allowed; the plan then says the fix is NOT proven.",
+        ),
+    ] = True,
+    probe_timeout: Annotated[
+        float,
+        typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take."),
+    ] = 20.0,
     known_hosts: KnownHostsOption = None,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
@@ -212,6 +226,8 @@ def plan(
         verify_image=verify_image,
         verify_command=verify_command,
         verify_timeout=verify_timeout,
+        probe=probe,
+        probe_timeout=probe_timeout,
     )
     artifact = inspect_artifact(runc, sha256)
     loaded = load_inventory(inventory)

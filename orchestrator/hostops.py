@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from orchestrator import hostside
+from orchestrator import hostside, probe, trigger
 from orchestrator.executor.base import (
     CommandResult,
     CommandTimeout,
@@ -33,7 +33,9 @@ from orchestrator.models import (
     HostRecord,
     HostStatus,
     PlannedHost,
+    ProbeResult,
     RecordedFile,
+    VerifySpec,
 )
 from orchestrator.runcinfo import parse_runc_version
 
@@ -59,6 +61,7 @@ class HostOutcome:
     phase: HostPhase
     runc_sha256: str | None
     message: str | None = None
+    probe: ProbeResult | None = None  # the incident probe's result, when it ran
 
 
 class StepFailed(Exception):
@@ -210,6 +213,7 @@ class HostProcedure(HostSteps):
         self.artifact = artifact
         self.plan_id = plan_id
         self.sysctl_target = sysctl_target
+        self.probe_result: ProbeResult | None = None
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -339,12 +343,13 @@ class HostProcedure(HostSteps):
                 record = self._restore_sysctl(record)
         except (StepFailed, CommandTimeout) as failure:
             self.rollback(record)
+            message = f"{failure}; rolled back to old runc"
             return HostOutcome(
-                "failed", "finished", record.before_sha256, f"{failure}; rolled back to old runc"
+                "failed", "finished", record.before_sha256, message, probe=self.probe_result
             )
         record = self._finish_record(record, "done")
         self._best_effort(hostside.unlock(self.run_id))
-        return HostOutcome("done", "finished", record.target_sha256, None)
+        return HostOutcome("done", "finished", record.target_sha256, None, probe=self.probe_result)
 
     def _continue(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
@@ -422,12 +427,23 @@ class HostProcedure(HostSteps):
                 raise StepFailed(
                     f"docker exec into a running container failed: {_last_line(exec_result)}"
                 )
+        if spec.probe:
+            self._probe(record, facts, spec)
         after = gather_facts(self.session)
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
+
+    def _probe(self, record: HostRecord, facts: HostFacts, spec: VerifySpec) -> None:
+        """The incident's own trigger against the new runc: anything but a pass fails the host
+        (a probe that cannot decide proves nothing; the plan can turn the probe off)."""
+        self.probe_result = run_probe(
+            self.session, facts, record.runc_path, spec, run_id=self.run_id, holds_lock=True
+        )
+        if self.probe_result.outcome != "passed":
+            raise StepFailed(self.probe_result.summary())
 
     # -- sysctl ----------------------------------------------------------------------------
 
@@ -466,3 +482,34 @@ def _daemons(facts: HostFacts) -> dict[str, tuple[int, int]]:
         if daemon is not None:
             found[name] = (daemon.pid, daemon.start_ticks)
     return found
+
+
+def run_probe(
+    session: HostSession,
+    facts: HostFacts,
+    runc_path: str,
+    spec: VerifySpec,
+    *,
+    run_id: str,
+    holds_lock: bool,
+) -> ProbeResult:
+    """Run the incident probe of `runc_path` on one host and read its result."""
+    method = probe.choose_method(
+        facts.dockerd is not None, facts.containerd is not None, spec.image
+    )
+    try:
+        architectures = trigger.architectures_for(facts.arch)
+    except ValueError as error:
+        return ProbeResult(outcome="unavailable", method=method, detail=str(error))
+    command = probe.probe(
+        method,
+        runc_path,
+        uid=spec.probe_uid,
+        timeout=spec.probe_timeout_seconds,
+        run_id=run_id,
+        image=spec.image,
+        architectures=architectures,
+        holds_lock=holds_lock,
+    )
+    result = run_step(session, command)
+    return probe.parse_probe(result.stdout, result.exit_status, method)

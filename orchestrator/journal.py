@@ -55,6 +55,8 @@ def fold(state: RunState, event: Event) -> RunState:
             changes["runc_sha256"] = event.runc_sha256
         if event.message is not None or event.type == "host.finished":
             changes["message"] = event.message
+        if event.probe is not None:
+            changes["probe"] = event.probe
         update["hosts"] = {**state.hosts, event.host: host.model_copy(update=changes)}
     elif event.type == "wave.finished" and event.wave is not None:
         update["next_wave"] = max(state.next_wave, event.wave + 1)

@@ -107,6 +107,8 @@ class WaveOptions(Model):
     verify_image: str | None = None  # else each host's runc_rollout_verify_image
     verify_command: str | None = None  # else each host's runc_rollout_verify_command, else true
     verify_timeout: float = 60.0
+    probe: bool = True  # the incident probe after the swap; off: the fix is NOT proven
+    probe_timeout: float = 20.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,13 +149,49 @@ class SshTarget:
 HostAction = Literal["swap", "noop"]
 
 
+DEFAULT_PROBE_UID = 2_147_000_000  # far above login uids and the usual subordinate-id ranges
+MAX_UID = 4_294_967_294  # (uid_t)-1 means "no uid"
+
+
 class VerifySpec(Model):
     """How a host proves its new runc: a Docker container when it runs Docker and has an image,
-    else a minimal OCI bundle run by runc itself. Both with no-new-privileges."""
+    else a minimal OCI bundle run by runc itself. Both with no-new-privileges. Then the incident
+    probe (`orchestrator/probe.py`) as `probe_uid`, unless the plan turned it off."""
 
     image: str | None = None
     command: str = "true"
     timeout_seconds: float = 60.0
+    probe: bool = True
+    probe_uid: int = Field(default=DEFAULT_PROBE_UID, ge=1, le=MAX_UID)
+    probe_timeout_seconds: float = 20.0
+
+
+ProbeMethod = Literal["docker", "containerd", "bundle"]
+ProbeOutcome = Literal["passed", "hung", "failed", "undecidable", "unavailable"]
+
+
+class ProbeResult(Model):
+    """What the incident probe found on one host: `passed` proves the runc does not hang under
+    the incident's trigger; `hung` is the rc93 bug; the other three prove nothing."""
+
+    outcome: ProbeOutcome
+    method: ProbeMethod
+    seconds: float | None = None
+    detail: str = ""  # the hung runc init's wchan, or why the probe failed or could not decide
+    holder: str | None = None  # the pipe holder's line: pipes held, limits, shrunk capacity
+
+    def summary(self) -> str:
+        took = "" if self.seconds is None else f"{self.seconds:g} s"
+        where = f"probe ({self.method})"
+        if self.outcome == "passed":
+            return f"{where}: passed in {took}"
+        if self.outcome == "hung":
+            return f"{where}: hung in {self.detail or 'an unknown place'} after {took}"
+        if self.outcome == "failed":
+            return f"{where}: failed after {took}: {self.detail}"
+        if self.outcome == "undecidable":
+            return f"{where}: cannot decide: {self.detail}"
+        return f"{where}: cannot probe: {self.detail}"
 
 
 @pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
@@ -253,6 +291,7 @@ class Event(Model):
     phase: HostPhase | None = None
     runc_sha256: str | None = None
     message: str | None = None
+    probe: ProbeResult | None = None  # host.finished: the incident probe's result, if it ran
 
 
 class HostState(Model):
@@ -261,6 +300,7 @@ class HostState(Model):
     phase: HostPhase = "none"
     runc_sha256: str | None = None  # the runc the host has now, as far as the journal knows
     message: str | None = None
+    probe: ProbeResult | None = None  # the incident probe's last result on this host
 
 
 class RunState(Model):

@@ -11,6 +11,8 @@ from typing import Any
 from orchestrator.errors import BadInput
 from orchestrator.memory import gc_paused
 from orchestrator.models import (
+    DEFAULT_PROBE_UID,
+    MAX_UID,
     Artifact,
     HostBefore,
     Inventory,
@@ -179,16 +181,37 @@ def _planned(
             options.verify_image or host.vars.get("runc_rollout_verify_image"),
             options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
             options.verify_timeout,
+            _probe_settings(host, options),
         ),
         "before": before,
     }
 
 
+ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+
+
+def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:
+    """The incident probe for one host: `--no-probe` or `runc_rollout_probe: false` turn it off;
+    `runc_rollout_probe_uid` picks its uid (hosts that share a kernel need different ones)."""
+    enabled = options.probe and _truthy(host.vars.get("runc_rollout_probe", True))
+    uid_value = host.vars.get("runc_rollout_probe_uid", DEFAULT_PROBE_UID)
+    uid = _whole_number(uid_value, 1, MAX_UID)
+    if uid is None:
+        raise BadInput(f"host {host.name}: runc_rollout_probe_uid {uid_value!r} is not a uid")
+    return enabled, uid, options.probe_timeout
+
+
 @functools.lru_cache(maxsize=256)
-def verify_spec(image: object, command: object, timeout: float) -> VerifySpec:
+def verify_spec(image: object, command: object, timeout: float, probe: ProbeSettings) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
+    enabled, uid, probe_timeout = probe
     return VerifySpec(
-        image=None if image is None else str(image), command=str(command), timeout_seconds=timeout
+        image=None if image is None else str(image),
+        command=str(command),
+        timeout_seconds=timeout,
+        probe=enabled,
+        probe_uid=uid,
+        probe_timeout_seconds=probe_timeout,
     )
 
 
@@ -218,8 +241,12 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=64)
 def _port(value: object) -> int | None:
+    return _whole_number(value, 1, 65535)
+
+
+def _whole_number(value: object, low: int, high: int) -> int | None:
     text = str(value)
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+    return int(text) if text.isdigit() and low <= int(text) <= high else None
 
 
 @functools.lru_cache(maxsize=1024)

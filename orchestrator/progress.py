@@ -63,4 +63,6 @@ def status_text(state: RunState) -> str:
         message = f"  {host.message}" if host.message else ""
         row = f"wave {host.wave:<3} {name:<24} {host.status:<12} {host.phase:<16} runc {runc}"
         lines.append(f"  {row}{message}")
+        if host.probe is not None:
+            lines.append(f"      {host.probe.summary()}")
     return "\n".join(lines) + "\n"

@@ -20,6 +20,10 @@ HOST_STEPS = (
     "swap: one `rename()` over the old path (dockerd, containerd and containers keep running)",
     "verify: `runc --version`, dockerd/containerd PIDs unchanged, a no-new-privileges container "
     "within a hard timeout, `docker exec` into a running container, no stuck `runc init`",
+    "the incident probe: a probe uid pushed over `fs.pipe-user-pages-soft` by a helper holding "
+    "pipes, then a no-new-privileges container as that uid with a seccomp program well over "
+    "8 KiB (docker, else containerd's `ctr`, else an OCI bundle run by the new runc); rc93 hangs "
+    "there, a fixed runc passes in about a second; anything but a pass rolls the host back",
     "restore `fs.pipe-user-pages-soft` at runtime and in the file that raised it (backup kept)",
     "record the outcome on the host and in the local journal",
 )
@@ -68,6 +72,16 @@ def plan_markdown(plan: Plan) -> str:
     ]
     if plan.notes:
         out += ["Notes:", "", *[f"- {note}" for note in plan.notes], ""]
+    unproven = unprobed_hosts(plan)
+    if unproven:
+        out += [
+            f"> **WARNING: the fix is NOT proven on {_plural(len(unproven), 'host')}**: the "
+            "incident probe is off (`--no-probe` or `runc_rollout_probe: false`), so nothing "
+            "shows that the new runc does not hang the way rc93 does: "
+            + ", ".join(f"`{name}`" for name in unproven[:20])
+            + (f" and {len(unproven) - 20} more" if len(unproven) > 20 else ""),
+            "",
+        ]
     out += [
         "## Waves",
         "",
@@ -150,4 +164,15 @@ def plan_table(plan: Plan, width: int = 120) -> str:
         console.print(f"held back: {item.name}: {item.reason}")
     for note in plan.notes:
         console.print(f"note: {note}")
+    unproven = unprobed_hosts(plan)
+    if unproven:
+        console.print(
+            f"[bold red]WARNING: incident probe off on {_plural(len(unproven), 'host')}: "
+            "the fix is NOT proven there[/]"
+        )
     return buffer.getvalue()
+
+
+def unprobed_hosts(plan: Plan) -> list[str]:
+    """Hosts to swap whose verification will not run the incident probe."""
+    return [host.name for host in plan.hosts if host.action == "swap" and not host.verify.probe]

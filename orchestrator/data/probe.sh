@@ -1,0 +1,118 @@
+# The incident probe's host script (orchestrator/probe.py quotes its parameters above this line).
+say() { printf '%s\n' "$@"; }
+elapsed() { awk -v a="$1" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }'; }
+dir=
+holder=
+cleanup() {
+    exec 3>&- 2>/dev/null  # the holder's stdin: EOF releases its pipes
+    [ -z "$holder" ] || { kill -TERM "$holder" 2>/dev/null; wait "$holder"; }
+    [ -z "$dir" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT PIPE TERM
+uid_procs() {  # pids whose real, effective or saved uid is the probe uid
+    grep -H '^Uid:' /proc/[0-9]*/status 2>/dev/null |
+        awk -v u="$PROBE_UID" '$2 == u || $3 == u || $4 == u { split($1, p, "/"); print p[3] }'
+}
+give_up() { say "probe=$1" "method=$METHOD" "reason=$2"; exit "$EXIT_FAILED"; }
+
+command -v python3 >/dev/null 2>&1 || give_up unavailable "no python3 on the host (the pipe holder needs it)"
+case "$PROBE_UID" in ''|*[!0-9]*|0) give_up unavailable "probe uid $PROBE_UID is not a positive number";; esac
+if awk -F: -v u="$PROBE_UID" '$3 == u { found = 1 } END { exit !found }' /etc/passwd 2>/dev/null; then
+    give_up unavailable "probe uid $PROBE_UID belongs to a user in /etc/passwd: choose another (runc_rollout_probe_uid)"
+fi
+[ -z "$(uid_procs)" ] || give_up unavailable "processes already run as probe uid $PROBE_UID: choose another (runc_rollout_probe_uid)"
+case "$METHOD" in
+    docker) command -v docker >/dev/null 2>&1 || give_up unavailable "no docker client";;
+    containerd) command -v ctr >/dev/null 2>&1 || give_up unavailable "no ctr (containerd's client)";;
+esac
+
+mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR" || exit 1
+# What a probe whose connection died left, when this one holds the host's lock (apply, resume).
+[ "$STALE" != remove ] || rm -rf "$STATE_DIR"/probe.*
+dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
+chmod 0711 "$dir"
+printf '%s' "$PROFILE" > "$dir/profile.json"
+chmod 0644 "$dir/profile.json"
+
+if [ "$METHOD" != docker ]; then
+    # A rootfs with the host's own `true` and the libraries it links: no image needed.
+    prog=/bin/true; [ -x "$prog" ] || prog=/usr/bin/true
+    mkdir -p "$dir/bundle/rootfs/proc" "$dir/bundle/rootfs$(dirname "$prog")" || exit 1
+    cp "$prog" "$dir/bundle/rootfs$prog" || exit 1
+    for lib in $(ldd "$prog" 2>/dev/null | grep -o '/[^ ]*'); do
+        mkdir -p "$dir/bundle/rootfs$(dirname "$lib")" && cp -L "$lib" "$dir/bundle/rootfs$lib" || exit 1
+    done
+    printf '%s' "$SPEC" | sed -e "s|@PROG@|$prog|" -e "s|@ROOTFS@|$dir/bundle/rootfs|" \
+        > "$dir/bundle/config.json"
+    chmod -R a+rX "$dir/bundle"
+fi
+
+mkfifo "$dir/hold" || exit 1
+python3 -I -c "$HOLDER" --uid "$PROBE_UID" --gid "$PROBE_UID" --max-seconds "$HOLD_SECONDS" --stdin \
+    < "$dir/hold" > "$dir/holder.out" 2> "$dir/holder.err" &
+holder=$!
+exec 3> "$dir/hold"
+waited=0
+until grep -q '^held=' "$dir/holder.out" 2>/dev/null; do
+    if ! kill -0 "$holder" 2>/dev/null; then
+        case "$(cat "$dir/holder.out" 2>/dev/null)" in
+            refused=soft-zero*) give_up undecidable "fs.pipe-user-pages-soft is 0: the kernel never shrinks pipes";;
+            refused=hard-limit*) give_up undecidable "fs.pipe-user-pages-hard would be reached: a probe container could not create its pipes";;
+            refused=not-over*) give_up undecidable "the probe uid's pipes never shrank";;
+        esac
+        give_up unavailable "pipe holder: $(tail -n 1 "$dir/holder.err" 2>/dev/null)"
+    fi
+    [ "$waited" -lt $((READY_SECONDS * 10)) ] || give_up unavailable "pipe holder not ready in ${READY_SECONDS}s"
+    sleep 0.1; waited=$((waited + 1))
+done
+say "probe_holder=$(grep '^held=' "$dir/holder.out" | head -n 1)"
+
+name="$PREFIX$RUN_ID-$$"
+start=$(cut -d' ' -f1 /proc/uptime)
+case "$METHOD" in
+docker)
+    timeout -s KILL "$TIMEOUT" docker run --rm --cidfile "$dir/cid" --network none \
+        --security-opt no-new-privileges --security-opt "seccomp=$dir/profile.json" \
+        --user "$PROBE_UID:$PROBE_UID" --name "$name" "$IMAGE" true > "$dir/out" 2>&1 ;;
+containerd)
+    timeout -s KILL "$TIMEOUT" ctr -n "$NAMESPACE" run --rm --null-io --runc-binary "$TARGET" \
+        --config "$dir/bundle/config.json" "$name" > "$dir/out" 2>&1 ;;
+*)
+    timeout -s KILL "$TIMEOUT" "$TARGET" --root "$dir/state" run --bundle "$dir/bundle" "$name" \
+        < /dev/null > "$dir/out" 2>&1 ;;
+esac
+rc=$?
+took=$(elapsed "$start")
+if [ "$rc" -eq 0 ]; then
+    say probe=passed "method=$METHOD" "seconds=$took"
+    exit 0
+fi
+
+# Not started in time, or failed: record where its runc init is, then end exactly the probe's
+# processes (the probe uid's, and runtime processes naming its container), and the container.
+wchan=
+for pid in $(uid_procs); do
+    [ "$pid" = "$holder" ] && continue
+    case "$(cat /proc/$pid/comm 2>/dev/null)" in
+        runc*|exe) wchan=$(cat /proc/$pid/wchan 2>/dev/null); break;;
+    esac
+done
+id=$(cat "$dir/cid" 2>/dev/null)
+for pid in $(uid_procs) $(grep -l -a -F -e "$name" ${id:+-e "$id"} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+    [ "$pid" = "$holder" ] || [ "$pid" = "$$" ] && continue
+    case "$(cat /proc/$pid/comm 2>/dev/null)" in containerd-shim*|dockerd|containerd|sh|timeout) ;;
+    *) kill -KILL "$pid" 2>/dev/null;; esac
+done
+case "$METHOD" in
+    docker) timeout -s KILL 30 docker rm -f "$name" >/dev/null 2>&1 ;;
+    containerd) timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$name" >/dev/null 2>&1
+        timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$name" >/dev/null 2>&1 ;;
+    *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
+esac
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    say probe=hung "method=$METHOD" "seconds=$took" "wchan=${wchan:-unknown}"
+else
+    say probe=failed "method=$METHOD" "seconds=$took" "rc=$rc" "reason=$(tail -n 1 "$dir/out" | tr -cd '[:print:]' | cut -c1-200)"
+fi
+exit "$EXIT_FAILED"

@@ -1,0 +1,132 @@
+"""The incident probe as data: which way it starts its container, what its script is given, how
+its output is read, and what the plan says of it. (Lab tests run it on real hosts.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from orchestrator import probe, trigger
+from orchestrator.models import ProbeResult, VerifySpec
+
+
+def test_method_is_docker_with_an_image_else_containerd_else_bundle() -> None:
+    assert probe.choose_method(True, True, "lab/busybox") == "docker"
+    assert probe.choose_method(True, True, None) == "containerd"
+    assert probe.choose_method(False, True, "lab/busybox") == "containerd"
+    assert probe.choose_method(False, False, "lab/busybox") == "bundle"
+
+
+def test_spec_runs_as_the_probe_uid_without_privileges() -> None:
+    profile = trigger.seccomp_profile(["SCMP_ARCH_X86_64"])
+    spec = probe.oci_spec(2_147_000_000, ["/bin/true"], profile, "/x/rootfs")
+    process = spec["process"]
+    assert process["user"] == {"uid": 2_147_000_000, "gid": 2_147_000_000}
+    assert process["noNewPrivileges"] is True
+    assert all(not caps for caps in process["capabilities"].values())
+    assert spec["linux"]["seccomp"] is profile
+    assert spec["root"] == {"path": "/x/rootfs", "readonly": True}
+    assert {"type": "network"} in spec["linux"]["namespaces"]
+
+
+PARAMS = ("TARGET", "PROBE_UID", "STALE", "PROFILE", "SPEC", "HOLDER")
+
+
+def _params(script: str) -> dict[str, str]:
+    """The script's parameters, as the shell sees them once its header has run."""
+    header = script.split("\n# The incident probe's host script")[0]
+    printed = " ".join(f'"${name}"' for name in PARAMS)
+    shown = subprocess.run(
+        ["sh", "-c", f"{header}\nprintf '%s\\0' {printed}"], capture_output=True, check=True
+    )
+    return dict(zip(PARAMS, shown.stdout.decode().split("\0"), strict=False))
+
+
+def test_script_carries_profile_spec_and_holder_as_quoted_data() -> None:
+    hostile = "/usr/local/sbin/$(touch /tmp/owned) runc"
+    command = probe.probe(
+        "bundle",
+        hostile,
+        uid=2_147_000_007,
+        timeout=10,
+        run_id="r1",
+        architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        holds_lock=True,
+    )
+    params = _params(command.script)
+    assert params["TARGET"] == hostile
+    assert params["PROBE_UID"] == "2147000007"
+    assert params["STALE"] == "remove"
+    assert json.loads(params["PROFILE"])["architectures"][0] == "SCMP_ARCH_X86_64"
+    spec = json.loads(params["SPEC"])
+    assert spec["root"]["path"] == "@ROOTFS@" and spec["process"]["args"] == ["@PROG@"]
+    assert params["HOLDER"] == trigger.holder_source()
+    assert command.timeout > 10
+    # The whole script is valid POSIX sh, and nothing a host reports is ever in it.
+    checked = subprocess.run(["sh", "-n"], input=command.script, text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_audit_probe_keeps_what_others_left() -> None:
+    command = probe.probe(
+        "docker", "/usr/bin/runc", uid=5, timeout=5, run_id="audit", image="img",
+        architectures=["SCMP_ARCH_AARCH64"], holds_lock=False,
+    )  # fmt: skip
+    assert _params(command.script)["STALE"] == "keep"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "status", "outcome", "detail", "seconds"),
+    [
+        ("probe_holder=held=1033 soft=16384\nprobe=passed\nmethod=docker\nseconds=0.41\n", 0,
+         "passed", "", 0.41),
+        ("probe=hung\nmethod=bundle\nseconds=10.01\nwchan=anon_pipe_write\n", 70,
+         "hung", "anon_pipe_write", 10.01),
+        ("probe=failed\nmethod=bundle\nseconds=0.2\nrc=1\nreason=exec failed\n", 70,
+         "failed", "exec failed", 0.2),
+        ("probe=undecidable\nmethod=docker\nreason=fs.pipe-user-pages-soft is 0\n", 70,
+         "undecidable", "fs.pipe-user-pages-soft is 0", None),
+        ("probe=unavailable\nmethod=docker\nreason=no python3 on the host\n", 70,
+         "unavailable", "no python3 on the host", None),
+    ],
+)  # fmt: skip
+def test_parse(stdout: str, status: int, outcome: str, detail: str, seconds: float | None) -> None:
+    result = probe.parse_probe(stdout, status, "docker")
+    assert (result.outcome, result.detail, result.seconds) == (outcome, detail, seconds)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "status"),
+    [
+        ("", 0),  # passed without saying so
+        ("probe=passed\nseconds=0.1\n", 70),  # says passed, but the script failed
+        ("probe=hung\n", 0),  # says hung, but exit 0
+        ("probe=splendid\n", 0),
+        ("garbage\x1b[2J\n", 137),  # killed by the connection's timeout
+    ],
+)
+def test_anything_unclear_is_a_failure(stdout: str, status: int) -> None:
+    result = probe.parse_probe(stdout, status, "bundle")
+    assert result.outcome == "failed"
+    assert f"exit {status}" in result.detail
+
+
+def test_detail_from_the_host_is_cut_short() -> None:
+    result = probe.parse_probe(f"probe=failed\nreason={'x' * 5000}\n", 70, "bundle")
+    assert len(result.detail) == 200
+
+
+def test_summaries_say_what_was_proven() -> None:
+    passed = ProbeResult(outcome="passed", method="docker", seconds=0.4)
+    hung = ProbeResult(outcome="hung", method="docker", seconds=10, detail="pipe_write")
+    unsure = ProbeResult(outcome="undecidable", method="bundle", detail="soft limit is 0")
+    assert passed.summary() == "probe (docker): passed in 0.4 s"
+    assert hung.summary() == "probe (docker): hung in pipe_write after 10 s"
+    assert unsure.summary() == "probe (bundle): cannot decide: soft limit is 0"
+
+
+def test_verify_spec_defaults_to_probing() -> None:
+    spec = VerifySpec()
+    assert spec.probe and spec.probe_uid > 65535
