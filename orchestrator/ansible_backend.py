@@ -44,11 +44,14 @@ from orchestrator.models import (
     Model,
     Plan,
     PlannedHost,
+    ProbeResult,
     SshTarget,
 )
 from orchestrator.playbook_files import PLAYBOOK_DIR
+from orchestrator.probe import PROBE_NOT_PASSED, parse_probe
 
 OUTCOME_TASK = "Report the outcome"
+PROBE_TASK = "Run the incident probe"
 PHASE_TASK = re.compile(
     r"^\[(locked|staged|backed_up|swapped|verified|sysctl_restored|finished)\] "
 )
@@ -104,6 +107,9 @@ def host_vars(
         variables["runc_rollout_verify_image"] = planned.verify.image or ""
         variables["runc_rollout_verify_command"] = planned.verify.command
         variables["runc_rollout_verify_timeout"] = planned.verify.timeout_seconds
+        variables["runc_rollout_probe"] = planned.verify.probe
+        variables["runc_rollout_probe_uid"] = planned.verify.probe_uid
+        variables["runc_rollout_probe_timeout"] = planned.verify.probe_timeout_seconds
         if planned.before is not None:
             variables["runc_rollout_before_path"] = planned.before.runc_path
             variables["runc_rollout_before_sha256"] = planned.before.runc_sha256
@@ -148,6 +154,7 @@ class HostEvents:
         self._reported: set[str] = set()
         self._failures: dict[str, str] = {}
         self._unreachable: dict[str, str] = {}
+        self._probes: dict[str, ProbeResult] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> bool:
@@ -160,6 +167,9 @@ class HostEvents:
         task = str(data.get("task") or "")
         res = data.get("res")
         result: dict[str, Any] = res if isinstance(res, dict) else {}
+        if task == PROBE_TASK and kind in ("runner_on_ok", "runner_on_failed"):
+            stdout, rc = str(result.get("stdout") or ""), result.get("rc")
+            self._probes[host] = parse_probe(stdout, rc if isinstance(rc, int) else -1)
         if task == OUTCOME_TASK and kind in ("runner_on_ok", "runner_on_failed"):
             self._report(host, _parse_outcome(result))
         elif kind == "runner_on_ok" and (match := PHASE_TASK.match(task)):
@@ -197,8 +207,14 @@ class HostEvents:
                 return
             self._reported.add(host)
         phase = outcome.phase or self._phase_of(host)
+        probe = self._probes.get(host)
+        message = outcome.message
+        if probe is not None and message is not None and message.startswith(PROBE_NOT_PASSED):
+            # The playbook names the probe's lines; say it as the SSH backend does.
+            _, rolled_back, rest = message.partition("; rolled back")
+            message = probe.summary() + rolled_back + rest
         self._on_outcome(
-            host, HostOutcome(outcome.status, phase, outcome.runc_sha256, outcome.message)
+            host, HostOutcome(outcome.status, phase, outcome.runc_sha256, message, probe=probe)
         )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from orchestrator import hostside, probe, trigger
+from orchestrator import hostside, probe
 from orchestrator.executor.base import (
     CommandResult,
     CommandTimeout,
@@ -427,14 +427,14 @@ class HostProcedure(HostSteps):
                 raise StepFailed(
                     f"docker exec into a running container failed: {_last_line(exec_result)}"
                 )
-        if spec.probe:
-            self._probe(record, facts, spec)
         after = gather_facts(self.session)
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
+        if spec.probe:
+            self._probe(record, after, spec)
 
     def _probe(self, record: HostRecord, facts: HostFacts, spec: VerifySpec) -> None:
         """The incident's own trigger against the new runc: anything but a pass fails the host
@@ -497,10 +497,6 @@ def run_probe(
     method = probe.choose_method(
         facts.dockerd is not None, facts.containerd is not None, spec.image
     )
-    try:
-        architectures = trigger.architectures_for(facts.arch)
-    except ValueError as error:
-        return ProbeResult(outcome="unavailable", method=method, detail=str(error))
     command = probe.probe(
         method,
         runc_path,
@@ -508,7 +504,6 @@ def run_probe(
         timeout=spec.probe_timeout_seconds,
         run_id=run_id,
         image=spec.image,
-        architectures=architectures,
         holds_lock=holds_lock,
     )
     result = run_step(session, command)

@@ -175,14 +175,14 @@ class ProbeResult(Model):
     the incident's trigger; `hung` is the rc93 bug; the other three prove nothing."""
 
     outcome: ProbeOutcome
-    method: ProbeMethod
+    method: ProbeMethod | None  # None: the probe ended before it said
     seconds: float | None = None
     detail: str = ""  # the hung runc init's wchan, or why the probe failed or could not decide
     holder: str | None = None  # the pipe holder's line: pipes held, limits, shrunk capacity
 
     def summary(self) -> str:
         took = "" if self.seconds is None else f"{self.seconds:g} s"
-        where = f"probe ({self.method})"
+        where = f"probe ({self.method})" if self.method else "probe"
         if self.outcome == "passed":
             return f"{where}: passed in {took}"
         if self.outcome == "hung":

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import hostside
+from orchestrator import hostside, probe
 from orchestrator.facts import facts_script
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "playbooks"
@@ -91,9 +91,20 @@ def _set_sysctl() -> str:
     return _per_file("set-sysctl.sh", command, "VALUE; the files to change as arguments")
 
 
+_PROBE_PARAMS = ("METHOD", "TARGET", "IMAGE", "PROBE_UID", "RUN_ID", "TIMEOUT", "STALE")
+
+
+def _probe() -> str:
+    """The probe with what is the same on every host (profiles, holder, spec) baked in."""
+    sentinels = {name: _sentinel(name) for name in _PROBE_PARAMS}
+    script = hostside._script(probe.probe_script(), **sentinels, **probe.constants())
+    return _from_environment("probe.sh", script)
+
+
 def rendered_files() -> dict[str, str]:
     """File name -> content of every generated file in `playbooks/files/`."""
     files = {name: _from_environment(name, step().script) for name, step in _STEPS.items()}
+    files["probe.sh"] = _probe()
     files["set-sysctl.sh"] = _set_sysctl()
     files["backup-files.sh"] = _per_file(
         "backup-files.sh", hostside.backup_files(["@FILE@"]), "the files to keep as arguments"

@@ -37,31 +37,49 @@ EXIT_PROBE_FAILED = 70  # the probe did not pass: see its probe= line
 HOLDER_READY_SECONDS = 60  # how long the holder may take to create its pipes
 
 
-def oci_spec(uid: int, args: list[str], profile: dict[str, Any], rootfs: str) -> dict[str, Any]:
-    """A minimal OCI runtime spec: `args` as `uid`, no-new-privileges, no capabilities, the given
-    seccomp profile, the read-only `rootfs` (absolute: `ctr run --config` wants it so), its own
-    namespaces (no network)."""
+def oci_spec() -> dict[str, Any]:
+    """A minimal OCI runtime spec: no-new-privileges, no capabilities, its own namespaces (no
+    network). The host script adds the process and its uid, the rootfs (absolute, as `ctr run
+    --config` wants it) and the seccomp profile of its machine."""
     namespaces = ["pid", "ipc", "uts", "mount", "network"]
     return {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": uid, "gid": uid},
-            "args": args,
+            "user": {"uid": 0, "gid": 0},
+            "args": [],
             "env": ["PATH=/usr/bin:/bin"],
             "cwd": "/",
             "noNewPrivileges": True,
             "capabilities": {"bounding": [], "effective": [], "permitted": []},
         },
-        "root": {"path": rootfs, "readonly": True},
+        "root": {"path": "", "readonly": True},
         "hostname": "runc-rollout-probe",
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
         "linux": {
             "namespaces": [{"type": name} for name in namespaces],
-            "seccomp": profile,
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
         },
+    }
+
+
+def _compact(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def constants() -> dict[str, str]:
+    """The probe's parameters that are the same on every host (the playbooks bake them in)."""
+    return {
+        "PROFILE_X86_64": _compact(trigger.seccomp_profile(trigger.architectures_for("x86_64"))),
+        "PROFILE_AARCH64": _compact(trigger.seccomp_profile(trigger.architectures_for("aarch64"))),
+        "HOLDER": trigger.holder_source(),
+        "SPEC": _compact(oci_spec()),
+        "STATE_DIR": STATE_DIR,
+        "PREFIX": PROBE_PREFIX,
+        "NAMESPACE": CONTAINERD_NAMESPACE,
+        "READY_SECONDS": str(HOLDER_READY_SECONDS),
+        "EXIT_FAILED": str(EXIT_PROBE_FAILED),
     }
 
 
@@ -73,30 +91,19 @@ def probe(
     timeout: float,
     run_id: str,
     image: str | None = None,
-    architectures: list[str],
     holds_lock: bool,
 ) -> HostCommand:
     """The probe of `runc_path` on one host (`method` as chosen by `choose_method`). A probe
     that `holds_lock` (apply's) also removes what an earlier probe whose connection died left."""
-    profile = trigger.seccomp_profile(architectures)
-    spec = oci_spec(uid, ["@PROG@"], profile, "@ROOTFS@")
     params = {
         "METHOD": method,
         "TARGET": runc_path,
         "IMAGE": image or "",
         "PROBE_UID": str(uid),
         "RUN_ID": run_id,
-        "PREFIX": PROBE_PREFIX,
         "TIMEOUT": str(int(timeout)),
-        "HOLD_SECONDS": str(int(timeout) + HOLDER_READY_SECONDS + 120),
-        "PROFILE": json.dumps(profile, separators=(",", ":")),
-        "SPEC": json.dumps(spec, separators=(",", ":")),
-        "HOLDER": trigger.holder_source(),
-        "STATE_DIR": STATE_DIR,
         "STALE": "remove" if holds_lock else "keep",
-        "NAMESPACE": CONTAINERD_NAMESPACE,
-        "READY_SECONDS": str(HOLDER_READY_SECONDS),
-        "EXIT_FAILED": str(EXIT_PROBE_FAILED),
+        **constants(),
     }
     script = hostside._script(probe_script(), **params)
     return HostCommand("probe", script, timeout=timeout + HOLDER_READY_SECONDS + 90)
@@ -118,11 +125,17 @@ def choose_method(dockerd: bool, containerd: bool, image: str | None) -> ProbeMe
 
 
 _OUTCOMES: tuple[ProbeOutcome, ...] = ("passed", "hung", "failed", "undecidable", "unavailable")
+_METHODS: tuple[ProbeMethod, ...] = ("docker", "containerd", "bundle")
+PROBE_NOT_PASSED = "incident probe did not pass"  # how the playbooks' failure message starts
 
 
-def parse_probe(stdout: str, exit_status: int, method: ProbeMethod) -> ProbeResult:
-    """The probe's result from its output (host output: data, length-capped)."""
+def parse_probe(stdout: str, exit_status: int, method: ProbeMethod | None = None) -> ProbeResult:
+    """The probe's result from its output (host output: data, length-capped). `method` is what
+    the caller asked for; the script's own `method=` line wins."""
     values = parse_kv(stdout)
+    said = values.get("method")
+    if said in _METHODS:
+        method = said
     outcome = values.get("probe", "")
     seconds_text = values.get("seconds")
     try:

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV_BIN=.venv/bin
 [[ -x $VENV_BIN/pytest ]] || { echo "test: no $VENV_BIN/pytest: run scripts/setup.sh first" >&2; exit 2; }
+export PATH="$PWD/$VENV_BIN:$PATH"  # as if activated: ansible-inventory, ansible-lint for the tests
 "$VENV_BIN/ruff" check .
 "$VENV_BIN/ruff" format --check .
 "$VENV_BIN/mypy"

@@ -32,24 +32,37 @@ mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR" || exit 1
 [ "$STALE" != remove ] || rm -rf "$STATE_DIR"/probe.*
 dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
 chmod 0711 "$dir"
-printf '%s' "$PROFILE" > "$dir/profile.json"
-chmod 0644 "$dir/profile.json"
 
+case "$(uname -m)" in
+    x86_64|amd64) profile=$PROFILE_X86_64;;
+    aarch64|arm64) profile=$PROFILE_AARCH64;;
+    *) give_up unavailable "no seccomp profile for machine $(uname -m)";;
+esac
+printf '%s' "$profile" > "$dir/profile.json"
+chmod 0644 "$dir/profile.json"
 if [ "$METHOD" != docker ]; then
     # A rootfs with the host's own `true` and the libraries it links: no image needed.
     prog=/bin/true; [ -x "$prog" ] || prog=/usr/bin/true
     mkdir -p "$dir/bundle/rootfs/proc" "$dir/bundle/rootfs$(dirname "$prog")" || exit 1
     cp "$prog" "$dir/bundle/rootfs$prog" || exit 1
     for lib in $(ldd "$prog" 2>/dev/null | grep -o '/[^ ]*'); do
-        mkdir -p "$dir/bundle/rootfs$(dirname "$lib")" && cp -L "$lib" "$dir/bundle/rootfs$lib" || exit 1
+        mkdir -p "$dir/bundle/rootfs$(dirname "$lib")" || exit 1
+        cp -L "$lib" "$dir/bundle/rootfs$lib" || exit 1
     done
-    printf '%s' "$SPEC" | sed -e "s|@PROG@|$prog|" -e "s|@ROOTFS@|$dir/bundle/rootfs|" \
-        > "$dir/bundle/config.json"
+    python3 -I -c 'import json, sys
+spec = json.loads(sys.argv[1])
+spec["process"]["args"] = [sys.argv[2]]
+spec["process"]["user"] = {"uid": int(sys.argv[3]), "gid": int(sys.argv[3])}
+spec["root"]["path"] = sys.argv[4]
+with open(sys.argv[5]) as profile:
+    spec["linux"]["seccomp"] = json.load(profile)
+print(json.dumps(spec))' "$SPEC" "$prog" "$PROBE_UID" "$dir/bundle/rootfs" "$dir/profile.json" \
+        > "$dir/bundle/config.json" || exit 1
     chmod -R a+rX "$dir/bundle"
 fi
 
 mkfifo "$dir/hold" || exit 1
-python3 -I -c "$HOLDER" --uid "$PROBE_UID" --gid "$PROBE_UID" --max-seconds "$HOLD_SECONDS" --stdin \
+python3 -I -c "$HOLDER" --uid "$PROBE_UID" --gid "$PROBE_UID" --max-seconds "$((TIMEOUT + READY_SECONDS + 120))" --stdin \
     < "$dir/hold" > "$dir/holder.out" 2> "$dir/holder.err" &
 holder=$!
 exec 3> "$dir/hold"
