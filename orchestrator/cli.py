@@ -581,14 +581,40 @@ def lab_up(
         str | None,
         typer.Option("--first-address", envvar=FIRST_ADDRESS_ENV, help="e.g. 127.0.0.11"),
     ] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Also hang one container on the first full host for real (container lab-stuck, "
+            "its runc init blocked writing its seccomp pipe), as on the incident's nodes.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the lab (idempotent: a running lab only gets what died restarted)."""
+    """Start the lab (idempotent: a running lab only gets what died restarted). Every host's
+    runc is a real 1.0.0-rc93 build (Debian's runc source with rc93's pipe hang), built once
+    and cached in /var/cache/runc-rollout-lab."""
     from orchestrator.lab import fleet
 
     info = fleet.lab_up(
-        hosts, docker, state_dir=state_dir, inventory_path=inventory, first_address=first_address
+        hosts,
+        docker,
+        state_dir=state_dir,
+        inventory_path=inventory,
+        first_address=first_address,
+        stuck=stuck,
     )
     typer.echo(fleet.format_up(info))
+
+
+@lab_app.command("build-runc")
+def lab_build_runc() -> None:
+    """Build the lab's runc 1.0.0-rc93 (Debian's runc source with rc93's pipe hang) unless it
+    is cached for today's inputs (source package version, recipe, Go version); print its path."""
+    from orchestrator.lab import rc93
+
+    build = rc93.ensure_rc93_runc()
+    how = f"built in {build.seconds:.1f}s" if build.built else "cached"
+    typer.echo(f"runc {rc93.VERSION} ({how}): {build.path}")
 
 
 @lab_app.command("status")

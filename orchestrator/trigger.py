@@ -9,9 +9,10 @@ while exporting and passes. Three parts, all pure here:
 - `seccomp_profile(architectures)`: a Docker/OCI seccomp profile that compiles (libseccomp
   2.5.4, x86_64+x86+x32) to about 14 KiB: well over the 8 KiB pipe, well under the kernel's
   4096-instruction limit (32 KiB). Docker's default profile compiles to under 8 KiB.
-- the pipe holder (`orchestrator/pipe_holder.py`, `holder_command()`): a host program that, as
-  uid U, holds enough pipes that U is over the soft limit, and says so in one line
-  (`parse_holder_line()`).
+- the pipe holder (`orchestrator/pipe_holder.py`; `holder_args()`, `holder_command()`): a host
+  program that, as uid U, holds enough pipes that U is over the soft limit, and says so in one
+  line (`parse_holder_line()`). The pipes stay held until stdin reaches EOF, so a dropped
+  session releases them; a pipe created while U was over stays small after the release.
 - `docker_run_argv()`: the no-new-privileges container, run as U, with that profile.
 
 The kernel counts pipe pages per uid for the whole machine: lab hosts share one kernel, so every
@@ -23,7 +24,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 # uids for the trigger, each base + the lab host's index (1...): the lab's stuck seed container
@@ -120,13 +121,18 @@ def seccomp_profile(architectures: Sequence[str]) -> dict[str, Any]:
 
 
 def docker_run_argv(
-    image: str, profile_path: str, uid: int, docker: Sequence[str] = ("docker",)
+    image: str,
+    profile_path: str,
+    uid: int,
+    docker: Sequence[str] = ("docker",),
+    options: Sequence[str] = ("--rm",),
 ) -> list[str]:
-    """The trigger container (`true` in `image`), before `docker` any client options (-H)."""
+    """The trigger container (`true` in `image`): `docker` may carry client options (-H), and
+    `options` replace `--rm` (the lab's stuck seed uses `-d --name NAME`)."""
     return [
         *docker,
         "run",
-        "--rm",
+        *options,
         "--network",
         "none",
         "--security-opt",
@@ -148,20 +154,30 @@ HOLDER_EXIT_HARD_LIMIT = 4  # fs.pipe-user-pages-hard is set and holding would r
 HOLDER_EXIT_NOT_OVER = 5  # all its pipes and a fresh one still 16 pages: the uid is privileged?
 
 
+HOLDER_PATH = Path(__file__).with_name("pipe_holder.py")
+
+
 def holder_source() -> str:
     """The pipe holder's program text (`orchestrator/pipe_holder.py`)."""
-    return resources.files("orchestrator").joinpath("pipe_holder.py").read_text()
+    return HOLDER_PATH.read_text()
+
+
+def holder_args(uid: int, gid: int | None = None, max_seconds: float = 600.0) -> list[str]:
+    """The holder's arguments: hold as `uid`:`gid` (default: `uid`) until stdin reaches EOF,
+    SIGTERM or SIGHUP, or `max_seconds` pass."""
+    gid = uid if gid is None else gid
+    return ["--uid", str(uid), "--gid", str(gid), "--max-seconds", str(max_seconds), "--stdin"]
 
 
 def holder_command(
     uid: int, gid: int | None = None, max_seconds: float = 600.0, python: str = "python3"
 ) -> str:
-    """A shell command running the holder as root with its text inline (`python3 -I -c`), so its
-    stdin stays free: the pipes are held until stdin reaches EOF (the session ends), SIGTERM or
-    SIGHUP, or `max_seconds`."""
-    argv = [python, "-I", "-c", holder_source(), "--uid", str(uid)]
-    argv += ["--gid", str(uid if gid is None else gid), "--max-seconds", str(max_seconds)]
-    return shlex.join([*argv, "--stdin"])
+    """A shell command for a remote host: Python reads the holder's program (exactly
+    `len(holder_source().encode())` bytes) from stdin and runs it. Send `holder_source()` and
+    keep stdin open: its EOF (the session ends) releases the pipes."""
+    size = len(holder_source().encode())
+    stub = f"import sys; exec(compile(sys.stdin.buffer.read({size}), 'pipe_holder', 'exec'))"
+    return shlex.join([python, "-I", "-c", stub, *holder_args(uid, gid, max_seconds)])
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# golang-go, libseccomp-dev and golang-github-opencontainers-runc-dev build the lab's runc
+# 1.0.0-rc93 from Debian's runc source; python3-seccomp measures the trigger profile in the tests.
 APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static
-              iproute2 procps util-linux python3-venv)
+              iproute2 procps util-linux python3-venv
+              golang-go libseccomp-dev golang-github-opencontainers-runc-dev python3-seccomp)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -24,4 +27,7 @@ if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys; sys.exit(
     /usr/bin/python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# The lab's runc 1.0.0-rc93, built once (~20-50 s) and cached in /var/cache/runc-rollout-lab.
+"$VENV/bin/runc-rollout" lab build-runc
 echo "setup: done; runc-rollout is $PWD/$VENV/bin/runc-rollout" >&2

@@ -6,6 +6,7 @@ marked here; the first few need nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, LabError
 from orchestrator.inventory import load_inventory
-from orchestrator.lab import hostdef
+from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,
     _Lab,
@@ -28,40 +29,38 @@ from orchestrator.lab.fleet import (
     port_in_use,
     proc_start,
 )
-from orchestrator.runcinfo import parse_runc_version
 from tests.conftest import LabFleet, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
 RUNC_VERSION = "runc --version"
 READ_SYSCTL = "cat /proc/sys/fs/pipe-user-pages-soft"
+RC93_HEAD = f"runc version {rc93.VERSION}\ncommit: {rc93.COMMIT}\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # Without a lab
 
 
-def test_fake_rc93_reports_rc93_and_runs_the_real_runc_for_everything_else(tmp_path: Path) -> None:
-    real = tmp_path / "real-runc"
-    real.write_text('#!/bin/sh\necho "real runc got: $*"\n')
-    real.chmod(0o755)
-    wrapper = tmp_path / "runc"
-    wrapper.write_text(hostdef.rc93_runc_wrapper(str(real)))
-    wrapper.chmod(0o755)
-    for flag in ("--version", "-v"):
-        out = subprocess.run([str(wrapper), flag], capture_output=True, text=True, check=True)
-        assert out.stdout == hostdef.RC93_VERSION_TEXT
-    parsed = parse_runc_version(hostdef.RC93_VERSION_TEXT)
-    assert (parsed.version, parsed.commit) == (
-        "1.0.0-rc93",
-        "12644e614e25b05da6fd08a38ffa0cfe1903fdec",
-    )
-    out = subprocess.run(
-        [str(wrapper), "--root", "/run/x", "exec", "-t", "id", "echo a b"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout == "real runc got: --root /run/x exec -t id echo a b\n"
+def test_rc93_recipe_puts_the_read_after_the_export() -> None:
+    source = (rc93.GOPATH_SHARED / "src" / rc93.IMPORT_PATH / rc93.PATCHED_FILE).read_text()
+    patched = rc93.rc93_source(source)
+    body = patched[patched.index("func disassembleFilter") :]
+    body = body[: body.index("\n}\n")]
+    assert "go func()" not in body
+    assert body.index("filter.ExportBPF(wtr)") < body.index("io.Copy(readerBuffer, rdr)")
+    with pytest.raises(LabError, match="recipe needs updating"):
+        rc93.rc93_source(patched)
+
+
+def test_rc93_cache_key_follows_every_input() -> None:
+    inputs = rc93.BuildInputs("pkg", "1.1.5+ds1-1", rc93.recipe_sha256(), "go version go1.19.8")
+    others = [
+        dataclasses.replace(inputs, source_version="1.1.5+ds1-2"),
+        dataclasses.replace(inputs, recipe_sha256="0" * 64),
+        dataclasses.replace(inputs, go_version="go version go1.21.0"),
+    ]
+    assert len({inputs.key(), *(other.key() for other in others)}) == 4
+    assert inputs.key() == rc93.BuildInputs(**dataclasses.asdict(inputs)).key()
 
 
 def test_inventory_has_zones_kinds_and_strict_ssh(tmp_path: Path) -> None:
@@ -127,8 +126,7 @@ def test_every_host_starts_in_the_incident_state(lab: LabFleet) -> None:
     for host in lab.hosts:
         out = lab.ssh(host, f"{RUNC_VERSION}; {READ_SYSCTL}; cat /etc/sysctl.d/*incident*").stdout
         assert lab.ssh(host, "hostname").stdout == f"{host.name}\n"
-        assert out.startswith(hostdef.RC93_VERSION_TEXT), host.name
-        assert "commit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec" in out
+        assert out.startswith(RC93_HEAD), host.name
         assert "\n163840\n" in out
         assert "fs.pipe-user-pages-soft = 163840" in out
 
@@ -239,7 +237,7 @@ def test_reset_puts_a_host_back_in_the_incident_state(lab: LabFleet) -> None:
     out = lab.ssh(
         host, f"{RUNC_VERSION}; {READ_SYSCTL}; ls /etc/sysctl.d /var/lib/runc-rollout"
     ).stdout
-    assert out.startswith(hostdef.RC93_VERSION_TEXT + "163840\n")
+    assert out.startswith(RC93_HEAD) and "\n163840\n" in out
     assert "90-runc-incident.conf" in out and "backup" not in out
 
 

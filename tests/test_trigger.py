@@ -116,8 +116,7 @@ def root_only() -> None:
 
 def test_holder_puts_its_uid_over_the_soft_limit_and_releases_at_eof() -> None:
     root_only()
-    command = [str(PYTHON36), "-I", "-c", trigger.holder_source()]
-    command += ["--uid", str(TEST_UID), "--gid", str(TEST_UID), "--stdin"]
+    command = [str(PYTHON36), "-I", str(HOLDER), *trigger.holder_args(TEST_UID)]
     holder = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -160,3 +159,19 @@ def test_holder_refuses(tmp_path: Path, soft: str, hard: str, code: int, reason:
     assert done.returncode == code, done.stderr
     assert done.stdout.startswith(f"refused={reason} soft={soft} hard={hard}")
     assert "pipe_holder: " in done.stderr
+
+
+def test_holder_command_runs_the_program_sent_on_stdin() -> None:
+    """The remote form: the program on stdin, then stdin kept open until the release."""
+    root_only()
+    command = trigger.holder_command(TEST_UID, max_seconds=30, python=str(PYTHON36))
+    holder = subprocess.Popen(
+        ["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    holder.stdin.write(trigger.holder_source())
+    holder.stdin.flush()
+    report = parse_holder_line(holder.stdout.readline())
+    assert report is not None and report.capacity == 8192
+    holder.stdin.close()
+    assert holder.wait(timeout=5) == 0

@@ -22,6 +22,7 @@ import io
 import ipaddress
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -39,8 +40,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator import trigger
 from orchestrator.errors import BadInput, LabError
-from orchestrator.lab import hostdef
+from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.defaults import (
     DEFAULT_FIRST_ADDRESS,
     DEFAULT_FULL,
@@ -51,6 +53,7 @@ from orchestrator.lab.defaults import (
     STATE_DIR_ENV,
 )
 from orchestrator.lab.supervisor import SOCKET_NAME
+from orchestrator.unstick_host import PIPE_WCHANS, is_runc_init
 
 RECORD_NAME = "lab.json"
 SUPERVISOR_PY = Path(__file__).with_name("supervisor.py")
@@ -58,6 +61,8 @@ DAEMON_ENV = {"PATH": hostdef.SYSTEMD_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
 HOLDER_PREFIX = "runc-rollout-lab-holder:"
 KEEPALIVE_ARGS = ("--network", "none", hostdef.VERIFY_IMAGE, "sleep", "1000000")
 PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
+RC93_COPY = "runc-rc93"  # the lab's copy of the rc93 build, installed from here on every host
+STUCK_TIMEOUT = 30.0  # seconds for the trigger to hang the stuck seed's runc init
 
 T = TypeVar("T")
 HostKind = Literal["full", "light"]
@@ -121,7 +126,19 @@ class LabInfo:
     seconds: float
     rss_bytes: int  # resident memory of every lab process, summed
     pss_bytes: int  # the same with shared pages divided among their users
+    rc93: str  # where the hosts' runc 1.0.0-rc93 came from (built, cached, installed before)
+    stuck: StuckSeed | None = None  # `--stuck`: the hung runc init
     next_commands: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StuckSeed:
+    """The incident's stuck container on a full host: its runc init hung writing its pipe."""
+
+    host: str
+    container: str
+    pid: int  # the hung runc init
+    uid: int  # the trigger's uid (`trigger.SEED_UID_BASE` + the host's index)
 
 
 @dataclass
@@ -137,6 +154,7 @@ class LabHostStatus:
     runc_version: str | None  # first line of /usr/local/sbin/runc --version on the host
     runc_sha256: str | None
     sysctl: int | None  # the host's fs.pipe-user-pages-soft
+    hung: list[int] | None  # full hosts: PIDs of runc init blocked writing a pipe
     pids: dict[str, int]
 
 
@@ -303,6 +321,14 @@ def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         handle.write(payload)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def _copy_executable(source: Path, target: Path) -> None:
+    """Copy a binary via a temporary file and rename: never a write into a file in use."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -489,6 +515,7 @@ class _Lab:
         self.record = record
         self.lock = threading.Lock()
         self.started: list[str] = []
+        self.rc93_note = f"installed before, in {self.rc93_copy}"
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -497,6 +524,10 @@ class _Lab:
 
     def inside(self, host: HostRecord) -> str:
         return f"{hostdef.LAB_MOUNT}/hosts/{host.name}"
+
+    @property
+    def rc93_copy(self) -> Path:
+        return self.dir / RC93_COPY
 
     @property
     def private_key(self) -> Path:
@@ -530,8 +561,19 @@ class _Lab:
         (self.dir / "ssh").mkdir(mode=0o700, exist_ok=True)
         (self.dir / "hosts").mkdir(mode=0o755, exist_ok=True)
         _keygen(self.private_key, "runc-rollout-lab")
+        self.install_rc93()
         if full_hosts:
             self.build_image()
+
+    def install_rc93(self) -> None:
+        """The lab's copy of runc 1.0.0-rc93 (`rc93.py`), built and cached first when missing."""
+        if self.rc93_copy.exists():
+            return
+        build = rc93.ensure_rc93_runc()
+        how = f"built in {build.seconds:.1f}s" if build.built else "from the cache"
+        self.rc93_note = f"{how}: {build.path}"
+        _copy_executable(build.path, self.rc93_copy)
+        self.started.append(f"runc {rc93.VERSION} ({how})")
 
     def build_image(self) -> None:
         """A rootfs tarball of Debian's static busybox with a symlink per applet."""
@@ -607,8 +649,9 @@ class _Lab:
         _write(hdir / ".prepared", "")
 
     def write_incident_state(self, host: HostRecord) -> None:
-        """The old runc, the raised sysctl (runtime and /etc/sysctl.d), the machine's other
-        sysctl files, an empty /var/lib/runc-rollout: the state every lab host starts in.
+        """The old runc (the rc93 build), the raised sysctl (runtime and /etc/sysctl.d), the
+        machine's other sysctl files, an empty /var/lib/runc-rollout: the state every lab host
+        starts in.
 
         Files bound over a single file in the host (the sysctl value, /etc/sysctl.conf) are
         rewritten in place: a new file renamed over them would not be what the host sees."""
@@ -619,7 +662,7 @@ class _Lab:
                     shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
-        _write(hdir / "usr-local-sbin" / "runc", hostdef.rc93_runc_wrapper(), 0o755)
+        _copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         sysctl_d = hdir / "etc-sysctl.d"
         if os.path.isdir("/etc/sysctl.d"):
             for entry in os.scandir("/etc/sysctl.d"):
@@ -793,6 +836,100 @@ class _Lab:
             )
         self.started.append(f"{host.name} container {hostdef.KEEPALIVE_CONTAINER}")
 
+    def runc_inits(self, host: HostRecord) -> list[tuple[ProcRef, str]]:
+        """The `runc init` processes (as unstick sees them) in the host's containers, with
+        their wchan."""
+        marker = f"/{self.cgroup_root}/{host.name}/"
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            argv = [word for word in _read_proc_text(pid, "cmdline").split("\0") if word]
+            if not is_runc_init(_read_proc_text(pid, "comm").strip(), argv):
+                continue
+            start = proc_start(pid)
+            if start is not None and marker in _read_proc_text(pid, "cgroup"):
+                found.append((ProcRef(pid=pid, start=start), _read_proc_text(pid, "wchan")))
+        return found
+
+    def hung_inits(self, host: HostRecord) -> list[int]:
+        return [ref.pid for ref, wchan in self.runc_inits(host) if wchan in PIPE_WCHANS]
+
+    def stick(self, host: HostRecord) -> StuckSeed:
+        """Container `lab-stuck` on a full host, its runc init hung the incident's way for real:
+        a pipe holder puts the seed's uid over the (machine's) soft limit, the trigger container
+        runs as that uid, rc93 blocks exporting the profile's program into its 2-page pipe. The
+        holder and the docker client are then let go; the pipe stays small, runc init stays
+        blocked until `unstick` drains it or `lab down` kills it."""
+        uid = trigger.SEED_UID_BASE + self.record.hosts.index(host) + 1
+        hung = self.hung_inits(host)
+        if hung:
+            return StuckSeed(host.name, hostdef.STUCK_CONTAINER, hung[0], uid)
+        docker = ["/usr/bin/docker"]
+        with contextlib.suppress(LabError):  # a seed unstuck or killed before: start afresh
+            self.in_host(host, [*docker, "rm", "-f", hostdef.STUCK_CONTAINER], timeout=30)
+        profile = trigger.seccomp_profile(trigger.architectures_for(os.uname().machine))
+        _write(self.host_dir(host) / hostdef.STUCK_PROFILE, json.dumps(profile, indent=1))
+        holder = subprocess.Popen(
+            [*self.nsenter(host), "/bin/sh", "-c", trigger.holder_command(uid, max_seconds=120)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=DAEMON_ENV,
+            text=True,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            holder.stdin.write(trigger.holder_source())
+            holder.stdin.flush()
+            ready, _, _ = select.select([holder.stdout], [], [], STUCK_TIMEOUT)
+            line = holder.stdout.readline() if ready else ""
+            if trigger.parse_holder_line(line) is None:
+                raise LabError(f"{host.name}: the pipe holder failed: {line.strip() or 'no line'}")
+            pid = self.start_hung(host, uid)
+        finally:
+            holder.stdin.close()
+            try:
+                holder.wait(10)
+            except subprocess.TimeoutExpired:
+                holder.kill()
+                holder.wait()
+        if pid not in self.hung_inits(host):
+            raise LabError(f"{host.name}: runc init {pid} went on once the pipes were released")
+        self.started.append(f"{host.name} container {hostdef.STUCK_CONTAINER} (runc init hung)")
+        return StuckSeed(host.name, hostdef.STUCK_CONTAINER, pid, uid)
+
+    def start_hung(self, host: HostRecord, uid: int) -> int:
+        """Start the trigger container as `uid` and wait for its runc init to hang; the client
+        (which waits for ever then, deaf to SIGTERM) is killed. Returns runc init's PID."""
+        profile = f"{self.inside(host)}/{hostdef.STUCK_PROFILE}"
+        options = ("-d", "--name", hostdef.STUCK_CONTAINER)
+        argv = trigger.docker_run_argv(hostdef.VERIFY_IMAGE, profile, uid, options=options)
+        client = subprocess.Popen(
+            [*self.nsenter(host), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=DAEMON_ENV,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + STUCK_TIMEOUT
+            while time.monotonic() < deadline and client.poll() is None:
+                hung = self.hung_inits(host)
+                if hung:
+                    return hung[0]
+                time.sleep(0.05)
+            error = client.stderr.read().decode(errors="replace").strip() if client.stderr else ""
+            why = f"it passed ({error or 'exit ' + str(client.returncode)}): is it still rc93?"
+            if client.returncode is None:
+                why = f"runc init did not hang within {STUCK_TIMEOUT:.0f}s"
+            raise LabError(f"{host.name}: the trigger did not hang the host's runc: {why}")
+        finally:
+            client.kill()
+            client.wait()
+
     def write_client_files(self) -> None:
         lines = []
         for host in self.record.hosts:
@@ -877,6 +1014,7 @@ class _Lab:
             runc_version=version,
             runc_sha256=sha,
             sysctl=sysctl,
+            hung=self.hung_inits(host) if full else None,
             pids={what: ref.pid for what, ref in host.procs.items() if alive(ref)},
         )
 
@@ -904,6 +1042,12 @@ class _Lab:
                 _signal(ref, signal.SIGKILL)
             _wait_gone(daemons, 5.0)
             return
+        # A container whose runc init hangs cannot be removed through dockerd (it waits for
+        # runc): kill its runc init first.
+        inits = [ref for ref, _wchan in self.runc_inits(host)]
+        for ref in inits:
+            _signal(ref, signal.SIGKILL)
+        _wait_gone(inits, 5.0)
         with contextlib.suppress(LabError):
             ids = self.in_host(host, ["/usr/bin/docker", "ps", "-aq"], timeout=30).split()
             if ids:
@@ -976,9 +1120,11 @@ def lab_up(
     state_dir: Path | None = None,
     inventory_path: Path | None = None,
     first_address: str | None = None,
+    stuck: bool = False,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
-    full. Without counts, a running lab keeps its size and a new one gets 4 hosts, 2 full."""
+    full. Without counts, a running lab keeps its size and a new one gets 4 hosts, 2 full.
+    `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
     record = _load(state_dir) if state_dir.is_dir() else None
@@ -1011,6 +1157,8 @@ def lab_up(
         if count > 250:
             raise BadInput("lab: at most 250 hosts")
     check_requirements(full_hosts=full > 0)
+    if stuck and not full:
+        raise BadInput("lab up --stuck needs a full host (--docker 1 or more)")
     if record is None:
         if state_dir.exists() and any(state_dir.iterdir()):
             raise BadInput(f"{state_dir} exists, is not empty and holds no lab (no {RECORD_NAME})")
@@ -1039,9 +1187,12 @@ def lab_up(
     else:
         already = True
     lab = _Lab(state_dir, record)
+    seed = None
     try:
         with _locked(state_dir):
             _bring_up(lab)
+            if stuck:
+                seed = lab.stick(next(h for h in record.hosts if h.kind == "full"))
     except LabError as exc:
         raise LabError(f"{exc} (`runc-rollout lab down` removes what was started)") from exc
     memory = lab_memory(state_dir)
@@ -1056,6 +1207,8 @@ def lab_up(
         seconds=time.monotonic() - began,
         rss_bytes=memory[0],
         pss_bytes=memory[1],
+        rc93=lab.rc93_note,
+        stuck=seed,
     )
     info.next_commands = _next_commands(info)
     return info
@@ -1095,6 +1248,21 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
     return [host.name for host in chosen]
 
 
+def lab_stick(state_dir: Path | None = None, host: str | None = None) -> StuckSeed:
+    """Give a full host (default: the first) the incident's hung container, if it has no hung
+    runc init yet (see `_Lab.stick`). For `lab up --stuck` and tests."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is None:
+        raise BadInput(f"no lab in {state_dir}")
+    full = [h for h in record.hosts if h.kind == "full" and (host is None or h.name == host)]
+    if not full:
+        raise BadInput(f"no full lab host {host or ''} in {state_dir}".replace("  ", " "))
+    lab = _Lab(state_dir, record)
+    with _locked(state_dir):
+        return lab.stick(full[0])
+
+
 def lab_status(state_dir: Path | None = None) -> list[LabHostStatus]:
     """Every host of the lab in `state_dir` (empty when there is no lab)."""
     state_dir = (state_dir or default_state_dir()).absolute()
@@ -1125,7 +1293,8 @@ def lab_memory(state_dir: Path | None = None) -> tuple[int, int]:
 
 
 def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) -> LabDownReport:
-    """Stop every process of the lab, remove its cgroups, state directory and inventory.
+    """Stop every process of the lab (hung runc init included), remove its cgroups, state
+    directory and inventory.
     Safe to run twice; with no lab there, it only removes an inventory it generated."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
@@ -1271,6 +1440,15 @@ def format_up(info: LabInfo) -> str:
         f"ssh key:     {info.private_key}",
         f"known_hosts: {info.known_hosts}",
         f"state:       {info.state_dir}",
+        f"runc:        {rc93.VERSION} (Debian's 1.1.5 source, rc93's pipe hang) {info.rc93}",
+    ]
+    if info.stuck is not None:
+        seed = info.stuck
+        lines.append(
+            f"stuck:       {seed.host} container {seed.container}: runc init PID {seed.pid} hung "
+            f"writing its seccomp pipe (trigger uid {seed.uid}); `runc-rollout unstick` frees it"
+        )
+    lines += [
         "next:",
         *(f"  {command}" for command in info.next_commands),
     ]
@@ -1285,7 +1463,7 @@ def format_status(rows: list[LabHostStatus]) -> str:
         return "-" if value is None else ("up" if value else "DOWN")
 
     header = ["HOST", "ADDRESS", "ZONE", "KIND", "SSHD", "CONTAINERD", "DOCKERD", "SYSCTL"]
-    header += ["RUNC", "SHA256"]
+    header += ["RUNC", "SHA256", "HUNG"]
     table = [header]
     for row in rows:
         version = row.runc_version or ("?" if row.holder else "(host down)")
@@ -1301,6 +1479,7 @@ def format_status(rows: list[LabHostStatus]) -> str:
                 "?" if row.sysctl is None else str(row.sysctl),
                 version.removeprefix("runc version "),
                 (row.runc_sha256 or "?")[:12],
+                "-" if row.hung is None else (",".join(map(str, row.hung)) or "0"),
             ]
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
