@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # golang-go, libseccomp-dev and golang-github-opencontainers-runc-dev build the lab's runc
 # 1.0.0-rc93 from Debian's runc source; python3-seccomp measures the trigger profile in the tests.
 APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static
-              iproute2 procps util-linux python3-venv
+              iproute2 procps util-linux python3-venv sudo
               golang-go libseccomp-dev golang-github-opencontainers-runc-dev python3-seccomp)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.models import DEFAULT_PROBE_UID
+
 LAB_MOUNT = "/run/runc-rollout-lab"  # where a lab host sees the lab's state directory
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_RUNC = "/usr/sbin/runc"
@@ -168,6 +170,14 @@ def known_hosts_line(address: str, public_key: str) -> str:
     return f"{address} {kind} {blob}\n"
 
 
+def probe_uid(address: str) -> int:
+    """The incident probe's uid on the lab host at `address` (127.0.K.N): lab hosts share one
+    kernel, which counts pipe pages per uid, so each host, in any lab on this machine, probes as
+    a uid of its own."""
+    _, _, third, fourth = (int(part) for part in address.split("."))
+    return DEFAULT_PROBE_UID + third * 256 + fourth
+
+
 def inventory_yaml(
     *,
     hosts: list[dict[str, str]],
@@ -192,6 +202,7 @@ def inventory_yaml(
             "ansible_python_interpreter": "/usr/bin/python3",
             "zone": host["zone"],
             "lab_kind": host["kind"],
+            "runc_rollout_probe_uid": probe_uid(host["address"]),
         }
         if host["kind"] == "full":
             hostvars["runc_rollout_verify_image"] = VERIFY_IMAGE

@@ -1,0 +1,129 @@
+"""The incident probe on real lab hosts, with the real bug-bearing runc (issue 13).
+
+Debian's runc goes out over the lab's rc93 and the probe passes on each of its three paths; then
+the rc93 build is rolled out over Debian's runc and the probe hangs on each path, every host is
+rolled back, the budget halts the run, and nothing of the probe is left behind: no process of its
+uid, no container, no stuck `runc init`, the sysctl as it was. The same through Ansible.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.errors import ExitCode
+from orchestrator.lab import rc93
+from orchestrator.lab.hostdef import probe_uid
+from tests.conftest import LabFleet
+from tests.test_apply_lab import host_state, sha256
+
+PROBE_TIMEOUT = "8"
+
+
+@pytest.fixture(scope="module")
+def rc93_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bug-bearing build as an artifact (a copy: the cache is never handed out)."""
+    path = tmp_path_factory.mktemp("rc93") / "runc"
+    shutil.copy2(rc93.ensure_rc93_runc().path, path)
+    return path
+
+
+def _override(lab: LabFleet, directory: Path) -> Path:
+    """A second inventory source: the second full host verifies without an image, so it probes
+    through containerd's own client (as a node without dockerd would)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "override.yml"
+    name = lab.full_hosts[1].name
+    document = {"all": {"hosts": {name: {"runc_rollout_verify_image": ""}}}}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _roll_out(
+    lab: LabFleet, artifact: Path, work: Path, *options: str
+) -> tuple[int, dict[str, dict[str, object]]]:
+    """Plan `artifact` over the whole lab in one wave and apply it; the exit code and hosts."""
+    plan = work / "plan.json"
+    code = main(
+        [
+            "plan", "-i", str(lab.inventory), "-i", str(_override(lab, work)),
+            "--runc", str(artifact), "--sha256", sha256(artifact), "--gather",
+            "--waves", "100%", "--probe-timeout", PROBE_TIMEOUT, "--verify-timeout", "30",
+            "-o", str(plan), "--format", "json",
+        ]
+    )  # fmt: skip
+    assert code == ExitCode.OK
+    runs = work / "runs"
+    code = main(["apply", str(plan), "--yes", "--runs-dir", str(runs), *options])
+    (run_dir,) = runs.iterdir()
+    return code, json.loads((run_dir / "state.json").read_text())["hosts"]
+
+
+def _left_behind(lab: LabFleet) -> list[str]:
+    """Anything of the probe still there: a process of a probe uid, a probe container, a probe
+    directory, a stuck `runc init`."""
+    found = []
+    uids = {probe_uid(host.address) for host in lab.hosts}
+    for line in Path("/proc").glob("[0-9]*/status"):
+        try:
+            status = line.read_text()
+        except OSError:
+            continue
+        ids = next((row.split()[1:4] for row in status.splitlines() if row.startswith("Uid:")), [])
+        if uids & {int(value) for value in ids}:
+            found.append(f"process {line.parent.name} of a probe uid")
+    for host in lab.hosts:
+        out = lab.ssh(host, "ls -d /var/lib/runc-rollout/probe.* 2>/dev/null || true").stdout
+        found += [f"{host.name}: {path}" for path in out.split()]
+    for host in lab.full_hosts:
+        names = lab.ssh(host, "docker ps -a --format '{{.Names}}'").stdout.split()
+        found += [f"{host.name}: container {n}" for n in names if "probe" in n]
+        tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
+        found += [f"{host.name}: ctr container {t}" for t in tasks]
+    stuck = lab.ssh(lab.hosts[0], "grep -l pipe_write /proc/[0-9]*/wchan 2>/dev/null || true")
+    found += [f"stuck: {path}" for path in stuck.stdout.split()]
+    return found
+
+
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
+def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
+    clean_lab: LabFleet, artifact: Path, rc93_artifact: Path, tmp_path: Path, executor: str
+) -> None:
+    lab = clean_lab
+    via = ["--executor", executor]
+    paths = {
+        lab.full_hosts[0].name: "docker",
+        lab.full_hosts[1].name: "containerd",
+        lab.light_hosts[0].name: "bundle",
+    }
+
+    # Debian's runc over the lab's rc93: the probe passes on each path.
+    code, hosts = _roll_out(lab, artifact, tmp_path / "fix", *via)
+    assert code == ExitCode.OK, hosts
+    for name, method in paths.items():
+        probe = hosts[name]["probe"]
+        assert isinstance(probe, dict)
+        assert (probe["outcome"], probe["method"]) == ("passed", method), (name, probe)
+        assert float(probe["seconds"]) < float(PROBE_TIMEOUT)
+    fixed = {name: host_state(lab, name) for name in paths}
+
+    # The bug-bearing runc over Debian's: every probe hangs, every host goes back.
+    code, hosts = _roll_out(lab, rc93_artifact, tmp_path / "bug", *via)
+    assert code == ExitCode.BUDGET_EXCEEDED, hosts
+    for name, method in paths.items():
+        state = hosts[name]
+        probe = state["probe"]
+        assert isinstance(probe, dict)
+        assert state["status"] == "failed", (name, state)
+        assert (probe["outcome"], probe["method"]) == ("hung", method), (name, probe)
+        assert "pipe_write" in str(probe["detail"]), probe
+        assert f"probe ({method}): hung in" in str(state["message"])
+        assert "rolled back" in str(state["message"])
+        after = host_state(lab, name)
+        assert after | {"backups": ""} == fixed[name] | {"backups": ""}, name  # Debian's, 16384
+    assert _left_behind(lab) == []
