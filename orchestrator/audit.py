@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.executor.base import Executor
-from orchestrator.facts import facts_report, gather_fleet
+from orchestrator.executor.base import Executor, run_on_hosts
+from orchestrator.facts import facts_report, gather_facts
+from orchestrator.hostops import run_probe
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
     SEVERITIES,
@@ -35,12 +36,15 @@ from orchestrator.models import (
     HostFacts,
     Inventory,
     Model,
+    ProbeResult,
     RuncBinary,
     Severity,
     SshTarget,
+    VerifySpec,
+    WaveOptions,
 )
 from orchestrator.patterns import select_hosts
-from orchestrator.planner import domain_of, held_back, ssh_target
+from orchestrator.planner import domain_of, held_back, host_verify_spec, ssh_target
 from orchestrator.versions import Version, parse_version
 
 DEFAULT_ZONE_KEY = "zone"
@@ -145,6 +149,10 @@ class Finding(Model):
     ignored: bool = False  # listed in `--ignore`: reported, never fails the audit
 
 
+RC93_HANG = "runc-rc93-pipe-hang"
+PROBE_WOULD_DECIDE = "decided by the version alone; `audit --probe` runs the incident's trigger"
+
+
 class HostAudit(Model):
     host: str
     zone: str
@@ -164,6 +172,7 @@ class HostAudit(Model):
     shadowed: list[str]  # other runc binaries on the runtime's PATH
     findings: list[Finding]
     warnings: list[str]
+    probe: ProbeResult | None = None  # `audit --probe`: the incident probe of the installed runc
 
     @property
     def active(self) -> list[Finding]:
@@ -210,6 +219,28 @@ class AuditReport(Model):
     @property
     def failed(self) -> bool:
         return bool(self.failing)
+
+
+def probe_decides(findings: list[Finding], probe: ProbeResult | None) -> list[Finding]:
+    """The rc93 hang decided by the incident probe when it decided (present when the installed
+    runc hung, absent when it passed), else by the version, which says so."""
+    by_version = [finding for finding in findings if finding.id == RC93_HANG]
+    others = [finding for finding in findings if finding.id != RC93_HANG]
+    if probe is not None and probe.outcome == "hung":
+        found = Finding(
+            id=RC93_HANG,
+            severity="high",
+            title="runc init hangs under the incident's trigger (probe)",
+            detail=f"{probe.summary()}; the installed runc has the rc93 pipe hang whatever its "
+            "version says",
+            source=by_version[0].source if by_version else None,
+        )
+        return sorted([found, *others], key=lambda finding: -rank(finding.severity))
+    if probe is not None and probe.outcome == "passed":
+        return others
+    why = probe.summary() if probe is not None else PROBE_WOULD_DECIDE
+    decided = [f.model_copy(update={"detail": f"{f.detail} ({why})"}) for f in by_version]
+    return sorted([*decided, *others], key=lambda finding: -rank(finding.severity))
 
 
 def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Finding]:
@@ -380,6 +411,15 @@ def audit_targets(
     return targets, zones, held
 
 
+def probe_specs(
+    inventory: Inventory, names: Iterable[str], timeout: float
+) -> dict[str, VerifySpec]:
+    """How `audit --probe` probes each host: its verification image and probe uid, as a plan
+    would have them."""
+    options = WaveOptions(probe_timeout=timeout)
+    return {name: host_verify_spec(inventory.hosts[name], options) for name in names}
+
+
 def audit_host(
     facts: HostFacts,
     zone: str,
@@ -387,13 +427,14 @@ def audit_host(
     *,
     ignore: Iterable[str] = (),
     held: bool = False,
+    probe: ProbeResult | None = None,
 ) -> HostAudit:
     ignored = set(ignore)
     runc = facts.runc
     boot = facts.sysctl_persistent
     findings = [
         finding.model_copy(update={"ignored": True}) if finding.id in ignored else finding
-        for finding in host_findings(facts, advisories)
+        for finding in probe_decides(host_findings(facts, advisories), probe)
     ]
     return HostAudit(
         host=facts.host,
@@ -414,6 +455,7 @@ def audit_host(
         shadowed=[f"{b.path} {_describe(b)}" for b in facts.shadowed],
         findings=findings,
         warnings=facts.warnings,
+        probe=probe,
     )
 
 
@@ -425,13 +467,22 @@ def build_report(
     fail_on: FailOn = FailOn.none,
     ignore: Iterable[str] = (),
     held: Iterable[str] = (),
+    probes: Mapping[str, ProbeResult] | None = None,
 ) -> AuditReport:
-    """The audit of every host in `results` (facts, or the error that stopped gathering them)."""
+    """The audit of every host in `results` (facts, or the error that stopped gathering them),
+    with the incident probe's result for the hosts in `probes`."""
     advisories = tuple(advisories)
     ignored, held_names = sorted(set(ignore)), set(held)
     errors = facts_report(results).errors
     hosts = [
-        audit_host(r, zones.get(name, "all"), advisories, ignore=ignored, held=name in held_names)
+        audit_host(
+            r,
+            zones.get(name, "all"),
+            advisories,
+            ignore=ignored,
+            held=name in held_names,
+            probe=(probes or {}).get(name),
+        )
         for name, r in results.items()
         if isinstance(r, HostFacts)
     ]
@@ -512,10 +563,26 @@ def audit_fleet(
     fail_on: FailOn = FailOn.none,
     ignore: Iterable[str] = (),
     held: Iterable[str] = (),
+    probe_specs: Mapping[str, VerifySpec] | None = None,
 ) -> AuditReport:
-    """Gather every host's facts (read-only) and audit them."""
-    results = gather_fleet(executor, targets, concurrency)
-    return build_report(results, zones, advisories, fail_on=fail_on, ignore=ignore, held=held)
+    """Gather every host's facts (read-only) and audit them; with `probe_specs`, also run the
+    incident probe against each of those hosts' installed runc (it starts a container)."""
+    specs = probe_specs or {}
+    probes: dict[str, ProbeResult] = {}
+
+    def one(name: str, target: SshTarget) -> HostFacts:
+        session = executor.session(target, name=name)
+        facts = gather_facts(session)
+        if name in specs and facts.runc is not None:
+            probes[name] = run_probe(
+                session, facts, facts.runc.file, specs[name], run_id="audit", holds_lock=False
+            )
+        return facts
+
+    results = run_on_hosts(targets, one, concurrency=concurrency)
+    return build_report(
+        results, zones, advisories, fail_on=fail_on, ignore=ignore, held=held, probes=probes
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,8 +629,10 @@ def report_table(report: AuditReport, width: int = 200) -> str:
         table.add_row(escape(item.host), escape(item.zone), kind, *[""] * 9)
     console.print(table)
     for host in report.hosts:
-        if host.findings or host.warnings:
+        if host.findings or host.warnings or host.probe:
             console.print(f"\n[bold]{escape(host.host)}[/]")
+        if host.probe is not None:
+            console.print(f"  [bold]probe[/] {escape(host.probe.summary())}")
         for finding in host.findings:
             console.print(f"  {_tag(finding)} {escape(_finding_line(finding))}")
         for warning in host.warnings:
@@ -624,6 +693,8 @@ def report_markdown(report: AuditReport) -> str:
             f"; fs.pipe-user-pages-soft {host.sysctl_runtime} at runtime, "
             f"{host.sysctl_at_boot or 'not set'} at boot",
         ]
+        if host.probe is not None:
+            lines.append(f"- {host.probe.summary()}")
         lines += [
             f"- **{f.severity}**{' (ignored)' if f.ignored else ''} {_finding_line(f)}"
             for f in host.findings

@@ -297,10 +297,24 @@ def audit(
     domain_key: Annotated[
         str, typer.Option("--domain-key", help="Host variable naming the zone.")
     ] = "zone",
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Run the incident's own trigger against each host's installed runc (starts one "
+            "no-new-privileges container as a probe uid; the sysctl is not touched): the rc93 "
+            "hang is then decided by what the runc does, not by its version string.",
+        ),
+    ] = False,
+    probe_timeout: Annotated[
+        float,
+        typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take."),
+    ] = 20.0,
     known_hosts: KnownHostsOption = None,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
-    """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only).
+    """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
+    unless --probe).
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
@@ -309,6 +323,7 @@ def audit(
         audit_targets,
         finding_ids,
         load_advisories,
+        probe_specs,
         report_markdown,
         report_table,
     )
@@ -318,7 +333,9 @@ def audit(
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
     if unknown:
         raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
-    targets, zones, held = audit_targets(load_inventory(inventory), limit, domain_key)
+    loaded = load_inventory(inventory)
+    targets, zones, held = audit_targets(loaded, limit, domain_key)
+    specs = probe_specs(loaded, targets, probe_timeout) if probe else None
     with ssh_executor(known_hosts) as executor:
         report = audit_fleet(
             executor,
@@ -329,6 +346,7 @@ def audit(
             fail_on=fail_on,
             ignore=ignore or (),
             held=held,
+            probe_specs=specs,
         )
     views = {Format.json: audit_json, Format.markdown: report_markdown, Format.table: report_table}
     sys.stdout.write(views[fmt](report))

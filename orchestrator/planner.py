@@ -177,17 +177,22 @@ def _planned(
         if at_target and before
         else None,
         "ssh": ssh_fields(host),
-        "verify": verify_spec(
-            options.verify_image or host.vars.get("runc_rollout_verify_image"),
-            options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
-            options.verify_timeout,
-            _probe_settings(host, options),
-        ),
+        "verify": host_verify_spec(host, options),
         "before": before,
     }
 
 
 ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+
+
+def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
+    """How one host proves its new runc: the options first, then its own variables."""
+    return verify_spec(
+        options.verify_image or host.vars.get("runc_rollout_verify_image"),
+        options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
+        options.verify_timeout,
+        _probe_settings(host, options),
+    )
 
 
 def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:

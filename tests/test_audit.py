@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from orchestrator.audit import (
     CHECK_IDS,
     AuditReport,
+    audit_host,
     audit_targets,
     build_report,
     distribution_of,
@@ -28,7 +29,7 @@ from orchestrator.audit import (
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode, HostUnreachable
 from orchestrator.inventory import load_inventory
-from orchestrator.models import FailOn, HostFacts, RuncBinary
+from orchestrator.models import FailOn, HostFacts, ProbeResult, RuncBinary
 from orchestrator.versions import RELEASE, Version, compare_versions, parse_version
 
 ADVISORIES = load_advisories()
@@ -501,3 +502,48 @@ def test_cli_refuses_an_unknown_ignore(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["audit", "-i", str(inventory), "--ignore", "CVE-2024-2162"])
     assert code == ExitCode.BAD_INPUT
     assert "no finding is called CVE-2024-2162" in capsys.readouterr().err
+
+
+# -- the incident probe decides the rc93 hang (audit --probe) --------------------------------
+
+
+def _audited(runc: RuncBinary, probe: ProbeResult | None) -> dict[str, str]:
+    host = audit_host(facts(runc=runc), "all", load_advisories(), probe=probe)
+    return {finding.id: finding.detail for finding in host.findings}
+
+
+HUNG = ProbeResult(outcome="hung", method="docker", seconds=10, detail="anon_pipe_write")
+PASSED = ProbeResult(outcome="passed", method="docker", seconds=0.4)
+UNSURE = ProbeResult(outcome="undecidable", method="bundle", detail="soft limit is 0")
+
+
+def test_without_the_probe_the_version_decides_and_says_so() -> None:
+    found = _audited(runc_binary(), None)
+    assert "audit --probe" in found["runc-rc93-pipe-hang"]
+
+
+def test_a_hung_probe_finds_the_bug_whatever_the_version_says() -> None:
+    upgraded = runc_binary(version="1.1.12", commit="v1.1.12-0-g51d5e94", version_output="")
+    found = _audited(upgraded, HUNG)
+    assert "probe (docker): hung in anon_pipe_write" in found["runc-rc93-pipe-hang"]
+
+
+def test_a_passed_probe_clears_an_rc93_version_string() -> None:
+    """A distribution build that says rc93 but carries the fix does not hang."""
+    found = _audited(runc_binary(), PASSED)
+    assert "runc-rc93-pipe-hang" not in found
+    assert "CVE-2021-30465" in found  # other advisories still go by version
+
+
+def test_a_probe_that_cannot_decide_leaves_the_version_finding_and_says_why() -> None:
+    found = _audited(runc_binary(), UNSURE)
+    assert "cannot decide: soft limit is 0" in found["runc-rc93-pipe-hang"]
+
+
+def test_the_probe_is_in_every_view() -> None:
+    report = build_report(
+        {"node-1": facts()}, {"node-1": "all"}, load_advisories(), probes={"node-1": HUNG}
+    )
+    assert json.loads(report_json(report))["hosts"][0]["probe"]["outcome"] == "hung"
+    assert "probe (docker): hung in anon_pipe_write" in report_table(report)
+    assert "probe (docker): hung in anon_pipe_write" in report_markdown(report)

@@ -669,5 +669,5 @@ def test_a_bad_facts_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="cannot read facts file"):
         read_facts_report(tmp_path / "missing.json")
     (tmp_path / "plan.json").write_text('{"plan_id": "x"}')
-    with pytest.raises(BadInput, match="is not a facts report: (hosts|plan_id): "):
+    with pytest.raises(BadInput, match=r"is not a facts report: (hosts|plan_id): "):
         read_facts_report(tmp_path / "plan.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -126,4 +127,37 @@ def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
         assert "rolled back" in str(state["message"])
         after = host_state(lab, name)
         assert after | {"backups": ""} == fixed[name] | {"backups": ""}, name  # Debian's, 16384
+    assert _left_behind(lab) == []
+
+
+def _audit_probe(
+    lab: LabFleet, capsys: pytest.CaptureFixture[str], limit: str
+) -> dict[str, dict[str, Any]]:
+    capsys.readouterr()
+    argv = ["audit", "-i", str(lab.inventory), "--limit", limit, "--probe"]
+    assert main([*argv, "--probe-timeout", PROBE_TIMEOUT, "--format", "json"]) == ExitCode.OK
+    return {host["host"]: host for host in json.loads(capsys.readouterr().out)["hosts"]}
+
+
+def test_audit_probe_decides_by_what_the_runc_does(
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = clean_lab
+    bug, fixed = lab.full_hosts[0].name, lab.light_hosts[0].name
+    hosts = _audit_probe(lab, capsys, f"{bug}:{fixed}")
+    for name in (bug, fixed):
+        assert hosts[name]["probe"]["outcome"] == "hung", hosts[name]
+        found = {f["id"]: f["detail"] for f in hosts[name]["findings"]}
+        assert "hung in" in found["runc-rc93-pipe-hang"]
+
+    plan = tmp_path / "plan.json"
+    argv = ["plan", "-i", str(lab.inventory), "--limit", fixed, "--runc", str(artifact)]
+    argv += ["--sha256", sha256(artifact), "--gather", "-o", str(plan), "--format", "json"]
+    assert main(argv) == ExitCode.OK
+    assert main(["apply", str(plan), "--yes", "--runs-dir", str(tmp_path / "runs")]) == 0
+
+    hosts = _audit_probe(lab, capsys, f"{bug}:{fixed}")
+    assert hosts[bug]["probe"]["outcome"] == "hung"
+    assert hosts[fixed]["probe"]["outcome"] == "passed"
+    assert "runc-rc93-pipe-hang" not in {f["id"] for f in hosts[fixed]["findings"]}
     assert _left_behind(lab) == []
