@@ -385,8 +385,8 @@ class HostProcedure(HostSteps):
     # -- verify ----------------------------------------------------------------------------
 
     def verify(self, record: HostRecord) -> None:
-        """Prove the swapped runc: version, daemons not restarted, a no-new-privileges container,
-        exec into a running container, no new stuck `runc init`."""
+        """Prove the swapped runc: version, daemons not restarted, the incident probe, a
+        no-new-privileges container, exec into a running container, no new stuck `runc init`."""
         spec = self.planned.verify
         version = run_step(self.session, hostside.runc_version(record.runc_path, 30))
         parsed = parse_runc_version(version.stdout)
@@ -404,6 +404,8 @@ class HostProcedure(HostSteps):
         ]
         if restarted:
             raise StepFailed(f"{', '.join(restarted)} restarted or stopped during the swap")
+        if spec.probe:  # first: it also clears what a probe cut short by a crash left
+            self._probe(record, facts, spec)
         if facts.dockerd is not None and spec.image:
             check = hostside.verify_docker(
                 self.run_id, spec.image, spec.command, spec.timeout_seconds
@@ -433,8 +435,6 @@ class HostProcedure(HostSteps):
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
-        if spec.probe:
-            self._probe(record, after, spec)
 
     def _probe(self, record: HostRecord, facts: HostFacts, spec: VerifySpec) -> None:
         """The incident's own trigger against the new runc: anything but a pass fails the host

@@ -42,6 +42,8 @@ from orchestrator.executor.ssh import SshExecutor
 from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
 from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
+from orchestrator.lab.hostdef import probe_uid
+from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import HostState, Plan, SshTarget
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
@@ -722,6 +724,61 @@ def bad_candidate(bench: Bench, rng: random.Random, *, hangs: bool) -> list[str]
     return problems + bench.check([run_dir], baseline)
 
 
+def probe_uid_processes(fleet: LabFleet) -> list[int]:
+    """PIDs of every process running as one of the lab hosts' probe uids (its pipe holder, a
+    hung runc init): none may be left once a run is resumed or rolled back."""
+    uids = {str(probe_uid(host.address)) for host in fleet.hosts}
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            row = next(r for r in status.read_text().splitlines() if r.startswith("Uid:"))
+            if uids & set(row.split()[1:4]):
+                found.append(int(status.parent.name))
+    return found
+
+
+def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
+    """SIGKILL `apply` while a host's incident probe holds its pipes (the candidate is the rc93
+    build, so the probe hangs), then `resume`: the probe runs again, hangs again, the host is
+    rolled back, and no process of a probe uid, no probe container and no pipe is left."""
+    host = rng.choice([bench.full[0], *bench.light])
+    scratch = bench.scratch("kill-probe")
+    artifact = scratch / "runc"
+    # The lab's own rc93 with a byte appended: still the bug, but another sha256 to swap in.
+    artifact.write_bytes(Path(ensure_rc93_runc().path).read_bytes() + b"\0")
+    artifact.chmod(0o755)
+    options = ("--waves", "100%", "--probe-timeout", "10", "--verify-timeout", "20")
+    plan_path = bench.plan([host], *options, artifact=artifact, cache=False)
+    baseline = bench.baseline(plan_path)
+    bench.reset([host])
+    runs = scratch / "runs"
+    proc = bench.spawn("apply", plan_path, "--yes", "--runs-dir", runs, log=scratch / "apply.log")
+    probing = False
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not probing:
+            probing = bool(probe_uid_processes(bench.fleet))
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 3))  # somewhere in the probe's 10 s
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    if not probing:
+        raise SetupFailed(f"no probe was seen: {(scratch / 'apply.log').read_text()[-500:]}")
+    problems: list[str] = []
+    run_dir = only_run(runs)
+    result = bench.cli("resume", run_dir, "--yes")
+    no_traceback(result, problems)
+    expect_code("resume", result, [3], problems)
+    state = host_states(run_dir)[host]
+    expect(state.status == "failed", f"{host}: {state.status} after resume", problems)
+    expect("hung in" in (state.message or ""), f"{host}: {state.message!r}", problems)
+    time.sleep(1)  # the holder exits within a second of its stdin closing
+    left = probe_uid_processes(bench.fleet)
+    expect(not left, f"processes of a probe uid left: {left}", problems)
+    return problems + bench.check([run_dir], baseline)
+
+
 def overlapping_applies(bench: Bench, rng: random.Random, *, same_plan: bool) -> list[str]:
     """Two applies at once over shared hosts (two overlapping plans, or one plan applied twice
     from two run directories): on each shared host one run wins, the other is refused or sees
@@ -1111,6 +1168,7 @@ TRIALS: tuple[Trial, ...] = (
         1,
     ),
     Trial("candidate hangs (budget 0: halts)", partial(bad_candidate, hangs=True), 2, 1),
+    Trial("SIGKILL during the incident probe, then resume", killed_during_probe, 5, 1),
     Trial("candidate fails (budget 1: goes on)", partial(bad_candidate, hangs=False), 2, 1),
     Trial("two overlapping plans at once", partial(overlapping_applies, same_plan=False), 3, 1),
     Trial("one plan applied twice at once", partial(overlapping_applies, same_plan=True), 3, 1),

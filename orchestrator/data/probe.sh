@@ -21,15 +21,44 @@ case "$PROBE_UID" in ''|*[!0-9]*|0) give_up unavailable "probe uid $PROBE_UID is
 if awk -F: -v u="$PROBE_UID" '$3 == u { found = 1 } END { exit !found }' /etc/passwd 2>/dev/null; then
     give_up unavailable "probe uid $PROBE_UID belongs to a user in /etc/passwd: choose another (runc_rollout_probe_uid)"
 fi
-[ -z "$(uid_procs)" ] || give_up unavailable "processes already run as probe uid $PROBE_UID: choose another (runc_rollout_probe_uid)"
 case "$METHOD" in
     docker) command -v docker >/dev/null 2>&1 || give_up unavailable "no docker client";;
     containerd) command -v ctr >/dev/null 2>&1 || give_up unavailable "no ctr (containerd's client)";;
 esac
-
 mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR" || exit 1
-# What a probe whose connection died left, when this one holds the host's lock (apply, resume).
-[ "$STALE" != remove ] || rm -rf "$STATE_DIR"/probe.*
+
+ours() {  # a process of the probe uid that a probe started: its pipe holder or a runc init
+    case "$(cat /proc/$1/comm 2>/dev/null)" in
+        runc*|exe) return 0;;
+        python*) grep -q -a -F 'pipe_holder' "/proc/$1/cmdline" 2>/dev/null;;
+        *) return 1;;
+    esac
+}
+if [ "$STALE" = remove ]; then
+    # What a probe whose connection died left (this one holds the host's lock: apply, resume):
+    # its processes, its containers, its directories. Nothing else of the probe uid is touched.
+    # First the probe scripts of earlier sessions (never this one or its parents): their own
+    # clean-up, when their timeout ends, would kill this probe's holder.
+    mine=" $$ "; pid=$$
+    while [ "$pid" -gt 1 ] 2>/dev/null; do
+        pid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || break
+        mine="$mine$pid "
+    done
+    for pid in $(grep -l -a -F "# The incident probe's host script" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+        case "$mine" in *" $pid "*) ;; *) kill -KILL "$pid" 2>/dev/null;; esac
+    done
+    for pid in $(uid_procs); do ours "$pid" && kill -KILL "$pid" 2>/dev/null; done
+    for c in $(docker ps -aq --filter "name=^$PREFIX" 2>/dev/null); do
+        timeout -s KILL 30 docker rm -f "$c" >/dev/null 2>&1
+    done
+    for c in $(ctr -n "$NAMESPACE" containers ls -q 2>/dev/null); do
+        timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$c" >/dev/null 2>&1
+        timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$c" >/dev/null 2>&1
+    done
+    rm -rf "$STATE_DIR"/probe.*
+    sleep 0.2
+fi
+[ -z "$(uid_procs)" ] || give_up unavailable "processes already run as probe uid $PROBE_UID: choose another (runc_rollout_probe_uid)"
 dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
 chmod 0711 "$dir"
 
