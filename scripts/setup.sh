@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# golang-go, libseccomp-dev and golang-github-opencontainers-runc-dev build the lab's runc
-# 1.0.0-rc93 from Debian's runc source; python3-seccomp measures the trigger profile in the tests.
+# golang-go (with gcc, libc6-dev and pkg-config for cgo), libseccomp-dev and
+# golang-github-opencontainers-runc-dev build the lab's runc 1.0.0-rc93 from Debian's runc
+# source; python3-seccomp measures the trigger profile in the tests.
 APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static
               iproute2 procps util-linux python3-venv sudo
-              golang-go libseccomp-dev golang-github-opencontainers-runc-dev python3-seccomp)
+              golang-go gcc libc6-dev pkg-config libseccomp-dev golang-github-opencontainers-runc-dev
+              python3-seccomp)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

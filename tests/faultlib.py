@@ -699,7 +699,8 @@ def bad_candidate(bench: Bench, rng: random.Random, *, hangs: bool) -> list[str]
     artifact.write_text(HANGING_RUNC if hangs else FAILING_RUNC)
     artifact.chmod(0o755)
     budget = "0" if hangs else "1"
-    options = ("--waves", "1,100%", "--verify-timeout", "3", "--max-failures", budget)
+    options = ["--waves", "1,100%", "--verify-timeout", "3", "--probe-timeout", "3"]
+    options += ["--max-failures", budget]
     plan_path = bench.plan(hosts, *options, artifact=artifact, cache=False)
     plan = load_plan(plan_path)
     baseline = bench.baseline(plan_path)

@@ -153,12 +153,13 @@ def test_hanging_candidate_is_rolled_back_and_halts(
     artifact.chmod(0o755)
     plan = tmp_path / "plan.json"
     canary = lab.full_hosts[0].name
-    make_plan(
+    make_plan(  # --no-probe: the probe would catch it first; this tests the container check
         lab,
         artifact,
         plan,
         "--verify-timeout",
         "8",
+        "--no-probe",
         "--limit",
         f"{canary}:{lab.light_hosts[0].name}",
     )

@@ -18,8 +18,13 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
+from orchestrator.executor.ssh import SshExecutor
+from orchestrator.facts import gather_fleet
+from orchestrator.inventory import load_inventory
 from orchestrator.lab import rc93
 from orchestrator.lab.hostdef import probe_uid
+from orchestrator.models import HostFacts
+from orchestrator.planner import ssh_target
 from tests.conftest import LabFleet
 from tests.test_apply_lab import host_state, sha256
 
@@ -67,7 +72,8 @@ def _roll_out(
 
 def _left_behind(lab: LabFleet) -> list[str]:
     """Anything of the probe still there: a process of a probe uid, a probe container, a probe
-    directory, a stuck `runc init`."""
+    directory, a stuck `runc init` on a lab host (as its facts see it: other labs on this
+    machine may have stuck ones of their own)."""
     found = []
     uids = {probe_uid(host.address) for host in lab.hosts}
     for line in Path("/proc").glob("[0-9]*/status"):
@@ -86,8 +92,12 @@ def _left_behind(lab: LabFleet) -> list[str]:
         found += [f"{host.name}: container {n}" for n in names if "probe" in n]
         tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
         found += [f"{host.name}: ctr container {t}" for t in tasks]
-    stuck = lab.ssh(lab.hosts[0], "grep -l pipe_write /proc/[0-9]*/wchan 2>/dev/null || true")
-    found += [f"stuck: {path}" for path in stuck.stdout.split()]
+    inventory = load_inventory([lab.inventory])
+    targets = {name: ssh_target(host) for name, host in inventory.hosts.items()}
+    with SshExecutor() as executor:
+        for name, facts in gather_fleet(executor, targets, concurrency=4).items():
+            assert isinstance(facts, HostFacts), facts
+            found += [f"{name}: stuck runc init {process.pid}" for process in facts.stuck]
     return found
 
 
@@ -146,7 +156,7 @@ def test_audit_probe_decides_by_what_the_runc_does(
     bug, fixed = lab.full_hosts[0].name, lab.light_hosts[0].name
     hosts = _audit_probe(lab, capsys, f"{bug}:{fixed}")
     for name in (bug, fixed):
-        assert hosts[name]["probe"]["outcome"] == "hung", hosts[name]
+        assert hosts[name]["probe"]["outcome"] == "hung", hosts[name]["probe"]
         found = {f["id"]: f["detail"] for f in hosts[name]["findings"]}
         assert "hung in" in found["runc-rc93-pipe-hang"]
 

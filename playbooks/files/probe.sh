@@ -191,7 +191,10 @@ if [ "$STALE" = remove ]; then
         pid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || break
         mine="$mine$pid "
     done
-    for pid in $(grep -l -a -F "# The incident probe's host script" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+    for cmdline in $(grep -l -a -F "# The incident probe's host script" /proc/[0-9]*/cmdline 2>/dev/null); do
+        # Only those of this probe uid: lab hosts share one machine's processes.
+        grep -q -a -E "(^|[ ;])PROBE_UID=$PROBE_UID($|[ ;])" "$cmdline" 2>/dev/null || continue
+        pid=${cmdline#/proc/}; pid=${pid%/cmdline}
         case "$mine" in *" $pid "*) ;; *) kill -KILL "$pid" 2>/dev/null;; esac
     done
     for pid in $(uid_procs); do ours "$pid" && kill -KILL "$pid" 2>/dev/null; done
@@ -283,9 +286,12 @@ fi
 wchan=
 for pid in $(uid_procs); do
     [ "$pid" = "$holder" ] && continue
-    case "$(cat /proc/$pid/comm 2>/dev/null)" in
-        runc*|exe) wchan=$(cat /proc/$pid/wchan 2>/dev/null); break;;
-    esac
+    case "$(cat /proc/$pid/comm 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
+    for task in /proc/$pid/task/*/wchan; do  # the blocked write may be on any of its threads
+        now=$(cat "$task" 2>/dev/null)
+        case "$now" in *pipe_write*) wchan=$now; break 2;; esac
+        [ -n "$wchan" ] || wchan=$now
+    done
 done
 id=$(cat "$dir/cid" 2>/dev/null)
 for pid in $(uid_procs) $(grep -l -a -F -e "$name" ${id:+-e "$id"} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
@@ -300,7 +306,13 @@ case "$METHOD" in
     *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
 esac
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    say probe=hung "method=$METHOD" "seconds=$took" "wchan=${wchan:-unknown}"
+    case "$wchan" in
+        *pipe_write*) say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan";;
+        '') say probe=failed "method=$METHOD" "seconds=$took" \
+            "reason=timed out after ${TIMEOUT}s, with no runc init of the probe uid";;
+        *) say probe=failed "method=$METHOD" "seconds=$took" \
+            "reason=timed out after ${TIMEOUT}s, runc init in $wchan, not pipe_write";;
+    esac
 else
     say probe=failed "method=$METHOD" "seconds=$took" "rc=$rc" "reason=$(tail -n 1 "$dir/out" | tr -cd '[:print:]' | cut -c1-200)"
 fi
