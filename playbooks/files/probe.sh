@@ -198,10 +198,12 @@ if [ "$STALE" = remove ]; then
         case "$mine" in *" $pid "*) ;; *) kill -KILL "$pid" 2>/dev/null;; esac
     done
     for pid in $(uid_procs); do ours "$pid" && kill -KILL "$pid" 2>/dev/null; done
-    for c in $(docker ps -aq --filter "name=^$PREFIX" 2>/dev/null); do
+    # (Only through the client this probe uses: the others may not reach a daemon, and ctr
+    # waits long for a socket that is not there.)
+    [ "$METHOD" != docker ] || for c in $(docker ps -aq --filter "name=^$PREFIX" 2>/dev/null); do
         timeout -s KILL 30 docker rm -f "$c" >/dev/null 2>&1
     done
-    for c in $(ctr -n "$NAMESPACE" containers ls -q 2>/dev/null); do
+    [ "$METHOD" != containerd ] || for c in $(ctr -n "$NAMESPACE" containers ls -q 2>/dev/null); do
         timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$c" >/dev/null 2>&1
         timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$c" >/dev/null 2>&1
     done
