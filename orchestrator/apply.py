@@ -252,6 +252,9 @@ def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
         if runc.sha256 == plan.artifact.sha256:
             lines.append(f"{host.name}: noop: {runc.file} already at the target")
             continue
+        if runc.target_problem is not None:
+            lines.append(f"{host.name}: fail: {runc.target_problem}; not touched")
+            continue
         files = sysctl_files_to_change(result, plan.options.sysctl_target)
         lines.append(
             f"{host.name}: swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "

@@ -226,6 +226,9 @@ class HostProcedure(HostSteps):
             return HostOutcome("drift", "none", runc.sha256, drift)
         if runc.sha256 == self.artifact.sha256:
             return HostOutcome("noop", "none", runc.sha256, f"{runc.file} already at the target")
+        problem = runc.target_problem
+        if problem is not None:
+            raise StepFailed(f"{problem}; not touched")
         return self._fresh(facts)
 
     def _fresh(self, facts: HostFacts) -> HostOutcome:

@@ -325,11 +325,23 @@ class RuncBinary(Model):
     package: str | None = None  # the dpkg/rpm package owning the file
     package_version: str | None = None
     free_bytes: int | None  # available to root in the file system of its directory
+    # Why it was not run (`--version`): someone other than root could have placed or changed it.
+    untrusted: str | None = None
 
     @property
     def file(self) -> str:
         """The file to swap: the symlink's target rather than the symlink."""
         return self.real_path or self.path
+
+    @property
+    def target_problem(self) -> str | None:
+        """Why this binary must not be swapped, if it must not: only a root-owned file that is
+        not group or world writable and answers `--version` as runc is one."""
+        if self.untrusted is not None:
+            return f"{self.file} is not trusted ({self.untrusted})"
+        if self.version is None:
+            return f"{self.file} does not answer --version as runc"
+        return None
 
 
 class Daemon(Model):

@@ -169,6 +169,7 @@ def _expected(text: str) -> dict[str, Any]:
             "sha256": runc.sha256,
             "version": runc.version,
             "free_bytes": runc.free_bytes,
+            "untrusted": runc.untrusted,
         },
         "runc_source": facts.runc_source,
         "sysctl_runtime": facts.sysctl_runtime,
