@@ -128,14 +128,19 @@ def unsafe(value: Any) -> Any:
     return value
 
 
+def unsafe_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Variables with every string in them unsafe (see `unsafe`)."""
+    return {name: unsafe(value) for name, value in variables.items()}
+
+
 def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
     """Every host of the plan, with the variables `upgrade.yml` needs (all of them unsafe)."""
-    hosts = {host.name: unsafe(host_vars(host.ssh, known_hosts, host)) for host in plan.hosts}
+    hosts = {host.name: unsafe_vars(host_vars(host.ssh, known_hosts, host)) for host in plan.hosts}
     return {"all": {"hosts": hosts}}
 
 
 def upgrade_extravars(plan: Plan, run_id: str) -> dict[str, Any]:
-    return unsafe(
+    return unsafe_vars(
         {
             "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
             "runc_rollout_sha256": plan.artifact.sha256,
@@ -289,10 +294,12 @@ def rollback_hosts(
     spec = JobSpec(
         playbook="rollback.yml",
         inventory={
-            "all": {"hosts": {n: unsafe(host_vars(t, known_hosts)) for n, t in targets.items()}}
+            "all": {
+                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
+            }
         },
         hosts=list(targets),
-        extravars=unsafe({"runc_rollout_run_id": run_id} if run_id else {}),
+        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
         forks=concurrency,
     )
     with _jobs_dir(jobs_dir) as directory:
