@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
+from orchestrator.approval import SIGNATURES_LIMIT
 from orchestrator.artifact import inspect_artifact
 from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.executor.base import Executor
@@ -35,6 +36,7 @@ from orchestrator.models import (
     FailOn,
     HostBefore,
     HostPhase,
+    RunApproval,
     SshTarget,
     WaveOptions,
 )
@@ -83,6 +85,38 @@ InventoryOption = Annotated[
 ]
 LimitOption = Annotated[
     str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
+]
+
+
+ExpectHashOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-hash",
+        help="Refuse any plan whose plan_hash is not this one (what the merge request approved).",
+    ),
+]
+AllowedSignersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--allowed-signers",
+        envvar="RUNC_ROLLOUT_ALLOWED_SIGNERS",
+        help="Reviewers' SSH keys, in git's allowed_signers format: the plan must carry "
+        "--required-signatures of theirs (see `sign`).",
+    ),
+]
+RequiredSignaturesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--required-signatures",
+        envvar="RUNC_ROLLOUT_REQUIRED_SIGNATURES",
+        min=0,
+        help="Distinct reviewers who must have signed the plan [default: 1 with "
+        "--allowed-signers, else 0].",
+    ),
+]
+SignaturesOption = Annotated[
+    Path | None,
+    typer.Option("--signatures", help="The plan's signatures file [default: PLAN.sig]."),
 ]
 
 
@@ -353,11 +387,25 @@ def apply(
     ] = False,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    signatures: SignaturesOption = None,
 ) -> int:
-    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review)."""
+    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
+
+    With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
+    signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
     from orchestrator.apply import check_artifact, load_plan, preview
+    from orchestrator.approval import approval_policy, check_approval, default_signatures
+    from orchestrator.fsutil import read_input
 
     plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    signatures = signatures or default_signatures(plan_file)
+    signers = check_approval(plan, policy, signatures)
+    if signers:
+        typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
     with ssh_executor(known_hosts) as backend:
         if dry_run:
@@ -367,11 +415,57 @@ def apply(
                 typer.echo(line)
             return ExitCode.OK
         confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
-        journal = Journal.create(runs_dir, plan)
+        approval = RunApproval(
+            plan_hash=plan.plan_hash,
+            required_signatures=policy.required_signatures,
+            signers=signers,
+        )
+        kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
+        journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
         return run_rollout(
             journal, backend, concurrency, json_events, executor=executor, known_hosts=known_hosts
         )
+
+
+@app.command()
+def sign(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The reviewed plan file.")],
+    key: Annotated[
+        Path, typer.Option("--key", "-k", help="Your SSH private key (or its .pub, with an agent).")
+    ],
+    signatures: SignaturesOption = None,
+) -> None:
+    """Sign a reviewed plan with your SSH key (ssh-keygen -Y sign), adding the signature to
+    PLAN.sig; `apply --allowed-signers` then accepts it."""
+    from orchestrator.apply import load_plan
+    from orchestrator.approval import append_signature, default_signatures, sign_plan
+
+    plan = load_plan(plan_file)
+    target = signatures or default_signatures(plan_file)
+    append_signature(target, sign_plan(plan, key))
+    typer.echo(f"signed {plan.plan_id} (plan_hash {plan.plan_hash}) into {target}", err=True)
+
+
+@app.command("verify-plan")
+def verify_plan(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file.")],
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    expect_hash: ExpectHashOption = None,
+    signatures: SignaturesOption = None,
+) -> None:
+    """Check a plan as apply would (its hash, --expect-hash, its signatures); change nothing."""
+    from orchestrator.apply import load_plan
+    from orchestrator.approval import approval_policy, check_approval, default_signatures
+
+    plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    found = check_approval(plan, policy, signatures or default_signatures(plan_file))
+    typer.echo(
+        f"{plan.plan_id} plan_hash {plan.plan_hash}: "
+        + (f"signed by {', '.join(found)}" if found else "no signatures required")
+    )
 
 
 @app.command()
@@ -381,7 +475,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> int:
     """Show a run's waves and hosts, from its journal."""
-    journal = Journal.open(run_directory(run, runs_dir))
+    journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
     if json_out:
@@ -402,13 +496,30 @@ def resume(
     ] = False,
     known_hosts: KnownHostsOption = None,
     executor: ExecutorOption = ExecutorName.ssh,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
 ) -> int:
-    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first."""
+    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
+
+    The run's plan is checked as apply checked it: --expect-hash, and the signatures apply
+    kept in the run directory (at least as many as the run was applied with)."""
     from orchestrator.apply import check_artifact
+    from orchestrator.approval import approval_policy, check_approval
 
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    applied = journal.approval()
+    if applied.plan_hash != journal.plan.plan_hash:
+        raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
+    if policy.required_signatures < applied.required_signatures:
+        raise BadInput(
+            f"run {journal.run_id} was applied with {applied.required_signatures} required "
+            "signatures: pass --allowed-signers (and --required-signatures) to resume it"
+        )
+    check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)

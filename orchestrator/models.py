@@ -209,6 +209,24 @@ class Plan(Model):
         return [host for wave in self.waves for host in wave.hosts]
 
 
+class ApprovalPolicy(Model):
+    """What `apply` and `resume` demand of a plan beyond its own hash (`orchestrator.approval`):
+    the plan_hash a merge request recorded, and signatures of reviewers in `allowed_signers`."""
+
+    expect_hash: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    allowed_signers: str | None = None
+    required_signatures: int = Field(default=0, ge=0)
+
+
+class RunApproval(Model):
+    """`runs/<run-id>/approval.json`: how the run's plan was approved when it was applied; a
+    resume demands at least as much."""
+
+    plan_hash: str = Field(pattern=SHA256_PATTERN)
+    required_signatures: int = 0
+    signers: list[str] = Field(default_factory=list)
+
+
 # ---------------------------------------------------------------------------------------------
 # A run: the journal's events and the state folded from them
 
