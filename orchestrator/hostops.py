@@ -132,13 +132,18 @@ class HostSteps:
     def rollback(self, record: HostRecord) -> HostOutcome:
         """Back to the record's "before": sysctl and files first, then the binary, then check."""
         self._lock()
+        kept: list[str] = []
         if record.files:
             files = run_step(
                 self.session,
-                hostside.restore_files({item.path: item.before_sha256 for item in record.files}),
+                hostside.restore_files(
+                    [(item.path, item.before_sha256, item.after_sha256) for item in record.files]
+                ),
             )
             if not files.ok:
                 raise StepFailed(f"rollback: restoring sysctl files failed: {_last_line(files)}")
+            restored = hostside.parse_file_lines(files.stdout, (i.path for i in record.files))
+            kept = [path for path, sums in restored.items() if sums.get("kept") == "1"]
         if record.sysctl_before is not None:
             runtime = run_step(self.session, hostside.set_runtime_sysctl(record.sysctl_before))
             if not runtime.ok:
@@ -149,7 +154,14 @@ class HostSteps:
             raise StepFailed(f"rollback: restored runc does not run: {_last_line(version)}")
         record = self._finish_record(record, "rolled_back")
         self.release(record.runc_path)
-        return HostOutcome("rolled_back", "finished", record.before_sha256, None)
+        note = None
+        if kept:
+            note = "; ".join(
+                f"{path} was edited after the rollout changed it: kept as it is, the version from "
+                f"before the rollout is {path}{hostside.KEPT_SUFFIX}"
+                for path in kept
+            )
+        return HostOutcome("rolled_back", "finished", record.before_sha256, note)
 
     def release(self, runc_path: str | None) -> None:
         """Remove this run's staged file beside `runc_path` (if any) and its lock."""
@@ -442,13 +454,13 @@ class HostProcedure(HostSteps):
         # and would not record them again), so a rollback restores them. Earlier entries win.
         backed = run_step(self.session, hostside.backup_files(files))
         known = {item.path: item for item in record.files}
-        for path, sums in hostside.parse_file_lines(backed.stdout).items():
+        for path, sums in hostside.parse_file_lines(backed.stdout, files).items():
             known.setdefault(path, RecordedFile(path=path, before_sha256=sums["before"]))
         record = self._update_record(record, record.phase, files=list(known.values()))
         if not backed.ok:
             raise StepFailed(f"backing up the sysctl files failed: {_last_line(backed)}")
         result = run_step(self.session, hostside.set_sysctl(record.sysctl_target, files))
-        changed = hostside.parse_file_lines(result.stdout)
+        changed = hostside.parse_file_lines(result.stdout, files)
         recorded = [
             item.model_copy(update={"after_sha256": changed[item.path].get("after") or None})
             if item.path in changed

@@ -70,15 +70,13 @@ _STEPS: dict[str, Callable[[], hostside.HostCommand]] = {
 
 
 def _per_file(name: str, command: hostside.HostCommand, params: str) -> str:
-    """A step rendered for the one file "@FILE@", as a loop over the files given as arguments."""
-    script = command.script.replace("file=@FILE@", "file=$f").replace("@FILE@", '"$f"')
-    lines = script.splitlines()
-    per_file = [index for index, line in enumerate(lines) if re.search(r"\$f\b", line)]
-    if not per_file:
-        raise ValueError(f"{name}: no line for the file")
-    first, last = per_file[0], per_file[-1]
-    body = ["    " + line for line in lines[first : last + 1]]
-    lines[first : last + 1] = ['for f in "$@"; do', *body, "done"]
+    """A file step for the files given as the script's arguments: its `set -- FILES` line
+    (the files quoted into it) removed."""
+    lines = command.script.splitlines()
+    sets = [index for index, line in enumerate(lines) if line.startswith("set -- ")]
+    if len(sets) != 1:
+        raise ValueError(f"{name}: not one `set --` line for the files")
+    del lines[sets[0]]
     return _header(name, params) + "\n".join(lines) + "\n"
 
 
@@ -97,6 +95,11 @@ def rendered_files() -> dict[str, str]:
     files["set-sysctl.sh"] = _set_sysctl()
     files["backup-files.sh"] = _per_file(
         "backup-files.sh", hostside.backup_files(["@FILE@"]), "the files to keep as arguments"
+    )
+    files["restore-files.sh"] = _per_file(
+        "restore-files.sh",
+        hostside.restore_files([("@FILE@", "@BEFORE@", "@AFTER@")]),
+        "for each file its path, sha256 before and sha256 after (or empty), as arguments",
     )
     facts = facts_script(_NONCE)
     if facts.count(f"N={_NONCE}\n") != 1:
