@@ -50,6 +50,7 @@ from orchestrator.executor.base import (
     HostUnreachable,
     run_on_hosts,
 )
+from orchestrator.fsutil import MiB, read_input
 from orchestrator.models import (
     Daemon,
     ErrorKind,
@@ -77,6 +78,7 @@ SYSCTL_DIRS = (
 )
 SYSCTL_CONF = "/etc/sysctl.conf"  # read last, after every sysctl.d file
 FACTS_TIMEOUT = 60.0
+FACTS_LIMIT = 1024 * MiB  # a facts file of 100k hosts is a few hundred MB
 _RUNC_RUNTIMES = ("runc", "io.containerd.runc.v2")
 _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
     "dockerd": "dockerd",
@@ -452,9 +454,7 @@ def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
 def read_facts_report(path: Path) -> FactsReport:
     """A report saved by `facts --format json`."""
     try:
-        return FactsReport.model_validate_json(path.read_bytes())
-    except OSError as error:
-        raise BadInput(f"cannot read facts file {path}: {error.strerror or error}") from None
+        return FactsReport.model_validate_json(read_input(path, FACTS_LIMIT, "facts file"))
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])

@@ -49,11 +49,19 @@ def read_input(path: Path, limit: int, what: str, *, follow: bool = True) -> byt
         why = "a symbolic link, not followed" if error.errno == errno.ELOOP else error.strerror
         why = why or str(error)
         raise BadInput(f"{path}: cannot read the {what}: {why}") from None
+    too_large = BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise BadInput(f"{path}: the {what} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadInput(f"{path}: the {what} is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")
-    return data
+        if info.st_size > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := handle.read(min(MiB, limit + 1 - size)):  # a file may grow meanwhile
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+    return b"".join(chunks)

@@ -34,7 +34,8 @@ try:
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
-from orchestrator.errors import InventoryError
+from orchestrator.errors import BadInput, InventoryError
+from orchestrator.fsutil import MiB, read_input
 from orchestrator.memory import gc_paused
 from orchestrator.models import Inventory, InventoryGroup, InventoryHost
 
@@ -47,6 +48,7 @@ _IGNORED_SUFFIXES = (
 )  # fmt: skip
 _YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 _VARS_SUFFIXES = (".yml", ".yaml", ".json")  # in the order Ansible tries them, after no suffix
+INVENTORY_LIMIT = 2048 * MiB
 
 _INI_STATES = frozenset({"hosts", "children", "vars"})
 _INI_CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None}
@@ -450,11 +452,11 @@ def _parse_static(builder: _Builder, path: Path) -> None:
 
 def _read_text(path: Path) -> str:
     try:
-        text = path.read_bytes().decode()
+        text = read_input(path, INVENTORY_LIMIT, "inventory file").decode()
     except UnicodeDecodeError as exc:
         raise InventoryError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
+    except BadInput as exc:
+        raise InventoryError(str(exc)) from None
     if text.startswith("$ANSIBLE_VAULT;"):
         raise InventoryError(f"{path}: vault-encrypted files are not supported")
     return text
@@ -760,6 +762,38 @@ def _fast_yaml(text: str) -> Any:
     return root
 
 
+def _check_expansion(data: Any, path: Path, text_length: int) -> None:
+    """Refuse YAML whose aliases expand far beyond its text (an alias bomb: a few lines that
+    become billions of values once printed or copied) or refer to themselves. Iterative, and
+    linear in the distinct values: each shared one is sized once."""
+    limit = 100_000 + 50 * text_length
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, done = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        key = id(value)
+        children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        if done:
+            open_ids.discard(key)
+            size = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if size > limit:
+                raise InventoryError(
+                    f"{path}: YAML aliases expand to more than {limit} values (an alias bomb?)"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_ids:
+            raise InventoryError(f"{path}: a YAML alias refers to a value that contains it")
+        open_ids.add(key)
+        stack.append((value, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
 def _plain_tag(value: str) -> str:
     """The tag YAML 1.1 gives a plain scalar (PyYAML's Resolver.resolve, without its overhead)."""
     for tag, pattern in _IMPLICIT.get(value[0] if value else "", ()):
@@ -776,9 +810,12 @@ def _load_data(text: str, path: Path) -> Any:
         pass
     try:
         try:
-            return _fast_yaml(text)
+            data = _fast_yaml(text)
         except _NotPlain:
-            return yaml.load(text, Loader=_YamlLoader)
+            data = yaml.load(text, Loader=_YamlLoader)
+        if "*" in text:  # no alias without one
+            _check_expansion(data, path, len(text))
+        return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -46,9 +46,7 @@ def test_signed_plans_only(
 
     assert main(["apply", str(plan), *apply]) == ExitCode.OK
     (run_dir,) = runs.iterdir()
-    assert json.loads((run_dir / "approval.json").read_text())["signers"] == [
-        "alice@example.org"
-    ]
+    assert json.loads((run_dir / "approval.json").read_text())["signers"] == ["alice@example.org"]
     assert host_state(lab, host)["runc"] == sha256(artifact)
     # The run's copy re-sealed with another artifact: resume refuses it.
     copy = run_dir / PLAN_FILE

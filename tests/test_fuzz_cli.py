@@ -245,9 +245,13 @@ def test_plan_path_that_is_no_file(workdir: Path) -> None:
 def test_random_run_directories(workdir: Path, events: list[str], state: str | None) -> None:
     """`status` of a run whose event log and state file hold anything: the events it cannot
     read are reported, never fatal."""
-    run_dir = Path(tempfile.mkdtemp(dir=workdir))
+    plan = _good_plan(workdir)
+    # A run's id names its plan's hash (Journal.open checks it).
+    run_dir = Path(
+        tempfile.mkdtemp(dir=workdir, prefix=f"20260101T000000Z-{plan['plan_hash'][:8]}-")
+    )
     try:
-        (run_dir / "plan.json").write_text(json.dumps(_good_plan(workdir)))
+        (run_dir / "plan.json").write_text(json.dumps(plan))
         (run_dir / "events.jsonl").write_text("\n".join(events))
         if state is not None:
             (run_dir / "state.json").write_text(state)
