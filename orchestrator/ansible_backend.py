@@ -107,6 +107,8 @@ def host_vars(
     if planned is not None:
         variables["runc_rollout_verify_image"] = planned.verify.image or ""
         variables["runc_rollout_verify_command"] = planned.verify.command
+        variables["runc_rollout_verify_argv"] = shlex.split(planned.verify.command)
+        variables["runc_rollout_verify_exec_container"] = planned.verify.exec_container or ""
         variables["runc_rollout_verify_timeout"] = planned.verify.timeout_seconds
         if planned.before is not None:
             variables["runc_rollout_before_path"] = planned.before.runc_path

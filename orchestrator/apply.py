@@ -227,6 +227,20 @@ class Rollout:
         self.env.on_event(self.journal.record(type_, **fields))
 
 
+def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool:
+    """Whether `apply` would fail a host `preview` shows: unreachable, no runc, not a target."""
+    for host in plan.hosts:
+        result = results.get(host.name)
+        if not isinstance(result, HostFacts):
+            return True
+        runc = result.runc
+        if runc is None or runc.sha256 is None:
+            return True
+        if runc.sha256 != plan.artifact.sha256 and runc.target_problem is not None:
+            return True
+    return False
+
+
 def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
     """`apply --dry-run`: what each host would get, judged from fresh facts. Pure."""
     lines = []

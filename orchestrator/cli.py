@@ -10,8 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
+from pydantic import ValidationError
 
 from orchestrator.approval import SIGNATURES_LIMIT
 from orchestrator.artifact import inspect_artifact
@@ -43,6 +43,7 @@ from orchestrator.models import (
 from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
+from orchestrator.textsafe import terminal_safe
 
 if TYPE_CHECKING:
     from orchestrator.executor.ssh import SshExecutor
@@ -149,6 +150,22 @@ def plan(
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
     sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    runc_version: Annotated[
+        str | None,
+        typer.Option(
+            "--runc-version",
+            help="Its runc version (e.g. 1.1.12): each host refuses a staged file that reports "
+            "another, and checks it after the swap. Else the version the staged file reports.",
+        ),
+    ] = None,
+    run_artifact: Annotated[
+        bool,
+        typer.Option(
+            "--run-artifact",
+            help="Run the artifact's --version here, as you, to record its version (off: plan "
+            "never executes the file it is given).",
+        ),
+    ] = False,
     waves: Annotated[str, typer.Option("--waves", help=WAVES_HELP)] = "1,10%,50%,100%",
     limit: Annotated[
         str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
@@ -208,11 +225,20 @@ def plan(
     verify_timeout: Annotated[
         float, typer.Option("--verify-timeout", help="Hard timeout of each verification.")
     ] = 60.0,
+    verify_exec_container: Annotated[
+        str | None,
+        typer.Option(
+            "--verify-exec-container",
+            help="The running container `docker exec` proves the new runc in (else each host's "
+            "runc_rollout_verify_exec_container, else the first running one, named in the "
+            "outcome).",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
-    options = WaveOptions(
+    options = wave_options(
         waves=tuple(part.strip() for part in waves.split(",")),
         domain_key=domain_key,
         max_per_domain=max_per_domain,
@@ -225,8 +251,9 @@ def plan(
         verify_image=verify_image,
         verify_command=verify_command,
         verify_timeout=verify_timeout,
+        verify_exec_container=verify_exec_container,
     )
-    artifact = inspect_artifact(runc, sha256)
+    artifact = inspect_artifact(runc, sha256, run=run_artifact, version=runc_version)
     loaded = load_inventory(inventory)
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}
@@ -242,7 +269,10 @@ def plan(
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     with gc_paused():
         text = plan_json(result)
-    write_atomic(output, text)
+    try:
+        write_atomic(output, text)
+    except OSError as error:
+        raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
     if fmt is Format.json:
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
@@ -369,7 +399,8 @@ def unstick(
             max_bytes=max_bytes,
             max_seconds=max_seconds,
         )
-    sys.stdout.write(unstick_json(results) if json_out else "\n".join(report_lines(results)) + "\n")
+    lines = map(terminal_safe, report_lines(results))
+    sys.stdout.write(unstick_json(results) if json_out else "\n".join(lines) + "\n")
     return ExitCode.HOST_FAILED if failed_hosts(results) else ExitCode.OK
 
 
@@ -396,7 +427,7 @@ def apply(
 
     With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
     signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
-    from orchestrator.apply import check_artifact, load_plan, preview
+    from orchestrator.apply import check_artifact, load_plan, preview, preview_fails
     from orchestrator.approval import approval_policy, check_approval, default_signatures
     from orchestrator.fsutil import read_input
 
@@ -412,8 +443,9 @@ def apply(
             targets = {host.name: host.ssh for host in plan.hosts}
             results = gather_fleet(backend, targets, concurrency)
             for line in preview(plan, results):
-                typer.echo(line)
-            return ExitCode.OK
+                typer.echo(terminal_safe(line))
+            # As apply would end: a host it could not reach or would fail on is not a success.
+            return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
         confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
         approval = RunApproval(
             plan_hash=plan.plan_hash,
@@ -619,7 +651,7 @@ def rollback(
         else:
             failed += 1
             line = f"{name}: rollback failed: {result}"
-        typer.echo(line)
+        typer.echo(terminal_safe(line))
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
 
@@ -681,6 +713,25 @@ def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = N
     typer.echo(fleet.format_down(fleet.lab_down(state_dir, inventory)))
 
 
+_OPTION_OF_FIELD = {
+    "bake_seconds": "--bake",
+    "pause_after": "--pause-after",
+    "sysctl_target": "--sysctl-target",
+    "verify_timeout": "--verify-timeout",
+}
+
+
+def wave_options(**fields: object) -> WaveOptions:
+    """`WaveOptions` from the command line; a value out of range names its option."""
+    try:
+        return WaveOptions.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "options"
+        option = _OPTION_OF_FIELD.get(field, f"--{field.replace('_', '-')}")
+        raise BadInput(f"{option}: {first['input']!r}: {first['msg']}") from None
+
+
 def ssh_executor(known_hosts: Path | None) -> SshExecutor:
     from orchestrator.executor.ssh import SshExecutor
 
@@ -728,7 +779,7 @@ def confirm(question: str, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise BadInput(f"{question} stdin is not a terminal: pass --yes to confirm")
     if not typer.confirm(question):
-        raise click.exceptions.Abort()
+        raise typer.Abort()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -738,12 +789,16 @@ def main(argv: list[str] | None = None) -> int:
     except RolloutError as error:
         typer.echo(f"runc-rollout: error: {error}", err=True)
         return int(error.exit_code)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except typer.TyperException as error:  # usage errors: typer's own usage screen
+        show = getattr(error, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"runc-rollout: error: {error.message}", err=True)
         return ExitCode.BAD_INPUT
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("runc-rollout: interrupted", err=True)
         return ExitCode.INTERRUPTED
     return result if isinstance(result, int) else ExitCode.OK

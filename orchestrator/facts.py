@@ -65,6 +65,7 @@ from orchestrator.models import (
     SysctlSetting,
 )
 from orchestrator.runcinfo import parse_runc_version
+from orchestrator.textsafe import markup_safe, terminal_safe
 
 SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RECORD_PATH = "/var/lib/runc-rollout/record.json"
@@ -411,7 +412,8 @@ def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> Hos
     if result.exit_status != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise FactsError(
-            session.host, f"facts script failed (exit {result.exit_status}): {detail[0]}"
+            session.host,
+            f"facts script failed (exit {result.exit_status}): {terminal_safe(detail[0][:300])}",
         )
     return parse_facts(session.host, result.stdout)
 
@@ -502,14 +504,13 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
     notes: list[str] = []
     for name, result in results.items():
         if not isinstance(result, HostFacts):
-            table.add_row(name, f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
+            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
             notes.append(f"{name}: {result}")
             continue
         runc = result.runc
         boot = result.sysctl_persistent
-        table.add_row(
-            name,
-            runc.path if runc else "[red]none[/]",
+        cells = [
+            runc.path if runc else None,
             f"{runc.version or '?'} {_short(runc.commit)}" if runc else "",
             runc.sha256[:12] if runc and runc.sha256 else "",
             "?" if result.sysctl_runtime is None else str(result.sysctl_runtime),
@@ -517,12 +518,16 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
             _daemon(result.dockerd),
             _daemon(result.containerd),
             str(len(result.stuck)) if result.stuck else "",
+        ]
+        # Everything here came from the host: shown as text, never as markup or escapes.
+        table.add_row(
+            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
         )
         notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
         notes += [f"{name}: {warning}" for warning in result.warnings]
     console.print(table)
     for note in notes:
-        console.print(note, markup=False)
+        console.print(terminal_safe(note), markup=False)
     return buffer.getvalue()
 
 

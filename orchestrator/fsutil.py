@@ -46,8 +46,8 @@ def read_input(path: Path, limit: int, what: str, *, follow: bool = True) -> byt
     except FileNotFoundError:
         raise BadInput(f"{path}: no such {what}") from None
     except OSError as error:
-        why = "a symbolic link, not followed" if error.errno == errno.ELOOP else error.strerror
-        why = why or str(error)
+        link = error.errno == errno.ELOOP and not follow
+        why = "a symbolic link, not followed" if link else error.strerror or str(error)
         raise BadInput(f"{path}: cannot read the {what}: {why}") from None
     too_large = BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")
     info = os.fstat(fd)

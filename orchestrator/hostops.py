@@ -222,6 +222,8 @@ class HostProcedure(HostSteps):
         self.artifact = artifact
         self.plan_id = plan_id
         self.sysctl_target = sysctl_target
+        self.verified_exec: str | None = None  # the running container `docker exec` checked
+        self.staged_version: str | None = None  # what the staged file reported on this host
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -306,6 +308,12 @@ class HostProcedure(HostSteps):
         staged_version = parse_runc_version(result.stdout)
         if staged_version.version is None:
             raise StepFailed("staged file ran but did not report a runc version; not touched")
+        if self.artifact.version is not None and staged_version.version != self.artifact.version:
+            raise StepFailed(
+                f"staged runc reports version {staged_version.version}, the plan says "
+                f"{self.artifact.version}; not touched"
+            )
+        self.staged_version = staged_version.version
         self._phase("staged", None)
         backup = run_step(self.session, hostside.backup_binary(target, facts.runc.sha256))
         if not backup.ok:
@@ -359,7 +367,10 @@ class HostProcedure(HostSteps):
             )
         record = self._finish_record(record, "done")
         self._best_effort(hostside.unlock(self.run_id))
-        return HostOutcome("done", "finished", record.target_sha256, None)
+        note = (
+            f"docker exec checked in container {self.verified_exec}" if self.verified_exec else None
+        )
+        return HostOutcome("done", "finished", record.target_sha256, note)
 
     def _continue(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
@@ -400,7 +411,7 @@ class HostProcedure(HostSteps):
         spec = self.planned.verify
         version = run_step(self.session, hostside.runc_version(record.runc_path, 30))
         parsed = parse_runc_version(version.stdout)
-        expected = self.artifact.version
+        expected = self.artifact.version or self.staged_version
         if not version.ok or (expected is not None and parsed.version != expected):
             raise StepFailed(
                 f"runc --version reports {parsed.version or _last_line(version)!r}, "
@@ -431,12 +442,15 @@ class HostProcedure(HostSteps):
             raise StepFailed(f"verification container ({check.name}) {why}")
         if facts.dockerd is not None:
             exec_result = run_step(
-                self.session, hostside.verify_exec(spec.command, spec.timeout_seconds)
+                self.session,
+                hostside.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container),
             )
             if not exec_result.ok:
                 raise StepFailed(
                     f"docker exec into a running container failed: {_last_line(exec_result)}"
                 )
+            container = hostside.parse_kv(exec_result.stdout).get("exec", "")
+            self.verified_exec = container.removeprefix("ok container=") or None
         after = gather_facts(self.session)
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:

@@ -196,11 +196,12 @@ def verify_docker(run_id: str, image: str, command: str, timeout: float) -> Host
     container it leaves "Created" is removed by name.
     """
     body = f"""
+{_argv(command)}
 name="$PREFIX$RUN_ID-$$"
 cidfile={STATE_DIR}/$name.cid
 rm -f "$cidfile"
 timeout -s KILL {int(timeout)} docker run --rm --cidfile "$cidfile" --network none \\
-    --security-opt no-new-privileges --name "$name" "$IMAGE" $COMMAND
+    --security-opt no-new-privileges --name "$name" -- "$IMAGE" "$@"
 rc=$?
 if [ "$rc" -ne 0 ]; then
     # A hung container's runtime processes (runc create, its runc init) block even `docker
@@ -221,28 +222,37 @@ rm -f "$cidfile"
 echo verify=ok
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "RUN_ID": run_id, "IMAGE": image}
-    return HostCommand(
-        "verify-docker", _script(body, COMMAND=command, **params), timeout=timeout + 60
-    )
+    return HostCommand("verify-docker", _script(body, **params), timeout=timeout + 60)
 
 
-def verify_exec(command: str, timeout: float) -> HostCommand:
-    """`docker exec` into a container that was running before the swap, if there is one."""
+def _argv(command: str) -> str:
+    """The verification command's words (split as a shell would, on the controller) as the
+    script's arguments, "$@": never word-split or evaluated on the host."""
+    return f"set -- {shlex.join(shlex.split(command))}"
+
+
+def verify_exec(command: str, timeout: float, container: str | None = None) -> HostCommand:
+    """`docker exec` into a container that was running before the swap: `container` if given
+    (it must be running), else the first running one; its name is reported."""
     body = f"""
-id=$(docker ps -q --filter status=running | while read -r c; do
-    case "$(docker inspect -f '{{{{.Name}}}}' "$c")" in /$PREFIX*) ;; *) echo "$c"; break;; esac
-done)
+{_argv(command)}
+if [ -n "$CONTAINER" ]; then
+    [ "$(docker inspect -f '{{{{.State.Running}}}}' -- "$CONTAINER" 2>/dev/null)" = true ] || {{
+        echo "exec=failed container=$CONTAINER: not running"; exit 1; }}
+    id=$CONTAINER
+else
+    id=$(docker ps --filter status=running --format '{{{{.Names}}}}' | while read -r c; do
+        case "$c" in "$PREFIX"*) ;; *) printf '%s\\n' "$c"; break;; esac
+    done)
+fi
 [ -n "$id" ] || {{ echo exec=none; exit 0; }}
-timeout -s KILL {int(timeout)} docker exec "$id" $COMMAND
+timeout -s KILL {int(timeout)} docker exec -- "$id" "$@"
 rc=$?
 [ "$rc" -eq 0 ] || {{ echo "exec=failed container=$id rc=$rc"; exit "$rc"; }}
 echo "exec=ok container=$id"
 """
-    return HostCommand(
-        "verify-exec",
-        _script(body, PREFIX=VERIFY_CONTAINER_PREFIX, COMMAND=command),
-        timeout=timeout + 60,
-    )
+    params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "CONTAINER": container or ""}
+    return HostCommand("verify-exec", _script(body, **params), timeout=timeout + 60)
 
 
 def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:

@@ -507,7 +507,7 @@ def _parse_ini(builder: _Builder, path: Path, text: str) -> None:
             elif state == "vars":
                 key, sep, value = line.partition("=")
                 if not sep:
-                    raise _Invalid(f"expected key=value, got {line!r}")
+                    raise _Invalid("expected key=value")
                 builder.set_group_var(group, key.strip(), _ini_value(value.strip()))
             else:
                 child = _ini_group_name(line)
@@ -567,7 +567,7 @@ def _enter_section(
 def _ini_group_name(line: str) -> str:
     name, *rest = line.split(None, 1)
     if ":" in name or "]" in name or (rest and rest[0][0] != "#"):
-        raise _Invalid(f"expected a group name, got {line!r}")
+        raise _Invalid("expected a group name")
     return name
 
 
@@ -576,12 +576,12 @@ def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:
-            raise _Invalid(f"cannot parse host definition {line!r}: {exc}") from None
+            raise _Invalid(f"cannot parse the host definition: {exc}") from None
     else:  # what shlex does without quotes: "#" starts a comment, even inside a word
         cut = line.find("#")
         tokens = [t for t in (line if cut < 0 else line[:cut]).replace("\t", " ").split(" ") if t]
     if not tokens:
-        raise _Invalid(f"expected a host definition, got {line!r}")
+        raise _Invalid("expected a host definition")
     pattern = tokens[0]
     names, port = _host_pattern(pattern)
     if port is None and pattern.rstrip().endswith(":"):
@@ -592,7 +592,7 @@ def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
     for token in tokens[1:]:
         key, sep, value = token.partition("=")
         if not sep:
-            raise _Invalid(f"expected key=value host variable assignment, got {token!r}")
+            raise _Invalid("expected key=value host variable assignments after the host name")
         variables[key] = _ini_value(value)
     for name in names:
         host = builder.add_host(name, group, port)
@@ -629,7 +629,7 @@ def _ini_value(text: str) -> Any:
     except (ValueError, SyntaxError):
         return text
     except (TypeError, MemoryError, RecursionError) as exc:  # e.g. {[1]: 2}
-        raise _Invalid(f"cannot parse value {text!r}: {exc}") from None
+        raise _Invalid(f"cannot parse a value: {exc}") from None
     return _ini_coerce(value)
 
 
@@ -871,7 +871,9 @@ def _yaml_hosts(builder: _Builder, group: _Group, pattern: Any, variables: Any) 
         raise _Invalid(f"host pattern {pattern!r} must be a string: quote numbers")
     variables = variables or {}
     if not isinstance(variables, dict):
-        raise _Invalid(f"host {pattern!r}: variables must be a mapping, got {variables!r}")
+        raise _Invalid(
+            f"host {pattern!r}: variables must be a mapping, got {type(variables).__name__}"
+        )
     for key in variables:
         _var_name(key)
     names, port = _host_pattern(pattern)

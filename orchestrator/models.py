@@ -7,14 +7,21 @@ default. The plan is what a reviewer approves: `plan_hash` covers its whole body
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# An image reference or a container name, never something docker would take as an option.
+IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+CONTAINER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_TIMEOUT = 86400.0  # seconds: a day
+MAX_BAKE = 7 * 86400.0  # seconds between waves: a week
+MAX_SYSCTL = 2**31 - 1  # pages; the kernel's default is 16384
 PIPE_USER_PAGES_SOFT_DEFAULT = 16384
 
 
@@ -99,14 +106,15 @@ class WaveOptions(Model):
     domain_key: str | None = None
     max_per_domain: str | None = None
     max_failures: str = "0"
-    bake_seconds: float = 0.0
-    pause_after: int | None = None
+    bake_seconds: float = Field(default=0.0, ge=0, le=MAX_BAKE, allow_inf_nan=False)
+    pause_after: int | None = Field(default=None, ge=0, le=1_000_000)
     seed: int | None = None
     limit: str | None = None
-    sysctl_target: int = PIPE_USER_PAGES_SOFT_DEFAULT
+    sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)
     verify_image: str | None = None  # else each host's runc_rollout_verify_image
     verify_command: str | None = None  # else each host's runc_rollout_verify_command, else true
-    verify_timeout: float = 60.0
+    verify_timeout: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    verify_exec_container: str | None = None  # else runc_rollout_verify_exec_container
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +159,21 @@ class VerifySpec(Model):
     """How a host proves its new runc: a Docker container when it runs Docker and has an image,
     else a minimal OCI bundle run by runc itself. Both with no-new-privileges."""
 
-    image: str | None = None
-    command: str = "true"
-    timeout_seconds: float = 60.0
+    image: str | None = Field(default=None, pattern=IMAGE_PATTERN)
+    command: str = "true"  # split into words as a shell would, on the controller
+    timeout_seconds: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    exec_container: str | None = Field(default=None, pattern=CONTAINER_PATTERN)
+
+    @field_validator("command")
+    @classmethod
+    def _words(cls, command: str) -> str:
+        try:
+            words = shlex.split(command)
+        except ValueError as error:
+            raise ValueError(f"cannot be split into words: {error}") from None
+        if not words:
+            raise ValueError("is empty")
+        return command
 
 
 @pydantic_dataclass(config=_LEAN, slots=True, frozen=True)

@@ -24,6 +24,7 @@ _TIMEOUT = 987654321  # stands for "$TIMEOUT" where a step bakes a timeout into 
 _TIMEOUT_TEXT = str(_TIMEOUT)
 _NONCE = "0" * 16
 _PARAM = re.compile(r"^([A-Z_]+)=@\1@\n", re.MULTILINE)
+_ARGV = "set -- @COMMAND@\n"
 
 
 def _sentinel(name: str) -> str:
@@ -34,6 +35,9 @@ def _from_environment(name: str, script: str) -> str:
     """`script` with its `KEY=@KEY@` parameter lines removed (`set -u` makes them required)."""
     params = _PARAM.findall(script)
     body = _PARAM.sub("", script)
+    if _ARGV in body:  # the verification command: its words are the file's arguments
+        body = body.replace(_ARGV, "")
+        params.append("the command's words as arguments")
     if _TIMEOUT_TEXT in body:
         params.append("TIMEOUT")
         body = body.replace(_TIMEOUT_TEXT, '"$TIMEOUT"')
@@ -62,7 +66,9 @@ _STEPS: dict[str, Callable[[], hostside.HostCommand]] = {
     "verify-docker.sh": lambda: hostside.verify_docker(
         _sentinel("RUN_ID"), _sentinel("IMAGE"), _sentinel("COMMAND"), _TIMEOUT
     ),
-    "verify-exec.sh": lambda: hostside.verify_exec(_sentinel("COMMAND"), _TIMEOUT),
+    "verify-exec.sh": lambda: hostside.verify_exec(
+        _sentinel("COMMAND"), _TIMEOUT, _sentinel("CONTAINER")
+    ),
     "verify-runc.sh": lambda: hostside.verify_runc_bundle(
         _sentinel("TARGET"), _sentinel("RUN_ID"), _TIMEOUT
     ),

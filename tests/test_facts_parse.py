@@ -673,7 +673,7 @@ def test_a_bad_facts_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no such facts file"):
         read_facts_report(tmp_path / "missing.json")
     (tmp_path / "plan.json").write_text('{"plan_id": "x"}')
-    with pytest.raises(BadInput, match="is not a facts report: (plan_id: Extra|hosts: Field)"):
+    with pytest.raises(BadInput, match=r"is not a facts report: (plan_id: Extra|hosts: Field)"):
         read_facts_report(tmp_path / "plan.json")
 
 

@@ -62,7 +62,17 @@ def test_plan_with_endless_or_huge_facts(tmp_path: Path, sparse: Path) -> None:
     inventory.write_text("h1\n")
     runc = Path("/usr/sbin/runc")
     sha = hashlib.sha256(runc.read_bytes()).hexdigest()
-    base: list[str | Path] = ["plan", "-i", inventory, "--runc", runc, "--sha256", sha, "-o", tmp_path / "p.json"]
+    base: list[str | Path] = [
+        "plan",
+        "-i",
+        inventory,
+        "--runc",
+        runc,
+        "--sha256",
+        sha,
+        "-o",
+        tmp_path / "p.json",
+    ]
     one_line_exit_2(limited(*base, "--facts", "/dev/zero"), "not a regular file")
     one_line_exit_2(limited(*base, "--facts", sparse), "larger than")
     one_line_exit_2(limited("plan", "-i", sparse, *base[3:]), "larger than")
@@ -76,7 +86,17 @@ def test_a_yaml_alias_bomb_in_a_host_var(tmp_path: Path) -> None:
     inventory.write_text("\n".join(lines) + "\n")
     runc = Path("/usr/sbin/runc")
     sha = hashlib.sha256(runc.read_bytes()).hexdigest()
-    args: list[str | Path] = ["plan", "-i", inventory, "--runc", runc, "--sha256", sha, "--domain-key", "j"]
+    args: list[str | Path] = [
+        "plan",
+        "-i",
+        inventory,
+        "--runc",
+        runc,
+        "--sha256",
+        sha,
+        "--domain-key",
+        "j",
+    ]
     one_line_exit_2(limited(*args, "-o", tmp_path / "p.json"), "alias bomb")
     recursive = tmp_path / "recursive.yml"
     recursive.write_text("all:\n  hosts:\n    h1:\n      a: &a [1, *a]\n")
