@@ -15,8 +15,8 @@ runc the container runtime actually executes:
 `runc init` processes count as this host's when the session runs in the machine's initial mount
 namespace; otherwise (a lab host is a mount namespace of its own) only those in the session's
 namespace, and those whose parent is. A dockerd or containerd is the host's own only when it
-runs as root in the session's mount namespace: one of another user, or inside a container, is
-reported and ignored (its PATH, flags and binary never used).
+runs as root in the session's mount namespace: one inside a container is skipped, one of
+another user reported and ignored (its PATH, flags and binary never used).
 
 Nothing an unprivileged user or a container could have placed is ever executed: a binary is run
 (`--version`) only when it, and every directory above it, is owned by root and not group or
@@ -101,14 +101,12 @@ ours() {
     [ "$self_ns" = "$init_ns" ] && return 0
     [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
 }
-# A daemon is the host's own when it runs as root in this session's mount namespace: not a
-# process of another user, not one inside a container. Prints why not, if not.
+# A daemon is the host's own when it runs in this session's mount namespace (not inside a
+# container: those are skipped) as root (another user's is reported: prints why).
 foreign() {
     uids=
     while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
     [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
-    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ] || {
-        echo "in another mount namespace (a container?)"; return 0; }
     return 1
 }
 # A file only root could have placed or changed: the file (after symlinks) and every directory
@@ -153,8 +151,9 @@ for d in /proc/[0-9]*; do
     set -f; set -- ${stat##*") "}; set +f
     if [ "$kind" = runc ]; then
         ours "$p" || ours "$2" || continue
-    elif why=$(foreign "$p"); then
-        sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue
+    else
+        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
     fi
     sec proc "$p"
     kv comm "$comm"

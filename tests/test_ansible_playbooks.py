@@ -405,7 +405,7 @@ def test_nothing_from_a_host_or_a_plan_is_templated_by_ansible(tmp_path: Path) -
     host = dataclasses.replace(
         plan.waves[0].hosts[0],
         ssh=ssh,
-        verify=VerifySpec(image=hostile, command=hostile),
+        verify=VerifySpec(image="lab/busybox", command=hostile, exec_container="keepalive"),
         before=HostBefore(runc_path=hostile, runc_sha256="b" * 64),
     )
     wave = plan.waves[0].model_copy(update={"hosts": [host]})

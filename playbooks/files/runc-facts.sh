@@ -15,14 +15,12 @@ ours() {
     [ "$self_ns" = "$init_ns" ] && return 0
     [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
 }
-# A daemon is the host's own when it runs as root in this session's mount namespace: not a
-# process of another user, not one inside a container. Prints why not, if not.
+# A daemon is the host's own when it runs in this session's mount namespace (not inside a
+# container: those are skipped) as root (another user's is reported: prints why).
 foreign() {
     uids=
     while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
     [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
-    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ] || {
-        echo "in another mount namespace (a container?)"; return 0; }
     return 1
 }
 # A file only root could have placed or changed: the file (after symlinks) and every directory
@@ -67,8 +65,9 @@ for d in /proc/[0-9]*; do
     set -f; set -- ${stat##*") "}; set +f
     if [ "$kind" = runc ]; then
         ours "$p" || ours "$2" || continue
-    elif why=$(foreign "$p"); then
-        sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue
+    else
+        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
     fi
     sec proc "$p"
     kv comm "$comm"
