@@ -111,13 +111,13 @@ RequiredSignaturesOption = Annotated[
         "--required-signatures",
         envvar="RUNC_ROLLOUT_REQUIRED_SIGNATURES",
         min=0,
-        help="Distinct reviewers who must have signed the plan [default: 1 with "
-        "--allowed-signers, else 0].",
+        help="Distinct reviewers who must have signed the plan (default: 1 with "
+        "--allowed-signers, else 0).",
     ),
 ]
 SignaturesOption = Annotated[
     Path | None,
-    typer.Option("--signatures", help="The plan's signatures file [default: PLAN.sig]."),
+    typer.Option("--signatures", help="The plan's signatures file (default: PLAN.sig)."),
 ]
 
 

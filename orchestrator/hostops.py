@@ -449,8 +449,8 @@ class HostProcedure(HostSteps):
                 raise StepFailed(
                     f"docker exec into a running container failed: {_last_line(exec_result)}"
                 )
-            container = hostside.parse_kv(exec_result.stdout).get("exec", "")
-            self.verified_exec = container.removeprefix("ok container=") or None
+            said = hostside.parse_kv(exec_result.stdout).get("exec", "")  # "ok container=NAME"
+            self.verified_exec = said.partition("container=")[2] or None
         after = gather_facts(self.session)
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
