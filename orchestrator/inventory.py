@@ -48,7 +48,7 @@ _IGNORED_SUFFIXES = (
 )  # fmt: skip
 _YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 _VARS_SUFFIXES = (".yml", ".yaml", ".json")  # in the order Ansible tries them, after no suffix
-INVENTORY_LIMIT = 2048 * MiB
+INVENTORY_LIMIT = 512 * MiB  # an INI inventory of 100k hosts is ~5 MB
 
 _INI_STATES = frozenset({"hosts", "children", "vars"})
 _INI_CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None}

@@ -28,7 +28,7 @@ STATE_FILE = "state.json"
 SIGNATURES_FILE = "plan.json.sig"  # the reviewers' signatures the plan was applied with
 APPROVAL_FILE = "approval.json"
 PLAN_LIMIT = 1024 * MiB  # a plan of 100k hosts is ~50 MB
-EVENTS_LIMIT = 4096 * MiB
+EVENTS_LIMIT = 1024 * MiB  # ~10 events of ~150 bytes per host: 150 MB at 100k hosts
 
 
 def new_run_id(plan: Plan, now: float) -> str:
