@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -89,9 +90,12 @@ def host_vars(
     """A host's inventory variables: how to reach it and, from the plan, how to verify it and
     the "before" it must still match."""
     known = target.known_hosts_file or (str(known_hosts) if known_hosts else None)
-    common = "-o StrictHostKeyChecking=yes"
+    # Ansible shlex-splits this: each argument quoted, so a path with spaces stays one argument
+    # and a hostile one cannot add options (`-o ProxyCommand=...` would run on the controller).
+    args = ["-o", "StrictHostKeyChecking=yes"]
     if known:
-        common += f" -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null"
+        args += ["-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    common = shlex.join(args)
     user = target.user or "root"
     variables: dict[str, Any] = {
         "ansible_host": target.address,
@@ -106,6 +110,8 @@ def host_vars(
     if planned is not None:
         variables["runc_rollout_verify_image"] = planned.verify.image or ""
         variables["runc_rollout_verify_command"] = planned.verify.command
+        variables["runc_rollout_verify_argv"] = shlex.split(planned.verify.command)
+        variables["runc_rollout_verify_exec_container"] = planned.verify.exec_container or ""
         variables["runc_rollout_verify_timeout"] = planned.verify.timeout_seconds
         variables["runc_rollout_probe"] = planned.verify.probe
         variables["runc_rollout_probe_uid"] = planned.verify.probe_uid
@@ -117,21 +123,41 @@ def host_vars(
     return variables
 
 
+def unsafe(value: Any) -> Any:
+    """`value` with every string marked unsafe the way Ansible's JSON reads it
+    (`{"__ansible_unsafe": ...}`): what came from a host, an inventory or a plan is data, and
+    Ansible must never template it (a `{{ lookup('pipe', ...) }}` would run on the controller)."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {key: unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe(item) for item in value]
+    return value
+
+
+def unsafe_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Variables with every string in them unsafe (see `unsafe`)."""
+    return {name: unsafe(value) for name, value in variables.items()}
+
+
 def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
-    """Every host of the plan, with the variables `upgrade.yml` needs."""
-    hosts = {host.name: host_vars(host.ssh, known_hosts, host) for host in plan.hosts}
+    """Every host of the plan, with the variables `upgrade.yml` needs (all of them unsafe)."""
+    hosts = {host.name: unsafe_vars(host_vars(host.ssh, known_hosts, host)) for host in plan.hosts}
     return {"all": {"hosts": hosts}}
 
 
 def upgrade_extravars(plan: Plan, run_id: str) -> dict[str, Any]:
-    return {
-        "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
-        "runc_rollout_sha256": plan.artifact.sha256,
-        "runc_rollout_version": plan.artifact.version,
-        "runc_rollout_run_id": run_id,
-        "runc_rollout_plan_id": plan.plan_id,
-        "runc_rollout_sysctl_target": plan.options.sysctl_target,
-    }
+    return unsafe_vars(
+        {
+            "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
+            "runc_rollout_sha256": plan.artifact.sha256,
+            "runc_rollout_version": plan.artifact.version,
+            "runc_rollout_run_id": run_id,
+            "runc_rollout_plan_id": plan.plan_id,
+            "runc_rollout_sysctl_target": plan.options.sysctl_target,
+        }
+    )
 
 
 class HostEvents:
@@ -285,9 +311,13 @@ def rollback_hosts(
     )
     spec = JobSpec(
         playbook="rollback.yml",
-        inventory={"all": {"hosts": {n: host_vars(t, known_hosts) for n, t in targets.items()}}},
+        inventory={
+            "all": {
+                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
+            }
+        },
         hosts=list(targets),
-        extravars={"runc_rollout_run_id": run_id} if run_id else {},
+        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
         forks=concurrency,
     )
     with _jobs_dir(jobs_dir) as directory:

@@ -16,8 +16,9 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from orchestrator.artifact import sha256_file
-from orchestrator.errors import ArtifactError, ExitCode, PlanError
+from orchestrator.errors import ArtifactError, BadInput, ExitCode, PlanError
 from orchestrator.executor.base import ConnectionLost, Executor, HostUnreachable, run_on_hosts
+from orchestrator.fsutil import read_input
 from orchestrator.hostops import (
     HostOutcome,
     HostProcedure,
@@ -25,7 +26,7 @@ from orchestrator.hostops import (
     StepFailed,
     sysctl_files_to_change,
 )
-from orchestrator.journal import Journal
+from orchestrator.journal import PLAN_LIMIT, Journal
 from orchestrator.models import (
     UNSETTLED_PHASES,
     Event,
@@ -46,11 +47,9 @@ COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachabl
 def load_plan(path: Path) -> Plan:
     """Read a plan file and refuse it if its body no longer matches its `plan_hash`."""
     try:
-        plan = Plan.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such plan file") from None
-    except OSError as error:
-        raise PlanError(f"{path}: cannot read the plan: {error.strerror or error}") from None
+        plan = Plan.model_validate_json(read_input(path, PLAN_LIMIT, "plan file"))
+    except BadInput as error:
+        raise PlanError(str(error)) from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -229,6 +228,20 @@ class Rollout:
         self.env.on_event(self.journal.record(type_, **fields))
 
 
+def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool:
+    """Whether `apply` would fail a host `preview` shows: unreachable, no runc, not a target."""
+    for host in plan.hosts:
+        result = results.get(host.name)
+        if not isinstance(result, HostFacts):
+            return True
+        runc = result.runc
+        if runc is None or runc.sha256 is None:
+            return True
+        if runc.sha256 != plan.artifact.sha256 and runc.target_problem is not None:
+            return True
+    return False
+
+
 def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
     """`apply --dry-run`: what each host would get, judged from fresh facts. Pure."""
     lines = []
@@ -252,6 +265,9 @@ def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
             continue
         if runc.sha256 == plan.artifact.sha256:
             lines.append(f"{host.name}: noop: {runc.file} already at the target")
+            continue
+        if runc.target_problem is not None:
+            lines.append(f"{host.name}: fail: {runc.target_problem}; not touched")
             continue
         files = sysctl_files_to_change(result, plan.options.sysctl_target)
         lines.append(

@@ -31,21 +31,27 @@ def normalize_sha256(text: str) -> str:
     return value
 
 
-def inspect_artifact(path: Path, expected_sha256: str) -> Artifact:
-    """Refuse a missing file or a checksum mismatch; record `--version` if the binary runs here."""
+def inspect_artifact(
+    path: Path, expected_sha256: str, *, run: bool = False, version: str | None = None
+) -> Artifact:
+    """Refuse a missing file or a checksum mismatch. The artifact is run here (`--version`, as
+    whoever plans) only when `run` asks for it; else its version is `version` as the operator
+    states it, or unknown until each host runs it before the swap."""
     expected = normalize_sha256(expected_sha256)
     if not path.is_file():
         raise ArtifactError(f"--runc: {path} does not exist or is not a regular file")
     actual = sha256_file(path)
     if actual != expected:
         raise ArtifactError(f"--runc: {path} has sha256 {actual}, not the expected {expected}")
-    output = _version_output(path)
+    output = _version_output(path) if run else None
     parsed = parse_runc_version(output or "")
+    if run and version is not None and parsed.version != version:
+        raise ArtifactError(f"--runc: {path} reports version {parsed.version}, not {version}")
     return Artifact(
         path=str(path.resolve()),
         sha256=actual,
         size=path.stat().st_size,
-        version=parsed.version,
+        version=version or parsed.version,
         commit=parsed.commit,
         version_output=output,
     )

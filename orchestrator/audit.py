@@ -22,7 +22,6 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.executor.base import Executor, run_on_hosts
@@ -44,7 +43,14 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.patterns import select_hosts
-from orchestrator.planner import domain_of, held_back, host_verify_spec, ssh_target
+from orchestrator.planner import (
+    check_domain_key,
+    domain_of,
+    held_back,
+    host_verify_spec,
+    ssh_target,
+)
+from orchestrator.textsafe import markup_safe as escape
 from orchestrator.versions import Version, parse_version
 
 DEFAULT_ZONE_KEY = "zone"
@@ -406,6 +412,7 @@ def audit_targets(
     names of the held-back ones."""
     names = select_hosts(inventory, limit)
     targets = {name: ssh_target(inventory.hosts[name]) for name in names}
+    check_domain_key("--domain-key", zone_key)
     zones = {name: domain_of(inventory.hosts[name], zone_key) for name in names}
     held = {name for name in names if held_back(inventory.hosts[name])}
     return targets, zones, held

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
 from orchestrator import __version__
+from orchestrator.approval import SIGNATURES_LIMIT
 from orchestrator.artifact import inspect_artifact
 from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.executor.base import Executor
@@ -35,12 +37,14 @@ from orchestrator.models import (
     FailOn,
     HostBefore,
     HostPhase,
+    RunApproval,
     SshTarget,
     WaveOptions,
 )
 from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
+from orchestrator.textsafe import terminal_safe
 
 if TYPE_CHECKING:
     from orchestrator.executor.ssh import SshExecutor
@@ -107,6 +111,38 @@ LimitOption = Annotated[
 ]
 
 
+ExpectHashOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-hash",
+        help="Refuse any plan whose plan_hash is not this one (what the merge request approved).",
+    ),
+]
+AllowedSignersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--allowed-signers",
+        envvar="RUNC_ROLLOUT_ALLOWED_SIGNERS",
+        help="Reviewers' SSH keys, in git's allowed_signers format: the plan must carry "
+        "--required-signatures of theirs (see `sign`).",
+    ),
+]
+RequiredSignaturesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--required-signatures",
+        envvar="RUNC_ROLLOUT_REQUIRED_SIGNATURES",
+        min=0,
+        help="Distinct reviewers who must have signed the plan (default: 1 with "
+        "--allowed-signers, else 0).",
+    ),
+]
+SignaturesOption = Annotated[
+    Path | None,
+    typer.Option("--signatures", help="The plan's signatures file (default: PLAN.sig)."),
+]
+
+
 class ExecutorName(StrEnum):
     ssh = "ssh"
     ansible = "ansible"
@@ -136,6 +172,22 @@ def plan(
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
     sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    runc_version: Annotated[
+        str | None,
+        typer.Option(
+            "--runc-version",
+            help="Its runc version (e.g. 1.1.12): each host refuses a staged file that reports "
+            "another, and checks it after the swap. Else the version the staged file reports.",
+        ),
+    ] = None,
+    run_artifact: Annotated[
+        bool,
+        typer.Option(
+            "--run-artifact",
+            help="Run the artifact's --version here, as you, to record its version (off: plan "
+            "never executes the file it is given).",
+        ),
+    ] = False,
     waves: Annotated[str, typer.Option("--waves", help=WAVES_HELP)] = "1,10%,50%,100%",
     limit: Annotated[
         str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
@@ -209,11 +261,20 @@ def plan(
         float,
         typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take."),
     ] = 20.0,
+    verify_exec_container: Annotated[
+        str | None,
+        typer.Option(
+            "--verify-exec-container",
+            help="The running container `docker exec` proves the new runc in (else each host's "
+            "runc_rollout_verify_exec_container, else the first running one, named in the "
+            "outcome).",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
-    options = WaveOptions(
+    options = wave_options(
         waves=tuple(part.strip() for part in waves.split(",")),
         domain_key=domain_key,
         max_per_domain=max_per_domain,
@@ -228,8 +289,9 @@ def plan(
         verify_timeout=verify_timeout,
         probe=probe,
         probe_timeout=probe_timeout,
+        verify_exec_container=verify_exec_container,
     )
-    artifact = inspect_artifact(runc, sha256)
+    artifact = inspect_artifact(runc, sha256, run=run_artifact, version=runc_version)
     loaded = load_inventory(inventory)
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}
@@ -245,7 +307,10 @@ def plan(
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     with gc_paused():
         text = plan_json(result)
-    write_atomic(output, text)
+    try:
+        write_atomic(output, text)
+    except OSError as error:
+        raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
     if fmt is Format.json:
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
@@ -390,7 +455,8 @@ def unstick(
             max_bytes=max_bytes,
             max_seconds=max_seconds,
         )
-    sys.stdout.write(unstick_json(results) if json_out else "\n".join(report_lines(results)) + "\n")
+    lines = map(terminal_safe, report_lines(results))
+    sys.stdout.write(unstick_json(results) if json_out else "\n".join(lines) + "\n")
     return ExitCode.HOST_FAILED if failed_hosts(results) else ExitCode.OK
 
 
@@ -408,25 +474,86 @@ def apply(
     ] = False,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    signatures: SignaturesOption = None,
 ) -> int:
-    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review)."""
-    from orchestrator.apply import check_artifact, load_plan, preview
+    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
+
+    With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
+    signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
+    from orchestrator.apply import check_artifact, load_plan, preview, preview_fails
+    from orchestrator.approval import approval_policy, check_approval, default_signatures
+    from orchestrator.fsutil import read_input
 
     plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    signatures = signatures or default_signatures(plan_file)
+    signers = check_approval(plan, policy, signatures)
+    if signers:
+        typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
     with ssh_executor(known_hosts) as backend:
         if dry_run:
             targets = {host.name: host.ssh for host in plan.hosts}
             results = gather_fleet(backend, targets, concurrency)
             for line in preview(plan, results):
-                typer.echo(line)
-            return ExitCode.OK
+                typer.echo(terminal_safe(line))
+            # As apply would end: a host it could not reach or would fail on is not a success.
+            return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
         confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
-        journal = Journal.create(runs_dir, plan)
+        approval = RunApproval(
+            plan_hash=plan.plan_hash,
+            required_signatures=policy.required_signatures,
+            signers=signers,
+        )
+        kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
+        journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
         return run_rollout(
             journal, backend, concurrency, json_events, executor=executor, known_hosts=known_hosts
         )
+
+
+@app.command()
+def sign(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The reviewed plan file.")],
+    key: Annotated[
+        Path, typer.Option("--key", "-k", help="Your SSH private key (or its .pub, with an agent).")
+    ],
+    signatures: SignaturesOption = None,
+) -> None:
+    """Sign a reviewed plan with your SSH key (ssh-keygen -Y sign), adding the signature to
+    PLAN.sig; `apply --allowed-signers` then accepts it."""
+    from orchestrator.apply import load_plan
+    from orchestrator.approval import append_signature, default_signatures, sign_plan
+
+    plan = load_plan(plan_file)
+    target = signatures or default_signatures(plan_file)
+    append_signature(target, sign_plan(plan, key))
+    typer.echo(f"signed {plan.plan_id} (plan_hash {plan.plan_hash}) into {target}", err=True)
+
+
+@app.command("verify-plan")
+def verify_plan(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file.")],
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    expect_hash: ExpectHashOption = None,
+    signatures: SignaturesOption = None,
+) -> None:
+    """Check a plan as apply would (its hash, --expect-hash, its signatures); change nothing."""
+    from orchestrator.apply import load_plan
+    from orchestrator.approval import approval_policy, check_approval, default_signatures
+
+    plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    found = check_approval(plan, policy, signatures or default_signatures(plan_file))
+    typer.echo(
+        f"{plan.plan_id} plan_hash {plan.plan_hash}: "
+        + (f"signed by {', '.join(found)}" if found else "no signatures required")
+    )
 
 
 @app.command()
@@ -436,7 +563,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> int:
     """Show a run's waves and hosts, from its journal."""
-    journal = Journal.open(run_directory(run, runs_dir))
+    journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
     if json_out:
@@ -457,13 +584,30 @@ def resume(
     ] = False,
     known_hosts: KnownHostsOption = None,
     executor: ExecutorOption = ExecutorName.ssh,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
 ) -> int:
-    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first."""
+    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
+
+    The run's plan is checked as apply checked it: --expect-hash, and the signatures apply
+    kept in the run directory (at least as many as the run was applied with)."""
     from orchestrator.apply import check_artifact
+    from orchestrator.approval import approval_policy, check_approval
 
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    applied = journal.approval()
+    if applied.plan_hash != journal.plan.plan_hash:
+        raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
+    if policy.required_signatures < applied.required_signatures:
+        raise BadInput(
+            f"run {journal.run_id} was applied with {applied.required_signatures} required "
+            "signatures: pass --allowed-signers (and --required-signatures) to resume it"
+        )
+    check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
@@ -563,7 +707,7 @@ def rollback(
         else:
             failed += 1
             line = f"{name}: rollback failed: {result}"
-        typer.echo(line)
+        typer.echo(terminal_safe(line))
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
 
@@ -649,6 +793,25 @@ def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = N
     from orchestrator.lab import fleet
 
     typer.echo(fleet.format_down(fleet.lab_down(state_dir, inventory)))
+
+
+_OPTION_OF_FIELD = {
+    "bake_seconds": "--bake",
+    "pause_after": "--pause-after",
+    "sysctl_target": "--sysctl-target",
+    "verify_timeout": "--verify-timeout",
+}
+
+
+def wave_options(**fields: object) -> WaveOptions:
+    """`WaveOptions` from the command line; a value out of range names its option."""
+    try:
+        return WaveOptions.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "options"
+        option = _OPTION_OF_FIELD.get(field, f"--{field.replace('_', '-')}")
+        raise BadInput(f"{option}: {first['input']!r}: {first['msg']}") from None
 
 
 def ssh_executor(known_hosts: Path | None) -> SshExecutor:

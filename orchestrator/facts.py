@@ -12,9 +12,15 @@ runc the container runtime actually executes:
 - The runtime's PATH is dockerd's (from /proc/PID/environ), else containerd's, else systemd's
   default. Every other `runc` on that PATH is reported as shadowed.
 
-Processes count as this host's when the session runs in the machine's initial mount namespace;
-otherwise (a lab host is a mount namespace of its own) only those in the session's namespace, and
-`runc init` processes whose parent is.
+`runc init` processes count as this host's when the session runs in the machine's initial mount
+namespace; otherwise (a lab host is a mount namespace of its own) only those in the session's
+namespace, and those whose parent is. A dockerd or containerd is the host's own only when it
+runs as root in the session's mount namespace: one inside a container is skipped, one of
+another user reported and ignored (its PATH, flags and binary never used).
+
+Nothing an unprivileged user or a container could have placed is ever executed: a binary is run
+(`--version`) only when it, and every directory above it, is owned by root and not group or
+world writable; otherwise its version is unknown and it is never a swap target.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from orchestrator.executor.base import (
     HostUnreachable,
     run_on_hosts,
 )
+from orchestrator.fsutil import MiB, read_input
 from orchestrator.models import (
     Daemon,
     ErrorKind,
@@ -58,6 +65,7 @@ from orchestrator.models import (
     SysctlSetting,
 )
 from orchestrator.runcinfo import parse_runc_version
+from orchestrator.textsafe import markup_safe, terminal_safe
 
 SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RECORD_PATH = "/var/lib/runc-rollout/record.json"
@@ -71,6 +79,7 @@ SYSCTL_DIRS = (
 )
 SYSCTL_CONF = "/etc/sysctl.conf"  # read last, after every sysctl.d file
 FACTS_TIMEOUT = 60.0
+FACTS_LIMIT = 1024 * MiB  # a facts file of 100k hosts is a few hundred MB
 _RUNC_RUNTIMES = ("runc", "io.containerd.runc.v2")
 _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
     "dockerd": "dockerd",
@@ -91,6 +100,31 @@ init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
 ours() {
     [ "$self_ns" = "$init_ns" ] && return 0
     [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
+}
+# A daemon is the host's own when it runs in this session's mount namespace (not inside a
+# container: those are skipped) as root (another user's is reported: prints why).
+foreign() {
+    uids=
+    while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
+    [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
+    return 1
+}
+# A file only root could have placed or changed: the file (after symlinks) and every directory
+# above it, and above the name it was found by, owned by root and not group or world writable.
+# Prints why not, if not. Nothing is ever executed unless this says nothing.
+untrusted() {
+    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
+    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    for top in "$f" "$dir"; do
+        while :; do
+            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
+            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
+            [ "$top" != / ] || break
+            top=${top%/*} && top=${top:-/}
+        done
+    done
+    return 1
 }
 
 sec host
@@ -115,7 +149,12 @@ for d in /proc/[0-9]*; do
     { read -r stat < "$d/stat"; } 2>/dev/null
     [ -n "$stat" ] || continue
     set -f; set -- ${stat##*") "}; set +f
-    if [ "$kind" = runc ]; then ours "$p" || ours "$2" || continue; else ours "$p" || continue; fi
+    if [ "$kind" = runc ]; then
+        ours "$p" || ours "$2" || continue
+    else
+        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
+    fi
     sec proc "$p"
     kv comm "$comm"
     kv stat "$stat"
@@ -128,9 +167,15 @@ for d in /proc/[0-9]*; do
         continue
     fi
     path=$(tr '\0' '\n' < "$d/environ" 2>/dev/null | sed -n 's/^PATH=//p' | head -n 1)
-    kv exe "$(readlink "$d/exe" 2>/dev/null)"
+    exe=$(readlink "$d/exe" 2>/dev/null)
+    kv exe "$exe"
     kv path "$path"
-    kv version "$(timeout -s KILL 10 "$d/exe" --version 2>/dev/null | head -n 1)"
+    # Its version from the file it runs, only if that file is still the one running (same inode)
+    # and only root could have put it there.
+    if ! [ "$d/exe" -ef "$exe" ]; then kv untrusted "$exe is no longer the file it runs"
+    elif why=$(untrusted "$exe"); then kv untrusted "$why"
+    else kv version "$(timeout -s KILL 10 "$exe" --version 2>/dev/null | head -n 1)"
+    fi
     if [ "$kind" = dockerd ] && { [ -z "$dpid" ] || [ "$p" -lt "$dpid" ]; }; then
         dpid=$p dpath=$path
     elif [ "$kind" = containerd ] && { [ -z "$cpid" ] || [ "$p" -lt "$cpid" ]; }; then
@@ -208,10 +253,12 @@ for b in $cands; do
     real=$(readlink -f "$b" 2>/dev/null) || real=$b
     case " $seen " in *" $real "*) sec alias "$b"; kv real "$real"; continue ;; esac
     seen="$seen $real"
-    out=$(timeout -s KILL 10 "$b" --version 2>&1)
-    rc=$?
+    if why=$(untrusted "$b"); then out="not run: $why" rc=
+    else out=$(timeout -s KILL 10 "$real" --version 2>&1); rc=$?
+    fi
     sec binary "$b"
     kv real "$real"
+    if [ -n "$rc" ]; then kv trusted 1; else kv untrusted "$why"; fi
     if [ -x "$b" ]; then kv executable 1; else kv executable 0; fi
     kv version_exit "$rc"
     kv size "$(wc -c < "$b" 2>/dev/null)"
@@ -294,6 +341,8 @@ def parse_facts(host: str, output: str) -> HostFacts:
     runc = _resolve(name, runtime_path, binaries)
     if runc is None:
         warnings.append(f"no {name} found ({how}; PATH {':'.join(runtime_path)})")
+    elif runc.untrusted is not None:
+        warnings.append(f"{runc.path} was not run: {runc.untrusted}")
     elif runc.version_exit != 0:
         warnings.append(f"{runc.path} --version failed (exit {runc.version_exit})")
     cri_binary = _resolve(cri, runtime_path, binaries) if cri and docker_in_play else None
@@ -341,6 +390,9 @@ def facts_to_before(facts: HostFacts) -> HostBefore:
     """The plan's "before" of a host: the file to swap, its checksum and version, the sysctl."""
     if facts.runc is None or facts.runc.sha256 is None:
         raise FactsError(facts.host, f"no runc binary found ({facts.runc_source})")
+    problem = facts.runc.target_problem
+    if problem is not None:
+        raise FactsError(facts.host, f"{problem}; it is not swapped")
     return HostBefore(
         runc_path=facts.runc.file,
         runc_sha256=facts.runc.sha256,
@@ -359,7 +411,8 @@ def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> Hos
     if result.exit_status != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise FactsError(
-            session.host, f"facts script failed (exit {result.exit_status}): {detail[0]}"
+            session.host,
+            f"facts script failed (exit {result.exit_status}): {terminal_safe(detail[0][:300])}",
         )
     return parse_facts(session.host, result.stdout)
 
@@ -402,9 +455,7 @@ def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
 def read_facts_report(path: Path) -> FactsReport:
     """A report saved by `facts --format json`."""
     try:
-        return FactsReport.model_validate_json(path.read_bytes())
-    except OSError as error:
-        raise BadInput(f"cannot read facts file {path}: {error.strerror or error}") from None
+        return FactsReport.model_validate_json(read_input(path, FACTS_LIMIT, "facts file"))
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
@@ -452,14 +503,13 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
     notes: list[str] = []
     for name, result in results.items():
         if not isinstance(result, HostFacts):
-            table.add_row(name, f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
+            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
             notes.append(f"{name}: {result}")
             continue
         runc = result.runc
         boot = result.sysctl_persistent
-        table.add_row(
-            name,
-            runc.path if runc else "[red]none[/]",
+        cells = [
+            runc.path if runc else None,
             f"{runc.version or '?'} {_short(runc.commit)}" if runc else "",
             runc.sha256[:12] if runc and runc.sha256 else "",
             "?" if result.sysctl_runtime is None else str(result.sysctl_runtime),
@@ -467,12 +517,16 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
             _daemon(result.dockerd),
             _daemon(result.containerd),
             str(len(result.stuck)) if result.stuck else "",
+        ]
+        # Everything here came from the host: shown as text, never as markup or escapes.
+        table.add_row(
+            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
         )
         notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
         notes += [f"{name}: {warning}" for warning in result.warnings]
     console.print(table)
     for note in notes:
-        console.print(note, markup=False)
+        console.print(terminal_safe(note), markup=False)
     return buffer.getvalue()
 
 
@@ -541,6 +595,11 @@ def _processes(
     daemons: dict[str, list[Daemon]] = {"dockerd": [], "containerd": []}
     runc_init: list[RuncInit] = []
     for kind, argument, body in sections:
+        if kind == "foreign":
+            values = _kv(body)
+            warnings.append(
+                f"ignored {values.get('comm', '?')} PID {argument}: {values.get('why', '?')}"
+            )
         if kind != "proc":
             continue
         values = _kv(body)
@@ -551,6 +610,8 @@ def _processes(
         started = boot_time + ticks / clk_tck if boot_time else None
         comm = values.get("comm", "")
         if comm in daemons:
+            if values.get("untrusted"):
+                warnings.append(f"{comm} PID {pid}: version not read: {values['untrusted']}")
             daemons[comm].append(
                 Daemon(
                     pid=pid,
@@ -720,6 +781,9 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 package=package,
                 package_version=(values.get("package_version") or None) if package else None,
                 free_bytes=_free_bytes(values.get("df", "")),
+                untrusted=None
+                if values.get("trusted") == "1"
+                else values.get("untrusted") or "ownership not checked",
             )
             by_real[real] = binary
             found[argument] = binary

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from orchestrator.errors import BadInput
+
+MiB = 1 << 20
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -29,3 +35,33 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_input(path: Path, limit: int, what: str, *, follow: bool = True) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes; anything else (a device,
+    a FIFO, too large, unreadable; a symlink when `follow` is false) is `BadInput` naming it."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such {what}") from None
+    except OSError as error:
+        link = error.errno == errno.ELOOP and not follow
+        why = "a symbolic link, not followed" if link else error.strerror or str(error)
+        raise BadInput(f"{path}: cannot read the {what}: {why}") from None
+    too_large = BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise BadInput(f"{path}: the {what} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := handle.read(min(MiB, limit + 1 - size)):  # a file may grow meanwhile
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+    return b"".join(chunks)

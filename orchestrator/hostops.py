@@ -135,13 +135,18 @@ class HostSteps:
     def rollback(self, record: HostRecord) -> HostOutcome:
         """Back to the record's "before": sysctl and files first, then the binary, then check."""
         self._lock()
+        kept: list[str] = []
         if record.files:
             files = run_step(
                 self.session,
-                hostside.restore_files({item.path: item.before_sha256 for item in record.files}),
+                hostside.restore_files(
+                    [(item.path, item.before_sha256, item.after_sha256) for item in record.files]
+                ),
             )
             if not files.ok:
                 raise StepFailed(f"rollback: restoring sysctl files failed: {_last_line(files)}")
+            restored = hostside.parse_file_lines(files.stdout, (i.path for i in record.files))
+            kept = [path for path, sums in restored.items() if sums.get("kept") == "1"]
         if record.sysctl_before is not None:
             runtime = run_step(self.session, hostside.set_runtime_sysctl(record.sysctl_before))
             if not runtime.ok:
@@ -152,7 +157,14 @@ class HostSteps:
             raise StepFailed(f"rollback: restored runc does not run: {_last_line(version)}")
         record = self._finish_record(record, "rolled_back")
         self.release(record.runc_path)
-        return HostOutcome("rolled_back", "finished", record.before_sha256, None)
+        note = None
+        if kept:
+            note = "; ".join(
+                f"{path} was edited after the rollout changed it: kept as it is, the version from "
+                f"before the rollout is {path}{hostside.KEPT_SUFFIX}"
+                for path in kept
+            )
+        return HostOutcome("rolled_back", "finished", record.before_sha256, note)
 
     def release(self, runc_path: str | None) -> None:
         """Remove this run's staged file beside `runc_path` (if any) and its lock."""
@@ -214,6 +226,8 @@ class HostProcedure(HostSteps):
         self.plan_id = plan_id
         self.sysctl_target = sysctl_target
         self.probe_result: ProbeResult | None = None
+        self.verified_exec: str | None = None  # the running container `docker exec` checked
+        self.staged_version: str | None = None  # what the staged file reported on this host
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -230,6 +244,9 @@ class HostProcedure(HostSteps):
             return HostOutcome("drift", "none", runc.sha256, drift)
         if runc.sha256 == self.artifact.sha256:
             return HostOutcome("noop", "none", runc.sha256, f"{runc.file} already at the target")
+        problem = runc.target_problem
+        if problem is not None:
+            raise StepFailed(f"{problem}; not touched")
         return self._fresh(facts)
 
     def _fresh(self, facts: HostFacts) -> HostOutcome:
@@ -295,6 +312,12 @@ class HostProcedure(HostSteps):
         staged_version = parse_runc_version(result.stdout)
         if staged_version.version is None:
             raise StepFailed("staged file ran but did not report a runc version; not touched")
+        if self.artifact.version is not None and staged_version.version != self.artifact.version:
+            raise StepFailed(
+                f"staged runc reports version {staged_version.version}, the plan says "
+                f"{self.artifact.version}; not touched"
+            )
+        self.staged_version = staged_version.version
         self._phase("staged", None)
         backup = run_step(self.session, hostside.backup_binary(target, facts.runc.sha256))
         if not backup.ok:
@@ -349,7 +372,10 @@ class HostProcedure(HostSteps):
             )
         record = self._finish_record(record, "done")
         self._best_effort(hostside.unlock(self.run_id))
-        return HostOutcome("done", "finished", record.target_sha256, None, probe=self.probe_result)
+        note = (
+            f"docker exec checked in container {self.verified_exec}" if self.verified_exec else None
+        )
+        return HostOutcome("done", "finished", record.target_sha256, note, probe=self.probe_result)
 
     def _continue(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
@@ -390,7 +416,7 @@ class HostProcedure(HostSteps):
         spec = self.planned.verify
         version = run_step(self.session, hostside.runc_version(record.runc_path, 30))
         parsed = parse_runc_version(version.stdout)
-        expected = self.artifact.version
+        expected = self.artifact.version or self.staged_version
         if not version.ok or (expected is not None and parsed.version != expected):
             raise StepFailed(
                 f"runc --version reports {parsed.version or _last_line(version)!r}, "
@@ -423,12 +449,15 @@ class HostProcedure(HostSteps):
             raise StepFailed(f"verification container ({check.name}) {why}")
         if facts.dockerd is not None:
             exec_result = run_step(
-                self.session, hostside.verify_exec(spec.command, spec.timeout_seconds)
+                self.session,
+                hostside.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container),
             )
             if not exec_result.ok:
                 raise StepFailed(
                     f"docker exec into a running container failed: {_last_line(exec_result)}"
                 )
+            said = hostside.parse_kv(exec_result.stdout).get("exec", "")  # "ok container=NAME"
+            self.verified_exec = said.partition("container=")[2] or None
         after = gather_facts(self.session)
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
@@ -455,13 +484,13 @@ class HostProcedure(HostSteps):
         # and would not record them again), so a rollback restores them. Earlier entries win.
         backed = run_step(self.session, hostside.backup_files(files))
         known = {item.path: item for item in record.files}
-        for path, sums in hostside.parse_file_lines(backed.stdout).items():
+        for path, sums in hostside.parse_file_lines(backed.stdout, files).items():
             known.setdefault(path, RecordedFile(path=path, before_sha256=sums["before"]))
         record = self._update_record(record, record.phase, files=list(known.values()))
         if not backed.ok:
             raise StepFailed(f"backing up the sysctl files failed: {_last_line(backed)}")
         result = run_step(self.session, hostside.set_sysctl(record.sysctl_target, files))
-        changed = hostside.parse_file_lines(result.stdout)
+        changed = hostside.parse_file_lines(result.stdout, files)
         recorded = [
             item.model_copy(update={"after_sha256": changed[item.path].get("after") or None})
             if item.path in changed

@@ -17,6 +17,7 @@ Host-side layout (shared by every backend, so one can roll back what another did
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 STATE_DIR = "/var/lib/runc-rollout"
@@ -195,11 +196,12 @@ def verify_docker(run_id: str, image: str, command: str, timeout: float) -> Host
     container it leaves "Created" is removed by name.
     """
     body = f"""
+{_argv(command)}
 name="$PREFIX$RUN_ID-$$"
 cidfile={STATE_DIR}/$name.cid
 rm -f "$cidfile"
 timeout -s KILL {int(timeout)} docker run --rm --cidfile "$cidfile" --network none \\
-    --security-opt no-new-privileges --name "$name" "$IMAGE" $COMMAND
+    --security-opt no-new-privileges --name "$name" -- "$IMAGE" "$@"
 rc=$?
 if [ "$rc" -ne 0 ]; then
     # A hung container's runtime processes (runc create, its runc init) block even `docker
@@ -220,28 +222,37 @@ rm -f "$cidfile"
 echo verify=ok
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "RUN_ID": run_id, "IMAGE": image}
-    return HostCommand(
-        "verify-docker", _script(body, COMMAND=command, **params), timeout=timeout + 60
-    )
+    return HostCommand("verify-docker", _script(body, **params), timeout=timeout + 60)
 
 
-def verify_exec(command: str, timeout: float) -> HostCommand:
-    """`docker exec` into a container that was running before the swap, if there is one."""
+def _argv(command: str) -> str:
+    """The verification command's words (split as a shell would, on the controller) as the
+    script's arguments, "$@": never word-split or evaluated on the host."""
+    return f"set -- {shlex.join(shlex.split(command))}"
+
+
+def verify_exec(command: str, timeout: float, container: str | None = None) -> HostCommand:
+    """`docker exec` into a container that was running before the swap: `container` if given
+    (it must be running), else the first running one; its name is reported."""
     body = f"""
-id=$(docker ps -q --filter status=running | while read -r c; do
-    case "$(docker inspect -f '{{{{.Name}}}}' "$c")" in /$PREFIX*) ;; *) echo "$c"; break;; esac
-done)
+{_argv(command)}
+if [ -n "$CONTAINER" ]; then
+    [ "$(docker inspect -f '{{{{.State.Running}}}}' -- "$CONTAINER" 2>/dev/null)" = true ] || {{
+        echo "exec=failed container=$CONTAINER: not running"; exit 1; }}
+    id=$CONTAINER
+else
+    id=$(docker ps --filter status=running --format '{{{{.Names}}}}' | while read -r c; do
+        case "$c" in "$PREFIX"*) ;; *) printf '%s\\n' "$c"; break;; esac
+    done)
+fi
 [ -n "$id" ] || {{ echo exec=none; exit 0; }}
-timeout -s KILL {int(timeout)} docker exec "$id" $COMMAND
+timeout -s KILL {int(timeout)} docker exec -- "$id" "$@"
 rc=$?
 [ "$rc" -eq 0 ] || {{ echo "exec=failed container=$id rc=$rc"; exit "$rc"; }}
 echo "exec=ok container=$id"
 """
-    return HostCommand(
-        "verify-exec",
-        _script(body, PREFIX=VERIFY_CONTAINER_PREFIX, COMMAND=command),
-        timeout=timeout + 60,
-    )
+    params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "CONTAINER": container or ""}
+    return HostCommand("verify-exec", _script(body, **params), timeout=timeout + 60)
 
 
 def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:
@@ -272,63 +283,88 @@ echo verify=ok
     return HostCommand("verify-runc", _script(body, **params), timeout=timeout + 60)
 
 
+KEPT_SUFFIX = ".runc-rollout-before"  # beside a file changed since the rollout wrote it
+
+
+def _each_file(body: str, files: list[str], per_file: int = 1) -> str:
+    """`body` run once per file, the file in "$f": the names travel as quoted arguments, so
+    nothing in a name is ever evaluated. `per_file` arguments each (`$f`, then `$2`...)."""
+    args = " ".join(shlex.quote(item) for item in files)
+    loop = f"while [ $# -ge {per_file} ]; do\n    f=$1\n{body}\n    shift {per_file}\ndone"
+    return f"set -- {args}\n{loop}" if files else "true"
+
+
 def set_sysctl(value: int, files: list[str]) -> HostCommand:
     """Set the runtime value, and every line of `files` that sets the key, to `value`.
 
     Each file is backed up by its checksum before it is changed; one `file=` line per file reports
     its checksum before and after, for the host-side record.
     """
-    lines = [f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1"]
-    for path in sorted(files):
-        quoted = shlex.quote(path)
-        lines += [
-            f"sum=$(sha256sum {quoted} | cut -d' ' -f1) || exit 1",
-            f"[ -f {FILE_BACKUP_DIR}/$sum ] || cp -p {quoted} {FILE_BACKUP_DIR}/$sum || exit 1",
-            f"sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$"
-            f"#\\1{SYSCTL_KEY} = {value}#' {quoted} || exit 1",
-            f"echo \"file={path} before=$sum after=$(sha256sum {quoted} | cut -d' ' -f1)\"",
+    body = f"""
+    sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
+    [ -f {FILE_BACKUP_DIR}/$sum ] || cp -p "$f" {FILE_BACKUP_DIR}/$sum || exit 1
+    sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$#\\1{SYSCTL_KEY} = {value}#' "$f" || exit 1
+    printf 'file=%s before=%s after=%s\\n' "$f" "$sum" "$(sha256sum "$f" | cut -d' ' -f1)"
+""".strip("\n")  # noqa: E501
+    script = "\n".join(
+        [
+            f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1",
+            _each_file(body, sorted(files)),
+            f"echo runtime=$(cat {SYSCTL_PROC})",
         ]
-    lines.append(f"echo runtime=$(cat {SYSCTL_PROC})")
-    return HostCommand("set-sysctl", _script("\n".join(lines)), timeout=60)
+    )
+    return HostCommand("set-sysctl", _script(script), timeout=60)
 
 
 def backup_files(files: list[str]) -> HostCommand:
     """Keep each file in the backup store by its checksum (a copy, then a rename); one
     `file=PATH before=SHA256` line each."""
-    lines = []
-    for path in sorted(files):
-        quoted = shlex.quote(path)
-        lines += [
-            f"sum=$(sha256sum {quoted} | cut -d' ' -f1) || exit 1",
-            f"dest={FILE_BACKUP_DIR}/$sum",
-            '[ "$(sha256sum "$dest" 2>/dev/null | cut -d\' \' -f1)" = "$sum" ] || '
-            f'{{ cp -p {quoted} "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1',
-            f'echo "file={path} before=$sum"',
-        ]
-    return HostCommand("backup-files", _script("\n".join(lines) or "true"), timeout=60)
+    body = f"""
+    sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
+    dest={FILE_BACKUP_DIR}/$sum
+    [ "$(sha256sum "$dest" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || \\
+        {{ cp -p "$f" "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1
+    printf 'file=%s before=%s\\n' "$f" "$sum"
+""".strip("\n")
+    return HostCommand("backup-files", _script(_each_file(body, sorted(files))), timeout=60)
 
 
-def parse_file_lines(output: str) -> dict[str, dict[str, str]]:
-    """The `file=PATH k=v ...` lines of `set_sysctl`/`restore_files`, by path."""
+def parse_file_lines(output: str, paths: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The `file=PATH k=v ...` lines of the file steps, for the files `paths` they were given
+    (a name may hold spaces: each line is matched against the names, longest first)."""
+    names = sorted(paths, key=len, reverse=True)
     files: dict[str, dict[str, str]] = {}
     for line in output.splitlines():
-        if line.startswith("file="):
-            path, *pairs = line[len("file=") :].split(" ")
+        path = next((name for name in names if line.startswith(f"file={name} ")), None)
+        if path is not None:
+            pairs = line[len(f"file={path} ") :].split(" ")
             files[path] = dict(pair.partition("=")[::2] for pair in pairs)
     return files
 
 
-def restore_files(files: dict[str, str]) -> HostCommand:
-    """Put each file back from the backup store: `files` maps path to the sha256 it had."""
-    lines = []
-    for path, sha in sorted(files.items()):
-        quoted = shlex.quote(path)
-        lines.append(
-            f"cp -p {FILE_BACKUP_DIR}/{sha} {quoted}.runc-rollout.tmp && "
-            f"mv -f {quoted}.runc-rollout.tmp {quoted} || exit 1"
-        )
-        lines.append(f"echo \"file={path} sha256=$(sha256sum {quoted} | cut -d' ' -f1)\"")
-    return HostCommand("restore-files", _script("\n".join(lines) or "true"), timeout=60)
+def restore_files(files: Iterable[tuple[str, str, str | None]]) -> HostCommand:
+    """Put each file (path, sha256 before, sha256 the rollout left) back from the backup store.
+
+    A file that is neither what the rollout left nor what it was before was edited since (by an
+    admin): it is kept, and the old version is put beside it (`PATH.runc-rollout-before`);
+    its line says `kept=1`. Without a recorded "after" the file is restored.
+    """
+    body = f"""
+    before=$2 after=$3
+    now=$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)
+    if [ "$now" = "$before" ]; then
+        printf 'file=%s sha256=%s\\n' "$f" "$now"
+    elif [ -n "$after" ] && [ "$now" != "$after" ]; then
+        cp -p {FILE_BACKUP_DIR}/"$before" "$f{KEPT_SUFFIX}" || exit 1
+        printf 'file=%s sha256=%s kept=1\\n' "$f" "$now"
+    else
+        tmp="$f.runc-rollout.tmp"
+        cp -p {FILE_BACKUP_DIR}/"$before" "$tmp" && mv -f "$tmp" "$f" || {{ rm -f "$tmp"; exit 1; }}
+        printf 'file=%s sha256=%s\\n' "$f" "$(sha256sum "$f" | cut -d' ' -f1)"
+    fi
+""".strip("\n")
+    args = [item for path, before, after in sorted(files) for item in (path, before, after or "")]
+    return HostCommand("restore-files", _script(_each_file(body, args, 3)), timeout=60)
 
 
 def set_runtime_sysctl(value: int) -> HostCommand:

@@ -34,7 +34,8 @@ try:
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
-from orchestrator.errors import InventoryError
+from orchestrator.errors import BadInput, InventoryError
+from orchestrator.fsutil import MiB, read_input
 from orchestrator.memory import gc_paused
 from orchestrator.models import Inventory, InventoryGroup, InventoryHost
 
@@ -47,6 +48,7 @@ _IGNORED_SUFFIXES = (
 )  # fmt: skip
 _YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 _VARS_SUFFIXES = (".yml", ".yaml", ".json")  # in the order Ansible tries them, after no suffix
+INVENTORY_LIMIT = 512 * MiB  # an INI inventory of 100k hosts is ~5 MB
 
 _INI_STATES = frozenset({"hosts", "children", "vars"})
 _INI_CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None}
@@ -450,11 +452,11 @@ def _parse_static(builder: _Builder, path: Path) -> None:
 
 def _read_text(path: Path) -> str:
     try:
-        text = path.read_bytes().decode()
+        text = read_input(path, INVENTORY_LIMIT, "inventory file").decode()
     except UnicodeDecodeError as exc:
         raise InventoryError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
+    except BadInput as exc:
+        raise InventoryError(str(exc)) from None
     if text.startswith("$ANSIBLE_VAULT;"):
         raise InventoryError(f"{path}: vault-encrypted files are not supported")
     return text
@@ -505,7 +507,7 @@ def _parse_ini(builder: _Builder, path: Path, text: str) -> None:
             elif state == "vars":
                 key, sep, value = line.partition("=")
                 if not sep:
-                    raise _Invalid(f"expected key=value, got {line!r}")
+                    raise _Invalid("expected key=value")
                 builder.set_group_var(group, key.strip(), _ini_value(value.strip()))
             else:
                 child = _ini_group_name(line)
@@ -565,7 +567,7 @@ def _enter_section(
 def _ini_group_name(line: str) -> str:
     name, *rest = line.split(None, 1)
     if ":" in name or "]" in name or (rest and rest[0][0] != "#"):
-        raise _Invalid(f"expected a group name, got {line!r}")
+        raise _Invalid("expected a group name")
     return name
 
 
@@ -574,12 +576,12 @@ def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:
-            raise _Invalid(f"cannot parse host definition {line!r}: {exc}") from None
+            raise _Invalid(f"cannot parse the host definition: {exc}") from None
     else:  # what shlex does without quotes: "#" starts a comment, even inside a word
         cut = line.find("#")
         tokens = [t for t in (line if cut < 0 else line[:cut]).replace("\t", " ").split(" ") if t]
     if not tokens:
-        raise _Invalid(f"expected a host definition, got {line!r}")
+        raise _Invalid("expected a host definition")
     pattern = tokens[0]
     names, port = _host_pattern(pattern)
     if port is None and pattern.rstrip().endswith(":"):
@@ -590,7 +592,7 @@ def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
     for token in tokens[1:]:
         key, sep, value = token.partition("=")
         if not sep:
-            raise _Invalid(f"expected key=value host variable assignment, got {token!r}")
+            raise _Invalid("expected key=value host variable assignments after the host name")
         variables[key] = _ini_value(value)
     for name in names:
         host = builder.add_host(name, group, port)
@@ -627,7 +629,7 @@ def _ini_value(text: str) -> Any:
     except (ValueError, SyntaxError):
         return text
     except (TypeError, MemoryError, RecursionError) as exc:  # e.g. {[1]: 2}
-        raise _Invalid(f"cannot parse value {text!r}: {exc}") from None
+        raise _Invalid(f"cannot parse a value: {exc}") from None
     return _ini_coerce(value)
 
 
@@ -760,6 +762,38 @@ def _fast_yaml(text: str) -> Any:
     return root
 
 
+def _check_expansion(data: Any, path: Path, text_length: int) -> None:
+    """Refuse YAML whose aliases expand far beyond its text (an alias bomb: a few lines that
+    become billions of values once printed or copied) or refer to themselves. Iterative, and
+    linear in the distinct values: each shared one is sized once."""
+    limit = 100_000 + 50 * text_length
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, done = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        key = id(value)
+        children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        if done:
+            open_ids.discard(key)
+            size = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if size > limit:
+                raise InventoryError(
+                    f"{path}: YAML aliases expand to more than {limit} values (an alias bomb?)"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_ids:
+            raise InventoryError(f"{path}: a YAML alias refers to a value that contains it")
+        open_ids.add(key)
+        stack.append((value, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
 def _plain_tag(value: str) -> str:
     """The tag YAML 1.1 gives a plain scalar (PyYAML's Resolver.resolve, without its overhead)."""
     for tag, pattern in _IMPLICIT.get(value[0] if value else "", ()):
@@ -776,9 +810,12 @@ def _load_data(text: str, path: Path) -> Any:
         pass
     try:
         try:
-            return _fast_yaml(text)
+            data = _fast_yaml(text)
         except _NotPlain:
-            return yaml.load(text, Loader=_YamlLoader)
+            data = yaml.load(text, Loader=_YamlLoader)
+        if "*" in text:  # no alias without one
+            _check_expansion(data, path, len(text))
+        return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -834,7 +871,9 @@ def _yaml_hosts(builder: _Builder, group: _Group, pattern: Any, variables: Any) 
         raise _Invalid(f"host pattern {pattern!r} must be a string: quote numbers")
     variables = variables or {}
     if not isinstance(variables, dict):
-        raise _Invalid(f"host {pattern!r}: variables must be a mapping, got {variables!r}")
+        raise _Invalid(
+            f"host {pattern!r}: variables must be a mapping, got {type(variables).__name__}"
+        )
     for key in variables:
         _var_name(key)
     names, port = _host_pattern(pattern)

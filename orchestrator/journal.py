@@ -19,12 +19,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.errors import BadInput
-from orchestrator.fsutil import write_atomic
-from orchestrator.models import Event, HostState, Plan, RunState
+from orchestrator.fsutil import MiB, read_input, write_atomic
+from orchestrator.models import Event, HostState, Plan, RunApproval, RunState
 
 PLAN_FILE = "plan.json"
 EVENTS_FILE = "events.jsonl"
 STATE_FILE = "state.json"
+SIGNATURES_FILE = "plan.json.sig"  # the reviewers' signatures the plan was applied with
+APPROVAL_FILE = "approval.json"
+PLAN_LIMIT = 1024 * MiB  # a plan of 100k hosts is ~50 MB
+EVENTS_LIMIT = 1024 * MiB  # ~10 events of ~150 bytes per host: 150 MB at 100k hosts
 
 
 def new_run_id(plan: Plan, now: float) -> str:
@@ -93,24 +97,44 @@ class Journal:
         return self.state.run_id
 
     @classmethod
-    def create(cls, runs_root: Path, plan: Plan, clock: Callable[[], float] = time.time) -> Journal:
+    def create(
+        cls,
+        runs_root: Path,
+        plan: Plan,
+        clock: Callable[[], float] = time.time,
+        *,
+        approval: RunApproval | None = None,
+        signatures: bytes | None = None,
+    ) -> Journal:
         run_id = new_run_id(plan, clock())
         run_dir = runs_root / run_id
         run_dir.mkdir(parents=True, mode=0o700)
         write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2) + "\n", mode=0o600)
-        (run_dir / EVENTS_FILE).touch(mode=0o600)
+        if signatures is not None:
+            write_atomic(run_dir / SIGNATURES_FILE, signatures, mode=0o600)
+        approval = approval or RunApproval(plan_hash=plan.plan_hash)
+        write_atomic(run_dir / APPROVAL_FILE, approval.model_dump_json(indent=2), mode=0o600)
+        fd = os.open(run_dir / EVENTS_FILE, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
         journal = cls(run_dir, plan, initial_state(run_id, plan), clock)
         journal._save_state()
         return journal
 
     @classmethod
-    def open(cls, run_dir: Path, clock: Callable[[], float] = time.time) -> Journal:
-        """Open an existing run; the state is rebuilt from the events."""
+    def open(
+        cls, run_dir: Path, clock: Callable[[], float] = time.time, *, read_only: bool = False
+    ) -> Journal:
+        """Open an existing run; the state is rebuilt from the events. Run files are input:
+        read bounded and never through a symbolic link. `read_only` writes nothing (status)."""
         plan_path = run_dir / PLAN_FILE
+        for name in (PLAN_FILE, EVENTS_FILE, STATE_FILE, SIGNATURES_FILE, APPROVAL_FILE):
+            if (run_dir / name).is_symlink():
+                raise BadInput(f"{run_dir / name}: a symbolic link; run files are never followed")
         if not plan_path.is_file():
             raise BadInput(f"{run_dir}: not a run directory (no {PLAN_FILE})")
         try:
-            plan = Plan.model_validate_json(plan_path.read_bytes())
+            data = read_input(plan_path, PLAN_LIMIT, "run's plan", follow=False)
+            plan = Plan.model_validate_json(data)
         except ValidationError as error:
             raise BadInput(f"{plan_path}: unreadable plan ({error.error_count()} errors)") from None
         if plan.computed_hash() != plan.plan_hash:
@@ -118,13 +142,37 @@ class Journal:
                 f"{plan_path}: plan_hash does not match the plan's body: the run's copy of the "
                 "reviewed plan was edited; put the reviewed plan file back there"
             )
-        _end_with_newline(run_dir / EVENTS_FILE)
+        if plan.plan_id != plan.sealed().plan_id:
+            raise BadInput(f"{plan_path}: plan_id {plan.plan_id!r} does not match plan_hash")
+        if run_dir.resolve().name.split("-")[1:2] != [plan.plan_hash[:8]]:
+            raise BadInput(
+                f"{plan_path}: plan_hash {plan.plan_hash[:12]} is not the hash this run was "
+                f"started with (its id names {run_dir.resolve().name}): the plan was replaced"
+            )
+        if not read_only:
+            _end_with_newline(run_dir / EVENTS_FILE)
         events, problems = read_events(run_dir / EVENTS_FILE)
-        state = fold_all(initial_state(run_dir.name, plan), events)
+        state = fold_all(initial_state(run_dir.resolve().name, plan), events)
         journal = cls(run_dir, plan, state, clock)
         journal.problems = problems
-        journal._save_state()
+        if not read_only:
+            journal._save_state()
         return journal
+
+    @property
+    def signatures(self) -> Path:
+        return self.run_dir / SIGNATURES_FILE
+
+    def approval(self) -> RunApproval:
+        """How the run's plan was approved when it was applied (a run from before approvals
+        were recorded: by its hash alone)."""
+        path = self.run_dir / APPROVAL_FILE
+        if not path.exists():
+            return RunApproval(plan_hash=self.plan.plan_hash)
+        try:
+            return RunApproval.model_validate_json(read_input(path, MiB, "approval", follow=False))
+        except ValidationError:
+            raise BadInput(f"{path}: unreadable; put back the file apply wrote") from None
 
     def record(self, type_: str, **fields: object) -> Event:
         """Append one event (fsync'd), fold it into the state and save the state atomically."""
@@ -133,10 +181,12 @@ class Journal:
                 {"seq": self.state.last_seq + 1, "time": self._clock(), "type": type_, **fields}
             )
             line = event.model_dump_json(exclude_none=True) + "\n"
-            with (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(self.run_dir / EVENTS_FILE, _APPEND)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self.state = fold(self.state, event)
             self._save_state()
             return event
@@ -151,7 +201,7 @@ def read_events(path: Path) -> tuple[list[Event], list[str]]:
     problems: list[str] = []
     if not path.is_file():
         return events, [f"{path}: missing; no events recorded"]
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_input(path, EVENTS_LIMIT, "event log", follow=False).decode(errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -166,9 +216,15 @@ def _end_with_newline(path: Path) -> None:
     """After a crash mid-write, start the next event on a line of its own."""
     if not path.is_file() or path.stat().st_size == 0:
         return
-    with path.open("rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) != b"\n":
-            handle.write(b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, b"\n")
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# The event log is appended to without following a symbolic link put in its place.
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC

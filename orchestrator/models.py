@@ -7,14 +7,21 @@ default. The plan is what a reviewer approves: `plan_hash` covers its whole body
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# An image reference or a container name, never something docker would take as an option.
+IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+CONTAINER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_TIMEOUT = 86400.0  # seconds: a day
+MAX_BAKE = 7 * 86400.0  # seconds between waves: a week
+MAX_SYSCTL = 2**31 - 1  # pages; the kernel's default is 16384
 PIPE_USER_PAGES_SOFT_DEFAULT = 16384
 
 
@@ -99,16 +106,17 @@ class WaveOptions(Model):
     domain_key: str | None = None
     max_per_domain: str | None = None
     max_failures: str = "0"
-    bake_seconds: float = 0.0
-    pause_after: int | None = None
+    bake_seconds: float = Field(default=0.0, ge=0, le=MAX_BAKE, allow_inf_nan=False)
+    pause_after: int | None = Field(default=None, ge=0, le=1_000_000)
     seed: int | None = None
     limit: str | None = None
-    sysctl_target: int = PIPE_USER_PAGES_SOFT_DEFAULT
+    sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)
     verify_image: str | None = None  # else each host's runc_rollout_verify_image
     verify_command: str | None = None  # else each host's runc_rollout_verify_command, else true
-    verify_timeout: float = 60.0
+    verify_timeout: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    verify_exec_container: str | None = None  # else runc_rollout_verify_exec_container
     probe: bool = True  # the incident probe after the swap; off: the fix is NOT proven
-    probe_timeout: float = 20.0
+    probe_timeout: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,12 +166,24 @@ class VerifySpec(Model):
     else a minimal OCI bundle run by runc itself. Both with no-new-privileges. Then the incident
     probe (`orchestrator/probe.py`) as `probe_uid`, unless the plan turned it off."""
 
-    image: str | None = None
-    command: str = "true"
-    timeout_seconds: float = 60.0
+    image: str | None = Field(default=None, pattern=IMAGE_PATTERN)
+    command: str = "true"  # split into words as a shell would, on the controller
+    timeout_seconds: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    exec_container: str | None = Field(default=None, pattern=CONTAINER_PATTERN)
     probe: bool = True
     probe_uid: int = Field(default=DEFAULT_PROBE_UID, ge=1, le=MAX_UID)
-    probe_timeout_seconds: float = 20.0
+    probe_timeout_seconds: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+
+    @field_validator("command")
+    @classmethod
+    def _words(cls, command: str) -> str:
+        try:
+            words = shlex.split(command)
+        except ValueError as error:
+            raise ValueError(f"cannot be split into words: {error}") from None
+        if not words:
+            raise ValueError("is empty")
+        return command
 
 
 ProbeMethod = Literal["docker", "containerd", "bundle"]
@@ -245,6 +265,24 @@ class Plan(Model):
     @property
     def hosts(self) -> list[PlannedHost]:
         return [host for wave in self.waves for host in wave.hosts]
+
+
+class ApprovalPolicy(Model):
+    """What `apply` and `resume` demand of a plan beyond its own hash (`orchestrator.approval`):
+    the plan_hash a merge request recorded, and signatures of reviewers in `allowed_signers`."""
+
+    expect_hash: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    allowed_signers: str | None = None
+    required_signatures: int = Field(default=0, ge=0)
+
+
+class RunApproval(Model):
+    """`runs/<run-id>/approval.json`: how the run's plan was approved when it was applied; a
+    resume demands at least as much."""
+
+    plan_hash: str = Field(pattern=SHA256_PATTERN)
+    required_signatures: int = 0
+    signers: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,11 +403,23 @@ class RuncBinary(Model):
     package: str | None = None  # the dpkg/rpm package owning the file
     package_version: str | None = None
     free_bytes: int | None  # available to root in the file system of its directory
+    # Why it was not run (`--version`): someone other than root could have placed or changed it.
+    untrusted: str | None = None
 
     @property
     def file(self) -> str:
         """The file to swap: the symlink's target rather than the symlink."""
         return self.real_path or self.path
+
+    @property
+    def target_problem(self) -> str | None:
+        """Why this binary must not be swapped, if it must not: only a root-owned file that is
+        not group or world writable and answers `--version` as runc is one."""
+        if self.untrusted is not None:
+            return f"{self.file} is not trusted ({self.untrusted})"
+        if self.version is None:
+            return f"{self.file} does not answer --version as runc"
+        return None
 
 
 class Daemon(Model):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import ValidationError
 
 from orchestrator.errors import BadInput
 from orchestrator.memory import gc_paused
@@ -69,6 +72,7 @@ def _build_plan(
     if options.bake_seconds < 0:
         raise BadInput("--bake: must be 0 seconds or more")
 
+    check_domain_key("--domain-key", options.domain_key)
     selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
     skipped = [
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
@@ -143,6 +147,16 @@ def hosts_to_plan(inventory: Inventory, limit: str | None) -> dict[str, SshTarge
     }
 
 
+# Variables that hold credentials (ansible_password, ansible_become_pass, *_token...): their
+# values must never be copied into a plan or a report, e.g. as a failure domain's name.
+SECRET_VARIABLE = re.compile(r"pass|secret|token|vault|private_key|credential", re.IGNORECASE)
+
+
+def check_domain_key(option: str, key: str | None) -> None:
+    if key is not None and SECRET_VARIABLE.search(key):
+        raise BadInput(f"{option}: {key!r} names a secret; its values would be written out")
+
+
 def domain_of(host: InventoryHost, domain_key: str | None) -> str:
     if domain_key is None:
         return NO_DOMAIN_KEY
@@ -182,6 +196,13 @@ def _planned(
     }
 
 
+_VERIFY_SOURCES = {
+    "image": "--verify-image or runc_rollout_verify_image",
+    "command": "--verify-command or runc_rollout_verify_command",
+    "timeout_seconds": "--verify-timeout",
+    "exec_container": "--verify-exec-container or runc_rollout_verify_exec_container",
+    "probe_timeout_seconds": "--probe-timeout",
+}
 ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
 
 
@@ -191,6 +212,7 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
         options.verify_image or host.vars.get("runc_rollout_verify_image"),
         options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
         options.verify_timeout,
+        options.verify_exec_container or host.vars.get("runc_rollout_verify_exec_container"),
         _probe_settings(host, options),
     )
 
@@ -207,17 +229,30 @@ def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:
 
 
 @functools.lru_cache(maxsize=256)
-def verify_spec(image: object, command: object, timeout: float, probe: ProbeSettings) -> VerifySpec:
+def verify_spec(
+    image: object,
+    command: object,
+    timeout: float,
+    exec_container: object = None,
+    probe: ProbeSettings = (True, DEFAULT_PROBE_UID, 20.0),
+) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
     enabled, uid, probe_timeout = probe
-    return VerifySpec(
-        image=None if image is None else str(image),
-        command=str(command),
-        timeout_seconds=timeout,
-        probe=enabled,
-        probe_uid=uid,
-        probe_timeout_seconds=probe_timeout,
-    )
+    try:
+        return VerifySpec(
+            image=None if image in (None, "") else str(image),
+            command=str(command),
+            timeout_seconds=timeout,
+            exec_container=None if exec_container is None else str(exec_container),
+            probe=enabled,
+            probe_uid=uid,
+            probe_timeout_seconds=probe_timeout,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "verify"
+        value = repr(first["input"])[:80]
+        raise BadInput(f"{_VERIFY_SOURCES.get(field, field)}: {value}: {first['msg']}") from None
 
 
 def ssh_target(host: InventoryHost) -> SshTarget:
@@ -232,14 +267,20 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
         raise BadInput(f"host {host.name}: ansible_port {get('ansible_port')!r} is not a TCP port")
     key = get("ansible_ssh_private_key_file") or get("ansible_private_key_file")
     user = get("ansible_user") or get("ansible_ssh_user")
+    common, extra = str(get("ansible_ssh_common_args", "")), str(get("ansible_ssh_extra_args", ""))
+    try:
+        known_hosts = known_hosts_from_args(common, extra)
+    except ValueError as error:  # shlex: unbalanced quotes, a lone backslash
+        raise BadInput(
+            f"host {host.name}: ansible_ssh_common_args or ansible_ssh_extra_args cannot be "
+            f"split into words as ssh would ({error})"
+        ) from None
     return {
         "address": str(get("ansible_host") or get("ansible_ssh_host") or host.name),
         "port": port,
         "user": None if user is None else str(user),
         "private_key_file": None if key is None else str(key),
-        "known_hosts_file": known_hosts_from_args(
-            str(get("ansible_ssh_common_args", "")), str(get("ansible_ssh_extra_args", ""))
-        ),
+        "known_hosts_file": known_hosts,
         "become": _truthy(get("ansible_become", False)),
     }
 

@@ -24,6 +24,7 @@ _TIMEOUT = 987654321  # stands for "$TIMEOUT" where a step bakes a timeout into 
 _TIMEOUT_TEXT = str(_TIMEOUT)
 _NONCE = "0" * 16
 _PARAM = re.compile(r"^([A-Z_]+)=@\1@\n", re.MULTILINE)
+_ARGV = "set -- @COMMAND@\n"
 
 
 def _sentinel(name: str) -> str:
@@ -34,6 +35,9 @@ def _from_environment(name: str, script: str) -> str:
     """`script` with its `KEY=@KEY@` parameter lines removed (`set -u` makes them required)."""
     params = _PARAM.findall(script)
     body = _PARAM.sub("", script)
+    if _ARGV in body:  # the verification command: its words are the file's arguments
+        body = body.replace(_ARGV, "")
+        params.append("the command's words as arguments")
     if _TIMEOUT_TEXT in body:
         params.append("TIMEOUT")
         body = body.replace(_TIMEOUT_TEXT, '"$TIMEOUT"')
@@ -62,7 +66,9 @@ _STEPS: dict[str, Callable[[], hostside.HostCommand]] = {
     "verify-docker.sh": lambda: hostside.verify_docker(
         _sentinel("RUN_ID"), _sentinel("IMAGE"), _sentinel("COMMAND"), _TIMEOUT
     ),
-    "verify-exec.sh": lambda: hostside.verify_exec(_sentinel("COMMAND"), _TIMEOUT),
+    "verify-exec.sh": lambda: hostside.verify_exec(
+        _sentinel("COMMAND"), _TIMEOUT, _sentinel("CONTAINER")
+    ),
     "verify-runc.sh": lambda: hostside.verify_runc_bundle(
         _sentinel("TARGET"), _sentinel("RUN_ID"), _TIMEOUT
     ),
@@ -70,15 +76,13 @@ _STEPS: dict[str, Callable[[], hostside.HostCommand]] = {
 
 
 def _per_file(name: str, command: hostside.HostCommand, params: str) -> str:
-    """A step rendered for the one file "@FILE@", as a loop over the files given as arguments."""
-    script = command.script.replace("file=@FILE@", "file=$f").replace("@FILE@", '"$f"')
-    lines = script.splitlines()
-    per_file = [index for index, line in enumerate(lines) if re.search(r"\$f\b", line)]
-    if not per_file:
-        raise ValueError(f"{name}: no line for the file")
-    first, last = per_file[0], per_file[-1]
-    body = ["    " + line for line in lines[first : last + 1]]
-    lines[first : last + 1] = ['for f in "$@"; do', *body, "done"]
+    """A file step for the files given as the script's arguments: its `set -- FILES` line
+    (the files quoted into it) removed."""
+    lines = command.script.splitlines()
+    sets = [index for index, line in enumerate(lines) if line.startswith("set -- ")]
+    if len(sets) != 1:
+        raise ValueError(f"{name}: not one `set --` line for the files")
+    del lines[sets[0]]
     return _header(name, params) + "\n".join(lines) + "\n"
 
 
@@ -108,6 +112,11 @@ def rendered_files() -> dict[str, str]:
     files["set-sysctl.sh"] = _set_sysctl()
     files["backup-files.sh"] = _per_file(
         "backup-files.sh", hostside.backup_files(["@FILE@"]), "the files to keep as arguments"
+    )
+    files["restore-files.sh"] = _per_file(
+        "restore-files.sh",
+        hostside.restore_files([("@FILE@", "@BEFORE@", "@AFTER@")]),
+        "for each file its path, sha256 before and sha256 after (or empty), as arguments",
     )
     facts = facts_script(_NONCE)
     if facts.count(f"N={_NONCE}\n") != 1:

@@ -8,6 +8,7 @@ from typing import TextIO
 from rich.console import Console
 
 from orchestrator.models import Event, RunState
+from orchestrator.textsafe import markup_safe, terminal_safe
 
 _STYLE = {"done": "green", "noop": "cyan", "failed": "red", "unreachable": "red", "drift": "yellow"}
 
@@ -29,26 +30,26 @@ class ProgressPrinter:
             self.console.print(line)
 
     def describe(self, event: Event) -> str | None:
+        """The event as rich markup; what hosts said (names, messages) shown, never obeyed."""
+        host, message = markup_safe(event.host or ""), markup_safe(event.message or "")
         if event.type == "host.phase":
-            return f"  {event.host}: {event.phase}"
+            return f"  {host}: {event.phase}"
         if event.type == "host.finished":
             status = event.status or "?"
             self.totals[status] = self.totals.get(status, 0) + 1
             style = _STYLE.get(status, "white")
-            detail = f": {event.message}" if event.message else ""
-            return f"  [{style}]{event.host}: {status}[/]{detail}"
+            detail = f": {message}" if event.message else ""
+            return f"  [{style}]{host}: {status}[/]{detail}"
         if event.type in ("wave.started", "wave.finished"):
             verb = event.type.split(".")[1]
-            return f"[bold]wave {event.wave} {verb}[/]" + (
-                f": {event.message}" if event.message else ""
-            )
+            return f"[bold]wave {event.wave} {verb}[/]" + (f": {message}" if event.message else "")
         if event.type.startswith("run."):
             counts = ", ".join(f"{count} {status}" for status, count in sorted(self.totals.items()))
             text = f"[bold]run {event.type.split('.')[1]}[/]"
             if event.status:
                 text += f" ({event.status})"
             if event.message:
-                text += f": {event.message}"
+                text += f": {message}"
             return text + (f" [{counts}]" if counts and event.type != "run.started" else "")
         return None
 
@@ -59,8 +60,9 @@ def status_text(state: RunState) -> str:
         f"run {state.run_id} plan {state.plan_id}: {state.status}, next wave {state.next_wave}"
     ]
     for name, host in sorted(state.hosts.items(), key=lambda item: (item[1].wave, item[0])):
-        runc = (host.runc_sha256 or "-")[:12]
-        message = f"  {host.message}" if host.message else ""
+        runc = terminal_safe((host.runc_sha256 or "-")[:12])
+        message = f"  {terminal_safe(host.message)}" if host.message else ""
+        name = terminal_safe(name)
         row = f"wave {host.wave:<3} {name:<24} {host.status:<12} {host.phase:<16} runc {runc}"
         lines.append(f"  {row}{message}")
         if host.probe is not None:

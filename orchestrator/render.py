@@ -46,6 +46,18 @@ def _domain_cells(wave: Wave, domains: Iterable[str]) -> list[str]:
     return [str(wave.domains.get(domain, 0) or "") for domain in domains]
 
 
+UNKNOWN_TARGET = "(chosen on the host at apply: plan without --gather)"
+
+
+def _targets(plan: Plan) -> list[tuple[str, list[str]]]:
+    """Each file to be swapped (the plan's "before"), and the hosts that have it."""
+    targets: dict[str, list[str]] = {}
+    for host in plan.hosts:
+        path = host.before.runc_path if host.before is not None else UNKNOWN_TARGET
+        targets.setdefault(path, []).append(host.name)
+    return list(targets.items())
+
+
 def plan_markdown(plan: Plan) -> str:
     opts = plan.options
     swaps = sum(1 for host in plan.hosts if host.action == "swap")
@@ -98,6 +110,8 @@ def plan_markdown(plan: Plan) -> str:
             for host in wave.hosts
         )
         out.append(f"- wave {wave.index}: {names}")
+    out += ["", "### The runc each host gets swapped", ""]
+    out += [f"- `{path}`: {', '.join(f'`{n}`' for n in names)}" for path, names in _targets(plan)]
     out += ["", "## Steps on each host", ""]
     out += [f"{number}. {step}" for number, step in enumerate(HOST_STEPS, 1)]
     out += [
@@ -160,6 +174,8 @@ def plan_table(plan: Plan, width: int = 120) -> str:
             wave.note or "",
         )
     console.print(table)
+    for path, names in _targets(plan):
+        console.print(f"target {path}: {_plural(len(names), 'host')}", markup=False)
     for item in plan.skipped:
         console.print(f"held back: {item.name}: {item.reason}")
     for note in plan.notes:

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import struct
@@ -1053,6 +1054,94 @@ def untouched(bench: Bench, plan_path: Path, baseline: Mapping[str, HostSnapshot
     ]
 
 
+def hostile_host(bench: Bench, rng: random.Random) -> list[str]:
+    """A compromised node: a root "dockerd" running from a world-writable directory that is
+    first on its PATH, with a `runc` there; then a daemon.json whose runtime path is an Ansible
+    template. Nothing may run (markers), the first host is held back, and the template reaches
+    the Ansible backend only as data; the host ends as it began."""
+    host = rng.choice(bench.light)
+    bench.reset([host])
+    host_dir = bench.fleet.state_dir / "hosts" / host
+    scratch = bench.scratch("hostile")
+    open_dir = Path(tempfile.mkdtemp(prefix="rr-hostile-", dir="/tmp"))  # shared with the host
+    open_dir.chmod(0o1777)
+    ran = open_dir / "ran"
+    evil = open_dir / "runc"
+    evil.write_text(f"#!/bin/sh\ntouch {ran}\necho 'runc version 9.9.9'\n")
+    evil.chmod(0o755)
+    shutil.copy("/bin/sleep", open_dir / "dockerd")
+    problems: list[str] = []
+    pid = int(
+        in_host(
+            bench.fleet,
+            host,
+            f"(exec env PATH={open_dir}:/usr/bin {open_dir}/dockerd 300 </dev/null >/dev/null "
+            "2>&1 &) ; sleep 0.3; pgrep -n -f " + shlex.quote(f"{open_dir}/dockerd"),
+        ).split()[-1]
+    )
+    templated = scratch / "templated"
+    try:
+        plan_path = scratch / "held.json"
+        result = bench.cli(
+            "plan", "-i", bench.fleet.inventory, "--runc", bench.artifact,
+            "--sha256", sha256_file(bench.artifact), "--gather", "--limit", host,
+            "-o", plan_path, "--format", "json",
+        )  # fmt: skip
+        no_traceback(result, problems)
+        expect_code("plan of a host whose runc anyone could have placed", result, [2], problems)
+        expect(not plan_path.exists(), "a plan was written for the host anyway", problems)
+        result = bench.cli(
+            "facts", "-i", bench.fleet.inventory, "--limit", host, "--format", "json"
+        )
+        runc = json.loads(result.stdout)["hosts"][host]["runc"] if result.code == 0 else None
+        expect(
+            runc is not None and "writable by others" in str(runc["untrusted"]),
+            f"{host}'s runc not reported untrusted: {runc}",
+            problems,
+        )
+        expect(not ran.exists(), "an untrusted binary was run by facts", problems)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # started by this trial, killed by its PID
+    # A runtime path that is an Ansible template: a real runc, in a directory only root owns.
+    template = "{{lookup('pipe','touch${IFS}" + str(templated) + "')}}"
+    nested = host_dir / "usr-local-sbin" / template.lstrip("/")
+    nested.mkdir(parents=True)
+    shutil.copy(host_dir / "usr-local-sbin" / "runc", nested / "runc")
+    config = host_dir / "etc-docker" / "daemon.json"
+    config.parent.mkdir(exist_ok=True)
+    hostile_path = f"/usr/local/sbin/{template}/runc"
+    config.write_text(
+        json.dumps({"default-runtime": "x", "runtimes": {"x": {"path": hostile_path}}})
+    )
+    try:
+        plan_path = scratch / "plan.json"
+        result = bench.cli(
+            "plan", "-i", bench.fleet.inventory, "--runc", bench.artifact,
+            "--sha256", sha256_file(bench.artifact), "--gather", "--limit", host,
+            "-o", plan_path,
+        )  # fmt: skip
+        if result.code != 0:
+            raise SetupFailed(f"plan failed ({result.code}): {result.stderr.strip()[-300:]}")
+        before = json.loads(plan_path.read_text())["waves"][0]["hosts"][0]["before"]
+        expect(before["runc_path"] == hostile_path, f"before: {before}", problems)
+        result = bench.cli(
+            "apply", plan_path, "--yes", "--runs-dir", scratch / "runs", "--executor", "ansible"
+        )
+        no_traceback(result, problems)
+        expect_code("apply --executor ansible", result, [0], problems)
+        expect(not templated.exists(), "a host-reported value was templated", problems)
+        result = bench.cli("rollback", only_run(scratch / "runs"), "--yes")
+        expect_code("rollback", result, [0], problems)
+        expect(not templated.exists(), "a host-reported value was templated", problems)
+    finally:
+        config.unlink()
+        shutil.rmtree(host_dir / "usr-local-sbin" / template.split("/")[0], ignore_errors=True)
+        shutil.rmtree(open_dir, ignore_errors=True)
+        bench.reset([host])
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # The table of trials
 
@@ -1184,6 +1273,7 @@ TRIALS: tuple[Trial, ...] = (
     Trial("run dir and host store private", private_modes, 1, 1),
     Trial("artifact without matching sha256", artifact_refused, 1, 1),
     Trial("plan edited after review", edited_plan_refused, 1, 1),
+    Trial("hostile host: untrusted binaries, templated runtime path", hostile_host, 2, 1),
 )
 
 

@@ -4,8 +4,10 @@ the job's inventory and environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,16 @@ import pytest
 import yaml
 
 from orchestrator import hostside
-from orchestrator.ansible_backend import HostEvents, host_vars, kept_environment, plan_inventory
+from orchestrator.ansible_backend import (
+    HostEvents,
+    host_vars,
+    kept_environment,
+    plan_inventory,
+    upgrade_extravars,
+)
 from orchestrator.facts import SYSTEMD_DEFAULT_PATH, parse_facts
 from orchestrator.hostops import HostOutcome
-from orchestrator.models import HostPhase, SshTarget
+from orchestrator.models import HostBefore, HostPhase, SshTarget, VerifySpec
 from orchestrator.playbook_files import FILES_DIR, PLAYBOOK_DIR, rendered_files
 from tests.test_facts_parse import (
     DEBIAN_HOST,
@@ -169,6 +177,7 @@ def _expected(text: str) -> dict[str, Any]:
             "sha256": runc.sha256,
             "version": runc.version,
             "free_bytes": runc.free_bytes,
+            "untrusted": runc.untrusted,
         },
         "runc_source": facts.runc_source,
         "sysctl_runtime": facts.sysctl_runtime,
@@ -329,9 +338,11 @@ def test_inventory_checks_host_keys_and_carries_the_plan() -> None:
     inventory = plan_inventory(plan, Path("/etc/kh"))
     hosts = inventory["all"]["hosts"]
     assert set(hosts) == {"h1", "h2", "h3"}
-    assert "-o StrictHostKeyChecking=yes" in hosts["h1"]["ansible_ssh_common_args"]
-    assert "UserKnownHostsFile=/etc/kh" in hosts["h1"]["ansible_ssh_common_args"]
-    assert hosts["h1"]["ansible_user"] == "root" and hosts["h1"]["ansible_become"] is False
+    common = hosts["h1"]["ansible_ssh_common_args"]["__ansible_unsafe"]
+    assert "-o StrictHostKeyChecking=yes" in common
+    assert "UserKnownHostsFile=/etc/kh" in common
+    assert hosts["h1"]["ansible_user"] == {"__ansible_unsafe": "root"}
+    assert hosts["h1"]["ansible_become"] is False
     target = SshTarget(
         address="10.0.0.1", port=2222, user="ops", known_hosts_file="/k", become=True
     )
@@ -376,3 +387,71 @@ def test_ansible_lint_passes() -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+HOSTILE = "/x/{{ lookup('pipe', 'touch MARK') }}/runc"
+
+
+def test_nothing_from_a_host_or_a_plan_is_templated_by_ansible(tmp_path: Path) -> None:
+    """Hostile values in every field the backend writes (inventory and extra vars), read by
+    Ansible itself and templated the way a playbook would: the pipe lookup never runs."""
+    mark = tmp_path / "templated"
+    hostile = HOSTILE.replace("MARK", str(mark))
+    plan = small_plan()
+    ssh = SshTarget(
+        address=hostile,
+        user=hostile,
+        private_key_file=hostile,
+        known_hosts_file=hostile,
+    )
+    host = dataclasses.replace(
+        plan.waves[0].hosts[0],
+        ssh=ssh,
+        verify=VerifySpec(image="lab/busybox", command=hostile, exec_container="keepalive"),
+        before=HostBefore(runc_path=hostile, runc_sha256="b" * 64),
+    )
+    wave = plan.waves[0].model_copy(update={"hosts": [host]})
+    plan = plan.model_copy(
+        update={
+            "waves": [wave],
+            "artifact": plan.artifact.model_copy(update={"path": hostile, "version": hostile}),
+        }
+    ).sealed()
+    inventory = plan_inventory(plan, None)
+    inventory["all"]["hosts"]["h1"]["ansible_connection"] = "local"
+    (tmp_path / "hosts.json").write_text(json.dumps(inventory))  # as ansible-runner writes it
+    extravars = upgrade_extravars(plan, hostile)
+    play = {
+        "hosts": "all",
+        "gather_facts": False,
+        "tasks": [
+            {"ansible.builtin.debug": {"msg": "{{ hostvars[inventory_hostname] | to_json }}"}},
+            *[{"ansible.builtin.debug": {"msg": f"{{{{ {name} }}}}"}} for name in extravars],
+        ],
+    }
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([play]))
+    done = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", "hosts.json", "play.yml", "-e", json.dumps(extravars)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert hostile in done.stdout
+    assert not mark.exists()
+
+
+def test_ssh_arguments_keep_their_quoting_for_ansible() -> None:
+    """A known_hosts path with spaces stays one argument; one carrying an option adds none."""
+    for known in ("/etc/my hosts", r"/x -o ProxyCommand=touch\ /tmp/pwned"):
+        common = host_vars(SshTarget(address="h", known_hosts_file=known), None)
+        words = shlex.split(common["ansible_ssh_common_args"])
+        assert words == [
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ]

@@ -126,6 +126,10 @@ def test_apply_status_and_rollback(
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "completed"
     assert {h["status"] for h in state["hosts"].values()} == {"done"}
+    for host in lab.full_hosts:  # the outcome names the container docker exec proved it in
+        assert (
+            state["hosts"][host.name]["message"] == "docker exec checked in container lab-keepalive"
+        )
     assert main(["status", run_dir.name, "--runs-dir", str(runs)]) == ExitCode.OK
 
     # Roll back one host from the journal; then another from its own record alone.

@@ -28,6 +28,9 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "lab up": (["--state-dir"], ["--hosts", "four"]),
     "lab status": (["--state-dir"], ["surplus"]),
     "lab down": (["--inventory"], ["surplus"]),
+    "lab build-runc": (["--no-such-value"], ["surplus"]),
+    "sign": (["plan.json"], ["plan.json", "--key"]),
+    "verify-plan": ([], ["plan.json", "--required-signatures", "some"]),
 }  # fmt: skip
 
 

@@ -70,6 +70,7 @@ path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 @@{NONCE}@@ binary /usr/sbin/runc
 real=/usr/sbin/runc
 executable=1
+trusted=1
 version_exit=0
 size=8752456
 sha256={DEBIAN_SHA}
@@ -169,6 +170,7 @@ path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 @@0123456789abcdef@@ binary /usr/local/sbin/runc
 real=/usr/local/sbin/runc
 executable=1
+trusted=1
 version_exit=0
 size=409
 sha256=4406539868bc4ad8b82d3bc1803aa0d049fc5a0f05c9e1a383e3459edd20b39c
@@ -184,6 +186,7 @@ libseccomp: 2.5.1
 @@0123456789abcdef@@ binary /usr/sbin/runc
 real=/usr/sbin/runc
 executable=1
+trusted=1
 version_exit=0
 size=8752456
 sha256=9a87d5bcdd630ec420ec56a6c21b70aa6960edcefe1cf4bb181cee290bdd6b98
@@ -245,7 +248,8 @@ def binary(
     path: str, sha256: str, version_output: str, real: str | None = None
 ) -> list[tuple[str, str]]:
     body = (
-        f"real={real or path}\nexecutable=1\nversion_exit=0\nsize=9000000\nsha256={sha256}\n"
+        f"real={real or path}\nexecutable=1\ntrusted=1\nversion_exit=0\nsize=9000000\n"
+        f"sha256={sha256}\n"
         "df=/dev/sda1 1000 500 400 56% /\n"
     )
     return [(f"binary {path}", body), (f"version {path}", version_output + "\n")]
@@ -666,8 +670,28 @@ def test_before_from_a_saved_report(tmp_path: Path) -> None:
 
 
 def test_a_bad_facts_file_is_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="cannot read facts file"):
+    with pytest.raises(BadInput, match="no such facts file"):
         read_facts_report(tmp_path / "missing.json")
     (tmp_path / "plan.json").write_text('{"plan_id": "x"}')
-    with pytest.raises(BadInput, match=r"is not a facts report: (hosts|plan_id): "):
+    with pytest.raises(BadInput, match=r"is not a facts report: (plan_id: Extra|hosts: Field)"):
         read_facts_report(tmp_path / "plan.json")
+
+
+def test_foreign_daemons_and_untrusted_binaries_are_reported_not_used() -> None:
+    text = output(
+        ("foreign 4242", "comm=dockerd\nwhy=owner uid 1000, not root\n"),
+        ("runtime-path", "source=default\npath=/tmp/x:/usr/sbin\n"),
+        (
+            "binary /tmp/x/runc",
+            "real=/tmp/x/runc\nexecutable=1\nuntrusted=/tmp/x is writable by others\n"
+            f"version_exit=\nsize=10\nsha256={RC93_SHA}\n",
+        ),
+        ("version /tmp/x/runc", "not run: /tmp/x is writable by others\n"),
+    )
+    facts = parse_facts("h", text)
+    assert facts.dockerd is None
+    assert "ignored dockerd PID 4242: owner uid 1000, not root" in facts.warnings
+    assert facts.runc is not None and facts.runc.version is None
+    assert facts.runc.target_problem == "/tmp/x/runc is not trusted (/tmp/x is writable by others)"
+    with pytest.raises(FactsError, match="is not trusted"):
+        facts_to_before(facts)

@@ -1,6 +1,7 @@
 """Bad input never ends in a traceback: random inventories, host patterns, wave specs, plan files
-and run directories through `orchestrator.cli.main`, which must either accept them (exit 0) or
-refuse them with exit 2 and one clear error line. No lab, no host is ever contacted: plans are
+(also edited and re-sealed), facts files, hostile facts output and run directories through
+`orchestrator.cli.main`, which must either accept them (exit 0) or refuse them with exit 2 and
+one clear error line. No lab, no host is ever contacted: plans are
 made without --gather, and apply only gets plan files that fail their checks."""
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from hypothesis import strategies as st
 
 from orchestrator.artifact import sha256_file
 from orchestrator.cli import main
-from orchestrator.errors import ExitCode
+from orchestrator.errors import ExitCode, FactsError
+from orchestrator.facts import facts_json, facts_table, facts_to_before, parse_facts
 from orchestrator.models import Plan
+from tests.test_facts_parse import FULL_HOST
 
 FUZZ = settings(
     max_examples=60,
@@ -245,9 +248,13 @@ def test_plan_path_that_is_no_file(workdir: Path) -> None:
 def test_random_run_directories(workdir: Path, events: list[str], state: str | None) -> None:
     """`status` of a run whose event log and state file hold anything: the events it cannot
     read are reported, never fatal."""
-    run_dir = Path(tempfile.mkdtemp(dir=workdir))
+    plan = _good_plan(workdir)
+    # A run's id names its plan's hash (Journal.open checks it).
+    run_dir = Path(
+        tempfile.mkdtemp(dir=workdir, prefix=f"20260101T000000Z-{plan['plan_hash'][:8]}-")
+    )
     try:
-        (run_dir / "plan.json").write_text(json.dumps(_good_plan(workdir)))
+        (run_dir / "plan.json").write_text(json.dumps(plan))
         (run_dir / "events.jsonl").write_text("\n".join(events))
         if state is not None:
             (run_dir / "state.json").write_text(state)
@@ -255,3 +262,106 @@ def test_random_run_directories(workdir: Path, events: list[str], state: str | N
         assert_clean(code, stderr, accept=(0,))
     finally:
         shutil.rmtree(run_dir)
+
+
+hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+plan_edits = st.one_of(
+    st.tuples(st.just(["artifact", "path"]), st.text(min_size=1, max_size=20)),
+    st.tuples(st.just(["artifact", "sha256"]), hex64),
+    st.tuples(st.just(["options", "sysctl_target"]), st.integers(0, 2**31 - 1)),
+    st.tuples(st.just(["options", "bake_seconds"]), st.floats(0, 1000)),
+    st.tuples(st.just(["waves", 0, "hosts", 0, "ssh", "address"]), st.text(max_size=20)),
+    st.tuples(st.just(["waves", 0, "hosts", 0, "ssh", "user"]), st.text(max_size=20)),
+    st.tuples(
+        st.just(["waves", 1, "hosts", 0, "verify", "command"]),
+        st.sampled_from(["id", "sh -c 'touch /tmp/x'", "true; id"]),
+    ),
+    st.tuples(st.just(["waves", 0, "max_failures"]), st.integers(0, 9)),
+)
+
+
+@FUZZ
+@given(edit=plan_edits)
+def test_random_resealed_plans_are_refused_by_the_approved_hash(
+    workdir: Path, edit: tuple[list[Any], Any]
+) -> None:
+    """A plan edited anywhere and re-sealed (its hash recomputed) is a valid plan: only the
+    approval tells it apart, and `apply --expect-hash` of the reviewed plan refuses it."""
+    good = _good_plan(workdir)
+    where, value = edit
+    edited = Plan.model_validate_json(json.dumps(_mutate(good, where, value))).sealed()
+    assume(edited.plan_hash != good["plan_hash"])
+    plan = workdir / "resealed-plan.json"
+    plan.write_text(edited.model_dump_json())
+    runs = Path(tempfile.mkdtemp(dir=workdir)) / "runs"
+    args = ["apply", str(plan), "--yes", "--runs-dir", str(runs), "--expect-hash"]
+    code, stderr = run([*args, good["plan_hash"]])
+    assert_clean(code, stderr, accept=(2,))
+    assert "not the approved" in stderr
+    assert not runs.exists(), "a run was started"
+
+
+def _good_facts(workdir: Path) -> dict[str, Any]:
+    facts = parse_facts("node-a1", FULL_HOST)
+    data: dict[str, Any] = json.loads(facts_json({"node-a1": facts, "node-a2": facts}))
+    return data
+
+
+@FUZZ
+@given(
+    where=st.lists(st.one_of(st.integers(0, 50), names), max_size=6),
+    value=yaml_data,
+    cut=st.one_of(st.none(), st.integers(0, 5000)),
+    raw=st.one_of(st.none(), st.binary(max_size=300)),
+)
+def test_random_facts_files(
+    workdir: Path, where: list[Any], value: Any, cut: int | None, raw: bytes | None
+) -> None:
+    """`plan --facts FILE` with a facts report edited anywhere, cut short, or noise."""
+    facts = workdir / "fuzzed-facts.json"
+    data = raw if raw is not None else json.dumps(_mutate(_good_facts(workdir), where, value))
+    if isinstance(data, str) and cut is not None:
+        data = data[:cut]
+    facts.write_bytes(data.encode() if isinstance(data, str) else data)
+    assert_clean(*run(plan_args(workdir, workdir / "hosts.ini", "--facts", str(facts))))
+
+
+SECTIONS = ["host", "proc 1", "foreign 2", "file docker /etc/docker/daemon.json", "runtime-path",
+            "binary /usr/sbin/runc", "version /usr/sbin/runc", "alias /bin/runc", "sysctl-runtime",
+            "sysctl-files", "sysctl-lines", "record", "end"]  # fmt: skip
+
+
+@FUZZ
+@given(
+    sections=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(SECTIONS), st.text(max_size=20)),
+            st.one_of(
+                st.text(max_size=80),
+                st.lists(
+                    st.tuples(
+                        st.sampled_from(
+                            ["stat", "comm", "path", "real", "sha256", "df", "trusted", "why"]
+                        ),
+                        st.text(max_size=30),
+                    ),
+                    max_size=5,
+                ).map(lambda pairs: "".join(f"{k}={v}\n" for k, v in pairs)),
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_hostile_facts_output_is_parsed_or_refused(sections: list[tuple[str, str]]) -> None:
+    """Whatever a compromised host prints as facts: `HostFacts` or a `FactsError`."""
+    nonce = "0123456789abcdef"
+    text = f"runc-rollout-facts 1 {nonce}\n" + "".join(
+        f"\n@@{nonce}@@ {header}\n{body}" for header, body in sections
+    )
+    try:
+        facts = parse_facts("h", text)
+    except FactsError:
+        return
+    with contextlib.suppress(FactsError):
+        facts_to_before(facts)
+    facts_table({"h": facts})

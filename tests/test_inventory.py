@@ -24,7 +24,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import InventoryError
+from orchestrator.errors import BadInput, InventoryError
 from orchestrator.inventory import (
     EncryptedValue,
     _fast_yaml,
@@ -35,7 +35,8 @@ from orchestrator.inventory import (
     load_inventory,
     parse_address,
 )
-from orchestrator.models import Inventory
+from orchestrator.models import Artifact, Inventory, WaveOptions
+from orchestrator.planner import build_plan
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "inventories"
@@ -820,12 +821,11 @@ def test_fast_yaml_round_trips_like_pyyaml(data: Any, flow: bool | None) -> None
         ),
         (
             "host_var_without_value.ini",
-            r"host_var_without_value\.ini:3: expected key=value host variable assignment, "
-            r"got 'ansible_user'",
+            r"host_var_without_value\.ini:3: expected key=value host variable assignments",
         ),
         (
             "unclosed_quote.ini",
-            r"unclosed_quote\.ini:2: cannot parse host definition .*No closing quotation",
+            r"unclosed_quote\.ini:2: cannot parse the host definition: No closing quotation",
         ),
         (
             "cycle.ini",
@@ -882,3 +882,26 @@ def test_empty_directory_is_an_error(tmp_path: Path) -> None:
 def test_no_sources_is_an_error() -> None:
     with pytest.raises(InventoryError, match="no inventory source"):
         load_inventory([])
+
+
+def test_errors_never_echo_inventory_lines_or_values(tmp_path: Path) -> None:
+    """A password on a line that cannot be parsed stays out of the message (and so out of
+    logs and CI output); a failure domain named by a secret variable is refused."""
+    secret = "hunter2-s3cr3t"
+    cases = {
+        "quote.ini": f'h1 ansible_password="{secret}\n',
+        "word.ini": f"h1 {secret}\n",
+        "vars.ini": f"[all:vars]\n{secret}\n",
+        "children.ini": f"[g:children]\n{secret} x\n",
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InventoryError) as caught:
+            load_inventory([tmp_path / name])
+        assert secret not in str(caught.value), name
+    (tmp_path / "ok.ini").write_text(f"h1 ansible_become_password={secret}\n")
+    inventory = load_inventory([tmp_path / "ok.ini"])
+    artifact = Artifact(path="/x", sha256="a" * 64, size=1)
+    for key in ("ansible_become_password", "ansible_ssh_pass", "api_token"):
+        with pytest.raises(BadInput, match="names a secret"):
+            build_plan(inventory, artifact, WaveOptions(domain_key=key))

@@ -39,7 +39,7 @@ def test_plan_json_follows_the_contract(
     out = tmp_path / "plan.json"
     args = plan_args(artifact, out, "--domain-key", "zone", "--max-per-domain", "3",
                      "--waves", "1,10%,50%", "--max-failures", "10%",
-                     "--format", "json")  # fmt: skip
+                     "--format", "json", "--run-artifact")  # fmt: skip
     assert main(args) == ExitCode.OK
     printed = capsys.readouterr().out
     body = json.loads(out.read_text())

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import paramiko
 
@@ -43,6 +43,7 @@ PARAMIKO_LOG = "orchestrator.executor.ssh.paramiko"
 logging.getLogger(PARAMIKO_LOG).addHandler(logging.NullHandler())
 KILL_GRACE = 5.0  # seconds the client waits beyond a timeout for the host to kill the command
 _READ_SIZE = 65536
+MAX_OUTPUT = 64 << 20  # bytes of stdout and stderr one command may send back
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -95,7 +96,9 @@ class SshSession:
         transport = self._client.get_transport()
         return transport is not None and transport.is_active()
 
-    def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
+    def run(
+        self, command: str, *, timeout: float, stdin: bytes | BinaryIO | None = None
+    ) -> CommandResult:
         if timeout <= 0:
             raise ValueError("timeout must be positive")  # `timeout 0` would never kill
         started = time.monotonic()
@@ -111,7 +114,7 @@ class SshSession:
             if stdin:
                 channel.settimeout(max(deadline - time.monotonic(), 0.001))
                 try:
-                    channel.sendall(stdin)
+                    _send(channel, stdin)
                 except OSError:
                     if not channel.closed:  # else the command ended without reading it all
                         raise
@@ -177,7 +180,8 @@ class SshSession:
         """Stream the file through `cat`: for sudo (SFTP runs as the login user, who cannot
         write root's files) and for hosts whose sshd has no SFTP subsystem."""
         script = f'set -- {shlex.quote(remote)}\numask 077 && cat > "$1" && chmod {mode:o} "$1"'
-        result = self.run(script, timeout=self._io_timeout, stdin=local.read_bytes())
+        with local.open("rb") as source:  # streamed: never the whole artifact in memory
+            result = self.run(script, timeout=self._io_timeout, stdin=source)
         if not result.ok:
             raise ExecutorError(
                 self._host, self._address, f"cannot write {remote}: {result.stderr.strip()}"
@@ -208,16 +212,31 @@ class SshSession:
         return ConnectionLost(self._host, self._address, message)
 
 
+def _send(channel: paramiko.Channel, stdin: bytes | BinaryIO) -> None:
+    if isinstance(stdin, bytes):
+        channel.sendall(stdin)
+        return
+    while chunk := stdin.read(_READ_SIZE * 32):
+        channel.sendall(chunk)
+
+
 def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
-    """Read stdout and stderr until EOF and the exit status; TimeoutError at `deadline`."""
+    """Read stdout and stderr until EOF and the exit status; TimeoutError at `deadline`.
+    A host is untrusted: more than `MAX_OUTPUT` bytes of output ends the command (EOFError)."""
     stdout: list[bytes] = []
     stderr: list[bytes] = []
+    received = 0
 
     def drain() -> None:
+        nonlocal received
         while channel.recv_ready():
             stdout.append(channel.recv(_READ_SIZE))
+            received += len(stdout[-1])
         while channel.recv_stderr_ready():
             stderr.append(channel.recv_stderr(_READ_SIZE))
+            received += len(stderr[-1])
+        if received > MAX_OUTPUT:
+            raise EOFError(f"the host sent more than {MAX_OUTPUT >> 20} MiB of output")
 
     poller = select.poll()  # not select(): descriptors above 1024 with many hosts
     poller.register(channel.fileno(), select.POLLIN)

@@ -15,6 +15,31 @@ ours() {
     [ "$self_ns" = "$init_ns" ] && return 0
     [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
 }
+# A daemon is the host's own when it runs in this session's mount namespace (not inside a
+# container: those are skipped) as root (another user's is reported: prints why).
+foreign() {
+    uids=
+    while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
+    [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
+    return 1
+}
+# A file only root could have placed or changed: the file (after symlinks) and every directory
+# above it, and above the name it was found by, owned by root and not group or world writable.
+# Prints why not, if not. Nothing is ever executed unless this says nothing.
+untrusted() {
+    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
+    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    for top in "$f" "$dir"; do
+        while :; do
+            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
+            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
+            [ "$top" != / ] || break
+            top=${top%/*} && top=${top:-/}
+        done
+    done
+    return 1
+}
 
 sec host
 kv arch "$(uname -m)"
@@ -38,7 +63,12 @@ for d in /proc/[0-9]*; do
     { read -r stat < "$d/stat"; } 2>/dev/null
     [ -n "$stat" ] || continue
     set -f; set -- ${stat##*") "}; set +f
-    if [ "$kind" = runc ]; then ours "$p" || ours "$2" || continue; else ours "$p" || continue; fi
+    if [ "$kind" = runc ]; then
+        ours "$p" || ours "$2" || continue
+    else
+        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
+    fi
     sec proc "$p"
     kv comm "$comm"
     kv stat "$stat"
@@ -51,9 +81,15 @@ for d in /proc/[0-9]*; do
         continue
     fi
     path=$(tr '\0' '\n' < "$d/environ" 2>/dev/null | sed -n 's/^PATH=//p' | head -n 1)
-    kv exe "$(readlink "$d/exe" 2>/dev/null)"
+    exe=$(readlink "$d/exe" 2>/dev/null)
+    kv exe "$exe"
     kv path "$path"
-    kv version "$(timeout -s KILL 10 "$d/exe" --version 2>/dev/null | head -n 1)"
+    # Its version from the file it runs, only if that file is still the one running (same inode)
+    # and only root could have put it there.
+    if ! [ "$d/exe" -ef "$exe" ]; then kv untrusted "$exe is no longer the file it runs"
+    elif why=$(untrusted "$exe"); then kv untrusted "$why"
+    else kv version "$(timeout -s KILL 10 "$exe" --version 2>/dev/null | head -n 1)"
+    fi
     if [ "$kind" = dockerd ] && { [ -z "$dpid" ] || [ "$p" -lt "$dpid" ]; }; then
         dpid=$p dpath=$path
     elif [ "$kind" = containerd ] && { [ -z "$cpid" ] || [ "$p" -lt "$cpid" ]; }; then
@@ -131,10 +167,12 @@ for b in $cands; do
     real=$(readlink -f "$b" 2>/dev/null) || real=$b
     case " $seen " in *" $real "*) sec alias "$b"; kv real "$real"; continue ;; esac
     seen="$seen $real"
-    out=$(timeout -s KILL 10 "$b" --version 2>&1)
-    rc=$?
+    if why=$(untrusted "$b"); then out="not run: $why" rc=
+    else out=$(timeout -s KILL 10 "$real" --version 2>&1); rc=$?
+    fi
     sec binary "$b"
     kv real "$real"
+    if [ -n "$rc" ]; then kv trusted 1; else kv untrusted "$why"; fi
     if [ -x "$b" ]; then kv executable 1; else kv executable 0; fi
     kv version_exit "$rc"
     kv size "$(wc -c < "$b" 2>/dev/null)"

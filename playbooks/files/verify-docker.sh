@@ -1,7 +1,7 @@
 #!/bin/sh
 # runc-rollout host step `verify-docker.sh`, rendered from orchestrator/hostside.py by
 # `python -m orchestrator.playbook_files`: do not edit.
-# Parameters (environment): COMMAND, RUN_ID, IMAGE, TIMEOUT
+# Parameters (environment): RUN_ID, IMAGE, the command's words as arguments, TIMEOUT
 set -u
 umask 077
 PREFIX=runc-rollout-verify-
@@ -9,7 +9,7 @@ name="$PREFIX$RUN_ID-$$"
 cidfile=/var/lib/runc-rollout/$name.cid
 rm -f "$cidfile"
 timeout -s KILL "$TIMEOUT" docker run --rm --cidfile "$cidfile" --network none \
-    --security-opt no-new-privileges --name "$name" "$IMAGE" $COMMAND
+    --security-opt no-new-privileges --name "$name" -- "$IMAGE" "$@"
 rc=$?
 if [ "$rc" -ne 0 ]; then
     # A hung container's runtime processes (runc create, its runc init) block even `docker

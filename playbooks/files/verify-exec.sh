@@ -1,15 +1,21 @@
 #!/bin/sh
 # runc-rollout host step `verify-exec.sh`, rendered from orchestrator/hostside.py by
 # `python -m orchestrator.playbook_files`: do not edit.
-# Parameters (environment): COMMAND, TIMEOUT
+# Parameters (environment): CONTAINER, the command's words as arguments, TIMEOUT
 set -u
 umask 077
 PREFIX=runc-rollout-verify-
-id=$(docker ps -q --filter status=running | while read -r c; do
-    case "$(docker inspect -f '{{.Name}}' "$c")" in /$PREFIX*) ;; *) echo "$c"; break;; esac
-done)
+if [ -n "$CONTAINER" ]; then
+    [ "$(docker inspect -f '{{.State.Running}}' -- "$CONTAINER" 2>/dev/null)" = true ] || {
+        echo "exec=failed container=$CONTAINER: not running"; exit 1; }
+    id=$CONTAINER
+else
+    id=$(docker ps --filter status=running --format '{{.Names}}' | while read -r c; do
+        case "$c" in "$PREFIX"*) ;; *) printf '%s\n' "$c"; break;; esac
+    done)
+fi
 [ -n "$id" ] || { echo exec=none; exit 0; }
-timeout -s KILL "$TIMEOUT" docker exec "$id" $COMMAND
+timeout -s KILL "$TIMEOUT" docker exec -- "$id" "$@"
 rc=$?
 [ "$rc" -eq 0 ] || { echo "exec=failed container=$id rc=$rc"; exit "$rc"; }
 echo "exec=ok container=$id"

@@ -1,0 +1,155 @@
+"""Binding apply to the reviewers' approval: --expect-hash, SSH-signed plans, re-sealed plans,
+and the run directory's copy of the plan (issue 14, finding 4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.errors import BadInput, ExitCode
+from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
+from orchestrator.models import Plan
+from orchestrator.render import plan_json
+from tests.test_journal import small_plan
+
+
+def reviewer(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A reviewer's new key and their allowed_signers line."""
+    key = tmp_path / f"{name}_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
+    public = (tmp_path / f"{name}_key.pub").read_text().split()
+    return key, f'{name}@example.org namespaces="runc-rollout-plan" {public[0]} {public[1]}\n'
+
+
+def resealed(plan: Plan) -> Plan:
+    """The attack: a different artifact, and plan_hash recomputed so the plan is "valid"."""
+    artifact = plan.artifact.model_copy(update={"path": "/tmp/evil", "sha256": "e" * 64})
+    return plan.model_copy(update={"artifact": artifact}).sealed()
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A plan file, the allowed_signers of alice and bob, and bob's key (alice has signed)."""
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(plan_json(small_plan()))
+    alice, alice_line = reviewer(tmp_path, "alice")
+    bob, bob_line = reviewer(tmp_path, "bob")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(alice_line + bob_line)
+    assert main(["sign", str(plan), "--key", str(alice)]) == 0
+    return plan, allowed, bob
+
+
+def test_a_signed_plan_verifies_and_needs_as_many_signers_as_asked(
+    signed: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan, allowed, bob = signed
+    assert main(["verify-plan", str(plan), "--allowed-signers", str(allowed)]) == 0
+    assert "signed by alice@example.org" in capsys.readouterr().out
+    two = ["verify-plan", str(plan), "--allowed-signers", str(allowed)]
+    two += ["--required-signatures", "2"]
+    assert main(two) == ExitCode.BAD_INPUT
+    assert "signed by alice@example.org" in capsys.readouterr().err
+    assert main(["sign", str(plan), "--key", str(bob)]) == 0
+    assert main(two) == 0
+    # The same reviewer twice is one signer.
+    first = (plan.parent / "plan.json.sig").read_text().split("-----END SSH SIGNATURE-----")[0]
+    (plan.parent / "twice.sig").write_text(2 * (first + "-----END SSH SIGNATURE-----\n"))
+    assert main([*two, "--signatures", str(plan.parent / "twice.sig")]) == ExitCode.BAD_INPUT
+
+
+def test_unsigned_and_resealed_plans_are_refused(
+    signed: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan, allowed, _ = signed
+    runs = tmp_path / "runs"
+    policy = ["--allowed-signers", str(allowed), "--runs-dir", str(runs), "--yes"]
+    # Re-sealed: its hash is consistent, so only the approval can tell.
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(plan_json(resealed(Plan.model_validate_json(plan.read_bytes()))))
+    (tmp_path / "forged.json.sig").write_text((tmp_path / "plan.json.sig").read_text())
+    assert main(["apply", str(forged), *policy]) == ExitCode.BAD_INPUT
+    assert "signed by nobody" in capsys.readouterr().err
+    # Unsigned.
+    (tmp_path / "forged.json.sig").unlink()
+    assert main(["apply", str(forged), *policy]) == ExitCode.BAD_INPUT
+    assert "not approved" in capsys.readouterr().err
+    # --expect-hash names the reviewed plan: the forged one is refused even without signatures.
+    reviewed = Plan.model_validate_json(plan.read_bytes()).plan_hash
+    expect = ["--expect-hash", reviewed, "--runs-dir", str(runs), "--yes"]
+    assert main(["apply", str(forged), *expect]) == ExitCode.BAD_INPUT
+    assert f"not the approved {reviewed}" in capsys.readouterr().err
+    assert main(["apply", str(forged), "--expect-hash", "abc"]) == ExitCode.BAD_INPUT
+    assert not runs.exists()  # nothing was started
+
+
+def test_a_signature_by_someone_not_allowed_does_not_count(
+    signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    plan, _, _ = signed
+    _, carol_line = reviewer(tmp_path, "carol")
+    only_carol = tmp_path / "carol_signers"
+    only_carol.write_text(carol_line)
+    assert main(["verify-plan", str(plan), "--allowed-signers", str(only_carol)]) == 2
+
+
+def test_journal_refuses_a_resealed_or_relabelled_copy_of_the_plan(tmp_path: Path) -> None:
+    journal = Journal.create(tmp_path, small_plan())
+    copy = journal.run_dir / PLAN_FILE
+    copy.write_bytes(plan_json(resealed(journal.plan)))
+    with pytest.raises(BadInput, match="not the hash this run was started with"):
+        Journal.open(journal.run_dir)
+    relabelled = journal.plan.model_copy(update={"plan_id": "plan-000000000000"})
+    copy.write_bytes(plan_json(relabelled))
+    with pytest.raises(BadInput, match="does not match plan_hash"):
+        Journal.open(journal.run_dir)
+
+
+def test_resume_checks_the_approval_the_run_was_applied_with(
+    signed: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan, allowed, _ = signed
+    from orchestrator.approval import read_signatures
+    from orchestrator.models import RunApproval
+
+    loaded = Plan.model_validate_json(plan.read_bytes())
+    signatures = (tmp_path / "plan.json.sig").read_bytes()
+    approval = RunApproval(plan_hash=loaded.plan_hash, required_signatures=1, signers=["a"])
+    runs = tmp_path / "runs"
+    journal = Journal.create(runs, loaded, approval=approval, signatures=signatures)
+    assert read_signatures(journal.signatures)
+    assert main(["resume", str(journal.run_dir), "--yes"]) == ExitCode.BAD_INPUT
+    assert "applied with 1 required signatures" in capsys.readouterr().err
+    # With the policy, the run's plan and signatures check out; the artifact is what is missing.
+    args = ["resume", str(journal.run_dir), "--yes", "--allowed-signers", str(allowed)]
+    assert main(args) == ExitCode.BAD_INPUT
+    assert "the plan's artifact is missing" in capsys.readouterr().err
+    wrong = "--expect-hash", "f" * 64
+    assert main([*args, *wrong]) == ExitCode.BAD_INPUT
+    assert "not the approved" in capsys.readouterr().err
+
+
+def test_status_writes_nothing_and_run_files_are_never_followed(tmp_path: Path) -> None:
+    journal = Journal.create(tmp_path / "runs", small_plan())
+    journal.record("run.started")
+    state = journal.run_dir / STATE_FILE
+    state.unlink()
+    assert main(["status", str(journal.run_dir)]) == 0
+    assert not state.exists()  # status rebuilt it in memory only
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    events = journal.run_dir / EVENTS_FILE
+    events.unlink()
+    os.symlink(victim, events)
+    for command in (["status"], ["resume", "--yes"], ["rollback", "--yes"]):
+        assert main([*command[:1], str(journal.run_dir), *command[1:]]) == ExitCode.BAD_INPUT
+    assert victim.read_text() == "precious\n"
+    with pytest.raises(OSError):  # the append itself never follows a link either
+        journal.record("run.paused")
+    assert victim.read_text() == "precious\n"
