@@ -315,6 +315,8 @@ def sudo_host() -> Iterator[SshTarget]:
         f"mount --bind {base / name} /etc/{name}"
         for name in ("passwd", "shadow", "group", "sudoers.d")
     )
+    # sshd wants its privilege separation directory, which only a running system sshd makes.
+    binds += " && mount -t tmpfs -o mode=0755 runc-rollout-sudo /run && mkdir -m 0755 /run/sshd"
     sshd = (
         f"exec /usr/sbin/sshd -D -e -f /dev/null -o ListenAddress={SUDO_ADDRESS}:2222 "
         f"-o HostKey={base / 'host_key'} -o AuthorizedKeysFile=%h/authorized_keys "
