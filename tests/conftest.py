@@ -21,9 +21,11 @@ from orchestrator.errors import BadInput
 from orchestrator.lab.fleet import (
     LabHost,
     LabInfo,
+    StuckSeed,
     check_requirements,
     lab_down,
     lab_reset,
+    lab_stick,
     lab_up,
     port_in_use,
 )
@@ -101,10 +103,15 @@ class LabFleet:
         return next(host for host in self.hosts if host.name == name)
 
     def reset(self, *hosts: LabHost) -> None:
-        """Put hosts (default: all) back in the incident's state: fake rc93 runc, sysctl 163840
-        at runtime and in /etc/sysctl.d, empty /var/lib/runc-rollout. Tests that change a host
-        of the shared lab call this when they finish."""
+        """Put hosts (default: all) back in the incident's state: rc93 runc, sysctl 163840 at
+        runtime and in /etc/sysctl.d, empty /var/lib/runc-rollout, no stuck container. Tests
+        that change a host of the shared lab call this when they finish."""
         lab_reset(self.state_dir, [host.name for host in hosts] or None)
+
+    def stick(self, host: LabHost) -> StuckSeed:
+        """The incident's hung container on a full host, for real (`lab up --stuck`); `reset`
+        removes it."""
+        return lab_stick(self.state_dir, host.name)
 
     def ssh_argv(self, host: LabHost, known_hosts: Path | None = None) -> list[str]:
         return [

@@ -900,6 +900,19 @@ class _Lab:
         self.started.append(f"{host.name} container {hostdef.STUCK_CONTAINER} (runc init hung)")
         return StuckSeed(host.name, hostdef.STUCK_CONTAINER, pid, uid)
 
+    def remove_stuck(self, host: HostRecord) -> None:
+        """Undo `stick`: kill the host's runc init processes and remove `lab-stuck`."""
+        profile = self.host_dir(host) / hostdef.STUCK_PROFILE
+        if not profile.exists():
+            return
+        inits = [ref for ref, _wchan in self.runc_inits(host)]
+        for ref in inits:
+            _signal(ref, signal.SIGKILL)
+        _wait_gone(inits, 5.0)
+        with contextlib.suppress(LabError):
+            self.in_host(host, ["/usr/bin/docker", "rm", "-f", hostdef.STUCK_CONTAINER], 30)
+        profile.unlink()
+
     def start_hung(self, host: HostRecord, uid: int) -> int:
         """Start the trigger container as `uid` and wait for its runc init to hang; the client
         (which waits for ever then, deaf to SIGTERM) is killed. Returns runc init's PID."""
@@ -1230,8 +1243,9 @@ def _bring_up(lab: _Lab) -> None:
 
 def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[str]:
     """Put lab hosts (default: all) back in the incident's state without restarting anything:
-    the fake rc93 runc, fs.pipe-user-pages-soft 163840 at runtime and in /etc/sysctl.d, an
-    empty /var/lib/runc-rollout. For tests that share one lab. Returns the hosts reset."""
+    the rc93 runc, fs.pipe-user-pages-soft 163840 at runtime and in /etc/sysctl.d, an empty
+    /var/lib/runc-rollout, no stuck container (`lab_stick`). For tests that share one lab.
+    Returns the hosts reset."""
     state_dir = (state_dir or default_state_dir()).absolute()
     record = _load(state_dir) if state_dir.is_dir() else None
     if record is None:
@@ -1244,6 +1258,8 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
     chosen = [known[name] for name in hosts] if hosts else record.hosts
     with _locked(state_dir):
         for host in chosen:
+            if host.kind == "full":
+                lab.remove_stuck(host)
             lab.write_incident_state(host)
     return [host.name for host in chosen]
 
