@@ -158,7 +158,9 @@ class LabFleet:
         return done
 
 
-def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFleet:
+def start_lab(
+    state_dir: Path, inventory: Path, hosts: int, full: int, *, stuck: bool = False
+) -> LabFleet:
     try:
         info = lab_up(
             hosts,
@@ -166,6 +168,7 @@ def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFle
             state_dir=state_dir,
             inventory_path=inventory,
             first_address=free_first_address(hosts),
+            stuck=stuck,
         )
     except BaseException:
         lab_down(state_dir, inventory)
