@@ -934,10 +934,12 @@ class _Lab:
                 if hung:
                     return hung[0]
                 time.sleep(0.05)
-            error = client.stderr.read().decode(errors="replace").strip() if client.stderr else ""
-            why = f"it passed ({error or 'exit ' + str(client.returncode)}): is it still rc93?"
-            if client.returncode is None:
+            if client.returncode is None:  # still waiting, but no runc init blocked in a pipe
                 why = f"runc init did not hang within {STUCK_TIMEOUT:.0f}s"
+            else:
+                assert client.stderr is not None
+                error = client.stderr.read().decode(errors="replace").strip()
+                why = f"it passed ({error or f'exit {client.returncode}'}): is it still rc93?"
             raise LabError(f"{host.name}: the trigger did not hang the host's runc: {why}")
         finally:
             client.kill()
