@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a new machine: install everything, bring up the lab fleet in the incident's
 # state (a real runc 1.0.0-rc93 on every host, one container really hung in runc init), and walk
-# the runbook: audit, unstick, plan, apply wave by wave, audit again; then roll one host back.
+# the runbook: audit, unstick, plan, apply wave by wave, audit again, the trigger again (passes);
+# then roll one host back.
 # Run as root on Debian. `runc-rollout lab down` removes the lab afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ step "lab up --stuck: 4 real hosts on runc 1.0.0-rc93, lab-01's container lab-st
 "${RUN[@]}" lab down >/dev/null  # a lab an earlier demo upgraded starts over in the incident's state
 "${RUN[@]}" lab up --hosts 4 --docker 2 --stuck
 "${RUN[@]}" lab status
+
+step "lab trigger on lab-02: the rc93 trigger hangs a fresh runc init there too (killed at once)"
+if "${RUN[@]}" lab trigger --host lab-02; then echo "demo: rc93 did not hang" >&2; exit 1; fi
 
 step "audit: rc93, the raised sysctl and the hung runc init (read-only)"
 "${RUN[@]}" audit -i "$INV"
@@ -55,6 +59,9 @@ for host in report["hosts"]:
 sys.exit(1 if any(left.values()) else 0)
 PY
 "${RUN[@]}" audit -i "$INV" --fail-on critical >/dev/null
+
+step "lab trigger on every full host: the new runc passes where rc93 hung (exit 1 if not)"
+"${RUN[@]}" lab trigger
 
 FIRST_HOST=$(python3 -c 'import json; print(json.load(open("plan.json"))["waves"][0]["hosts"][0]["name"])')
 step "rollback of one host ($FIRST_HOST) to its recorded before"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from orchestrator import trigger
 from orchestrator.lab import hostdef, rc93
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.fleet import LabHost, lab_trigger
 from tests.conftest import LabFleet
-from tests.fakes import BLOCKED, wchan
+from tests.fakes import BLOCKED, state, wchan
 
 HANG_WAIT = 20.0  # seconds the trigger may take to hang rc93 (measured: under 1 s)
 PASS_WAIT = 10.0  # seconds a passing trigger container may take (measured: ~0.4-0.6 s)
@@ -77,6 +77,9 @@ def test_rc93_hangs_under_the_trigger_and_debians_runc_passes_it(
         assert wchan(seed.pid) in BLOCKED, "rc93's runc init went on"
         status = Path(f"/proc/{seed.pid}/status").read_text()
         assert f"Uid:\t{seed.uid}\t" in status and "NoNewPrivs:\t1" in status
+        (again,) = lab_trigger(lab.state_dir, [host.name])  # another one hangs; it is killed
+        assert again.outcome == "hung" and again.pid != seed.pid and again.seconds < HANG_WAIT
+        assert wchan(seed.pid) in BLOCKED and state(again.pid or 0) in ("gone", "Z")
 
         lab.ssh(
             host,
@@ -87,6 +90,7 @@ def test_rc93_hangs_under_the_trigger_and_debians_runc_passes_it(
             done, seconds = trigger_run(lab, host, profile, seed.uid)
         assert done.returncode == 0, done.stderr
         assert seconds < PASS_WAIT / 2
+        assert [run.outcome for run in lab_trigger(lab.state_dir, [host.name])] == ["passed"]
     finally:
         lab.reset(host)
 
