@@ -779,6 +779,24 @@ def lab_build_runc() -> None:
     typer.echo(f"runc {rc93.VERSION} ({how}): {build.path}")
 
 
+@lab_app.command("trigger")
+def lab_trigger(
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="A full lab host (repeatable; default: every full host)."),
+    ] = None,
+    state_dir: StateDirOption = None,
+) -> int:
+    """Run the rc93 trigger once on full lab hosts: a no-new-privileges container with a seccomp
+    program over 8 KiB, as a uid a pipe holder put over fs.pipe-user-pages-soft. rc93 hangs in
+    runc init (killed at once, container removed; exit 1), a fixed runc passes."""
+    from orchestrator.lab import fleet
+
+    runs = fleet.lab_trigger(state_dir, hosts)
+    typer.echo(fleet.format_trigger(runs))
+    return ExitCode.HOST_FAILED if any(run.outcome != "passed" for run in runs) else ExitCode.OK
+
+
 @lab_app.command("status")
 def lab_status(state_dir: StateDirOption = None) -> None:
     """Each lab host: address, runc version and checksum, sysctl, daemons alive."""

@@ -66,6 +66,7 @@ from orchestrator.models import (
 )
 from orchestrator.runcinfo import parse_runc_version
 from orchestrator.textsafe import markup_safe, terminal_safe
+from orchestrator.unstick_host import RUNC_COMMS, is_runc_init
 
 SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RECORD_PATH = "/var/lib/runc-rollout/record.json"
@@ -142,7 +143,7 @@ for d in /proc/[0-9]*; do
     { read -r comm < "$d/comm"; } 2>/dev/null
     case $comm in
         dockerd|containerd) kind=$comm ;;
-        *runc*|exe) kind=runc ;;  # runc init renames itself runc:[N:...]; before: exe
+        __RUNC_COMMS__) kind=runc ;;  # unstick_host.RUNC_COMMS; runc init: runc:[N:...]
         *) continue ;;
     esac
     stat=
@@ -301,7 +302,8 @@ def facts_script(nonce: str) -> str:
     """The facts script for one call; `nonce` (hex) delimits its sections."""
     if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
         raise ValueError("nonce must be 8-64 lowercase hex digits")
-    return _SCRIPT.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
+    script = _SCRIPT.replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
+    return script.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,8 +626,7 @@ def _processes(
             )
             continue
         cmdline = values.get("cmdline", "").strip()
-        words = cmdline.split()
-        if not (comm.startswith("runc:[") or (len(words) > 1 and words[1] == "init")):
+        if not is_runc_init(comm, cmdline.split()):
             continue
         state, wchan = fields[0], values.get("wchan", "").strip()
         runc_init.append(

@@ -17,7 +17,8 @@ while exporting and passes. Three parts, all pure here:
 
 The kernel counts pipe pages per uid for the whole machine: lab hosts share one kernel, so every
 use of the trigger needs a uid of its own (`SEED_UID_BASE`, `PROBE_UID_BASE`), one that nothing
-else on the machine runs as.
+else on the machine runs as. All of it assumes 4 KiB pages: with 64 KiB pages a shrunk pipe holds
+128 KiB, more than any seccomp program (32 KiB at most), and rc93 cannot hang.
 """
 
 import re

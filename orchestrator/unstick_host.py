@@ -4,7 +4,8 @@ python3), sent on stdin as `python3 -I - ARGS` and never installed. Prints one J
 It examines every `runc init` process of the host and checks the incident's signature part by
 part, recording the first part that fails:
 
-1. the process is `runc init` (comm `runc:[...]`, or a command line `.../runc init`);
+1. the process is `runc init` (`is_runc_init`: comm `runc:[...]`, or a runc-like comm and a
+   command line `.../runc init`; audit's facts use the same function);
 2. it sleeps (state S or D) in `pipe_write` or `anon_pipe_write` (its wchan);
 3. /proc/PID/syscall shows it inside write(2) or writev(2) on some fd W;
 4. fd W is a pipe opened write-only, and another fd R of the process is the same pipe (same
@@ -26,6 +27,7 @@ machine's initial mount namespace, else those in its namespace and those whose p
 import argparse
 import errno
 import fcntl
+import fnmatch
 import json
 import os
 import platform
@@ -80,10 +82,19 @@ def parse_flags(fdinfo: str) -> "int | None":
     return None
 
 
+# comm of runc before its init renames itself: its binary's name, or `exe` when re-executed
+# through /proc/self/exe (globs: facts.py renders them into the facts script's `case`).
+RUNC_COMMS = ("*runc*", "exe")
+
+
 def is_runc_init(comm: str, argv: "list[str]") -> bool:
-    """runc's init re-exec: comm `runc:[N:NAME]` once it renamed itself, `runc init` before."""
+    """What a `runc init` process is, for unstick and (facts.py imports this) for audit: comm
+    `runc:[N:NAME]` once runc's init renamed itself; before that, a comm of RUNC_COMMS and the
+    command line `.../NAMErunc init`."""
     if comm.startswith("runc:["):
         return True
+    if not any(fnmatch.fnmatchcase(comm, glob) for glob in RUNC_COMMS):
+        return False
     return len(argv) > 1 and argv[0].rsplit("/", 1)[-1].endswith("runc") and argv[1] == "init"
 
 

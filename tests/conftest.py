@@ -22,9 +22,11 @@ from orchestrator.errors import BadInput
 from orchestrator.lab.fleet import (
     LabHost,
     LabInfo,
+    StuckSeed,
     check_requirements,
     lab_down,
     lab_reset,
+    lab_stick,
     lab_up,
     port_in_use,
 )
@@ -103,10 +105,15 @@ class LabFleet:
         return next(host for host in self.hosts if host.name == name)
 
     def reset(self, *hosts: LabHost) -> None:
-        """Put hosts (default: all) back in the incident's state: fake rc93 runc, sysctl 163840
-        at runtime and in /etc/sysctl.d, empty /var/lib/runc-rollout. Tests that change a host
-        of the shared lab call this when they finish."""
+        """Put hosts (default: all) back in the incident's state: rc93 runc, sysctl 163840 at
+        runtime and in /etc/sysctl.d, empty /var/lib/runc-rollout, no stuck container. Tests
+        that change a host of the shared lab call this when they finish."""
         lab_reset(self.state_dir, [host.name for host in hosts] or None)
+
+    def stick(self, host: LabHost) -> StuckSeed:
+        """The incident's hung container on a full host, for real (`lab up --stuck`); `reset`
+        removes it."""
+        return lab_stick(self.state_dir, host.name)
 
     def ssh_argv(self, host: LabHost, known_hosts: Path | None = None) -> list[str]:
         return [
@@ -153,7 +160,9 @@ class LabFleet:
         return done
 
 
-def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFleet:
+def start_lab(
+    state_dir: Path, inventory: Path, hosts: int, full: int, *, stuck: bool = False
+) -> LabFleet:
     try:
         info = lab_up(
             hosts,
@@ -161,6 +170,7 @@ def start_lab(state_dir: Path, inventory: Path, hosts: int, full: int) -> LabFle
             state_dir=state_dir,
             inventory_path=inventory,
             first_address=free_first_address(hosts),
+            stuck=stuck,
         )
     except BaseException:
         lab_down(state_dir, inventory)

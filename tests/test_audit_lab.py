@@ -1,9 +1,8 @@
-"""`audit` on the lab: the rc93 hosts, their raised sysctl and a hung `runc init` are reported;
-an upgraded host (Debian's runc swapped in, sysctl restored) shows none of that."""
+"""`audit` on the lab: the rc93 hosts, their raised sysctl and the real hung `runc init` of rc93
+(`lab.stick`) are reported; an upgraded host (Debian's runc swapped in, sysctl restored) shows
+none of that."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,6 @@ from orchestrator.audit import AuditReport
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
 from tests.conftest import LabFleet
-from tests.fakes import kill, start_fakes
 
 INCIDENT = {"runc-rc93-pipe-hang", "sysctl-raised", "sysctl-raised-at-boot", "shadowed-runc"}
 UPGRADE = (
@@ -30,11 +28,11 @@ DEBIAN_ADVISORIES = [
 
 
 def test_audit_reports_the_incident_and_not_the_upgraded_host(
-    lab: LabFleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    lab: LabFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hung, upgraded = lab.light_hosts[0], lab.light_hosts[-1]
+    hung, upgraded = lab.full_hosts[0], lab.light_hosts[-1]
     inventory = str(lab.inventory)
-    fakes = start_fakes(lambda script: lab.ssh(hung, script), tmp_path, ["stuck"])
+    seed = lab.stick(hung)
     try:
         lab.ssh(upgraded, UPGRADE)
         assert main(["audit", "-i", inventory]) == ExitCode.OK  # --fail-on none
@@ -55,9 +53,9 @@ def test_audit_reports_the_incident_and_not_the_upgraded_host(
             assert host.sysctl_at_boot == "163840 /etc/sysctl.d/90-runc-incident.conf:2"
             assert not found["runc-rc93-pipe-hang"].check_changelog
             if host.host == hung.name:
-                assert host.stuck_pids == [fakes[0].pid]
+                assert host.stuck_pids == [seed.pid]
                 detail = found["stuck-runc-init"].detail
-                assert f"PID {fakes[0].pid} (S in anon_pipe_write" in detail
+                assert f"PID {seed.pid} (S in anon_pipe_write" in detail
             else:
                 assert host.stuck_pids == [] and "stuck-runc-init" not in found
         summary = report.summary
@@ -78,5 +76,4 @@ def test_audit_reports_the_incident_and_not_the_upgraded_host(
         assert main([*only_upgraded, *ignored, "--format", "markdown"]) == ExitCode.OK
         assert "- pass" in capsys.readouterr().out
     finally:
-        kill(fakes)
         lab.reset()

@@ -121,7 +121,8 @@ def test_a_stuck_runc_init_is_seen_on_its_host_only(lab: LabFleet, tmp_path: Pat
     script = (
         f"cd {tmp_path} && (exec -a runc python3 init </dev/null >/dev/null 2>&1 &) && "
         "sleep 0.5 && for p in /proc/[0-9]*; do "
-        '[ "$(tr "\\0" " " < $p/cmdline 2>/dev/null)" = "runc init " ] && echo ${p#/proc/}; '
+        '[ "$(tr "\\0" " " < $p/cmdline 2>/dev/null)" = "runc init " ] && '
+        f'[ "$(readlink $p/cwd)" = "{tmp_path}" ] && echo ${{p#/proc/}}; '
         "done"
     )
     with SshExecutor() as executor:

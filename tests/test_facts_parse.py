@@ -6,6 +6,7 @@ Captured outputs are abbreviated to what the parser reads; their format is exact
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +26,7 @@ from orchestrator.facts import (
     read_facts_report,
 )
 from orchestrator.models import FactsReport, HostFacts, SshTarget
+from orchestrator.unstick_host import is_runc_init
 
 NONCE = "0123456789abcdef"
 RC93_SHA = "5c3b5a0e6bc6fa1d2fbd8ac4b2c7a1a1b2f0c6b1d9f6a6f1e0f7c4e7a3d2b1c0"
@@ -581,6 +583,29 @@ def test_stuck_signature_on_older_kernels() -> None:
     )
     facts = parse_facts("h", text)
     assert [(p.pid, p.stuck) for p in facts.runc_init] == [(9, True)]
+
+
+@pytest.mark.parametrize(
+    ("comm", "cmdline"),
+    [
+        ("runc:[2:INIT]", "runc init"),
+        ("exe", "runc init"),
+        ("runc", "/usr/local/sbin/runc init"),
+        ("docker-runc", "docker-runc init"),
+        ("python3", "runc init"),
+        ("runc", "runc run x"),
+        ("exe", "/proc/self/exe init"),
+    ],
+)
+def test_audit_and_unstick_agree_on_what_a_runc_init_is(comm: str, cmdline: str) -> None:
+    """One definition (unstick_host.is_runc_init): the facts script's `case` keeps every comm
+    it can accept, and the parser applies it."""
+    case = next(line for line in facts_script(NONCE).splitlines() if "kind=runc" in line)
+    globs = case.split(")")[0].strip().split("|")
+    gathered = any(fnmatch.fnmatchcase(comm, glob) for glob in globs)
+    section = ("proc 9", f"comm={comm}\nstat={stat(9, comm, 'S', 8, 1)}\ncmdline={cmdline}\n")
+    found = parse_facts("h", output(section)).runc_init if gathered else []
+    assert bool(found) is is_runc_init(comm, cmdline.split())
 
 
 def test_a_config_file_cannot_forge_a_section() -> None:

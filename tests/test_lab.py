@@ -6,6 +6,7 @@ marked here; the first few need nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -319,15 +320,20 @@ def test_up_again_starts_nothing_and_keeps_every_process(lab: LabFleet) -> None:
 
 @pytest.mark.lab
 def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Even with the incident's hung container (`--stuck`): its runc init dockerd cannot stop."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = tmp_path / "inventory" / "hosts.yml"
-    fleet = start_lab(tmp_path / "state", inventory, 2, 1)
+    fleet = start_lab(tmp_path / "state", inventory, 2, 1, stuck=True)
+    seed = fleet.info.stuck
+    assert seed is not None and seed.host == fleet.full_hosts[0].name
     record = _load(fleet.state_dir)
     assert record is not None
     lab = _Lab(fleet.state_dir, record)
     processes = lab.processes()
+    assert seed.pid in {ref.pid for ref in processes}
+    assert Path(f"/proc/{seed.pid}/wchan").read_text() in ("pipe_write", "anon_pipe_write")
     assert record.supervisor is not None
     supervisor = record.supervisor.pid
     namespaces = {os.stat(f"/proc/{ref.pid}/ns/mnt").st_ino for ref in processes}
@@ -359,6 +365,9 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     mounts = Path("/proc/self/mountinfo").read_text()
     assert "runc-rollout" not in mounts and str(tmp_path) not in mounts
     assert not any(port_in_use(host.address) for host in fleet.hosts)
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError):
+            assert not entry.name.isdigit() or entry.stat().st_uid != seed.uid, "a pipe holder"
 
     again = lab_down(fleet.state_dir, inventory)
     assert not again.found and again.removed == []

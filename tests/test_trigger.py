@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import trigger
+from orchestrator import pipe_holder, trigger
 from orchestrator.trigger import (
     HOLDER_EXIT_HARD_LIMIT,
     HOLDER_EXIT_SOFT_ZERO,
@@ -99,6 +99,12 @@ def test_profile_compiles_well_over_the_shrunk_pipe(machine: str) -> None:
     assert 12 * 1024 <= size <= 20 * 1024, size
     plain = {**seccomp_profile(architectures_for(machine)), "syscalls": []}
     assert compiled_size(plain) < 8192
+
+
+def test_exit_codes_agree_with_the_holder() -> None:
+    codes = (pipe_holder.EXIT_ERROR, pipe_holder.EXIT_SOFT_ZERO, pipe_holder.EXIT_HARD_LIMIT)
+    assert codes == (trigger.HOLDER_EXIT_ERROR, HOLDER_EXIT_SOFT_ZERO, HOLDER_EXIT_HARD_LIMIT)
+    assert pipe_holder.EXIT_NOT_OVER == trigger.HOLDER_EXIT_NOT_OVER
 
 
 def test_holder_line() -> None:

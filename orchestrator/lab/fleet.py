@@ -62,7 +62,9 @@ HOLDER_PREFIX = "runc-rollout-lab-holder:"
 KEEPALIVE_ARGS = ("--network", "none", hostdef.VERIFY_IMAGE, "sleep", "1000000")
 PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
 RC93_COPY = "runc-rc93"  # the lab's copy of the rc93 build, installed from here on every host
-STUCK_TIMEOUT = 30.0  # seconds for the trigger to hang the stuck seed's runc init
+TRIGGER_TIMEOUT = 30.0  # seconds for the trigger to pass or hang runc init
+TRIGGER_UID_BASE = trigger.SEED_UID_BASE + 100  # `lab trigger`'s uids: 61100 + host index
+DOCKER = "/usr/bin/docker"
 
 T = TypeVar("T")
 HostKind = Literal["full", "light"]
@@ -129,6 +131,17 @@ class LabInfo:
     rc93: str  # where the hosts' runc 1.0.0-rc93 came from (built, cached, installed before)
     stuck: StuckSeed | None = None  # `--stuck`: the hung runc init
     next_commands: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TriggerRun:
+    """`lab trigger` on one host: did the host's runc pass the rc93 trigger?"""
+
+    host: str
+    uid: int
+    outcome: str  # "passed", "hung" (its runc init then killed), "failed (exit N)"
+    seconds: float  # until the container finished or runc init was seen hung
+    pid: int | None  # the hung runc init
 
 
 @dataclass(frozen=True)
@@ -866,16 +879,58 @@ class _Lab:
         hung = self.hung_inits(host)
         if hung:
             return StuckSeed(host.name, hostdef.STUCK_CONTAINER, hung[0], uid)
-        docker = ["/usr/bin/docker"]
         with contextlib.suppress(LabError):  # a seed unstuck or killed before: start afresh
-            self.in_host(host, [*docker, "rm", "-f", hostdef.STUCK_CONTAINER], timeout=30)
-        profile = trigger.seccomp_profile(trigger.architectures_for(os.uname().machine))
-        _write(self.host_dir(host) / hostdef.STUCK_PROFILE, json.dumps(profile, indent=1))
+            self.in_host(host, [DOCKER, "rm", "-f", hostdef.STUCK_CONTAINER], timeout=30)
+        options = ("-d", "--name", hostdef.STUCK_CONTAINER)
+        with self.pipes_held(host, uid):
+            client, began = self.start_trigger(host, uid, options), time.monotonic()
+            try:
+                pid = self.watch_trigger(host, client, set())
+            finally:
+                client.kill()  # it would wait for ever, deaf to SIGTERM
+                client.wait()
+        if pid is None:
+            why = f"it passed (exit {client.returncode}) in {time.monotonic() - began:.1f}s"
+            raise LabError(f"{host.name}: the trigger did not hang its runc: {why}; still rc93?")
+        if pid not in self.hung_inits(host):
+            raise LabError(f"{host.name}: runc init {pid} went on once the pipes were released")
+        self.started.append(f"{host.name} container {hostdef.STUCK_CONTAINER} (runc init hung)")
+        return StuckSeed(host.name, hostdef.STUCK_CONTAINER, pid, uid)
+
+    def try_trigger(self, host: HostRecord) -> TriggerRun:
+        """Run the trigger once on a full host (uid `TRIGGER_UID_BASE` + index): it passes, or
+        its runc init hangs and is killed at once (the container removed)."""
+        uid = TRIGGER_UID_BASE + self.record.hosts.index(host) + 1
+        before = set(self.hung_inits(host))
+        options = ("--rm", "--name", hostdef.TRIGGER_CONTAINER)
+        with self.pipes_held(host, uid):
+            client, began = self.start_trigger(host, uid, options), time.monotonic()
+            try:
+                pid = self.watch_trigger(host, client, before)
+                seconds = time.monotonic() - began
+            finally:
+                client.kill()
+                client.wait()
+        if pid is None:
+            outcome = "passed" if client.returncode == 0 else f"failed (exit {client.returncode})"
+            return TriggerRun(host.name, uid, outcome, seconds, None)
+        hung = [ref for ref, _wchan in self.runc_inits(host) if ref.pid not in before]
+        for ref in hung:
+            _signal(ref, signal.SIGKILL)
+        _wait_gone(hung, 5.0)
+        with contextlib.suppress(LabError):
+            self.in_host(host, [DOCKER, "rm", "-f", hostdef.TRIGGER_CONTAINER], timeout=30)
+        return TriggerRun(host.name, uid, "hung", seconds, pid)
+
+    @contextlib.contextmanager
+    def pipes_held(self, host: HostRecord, uid: int) -> Iterator[None]:
+        """The trigger's pipe holder on the host (`trigger.holder_command`, its program sent on
+        stdin): `uid` is over the soft limit inside the block, released after it."""
         holder = subprocess.Popen(
             [*self.nsenter(host), "/bin/sh", "-c", trigger.holder_command(uid, max_seconds=120)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env=DAEMON_ENV,
             text=True,
         )
@@ -883,11 +938,11 @@ class _Lab:
         try:
             holder.stdin.write(trigger.holder_source())
             holder.stdin.flush()
-            ready, _, _ = select.select([holder.stdout], [], [], STUCK_TIMEOUT)
+            ready, _, _ = select.select([holder.stdout], [], [], TRIGGER_TIMEOUT)
             line = holder.stdout.readline() if ready else ""
             if trigger.parse_holder_line(line) is None:
                 raise LabError(f"{host.name}: the pipe holder failed: {line.strip() or 'no line'}")
-            pid = self.start_hung(host, uid)
+            yield
         finally:
             holder.stdin.close()
             try:
@@ -895,40 +950,51 @@ class _Lab:
             except subprocess.TimeoutExpired:
                 holder.kill()
                 holder.wait()
-        if pid not in self.hung_inits(host):
-            raise LabError(f"{host.name}: runc init {pid} went on once the pipes were released")
-        self.started.append(f"{host.name} container {hostdef.STUCK_CONTAINER} (runc init hung)")
-        return StuckSeed(host.name, hostdef.STUCK_CONTAINER, pid, uid)
 
-    def start_hung(self, host: HostRecord, uid: int) -> int:
-        """Start the trigger container as `uid` and wait for its runc init to hang; the client
-        (which waits for ever then, deaf to SIGTERM) is killed. Returns runc init's PID."""
-        profile = f"{self.inside(host)}/{hostdef.STUCK_PROFILE}"
-        options = ("-d", "--name", hostdef.STUCK_CONTAINER)
-        argv = trigger.docker_run_argv(hostdef.VERIFY_IMAGE, profile, uid, options=options)
-        client = subprocess.Popen(
+    def start_trigger(
+        self, host: HostRecord, uid: int, options: tuple[str, ...]
+    ) -> subprocess.Popen[bytes]:
+        """The trigger's docker client on the host, as `uid`, with the profile written first."""
+        profile = trigger.seccomp_profile(trigger.architectures_for(os.uname().machine))
+        _write(self.host_dir(host) / hostdef.STUCK_PROFILE, json.dumps(profile, indent=1))
+        inside = f"{self.inside(host)}/{hostdef.STUCK_PROFILE}"
+        argv = trigger.docker_run_argv(hostdef.VERIFY_IMAGE, inside, uid, [DOCKER], options)
+        return subprocess.Popen(
             [*self.nsenter(host), *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env=DAEMON_ENV,
             start_new_session=True,
         )
-        try:
-            deadline = time.monotonic() + STUCK_TIMEOUT
-            while time.monotonic() < deadline and client.poll() is None:
-                hung = self.hung_inits(host)
-                if hung:
-                    return hung[0]
-                time.sleep(0.05)
-            error = client.stderr.read().decode(errors="replace").strip() if client.stderr else ""
-            why = f"it passed ({error or 'exit ' + str(client.returncode)}): is it still rc93?"
-            if client.returncode is None:
-                why = f"runc init did not hang within {STUCK_TIMEOUT:.0f}s"
-            raise LabError(f"{host.name}: the trigger did not hang the host's runc: {why}")
-        finally:
-            client.kill()
-            client.wait()
+
+    def watch_trigger(
+        self, host: HostRecord, client: subprocess.Popen[bytes], before: set[int]
+    ) -> int | None:
+        """The PID of a runc init (not in `before`) hung in a pipe write, or None once the
+        client exited; LabError when neither happens within TRIGGER_TIMEOUT."""
+        deadline = time.monotonic() + TRIGGER_TIMEOUT
+        while time.monotonic() < deadline:
+            hung = [pid for pid in self.hung_inits(host) if pid not in before]
+            if hung:
+                return hung[0]
+            if client.poll() is not None:
+                return None
+            time.sleep(0.05)
+        raise LabError(f"{host.name}: the trigger neither finished nor hung runc init")
+
+    def remove_stuck(self, host: HostRecord) -> None:
+        """Undo `stick`: kill the host's runc init processes and remove `lab-stuck`."""
+        profile = self.host_dir(host) / hostdef.STUCK_PROFILE
+        if not profile.exists():
+            return
+        inits = [ref for ref, _wchan in self.runc_inits(host)]
+        for ref in inits:
+            _signal(ref, signal.SIGKILL)
+        _wait_gone(inits, 5.0)
+        with contextlib.suppress(LabError):
+            self.in_host(host, [DOCKER, "rm", "-f", hostdef.STUCK_CONTAINER], 30)
+        profile.unlink()
 
     def write_client_files(self) -> None:
         lines = []
@@ -1230,8 +1296,9 @@ def _bring_up(lab: _Lab) -> None:
 
 def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[str]:
     """Put lab hosts (default: all) back in the incident's state without restarting anything:
-    the fake rc93 runc, fs.pipe-user-pages-soft 163840 at runtime and in /etc/sysctl.d, an
-    empty /var/lib/runc-rollout. For tests that share one lab. Returns the hosts reset."""
+    the rc93 runc, fs.pipe-user-pages-soft 163840 at runtime and in /etc/sysctl.d, an empty
+    /var/lib/runc-rollout, no stuck container (`lab_stick`). For tests that share one lab.
+    Returns the hosts reset."""
     state_dir = (state_dir or default_state_dir()).absolute()
     record = _load(state_dir) if state_dir.is_dir() else None
     if record is None:
@@ -1244,6 +1311,8 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
     chosen = [known[name] for name in hosts] if hosts else record.hosts
     with _locked(state_dir):
         for host in chosen:
+            if host.kind == "full":
+                lab.remove_stuck(host)
             lab.write_incident_state(host)
     return [host.name for host in chosen]
 
@@ -1261,6 +1330,32 @@ def lab_stick(state_dir: Path | None = None, host: str | None = None) -> StuckSe
     lab = _Lab(state_dir, record)
     with _locked(state_dir):
         return lab.stick(full[0])
+
+
+def lab_trigger(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[TriggerRun]:
+    """Run the rc93 trigger once on full hosts (default: all of them), one after the other."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    record = _load(state_dir) if state_dir.is_dir() else None
+    if record is None:
+        raise BadInput(f"no lab in {state_dir}")
+    full = {h.name: h for h in record.hosts if h.kind == "full"}
+    unknown = sorted(set(hosts or ()) - set(full))
+    if unknown:
+        raise BadInput(f"no such full lab host: {', '.join(unknown)}")
+    lab = _Lab(state_dir, record)
+    with _locked(state_dir):
+        return [lab.try_trigger(full[name]) for name in (hosts or list(full))]
+
+
+def format_trigger(runs: list[TriggerRun]) -> str:
+    lines = []
+    for run in runs:
+        if run.outcome == "hung":
+            what = f"HUNG: runc init PID {run.pid} blocked in a pipe write after {run.seconds:.1f}s"
+            lines.append(f"{run.host}: {what} (uid {run.uid}); killed, container removed")
+        else:
+            lines.append(f"{run.host}: {run.outcome} in {run.seconds:.2f}s (uid {run.uid})")
+    return "\n".join(lines)
 
 
 def lab_status(state_dir: Path | None = None) -> list[LabHostStatus]:

@@ -36,7 +36,7 @@ import time
 
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ exists only from Python 3.10
 PAGES_PER_PIPE = 16
-SHRUNK = 8192  # two pages
+SHRUNK_PAGES = 2  # what a pipe of a uid over the soft limit gets: 8192 bytes with 4 KiB pages
 EXTRA = 8  # pipes created beyond the first shrunk one
 SPARE = 64  # pipes beyond soft/16 after which it gives up
 HARD_HEADROOM = 1024  # pages the uid must still be able to charge (the container'"'"'s own pipes)
@@ -112,12 +112,13 @@ def main() -> int:
     except (OSError, ValueError) as error:
         print(f"pipe_holder: cannot become {args.uid}:{args.gid}: {error}", file=sys.stderr)
         return EXIT_ERROR
+    shrunk = SHRUNK_PAGES * os.sysconf("SC_PAGE_SIZE")
     held = []  # type: list[int]
     try:
         while len(held) < most:
             fd, capacity = new_pipe()
             held.append(fd)
-            if capacity == SHRUNK:
+            if capacity == shrunk:
                 break
         else:
             message = f"pipes of uid {args.uid} never shrank"

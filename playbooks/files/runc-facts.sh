@@ -56,7 +56,7 @@ for d in /proc/[0-9]*; do
     { read -r comm < "$d/comm"; } 2>/dev/null
     case $comm in
         dockerd|containerd) kind=$comm ;;
-        *runc*|exe) kind=runc ;;  # runc init renames itself runc:[N:...]; before: exe
+        *runc*|exe) kind=runc ;;  # unstick_host.RUNC_COMMS; runc init: runc:[N:...]
         *) continue ;;
     esac
     stat=

@@ -1,11 +1,15 @@
-"""A process in the state of the incident's hung `runc init`, or a decoy resembling it.
+"""Decoys resembling the incident's hung `runc init` in part, and a stand-in for the hung one.
+
+The lab tests meet the real hung runc init (rc93 under the trigger, `lab.stick`) beside these
+decoys; the stand-in (`stuck`) serves only tests without a lab, such as the helper under
+Python 3.6 in a mount namespace of this machine.
 
 Run as `exec -a runc python3 init` from a copy named `init`, so that its command line reads
 `runc init`; it renames itself `runc:[2:INIT]` as runc's init does. FAKE_MODE says what it does:
 
-- stuck: creates a pipe, shrinks it to two pages (8192 bytes), keeps both ends and writes more
-  than it holds: it blocks in pipe_write. Once the write returns it reads back what is left of
-  it, records both in FAKE_MARKER and exits.
+- stuck (stand-in, no lab): creates a pipe, shrinks it to two pages (8192 bytes), keeps both
+  ends and writes more than it holds: it blocks in pipe_write. Once the write returns it reads
+  back what is left of it, records both in FAKE_MARKER and exits.
 - decoy-64k: the same with a 64 KiB pipe.
 - decoy-stdout: keeps an empty 8192-byte self-pipe, but blocks writing its stdout, a pipe whose
   read end only a child process (comm `pipe-reader`) holds: container output, not its own pipe.
