@@ -106,6 +106,9 @@ RunsDirOption = Annotated[
 InventoryOption = Annotated[
     list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
 ]
+ProbeTimeoutOption = Annotated[
+    float, typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take.")
+]
 LimitOption = Annotated[
     str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
 ]
@@ -257,10 +260,7 @@ def plan(
             "container is not allowed; the plan then says the fix is NOT proven.",
         ),
     ] = True,
-    probe_timeout: Annotated[
-        float,
-        typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take."),
-    ] = 20.0,
+    probe_timeout: ProbeTimeoutOption = 20.0,
     verify_exec_container: Annotated[
         str | None,
         typer.Option(
@@ -371,10 +371,7 @@ def audit(
             "hang is then decided by what the runc does, not by its version string.",
         ),
     ] = False,
-    probe_timeout: Annotated[
-        float,
-        typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take."),
-    ] = 20.0,
+    probe_timeout: ProbeTimeoutOption = 20.0,
     known_hosts: KnownHostsOption = None,
     concurrency: ConcurrencyOption = 16,
 ) -> int:

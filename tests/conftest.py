@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import BadInput
+from orchestrator.executor.ssh import SshExecutor
+from orchestrator.facts import gather_facts
 from orchestrator.lab.fleet import (
     LabHost,
     LabInfo,
@@ -30,6 +32,7 @@ from orchestrator.lab.fleet import (
     lab_up,
     port_in_use,
 )
+from orchestrator.models import HostFacts, SshTarget
 
 RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script
 LAB_HOSTS = 4
@@ -103,6 +106,19 @@ class LabFleet:
 
     def host(self, name: str) -> LabHost:
         return next(host for host in self.hosts if host.name == name)
+
+    def target(self, host: LabHost) -> SshTarget:
+        """How the SSH backend reaches a lab host, with the lab's key and known_hosts."""
+        return SshTarget(
+            address=host.address,
+            user="root",
+            private_key_file=str(self.private_key),
+            known_hosts_file=str(self.known_hosts),
+        )
+
+    def facts(self, host: LabHost) -> HostFacts:
+        with SshExecutor() as executor:
+            return gather_facts(executor.session(self.target(host), name=host.name))
 
     def reset(self, *hosts: LabHost) -> None:
         """Put hosts (default: all) back in the incident's state: rc93 runc, sysctl 163840 at

@@ -22,20 +22,6 @@ RC93_COMMIT = "12644e614e25b05da6fd08a38ffa0cfe1903fdec"
 DEBIAN_RUNC = Path("/usr/sbin/runc")
 
 
-def target(lab: LabFleet, host: LabHost) -> SshTarget:
-    return SshTarget(
-        address=host.address,
-        user="root",
-        private_key_file=str(lab.private_key),
-        known_hosts_file=str(lab.known_hosts),
-    )
-
-
-def facts_of(lab: LabFleet, host: LabHost) -> HostFacts:
-    with SshExecutor() as executor:
-        return gather_facts(executor.session(target(lab, host), name=host.name))
-
-
 def host_file(lab: LabFleet, host: LabHost, name: str) -> Path:
     """A lab host's own file, as the machine sees it."""
     return lab.state_dir / "hosts" / host.name / name
@@ -79,7 +65,7 @@ def check_common(lab: LabFleet, host: LabHost, facts: HostFacts) -> None:
 
 def test_facts_of_a_full_host(lab: LabFleet) -> None:
     host = lab.full_hosts[0]
-    facts = facts_of(lab, host)
+    facts = lab.facts(host)
     check_common(lab, host, facts)
     assert facts.path_source == "dockerd"
     assert facts.runc_source == "runc on dockerd's PATH"
@@ -92,13 +78,13 @@ def test_facts_of_a_full_host(lab: LabFleet) -> None:
         assert daemon.version
     assert facts.warnings == []
     # Facts are comparable before and after: nothing restarted, nothing differs.
-    again = facts_of(lab, host)
+    again = lab.facts(host)
     assert again.dockerd == facts.dockerd and again.containerd == facts.containerd
 
 
 def test_facts_of_a_light_host(lab: LabFleet) -> None:
     host = lab.light_hosts[0]
-    facts = facts_of(lab, host)
+    facts = lab.facts(host)
     check_common(lab, host, facts)
     # Other lab hosts' daemons share this machine's PID space, yet are not this host's.
     assert (facts.dockerd, facts.containerd) == (None, None)
@@ -126,13 +112,13 @@ def test_a_stuck_runc_init_is_seen_on_its_host_only(lab: LabFleet, tmp_path: Pat
         "done"
     )
     with SshExecutor() as executor:
-        session = executor.session(target(lab, host), name=host.name)
+        session = executor.session(lab.target(host), name=host.name)
         started = session.run(f"bash -c {shlex.quote(script)}", timeout=20)
         pids = [int(pid) for pid in started.stdout.split()]
         try:
             assert pids
             facts = gather_facts(session)
-            other_facts = gather_facts(executor.session(target(lab, other), name=other.name))
+            other_facts = gather_facts(executor.session(lab.target(other), name=other.name))
         finally:
             for pid in pids:
                 os.kill(pid, 9)  # started by this test, killed by its PID
@@ -151,14 +137,14 @@ def test_host_record_is_read(lab: LabFleet) -> None:
     assert not record.exists()
     record.write_text('{"schema_version": 1, "phase": "swapped"}\n')
     try:
-        facts = facts_of(lab, host)
+        facts = lab.facts(host)
     finally:
         record.unlink()
     assert facts.record_json == '{"schema_version": 1, "phase": "swapped"}\n'
 
 
 def test_gather_fleet(lab: LabFleet) -> None:
-    targets = {host.name: target(lab, host) for host in lab.hosts}
+    targets = {host.name: lab.target(host) for host in lab.hosts}
     targets["gone"] = SshTarget(address="127.0.0.2", port=1, known_hosts_file=str(lab.known_hosts))
     began = time.monotonic()
     with SshExecutor(connect_attempts=2, backoff=0.1) as executor:
@@ -179,7 +165,7 @@ def test_facts_round_trip_time(lab: LabFleet, round_trips: int) -> None:
     """One round trip per host; prints how long it takes (full hosts run two daemons' --version)."""
     with SshExecutor() as executor:
         for host in (lab.full_hosts[0], lab.light_hosts[0]):
-            session = executor.session(target(lab, host), name=host.name)
+            session = executor.session(lab.target(host), name=host.name)
             gather_facts(session)
             began = time.monotonic()
             for _ in range(round_trips):

@@ -20,10 +20,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode, FactsError
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import facts_to_before, gather_facts
+from orchestrator.facts import facts_to_before
 from orchestrator.lab.fleet import LabHost
-from orchestrator.models import HostFacts, SshTarget
 from tests.conftest import LabFleet
 
 # A stand-in daemon: `--version` leaves a mark (that is what must never happen), else it sleeps.
@@ -42,20 +40,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-
-
-def target(lab: LabFleet, host: LabHost) -> SshTarget:
-    return SshTarget(
-        address=host.address,
-        user="root",
-        private_key_file=str(lab.private_key),
-        known_hosts_file=str(lab.known_hosts),
-    )
-
-
-def facts_of(lab: LabFleet, host: LabHost) -> HostFacts:
-    with SshExecutor() as executor:
-        return gather_facts(executor.session(target(lab, host), name=host.name))
 
 
 @pytest.fixture
@@ -123,7 +107,7 @@ def test_a_daemon_that_is_not_the_hosts_own_is_ignored_and_never_run(
     env = f"env PATH={open_dir}:/usr/bin:/bin"
     pid = start(lab, host, f"exec {how} {env} {fake_daemon} 300", fake_daemon)
     try:
-        facts = facts_of(lab, host)
+        facts = lab.facts(host)
     finally:
         kill(pid)
     assert not (open_dir / "dockerd-ran").exists()
@@ -148,7 +132,7 @@ def test_binaries_anyone_could_have_placed_are_never_run_nor_swapped(
     evil_runc.chmod(0o755)
     pid = start(lab, host, f"exec env PATH={open_dir}:/usr/bin:/bin {fake_daemon} 300", fake_daemon)
     try:
-        facts = facts_of(lab, host)
+        facts = lab.facts(host)
     finally:
         kill(pid)
     assert not (open_dir / "dockerd-ran").exists()
@@ -186,7 +170,7 @@ def test_a_runtime_path_that_is_not_runc_is_never_a_target(
     """Facts say the configured runtime is not runc, and no "before" is made of it."""
     lab = clean_lab
     host = lab.light_hosts[0]
-    facts = facts_of(lab, host)
+    facts = lab.facts(host)
     assert facts.runc is not None and facts.runc.path == "/usr/local/sbin/timeout"
     assert facts.runc.target_problem == (
         "/usr/local/sbin/timeout does not answer --version as runc"
