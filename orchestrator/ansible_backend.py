@@ -16,6 +16,7 @@ used, and the private key stays a path.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -28,13 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from ansible_runner.interface import init_runner
 from pydantic import ValidationError
 
+from orchestrator import sshconfig
 from orchestrator.apply import WaveContext
 from orchestrator.errors import BadInput
 from orchestrator.hostops import HostOutcome, PhaseListener, StepFailed
@@ -61,6 +63,7 @@ KEPT_ENVIRONMENT = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
     | {"SSH_AUTH_SOCK", "VIRTUAL_ENV", "PYTHONPATH"}
 )
+BECOME_PROMPT = r"^BECOME password.*:\s*?$"  # ansible-playbook --ask-become-pass
 CANCEL_POLL = 0.25  # seconds between checks of the cancel callback
 
 
@@ -82,6 +85,7 @@ class JobSpec:
     hosts: list[str]  # the limit
     extravars: dict[str, Any]
     forks: int
+    become_password: str | None = field(default=None, repr=False)  # to ansible-runner's prompt
 
 
 def host_vars(
@@ -92,19 +96,22 @@ def host_vars(
     known = target.known_hosts_file or (str(known_hosts) if known_hosts else None)
     # Ansible shlex-splits this: each argument quoted, so a path with spaces stays one argument
     # and a hostile one cannot add options (`-o ProxyCommand=...` would run on the controller).
+    # The inventory's own ssh arguments follow (`-F`, ProxyJump, ProxyCommand...): ssh takes the
+    # first value of an option, so host key checking stays strict whatever they say.
     args = ["-o", "StrictHostKeyChecking=yes"]
     if known:
         args += ["-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
-    common = shlex.join(args)
-    user = target.user or "root"
+    common = shlex.join([*args, *target.ssh_args])
     variables: dict[str, Any] = {
         "ansible_host": target.address,
-        "ansible_port": target.port,
-        "ansible_user": user,
         "ansible_ssh_common_args": common,
-        "ansible_become": target.become and user != "root",
+        "ansible_become": target.become and login_user(target) != "root",
         "ansible_python_interpreter": "auto_silent",
     }
+    if target.port is not None:  # else ssh_config's Port, as the SSH backend does
+        variables["ansible_port"] = target.port
+    if target.user is not None:
+        variables["ansible_user"] = target.user
     if target.private_key_file:
         variables["ansible_ssh_private_key_file"] = target.private_key_file
     if planned is not None:
@@ -121,6 +128,19 @@ def host_vars(
             variables["runc_rollout_before_sha256"] = planned.before.runc_sha256
             variables["runc_rollout_before_sysctl"] = planned.before.sysctl_runtime
     return variables
+
+
+def login_user(target: SshTarget) -> str:
+    """The user ssh logs in as: the inventory's, else ssh_config's, else the local user."""
+    if target.user is not None:
+        return target.user
+    config_file, _ = sshconfig.command_line(target)
+    try:
+        config = sshconfig.load_config(config_file, Path.home())
+        route = sshconfig.resolve(target, config, local_user=getpass.getuser(), home=Path.home())
+    except sshconfig.SshConfigError:
+        return getpass.getuser()  # ssh itself will say what is wrong
+    return route.target.user
 
 
 def unsafe(value: Any) -> Any:
@@ -265,10 +285,18 @@ def _message(result: dict[str, Any]) -> str:
 class AnsibleWaves:
     """The Ansible backend of `Rollout`: one ansible-runner job per wave."""
 
-    def __init__(self, run_dir: Path, concurrency: int, *, known_hosts: Path | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        concurrency: int,
+        *,
+        known_hosts: Path | None = None,
+        become_password: str | None = None,
+    ):
         self.jobs_dir = run_dir / "ansible"
         self.concurrency = concurrency
         self.known_hosts = known_hosts
+        self._become_password = become_password
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
         events = HostEvents(
@@ -284,6 +312,7 @@ class AnsibleWaves:
             hosts=list(hosts),
             extravars=upgrade_extravars(context.plan, context.run_id),
             forks=self.concurrency,
+            become_password=self._become_password,
         )
         status, rc = run_job(self.jobs_dir, spec, events)
         events.finish(status, rc)
@@ -297,6 +326,7 @@ def rollback_hosts(
     concurrency: int,
     known_hosts: Path | None,
     on_phase: PhaseListener,
+    become_password: str | None = None,
 ) -> dict[str, HostOutcome | Exception]:
     """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job;
     like `run_on_hosts`, a host that was not rolled back gets an exception. The job goes under
@@ -319,6 +349,7 @@ def rollback_hosts(
         hosts=list(targets),
         extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
         forks=concurrency,
+        become_password=become_password,
     )
     with _jobs_dir(jobs_dir) as directory:
         status, rc = run_job(directory, spec, events)
@@ -371,6 +402,10 @@ def run_job(
         limit=",".join(spec.hosts),
         extravars=spec.extravars,
         forks=spec.forks,
+        # A become password answers ansible-playbook's own prompt through the runner's pexpect:
+        # it is in neither the environment, the command line nor a file of the job.
+        cmdline="--ask-become-pass" if spec.become_password is not None else None,
+        passwords=None if spec.become_password is None else {BECOME_PROMPT: spec.become_password},
         envvars=environment,
         settings={"pexpect_timeout": CANCEL_POLL, "suppress_ansible_output": True},
         suppress_env_files=True,

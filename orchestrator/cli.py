@@ -96,6 +96,14 @@ KnownHostsOption = Annotated[
     Path | None,
     typer.Option("--known-hosts", help="known_hosts file (else the inventory's, else ~/.ssh)."),
 ]
+AskBecomePassOption = Annotated[
+    bool,
+    typer.Option(
+        "--ask-become-pass",
+        "-K",
+        help="Ask once for the sudo password of hosts with ansible_become (never stored).",
+    ),
+]
 ConcurrencyOption = Annotated[
     int, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")
 ]
@@ -271,6 +279,7 @@ def plan(
         ),
     ] = None,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
@@ -300,7 +309,8 @@ def plan(
         if facts_file is not None:
             report = read_facts_report(facts_file)
         else:
-            with ssh_executor(known_hosts) as executor:
+            password = become_password(ask_become_pass)
+            with ssh_executor(known_hosts, password) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
@@ -325,13 +335,15 @@ def facts(
     limit: LimitOption = None,
     fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     if fmt is Format.markdown:
         raise BadInput("--format: facts prints table or json")
     targets = hosts_to_plan(load_inventory(inventory), limit)
-    with ssh_executor(known_hosts) as executor:
+    password = become_password(ask_become_pass)
+    with ssh_executor(known_hosts, password) as executor:
         results = gather_fleet(executor, targets, concurrency)
     sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
@@ -373,6 +385,7 @@ def audit(
     ] = False,
     probe_timeout: ProbeTimeoutOption = 20.0,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
@@ -398,7 +411,8 @@ def audit(
     loaded = load_inventory(inventory)
     targets, zones, held = audit_targets(loaded, limit, domain_key)
     specs = probe_specs(loaded, targets, probe_timeout) if probe else None
-    with ssh_executor(known_hosts) as executor:
+    password = become_password(ask_become_pass)
+    with ssh_executor(known_hosts, password) as executor:
         report = audit_fleet(
             executor,
             targets,
@@ -430,6 +444,7 @@ def unstick(
     ] = 10.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
@@ -443,7 +458,8 @@ def unstick(
     from orchestrator.unstick import report_json as unstick_json
 
     targets, _, _ = audit_targets(load_inventory(inventory), limit)
-    with ssh_executor(known_hosts) as executor:
+    password = become_password(ask_become_pass)
+    with ssh_executor(known_hosts, password) as executor:
         results = unstick_fleet(
             executor,
             targets,
@@ -471,6 +487,7 @@ def apply(
     ] = False,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
@@ -491,7 +508,8 @@ def apply(
     if signers:
         typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
-    with ssh_executor(known_hosts) as backend:
+    password = become_password(ask_become_pass)
+    with ssh_executor(known_hosts, password) as backend:
         if dry_run:
             targets = {host.name: host.ssh for host in plan.hosts}
             results = gather_fleet(backend, targets, concurrency)
@@ -509,7 +527,13 @@ def apply(
         journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
         return run_rollout(
-            journal, backend, concurrency, json_events, executor=executor, known_hosts=known_hosts
+            journal,
+            backend,
+            concurrency,
+            json_events,
+            executor=executor,
+            known_hosts=known_hosts,
+            become_password=password,
         )
 
 
@@ -580,6 +604,7 @@ def resume(
         bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
     ] = False,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
@@ -610,7 +635,8 @@ def resume(
         typer.echo(f"run {journal.run_id} is already completed", err=True)
         return ExitCode.OK
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    with ssh_executor(known_hosts) as backend:
+    password = become_password(ask_become_pass)
+    with ssh_executor(known_hosts, password) as backend:
         return run_rollout(
             journal,
             backend,
@@ -619,6 +645,7 @@ def resume(
             resumed=True,
             executor=executor,
             known_hosts=known_hosts,
+            become_password=password,
         )
 
 
@@ -639,6 +666,7 @@ def rollback(
     concurrency: ConcurrencyOption = 8,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
@@ -669,6 +697,7 @@ def rollback(
             printer(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
 
     results: dict[str, HostOutcome | Exception]
+    password = become_password(ask_become_pass)
     if executor is ExecutorName.ansible:
         from orchestrator.ansible_backend import rollback_hosts
 
@@ -678,10 +707,11 @@ def rollback(
             jobs_dir=journal.run_dir / "ansible" if journal else None,
             concurrency=concurrency,
             known_hosts=known_hosts,
+            become_password=password,
             on_phase=on_phase,
         )
     else:
-        with ssh_executor(known_hosts) as backend:
+        with ssh_executor(known_hosts, password) as backend:
 
             def one(name: str, target: SshTarget) -> HostOutcome:
                 session = backend.session(target, name=name)
@@ -829,10 +859,22 @@ def wave_options(**fields: object) -> WaveOptions:
         raise BadInput(f"{option}: {first['input']!r}: {first['msg']}") from None
 
 
-def ssh_executor(known_hosts: Path | None) -> SshExecutor:
+def ssh_executor(known_hosts: Path | None, become_password: str | None = None) -> SshExecutor:
     from orchestrator.executor.ssh import SshExecutor
 
-    return SshExecutor(known_hosts=known_hosts)
+    return SshExecutor(known_hosts=known_hosts, become_password=become_password)
+
+
+def become_password(ask: bool) -> str | None:
+    """`--ask-become-pass`: the sudo password, asked once on the terminal, kept in memory only."""
+    if not ask:
+        return None
+    import getpass
+
+    try:
+        return getpass.getpass("BECOME password: ", stream=sys.stderr)
+    except EOFError:
+        raise BadInput("--ask-become-pass: no password given (end of input)") from None
 
 
 def run_rollout(
@@ -844,6 +886,7 @@ def run_rollout(
     *,
     executor: ExecutorName = ExecutorName.ssh,
     known_hosts: Path | None = None,
+    become_password: str | None = None,
 ) -> int:
     from orchestrator.apply import ApplyEnv, Rollout, SshWaves, WaveBackend
 
@@ -852,7 +895,9 @@ def run_rollout(
     if executor is ExecutorName.ansible:
         from orchestrator.ansible_backend import AnsibleWaves
 
-        waves = AnsibleWaves(journal.run_dir, concurrency, known_hosts=known_hosts)
+        waves = AnsibleWaves(
+            journal.run_dir, concurrency, known_hosts=known_hosts, become_password=become_password
+        )
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
     code = rollout.run(resumed=resumed)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)

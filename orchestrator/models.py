@@ -6,6 +6,7 @@ default. The plan is what a reviewer approves: `plan_hash` covers its whole body
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shlex
 from dataclasses import field as dataclass_field
@@ -143,12 +144,43 @@ _LEAN = ConfigDict(extra="forbid")
 class SshTarget:
     """How to reach a host, taken from the inventory. Never holds a password."""
 
-    address: str
-    port: int = 22
-    user: str | None = None
+    address: str  # what ssh is given as the destination (ansible_host, else the name)
+    port: int | None = None  # None: ssh_config's Port, else 22
+    user: str | None = None  # None: ssh_config's User, else the local user
     private_key_file: str | None = None
     known_hosts_file: str | None = None
     become: bool = False
+    ssh_args: tuple[str, ...] = ()  # ansible_ssh_common_args + ansible_ssh_extra_args, as words
+
+
+@dataclasses.dataclass(frozen=True)
+class SshHop:
+    """One SSH connection of a route, every setting resolved (see `orchestrator.sshconfig`)."""
+
+    alias: str  # the name ssh_config's Host blocks matched
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...] = ()  # empty: ~/.ssh/id_* and the agent
+    identities_only: bool = False
+    known_hosts_files: tuple[str, ...] = ()  # empty: --known-hosts, else ~/.ssh/known_hosts
+    proxy_command: str | None = None  # run on the controller; only ever on the first hop
+    connect_timeout: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SshRoute:
+    """How to reach a host: jump hosts in order, then the host itself (`hops[-1]`)."""
+
+    hops: tuple[SshHop, ...]
+
+    @property
+    def target(self) -> SshHop:
+        return self.hops[-1]
+
+    @property
+    def jumps(self) -> tuple[SshHop, ...]:
+        return self.hops[:-1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -262,14 +262,16 @@ def ssh_target(host: InventoryHost) -> SshTarget:
 def ssh_fields(host: InventoryHost) -> dict[str, Any]:
     """Connection settings from Ansible's variables; passwords are never copied."""
     get = host.vars.get
-    port = _port(get("ansible_port") or get("ansible_ssh_port") or 22)
-    if port is None:
-        raise BadInput(f"host {host.name}: ansible_port {get('ansible_port')!r} is not a TCP port")
+    port_value = get("ansible_port") or get("ansible_ssh_port")
+    port = None if port_value is None else _port(port_value)
+    if port_value is not None and port is None:
+        raise BadInput(f"host {host.name}: ansible_port {port_value!r} is not a TCP port")
     key = get("ansible_ssh_private_key_file") or get("ansible_private_key_file")
     user = get("ansible_user") or get("ansible_ssh_user")
     common, extra = str(get("ansible_ssh_common_args", "")), str(get("ansible_ssh_extra_args", ""))
     try:
         known_hosts = known_hosts_from_args(common, extra)
+        words = _words(common, extra)
     except ValueError as error:  # shlex: unbalanced quotes, a lone backslash
         raise BadInput(
             f"host {host.name}: ansible_ssh_common_args or ansible_ssh_extra_args cannot be "
@@ -282,7 +284,14 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
         "private_key_file": None if key is None else str(key),
         "known_hosts_file": known_hosts,
         "become": _truthy(get("ansible_become", False)),
+        "ssh_args": words,
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _words(*args: str) -> tuple[str, ...]:
+    """ssh's arguments as words, as Ansible splits them (cached: usually group variables)."""
+    return tuple(word for text in args for word in shlex.split(text))
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,10 +11,13 @@ group; the client gives up a few seconds later and closes the channel if the hos
 
 from __future__ import annotations
 
+import getpass
 import logging
 import math
 import os
 import random
+import re
+import secrets
 import select
 import shlex
 import socket
@@ -23,8 +26,12 @@ import time
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+import fabric
 import paramiko
+from invoke.exceptions import ResponseNotAccepted
+from invoke.watchers import FailingResponder
 
+from orchestrator import sshconfig
 from orchestrator.executor.base import (
     AuthenticationFailed,
     CommandResult,
@@ -34,7 +41,7 @@ from orchestrator.executor.base import (
     HostKeyRejected,
     HostUnreachable,
 )
-from orchestrator.models import SshTarget
+from orchestrator.models import SshHop, SshRoute, SshTarget
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 PARAMIKO_LOG = "orchestrator.executor.ssh.paramiko"
@@ -66,19 +73,42 @@ def known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def remote_command(command: str, timeout: float, *, sudo: bool) -> str:
-    """The command line sent to sshd: `command` under `sh`, killed on the host after `timeout`."""
+SUDO_READY = "runc-rollout: sudo done"
+
+
+def remote_command(command: str, timeout: float, *, sudo: bool, prompt: str | None = None) -> str:
+    """The command line sent to sshd: `command` under `sh`, killed on the host after `timeout`.
+
+    With a sudo `prompt` (a become password), sudo reads the password from stdin when it asks
+    (`-S -p PROMPT`), and the command says `SUDO_READY` on stderr before it starts, so that the
+    client knows when sudo is done with stdin.
+    """
     inner = f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
-    return f"exec sudo -n {inner}" if sudo else f"exec {inner}"
+    if not sudo:
+        return f"exec {inner}"
+    if prompt is None:
+        return f"exec sudo -n {inner}"
+    ready = f"echo {shlex.quote(SUDO_READY)} >&2 && exec {inner}"
+    return f"exec sudo -S -p {shlex.quote(prompt)} sh -c {shlex.quote(ready)}"
 
 
 class SshSession:
     """One authenticated connection to one host. Safe to share between threads."""
 
     def __init__(
-        self, client: paramiko.SSHClient, host: str, address: str, *, sudo: bool, io_timeout: float
+        self,
+        connection: fabric.Connection,
+        host: str,
+        address: str,
+        *,
+        sudo: bool,
+        password: str | None,
+        io_timeout: float,
     ) -> None:
-        self._client = client
+        self._connection = connection
+        self._client: paramiko.SSHClient = connection.client
+        self._password = password
+        self._prompt = f"[sudo for runc-rollout {secrets.token_hex(8)}] password: "
         self._host = host
         self._address = address
         self._sudo = sudo
@@ -110,7 +140,9 @@ class SshSession:
         except (paramiko.SSHException, OSError, EOFError) as error:
             raise self._lost(f"cannot open a channel: {error}") from error
         try:
-            channel.exec_command(remote_command(command, timeout, sudo=self._sudo))
+            prompt = self._prompt if self._sudo and self._password is not None else None
+            channel.exec_command(remote_command(command, timeout, sudo=self._sudo, prompt=prompt))
+            early = b"" if prompt is None else self._answer_sudo(channel, deadline, prompt)
             if stdin:
                 channel.settimeout(max(deadline - time.monotonic(), 0.001))
                 try:
@@ -120,6 +152,7 @@ class SshSession:
                         raise
             channel.shutdown_write()
             stdout, stderr = _collect(channel, deadline)
+            stderr = early + stderr
         except TimeoutError as error:
             raise CommandTimeout(self._host, self._address, label, timeout) from error
         except (paramiko.SSHException, OSError, EOFError) as error:
@@ -138,6 +171,42 @@ class SshSession:
             stderr=stderr.decode("utf-8", "replace"),
             duration=duration,
         )
+
+    def _answer_sudo(self, channel: paramiko.Channel, deadline: float, prompt: str) -> bytes:
+        """Give sudo the become password when it asks (invoke's responder, as fabric's `sudo`
+        does) and wait until it is done; return what the command wrote to stderr after that."""
+        assert self._password is not None
+        responder = FailingResponder(
+            pattern=re.escape(prompt), response=f"{self._password}\n", sentinel="try again"
+        )
+        seen = b""
+        ready = SUDO_READY.encode() + b"\n"
+        poller = select.poll()
+        poller.register(channel.fileno(), select.POLLIN)
+        while ready not in seen:
+            if channel.exit_status_ready() and not channel.recv_stderr_ready():
+                break  # sudo refused (not allowed, no password accepted)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            poller.poll(min(remaining, 1.0) * 1000)
+            while channel.recv_stderr_ready():
+                seen += channel.recv_stderr(_READ_SIZE)
+            if len(seen) > MAX_OUTPUT:
+                raise EOFError("sudo sent more than 64 MiB before the command started")
+            try:
+                for response in responder.submit(seen.decode("utf-8", "replace")):
+                    channel.sendall(response.encode())
+            except ResponseNotAccepted:
+                raise AuthenticationFailed(
+                    self._host, self._address, "sudo did not accept the become password"
+                ) from None
+        if ready not in seen:
+            text = seen.decode("utf-8", "replace").replace(prompt, "").strip()
+            raise AuthenticationFailed(
+                self._host, self._address, f"sudo failed: {text or 'no reason given'}"
+            )
+        return seen.split(ready, 1)[1]
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:
         if self._sudo:
@@ -174,7 +243,7 @@ class SshSession:
             if self._sftp is not None:
                 self._sftp.close()
                 self._sftp = None
-        self._client.close()
+        self._connection.close()
 
     def _put_through_shell(self, local: Path, remote: str, mode: int) -> None:
         """Stream the file through `cat`: for sudo (SFTP runs as the login user, who cannot
@@ -256,15 +325,19 @@ def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
 class SshExecutor:
     """Opens and caches one `SshSession` per host; `session` is safe to call from many threads.
 
-    Connects are retried with exponential backoff and jitter on transient errors (refused, reset,
-    timed out, dropped before the banner as sshd's MaxStartups does), never on a rejected host
-    key or failed authentication.
+    Every connection goes through fabric: a `Connection` per hop, jump hosts as its gateway (one
+    connection to a jump host is shared by all the hosts behind it), ProxyCommand as its string
+    gateway. How each host is reached is resolved by `orchestrator.sshconfig` from the target and
+    ssh_config. Connects are retried with exponential backoff and jitter on transient errors
+    (refused, reset, timed out, dropped before the banner as sshd's MaxStartups does), never on a
+    rejected host key or failed authentication.
     """
 
     def __init__(
         self,
         *,
         known_hosts: Path | None = None,
+        become_password: str | None = None,
         connect_timeout: float = 10.0,
         connect_attempts: int = 5,
         backoff: float = 0.5,
@@ -276,6 +349,7 @@ class SshExecutor:
         if connect_attempts < 1:
             raise ValueError("connect_attempts must be at least 1")
         self._known_hosts = known_hosts
+        self._become_password = become_password
         self._connect_timeout = connect_timeout
         self._attempts = connect_attempts
         self._backoff = backoff
@@ -283,8 +357,10 @@ class SshExecutor:
         self._keepalive = keepalive
         self._io_timeout = io_timeout
         self._rng = rng or random.Random()
-        self._sessions: dict[tuple[str, int, str], SshSession] = {}
-        self._locks: dict[tuple[str, int, str], threading.Lock] = {}
+        self._sessions: dict[SshRoute, SshSession] = {}
+        self._gateways: dict[tuple[SshHop, ...], fabric.Connection] = {}
+        self._locks: dict[object, threading.Lock] = {}
+        self._configs: dict[str | None, paramiko.SSHConfig] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> SshExecutor:
@@ -293,158 +369,249 @@ class SshExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
-        user = target.user or "root"
-        key = (target.address, target.port, user)
+    def route(self, target: SshTarget) -> SshRoute:
+        """How `target` is reached; `SshConfigError` if its settings cannot be honoured."""
+        config_file, _ = sshconfig.command_line(target)
         with self._lock:
-            host_lock = self._locks.setdefault(key, threading.Lock())
-        with host_lock:
+            config = self._configs.get(config_file)
+        if config is None:
+            config = sshconfig.load_config(config_file, Path.home())
             with self._lock:
-                cached = self._sessions.get(key)
+                self._configs[config_file] = config
+        default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
+        return sshconfig.resolve(
+            target, config, local_user=getpass.getuser(), home=Path.home(), known_hosts=default
+        )
+
+    def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
+        host = name or target.address
+        try:
+            route = self.route(target)
+        except sshconfig.SshConfigError as error:
+            raise ExecutorError(host, target.address, str(error)) from None
+        with self._host_lock(route):
+            with self._lock:
+                cached = self._sessions.get(route)
             if cached is not None and cached.active:
                 return cached
             if cached is not None:
                 cached.close()
-            opened = self._connect(target, name or target.address, user)
+            sudo = target.become and route.target.user != "root"
+            opened = self._connect(route, host, sudo=sudo)
             with self._lock:
-                self._sessions[key] = opened
+                self._sessions[route] = opened
             return opened
 
     def close(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
+            gateways = list(self._gateways.values())
+            self._gateways.clear()
         for opened in sessions:
             opened.close()
+        for gateway in reversed(gateways):
+            gateway.close()
 
-    def known_hosts_files(self, target: SshTarget) -> list[Path]:
-        """The known_hosts files checked for `target`, in the order described above."""
-        if target.known_hosts_file:
-            return [Path(target.known_hosts_file).expanduser()]
-        if self._known_hosts is not None:
-            return [self._known_hosts.expanduser()]
-        return [Path(path).expanduser() for path in DEFAULT_KNOWN_HOSTS]
+    def _host_lock(self, key: object) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(key, threading.Lock())
 
-    def _connect(self, target: SshTarget, host: str, user: str) -> SshSession:
-        address = f"{target.address}:{target.port}"
-        files = self._checked_files(target, host, address)
-        if target.private_key_file and not Path(target.private_key_file).expanduser().is_file():
-            raise AuthenticationFailed(
-                host, address, f"private key file {target.private_key_file} does not exist"
-            )
+    def _connect(self, route: SshRoute, host: str, *, sudo: bool) -> SshSession:
+        hop = route.target
+        address = f"{hop.hostname}:{hop.port}"
         last: BaseException | None = None
         for attempt in range(self._attempts):
             if attempt:
                 ceiling = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
                 time.sleep(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
-            client = paramiko.SSHClient()
-            client.set_log_channel(PARAMIKO_LOG)
-            client.set_missing_host_key_policy(_StrictRejectPolicy())
-            for path in files:
-                client.load_system_host_keys(str(path))
             try:
-                self._open(client, target, user)
-            except _UnknownHostKey as error:
-                client.close()
-                raise self._unknown_key(target, host, address, files, error.key) from None
-            except paramiko.BadHostKeyException as error:
-                client.close()
-                raise self._changed_key(target, host, address, files, error) from None
-            except paramiko.AuthenticationException as error:
-                client.close()
-                raise AuthenticationFailed(
-                    host, address, f"authentication as {user} failed: {error}"
-                ) from None
-            except socket.gaierror as error:
-                client.close()
-                raise HostUnreachable(host, address, f"cannot resolve: {error}") from None
-            except (paramiko.SSHException, OSError, EOFError) as error:
-                client.close()
-                last = error
+                gateway = self._gateway(route.jumps, host) if route.jumps else hop.proxy_command
+                connection = self._open(hop, host, gateway)
+            except _Transient as error:
+                last = error.error
                 continue
-            transport = client.get_transport()
-            if transport is not None:
-                transport.set_keepalive(self._keepalive)
-            sudo = target.become and user != "root"
-            return SshSession(client, host, address, sudo=sudo, io_timeout=self._io_timeout)
+            password = self._become_password if sudo else None
+            return SshSession(
+                connection, host, address, sudo=sudo, password=password, io_timeout=self._io_timeout
+            )
         raise HostUnreachable(
             host, address, f"cannot connect after {self._attempts} attempts: {_describe(last)}"
         )
 
-    def _open(self, client: paramiko.SSHClient, target: SshTarget, user: str) -> None:
-        sock = socket.create_connection((target.address, target.port), self._connect_timeout)
-        try:
-            # Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to a channel open.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            key_file = target.private_key_file
-            client.connect(
-                target.address,
-                port=target.port,
-                username=user,
-                key_filename=None if key_file is None else str(Path(key_file).expanduser()),
-                look_for_keys=key_file is None,
-                allow_agent=key_file is None,
-                sock=sock,
-                timeout=self._connect_timeout,
-                banner_timeout=self._connect_timeout,
-                auth_timeout=self._connect_timeout,
-                channel_timeout=self._connect_timeout,
-            )
-        except BaseException:
-            client.close()  # stops paramiko's transport thread before its socket goes
-            sock.close()
-            raise
+    def _gateway(self, hops: tuple[SshHop, ...], host: str) -> fabric.Connection:
+        """The open connection to the last of `hops` (through the ones before it), shared."""
+        with self._host_lock(hops):
+            with self._lock:
+                cached = self._gateways.get(hops)
+            if cached is not None and _is_active(cached):
+                return cached
+            if cached is not None:
+                cached.close()
+            hop = hops[-1]
+            through = self._gateway(hops[:-1], host) if len(hops) > 1 else hop.proxy_command
+            connection = self._open(hop, host, through, jump=True)
+            with self._lock:
+                self._gateways[hops] = connection
+            return connection
 
-    def _checked_files(self, target: SshTarget, host: str, address: str) -> list[Path]:
-        files = self.known_hosts_files(target)
+    def _open(
+        self,
+        hop: SshHop,
+        host: str,
+        gateway: fabric.Connection | str | None,
+        *,
+        jump: bool = False,
+    ) -> fabric.Connection:
+        """A fabric `Connection` to `hop`, opened with strict host keys; errors name the hop."""
+        address = f"{hop.hostname}:{hop.port}"
+        role = f"jump host {hop.alias} ({address}): " if jump else ""
+        files = self._checked_files(hop, host, address, role)
+        for key_file in hop.identity_files:
+            if not Path(key_file).is_file():
+                raise AuthenticationFailed(
+                    host, address, f"{role}private key file {key_file} does not exist"
+                )
+        timeout = hop.connect_timeout or self._connect_timeout
+        connect_kwargs: dict[str, object] = {
+            "key_filename": list(hop.identity_files),
+            "look_for_keys": not hop.identity_files,
+            "allow_agent": not hop.identities_only,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
+        }
+        connection = fabric.Connection(
+            hop.hostname,
+            user=hop.user,
+            port=hop.port,
+            config=fabric.Config(ssh_config=paramiko.SSHConfig()),  # resolved already
+            gateway=gateway if gateway is not None else False,
+            connect_timeout=math.ceil(timeout),
+            connect_kwargs=connect_kwargs,
+        )
+        client = connection.client
+        client.set_log_channel(PARAMIKO_LOG)
+        client.set_missing_host_key_policy(_StrictRejectPolicy())
+        for path in files:
+            client.load_system_host_keys(str(path))
+        sock: socket.socket | None = None
+        try:
+            if gateway is None:
+                sock = socket.create_connection((hop.hostname, hop.port), timeout)
+                # Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to a channel open.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connection.connect_kwargs["sock"] = sock
+            connection.open()
+        except BaseException as error:
+            client.close()  # stops paramiko's transport thread before its socket goes
+            if sock is not None:
+                sock.close()
+            raise self._connect_error(error, hop, host, address, files, role) from None
+        transport = connection.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(self._keepalive)
+        return connection
+
+    def _checked_files(self, hop: SshHop, host: str, address: str, role: str) -> list[Path]:
+        files = [Path(path) for path in hop.known_hosts_files] or [
+            Path(path).expanduser() for path in DEFAULT_KNOWN_HOSTS
+        ]
         present = [path for path in files if path.is_file()]
         unreadable = [path for path in present if not os.access(path, os.R_OK)]
         if unreadable:
-            raise HostKeyRejected(host, address, f"cannot read known_hosts file {unreadable[0]}")
+            raise HostKeyRejected(
+                host, address, f"{role}cannot read known_hosts file {unreadable[0]}"
+            )
         if not present:
             listed = " or ".join(str(path) for path in files)
             raise HostKeyRejected(
                 host,
                 address,
-                f"no known_hosts file: {listed} does not exist, so the host key cannot be "
+                f"{role}no known_hosts file: {listed} does not exist, so the host key cannot be "
                 "checked. Pass --known-hosts FILE or set UserKnownHostsFile in the inventory's "
-                "ansible_ssh_common_args.",
+                "ansible_ssh_common_args or in ssh_config.",
             )
         return present
 
     def _unknown_key(
-        self, target: SshTarget, host: str, address: str, files: list[Path], key: paramiko.PKey
+        self,
+        hop: SshHop,
+        host: str,
+        address: str,
+        files: list[Path],
+        key: paramiko.PKey,
+        role: str,
     ) -> HostKeyRejected:
-        name = known_hosts_name(target.address, target.port)
-        port = "" if target.port == 22 else f"-p {target.port} "
+        name = known_hosts_name(hop.hostname, hop.port)
+        port = "" if hop.port == 22 else f"-p {hop.port} "
         return HostKeyRejected(
             host,
             address,
-            f"host key unknown: {name} is not in {', '.join(map(str, files))}. The host offered "
-            f"{key.get_name()} {key.fingerprint}. Check that fingerprint out of band (on the host: "
-            f"ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add the key with "
-            f"`ssh-keyscan {port}{target.address} >> {files[0]}`.",
+            f"{role}host key unknown: {name} is not in {', '.join(map(str, files))}. The host "
+            f"offered {key.get_name()} {key.fingerprint}. Check that fingerprint out of band (on "
+            f"the host: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add the key with "
+            f"`ssh-keyscan {port}{hop.hostname} >> {files[0]}`.",
         )
 
     def _changed_key(
         self,
-        target: SshTarget,
+        hop: SshHop,
         host: str,
         address: str,
         files: list[Path],
         error: paramiko.BadHostKeyException,
+        role: str,
     ) -> HostKeyRejected:
-        name = known_hosts_name(target.address, target.port)
+        name = known_hosts_name(hop.hostname, hop.port)
         holding = [path for path in files if _has_entry(path, name)] or files
         return HostKeyRejected(
             host,
             address,
-            f"HOST KEY CHANGED: {name} offered {error.key.get_name()} {error.key.fingerprint}, "
-            f"but {', '.join(map(str, holding))} expects {error.expected_key.get_name()} "
-            f"{error.expected_key.fingerprint}. Someone may be intercepting the connection, or "
-            f"the host was reinstalled. Only if you know it was: `ssh-keygen -R '{name}' -f "
-            f"{holding[0]}`, check the new fingerprint out of band, and add it.",
+            f"{role}HOST KEY CHANGED: {name} offered {error.key.get_name()} "
+            f"{error.key.fingerprint}, but {', '.join(map(str, holding))} expects "
+            f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Someone may be "
+            f"intercepting the connection, or the host was reinstalled. Only if you know it was: "
+            f"`ssh-keygen -R '{name}' -f {holding[0]}`, check the new fingerprint out of band, "
+            "and add it.",
         )
+
+    def _connect_error(
+        self,
+        error: BaseException,
+        hop: SshHop,
+        host: str,
+        address: str,
+        files: list[Path],
+        role: str,
+    ) -> BaseException:
+        """What a failed connect means: a final verdict on the host, or `_Transient`."""
+        if isinstance(error, _UnknownHostKey):
+            return self._unknown_key(hop, host, address, files, error.key, role)
+        if isinstance(error, paramiko.BadHostKeyException):
+            return self._changed_key(hop, host, address, files, error, role)
+        if isinstance(error, paramiko.AuthenticationException):
+            return AuthenticationFailed(
+                host, address, f"{role}authentication as {hop.user} failed: {error}"
+            )
+        if isinstance(error, socket.gaierror):
+            return HostUnreachable(host, address, f"{role}cannot resolve: {error}")
+        if isinstance(error, paramiko.SSHException | OSError | EOFError):
+            return _Transient(error)
+        return error
+
+
+class _Transient(Exception):
+    """A connect that may work if tried again."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_active(connection: fabric.Connection) -> bool:
+    transport = connection.client.get_transport()
+    return transport is not None and transport.is_active()
 
 
 def _has_entry(path: Path, name: str) -> bool:
