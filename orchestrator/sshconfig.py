@@ -208,15 +208,15 @@ def _route(
         known_hosts_files=_known_hosts(settings, home),
         connect_timeout=_timeout(settings.get("connecttimeout")),
     )
-    proxy_jump = settings.get("proxyjump")
-    proxy_command = settings.get("proxycommand")
+    proxy_jump = _unless_none(settings.get("proxyjump"))
+    proxy_command = _unless_none(settings.get("proxycommand"))
     if proxy_jump and proxy_command:
         raise SshConfigError(f"host {alias}: both ProxyJump and ProxyCommand are set")
-    if proxy_command and proxy_command.lower() != "none":
+    if proxy_command:
         if "proxycommand" in given:  # paramiko expanded the config's own tokens already
             proxy_command = _tokens(proxy_command, hostname, alias, str(port), user)
         return (dataclasses.replace(hop, proxy_command=proxy_command),)
-    if not proxy_jump or proxy_jump.lower() == "none":
+    if not proxy_jump:
         return (hop,)
     jumps = [_jump(text) for text in proxy_jump.split(",")]
     hops: list[SshHop] = []
@@ -230,6 +230,10 @@ def _route(
             jump_host, jump_given, (), config, local_user=local_user, home=home, depth=depth + 1
         )
     return (*hops, hop)
+
+
+def _unless_none(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
 
 
 def _first_values(options: Iterable[tuple[str, str]]) -> dict[str, str]:

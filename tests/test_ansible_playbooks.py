@@ -341,7 +341,7 @@ def test_inventory_checks_host_keys_and_carries_the_plan() -> None:
     common = hosts["h1"]["ansible_ssh_common_args"]["__ansible_unsafe"]
     assert "-o StrictHostKeyChecking=yes" in common
     assert "UserKnownHostsFile=/etc/kh" in common
-    assert hosts["h1"]["ansible_user"] == {"__ansible_unsafe": "root"}
+    assert "ansible_user" not in hosts["h1"]  # ssh_config's User, else the local user
     assert hosts["h1"]["ansible_become"] is False
     target = SshTarget(
         address="10.0.0.1", port=2222, user="ops", known_hosts_file="/k", become=True
