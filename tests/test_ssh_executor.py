@@ -282,9 +282,25 @@ def test_many_hosts_concurrently(lab: LabFleet) -> None:
 SUDO_ADDRESS = "127.0.0.254"
 
 
+SUDO_PASSWORD = "pl4nted-sudo-s3cret"
+
+
 @pytest.fixture
 def sudo_host() -> Iterator[SshTarget]:
     """An sshd (port 2222) in a private mount namespace where user `deploy` may `sudo -n`."""
+    with sudo_sshd(None) as target:
+        yield target
+
+
+@pytest.fixture
+def sudo_password_host() -> Iterator[SshTarget]:
+    """The same, but sudo asks `deploy` for the password `SUDO_PASSWORD`."""
+    with sudo_sshd(SUDO_PASSWORD) as target:
+        yield target
+
+
+@contextlib.contextmanager
+def sudo_sshd(password: str | None) -> Iterator[SshTarget]:
     if os.geteuid() != 0 or not all(map(shutil.which, ("sudo", "unshare", "/usr/sbin/sshd"))):
         pytest.skip("needs root, sudo, unshare and sshd")
     # Not under pytest's 0700 temporary directory: `deploy` must reach its home.
@@ -296,11 +312,21 @@ def sudo_host() -> Iterator[SshTarget]:
         shutil.copy2(f"/etc/{name}", base / name)
     with (base / "passwd").open("a") as f:
         f.write(f"deploy:x:4242:4242::{base / 'home'}:/bin/sh\n")
+    hashed = "*"
+    if password is not None:
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"],
+            input=password,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     with (base / "shadow").open("a") as f:
-        f.write("deploy:*:19000:0:99999:7:::\n")
+        f.write(f"deploy:{hashed}:19000:0:99999:7:::\n")
     with (base / "group").open("a") as f:
         f.write("deploy:x:4242:\n")
-    (base / "sudoers.d" / "deploy").write_text("deploy ALL=(ALL) NOPASSWD: ALL\n")
+    rule = "ALL" if password is not None else "NOPASSWD: ALL"
+    (base / "sudoers.d" / "deploy").write_text(f"deploy ALL=(ALL) {rule}\n")
     os.chmod(base / "sudoers.d" / "deploy", 0o440)
     for name in ("host_key", "client_key"):
         subprocess.run(
@@ -379,6 +405,30 @@ def test_become_runs_through_sudo(sudo_host: SshTarget, tmp_path: Path) -> None:
     while processes_matching(f"300.{marker}") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_matching(f"300.{marker}") == []
+
+
+@pytest.mark.lab
+def test_become_with_a_password(sudo_password_host: SshTarget, tmp_path: Path) -> None:
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(200000))
+    remote = f"/root/runc-rollout-sudo-test-{uuid.uuid4().hex}"
+    with SshExecutor(become_password=SUDO_PASSWORD) as executor:
+        session = executor.session(sudo_password_host)
+        # Twice: the second time sudo has the timestamp and does not ask; stdin still reaches
+        # the command and only the command's stderr comes back.
+        for _ in range(2):
+            result = session.run("id -u; cat; echo err >&2", timeout=10, stdin=b"in\n")
+            assert (result.stdout, result.stderr) == ("0\nin\n", "err\n")
+        session.put(payload, remote, mode=0o600)
+        check = session.run(f"sha256sum {remote}; rm {remote}", timeout=10)
+        assert check.stdout.split()[0] == hashlib.sha256(payload.read_bytes()).hexdigest()
+    with (
+        SshExecutor(become_password="wrong") as executor,
+        pytest.raises(AuthenticationFailed, match="did not accept the become password"),
+    ):
+        executor.session(sudo_password_host).run("id -u", timeout=10)
+    with SshExecutor() as executor:  # no password: sudo -n refuses, and says so
+        assert not executor.session(sudo_password_host).run("id -u", timeout=10).ok
 
 
 def test_remote_command_quoting() -> None:
