@@ -21,6 +21,7 @@ import re
 import shlex
 import string
 import subprocess
+import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -426,9 +427,10 @@ def _parse_source(builder: _Builder, path: Path) -> bool:
 
 def _parse_static(builder: _Builder, path: Path) -> None:
     suffix = path.suffix
-    if suffix == ".toml":
-        raise InventoryError(f"{path}: TOML inventories are not supported")
     text = _read_text(path)
+    if suffix == ".toml":
+        _parse_toml(builder, path, text)
+        return
     if suffix and suffix not in _YAML_SUFFIXES:
         _parse_ini(builder, path, text)
         return
@@ -825,6 +827,21 @@ def _load_data(text: str, path: Path) -> Any:
         raise InventoryError(f"{path}: {' '.join(str(exc).split())}") from None
 
 
+def _parse_toml(builder: _Builder, path: Path, text: str) -> None:
+    """Ansible's `toml` plugin: the YAML layout, except that `children` is a list of names."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{path}: not a TOML inventory: {exc}") from None
+    groups = {
+        name: {**body, "children": dict.fromkeys(map(str, body["children"]))}
+        if isinstance(body, dict) and isinstance(body.get("children"), list)
+        else body
+        for name, body in data.items()
+    }
+    _parse_yaml(builder, path, groups)
+
+
 def _parse_yaml(builder: _Builder, path: Path, data: dict[Any, Any]) -> None:
     try:
         for name, body in data.items():
@@ -954,7 +971,12 @@ def _script_group(builder: _Builder, name: str, body: Any, listed: dict[str, Non
 def _script_output(path: Path, *args: str) -> str:
     try:
         done = subprocess.run(
-            [str(path), *args], capture_output=True, timeout=SCRIPT_TIMEOUT_SECONDS, check=False
+            # Absolute: a bare relative name (`-i inventory.sh`) is the file, as for Ansible,
+            # never a program looked up on PATH.
+            [os.path.abspath(path), *args],
+            capture_output=True,
+            timeout=SCRIPT_TIMEOUT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise InventoryError(

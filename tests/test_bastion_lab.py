@@ -6,6 +6,7 @@ test's own, bound over /root/.ssh in a private mount namespace for both tools.""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ def in_private_home(ssh_dir: Path, argv: list[str], cwd: Path) -> subprocess.Com
         timeout=180,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
+        # Each case its own ssh master connections: one left by a case before would skip the
+        # bastion and its host key.
+        env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cwd / "cp")},
     )
 
 
@@ -143,8 +147,8 @@ def test_parity_matrix_behind_a_bastion(lab: LabFleet, bastion: Bastion, tmp_pat
     disagree = []
     for name, (hosts, config, expected) in cases(lab, bastion).items():
         inventory, ssh_dir = write_case(tmp_path / name, hosts, config)
-        by_ansible = reachable_by_ansible(inventory, ssh_dir, tmp_path)
-        by_facts, errors = reachable_by_facts(inventory, ssh_dir, tmp_path)
+        by_ansible = reachable_by_ansible(inventory, ssh_dir, tmp_path / name)
+        by_facts, errors = reachable_by_facts(inventory, ssh_dir, tmp_path / name)
         if not by_ansible == by_facts == expected:
             disagree.append(f"{name}: ansible {by_ansible}, facts {by_facts} ({errors})")
         if name == "wrong-bastion-key":

@@ -856,7 +856,7 @@ def test_fast_yaml_round_trips_like_pyyaml(data: Any, flow: bool | None) -> None
             r"bad_json_script\.py: inventory script --list printed invalid JSON",
         ),
         ("bad_group_vars", r"group_vars/all\.yml: a variables file must hold a mapping, got list"),
-        ("inventory.toml", r"inventory\.toml: TOML inventories are not supported"),
+        ("inventory.toml", r"inventory\.toml: group 'web': 'hosts' must be a mapping, got list"),
     ],
 )
 def test_malformed_inventories(name: str, message: str) -> None:
@@ -866,6 +866,46 @@ def test_malformed_inventories(name: str, message: str) -> None:
     assert "\n" not in text
     assert re.search(message, text), text
     assert caught.value.exit_code == 2
+
+
+def test_toml_is_read_as_ansible_reads_it(tmp_path: Path) -> None:
+    source = tmp_path / "fleet.toml"
+    source.write_text(
+        textwrap.dedent(
+            """\
+            [all.vars]
+            ntp = "10.0.0.1"
+
+            [web]
+            children = ["apache", "nginx"]
+            vars = { http_port = 8080, zone = "zone-a" }
+
+            [apache.hosts]
+            tomcat1 = {}
+            "tomcat[2:3]" = { ansible_port = 2222, enabled = true }
+
+            [nginx.hosts]
+            jenkins1 = { ansible_host = "10.0.0.9" }
+            """
+        )
+    )
+    inventory = assert_same_as_ansible([source], tmp_path)
+    assert inventory.hosts["tomcat3"].vars["ansible_port"] == 2222
+
+
+def test_relative_script_path_is_the_file_not_a_program_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "inventory.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo \'{"web": {"hosts": ["w1"]}, "_meta": {"hostvars": {"w1": {"zone": "a"}}}}\'\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    for name in ("inventory.sh", "./inventory.sh"):
+        inventory = assert_same_as_ansible([Path(name)], tmp_path)
+        assert inventory.hosts["w1"].vars == {"zone": "a"}
 
 
 def test_missing_source_is_named(tmp_path: Path) -> None:
