@@ -19,8 +19,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import string
 import subprocess
+import sys
 import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -89,7 +91,76 @@ def load_inventory(sources: Sequence[Path]) -> Inventory:
         return _load(sources)
 
 
+NATIVE = "native"
+ANSIBLE_CORE = "ansible-core (ansible-inventory)"
+
+
+class _PluginConfig(Exception):
+    """A source is an inventory plugin's configuration: only ansible-core can read it."""
+
+
 def _load(sources: Sequence[Path]) -> Inventory:
+    try:
+        inventory = _load_natively(sources)
+    except _PluginConfig:
+        # Plugins such as `constructed` work on the hosts of the sources before them, so every
+        # source goes through ansible-core together.
+        inventory = _load_through_ansible(sources)
+        reader = ANSIBLE_CORE
+    else:
+        reader = NATIVE
+    return inventory.model_copy(update={"readers": dict.fromkeys(inventory.sources, reader)})
+
+
+def _load_through_ansible(sources: Sequence[Path]) -> Inventory:
+    """`ansible-inventory --list --export` over `sources`, read like a script's output."""
+    program = shutil.which("ansible-inventory", path=f"{Path(sys.executable).parent}:{os.defpath}")
+    if program is None:
+        raise InventoryError(f"{sources[0]}: an inventory plugin needs ansible-inventory")
+    argv = [program, *(arg for source in sources for arg in ("-i", str(source)))]
+    environment = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}
+    try:
+        done = subprocess.run(
+            [*argv, "--list", "--export"],
+            capture_output=True,
+            timeout=SCRIPT_TIMEOUT_SECONDS,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InventoryError(
+            f"{sources[0]}: ansible-inventory ran longer than {SCRIPT_TIMEOUT_SECONDS:g} s"
+        ) from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
+        detail = lines[-1].strip() if lines else f"exit status {done.returncode}"
+        raise InventoryError(f"{sources[0]}: ansible-inventory failed: {detail}")
+    builder = _Builder()
+    path = Path(sources[0])
+    data = _script_json(path, done.stdout.decode(errors="replace"), "--list")
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: ansible-inventory printed no JSON object")
+    try:
+        _script_inventory(builder, path, _plain(data))
+    except _Invalid as exc:
+        raise InventoryError(f"{path}: {exc}") from None
+    builder.reconcile()
+    return builder.build(tuple(str(source) for source in sources), _VarsFiles([]))
+
+
+def _plain(value: Any) -> Any:
+    """ansible-inventory's `{"__ansible_unsafe": text}` as the text."""
+    if isinstance(value, dict):
+        if list(value) == ["__ansible_unsafe"]:
+            return value["__ansible_unsafe"]
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _load_natively(sources: Sequence[Path]) -> Inventory:
     builder = _Builder()
     for source in sources:
         if not os.path.exists(source):
@@ -443,6 +514,8 @@ def _parse_static(builder: _Builder, path: Path) -> None:
         if isinstance(data, dict) and data and not data.get("plugin"):
             _parse_yaml(builder, path, data)
             return
+        if isinstance(data, dict) and data.get("plugin"):
+            raise _PluginConfig
         yaml_error = _yaml_shape_error(path, data) if suffix else None
     try:
         _parse_ini(builder, path, text)

@@ -83,6 +83,7 @@ class Inventory(Model):
     sources: tuple[str, ...]
     hosts: dict[str, InventoryHost]  # in the order Ansible would list them
     groups: dict[str, InventoryGroup]
+    readers: dict[str, str] = Field(default_factory=dict)  # source -> what read it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +151,9 @@ class SshTarget:
     private_key_file: str | None = None
     known_hosts_file: str | None = None
     become: bool = False
-    ssh_args: tuple[str, ...] = ()  # ansible_ssh_common_args + ansible_ssh_extra_args, as words
+    # ansible_ssh_common_args + ansible_ssh_extra_args, as words. Left out of the JSON when
+    # empty, so that a plan written before this field existed keeps its plan_hash.
+    ssh_args: tuple[str, ...] = Field(default=(), exclude_if=lambda words: not words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,6 +278,9 @@ class Plan(Model):
     plan_id: str
     plan_hash: str = Field(pattern=SHA256_PATTERN)
     inventory: tuple[str, ...]
+    # Which path read each source (native, or ansible-core for plugin configurations); left out
+    # of the JSON when empty, so that plans written before it keep their plan_hash.
+    inventory_readers: dict[str, str] = Field(default_factory=dict, exclude_if=lambda v: not v)
     artifact: Artifact
     options: WaveOptions
     waves: list[Wave]

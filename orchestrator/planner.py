@@ -123,6 +123,7 @@ def _build_plan(
             "plan_id": "pending",
             "plan_hash": "0" * 64,
             "inventory": inventory.sources,
+            "inventory_readers": inventory.readers,
             "artifact": artifact,
             "options": options,
             "waves": waves,

@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def in_private_home(ssh_dir: Path, argv: list[str], cwd: Path) -> subprocess.Com
         stdin=subprocess.DEVNULL,
         # Each case its own ssh master connections: one left by a case before would skip the
         # bastion and its host key.
-        env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cwd / "cp")},
+        # (under /tmp: a socket path must be short).
+        env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="rr-cp-")},
     )
 
 

@@ -908,6 +908,46 @@ def test_relative_script_path_is_the_file_not_a_program_on_path(
         assert inventory.hosts["w1"].vars == {"zone": "a"}
 
 
+def test_constructed_plugin_is_read_through_ansible_core(tmp_path: Path) -> None:
+    static = tmp_path / "static.yml"
+    static.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {"arch": "x86_64"},
+                    "children": {
+                        "nodes": {
+                            "hosts": {
+                                "node1": {"zone": "a", "rack": 1},
+                                "node2": {"zone": "b", "rack": 2},
+                                "node3": {"zone": "a", "rack": 3},
+                            }
+                        }
+                    },
+                }
+            }
+        )
+    )
+    plugin = tmp_path / "constructed.yml"
+    plugin.write_text(
+        yaml.safe_dump(
+            {
+                "plugin": "ansible.builtin.constructed",
+                "strict": True,
+                "keyed_groups": [{"key": "zone", "prefix": "zone"}],
+                "compose": {"runc_rollout_probe_uid": "2147000000 + rack"},
+                "groups": {"canary": "rack == 1"},
+            }
+        )
+    )
+    inventory = assert_same_as_ansible([static, plugin], tmp_path)
+    assert set(inventory.groups["zone_a"].hosts) == {"node1", "node3"}
+    assert inventory.groups["canary"].hosts == ("node1",)
+    assert inventory.hosts["node2"].vars["runc_rollout_probe_uid"] == 2147000002
+    assert set(inventory.readers.values()) == {"ansible-core (ansible-inventory)"}
+    assert set(load_inventory([static]).readers.values()) == {"native"}
+
+
 def test_missing_source_is_named(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match=re.escape(f"{tmp_path / 'nope.ini'}: no such")):
         load_inventory([tmp_path / "nope.ini"])
