@@ -8,14 +8,18 @@ hosts are reset before every run):
            same host-side scripts, from orchestrator.hostside, in the same order, and the upload)
            over OpenSSH with ControlMaster, run `xargs -P CONCURRENCY` at a time;
 - ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N`;
-- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`.
+- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`;
+- ssh+bastion, ansible+bastion: the same behind one bastion (`orchestrator.lab.bastion`: the
+           hosts answer only through it), reached with ProxyJump from an ssh_config given by
+           `-F` in the inventory's ssh arguments.
 
 Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
 (user+system of this process's children: the hosts' own work is not counted) and the ratios to
 the floor. Targets: ssh within 1.5x of the floor, ansible within 3x.
 
     python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
-        [--backends floor,ssh,ansible] [--first-address 127.0.210.11] [--keep]
+        [--backends floor,ssh,ansible,ssh+bastion,ansible+bastion]
+        [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
 """
 
@@ -33,10 +37,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from orchestrator import hostside
 from orchestrator.apply import load_plan
 from orchestrator.executor.ssh import remote_command
 from orchestrator.facts import facts_script
+from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
 from orchestrator.models import HostRecord, PlannedHost
 
@@ -121,6 +128,26 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
     return path
 
 
+def bastion_inventory(inventory: Path, bastion: Bastion, work: Path) -> Path:
+    """The lab's inventory with every host on its inner address, through the bastion."""
+    config = work / "bastion_ssh_config"
+    config.write_text(
+        f"Host bastion\n  HostName {bastion.address}\n  User root\n"
+        f"  IdentityFile {bastion.private_key}\n  UserKnownHostsFile {bastion.known_hosts}\n"
+    )
+    document = yaml.safe_load(inventory.read_text())
+    for group in document["all"]["children"].values():
+        for name, variables in (group.get("hosts") or {}).items():
+            if name in bastion.inner:
+                variables["ansible_host"] = bastion.inner[name]
+                variables["ansible_ssh_common_args"] = (
+                    f"-F {config} -J bastion -o UserKnownHostsFile={bastion.known_hosts}"
+                )
+    path = work / "hosts-bastion.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -148,18 +175,26 @@ def main() -> None:
         inventory_path=inventory,
         first_address=args.first_address,
     )
+    bastion: Bastion | None = None
     try:
         light = [host.name for host in info.hosts if host.kind == "light"]
         artifact = work / "runc"
         shutil.copy("/usr/sbin/runc", artifact)
         sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
         lab_reset(state_dir, light)
-        plan = work / "plan.json"
         cli = [str(Path(sys.executable).parent / "runc-rollout")]
-        run(
-            [*cli, "plan", "-i", str(inventory), "--limit", "lab_light", "--runc", str(artifact),
-             "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plan)]
-        )  # fmt: skip
+        plans = {"direct": work / "plan.json", "bastion": work / "plan-bastion.json"}
+        sources = {"direct": inventory}
+        if any(backend.endswith("+bastion") for backend in backends):
+            address = args.first_address.rsplit(".", 1)[0] + ".10"
+            hosts = [host for host in info.hosts if host.kind == "light"]
+            bastion = bastion_up(info, hosts, address, work / "bastion")
+            sources["bastion"] = bastion_inventory(inventory, bastion, work)
+        for route, source in sources.items():
+            run(
+                [*cli, "plan", "-i", str(source), "--limit", "lab_light", "--runc", str(artifact),
+                 "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plans[route])]
+            )  # fmt: skip
         print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
         results: dict[tuple[str, int], tuple[float, float]] = {}
         for concurrency in [int(part) for part in args.concurrency.split(",")]:
@@ -167,6 +202,7 @@ def main() -> None:
                 lab_reset(state_dir, light)
                 runs = work / f"runs-{backend}-{concurrency}"
                 scripts = work / f"floor-{concurrency}"
+                plan = plans["bastion" if backend.endswith("+bastion") else "direct"]
                 if backend == "floor":
                     scripts.mkdir()
                     for host in load_plan(plan).hosts:
@@ -177,7 +213,8 @@ def main() -> None:
                     run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
                 else:
                     run(
-                        [*cli, "apply", str(plan), "--yes", "--executor", backend,
+                        [*cli, "apply", str(plan), "--yes", "--executor",
+                         backend.removesuffix("+bastion"),
                          "--concurrency", str(concurrency), "--runs-dir", str(runs)]
                     )  # fmt: skip
                 wall, cpu = time.perf_counter() - started, children_cpu() - cpu
@@ -190,6 +227,8 @@ def main() -> None:
                       f"{cpu:6.1f} s controller CPU", flush=True)  # fmt: skip
         print_table(results, backends)
     finally:
+        if bastion is not None:
+            bastion_down(bastion)
         lab_reset(state_dir, None)
         if not args.keep:
             lab_down(state_dir, inventory)
@@ -199,7 +238,7 @@ def main() -> None:
 def print_table(results: dict[tuple[str, int], tuple[float, float]], backends: list[str]) -> None:
     concurrencies = sorted({concurrency for _, concurrency in results})
     header = "| concurrency | " + " | ".join(f"{b} wall (CPU)" for b in backends)
-    others = [b for b in backends if b != "floor"]
+    others = [b for b in backends if b != "floor"]  # each beside the floor
     if "floor" in backends:
         header += " | " + " | ".join(f"{b} / floor" for b in others)
     print("\n" + header + " |")
