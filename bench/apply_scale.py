@@ -138,7 +138,7 @@ def bastion_inventory(inventory: Path, bastion: Bastion, work: Path) -> Path:
     document = yaml.safe_load(inventory.read_text())
     for group in document["all"]["children"].values():
         for name, variables in (group.get("hosts") or {}).items():
-            if name in bastion.inner:
+            if name in bastion.inner and isinstance(variables, dict):
                 variables["ansible_host"] = bastion.inner[name]
                 variables["ansible_ssh_common_args"] = (
                     f"-F {config} -J bastion -o UserKnownHostsFile={bastion.known_hosts}"

@@ -100,7 +100,7 @@ def test_apply_and_rollback_with_a_become_password(
     plan = tmp_path / "plan.json"
     runs = tmp_path / "runs"
     assert main(["plan", "-i", str(inventory), "--runc", str(artifact), "--sha256", digest,
-                 "--limit", host.name, "--waves", "100%", "-o", str(plan), "--format", "json"]) == 0  # fmt: skip
+                 "--limit", host.name, "--waves", "100%", "-o", str(plan)]) == 0  # fmt: skip
     via = ["--executor", executor]
     assert main(["apply", str(plan), "--yes", "--runs-dir", str(runs), "-K", *via]) == 0
     assert len(asked) == 1
