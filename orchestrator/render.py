@@ -77,7 +77,7 @@ def plan_markdown(plan: Plan) -> str:
         f"- **Artifact:** `{art.path}` ({art.size} bytes), version "
         f"`{art.version or 'unknown (did not run here)'}`, commit `{art.commit or '-'}`",
         f"- **sha256:** `{art.sha256}`",
-        f"- **Inventory:** {', '.join(f'`{source}`' for source in plan.inventory)}"
+        f"- **Inventory:** {', '.join(_source(plan, source) for source in plan.inventory)}"
         + (f", limited to `{opts.limit}`" if opts.limit else ""),
         f"- **Plan hash:** `{plan.plan_hash}` (apply refuses the plan if its body changes)",
         "",
@@ -192,3 +192,9 @@ def plan_table(plan: Plan, width: int = 120) -> str:
 def unprobed_hosts(plan: Plan) -> list[str]:
     """Hosts to swap whose verification will not run the incident probe."""
     return [host.name for host in plan.hosts if host.action == "swap" and not host.verify.probe]
+
+
+def _source(plan: Plan, source: str) -> str:
+    """An inventory source and what read it (native, or ansible-core for plugins)."""
+    reader = plan.inventory_readers.get(source)
+    return f"`{source}`" + (f" (read by {reader})" if reader else "")
