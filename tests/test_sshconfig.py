@@ -7,6 +7,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from orchestrator.errors import ExecutorError
+from orchestrator.executor.ssh import SshExecutor
 from orchestrator.models import InventoryHost, SshHop, SshTarget
 from orchestrator.planner import ssh_target
 from orchestrator.sshconfig import SshConfigError, load_config, parse_ssh_args, resolve
@@ -140,3 +142,10 @@ def test_load_config_inlines_include(tmp_path: Path) -> None:
     assert config.lookup("lab-1")["user"] == "included"
     with pytest.raises(SshConfigError, match="no such file"):
         load_config(str(tmp_path / "missing"), tmp_path)
+
+
+def test_the_executor_fails_the_host_naming_the_option() -> None:
+    target = host("node7", ansible_ssh_common_args="-o PKCS11Provider=/lib/p11.so")
+    with SshExecutor() as executor, pytest.raises(ExecutorError) as caught:
+        executor.session(target, name="node7")
+    assert "node7" in str(caught.value) and "pkcs11provider" in str(caught.value)
