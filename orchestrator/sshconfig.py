@@ -183,7 +183,11 @@ def _route(
 ) -> tuple[SshHop, ...]:
     if depth > MAX_JUMPS:
         raise SshConfigError(f"more than {MAX_JUMPS} jump hosts (a ProxyJump loop?)")
-    found = {key: value for key, value in config.lookup(alias).items() if key not in given}
+    try:
+        looked_up = config.lookup(alias)
+    except (KeyError, ValueError, paramiko.ConfigParseError) as error:  # e.g. half a Canonical*
+        raise SshConfigError(f"ssh_config cannot be applied to {alias}: {error!r}") from None
+    found = {key: value for key, value in looked_up.items() if key not in given}
     for key in sorted(set(given) | set(found)):
         if key not in HONOURED and key not in IGNORED:
             where = "the inventory's ssh arguments" if key in given else "ssh_config"

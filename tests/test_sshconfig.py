@@ -149,3 +149,8 @@ def test_the_executor_fails_the_host_naming_the_option() -> None:
     with SshExecutor() as executor, pytest.raises(ExecutorError) as caught:
         executor.session(target, name="node7")
     assert "node7" in str(caught.value) and "pkcs11provider" in str(caught.value)
+
+
+def test_a_config_paramiko_cannot_apply_is_an_error() -> None:
+    with pytest.raises(SshConfigError, match="cannot be applied to h"):
+        route(host("h"), "Host *\n  CanonicalizeHostname yes\n")
