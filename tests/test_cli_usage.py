@@ -29,6 +29,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "lab status": (["--state-dir"], ["surplus"]),
     "lab down": (["--inventory"], ["surplus"]),
     "lab build-runc": (["--no-such-value"], ["surplus"]),
+    "lab trigger": (["--host"], ["--state-dir"]),
     "sign": (["plan.json"], ["plan.json", "--key"]),
     "verify-plan": ([], ["plan.json", "--required-signatures", "some"]),
 }  # fmt: skip

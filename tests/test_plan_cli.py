@@ -90,6 +90,34 @@ def test_markdown_is_a_change_document(
     assert "Pause after wave 0" in text
 
 
+def test_the_plan_says_what_the_probe_proves_and_where_it_is_off(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(plan_args(artifact, tmp_path / "a.json", "--format", "markdown")) == 0
+    text = capsys.readouterr().out
+    assert "the incident probe" in text and "NOT proven" not in text
+    plan = json.loads((tmp_path / "a.json").read_text())
+    hosts = [host for wave in plan["waves"] for host in wave["hosts"]]
+    assert {host["verify"]["probe"] for host in hosts} == {True}
+    assert main(plan_args(artifact, tmp_path / "b.json", "--no-probe", "--format", "markdown")) == 0
+    text = capsys.readouterr().out
+    assert "WARNING: the fix is NOT proven on" in text
+    assert main(plan_args(artifact, tmp_path / "c.json", "--no-probe")) == 0
+    assert "NOT proven" in capsys.readouterr().out  # the table says it too
+
+
+def test_a_probe_uid_that_is_not_a_uid_is_bad_input(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = tmp_path / "extra.yml"
+    extra.write_text("all:\n  vars:\n    runc_rollout_probe_uid: root\n")
+    args = plan_args(artifact, tmp_path / "p.json", "-i", str(extra))
+    assert main(args) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "runc_rollout_probe_uid 'root' is not a uid" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> None:
     out = tmp_path / "plan.json"
     assert main(plan_args(artifact, out, "--format", "json")) == ExitCode.OK

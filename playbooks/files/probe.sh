@@ -158,9 +158,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT PIPE TERM
-uid_procs() {  # pids whose real, effective or saved uid is the probe uid
-    grep -H '^Uid:' /proc/[0-9]*/status 2>/dev/null |
-        awk -v u="$PROBE_UID" '$2 == u || $3 == u || $4 == u { split($1, p, "/"); print p[3] }'
+uid_procs() {  # live (not zombie) pids whose real, effective or saved uid is the probe uid
+    grep -H -e '^State:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null | awk -v u="$PROBE_UID" '
+        { split($1, p, "/"); pid = p[3] }
+        $1 ~ /:State:$/ { zombie[pid] = ($2 == "Z") }
+        $1 ~ /:Uid:$/ && ($2 == u || $3 == u || $4 == u) && !zombie[pid] { print pid }'
 }
 give_up() { say "probe=$1" "method=$METHOD" "reason=$2"; exit "$EXIT_FAILED"; }
 
@@ -209,7 +211,8 @@ if [ "$STALE" = remove ]; then
         timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$c" >/dev/null 2>&1
     done
     rm -rf "$STATE_DIR"/probe.*
-    sleep 0.2
+    waited=0  # killed processes take a moment to go
+    while [ -n "$(uid_procs)" ] && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
 fi
 [ -z "$(uid_procs)" ] || give_up unavailable "processes already run as probe uid $PROBE_UID: choose another (runc_rollout_probe_uid)"
 dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
