@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -37,29 +38,22 @@ def bastion(lab: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def in_private_home(ssh_dir: Path, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """`argv` with `ssh_dir` as /root/.ssh, in a mount namespace of its own."""
-    return subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            PRIVATE_HOME,
-            "sh",
-            str(ssh_dir),
-            *argv,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        # Each case its own ssh master connections: one left by a case before would skip the
-        # bastion and its host key.
-        # (under /tmp: a socket path must be short).
-        env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="rr-cp-")},
-    )
+    # Each call its own ssh master connections (under /tmp: a socket path must be short): one
+    # left by a case before would skip the bastion and its host key.
+    control = tempfile.mkdtemp(prefix="rr-cp-")
+    try:
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_HOME, "sh",
+             str(ssh_dir), *argv],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": control},
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def reachable_by_ansible(inventory: Path, ssh_dir: Path, cwd: Path) -> set[str]:
