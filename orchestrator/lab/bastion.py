@@ -10,13 +10,13 @@ behind a jump host. Every process started here is recorded by PID and stopped by
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,9 +48,6 @@ class Bastion:
     inner: dict[str, str]  # host name -> inner address
     pids: list[int] = field(default_factory=list)
 
-    def host_key_line(self) -> str:
-        return (self.directory / "known_hosts").read_text().splitlines()[0]
-
 
 def bastion_up(info: fleet.LabInfo, hosts: list[LabHost], address: str, directory: Path) -> Bastion:
     """A bastion on `address`:22 in front of `hosts` of the lab `info`."""
@@ -71,7 +68,6 @@ def bastion_up(info: fleet.LabInfo, hosts: list[LabHost], address: str, director
     except BaseException:
         bastion_down(bastion)
         raise
-    (directory / "pids.json").write_text(json.dumps(bastion.pids))
     return bastion
 
 
@@ -171,9 +167,9 @@ def _has_run_sshd(pid: int) -> bool:
     return os.path.isdir(f"/proc/{pid}/root/run/sshd")
 
 
-def _wait(ready: object, what: str, seconds: float = 15.0) -> None:
+def _wait(ready: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
-    while not ready():  # type: ignore[operator]
+    while not ready():
         if time.monotonic() > deadline:
             raise LabError(f"{what} did not come up")
         time.sleep(0.05)
