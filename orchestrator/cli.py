@@ -5,7 +5,9 @@ commands that use them, so `plan` and `status` start without their import cost."
 
 from __future__ import annotations
 
+import shlex
 import sys
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,12 +30,13 @@ from orchestrator.facts import (
 )
 from orchestrator.fsutil import write_atomic
 from orchestrator.inventory import load_inventory
-from orchestrator.journal import Journal
+from orchestrator.journal import EVENTS_FILE, EventTail, Journal, fold, read_events
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 from orchestrator.memory import gc_paused
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
+    Event,
     FailOn,
     HostBefore,
     HostPhase,
@@ -45,6 +48,7 @@ from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
 from orchestrator.textsafe import terminal_safe
+from orchestrator.view import Screen, SummaryFormat, follow, make_view, print_summary
 
 if TYPE_CHECKING:
     from orchestrator.executor.ssh import SshExecutor
@@ -112,6 +116,32 @@ ProbeTimeoutOption = Annotated[
 LimitOption = Annotated[
     str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
 ]
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show each host's phases as it reaches them.")
+]
+SummaryFormatOption = Annotated[
+    SummaryFormat,
+    typer.Option(
+        "--format",
+        help="The summary at the end (on stdout; on stderr with --json): text, or markdown to "
+        "paste into the change ticket.",
+    ),
+]
+JsonEventsOption = Annotated[
+    bool,
+    typer.Option("--json", help="Stream one JSON event per line on stdout (the journal's events)."),
+]
+
+
+@dataclass(frozen=True)
+class ShowOptions:
+    """How a run is shown: phases too, the summary's format, JSON events on stdout."""
+
+    verbose: bool = False
+    fmt: SummaryFormat = SummaryFormat.text
+    json_events: bool = False
 
 
 ExpectHashOption = Annotated[
@@ -466,9 +496,9 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
     ] = False,
-    json_events: Annotated[
-        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
-    ] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
     expect_hash: ExpectHashOption = None,
@@ -508,8 +538,9 @@ def apply(
         kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
         journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
+        show = ShowOptions(verbose, fmt, json_events)
         return run_rollout(
-            journal, backend, concurrency, json_events, executor=executor, known_hosts=known_hosts
+            journal, backend, concurrency, show, executor=executor, known_hosts=known_hosts
         )
 
 
@@ -558,15 +589,60 @@ def status(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
     runs_dir: RunsDirOption = Path("runs"),
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Follow the run from its journal (read only) with apply's view, until it "
+            "finishes, pauses, halts or is interrupted; then print its summary.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, max=60, help="Seconds between reads.")
+    ] = 0.5,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
-    """Show a run's waves and hosts, from its journal."""
+    """Show a run's waves and hosts, from its journal; --watch follows it as it goes."""
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    if watch:
+        if json_out:
+            raise BadInput("--watch shows the run; --json prints its state: one or the other")
+        return watch_run(journal, interval, ShowOptions(verbose, fmt))
     if json_out:
         typer.echo(journal.state.model_dump_json(indent=2))
     else:
         sys.stdout.write(status_text(journal.state))
+    return ExitCode.OK
+
+
+def watch_run(journal: Journal, interval: float, show: ShowOptions) -> int:
+    """`status --watch`: replay the journal into the view, follow it, then the summary."""
+    from orchestrator.journal import initial_state
+    from orchestrator.view.summary import run_summary
+
+    screen = Screen()
+    view, on_event = make_view(journal.plan, None, screen, verbose=show.verbose, json_events=False)
+    tail = EventTail(journal.run_dir / EVENTS_FILE)
+    state = initial_state(journal.run_id, journal.plan)
+    events = []
+
+    def seen(event: Event) -> None:
+        nonlocal state
+        events.append(event)
+        state = fold(state, event)
+        on_event(event)
+
+    try:
+        with view:
+            follow(tail, seen, screen, interval)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped watching run {journal.run_id}; the run itself goes on", err=True)
+        return ExitCode.INTERRUPTED
+    summary = run_summary(f"run {journal.run_id}", journal.plan, state, events)
+    print_summary(summary, screen, show.fmt)
     return ExitCode.OK
 
 
@@ -576,9 +652,9 @@ def resume(
     runs_dir: RunsDirOption = Path("runs"),
     concurrency: ConcurrencyOption = 8,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_events: Annotated[
-        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
-    ] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
     known_hosts: KnownHostsOption = None,
     executor: ExecutorOption = ExecutorName.ssh,
     expect_hash: ExpectHashOption = None,
@@ -615,7 +691,7 @@ def resume(
             journal,
             backend,
             concurrency,
-            json_events,
+            ShowOptions(verbose, fmt, json_events),
             resumed=True,
             executor=executor,
             known_hosts=known_hosts,
@@ -640,11 +716,14 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
     executor: ExecutorOption = ExecutorName.ssh,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     from orchestrator.executor.base import run_on_hosts
     from orchestrator.hostops import HostOutcome
     from orchestrator.rollback import contradicting_journal, rollback_host, swapped_by_run
+    from orchestrator.view.summary import rollback_summary
 
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
@@ -662,7 +741,9 @@ def rollback(
     confirm(f"roll back {len(targets)} hosts?", yes)
     run_id = journal.run_id if journal else None
     swapped = swapped_by_run(journal.state) if journal else set()
-    printer = ProgressPrinter()
+    screen = Screen()
+    started = screen.clock()
+    printer = ProgressPrinter(screen.stderr, verbose=verbose)
 
     def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
         if journal is not None:
@@ -688,10 +769,10 @@ def rollback(
                 return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
 
             results = run_on_hosts(targets, one, concurrency=concurrency)
-    failed = 0
+    outcomes: dict[str, tuple[str, str | None, str]] = {}
     for name, result in contradicting_journal(results, swapped).items():
         if isinstance(result, HostOutcome):
-            line = f"{name}: {result.status}" + (f": {result.message}" if result.message else "")
+            outcomes[name] = (result.status, result.runc_sha256, result.message or "")
             if journal is not None:
                 journal.record(
                     "host.finished",
@@ -702,9 +783,15 @@ def rollback(
                     message=result.message,
                 )
         else:
-            failed += 1
-            line = f"{name}: rollback failed: {result}"
-        typer.echo(terminal_safe(line))
+            outcomes[name] = ("failed", None, f"rollback failed: {result}")
+        status, _, message = outcomes[name]
+        typer.echo(
+            terminal_safe(f"{name}: {status}" + (f": {message}" if message else "")), err=True
+        )
+    plan = journal.plan if journal else None
+    summary = rollback_summary(plan, outcomes, screen.clock() - started)
+    print_summary(summary, screen, fmt)
+    failed = any(isinstance(result, Exception) for result in results.values())
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
 
@@ -839,23 +926,35 @@ def run_rollout(
     journal: Journal,
     backend: Executor,
     concurrency: int,
-    json_events: bool,
+    show: ShowOptions,
     resumed: bool = False,
     *,
     executor: ExecutorName = ExecutorName.ssh,
     known_hosts: Path | None = None,
 ) -> int:
     from orchestrator.apply import ApplyEnv, Rollout, SshWaves, WaveBackend
+    from orchestrator.view.summary import run_summary
 
-    printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
+    screen = Screen()
+    view, on_event = make_view(
+        journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
+    )
     waves: WaveBackend = SshWaves(backend, concurrency)
     if executor is ExecutorName.ansible:
         from orchestrator.ansible_backend import AnsibleWaves
 
         waves = AnsibleWaves(journal.run_dir, concurrency, known_hosts=known_hosts)
-    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
-    code = rollout.run(resumed=resumed)
+    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
+    with view:
+        code = rollout.run(resumed=resumed)
+    events, _ = read_events(journal.run_dir / EVENTS_FILE)
+    title = "resume" if resumed else "apply"
+    summary = run_summary(f"{title} {journal.run_id}", journal.plan, journal.state, events)
+    print_summary(summary, screen, show.fmt, json_events=show.json_events)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
+    if journal.state.status in ("paused", "halted") or code == ExitCode.INTERRUPTED:
+        where = shlex.quote(str(journal.run_dir))
+        typer.echo(f"continue with: runc-rollout resume {where}", err=True)
     return code
 
 
