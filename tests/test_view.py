@@ -136,10 +136,10 @@ def test_live_view_counts_budget_estimate_and_failures_above(tmp_path: Path) -> 
     with view:
         assert rollout.run() == ExitCode.HOST_FAILED
     middle = seen["h3"]  # wave 1: h2 done, h3 failed, h4 and h5 to go
-    assert "wave 2/2" in middle and "2/4 hosts" in middle
+    assert "wave 2/2" in middle
     assert "done 1" in middle and "failed 1" in middle and "in flight 0" in middle
     assert "budget 1 of 2 left" in middle
-    assert "20s elapsed, ~20s left" in middle  # 2 hosts in 20 s, 2 to go
+    assert "2/4 hosts  20s elapsed, ~20s left" in middle  # 2 hosts in 20 s, 2 to go
     assert "run: 3/5 hosts finished, ~20s left" in middle
     after_h4 = seen["h4"]
     assert "budget 0 of 2 left" in after_h4 and "unreachable 1" in after_h4
@@ -183,7 +183,7 @@ def test_summary_names_reasons_actions_runc_probe_and_wave_times(tmp_path: Path)
     text = summary_text(summary)
     assert "apply r: halted in 50s: 5 hosts" in text
     assert "outcomes: 3 done, 1 failed, 1 unreachable" in text
-    assert "wave 0: 1 hosts in 10s, 0 failed or unreachable" in text
+    assert "wave 0: 1 host in 10s, 0 failed or unreachable" in text
     assert "wave 1: 4 hosts in 40s, 2 failed or unreachable" in text
     assert "3 x 1.1.5 (bbbbbbbbbbbb), 2 x 1.0.0-rc93 (cccccccccccc)" in text
     assert "h3: failed: probe hung in anon_pipe_write; rolled back" in text

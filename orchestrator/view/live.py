@@ -130,27 +130,30 @@ class LiveView:
         lines: list[RenderableType] = []
         if tally.current is not None:
             wave = tally.waves[tally.current]
-            bar = Text(f"wave {wave.index + 1}/{len(tally.waves)} ")
-            progress = ProgressBar(total=max(wave.hosts, 1), completed=wave.done, width=40)
-            row = Table.grid()
-            row.add_row(bar, progress, Text(f" {wave.done}/{wave.hosts} hosts"))
+            left = tally.wave_left(now)
+            elapsed = duration(now - wave.started) if wave.started is not None else "-"
+            row = Table.grid(padding=(0, 1))
+            row.add_row(
+                Text(f"wave {wave.index + 1}/{len(tally.waves)}"),
+                ProgressBar(total=max(wave.hosts, 1), completed=wave.done, width=30),
+                Text(
+                    f"{wave.done}/{wave.hosts} hosts  {elapsed} elapsed"
+                    + (f", ~{duration(left)} left" if left is not None else "")
+                ),
+            )
             lines.append(row)
-            counts = wave.counts
-            budget = wave.budget_left
+            counts, budget = wave.counts, wave.budget_left
             budget_text = (
                 f"[red]budget exceeded by {-budget}[/]"
                 if budget < 0
                 else f"budget {budget} of {wave.max_failures} left"
             )
-            left = tally.wave_left(now)
-            elapsed = duration(now - wave.started) if wave.started is not None else "-"
             lines.append(
                 Text.from_markup(
                     f"[green]done {counts['done']}[/]  [red]failed {counts['failed']}[/]  "
                     f"[red]unreachable {counts['unreachable']}[/]  "
                     f"in flight {counts['running']}  [cyan]noop {counts['noop']}[/]  "
-                    f"| {budget_text} | {elapsed} elapsed"
-                    + (f", ~{duration(left)} left" if left is not None else "")
+                    f"{budget_text}"
                 )
             )
         if self.bake_until is not None:

@@ -141,6 +141,10 @@ def rollback_summary(
     return Summary("rollback", "failed" if failed else "rolled_back", hosts, [], seconds)
 
 
+def _hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"
+
+
 def _outcomes(summary: Summary) -> str:
     counts = summary.counts
     order = [s for s in OUTCOME_ORDER if counts[s]] + sorted(set(counts) - set(OUTCOME_ORDER))
@@ -155,11 +159,11 @@ def summary_text(summary: Summary) -> str:
     """Plain text: reads well in a terminal, a CI log or a ticket without Markdown."""
     safe = terminal_safe
     took = f" in {duration(summary.seconds)}" if summary.seconds is not None else ""
-    lines = [f"{summary.title}: {summary.status}{took}: {len(summary.hosts)} hosts"]
+    lines = [f"{summary.title}: {summary.status}{took}: {_hosts(len(summary.hosts))}"]
     lines.append(f"  outcomes: {_outcomes(summary)}")
     for wave in summary.waves:
         lines.append(
-            f"  wave {wave.index}: {wave.hosts} hosts in {duration(wave.seconds)}, "
+            f"  wave {wave.index}: {_hosts(wave.hosts)} in {duration(wave.seconds)}, "
             f"{wave.against_budget} failed or unreachable"
         )
     lines.append("  runc at the end: " + ", ".join(f"{n} x {safe(r)}" for r, n in _runcs(summary)))
@@ -195,7 +199,7 @@ def summary_markdown(summary: Summary) -> str:
     lines = [
         f"### runc-rollout {summary.title}: {summary.status}{took}",
         "",
-        f"**{len(summary.hosts)} hosts**: {_outcomes(summary)}",
+        f"**{_hosts(len(summary.hosts))}**: {_outcomes(summary)}",
         "",
     ]
     if summary.waves:

@@ -25,6 +25,7 @@ class WaveTally:
     finished: float | None = None
     finished_since_start: int = 0
     todo_at_start: int = 0
+    last_finish: float | None = None  # when its last host finished
 
     @property
     def done(self) -> int:
@@ -71,7 +72,7 @@ class Tally:
         elif event.type == "wave.started" and event.wave is not None:
             wave = self.waves[event.wave]
             wave.started, wave.finished = event.time, None
-            wave.finished_since_start = 0
+            wave.finished_since_start, wave.last_finish = 0, None
             wave.todo_at_start = wave.hosts - wave.done
             self.current = event.wave
         elif event.type == "wave.finished" and event.wave is not None:
@@ -83,9 +84,9 @@ class Tally:
             self.current = None
         elif event.type in ("host.phase", "host.finished") and event.host in self.status:
             new = "running" if event.type == "host.phase" else (event.status or "failed")
-            self._set(event.host, new)
+            self._set(event.host, new, event.time)
 
-    def _set(self, host: str, new: str) -> None:
+    def _set(self, host: str, new: str, time: float) -> None:
         old = self.status[host]
         if old == new:
             return
@@ -95,6 +96,7 @@ class Tally:
         self.status[host] = new
         if new in FINISHED and old not in FINISHED:
             wave.finished_since_start += 1
+            wave.last_finish = time
 
     @property
     def hosts(self) -> int:
@@ -115,12 +117,13 @@ class Tally:
         return per_host * (wave.todo_at_start - wave.finished_since_start)
 
     def run_left(self, now: float) -> float | None:
-        """Seconds the rest of the run's waves may take (bake not counted), at this run's rate."""
+        """Seconds the rest of the run's waves may take (bake not counted), at this run's rate
+        (the current wave counted up to its last finished host: steady between outcomes)."""
         seconds, finished = self.seconds_in_waves, self.finished_in_waves
         if self.current is not None:
             wave = self.waves[self.current]
-            if wave.started is not None:
-                seconds += now - wave.started
+            if wave.started is not None and wave.last_finish is not None:
+                seconds += wave.last_finish - wave.started
                 finished += wave.finished_since_start
         if finished == 0:
             return None
