@@ -8,14 +8,15 @@ hosts are reset before every run):
            same host-side scripts, from orchestrator.hostside, in the same order, and the upload)
            over OpenSSH with ControlMaster, run `xargs -P CONCURRENCY` at a time;
 - ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N`;
-- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`.
+- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`;
+- ssh-tty: the ssh run on a pseudo-terminal (util-linux `script`), so with the live view.
 
 Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
 (user+system of this process's children: the hosts' own work is not counted) and the ratios to
 the floor. Targets: ssh within 1.5x of the floor, ansible within 3x.
 
     python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
-        [--backends floor,ssh,ansible] [--first-address 127.0.210.11] [--keep]
+        [--backends floor,ssh,ansible,ssh-tty] [--rounds 1] [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
 """
 
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--docker", type=int, default=2)
     parser.add_argument("--concurrency", default="8,16,48")
     parser.add_argument("--backends", default="floor,ssh,ansible")
+    parser.add_argument("--rounds", type=int, default=1, help="Runs of each; the median counts.")
     parser.add_argument("--first-address", default="127.0.210.11")
     parser.add_argument("--keep", action="store_true", help="Leave the lab up afterwards.")
     parser.add_argument("--state-dir", type=Path, help="Lab state (default: a temporary one).")
@@ -162,11 +164,13 @@ def main() -> None:
         )  # fmt: skip
         print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
         results: dict[tuple[str, int], tuple[float, float]] = {}
-        for concurrency in [int(part) for part in args.concurrency.split(",")]:
+        runs_of: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        rounds = [(c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)]
+        for concurrency, round_ in rounds:
             for backend in backends:
                 lab_reset(state_dir, light)
-                runs = work / f"runs-{backend}-{concurrency}"
-                scripts = work / f"floor-{concurrency}"
+                runs = work / f"runs-{backend}-{concurrency}-{round_}"
+                scripts = work / f"floor-{concurrency}-{round_}"
                 if backend == "floor":
                     scripts.mkdir()
                     for host in load_plan(plan).hosts:
@@ -176,18 +180,22 @@ def main() -> None:
                     listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
                     run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
                 else:
-                    run(
-                        [*cli, "apply", str(plan), "--yes", "--executor", backend,
-                         "--concurrency", str(concurrency), "--runs-dir", str(runs)]
-                    )  # fmt: skip
+                    apply = [*cli, "apply", str(plan), "--yes", "--executor",
+                             backend.removesuffix("-tty"), "--concurrency", str(concurrency),
+                             "--runs-dir", str(runs)]  # fmt: skip
+                    if backend.endswith("-tty"):  # stderr a terminal: the live view
+                        apply = ["script", "-qfec", shlex.join(apply), "/dev/null"]
+                    run(apply)
                 wall, cpu = time.perf_counter() - started, children_cpu() - cpu
                 status = lab_status(state_dir)
                 wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
                 if wrong:
                     raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
-                results[(backend, concurrency)] = (wall, cpu)
+                runs_of.setdefault((backend, concurrency), []).append((wall, cpu))
                 print(f"  {backend:8} concurrency {concurrency:3}: {wall:6.1f} s wall, "
                       f"{cpu:6.1f} s controller CPU", flush=True)  # fmt: skip
+        for key, measured in runs_of.items():
+            results[key] = sorted(measured)[len(measured) // 2]
         print_table(results, backends)
     finally:
         lab_reset(state_dir, None)

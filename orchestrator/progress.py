@@ -45,6 +45,7 @@ class ProgressPrinter:
         self.verbose = verbose
         self._sleep = sleep
         self.totals: dict[str, int] = {}
+        self.wave_started: dict[int, float] = {}
 
     def __enter__(self) -> ProgressPrinter:
         return self
@@ -77,9 +78,15 @@ class ProgressPrinter:
             self.totals[status] = self.totals.get(status, 0) + 1
             style = _STYLE.get(status, "white")
             detail = f": {message}" if event.message else ""
-            return f"  [{style}]{host}: {status}[/]{detail}"
+            flag = "[red]FAILED[/] " if status in ("failed", "unreachable") else "  "
+            return f"{flag}[{style}]{host}: {status}[/]{detail}"
+        if event.type == "wave.started" and event.wave is not None:
+            self.wave_started[event.wave] = event.time
         if event.type in ("wave.started", "wave.finished"):
             verb = event.type.split(".")[1]
+            started = self.wave_started.get(event.wave) if event.wave is not None else None
+            if event.type == "wave.finished" and started is not None:
+                verb += f" in {event.time - started:.1f} s"
             return f"[bold]wave {event.wave} {verb}[/]" + (f": {message}" if event.message else "")
         if event.type.startswith("run."):
             counts = ", ".join(f"{count} {status}" for status, count in sorted(self.totals.items()))

@@ -233,17 +233,20 @@ def test_host_text_is_shown_never_obeyed_in_the_live_view_and_summary(tmp_path: 
 
 
 def test_plain_lines_one_per_host_outcome_and_phases_only_verbose(tmp_path: Path) -> None:
-    for verbose, phases in ((False, 0), (True, 4)):
+    for verbose, phases in ((False, 0), (True, 9)):
         clock = FakeClock()
-        plan = make_plan((2,))
+        plan = make_plan((1, 4))
         journal = Journal.create(tmp_path / str(verbose), plan, clock)
         err, out = io.StringIO(), io.StringIO()
         printer = ProgressPrinter(err, verbose=verbose)
         on_event = JsonEvents(out, printer)
-        Rollout(journal, ScriptedWaves(clock, {}), env=ApplyEnv(clock=clock, on_event=on_event)
-                ).run()  # fmt: skip
+        Rollout(journal, ScriptedWaves(clock, FAILURES), env=ApplyEnv(clock=clock,
+                on_event=on_event)).run()  # fmt: skip
         lines = err.getvalue().splitlines()
-        assert sum(": done" in line for line in lines) == 2
+        assert sum(": done" in line for line in lines) == 3
+        assert "FAILED h3: failed: probe hung in anon_pipe_write; rolled back" in lines
+        assert "FAILED h4: unreachable: ssh: connection refused" in lines
+        assert any(line.startswith("wave 1 finished in 40.0 s: ") for line in lines)
         assert sum(line.endswith(("locked", "swapped")) for line in lines) == phases
         # --json: exactly the journal's lines
         assert out.getvalue() == (journal.run_dir / EVENTS_FILE).read_text()
