@@ -288,3 +288,14 @@ def test_status_watch_of_a_finished_run_prints_its_summary(
 
 def test_durations_read_short() -> None:
     assert [duration(s) for s in (0.4, 42, 185, 7620)] == ["0s", "42s", "3m05s", "2h07m"]
+
+
+def test_hosts_a_halt_left_pending_say_so(tmp_path: Path) -> None:
+    clock = FakeClock()
+    plan = make_plan((1, 1, 1), budget=0)
+    journal = Journal.create(tmp_path, plan, clock)
+    failed = {"h1": HostOutcome("failed", "staged", None, "staged runc reports 1.1.5+ds1")}
+    Rollout(journal, ScriptedWaves(clock, failed), env=ApplyEnv(clock=clock)).run()
+    events, _ = read_events(journal.run_dir / EVENTS_FILE)
+    text = summary_text(run_summary("apply r", plan, journal.state, events))
+    assert "h2: pending: run halted" in text and "did: not started: needs resume" in text

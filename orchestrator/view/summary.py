@@ -111,14 +111,18 @@ def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) ->
     for planned in plan.hosts:
         host, before = state.hosts[planned.name], planned.before
         sha = host.runc_sha256 or (before.runc_sha256 if before else None)
+        runc = runc_label(plan, before, sha)
+        if sha is None and planned.name not in swapped:
+            runc = "its old one (not read)"
+        reason = host.message or ("" if host.status != "pending" else f"run {state.status}")
         hosts.append(
             HostLine(
                 name=planned.name,
                 wave=host.wave,
                 status=host.status,
-                runc=runc_label(plan, before, sha),
+                runc=runc,
                 probe=host.probe.summary() if host.probe else "not run",
-                reason=host.message or "",
+                reason=reason,
                 action=host_action(host, planned.name in swapped),
             )
         )
