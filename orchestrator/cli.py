@@ -952,7 +952,7 @@ def run_rollout(
     summary = run_summary(f"{title} {journal.run_id}", journal.plan, journal.state, events)
     print_summary(summary, screen, show.fmt, json_events=show.json_events)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
-    if journal.state.status in ("paused", "halted") or code == ExitCode.INTERRUPTED:
+    if journal.state.status == "paused" or summary.needs_resume:
         where = shlex.quote(str(journal.run_dir))
         typer.echo(f"continue with: runc-rollout resume {where}", err=True)
     return code

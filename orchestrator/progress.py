@@ -41,7 +41,8 @@ class ProgressPrinter:
         verbose: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.console = Console(file=stderr or sys.stderr, highlight=False)
+        # soft_wrap: one line per outcome however long, for grep and CI logs
+        self.console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._sleep = sleep
         self.totals: dict[str, int] = {}

@@ -15,6 +15,7 @@ from orchestrator.view.live import duration
 
 OUTCOME_ORDER = ("done", "noop", "failed", "unreachable", "drift", "rolled_back", "running")
 PROBLEMS = frozenset({"failed", "unreachable", "drift", "running", "pending"})
+NEEDS_RESUME = "needs resume"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class Summary:
         return Counter(host.status for host in self.hosts)
 
     @property
+    def needs_resume(self) -> bool:
+        return any(NEEDS_RESUME in host.action for host in self.hosts)
+
+    @property
     def problems(self) -> list[HostLine]:
         return [host for host in self.hosts if host.status in PROBLEMS]
 
@@ -74,12 +79,12 @@ def host_action(host: HostState, swapped: bool) -> str:
     if host.status == "drift":
         return "not touched (drift)"
     if host.status == "pending":
-        return "not started: needs resume"
+        return f"not started: {NEEDS_RESUME}"
     if host.phase in UNSETTLED_PHASES:
-        return "needs resume: swapped, then cut off; resume examines the host"
+        return f"{NEEDS_RESUME}: swapped, then cut off; resume examines the host"
     if host.status == "failed" and swapped:
         return "rolled back to old runc"
-    return "left on old runc: needs resume" if host.status != "failed" else "left on old runc"
+    return f"left on old runc: {NEEDS_RESUME}" if host.status != "failed" else "left on old runc"
 
 
 def wave_times(events: Iterable[Event], plan: Plan, state: RunState) -> list[WaveTime]:
