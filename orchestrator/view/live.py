@@ -56,7 +56,7 @@ def event_line(event: Event, verbose: bool) -> str | None:
 
 
 class LiveView:
-    """Shows a run on a terminal while it happens; `sleep` is the engine's bake, counted down."""
+    """Shows a run on a terminal while it happens (apply's, or one `status --watch` follows)."""
 
     def __init__(
         self,
@@ -73,7 +73,6 @@ class LiveView:
         self.clock = clock
         self._sleep = sleep
         self.verbose = verbose
-        self.bake_until: float | None = None
         self._lock = threading.Lock()
         self._live = Live(
             console=console,
@@ -108,14 +107,8 @@ class LiveView:
             self._live.console.print(line, highlight=False)
 
     def sleep(self, seconds: float) -> None:
-        """Wait `seconds` (the bake between waves), showing the time left."""
-        until = self.clock() + seconds
-        self.bake_until = until
-        try:
-            while (left := until - self.clock()) > 0:
-                self._sleep(min(left, 1.0 / REFRESH_PER_SECOND))
-        finally:
-            self.bake_until = None
+        """The engine's bake: the live area counts it down from the plan's bake time."""
+        self._sleep(seconds)
 
     def refresh(self) -> None:
         self._live.refresh()
@@ -156,8 +149,8 @@ class LiveView:
                     f"{budget_text}"
                 )
             )
-        if self.bake_until is not None:
-            left = math.ceil(self.bake_until - now)  # a countdown shows 1s until the end
+        if tally.bake_until is not None:
+            left = math.ceil(tally.bake_until - now)  # a countdown shows 1s until the end
             lines.append(Text(f"bake: {duration(left)} left before the next wave"))
         run_left = tally.run_left(now)
         lines.append(

@@ -52,6 +52,7 @@ class Tally:
     run_started: float | None = None
     seconds_in_waves: float = 0.0  # this session's wave time, for the run's estimate
     finished_in_waves: int = 0  # hosts finished in this session's waves
+    bake_until: float | None = None  # a wave finished and the next one waits until then
 
     @classmethod
     def start(cls, plan: Plan, state: RunState | None = None) -> Tally:
@@ -67,6 +68,8 @@ class Tally:
         return tally
 
     def add(self, event: Event) -> None:
+        if event.type.startswith(("run.", "wave.")):
+            self.bake_until = None
         if event.type in ("run.started", "run.resumed") and self.run_started is None:
             self.run_started = event.time
         elif event.type == "wave.started" and event.wave is not None:
@@ -82,6 +85,9 @@ class Tally:
                 self.seconds_in_waves += event.time - wave.started
                 self.finished_in_waves += wave.finished_since_start
             self.current = None
+            bake = self.plan.options.bake_seconds
+            if bake > 0 and event.wave < len(self.waves) - 1:  # the engine bakes, as the plan says
+                self.bake_until = event.time + bake
         elif event.type in ("host.phase", "host.finished") and event.host in self.status:
             new = "running" if event.type == "host.phase" else (event.status or "failed")
             self._set(event.host, new, event.time)
