@@ -30,7 +30,7 @@ from orchestrator.models import (
 from orchestrator.progress import JsonEvents, ProgressPrinter
 from orchestrator.view import Screen, follow
 from orchestrator.view.live import LiveView, duration
-from orchestrator.view.summary import run_summary, summary_markdown, summary_text
+from orchestrator.view.summary import rollback_summary, run_summary, summary_markdown, summary_text
 from orchestrator.view.tally import Tally
 
 TARGET = "b" * 64
@@ -299,3 +299,17 @@ def test_hosts_a_halt_left_pending_say_so(tmp_path: Path) -> None:
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
     text = summary_text(run_summary("apply r", plan, journal.state, events))
     assert "h2: pending: run halted" in text and "did: not started: needs resume" in text
+
+
+def test_rollback_summary_says_which_hosts_went_back_and_which_did_not() -> None:
+    plan = make_plan((2,))
+    outcomes = {
+        "h1": ("rolled_back", OLD, "restored /usr/local/sbin/runc"),
+        "h2": ("failed", None, "rollback failed: the journal says this run swapped it"),
+    }
+    summary = rollback_summary(plan, outcomes, 3.0)
+    text = summary_text(summary)
+    assert text.startswith("rollback: failed in 3s: 2 hosts")
+    assert "h1  wave -   rolled_back  runc 1.0.0-rc93 (cccccccccccc)" in text
+    assert "h2: failed: rollback failed: the journal says this run swapped it" in text
+    assert "did: left as it was" in text
