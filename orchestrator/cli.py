@@ -30,13 +30,12 @@ from orchestrator.facts import (
 )
 from orchestrator.fsutil import write_atomic
 from orchestrator.inventory import load_inventory
-from orchestrator.journal import EVENTS_FILE, EventTail, Journal, fold, read_events
+from orchestrator.journal import Journal
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 from orchestrator.memory import gc_paused
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
-    Event,
     FailOn,
     HostBefore,
     HostPhase,
@@ -48,7 +47,14 @@ from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
 from orchestrator.textsafe import terminal_safe
-from orchestrator.view import Screen, SummaryFormat, follow, make_view, print_summary
+from orchestrator.view import (
+    Screen,
+    SummaryFormat,
+    journal_summary,
+    make_view,
+    print_summary,
+    watch_run,
+)
 
 if TYPE_CHECKING:
     from orchestrator.executor.ssh import SshExecutor
@@ -610,39 +616,17 @@ def status(
     if watch:
         if json_out:
             raise BadInput("--watch shows the run; --json prints its state: one or the other")
-        return watch_run(journal, interval, ShowOptions(verbose, fmt))
+        screen = Screen()
+        try:
+            summary = watch_run(journal, screen, interval=interval, verbose=verbose)
+        except KeyboardInterrupt:
+            typer.echo(f"stopped watching run {journal.run_id}; the run goes on", err=True)
+            return ExitCode.INTERRUPTED
+        print_summary(summary, screen, fmt)
     if json_out:
         typer.echo(journal.state.model_dump_json(indent=2))
     else:
         sys.stdout.write(status_text(journal.state))
-    return ExitCode.OK
-
-
-def watch_run(journal: Journal, interval: float, show: ShowOptions) -> int:
-    """`status --watch`: replay the journal into the view, follow it, then the summary."""
-    from orchestrator.journal import initial_state
-    from orchestrator.view.summary import run_summary
-
-    screen = Screen()
-    view, on_event = make_view(journal.plan, None, screen, verbose=show.verbose, json_events=False)
-    tail = EventTail(journal.run_dir / EVENTS_FILE)
-    state = initial_state(journal.run_id, journal.plan)
-    events = []
-
-    def seen(event: Event) -> None:
-        nonlocal state
-        events.append(event)
-        state = fold(state, event)
-        on_event(event)
-
-    try:
-        with view:
-            follow(tail, seen, screen, interval)
-    except KeyboardInterrupt:
-        typer.echo(f"stopped watching run {journal.run_id}; the run itself goes on", err=True)
-        return ExitCode.INTERRUPTED
-    summary = run_summary(f"run {journal.run_id}", journal.plan, state, events)
-    print_summary(summary, screen, show.fmt)
     return ExitCode.OK
 
 
@@ -933,7 +917,6 @@ def run_rollout(
     known_hosts: Path | None = None,
 ) -> int:
     from orchestrator.apply import ApplyEnv, Rollout, SshWaves, WaveBackend
-    from orchestrator.view.summary import run_summary
 
     screen = Screen()
     view, on_event = make_view(
@@ -947,9 +930,8 @@ def run_rollout(
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
     with view:
         code = rollout.run(resumed=resumed)
-    events, _ = read_events(journal.run_dir / EVENTS_FILE)
     title = "resume" if resumed else "apply"
-    summary = run_summary(f"{title} {journal.run_id}", journal.plan, journal.state, events)
+    summary = journal_summary(f"{title} {journal.run_id}", journal)
     print_summary(summary, screen, show.fmt, json_events=show.json_events)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
     if journal.state.status == "paused" or summary.needs_resume:

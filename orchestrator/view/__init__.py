@@ -15,11 +15,11 @@ from typing import Protocol, TextIO
 
 from rich.console import Console
 
-from orchestrator.journal import EventTail
+from orchestrator.journal import EVENTS_FILE, EventTail, Journal, fold, initial_state, read_events
 from orchestrator.models import Event, Plan, RunState
 from orchestrator.progress import JsonEvents, ProgressPrinter
 from orchestrator.view.live import LiveView
-from orchestrator.view.summary import Summary, summary_markdown, summary_text
+from orchestrator.view.summary import Summary, run_summary, summary_markdown, summary_text
 from orchestrator.view.tally import Tally
 
 SETTLED = frozenset({"run.finished", "run.paused", "run.halted", "run.interrupted"})
@@ -100,3 +100,27 @@ def follow(
         if settled:
             return
         screen.sleep(interval)
+
+
+def journal_summary(title: str, journal: Journal) -> Summary:
+    """The summary of a run from its journal as it stands (`apply`, `resume` at their end)."""
+    events, _ = read_events(journal.run_dir / EVENTS_FILE)
+    return run_summary(title, journal.plan, journal.state, events)
+
+
+def watch_run(journal: Journal, screen: Screen, *, interval: float, verbose: bool) -> Summary:
+    """`status --watch`: the run's journal so far and as it grows, into the view, until the run
+    settles; then its summary. Reads only. Ctrl-C (KeyboardInterrupt) goes to the caller."""
+    view, on_event = make_view(journal.plan, None, screen, verbose=verbose, json_events=False)
+    state = initial_state(journal.run_id, journal.plan)
+    events: list[Event] = []
+
+    def seen(event: Event) -> None:
+        nonlocal state
+        events.append(event)
+        state = fold(state, event)
+        on_event(event)
+
+    with view:
+        follow(EventTail(journal.run_dir / EVENTS_FILE), seen, screen, interval)
+    return run_summary(f"run {journal.run_id}", journal.plan, state, events)

@@ -110,9 +110,6 @@ class LiveView:
         """The engine's bake: the live area counts it down from the plan's bake time."""
         self._sleep(seconds)
 
-    def refresh(self) -> None:
-        self._live.refresh()
-
     def render(self) -> RenderableType:
         """The live area: the current wave's bar and counts, then the run's line."""
         with self._lock:
