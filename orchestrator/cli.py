@@ -754,6 +754,7 @@ def rollback(
 
             results = run_on_hosts(targets, one, concurrency=concurrency)
     outcomes: dict[str, tuple[str, str | None, str]] = {}
+    failed = 0
     for name, result in contradicting_journal(results, swapped).items():
         if isinstance(result, HostOutcome):
             outcomes[name] = (result.status, result.runc_sha256, result.message or "")
@@ -767,6 +768,7 @@ def rollback(
                     message=result.message,
                 )
         else:
+            failed += 1
             outcomes[name] = ("failed", None, f"rollback failed: {result}")
         status, _, message = outcomes[name]
         typer.echo(
@@ -775,7 +777,6 @@ def rollback(
     plan = journal.plan if journal else None
     summary = rollback_summary(plan, outcomes, screen.clock() - started)
     print_summary(summary, screen, fmt)
-    failed = any(isinstance(result, Exception) for result in results.values())
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
 
