@@ -105,16 +105,16 @@ def test_live_view_summary_and_watch_on_a_terminal(
     text = plain(raw)
     assert code == 1, text  # a host was unreachable
     assert "━" in text and re.search(r"wave 1/2 .*hosts", text), text  # the live bar
-    assert re.search(r"done \d+  failed 0  unreachable \d+  in flight \d+  noop 0", text)
+    assert re.search(r"done \d+  failed 0  unreachable \d+  in flight \d+  noop 0", text), text
     assert re.search(r"FAILED lab-dead: unreachable: .*(refused|connect)", text), text
-    assert "lab-01: locked" not in text  # phases only with -v
-    assert "apply " in text and "outcomes: 4 done, 1 unreachable" in text
-    assert "did: left on old runc: needs resume" in text
-    assert "probe (docker): passed" in text and "probe (bundle): passed" in text
-    assert raw.rfind(SHOW_CURSOR) > raw.rfind(HIDE_CURSOR)  # the terminal is left clean
+    assert "lab-01: locked" not in text, text  # phases only with -v
+    assert "apply " in text and "outcomes: 4 done, 1 unreachable" in text, text
+    assert "did: left on old runc: needs resume" in text, text
+    assert "probe (docker): passed" in text and "probe (bundle): passed" in text, text
+    assert raw.rfind(SHOW_CURSOR) > raw.rfind(HIDE_CURSOR), text  # the terminal is left clean
     assert watch.returncode == 0, watch.stderr
-    assert re.search(r"lab-dead: unreachable: .*(refused|connect)", watch.stderr)
-    assert "outcomes: 4 done, 1 unreachable" in watch.stdout
+    assert re.search(r"lab-dead: unreachable: .*(refused|connect)", watch.stderr), watch.stderr
+    assert "outcomes: 4 done, 1 unreachable" in watch.stdout, watch.stdout
 
 
 def test_ctrl_c_leaves_the_terminal_clean_and_says_how_to_resume(
