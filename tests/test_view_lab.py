@@ -8,11 +8,11 @@ import fcntl
 import hashlib
 import os
 import re
-import select
 import signal
 import struct
 import subprocess
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +26,8 @@ SHOW_CURSOR, HIDE_CURSOR = "\x1b[?25h", "\x1b[?25l"
 
 
 class Terminal:
-    """A process on a pseudo-terminal of 100 columns: stdout and stderr both go to it."""
+    """A process on a pseudo-terminal of 100 columns: stdout and stderr both go to it, read as
+    it comes (a terminal nobody reads fills up and blocks the writer)."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
         master, slave = os.openpty()
@@ -37,22 +38,24 @@ class Terminal:
         os.close(slave)
         self.master = master
         self.output = b""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-    def read_until_exit(self, timeout: float = 240) -> tuple[int, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.2)
-            if not ready:
-                continue
+    def _read(self) -> None:
+        while True:
             try:
                 chunk = os.read(self.master, 65536)
             except OSError:  # EIO: the other side is closed
-                break
+                return
             if not chunk:
-                break
+                return
             self.output += chunk
+
+    def read_until_exit(self, timeout: float = 240) -> tuple[int, str]:
+        code = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=30)
         os.close(self.master)
-        return self.proc.wait(timeout=30), self.output.decode(errors="replace")
+        return code, self.output.decode(errors="replace")
 
 
 def plain(text: str) -> str:
