@@ -12,13 +12,14 @@ hosts are reset before every run):
 - ssh+bastion, ansible+bastion: the same behind one bastion (`orchestrator.lab.bastion`: the
            hosts answer only through it), reached with ProxyJump from an ssh_config given by
            `-F` in the inventory's ssh arguments.
+- ssh-tty: the ssh run on a pseudo-terminal (util-linux `script`), so with the live view.
 
 Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
 (user+system of this process's children: the hosts' own work is not counted) and the ratios to
 the floor. Targets: ssh within 1.5x of the floor, ansible within 3x.
 
     python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
-        [--backends floor,ssh,ansible,ssh+bastion,ansible+bastion]
+        [--backends floor,ssh,ansible,ssh-tty,ssh+bastion,ansible+bastion] [--rounds 1]
         [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
 """
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--docker", type=int, default=2)
     parser.add_argument("--concurrency", default="8,16,48")
     parser.add_argument("--backends", default="floor,ssh,ansible")
+    parser.add_argument("--rounds", type=int, default=1, help="Runs of each; the median counts.")
     parser.add_argument("--first-address", default="127.0.210.11")
     parser.add_argument("--keep", action="store_true", help="Leave the lab up afterwards.")
     parser.add_argument("--state-dir", type=Path, help="Lab state (default: a temporary one).")
@@ -197,11 +199,13 @@ def main() -> None:
             )  # fmt: skip
         print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
         results: dict[tuple[str, int], tuple[float, float]] = {}
-        for concurrency in [int(part) for part in args.concurrency.split(",")]:
+        runs_of: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        rounds = [(c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)]
+        for concurrency, round_ in rounds:
             for backend in backends:
                 lab_reset(state_dir, light)
-                runs = work / f"runs-{backend}-{concurrency}"
-                scripts = work / f"floor-{concurrency}"
+                runs = work / f"runs-{backend}-{concurrency}-{round_}"
+                scripts = work / f"floor-{concurrency}-{round_}"
                 plan = plans["bastion" if backend.endswith("+bastion") else "direct"]
                 if backend == "floor":
                     scripts.mkdir()
@@ -212,19 +216,22 @@ def main() -> None:
                     listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
                     run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
                 else:
-                    run(
-                        [*cli, "apply", str(plan), "--yes", "--executor",
-                         backend.removesuffix("+bastion"),
-                         "--concurrency", str(concurrency), "--runs-dir", str(runs)]
-                    )  # fmt: skip
+                    executor = backend.removesuffix("+bastion").removesuffix("-tty")
+                    apply = [*cli, "apply", str(plan), "--yes", "--executor", executor]
+                    apply += ["--concurrency", str(concurrency), "--runs-dir", str(runs)]
+                    if backend.endswith("-tty"):  # stderr a terminal: the live view
+                        apply = ["script", "-qfec", shlex.join(apply), "/dev/null"]
+                    run(apply)
                 wall, cpu = time.perf_counter() - started, children_cpu() - cpu
                 status = lab_status(state_dir)
                 wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
                 if wrong:
                     raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
-                results[(backend, concurrency)] = (wall, cpu)
+                runs_of.setdefault((backend, concurrency), []).append((wall, cpu))
                 print(f"  {backend:8} concurrency {concurrency:3}: {wall:6.1f} s wall, "
                       f"{cpu:6.1f} s controller CPU", flush=True)  # fmt: skip
+        for key, measured in runs_of.items():
+            results[key] = sorted(measured)[len(measured) // 2]
         print_table(results, backends)
     finally:
         if bastion is not None:

@@ -5,7 +5,9 @@ commands that use them, so `plan` and `status` start without their import cost."
 
 from __future__ import annotations
 
+import shlex
 import sys
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -45,6 +47,14 @@ from orchestrator.planner import build_plan, hosts_to_plan
 from orchestrator.progress import ProgressPrinter, status_text
 from orchestrator.render import plan_json, plan_markdown, plan_table
 from orchestrator.textsafe import terminal_safe
+from orchestrator.view import (
+    Screen,
+    SummaryFormat,
+    journal_summary,
+    make_view,
+    print_summary,
+    watch_run,
+)
 
 if TYPE_CHECKING:
     from orchestrator.executor.ssh import SshExecutor
@@ -120,6 +130,32 @@ ProbeTimeoutOption = Annotated[
 LimitOption = Annotated[
     str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
 ]
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show each host's phases as it reaches them.")
+]
+SummaryFormatOption = Annotated[
+    SummaryFormat,
+    typer.Option(
+        "--format",
+        help="The summary at the end (on stdout; on stderr with --json): text, or markdown to "
+        "paste into the change ticket.",
+    ),
+]
+JsonEventsOption = Annotated[
+    bool,
+    typer.Option("--json", help="Stream one JSON event per line on stdout (the journal's events)."),
+]
+
+
+@dataclass(frozen=True)
+class ShowOptions:
+    """How a run is shown: phases too, the summary's format, JSON events on stdout."""
+
+    verbose: bool = False
+    fmt: SummaryFormat = SummaryFormat.text
+    json_events: bool = False
 
 
 ExpectHashOption = Annotated[
@@ -482,9 +518,9 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
     ] = False,
-    json_events: Annotated[
-        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
-    ] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
@@ -526,11 +562,12 @@ def apply(
         kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
         journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
         typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
+        show = ShowOptions(verbose, fmt, json_events)
         return run_rollout(
             journal,
             backend,
             concurrency,
-            json_events,
+            show,
             executor=executor,
             known_hosts=known_hosts,
             become_password=password,
@@ -582,11 +619,34 @@ def status(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
     runs_dir: RunsDirOption = Path("runs"),
     json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Follow the run from its journal (read only) with apply's view, until it "
+            "finishes, pauses, halts or is interrupted; then print its summary.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, max=60, help="Seconds between reads.")
+    ] = 0.5,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
-    """Show a run's waves and hosts, from its journal."""
+    """Show a run's waves and hosts, from its journal; --watch follows it as it goes."""
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    if watch:
+        if json_out:
+            raise BadInput("--watch shows the run; --json prints its state: one or the other")
+        screen = Screen()
+        try:
+            summary = watch_run(journal, screen, interval=interval, verbose=verbose)
+        except KeyboardInterrupt:
+            typer.echo(f"stopped watching run {journal.run_id}; the run goes on", err=True)
+            return ExitCode.INTERRUPTED
+        print_summary(summary, screen, fmt)
     if json_out:
         typer.echo(journal.state.model_dump_json(indent=2))
     else:
@@ -600,9 +660,9 @@ def resume(
     runs_dir: RunsDirOption = Path("runs"),
     concurrency: ConcurrencyOption = 8,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_events: Annotated[
-        bool, typer.Option("--json", help="Stream one JSON event per line on stdout.")
-    ] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
@@ -641,7 +701,7 @@ def resume(
             journal,
             backend,
             concurrency,
-            json_events,
+            ShowOptions(verbose, fmt, json_events),
             resumed=True,
             executor=executor,
             known_hosts=known_hosts,
@@ -668,11 +728,14 @@ def rollback(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     from orchestrator.executor.base import run_on_hosts
     from orchestrator.hostops import HostOutcome
     from orchestrator.rollback import contradicting_journal, rollback_host, swapped_by_run
+    from orchestrator.view.summary import rollback_summary
 
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
@@ -690,7 +753,9 @@ def rollback(
     confirm(f"roll back {len(targets)} hosts?", yes)
     run_id = journal.run_id if journal else None
     swapped = swapped_by_run(journal.state) if journal else set()
-    printer = ProgressPrinter()
+    screen = Screen()
+    started = screen.clock()
+    printer = ProgressPrinter(screen.stderr, verbose=verbose)
 
     def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
         if journal is not None:
@@ -718,10 +783,11 @@ def rollback(
                 return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
 
             results = run_on_hosts(targets, one, concurrency=concurrency)
+    outcomes: dict[str, tuple[str, str | None, str]] = {}
     failed = 0
     for name, result in contradicting_journal(results, swapped).items():
         if isinstance(result, HostOutcome):
-            line = f"{name}: {result.status}" + (f": {result.message}" if result.message else "")
+            outcomes[name] = (result.status, result.runc_sha256, result.message or "")
             if journal is not None:
                 journal.record(
                     "host.finished",
@@ -733,8 +799,14 @@ def rollback(
                 )
         else:
             failed += 1
-            line = f"{name}: rollback failed: {result}"
-        typer.echo(terminal_safe(line))
+            outcomes[name] = ("failed", None, f"rollback failed: {result}")
+        status, _, message = outcomes[name]
+        typer.echo(
+            terminal_safe(f"{name}: {status}" + (f": {message}" if message else "")), err=True
+        )
+    plan = journal.plan if journal else None
+    summary = rollback_summary(plan, outcomes, screen.clock() - started)
+    print_summary(summary, screen, fmt)
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
 
@@ -881,7 +953,7 @@ def run_rollout(
     journal: Journal,
     backend: Executor,
     concurrency: int,
-    json_events: bool,
+    show: ShowOptions,
     resumed: bool = False,
     *,
     executor: ExecutorName = ExecutorName.ssh,
@@ -890,7 +962,10 @@ def run_rollout(
 ) -> int:
     from orchestrator.apply import ApplyEnv, Rollout, SshWaves, WaveBackend
 
-    printer = ProgressPrinter(json_stream=sys.stdout if json_events else None)
+    screen = Screen()
+    view, on_event = make_view(
+        journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
+    )
     waves: WaveBackend = SshWaves(backend, concurrency)
     if executor is ExecutorName.ansible:
         from orchestrator.ansible_backend import AnsibleWaves
@@ -898,9 +973,16 @@ def run_rollout(
         waves = AnsibleWaves(
             journal.run_dir, concurrency, known_hosts=known_hosts, become_password=become_password
         )
-    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=printer))
-    code = rollout.run(resumed=resumed)
+    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
+    with view:
+        code = rollout.run(resumed=resumed)
+    title = "resume" if resumed else "apply"
+    summary = journal_summary(f"{title} {journal.run_id}", journal)
+    print_summary(summary, screen, show.fmt, json_events=show.json_events)
     typer.echo(f"run {journal.run_id}: {journal.state.status} (exit {int(code)})", err=True)
+    if journal.state.status == "paused" or summary.needs_resume:
+        where = shlex.quote(str(journal.run_dir))
+        typer.echo(f"continue with: runc-rollout resume {where}", err=True)
     return code
 
 

@@ -212,6 +212,40 @@ def read_events(path: Path) -> tuple[list[Event], list[str]]:
     return events, problems
 
 
+class EventTail:
+    """The events appended to a run's log since the last `read`, for `status --watch`: read
+    only, never through a symbolic link; a line not yet complete waits for the next read."""
+
+    CHUNK = 16 * MiB
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> list[Event]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        try:
+            data = os.pread(fd, self.CHUNK, self.offset)
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        if len(self.partial) > MiB:  # no event is that long: not a journal line
+            self.partial = b""
+        events = []
+        for line in lines:
+            try:
+                events.append(Event.model_validate(json.loads(line)))
+            except (ValueError, ValidationError):
+                continue  # an unreadable line; `status` reports it
+        return events
+
+
 def _end_with_newline(path: Path) -> None:
     """After a crash mid-write, start the next event on a line of its own."""
     if not path.is_file() or path.stat().st_size == 0:

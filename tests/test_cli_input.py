@@ -136,7 +136,7 @@ HOSTILE_TEXT = "x\x1b[2K\r  h1: done\n[/][red]"
 
 def test_host_text_is_shown_never_obeyed(capsys: pytest.CaptureFixture[str]) -> None:
     """Escape sequences and rich markup from a host reach neither the terminal nor rich."""
-    printer = ProgressPrinter()
+    printer = ProgressPrinter(verbose=True)  # phases too
     for event in (
         Event(seq=1, time=0.0, type="host.finished", host="h1", status="failed",
               message=HOSTILE_TEXT),

@@ -1,0 +1,239 @@
+"""The summary printed at the end of `apply`, `resume`, `rollback` and `status --watch`: hosts
+per outcome, what went wrong and what the tool did about it, the runc each host ends with, the
+probe's result, the time per wave. Plain text, or Markdown to paste into a change ticket. Pure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from orchestrator.models import UNSETTLED_PHASES, Event, HostBefore, HostState, Plan, RunState
+from orchestrator.textsafe import terminal_safe
+from orchestrator.view.live import duration
+
+OUTCOME_ORDER = ("done", "noop", "failed", "unreachable", "drift", "rolled_back", "running")
+PROBLEMS = frozenset({"failed", "unreachable", "drift", "running", "pending"})
+NEEDS_RESUME = "needs resume"
+
+
+@dataclass(frozen=True)
+class HostLine:
+    name: str
+    wave: int | None
+    status: str
+    runc: str  # version and sha256 prefix, as far as the plan knows them
+    probe: str
+    reason: str
+    action: str  # what the tool did about it
+
+
+@dataclass(frozen=True)
+class WaveTime:
+    index: int
+    hosts: int
+    seconds: float
+    against_budget: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    status: str
+    hosts: list[HostLine]
+    waves: list[WaveTime]
+    seconds: float | None
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(host.status for host in self.hosts)
+
+    @property
+    def needs_resume(self) -> bool:
+        return any(NEEDS_RESUME in host.action for host in self.hosts)
+
+    @property
+    def problems(self) -> list[HostLine]:
+        return [host for host in self.hosts if host.status in PROBLEMS]
+
+
+def runc_label(plan: Plan | None, before: HostBefore | None, sha256: str | None) -> str:
+    """`1.1.5 (3f2a1b9c0d1e)` where the plan knows the version of that sha256, else the prefix."""
+    if not sha256:
+        return "unknown"
+    version = plan.artifact.version if plan and sha256 == plan.artifact.sha256 else None
+    if version is None and before is not None and before.runc_sha256 == sha256:
+        version = before.runc_version
+    return f"{version} ({sha256[:12]})" if version else sha256[:12]
+
+
+def host_action(host: HostState, swapped: bool) -> str:
+    """What the run did about a host, from its final status, phase and whether it was swapped."""
+    if host.status == "done":
+        return "upgraded"
+    if host.status == "noop":
+        return "already at the target"
+    if host.status == "rolled_back":
+        return "rolled back to its before"
+    if host.status == "drift":
+        return "not touched (drift)"
+    if host.status == "pending":
+        return f"not started: {NEEDS_RESUME}"
+    if host.phase in UNSETTLED_PHASES:
+        return f"{NEEDS_RESUME}: swapped, then cut off; resume examines the host"
+    if host.status == "failed" and swapped:
+        return "rolled back to old runc"
+    return f"left on old runc: {NEEDS_RESUME}" if host.status != "failed" else "left on old runc"
+
+
+def wave_times(events: Iterable[Event], plan: Plan, state: RunState) -> list[WaveTime]:
+    """Each wave's time, from its `wave.started` to its `wave.finished` (added up over resumes;
+    a wave cut off by a halt or Ctrl-C counts up to the next run event)."""
+    seconds: dict[int, float] = {}
+    open_wave: tuple[int, float] | None = None
+    for event in events:
+        if event.type == "wave.started" and event.wave is not None:
+            open_wave = (event.wave, event.time)
+        elif open_wave is not None and (
+            event.type == "wave.finished" or event.type == "run.interrupted"
+        ):
+            index, started = open_wave
+            seconds[index] = seconds.get(index, 0.0) + event.time - started
+            open_wave = None
+    times = []
+    for index, total in sorted(seconds.items()):
+        names = [host.name for host in plan.waves[index].hosts]
+        bad = sum(state.hosts[name].status in ("failed", "unreachable") for name in names)
+        times.append(WaveTime(index, len(names), total, bad))
+    return times
+
+
+def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) -> Summary:
+    """The summary of a run, from its journal: the plan, the folded state and the events."""
+    swapped = {e.host for e in events if e.type == "host.phase" and e.phase == "swapped"}
+    hosts = []
+    for planned in plan.hosts:
+        host, before = state.hosts[planned.name], planned.before
+        sha = host.runc_sha256 or (before.runc_sha256 if before else None)
+        runc = runc_label(plan, before, sha)
+        if sha is None and planned.name not in swapped:
+            runc = "its old one (not read)"
+        reason = host.message or ("" if host.status != "pending" else f"run {state.status}")
+        hosts.append(
+            HostLine(
+                name=planned.name,
+                wave=host.wave,
+                status=host.status,
+                runc=runc,
+                probe=host.probe.summary() if host.probe else "not run",
+                reason=reason,
+                action=host_action(host, planned.name in swapped),
+            )
+        )
+    times = [e.time for e in events]
+    seconds = max(times) - min(times) if times else None
+    return Summary(title, state.status, hosts, wave_times(events, plan, state), seconds)
+
+
+def rollback_summary(
+    plan: Plan | None, results: Mapping[str, tuple[str, str | None, str]], seconds: float
+) -> Summary:
+    """The summary of `rollback`: per host (status, runc sha256, message)."""
+    befores = {host.name: host.before for host in plan.hosts} if plan else {}
+    hosts = []
+    for name, (status, sha, message) in results.items():
+        runc = runc_label(plan, befores.get(name), sha)
+        action = {"rolled_back": "rolled back to its before"}.get(status, "left as it was")
+        hosts.append(HostLine(name, None, status, runc, "not run", message, action))
+    failed = any(host.status != "rolled_back" for host in hosts)
+    return Summary("rollback", "failed" if failed else "rolled_back", hosts, [], seconds)
+
+
+def _hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"
+
+
+def _outcomes(summary: Summary) -> str:
+    counts = summary.counts
+    order = [s for s in OUTCOME_ORDER if counts[s]] + sorted(set(counts) - set(OUTCOME_ORDER))
+    return ", ".join(f"{counts[status]} {status}" for status in order)
+
+
+def _runcs(summary: Summary) -> list[tuple[str, int]]:
+    return Counter(host.runc for host in summary.hosts).most_common()
+
+
+def summary_text(summary: Summary) -> str:
+    """Plain text: reads well in a terminal, a CI log or a ticket without Markdown."""
+    safe = terminal_safe
+    took = f" in {duration(summary.seconds)}" if summary.seconds is not None else ""
+    lines = [f"{summary.title}: {summary.status}{took}: {_hosts(len(summary.hosts))}"]
+    lines.append(f"  outcomes: {_outcomes(summary)}")
+    for wave in summary.waves:
+        lines.append(
+            f"  wave {wave.index}: {_hosts(wave.hosts)} in {duration(wave.seconds)}, "
+            f"{wave.against_budget} failed or unreachable"
+        )
+    lines.append("  runc at the end: " + ", ".join(f"{n} x {safe(r)}" for r, n in _runcs(summary)))
+    if summary.problems:
+        lines.append("  needing attention:")
+        for host in summary.problems:
+            lines.append(
+                f"    {safe(host.name)}: {host.status}: {safe(host.reason) or 'no reason given'}"
+            )
+            lines.append(f"      did: {host.action}; runc {safe(host.runc)}; {safe(host.probe)}")
+    lines.append("  hosts:")
+    width = max((len(safe(host.name)) for host in summary.hosts), default=4)
+    for host in summary.hosts:
+        number = "-" if host.wave is None else str(host.wave)
+        lines.append(
+            f"    {safe(host.name):<{width}}  wave {number:<3} {host.status:<12} "
+            f"runc {safe(host.runc):<28} {safe(host.probe)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: one line, nothing a renderer would take as markup or a column."""
+    safe = terminal_safe(text)
+    for char in "\\|`*_[]<>":
+        safe = safe.replace(char, "\\" + char)
+    return safe or "-"
+
+
+def summary_markdown(summary: Summary) -> str:
+    """Markdown for the change ticket."""
+    took = f" in {duration(summary.seconds)}" if summary.seconds is not None else ""
+    lines = [
+        f"### runc-rollout {summary.title}: {summary.status}{took}",
+        "",
+        f"**{_hosts(len(summary.hosts))}**: {_outcomes(summary)}",
+        "",
+    ]
+    if summary.waves:
+        lines += ["| wave | hosts | time | failed or unreachable |", "|---:|---:|---:|---:|"]
+        lines += [
+            f"| {w.index} | {w.hosts} | {duration(w.seconds)} | {w.against_budget} |"
+            for w in summary.waves
+        ]
+        lines.append("")
+    lines += ["| runc at the end | hosts |", "|---|---:|"]
+    lines += [f"| {_cell(runc)} | {count} |" for runc, count in _runcs(summary)]
+    lines.append("")
+    if summary.problems:
+        lines += ["#### Needing attention", "", "| host | outcome | reason | what was done |"]
+        lines.append("|---|---|---|---|")
+        lines += [
+            f"| {_cell(h.name)} | {h.status} | {_cell(h.reason)} | {_cell(h.action)} |"
+            for h in summary.problems
+        ]
+        lines.append("")
+    lines += ["#### Hosts", "", "| host | wave | outcome | runc | probe |"]
+    lines.append("|---|---:|---|---|---|")
+    lines += [
+        f"| {_cell(h.name)} | {'-' if h.wave is None else h.wave} | {h.status} | "
+        f"{_cell(h.runc)} | {_cell(h.probe)} |"
+        for h in summary.hosts
+    ]
+    return "\n".join(lines) + "\n"
