@@ -90,7 +90,7 @@ def test_inventory_has_zones_kinds_and_strict_ssh(tmp_path: Path) -> None:
 
 def test_holder_mounts_keep_the_machines_kernel_settings_out_of_reach() -> None:
     ops = hostdef.holder_ops(
-        state_dir="/s", host_dir="/s/hosts/h", full=True, sysctl_conf_exists=True
+        state_dir="/s", host_dir="/s/hosts/h", kind="full", sysctl_conf_exists=True
     )
     kinds = [(op["op"], op.get("target") or op.get("path")) for op in ops]
     assert kinds[0] == ("tmpfs", "/run")
@@ -113,7 +113,7 @@ def test_requirements_name_the_missing_packages(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(BadInput) as caught:
         check_requirements()
     assert str(caught.value).endswith("apt-get install -y containerd docker.io busybox-static")
-    check_requirements(full_hosts=False)  # light hosts need none of those
+    check_requirements(("light",))  # light hosts need none of those
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(BadInput, match="needs Linux"):
         check_requirements()
