@@ -26,6 +26,7 @@ from orchestrator.lab.fleet import (
     ProcRef,
     _Lab,
     _load,
+    _plan_hosts,
     check_requirements,
     lab_down,
     lab_status,
@@ -96,6 +97,16 @@ def test_inventory_has_zones_kinds_and_strict_ssh(tmp_path: Path) -> None:
     assert inventory.hosts["lab-02"].vars["zone"] == "zone-b"
     assert inventory.hosts["lab-02"].vars["lab_kind"] == "containerd"
     assert "lab_containerd" in inventory.hosts["lab-02"].groups
+
+
+def test_containerd_only_hosts_come_after_the_full_ones() -> None:
+    hosts = _plan_hosts(5, 2, 1, "127.0.0.11")
+    assert [h.kind for h in hosts] == ["full", "full", "containerd", "light", "light"]
+    ops = hostdef.holder_ops(
+        state_dir="/s", host_dir="/s/h", kind="containerd", sysctl_conf_exists=False
+    )
+    targets = {op.get("target") for op in ops}
+    assert "/var/lib/containerd" in targets and "/var/lib/docker" not in targets
 
 
 def test_containerd_only_hosts_pin_runc_through_cri_and_full_hosts_have_no_cri() -> None:
