@@ -10,7 +10,7 @@ A lab host `lab-NN` is a mount namespace (held by the supervisor's holder proces
     /usr/local/bin                hosts/NAME/usr-local-bin    (empty: the machine's tools hidden)
     /etc/sysctl.d                 hosts/NAME/etc-sysctl.d     (+ 90-runc-incident.conf)
     /etc/sysctl.conf              hosts/NAME/sysctl.conf      (a copy; file bind)
-    /etc/docker, /etc/containerd  hosts/NAME/etc-docker, etc-containerd
+    /etc/docker, /etc/containerd  hosts/NAME/etc-docker, etc-containerd (+ cni/ on containerd hosts)
     /root                         hosts/NAME/root             (.ssh/authorized_keys)
     /var/log                      hosts/NAME/var-log          (sshd, containerd, dockerd logs)
     /var/lib                      a tmpfs re-binding the machine's /var/lib entries, plus
