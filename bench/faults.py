@@ -1,7 +1,8 @@
 """Fault injection on a lab: every trial of `tests/faultlib.py`, repeated, counted, tabulated.
 
-Starts its own lab (20 hosts, 2 of them full, on free loopback addresses, in a temporary
-directory) unless `--lab-dir` names a running one, runs each trial with seeds 0..N-1, and prints
+Starts its own lab (20 hosts: 2 full, 1 containerd-only; on free loopback addresses, in a
+temporary directory) unless `--lab-dir` names a running one, runs each trial with seeds 0..N-1,
+and prints
 
     trial | tried | ended safely | %
 
@@ -29,6 +30,7 @@ from tests.faultlib import TRIALS, Bench, Trial, attach_lab, run_trial
 
 LAB_HOSTS = 20
 LAB_FULL = 2
+LAB_CONTAINERD = 1
 
 
 @dataclass
@@ -111,7 +113,10 @@ def main() -> int:
         if args.lab_dir is not None:
             fleet = attach_lab(args.lab_dir)
         else:
-            fleet = start_lab(base / "lab", base / "inventory" / "hosts.yml", LAB_HOSTS, LAB_FULL)
+            inventory = base / "inventory" / "hosts.yml"
+            fleet = start_lab(
+                base / "lab", inventory, LAB_HOSTS, LAB_FULL, containerd=LAB_CONTAINERD
+            )
         bench = Bench(fleet, base / "work")
         mode = "quick" if args.quick else "full"
         print(f"faults ({mode}): {len(trials)} trials on {len(fleet.hosts)} lab hosts", flush=True)

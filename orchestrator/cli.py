@@ -812,7 +812,7 @@ def rollback(
 
 lab_app = typer.Typer(
     help="A local fleet of real hosts (own sshd per 127.0.0.x; full hosts also dockerd and "
-    "containerd), in the incident's state. Needs root.",
+    "containerd, containerd-only hosts containerd alone), in the incident's state. Needs root.",
     no_args_is_help=True,
 )
 app.add_typer(lab_app, name="lab")
@@ -834,7 +834,19 @@ LabInventoryOption = Annotated[
 def lab_up(
     hosts: Annotated[int | None, typer.Option("--hosts", min=1, help="Hosts (default 4).")] = None,
     docker: Annotated[
-        int | None, typer.Option("--docker", min=0, help="Of which full hosts (default 2).")
+        int | None,
+        typer.Option(
+            "--docker", min=0, help="Of which full hosts: dockerd and containerd (default 2)."
+        ),
+    ] = None,
+    containerd: Annotated[
+        int | None,
+        typer.Option(
+            "--containerd",
+            min=0,
+            help="Of which containerd-only hosts after the full ones, as Kubernetes 1.24+ nodes "
+            "(CRI, runc by BinaryName, no dockerd; default 0).",
+        ),
     ] = None,
     state_dir: StateDirOption = None,
     inventory: LabInventoryOption = None,
@@ -859,6 +871,7 @@ def lab_up(
     info = fleet.lab_up(
         hosts,
         docker,
+        containerd,
         state_dir=state_dir,
         inventory_path=inventory,
         first_address=first_address,

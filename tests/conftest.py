@@ -51,7 +51,7 @@ exec /usr/sbin/runc "$@"
 def lab_unavailable() -> str | None:
     """Why the lab cannot run here, or None."""
     try:
-        check_requirements(full_hosts=True)
+        check_requirements()
     except BadInput as exc:
         return str(exc)
     return None
@@ -99,6 +99,11 @@ class LabFleet:
     @property
     def full_hosts(self) -> list[LabHost]:
         return [host for host in self.hosts if host.kind == "full"]
+
+    @property
+    def containerd_hosts(self) -> list[LabHost]:
+        """containerd-only hosts (no dockerd)."""
+        return [host for host in self.hosts if host.kind == "containerd"]
 
     @property
     def light_hosts(self) -> list[LabHost]:
@@ -177,12 +182,19 @@ class LabFleet:
 
 
 def start_lab(
-    state_dir: Path, inventory: Path, hosts: int, full: int, *, stuck: bool = False
+    state_dir: Path,
+    inventory: Path,
+    hosts: int,
+    full: int,
+    *,
+    containerd: int = 0,
+    stuck: bool = False,
 ) -> LabFleet:
     try:
         info = lab_up(
             hosts,
             full,
+            containerd,
             state_dir=state_dir,
             inventory_path=inventory,
             first_address=free_first_address(hosts),
@@ -195,12 +207,14 @@ def start_lab(
 
 
 @contextmanager
-def running_lab(base: Path, hosts: int, full: int) -> Iterator[LabFleet]:
-    """A lab of its own under `base`, down on exit; skips the test where no lab can run."""
+def running_lab(base: Path, hosts: int, full: int, containerd: int = 0) -> Iterator[LabFleet]:
+    """A lab of its own under `base` (`full` full hosts, then `containerd` containerd-only
+    ones), down on exit; skips the test where no lab can run."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
-    fleet = start_lab(base / "state", base / "inventory" / "hosts.yml", hosts, full)
+    inventory = base / "inventory" / "hosts.yml"
+    fleet = start_lab(base / "state", inventory, hosts, full, containerd=containerd)
     try:
         yield fleet
     finally:

@@ -369,6 +369,10 @@ class Bench:
         return [host.name for host in self.fleet.full_hosts]
 
     @property
+    def containerd(self) -> list[str]:
+        return [host.name for host in self.fleet.containerd_hosts]
+
+    @property
     def light(self) -> list[str]:
         return [host.name for host in self.fleet.light_hosts]
 
@@ -745,8 +749,10 @@ def probe_uid_processes(fleet: LabFleet) -> list[int]:
 def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     """SIGKILL `apply` while a host's incident probe holds its pipes (the candidate is the rc93
     build, so the probe hangs), then `resume`: the probe runs again, hangs again, the host is
-    rolled back, and no process of a probe uid, no probe container and no pipe is left."""
-    host = rng.choice([bench.full[0], *bench.light])
+    rolled back, and no process of a probe uid, no probe container and no pipe is left. The
+    host is a full, a containerd-only (if the lab has one) or a light one: each probe path
+    (docker, ctr, bundle) alike."""
+    host = rng.choice([bench.full[0], *bench.containerd[:1], rng.choice(bench.light)])
     scratch = bench.scratch("kill-probe")
     artifact = scratch / "runc"
     # The lab's own rc93 with a byte appended: still the bug, but another sha256 to swap in.

@@ -1,6 +1,6 @@
 """The quick subset of the fault-injection bench (`bench/faults.py`): each trial once, on a lab
-of its own (8 hosts, 2 of them full), judged by the scenario's expectations and the invariant
-(`orchestrator.invariant`). `RUNC_ROLLOUT_FAULT_SEED` picks another seed."""
+of its own (8 hosts: 2 full, 1 containerd-only), judged by the scenario's expectations and the
+invariant (`orchestrator.invariant`). `RUNC_ROLLOUT_FAULT_SEED` picks another seed."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ pytestmark = pytest.mark.lab
 
 FAULT_LAB_HOSTS = 8
 FAULT_LAB_FULL = 2
+FAULT_LAB_CONTAINERD = 1
 QUICK = [trial for trial in TRIALS if trial.quick]
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     base = tmp_path_factory.mktemp("faults")
-    with running_lab(base, FAULT_LAB_HOSTS, FAULT_LAB_FULL) as fleet:
+    with running_lab(base, FAULT_LAB_HOSTS, FAULT_LAB_FULL, FAULT_LAB_CONTAINERD) as fleet:
         yield Bench(fleet, base / "work")
 
 

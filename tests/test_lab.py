@@ -10,8 +10,10 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,10 @@ from orchestrator.inventory import load_inventory
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,
+    ProcRef,
     _Lab,
     _load,
+    _plan_hosts,
     check_requirements,
     lab_down,
     lab_status,
@@ -67,7 +71,11 @@ def test_rc93_cache_key_follows_every_input() -> None:
 def test_inventory_has_zones_kinds_and_strict_ssh(tmp_path: Path) -> None:
     hosts = [
         {"name": f"lab-0{i}", "address": f"127.0.0.{10 + i}", "zone": zone, "kind": kind}
-        for i, zone, kind in ((1, "zone-a", "full"), (2, "zone-b", "light"), (3, "zone-a", "light"))
+        for i, zone, kind in (
+            (1, "zone-a", "full"),
+            (2, "zone-b", "containerd"),
+            (3, "zone-a", "light"),
+        )
     ]
     path = tmp_path / "hosts.yml"
     path.write_text(
@@ -84,13 +92,37 @@ def test_inventory_has_zones_kinds_and_strict_ssh(tmp_path: Path) -> None:
         "-o UserKnownHostsFile=/k/known -o StrictHostKeyChecking=yes"
     )
     assert one.vars["runc_rollout_verify_command"] == "true"
-    assert "runc_rollout_verify_image" not in inventory.hosts["lab-02"].vars
+    for name in ("lab-02", "lab-03"):  # no docker there: the probe needs no image
+        assert "runc_rollout_verify_image" not in inventory.hosts[name].vars
     assert inventory.hosts["lab-02"].vars["zone"] == "zone-b"
+    assert inventory.hosts["lab-02"].vars["lab_kind"] == "containerd"
+    assert "lab_containerd" in inventory.hosts["lab-02"].groups
+
+
+def test_containerd_only_hosts_come_after_the_full_ones() -> None:
+    hosts = _plan_hosts(5, 2, 1, "127.0.0.11")
+    assert [h.kind for h in hosts] == ["full", "full", "containerd", "light", "light"]
+    ops = hostdef.holder_ops(
+        state_dir="/s", host_dir="/s/h", kind="containerd", sysctl_conf_exists=False
+    )
+    targets = {op.get("target") for op in ops}
+    assert "/var/lib/containerd" in targets and "/var/lib/docker" not in targets
+
+
+def test_containerd_only_hosts_pin_runc_through_cri_and_full_hosts_have_no_cri() -> None:
+    node = tomllib.loads(hostdef.containerd_config(cri=True))
+    cri = node["plugins"]["io.containerd.grpc.v1.cri"]
+    assert "disabled_plugins" not in node
+    assert cri["containerd"]["default_runtime_name"] == "runc"
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["BinaryName"] == hostdef.HOST_RUNC
+    assert cri["cni"]["conf_dir"].startswith("/etc/containerd/")  # the host's own directory
+    full = tomllib.loads(hostdef.containerd_config(cri=False))
+    assert full["disabled_plugins"] == ["io.containerd.grpc.v1.cri"]
 
 
 def test_holder_mounts_keep_the_machines_kernel_settings_out_of_reach() -> None:
     ops = hostdef.holder_ops(
-        state_dir="/s", host_dir="/s/hosts/h", full=True, sysctl_conf_exists=True
+        state_dir="/s", host_dir="/s/hosts/h", kind="full", sysctl_conf_exists=True
     )
     kinds = [(op["op"], op.get("target") or op.get("path")) for op in ops]
     assert kinds[0] == ("tmpfs", "/run")
@@ -113,7 +145,7 @@ def test_requirements_name_the_missing_packages(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(BadInput) as caught:
         check_requirements()
     assert str(caught.value).endswith("apt-get install -y containerd docker.io busybox-static")
-    check_requirements(full_hosts=False)  # light hosts need none of those
+    check_requirements(("light",))  # light hosts need none of those
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(BadInput, match="needs Linux"):
         check_requirements()
@@ -318,14 +350,30 @@ def test_up_again_starts_nothing_and_keeps_every_process(lab: LabFleet) -> None:
     assert {row.name: row.pids for row in lab_status(lab.state_dir)} == before
 
 
+def _ctr_sleeper(fleet: LabFleet, rootfs: Path, cgroup: str) -> ProcRef:
+    """A container that `ctr` alone starts on the containerd-only host, in `cgroup`."""
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
+    host = fleet.containerd_hosts[0]
+    fleet.ssh(
+        host, f"ctr run -d --cgroup {cgroup} --rootfs {rootfs} sleeper /bin/busybox sleep 600"
+    )
+    tasks = fleet.ssh(host, "ctr tasks ls").stdout.splitlines()
+    (pid,) = [int(line.split()[1]) for line in tasks if line.startswith("sleeper ")]
+    start = proc_start(pid)
+    assert start is not None
+    return ProcRef(pid=pid, start=start)
+
+
 @pytest.mark.lab
 def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
-    """Even with the incident's hung container (`--stuck`): its runc init dockerd cannot stop."""
+    """Even with the incident's hung container (`--stuck`): its runc init dockerd cannot stop;
+    and a container `ctr` started on a containerd-only host, in a cgroup outside the lab's."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = tmp_path / "inventory" / "hosts.yml"
-    fleet = start_lab(tmp_path / "state", inventory, 2, 1, stuck=True)
+    fleet = start_lab(tmp_path / "state", inventory, 3, 1, containerd=1, stuck=True)
     seed = fleet.info.stuck
     assert seed is not None and seed.host == fleet.full_hosts[0].name
     record = _load(fleet.state_dir)
@@ -340,15 +388,23 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     holders = [
         r for r in processes if Path(f"/proc/{r.pid}/cmdline").read_text().startswith(HOLDER_PREFIX)
     ]
-    assert len(holders) == 2 and len(processes) >= 2 + 2 + 2 + 1  # + sshd, daemons, container
+    assert len(holders) == 3 and len(processes) >= 3 + 3 + 3 + 1  # + sshd, daemons, container
     fleet.ssh(fleet.full_hosts[0], "docker run -d --network none lab/busybox:latest sleep 600")
     cgroup = f"runc-rollout-lab-{record.lab_id}"
+    rows = {row.kind: row for row in lab_status(fleet.state_dir)}
+    assert (rows["containerd"].containerd, rows["containerd"].dockerd) == (True, None)
+    try:
+        sleeper = _ctr_sleeper(fleet, tmp_path / "rootfs", f"/{cgroup}-ctr")
+    except BaseException:
+        lab_down(fleet.state_dir, inventory)
+        raise
 
     report = lab_down(fleet.state_dir, inventory)
     assert report.found and not report.warnings
 
     for ref in processes:
         assert proc_start(ref.pid) != ref.start, f"process {ref.pid} survived"
+    assert proc_start(sleeper.pid) != sleeper.start, "the ctr container survived"
     assert not Path(f"/proc/{supervisor}").exists()  # stopped and reaped
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -359,7 +415,7 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
                 continue
             assert ns not in namespaces, f"process {entry.name} still in a lab namespace"
             assert cgroup not in cgroups, f"process {entry.name} still in the lab's cgroup"
-    assert not list(Path("/sys/fs/cgroup").glob(f"*/{cgroup}"))
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{cgroup}*"))
     assert not fleet.state_dir.exists() and not inventory.exists()
     assert not inventory.parent.exists()
     mounts = Path("/proc/self/mountinfo").read_text()

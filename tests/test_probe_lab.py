@@ -1,20 +1,22 @@
 """The incident probe on real lab hosts, with the real bug-bearing runc (issue 13).
 
-Debian's runc goes out over the lab's rc93 and the probe passes on each of its three paths; then
-the rc93 build is rolled out over Debian's runc and the probe hangs on each path, every host is
-rolled back, the budget halts the run, and nothing of the probe is left behind: no process of its
-uid, no container, no stuck `runc init`, the sysctl as it was. The same through Ansible.
+A lab of its own, one host per path: a full host (docker), a containerd-only host (containerd
+with CRI and no dockerd, as a Kubernetes 1.24+ node: `ctr run`), a light host (an OCI bundle).
+Debian's runc goes out over the lab's rc93 and the probe passes on each path; then the rc93 build
+is rolled out over Debian's runc and the probe hangs on each path, every host is rolled back, the
+budget halts the run, and nothing of the probe is left behind: no process of its uid, no
+container, no stuck `runc init`, the sysctl as it was. The same through Ansible.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
@@ -22,13 +24,30 @@ from orchestrator.executor.ssh import SshExecutor
 from orchestrator.facts import gather_fleet
 from orchestrator.inventory import load_inventory
 from orchestrator.lab import rc93
-from orchestrator.lab.hostdef import probe_uid
+from orchestrator.lab.hostdef import HOST_RUNC, probe_uid
 from orchestrator.models import HostFacts
 from orchestrator.planner import ssh_target
-from tests.conftest import LabFleet
+from tests.conftest import LabFleet, running_lab
 from tests.test_apply_lab import host_state, sha256
 
+pytestmark = pytest.mark.lab
+
 PROBE_TIMEOUT = "8"
+
+
+@pytest.fixture(scope="module")
+def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """3 hosts: lab-1 full, lab-2 containerd-only, lab-3 light."""
+    with running_lab(tmp_path_factory.mktemp("probe-lab"), 3, 1, containerd=1) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def clean_probe_lab(probe_lab: LabFleet) -> Iterator[LabFleet]:
+    """This module's lab in the incident's state, and put back in it afterwards."""
+    probe_lab.reset()
+    yield probe_lab
+    probe_lab.reset()
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +58,6 @@ def rc93_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _override(lab: LabFleet, directory: Path) -> Path:
-    """A second inventory source: the second full host verifies without an image, so it probes
-    through containerd's own client (as a node without dockerd would)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "override.yml"
-    name = lab.full_hosts[1].name
-    document = {"all": {"hosts": {name: {"runc_rollout_verify_image": ""}}}}
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
 def _roll_out(
     lab: LabFleet, artifact: Path, work: Path, *options: str
 ) -> tuple[int, dict[str, dict[str, object]]]:
@@ -57,7 +65,7 @@ def _roll_out(
     plan = work / "plan.json"
     code = main(
         [
-            "plan", "-i", str(lab.inventory), "-i", str(_override(lab, work)),
+            "plan", "-i", str(lab.inventory),
             "--runc", str(artifact), "--sha256", sha256(artifact), "--gather",
             "--waves", "100%", "--probe-timeout", PROBE_TIMEOUT, "--verify-timeout", "30",
             "-o", str(plan), "--format", "json",
@@ -90,6 +98,7 @@ def _left_behind(lab: LabFleet) -> list[str]:
     for host in lab.full_hosts:
         names = lab.ssh(host, "docker ps -a --format '{{.Names}}'").stdout.split()
         found += [f"{host.name}: container {n}" for n in names if "probe" in n]
+    for host in lab.full_hosts + lab.containerd_hosts:
         tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
         found += [f"{host.name}: ctr container {t}" for t in tasks]
     inventory = load_inventory([lab.inventory])
@@ -103,15 +112,20 @@ def _left_behind(lab: LabFleet) -> list[str]:
 
 @pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
-    clean_lab: LabFleet, artifact: Path, rc93_artifact: Path, tmp_path: Path, executor: str
+    clean_probe_lab: LabFleet, artifact: Path, rc93_artifact: Path, tmp_path: Path, executor: str
 ) -> None:
-    lab = clean_lab
+    lab = clean_probe_lab
     via = ["--executor", executor]
     paths = {
         lab.full_hosts[0].name: "docker",
-        lab.full_hosts[1].name: "containerd",
+        lab.containerd_hosts[0].name: "containerd",
         lab.light_hosts[0].name: "bundle",
     }
+    # Without dockerd the runtime's runc is containerd's CRI BinaryName: the lab's rc93.
+    facts = lab.facts(lab.containerd_hosts[0])
+    assert facts.dockerd is None and facts.containerd is not None
+    assert facts.runc is not None and facts.runc.path == HOST_RUNC
+    assert (facts.runc.version, facts.runc_source) == (rc93.VERSION, "containerd CRI BinaryName")
 
     # Debian's runc over the lab's rc93: the probe passes on each path.
     code, hosts = _roll_out(lab, artifact, tmp_path / "fix", *via)
@@ -150,9 +164,9 @@ def _audit_probe(
 
 
 def test_audit_probe_decides_by_what_the_runc_does(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    clean_probe_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lab = clean_lab
+    lab = clean_probe_lab
     bug, fixed = lab.full_hosts[0].name, lab.light_hosts[0].name
     hosts = _audit_probe(lab, capsys, f"{bug}:{fixed}")
     for name in (bug, fixed):

@@ -1,7 +1,8 @@
 """`runc-rollout lab up|down|status`: a fleet of real hosts on one Linux machine.
 
 Each lab host is a mount namespace (see `hostdef` for its mounts) with a real OpenSSH sshd on its
-own loopback address; "full" hosts also run their own containerd and dockerd. All of them are
+own loopback address; "full" hosts also run their own containerd and dockerd, "containerd" hosts
+their own containerd alone (a Kubernetes 1.24+ node: CRI, no dockershim). All of them are
 children of one lab supervisor (`supervisor.py`), which reaps them. `lab.json` in the state
 directory records every process the lab started (PID and start time, so a recycled PID is never
 taken for a lab process); `lab down` stops exactly those, plus anything still running inside a lab
@@ -44,6 +45,7 @@ from orchestrator import trigger
 from orchestrator.errors import BadInput, LabError
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.defaults import (
+    DEFAULT_CONTAINERD,
     DEFAULT_FIRST_ADDRESS,
     DEFAULT_FULL,
     DEFAULT_HOSTS,
@@ -67,7 +69,9 @@ TRIGGER_UID_BASE = trigger.SEED_UID_BASE + 100  # `lab trigger`'s uids: 61100 + 
 DOCKER = "/usr/bin/docker"
 
 T = TypeVar("T")
-HostKind = Literal["full", "light"]
+HostKind = Literal["full", "containerd", "light"]
+KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
+CTR = "/usr/bin/ctr"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ class HostRecord(_Record):
     zone: str
     kind: HostKind
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
-    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd, dockerd
+    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
 
 
 class LabRecord(_Record):
@@ -163,7 +167,7 @@ class LabHostStatus:
     holder: bool  # the host's namespace is alive
     sshd: bool
     containerd: bool | None  # None on light hosts
-    dockerd: bool | None
+    dockerd: bool | None  # None unless full
     runc_version: str | None  # first line of /usr/local/sbin/runc --version on the host
     runc_sha256: str | None
     sysctl: int | None  # the host's fs.pipe-user-pages-soft
@@ -184,17 +188,18 @@ class LabDownReport:
 # ---------------------------------------------------------------------------------------------
 # Requirements
 
-# (path, Debian package, needed only for full hosts)
-REQUIRED_FILES: tuple[tuple[str, str, bool], ...] = (
-    ("/usr/bin/nsenter", "util-linux", False),
-    ("/usr/sbin/sshd", "openssh-server", False),
-    ("/usr/bin/ssh-keygen", "openssh-client", False),
-    (hostdef.DEBIAN_RUNC, "runc", False),
-    ("/usr/bin/containerd", "containerd", True),
-    ("/usr/bin/containerd-shim-runc-v2", "containerd", True),
-    ("/usr/sbin/dockerd", "docker.io", True),
-    ("/usr/bin/docker", "docker.io", True),
-    ("/bin/busybox", "busybox-static", True),
+# (path, Debian package, the kinds of host that need it)
+REQUIRED_FILES: tuple[tuple[str, str, tuple[HostKind, ...]], ...] = (
+    ("/usr/bin/nsenter", "util-linux", KINDS),
+    ("/usr/sbin/sshd", "openssh-server", KINDS),
+    ("/usr/bin/ssh-keygen", "openssh-client", KINDS),
+    (hostdef.DEBIAN_RUNC, "runc", KINDS),
+    ("/usr/bin/containerd", "containerd", ("full", "containerd")),
+    ("/usr/bin/containerd-shim-runc-v2", "containerd", ("full", "containerd")),
+    (CTR, "containerd", ("full", "containerd")),
+    ("/usr/sbin/dockerd", "docker.io", ("full",)),
+    ("/usr/bin/docker", "docker.io", ("full",)),
+    ("/bin/busybox", "busybox-static", ("full",)),
 )
 
 
@@ -215,15 +220,16 @@ def _elf_is_static(path: str) -> bool:
     return all(struct.unpack_from(endian + "I", table, i * phentsize)[0] != 3 for i in range(phnum))
 
 
-def check_requirements(*, full_hosts: bool = True) -> None:
-    """Raise BadInput (one line) unless this is Linux, we are root and the packages are there."""
+def check_requirements(kinds: tuple[HostKind, ...] = KINDS) -> None:
+    """Raise BadInput (one line) unless this is Linux, we are root and the packages hosts of
+    `kinds` need are there."""
     if not sys.platform.startswith("linux"):
         raise BadInput(f"runc-rollout lab needs Linux (mount namespaces); this is {sys.platform}")
     if os.geteuid() != 0:
         raise BadInput("runc-rollout lab needs root (mount namespaces, sshd on port 22): use sudo")
     missing: list[str] = []
-    for path, package, full_only in REQUIRED_FILES:
-        if full_only and not full_hosts:
+    for path, package, needed_by in REQUIRED_FILES:
+        if not set(needed_by) & set(kinds):
             continue
         present = os.access(path, os.X_OK)
         if present and package == "busybox-static":
@@ -655,10 +661,12 @@ class _Lab:
         _keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
         _write(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
         if host.kind == "full":
-            for name, mode in (("var-lib-docker", 0o710), ("var-lib-containerd", 0o711)):
-                (hdir / name).mkdir(mode=mode, exist_ok=True)
+            (hdir / "var-lib-docker").mkdir(mode=0o710, exist_ok=True)
             self.write_daemon_json(host, "overlay2")
-            _write(hdir / "etc-containerd" / "config.toml", hostdef.containerd_config())
+        if host.kind != "light":
+            (hdir / "var-lib-containerd").mkdir(mode=0o711, exist_ok=True)
+            config = hostdef.containerd_config(cri=host.kind == "containerd")
+            _write(hdir / "etc-containerd" / "config.toml", config)
         _write(hdir / ".prepared", "")
 
     def write_incident_state(self, host: HostRecord) -> None:
@@ -753,7 +761,7 @@ class _Lab:
         ops = hostdef.holder_ops(
             state_dir=str(self.dir),
             host_dir=str(hdir),
-            full=host.kind == "full",
+            kind=host.kind,
             sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
         )
         log = hdir / "holder.log"
@@ -792,16 +800,22 @@ class _Lab:
             log = self.host_dir(host) / "var-log" / "sshd.log"
             raise LabError(f"{host.name}: sshd did not come up on {host.address}:22: {_tail(log)}")
 
-    def ensure_docker(self, host: HostRecord) -> None:
-        holder = host.procs["holder"].pid
-        root = f"/proc/{holder}/root"
+    def sockets(self, host: HostRecord) -> tuple[str, str]:
+        """containerd's and dockerd's sockets as the machine reaches them ("" without a holder)."""
+        if "holder" not in host.procs:
+            return "", ""
+        root = f"/proc/{host.procs['holder'].pid}/root"
+        return f"{root}/run/containerd/containerd.sock", f"{root}/run/docker.sock"
+
+    def ensure_daemons(self, host: HostRecord) -> None:
+        """containerd on full and containerd hosts; dockerd, the image and the keepalive
+        container on full ones."""
         logs = self.host_dir(host) / "var-log"
-        containerd_sock = f"{root}/run/containerd/containerd.sock"
-        docker_sock = f"{root}/run/docker.sock"
-        for what, sock, request in (
-            ("containerd", containerd_sock, b""),
-            ("dockerd", docker_sock, PING),
-        ):
+        containerd_sock, docker_sock = self.sockets(host)
+        daemons = [("containerd", containerd_sock, b"")]
+        if host.kind == "full":
+            daemons.append(("dockerd", docker_sock, PING))
+        for what, sock, request in daemons:
             # A running daemon must answer (it may be starting); one shutting down is replaced.
             ref = host.procs.get(what)
             answered = ref is None or _wait_for(_answers(sock, request), ref, 30.0)
@@ -813,6 +827,9 @@ class _Lab:
                 raise LabError(
                     f"{host.name}: containerd did not start: {_tail(logs / 'containerd.log')}"
                 )
+        if host.kind != "full":
+            self.save()
+            return
         if not alive(host.procs.get("dockerd")):
             drivers = [host.storage_driver or "overlay2"]
             if drivers[0] != "vfs":
@@ -1075,7 +1092,7 @@ class _Lab:
             kind=host.kind,
             holder=holder,
             sshd=alive(host.procs.get("sshd")),
-            containerd=alive(host.procs.get("containerd")) if full else None,
+            containerd=alive(host.procs.get("containerd")) if host.kind != "light" else None,
             dockerd=alive(host.procs.get("dockerd")) if full else None,
             runc_version=version,
             runc_sha256=sha,
@@ -1086,22 +1103,22 @@ class _Lab:
 
     # -- stopping -------------------------------------------------------------------------------
 
-    def stop_docker(self, host: HostRecord) -> None:
-        """A healthy host: remove every container through dockerd (so no shim or container
-        outlives it), then stop dockerd before containerd. A broken one (namespace or a daemon
-        gone): kill both daemons; the sweep that follows kills shims and containers."""
+    def stop_daemons(self, host: HostRecord) -> None:
+        """A healthy host: remove every container through its daemon (so no shim, container or
+        container cgroup outlives it), then stop dockerd before containerd. A broken one
+        (namespace or a daemon gone): kill the daemons; the sweep that follows kills shims and
+        containers."""
         dockerd, containerd = host.procs.get("dockerd"), host.procs.get("containerd")
         daemons = [ref for ref in (dockerd, containerd) if ref is not None]
-        sock = (
-            f"/proc/{host.procs['holder'].pid}/root/run/docker.sock"
-            if "holder" in host.procs
-            else ""
-        )
+        containerd_sock, docker_sock = self.sockets(host)
         healthy = (
             self.holder_alive(host)
-            and alive(dockerd)
             and alive(containerd)
-            and _unix_http_ok(sock, PING)
+            and (
+                _unix_http_ok(containerd_sock, b"")
+                if host.kind == "containerd"
+                else alive(dockerd) and _unix_http_ok(docker_sock, PING)
+            )
         )
         if not healthy:
             for ref in daemons:
@@ -1115,11 +1132,24 @@ class _Lab:
             _signal(ref, signal.SIGKILL)
         _wait_gone(inits, 5.0)
         with contextlib.suppress(LabError):
-            ids = self.in_host(host, ["/usr/bin/docker", "ps", "-aq"], timeout=30).split()
-            if ids:
-                self.in_host(host, ["/usr/bin/docker", "rm", "-f", *ids], timeout=60)
+            if host.kind == "containerd":
+                self.remove_ctr_containers(host)
+            else:
+                ids = self.in_host(host, [DOCKER, "ps", "-aq"], timeout=30).split()
+                if ids:
+                    self.in_host(host, [DOCKER, "rm", "-f", *ids], timeout=60)
         for ref in daemons:
             _stop([ref], 15.0)
+
+    def remove_ctr_containers(self, host: HostRecord) -> None:
+        """Every task and container of every containerd namespace, through `ctr`."""
+        for namespace in self.in_host(host, [CTR, "namespaces", "ls", "-q"], timeout=30).split():
+            ctr = [CTR, "-n", namespace]
+            for task in self.in_host(host, [*ctr, "tasks", "ls", "-q"], timeout=30).split():
+                self.in_host(host, [*ctr, "tasks", "delete", "--force", task], timeout=30)
+            ids = self.in_host(host, [*ctr, "containers", "ls", "-q"], timeout=30).split()
+            if ids:
+                self.in_host(host, [*ctr, "containers", "rm", *ids], timeout=30)
 
     def remove_cgroups(self) -> list[str]:
         """rmdir the lab's cgroup directories (deepest first) in every hierarchy. A cgroup stays
@@ -1161,18 +1191,29 @@ def _lab_id(state_dir: Path) -> str:
     return hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]
 
 
-def _plan_hosts(count: int, full: int, first: str) -> list[HostRecord]:
+def _plan_hosts(count: int, full: int, containerd: int, first: str) -> list[HostRecord]:
+    """`count` hosts: `full` full ones first, then `containerd` containerd-only ones."""
     addresses = _addresses(first, count)
     width = max(2, len(str(count)))
+    counts: tuple[tuple[HostKind, int], ...] = (
+        ("full", full),
+        ("containerd", containerd),
+        ("light", count - full - containerd),
+    )
+    kinds = [kind for kind, number in counts for _ in range(number)]
     return [
         HostRecord(
             name=f"lab-{i + 1:0{width}d}",
             address=addresses[i],
             zone="zone-a" if i % 2 == 0 else "zone-b",
-            kind="full" if i < full else "light",
+            kind=kinds[i],
         )
         for i in range(count)
     ]
+
+
+def _count(hosts: list[HostRecord], kind: HostKind) -> int:
+    return sum(host.kind == kind for host in hosts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1182,6 +1223,7 @@ def _plan_hosts(count: int, full: int, first: str) -> list[HostRecord]:
 def lab_up(
     hosts: int | None = None,
     docker: int | None = None,
+    containerd: int | None = None,
     *,
     state_dir: Path | None = None,
     inventory_path: Path | None = None,
@@ -1189,19 +1231,22 @@ def lab_up(
     stuck: bool = False,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
-    full. Without counts, a running lab keeps its size and a new one gets 4 hosts, 2 full.
+    full, the next `containerd` containerd-only. Without counts, a running lab keeps its size
+    and a new one gets 4 hosts, 2 full, none containerd-only.
     `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
     record = _load(state_dir) if state_dir.is_dir() else None
     if record is not None:
-        have_full = sum(h.kind == "full" for h in record.hosts)
-        if (hosts is not None and hosts != len(record.hosts)) or (
-            docker is not None and docker != have_full
+        have_full, have_ctr = _count(record.hosts, "full"), _count(record.hosts, "containerd")
+        if (
+            (hosts is not None and hosts != len(record.hosts))
+            or (docker is not None and docker != have_full)
+            or (containerd is not None and containerd != have_ctr)
         ):
             raise BadInput(
-                f"a lab of {len(record.hosts)} hosts ({have_full} full) is in {state_dir}; "
-                "run `runc-rollout lab down` first to change its size"
+                f"a lab of {len(record.hosts)} hosts ({_kinds_text(record.hosts)}) is in "
+                f"{state_dir}; run `runc-rollout lab down` first to change its size"
             )
         if inventory_path is not None and inventory_path.absolute() != Path(record.inventory_path):
             raise BadInput(
@@ -1211,25 +1256,29 @@ def lab_up(
         if first_address is not None and first_address != record.first_address:
             raise BadInput(f"the lab in {state_dir} starts at {record.first_address}")
     if record is not None:
-        count, full = len(record.hosts), sum(h.kind == "full" for h in record.hosts)
+        count, full = len(record.hosts), _count(record.hosts, "full")
+        ctr_only = _count(record.hosts, "containerd")
     else:
         count = DEFAULT_HOSTS if hosts is None else hosts
         full = min(DEFAULT_FULL, count) if docker is None else docker
+        ctr_only = DEFAULT_CONTAINERD if containerd is None else containerd
     if record is None:
-        if count < 1 or full < 0 or full > count:
+        if count < 1 or full < 0 or ctr_only < 0 or full + ctr_only > count:
             raise BadInput(
-                f"lab: need 1 or more hosts and 0..hosts full ones (got {count}, {full})"
+                "lab: need 1 or more hosts, of which 0..hosts full and containerd-only ones "
+                f"together (got {count}, {full} full, {ctr_only} containerd-only)"
             )
         if count > 250:
             raise BadInput("lab: at most 250 hosts")
-    check_requirements(full_hosts=full > 0)
+    kinds = {"full": full, "containerd": ctr_only, "light": count - full - ctr_only}
+    check_requirements(tuple(kind for kind in KINDS if kinds[kind]))
     if stuck and not full:
         raise BadInput("lab up --stuck needs a full host (--docker 1 or more)")
     if record is None:
         if state_dir.exists() and any(state_dir.iterdir()):
             raise BadInput(f"{state_dir} exists, is not empty and holds no lab (no {RECORD_NAME})")
         first = first_address or os.environ.get(FIRST_ADDRESS_ENV) or DEFAULT_FIRST_ADDRESS
-        planned = _plan_hosts(count, full, first)
+        planned = _plan_hosts(count, full, ctr_only, first)
         busy = [h.address for h in planned if port_in_use(h.address)]
         if busy:
             raise BadInput(
@@ -1290,7 +1339,7 @@ def _bring_up(lab: _Lab) -> None:
     _parallel(lab.ensure_sshd, hosts, workers=8)
     _parallel(lab.wait_sshd, hosts, workers=32)
     lab.write_client_files()
-    _parallel(lab.ensure_docker, [h for h in hosts if h.kind == "full"], workers=4)
+    _parallel(lab.ensure_daemons, [h for h in hosts if h.kind != "light"], workers=4)
     lab.save()
 
 
@@ -1411,8 +1460,8 @@ def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) 
         with _locked(state_dir):
             namespaces = lab.namespaces()  # before anything stops: the holders hold them
             stopped = {ref.pid for ref in lab.processes(namespaces)}
-            full = [h for h in record.hosts if h.kind == "full"]
-            _parallel(lab.stop_docker, full, workers=8)
+            daemons = [h for h in record.hosts if h.kind != "light"]
+            _parallel(lab.stop_daemons, daemons, workers=8)
             for _round in range(5):
                 procs = lab.processes(namespaces)
                 if not procs:
@@ -1519,12 +1568,19 @@ def _next_commands(info: LabInfo) -> list[str]:
     return commands
 
 
+def _kinds_text(hosts: list[HostRecord] | list[LabHost]) -> str:
+    """'2 full' or '2 full, 1 containerd-only'."""
+    text = f"{sum(h.kind == 'full' for h in hosts)} full"
+    ctr_only = sum(h.kind == "containerd" for h in hosts)
+    return f"{text}, {ctr_only} containerd-only" if ctr_only else text
+
+
 def format_up(info: LabInfo) -> str:
-    full = sum(h.kind == "full" for h in info.hosts)
+    kinds = _kinds_text(info.hosts)
     head = (
-        f"lab already running: {len(info.hosts)} hosts ({full} full)"
+        f"lab already running: {len(info.hosts)} hosts ({kinds})"
         if info.already_running
-        else f"lab up: {len(info.hosts)} hosts ({full} full) in {info.seconds:.1f}s, "
+        else f"lab up: {len(info.hosts)} hosts ({kinds}) in {info.seconds:.1f}s, "
         f"{info.rss_bytes / 2**20:.0f} MiB RSS ({info.pss_bytes / 2**20:.0f} MiB PSS)"
     )
     first, last = info.hosts[0].address, info.hosts[-1].address

@@ -10,12 +10,13 @@ A lab host `lab-NN` is a mount namespace (held by the supervisor's holder proces
     /usr/local/bin                hosts/NAME/usr-local-bin    (empty: the machine's tools hidden)
     /etc/sysctl.d                 hosts/NAME/etc-sysctl.d     (+ 90-runc-incident.conf)
     /etc/sysctl.conf              hosts/NAME/sysctl.conf      (a copy; file bind)
-    /etc/docker, /etc/containerd  hosts/NAME/etc-docker, etc-containerd
+    /etc/docker, /etc/containerd  hosts/NAME/etc-docker, etc-containerd (+ cni/ on containerd hosts)
     /root                         hosts/NAME/root             (.ssh/authorized_keys)
     /var/log                      hosts/NAME/var-log          (sshd, containerd, dockerd logs)
     /var/lib                      a tmpfs re-binding the machine's /var/lib entries, plus
     /var/lib/runc-rollout         hosts/NAME/var-lib-runc-rollout
-    /var/lib/docker, containerd   hosts/NAME/var-lib-docker, var-lib-containerd (full hosts)
+    /var/lib/docker               hosts/NAME/var-lib-docker   (full hosts)
+    /var/lib/containerd           hosts/NAME/var-lib-containerd (full and containerd hosts)
     /proc/sys                     read-only (so no lab process can change the machine's kernel)
     /proc/sys/fs/pipe-user-pages-soft   hosts/NAME/pipe-user-pages-soft (a plain file, writable)
 
@@ -99,24 +100,50 @@ def daemon_json(cgroup_parent: str, storage_driver: str) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def containerd_config() -> str:
-    """/etc/containerd/config.toml of a full host: default paths (its own /run and /var/lib)."""
-    return """# runc-rollout lab host containerd (dockerd's; no CRI)
+def containerd_config(*, cri: bool) -> str:
+    """/etc/containerd/config.toml: default paths (the host's own /run and /var/lib).
+
+    A full host's containerd is dockerd's, without CRI. A containerd-only host's is a
+    Kubernetes node's: CRI on, its runc runtime pinned by `BinaryName` to the host's runc (as
+    kubespray writes it), CNI files under /etc/containerd (the host's own: the plugin creates
+    its configuration directory, and the machine's /etc/cni is not the lab's to touch).
+    """
+    head = "dockerd's; no CRI" if not cri else "a Kubernetes node's: CRI, runc by BinaryName"
+    text = f"""# runc-rollout lab host containerd ({head})
 version = 2
 root = "/var/lib/containerd"
 state = "/run/containerd"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
+"""
+    if not cri:
+        text += 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+    text += """
 [grpc]
   address = "/run/containerd/containerd.sock"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "/var/lib/containerd/opt"
 """
+    if cri:
+        cri_section = '[plugins."io.containerd.grpc.v1.cri"'
+        text += f"""
+{cri_section}.cni]
+  bin_dir = "/etc/containerd/cni/bin"
+  conf_dir = "/etc/containerd/cni/net.d"
+
+{cri_section}.containerd]
+  default_runtime_name = "runc"
+
+{cri_section}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+{cri_section}.containerd.runtimes.runc.options]
+  BinaryName = "{HOST_RUNC}"
+"""
+    return text
 
 
 def holder_ops(
-    *, state_dir: str, host_dir: str, full: bool, sysctl_conf_exists: bool
+    *, state_dir: str, host_dir: str, kind: str, sysctl_conf_exists: bool
 ) -> list[dict[str, Any]]:
     """The mount operations the supervisor applies in a new lab host's namespace, in order.
 
@@ -150,15 +177,18 @@ def holder_ops(
             "target": "/var/lib/runc-rollout",
         },
     ]
-    if full:
-        ops += [
-            {"op": "bind", "source": f"{host_dir}/var-lib-docker", "target": "/var/lib/docker"},
+    if kind == "full":
+        ops.append(
+            {"op": "bind", "source": f"{host_dir}/var-lib-docker", "target": "/var/lib/docker"}
+        )
+    if kind in ("full", "containerd"):
+        ops.append(
             {
                 "op": "bind",
                 "source": f"{host_dir}/var-lib-containerd",
                 "target": "/var/lib/containerd",
-            },
-        ]
+            }
+        )
     ops += [
         {"op": "readonly", "path": "/proc/sys"},
         {"op": "bind", "source": f"{host_dir}/pipe-user-pages-soft", "target": PIPE_SYSCTL},
@@ -188,7 +218,7 @@ def inventory_yaml(
 ) -> str:
     """`inventories/lab/hosts.yml`: every host with all its variables, grouped by zone and kind.
 
-    `hosts` items have name, address, zone and kind ("full" or "light").
+    `hosts` items have name, address, zone and kind ("full", "containerd" or "light").
     """
     common_args = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
     every: dict[str, Any] = {}
@@ -212,15 +242,16 @@ def inventory_yaml(
         zone_group = host["zone"].replace("-", "_")
         zones.setdefault(zone_group, {"hosts": {}})["hosts"][host["name"]] = None
     # All hosts first, with their variables (so Ansible lists them lab-01, lab-02, ...), then
-    # the groups: zone_a/zone_b by `zone`, lab_full/lab_light by kind.
+    # the groups: zone_a/zone_b by `zone`, lab_full/lab_containerd/lab_light by kind.
     groups: dict[str, dict[str, Any]] = {"lab": {"hosts": every}, **dict(sorted(zones.items()))}
-    for kind in ("full", "light"):
+    for kind in ("full", "containerd", "light"):
         members = {host["name"]: None for host in hosts if host["kind"] == kind}
         if members:
             groups[f"lab_{kind}"] = {"hosts": members}
     document = {"all": {"children": groups}}
     header = (
         f"{INVENTORY_MARKER} (state: {state_dir}); `runc-rollout lab down` removes it.\n"
-        "# Hosts lab-NN on loopback addresses; full hosts run dockerd and containerd.\n"
+        "# Hosts lab-NN on loopback addresses; full hosts run dockerd and containerd,\n"
+        "# containerd hosts containerd alone (no verification image: no docker there).\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=4096)
