@@ -210,6 +210,12 @@ if [ "$STALE" = remove ]; then
         timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$c" >/dev/null 2>&1
         timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$c" >/dev/null 2>&1
     done
+    for root in "$STATE_DIR"/probe.*/state; do  # bundles: delete them, and their cgroups go too
+        [ -d "$root" ] || continue
+        for c in $("$TARGET" --root "$root" list -q 2>/dev/null); do
+            timeout -s KILL 30 "$TARGET" --root "$root" delete -f "$c" >/dev/null 2>&1
+        done
+    done
     rm -rf "$STATE_DIR"/probe.*
     waited=0  # killed processes take a moment to go
     while [ -n "$(uid_procs)" ] && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
