@@ -46,6 +46,7 @@ from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.lab.hostdef import probe_uid
 from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import HostState, Plan, SshTarget
+from orchestrator.probe import PROBE_PREFIX
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -787,6 +788,11 @@ def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     time.sleep(1)  # the holder exits within a second of its stdin closing
     left = probe_uid_processes(bench.fleet)
     expect(not left, f"processes of a probe uid left: {left}", problems)
+    name = f"{PROBE_PREFIX}{run_dir.name}-*"  # a bundle's cgroup, or one under ctr's namespace
+    cgroups = sorted(
+        [*Path("/sys/fs/cgroup").glob(f"*/{name}"), *Path("/sys/fs/cgroup").glob(f"*/*/{name}")]
+    )
+    expect(not cgroups, f"probe cgroups left: {[str(c) for c in cgroups[:3]]}", problems)
     return problems + bench.check([run_dir], baseline)
 
 
