@@ -234,8 +234,8 @@ def verify_spec(
     image: object,
     command: object,
     timeout: float,
-    exec_container: object = None,
-    probe: ProbeSettings = (True, DEFAULT_PROBE_UID, 20.0),
+    exec_container: object,
+    probe: ProbeSettings,
 ) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
     enabled, uid, probe_timeout = probe

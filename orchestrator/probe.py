@@ -23,6 +23,7 @@ The script prints `key=value` lines (`probe=passed|hung|failed|undecidable|unava
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from typing import Any
@@ -68,6 +69,7 @@ def _compact(data: object) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+@functools.cache
 def constants() -> dict[str, str]:
     """The probe's parameters that are the same on every host (the playbooks bake them in)."""
     return {
@@ -109,6 +111,7 @@ def probe(
     return HostCommand("probe", script, timeout=timeout + HOLDER_READY_SECONDS + 90)
 
 
+@functools.cache
 def probe_script() -> str:
     """The probe's host script, `orchestrator/data/probe.sh`, without its parameters."""
     return resources.files("orchestrator").joinpath("data/probe.sh").read_text()

@@ -16,9 +16,10 @@ while exporting and passes. Three parts, all pure here:
 - `docker_run_argv()`: the no-new-privileges container, run as U, with that profile.
 
 The kernel counts pipe pages per uid for the whole machine: lab hosts share one kernel, so every
-use of the trigger needs a uid of its own (`SEED_UID_BASE`, `PROBE_UID_BASE`), one that nothing
-else on the machine runs as. All of it assumes 4 KiB pages: with 64 KiB pages a shrunk pipe holds
-128 KiB, more than any seccomp program (32 KiB at most), and rc93 cannot hang.
+use of the trigger needs a uid of its own (`SEED_UID_BASE` here; the incident probe's are
+`lab.hostdef.probe_uid`'s), one that nothing else on the machine runs as. All of it assumes
+4 KiB pages: with 64 KiB pages a shrunk pipe holds 128 KiB, more than any seccomp program
+(32 KiB at most), and rc93 cannot hang.
 """
 
 import re
@@ -28,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# uids for the trigger, each base + the lab host's index (1...): the lab's stuck seed container
-# (issue 12) and the verification probe (issue 13) never share a uid, nor do two lab hosts.
+# uids for the lab's uses of the trigger, each base + the lab host's index (1...): two lab hosts
+# never share one (the incident probe's uids are far above, see lab.hostdef.probe_uid).
 SEED_UID_BASE = 61000
-PROBE_UID_BASE = 62000
 
 # Architectures libseccomp adds to a filter for one machine, as Docker's default profile has them.
 _ARCHITECTURES = {

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from orchestrator.lab.fleet import (
     lab_up,
     port_in_use,
 )
+from orchestrator.lab.hostdef import probe_uid
 from orchestrator.models import HostFacts, SshTarget
 
 RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script
@@ -124,6 +125,18 @@ class LabFleet:
     def facts(self, host: LabHost) -> HostFacts:
         with SshExecutor() as executor:
             return gather_facts(executor.session(self.target(host), name=host.name))
+
+    def probe_processes(self) -> list[int]:
+        """PIDs of every process running as one of this lab's probe uids (a pipe holder, a hung
+        runc init): none may be left once a probe has ended."""
+        uids = {str(probe_uid(host.address)) for host in self.hosts}
+        found = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            with suppress(OSError):
+                row = next(r for r in status.read_text().splitlines() if r.startswith("Uid:"))
+                if uids & set(row.split()[1:4]):
+                    found.append(int(status.parent.name))
+        return found
 
     def reset(self, *hosts: LabHost) -> None:
         """Put hosts (default: all) back in the incident's state: rc93 runc, sysctl 163840 at

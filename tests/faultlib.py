@@ -43,7 +43,6 @@ from orchestrator.executor.ssh import SshExecutor
 from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
 from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
-from orchestrator.lab.hostdef import probe_uid
 from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import HostState, Plan, SshTarget
 from orchestrator.probe import PROBE_PREFIX
@@ -734,19 +733,6 @@ def bad_candidate(bench: Bench, rng: random.Random, *, hangs: bool) -> list[str]
     return problems + bench.check([run_dir], baseline)
 
 
-def probe_uid_processes(fleet: LabFleet) -> list[int]:
-    """PIDs of every process running as one of the lab hosts' probe uids (its pipe holder, a
-    hung runc init): none may be left once a run is resumed or rolled back."""
-    uids = {str(probe_uid(host.address)) for host in fleet.hosts}
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):
-            row = next(r for r in status.read_text().splitlines() if r.startswith("Uid:"))
-            if uids & set(row.split()[1:4]):
-                found.append(int(status.parent.name))
-    return found
-
-
 def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     """SIGKILL `apply` while a host's incident probe holds its pipes (the candidate is the rc93
     build, so the probe hangs), then `resume`: the probe runs again, hangs again, the host is
@@ -769,7 +755,7 @@ def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and not probing:
-            probing = bool(probe_uid_processes(bench.fleet))
+            probing = bool(bench.fleet.probe_processes())
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 3))  # somewhere in the probe's 10 s
     finally:
@@ -786,7 +772,7 @@ def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     expect(state.status == "failed", f"{host}: {state.status} after resume", problems)
     expect("hung in" in (state.message or ""), f"{host}: {state.message!r}", problems)
     time.sleep(1)  # the holder exits within a second of its stdin closing
-    left = probe_uid_processes(bench.fleet)
+    left = bench.fleet.probe_processes()
     expect(not left, f"processes of a probe uid left: {left}", problems)
     name = f"{PROBE_PREFIX}{run_dir.name}-*"  # a bundle's cgroup, or one under ctr's namespace
     cgroups = sorted(

@@ -20,13 +20,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import gather_fleet
-from orchestrator.inventory import load_inventory
 from orchestrator.lab import rc93
-from orchestrator.lab.hostdef import HOST_RUNC, probe_uid
-from orchestrator.models import HostFacts
-from orchestrator.planner import ssh_target
+from orchestrator.lab.hostdef import HOST_RUNC
 from tests.conftest import LabFleet, running_lab
 from tests.test_apply_lab import host_state, sha256
 
@@ -82,16 +77,7 @@ def _left_behind(lab: LabFleet) -> list[str]:
     """Anything of the probe still there: a process of a probe uid, a probe container, a probe
     directory, a stuck `runc init` on a lab host (as its facts see it: other labs on this
     machine may have stuck ones of their own)."""
-    found = []
-    uids = {probe_uid(host.address) for host in lab.hosts}
-    for line in Path("/proc").glob("[0-9]*/status"):
-        try:
-            status = line.read_text()
-        except OSError:
-            continue
-        ids = next((row.split()[1:4] for row in status.splitlines() if row.startswith("Uid:")), [])
-        if uids & {int(value) for value in ids}:
-            found.append(f"process {line.parent.name} of a probe uid")
+    found = [f"process {pid} of a probe uid" for pid in lab.probe_processes()]
     for host in lab.hosts:
         out = lab.ssh(host, "ls -d /var/lib/runc-rollout/probe.* 2>/dev/null || true").stdout
         found += [f"{host.name}: {path}" for path in out.split()]
@@ -101,12 +87,8 @@ def _left_behind(lab: LabFleet) -> list[str]:
     for host in lab.full_hosts + lab.containerd_hosts:
         tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
         found += [f"{host.name}: ctr container {t}" for t in tasks]
-    inventory = load_inventory([lab.inventory])
-    targets = {name: ssh_target(host) for name, host in inventory.hosts.items()}
-    with SshExecutor() as executor:
-        for name, facts in gather_fleet(executor, targets, concurrency=4).items():
-            assert isinstance(facts, HostFacts), facts
-            found += [f"{name}: stuck runc init {process.pid}" for process in facts.stuck]
+    for host in lab.hosts:
+        found += [f"{host.name}: stuck runc init {p.pid}" for p in lab.facts(host).stuck]
     return found
 
 
