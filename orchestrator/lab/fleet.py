@@ -866,6 +866,14 @@ class _Lab:
             )
         self.started.append(f"{host.name} container {hostdef.KEEPALIVE_CONTAINER}")
 
+    def kill_runc_inits(self, host: HostRecord) -> None:
+        """SIGKILL the host's `runc init` processes and wait (up to 5 s) until they are gone: a
+        container whose runc init hangs cannot be removed otherwise."""
+        inits = [ref for ref, _wchan in self.runc_inits(host)]
+        for ref in inits:
+            _signal(ref, signal.SIGKILL)
+        _wait_gone(inits, 5.0)
+
     def runc_inits(self, host: HostRecord) -> list[tuple[ProcRef, str]]:
         """The `runc init` processes (as unstick sees them) in the host's containers, with
         their wchan."""
@@ -1005,10 +1013,7 @@ class _Lab:
         profile = self.host_dir(host) / hostdef.STUCK_PROFILE
         if not profile.exists():
             return
-        inits = [ref for ref, _wchan in self.runc_inits(host)]
-        for ref in inits:
-            _signal(ref, signal.SIGKILL)
-        _wait_gone(inits, 5.0)
+        self.kill_runc_inits(host)
         with contextlib.suppress(LabError):
             self.in_host(host, [DOCKER, "rm", "-f", hostdef.STUCK_CONTAINER], 30)
         profile.unlink()
@@ -1127,10 +1132,7 @@ class _Lab:
             return
         # A container whose runc init hangs cannot be removed through dockerd (it waits for
         # runc): kill its runc init first.
-        inits = [ref for ref, _wchan in self.runc_inits(host)]
-        for ref in inits:
-            _signal(ref, signal.SIGKILL)
-        _wait_gone(inits, 5.0)
+        self.kill_runc_inits(host)
         with contextlib.suppress(LabError):
             if host.kind == "containerd":
                 self.remove_ctr_containers(host)
