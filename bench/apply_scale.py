@@ -5,7 +5,7 @@ wave over its light hosts, and at each concurrency times, from the same starting
 hosts are reset before every run):
 
 - floor:   a plain shell script per host doing the SSH backend's commands for a light host (the
-           same host-side scripts, from orchestrator.hostside, in the same order, and the upload)
+           same host-side scripts, from host/commands.py, in the same order, and the upload)
            over OpenSSH with ControlMaster, run `xargs -P CONCURRENCY` at a time;
 - ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N`;
 - ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`;
@@ -40,13 +40,13 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator import hostside
-from orchestrator.apply import load_plan
-from orchestrator.executor.ssh import remote_command
-from orchestrator.facts import facts_script
+from orchestrator.backends.ssh.executor import remote_command
+from orchestrator.host import commands
+from orchestrator.host.facts import facts_script
 from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
 from orchestrator.models import HostRecord, PlannedHost
+from orchestrator.run.engine import load_plan
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 RUNC = "/usr/local/sbin/runc"
@@ -62,7 +62,7 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
     """The SSH backend's commands for one light host, as a plain shell script over OpenSSH."""
     name, target = host.name, host.ssh
     before = host.before.runc_sha256 if host.before else "0" * 64
-    staged = hostside.staging_path(RUNC, "floor")
+    staged = commands.staging_path(RUNC, "floor")
     record = HostRecord(
         run_id="floor",
         plan_id="floor",
@@ -76,24 +76,24 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
     record_file = work / f"{name}.record.json"
     record_file.write_text(record)
     facts = facts_script("0123456789abcdef")
-    steps: list[tuple[hostside.HostCommand | None, str]] = [
-        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
-        (hostside.lock("floor"), "/dev/null"),
+    steps: list[tuple[commands.HostCommand | None, str]] = [
+        (commands.HostCommand("facts", facts, 60), "/dev/null"),
+        (commands.lock("floor"), "/dev/null"),
         (None, str(artifact)),  # the upload
-        (hostside.check_staged(staged, sha, 60), "/dev/null"),
-        (hostside.backup_binary(RUNC, before), "/dev/null"),
-        (hostside.write_record(record), str(record_file)),
-        (hostside.swap(staged, RUNC, sha), "/dev/null"),
-        (hostside.write_record(record), str(record_file)),
-        (hostside.runc_version(RUNC, 30), "/dev/null"),
-        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
-        (hostside.verify_runc_bundle(RUNC, "floor", 60), "/dev/null"),
-        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
-        (hostside.write_record(record), str(record_file)),
-        (hostside.HostCommand("facts", facts, 60), "/dev/null"),
-        (hostside.set_sysctl(16384, [INCIDENT_FILE]), "/dev/null"),
-        *[(hostside.write_record(record), str(record_file))] * 3,
-        (hostside.unlock("floor"), "/dev/null"),
+        (commands.check_staged(staged, sha, 60), "/dev/null"),
+        (commands.backup_binary(RUNC, before), "/dev/null"),
+        (commands.write_record(record), str(record_file)),
+        (commands.swap(staged, RUNC, sha), "/dev/null"),
+        (commands.write_record(record), str(record_file)),
+        (commands.runc_version(RUNC, 30), "/dev/null"),
+        (commands.HostCommand("facts", facts, 60), "/dev/null"),
+        (commands.verify_runc_bundle(RUNC, "floor", 60), "/dev/null"),
+        (commands.HostCommand("facts", facts, 60), "/dev/null"),
+        (commands.write_record(record), str(record_file)),
+        (commands.HostCommand("facts", facts, 60), "/dev/null"),
+        (commands.set_sysctl(16384, [INCIDENT_FILE]), "/dev/null"),
+        *[(commands.write_record(record), str(record_file))] * 3,
+        (commands.unlock("floor"), "/dev/null"),
     ]
     ssh = [
         "ssh",

@@ -24,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import gather_facts
-from orchestrator.hostops import run_probe
-from orchestrator.inventory import load_inventory
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.host.facts import gather_facts
+from orchestrator.host.procedure import run_probe
+from orchestrator.inventory.read import load_inventory
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_up
 from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import VerifySpec, WaveOptions
-from orchestrator.planner import host_verify_spec, ssh_target
+from orchestrator.plan.planner import host_verify_spec, ssh_target
 
 CLI = str(Path(sys.executable).parent / "runc-rollout")
 PROBED_RUNC = "/usr/local/sbin/runc-probed"  # each host's copy of the runc under test

@@ -27,8 +27,8 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.progress import ProgressPrinter
 from orchestrator.view.live import LiveView
+from orchestrator.view.progress import ProgressPrinter
 from orchestrator.view.tally import Tally
 
 PHASES: tuple[HostPhase, ...] = (

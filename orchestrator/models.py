@@ -158,7 +158,7 @@ class SshTarget:
 
 @dataclasses.dataclass(frozen=True)
 class SshHop:
-    """One SSH connection of a route, every setting resolved (see `orchestrator.sshconfig`)."""
+    """One SSH connection of a route, every setting resolved."""
 
     alias: str  # the name ssh_config's Host blocks matched
     hostname: str
@@ -199,7 +199,7 @@ MAX_UID = 4_294_967_294  # (uid_t)-1 means "no uid"
 class VerifySpec(Model):
     """How a host proves its new runc: a Docker container when it runs Docker and has an image,
     else a minimal OCI bundle run by runc itself. Both with no-new-privileges. Then the incident
-    probe (`orchestrator/probe.py`) as `probe_uid`, unless the plan turned it off."""
+    probe (`orchestrator/host/probe.py`) as `probe_uid`, unless the plan turned it off."""
 
     image: str | None = Field(default=None, pattern=IMAGE_PATTERN)
     command: str = "true"  # split into words as a shell would, on the controller
@@ -306,7 +306,7 @@ class Plan(Model):
 
 
 class ApprovalPolicy(Model):
-    """What `apply` and `resume` demand of a plan beyond its own hash (`orchestrator.approval`):
+    """What `apply` and `resume` demand of a plan beyond its own hash:
     the plan_hash a merge request recorded, and signatures of reviewers in `allowed_signers`."""
 
     expect_hash: str | None = Field(default=None, pattern=SHA256_PATTERN)
@@ -425,7 +425,7 @@ class HostRecord(Model):
 
 
 # ---------------------------------------------------------------------------------------------
-# Host facts: what `facts` gathers (orchestrator.facts builds them)
+# Host facts: what `facts` gathers (orchestrator.host.facts builds them)
 
 
 class RuncBinary(Model):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.errors import BadInput
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import gather_facts
+from orchestrator.host.facts import gather_facts
 from orchestrator.lab.fleet import (
     LabHost,
     LabInfo,

@@ -7,7 +7,7 @@ A trial gets a `Bench` (one running lab, an artifact, scratch space) and a seede
 hanging candidate, a racing apply, a changed host key, a damaged journal, a planted secret), lets
 runc-rollout resume or roll back where the scenario calls for it, and returns every problem it
 saw: the scenario's own expectations that failed, then the invariant's violations
-(`orchestrator.invariant`). An empty list means the trial ended safely.
+(`orchestrator.run.invariant`). An empty list means the trial ended safely.
 
 Faults inside a lab host (mounts, killed sshd processes) act only in that host's mount namespace,
 through `nsenter --mount=/proc/HOLDER/ns/mnt`, and only on processes the lab itself started.
@@ -35,17 +35,17 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.apply import ApplyEnv, Rollout, SshWaves, load_plan
-from orchestrator.artifact import sha256_file
-from orchestrator.cli import main
-from orchestrator.executor.base import CommandResult, Executor, HostSession
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
-from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.cli.app import main
+from orchestrator.host.probe import PROBE_PREFIX
+from orchestrator.host.session import CommandResult, Executor, HostSession
 from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import HostState, Plan, SshTarget
-from orchestrator.probe import PROBE_PREFIX
+from orchestrator.plan.artifact import sha256_file
+from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, load_plan
+from orchestrator.run.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
+from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,7 +263,7 @@ class FaultyExecutor:
         self._inner.close()
 
 
-# Text that identifies a host step's script (see orchestrator.hostside).
+# Text that identifies a host step's script (see orchestrator.host.commands).
 STEP_MARKERS = {
     "stage": 'actual=$(sha256sum "$STAGED"',
     "swap": 'mv -f "$STAGED" "$TARGET"',

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.apply import load_plan
-from orchestrator.cli import main
+from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
-from orchestrator.journal import EVENTS_FILE, read_events
 from orchestrator.models import HostRecord
-from orchestrator.playbook_files import PLAYBOOK_DIR
+from orchestrator.run.engine import load_plan
+from orchestrator.run.journal import EVENTS_FILE, read_events
 from tests.conftest import HANGING_RUNC, LabFleet
 from tests.test_apply_lab import (
     INCIDENT_FILE,

@@ -1,5 +1,5 @@
 """The playbooks without a lab: generated host steps in sync with hostside, syntax, the Jinja
-facts parser against orchestrator.facts, the sysctl step against hostside's, the event handler,
+facts parser against orchestrator.host.facts, the sysctl step against hostside's, the event handler,
 the job's inventory and environment."""
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator import hostside
-from orchestrator.ansible_backend import (
+from orchestrator.backends.ansible.playbooks import FILES_DIR, PLAYBOOK_DIR, rendered_files
+from orchestrator.backends.ansible.runner import (
     HostEvents,
     host_vars,
     kept_environment,
     plan_inventory,
     upgrade_extravars,
 )
-from orchestrator.facts import SYSTEMD_DEFAULT_PATH, parse_facts
-from orchestrator.hostops import HostOutcome
+from orchestrator.host import commands
+from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, parse_facts
+from orchestrator.host.procedure import HostOutcome
 from orchestrator.models import HostBefore, HostPhase, SshTarget, VerifySpec
-from orchestrator.playbook_files import FILES_DIR, PLAYBOOK_DIR, rendered_files
 from tests.test_facts_parse import (
     DEBIAN_HOST,
     DEBIAN_SHA,
@@ -46,10 +46,10 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 
 def test_generated_host_steps_match_hostside() -> None:
-    """playbooks/files/ is what `python -m orchestrator.playbook_files` renders today."""
+    """playbooks/files/ is what `python -m orchestrator.backends.ansible.playbooks` renders."""
     expected = rendered_files()
     on_disk = {path.name: path.read_text() for path in FILES_DIR.iterdir()}
-    assert on_disk == expected, "run `python -m orchestrator.playbook_files`"
+    assert on_disk == expected, "run `python -m orchestrator.backends.ansible.playbooks`"
 
 
 @pytest.mark.parametrize("playbook", ["upgrade.yml", "rollback.yml", "facts.yml"])
@@ -161,7 +161,7 @@ def _fixtures() -> dict[str, str]:
 
 
 def _expected(text: str) -> dict[str, Any]:
-    """What the playbooks' parser must say, from orchestrator.facts."""
+    """What the playbooks' parser must say, from orchestrator.host.facts."""
     try:
         facts = parse_facts("h", text)
     except Exception:
@@ -245,7 +245,7 @@ def test_jinja_facts_parser_agrees_with_orchestrator_facts(tmp_path: Path) -> No
 @pytest.mark.parametrize("step", ["set-sysctl.sh", "backup-files.sh"])
 def test_per_file_steps_do_what_hostside_does(step: str, tmp_path: Path) -> None:
     """files/set-sysctl.sh and backup-files.sh (loops over their arguments) leave the same bytes,
-    backups and report as hostside.set_sysctl and backup_files (one block per file); both run
+    backups and report as commands.set_sysctl and backup_files (one block per file); both run
     here on copies, with the host paths moved under tmp."""
     content = (
         "# raised\n  fs.pipe-user-pages-soft=163840\n-fs/pipe-user-pages-soft = 1 \r\n"
@@ -264,11 +264,11 @@ def test_per_file_steps_do_what_hostside_does(step: str, tmp_path: Path) -> None
             script = (FILES_DIR / step).read_text()
             args = ["step", *map(str, conf)]
         elif step == "set-sysctl.sh":
-            script = hostside.set_sysctl(16384, [str(path) for path in conf]).script
+            script = commands.set_sysctl(16384, [str(path) for path in conf]).script
         else:
-            script = hostside.backup_files([str(path) for path in conf]).script
-        script = script.replace(hostside.SYSCTL_PROC, str(root / "proc"))
-        script = script.replace(hostside.FILE_BACKUP_DIR, str(root / "files"))
+            script = commands.backup_files([str(path) for path in conf]).script
+        script = script.replace(commands.SYSCTL_PROC, str(root / "proc"))
+        script = script.replace(commands.FILE_BACKUP_DIR, str(root / "files"))
         done = subprocess.run(
             ["sh", "-c", script, *args],
             capture_output=True,

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import gather_fleet
-from orchestrator.inventory import load_inventory
-from orchestrator.journal import EVENTS_FILE, read_events
+from orchestrator.host.facts import gather_fleet
+from orchestrator.inventory.read import load_inventory
 from orchestrator.models import HostFacts
-from orchestrator.planner import hosts_to_plan
+from orchestrator.plan.planner import hosts_to_plan
+from orchestrator.run.journal import EVENTS_FILE, read_events
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import BadInput, ExitCode
-from orchestrator.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from orchestrator.models import Plan
-from orchestrator.render import plan_json
+from orchestrator.plan.render import plan_json
+from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from tests.test_journal import small_plan
 
 
@@ -115,8 +115,8 @@ def test_resume_checks_the_approval_the_run_was_applied_with(
     signed: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan, allowed, _ = signed
-    from orchestrator.approval import read_signatures
     from orchestrator.models import RunApproval
+    from orchestrator.plan.approval import read_signatures
 
     loaded = Plan.model_validate_json(plan.read_bytes())
     signatures = (tmp_path / "plan.json.sig").read_bytes()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
-from orchestrator.journal import PLAN_FILE
 from orchestrator.models import Plan
-from orchestrator.render import plan_json
+from orchestrator.plan.render import plan_json
+from orchestrator.run.journal import PLAN_FILE
 from tests.conftest import LabFleet
 from tests.test_apply_lab import host_state, sha256
 from tests.test_approval import resealed, reviewer

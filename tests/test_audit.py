@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.audit import (
+from orchestrator.cli.app import main
+from orchestrator.diagnose.audit import (
     CHECK_IDS,
     AuditReport,
     audit_host,
@@ -26,11 +27,10 @@ from orchestrator.audit import (
     report_markdown,
     report_table,
 )
-from orchestrator.cli import main
+from orchestrator.diagnose.versions import RELEASE, Version, compare_versions, parse_version
 from orchestrator.errors import ExitCode, HostUnreachable
-from orchestrator.inventory import load_inventory
+from orchestrator.inventory.read import load_inventory
 from orchestrator.models import FailOn, HostFacts, ProbeResult, RuncBinary
-from orchestrator.versions import RELEASE, Version, compare_versions, parse_version
 
 ADVISORIES = load_advisories()
 RC93_COMMIT = "12644e614e25b05da6fd08a38ffa0cfe1903fdec"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.audit import AuditReport
-from orchestrator.cli import main
+from orchestrator.cli.app import main
+from orchestrator.diagnose.audit import AuditReport
 from orchestrator.errors import ExitCode
 from tests.conftest import LabFleet
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.lab import fleet
 from orchestrator.lab.fleet import LabHost
 from tests.conftest import LabFleet

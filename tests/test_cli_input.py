@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import hostside
-from orchestrator.apply import preview_fails
-from orchestrator.cli import main
-from orchestrator.executor.base import HostUnreachable
-from orchestrator.facts import facts_table, parse_facts
+from orchestrator.cli.app import main
+from orchestrator.host import commands
+from orchestrator.host.facts import facts_table, parse_facts
+from orchestrator.host.session import HostUnreachable
 from orchestrator.models import Event, HostFacts, HostState, RunState
-from orchestrator.progress import ProgressPrinter, status_text
+from orchestrator.run.engine import preview_fails
+from orchestrator.view.progress import ProgressPrinter, status_text
 from tests.test_facts_parse import FULL_HOST
 from tests.test_journal import small_plan
 
@@ -116,11 +116,11 @@ def test_the_verification_command_is_split_as_a_shell_would_and_never_evaluated(
     command = "sh -c 'echo \"$HOME\" $(id)' *"
     words = ["sh", "-c", 'echo "$HOME" $(id)', "*"]
     for step in (
-        hostside.verify_docker("r1", "lab/busybox", command, 10),
-        hostside.verify_exec(command, 10),
-        hostside.verify_exec(command, 10, "db-1"),
+        commands.verify_docker("r1", "lab/busybox", command, 10),
+        commands.verify_exec(command, 10),
+        commands.verify_exec(command, 10, "db-1"),
     ):
-        script = step.script.replace(hostside.STATE_DIR, str(tmp_path))
+        script = step.script.replace(commands.STATE_DIR, str(tmp_path))
         done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
     run, ps, exec_first, inspect, exec_chosen = docker_calls(tmp_path)

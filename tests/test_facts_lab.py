@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.executor.base import HostUnreachable
-from orchestrator.executor.ssh import SshExecutor
-from orchestrator.facts import facts_to_before, gather_facts, gather_fleet
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.host.facts import facts_to_before, gather_facts, gather_fleet
+from orchestrator.host.session import HostUnreachable
 from orchestrator.lab.fleet import LabHost
 from orchestrator.models import HostFacts, SshTarget
 from tests.conftest import LabFleet

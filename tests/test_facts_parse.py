@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.diagnose.unstick_host import is_runc_init
 from orchestrator.errors import BadInput, FactsError
-from orchestrator.executor.base import HostKeyRejected, HostUnreachable
-from orchestrator.facts import (
+from orchestrator.host.facts import (
     SYSTEMD_DEFAULT_PATH,
     before_from_report,
     facts_json,
@@ -25,8 +25,8 @@ from orchestrator.facts import (
     parse_facts,
     read_facts_report,
 )
+from orchestrator.host.session import HostKeyRejected, HostUnreachable
 from orchestrator.models import FactsReport, HostFacts, SshTarget
-from orchestrator.unstick_host import is_runc_init
 
 NONCE = "0123456789abcdef"
 RC93_SHA = "5c3b5a0e6bc6fa1d2fbd8ac4b2c7a1a1b2f0c6b1d9f6a6f1e0f7c4e7a3d2b1c0"

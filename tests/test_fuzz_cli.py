@@ -1,6 +1,6 @@
 """Bad input never ends in a traceback: random inventories, host patterns, wave specs, plan files
 (also edited and re-sealed), facts files, hostile facts output and run directories through
-`orchestrator.cli.main`, which must either accept them (exit 0) or refuse them with exit 2 and
+`orchestrator.cli.app.main`, which must either accept them (exit 0) or refuse them with exit 2 and
 one clear error line. No lab, no host is ever contacted: plans are
 made without --gather, and apply only gets plan files that fail their checks."""
 
@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.artifact import sha256_file
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode, FactsError
-from orchestrator.facts import facts_json, facts_table, facts_to_before, parse_facts
+from orchestrator.host.facts import facts_json, facts_table, facts_to_before, parse_facts
 from orchestrator.models import Plan
+from orchestrator.plan.artifact import sha256_file
 from tests.test_facts_parse import FULL_HOST
 
 FUZZ = settings(

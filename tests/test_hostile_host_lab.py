@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode, FactsError
-from orchestrator.facts import facts_to_before
+from orchestrator.host.facts import facts_to_before
 from orchestrator.lab.fleet import LabHost
 from tests.conftest import LabFleet
 

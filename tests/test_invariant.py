@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.invariant import HostSnapshot, RunView, judge, load_run, parse_snapshot
-from orchestrator.journal import Journal
 from orchestrator.models import (
     Artifact,
     HostBefore,
@@ -21,6 +19,8 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
+from orchestrator.run.invariant import HostSnapshot, RunView, judge, load_run, parse_snapshot
+from orchestrator.run.journal import Journal
 
 BEFORE, TARGET, OTHER = "b" * 64, "a" * 64, "c" * 64
 FILE, FILE_BEFORE, FILE_AFTER = "/etc/sysctl.d/90-x.conf", "1" * 64, "2" * 64

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import BadInput, InventoryError
-from orchestrator.inventory import (
+from orchestrator.inventory.read import (
     EncryptedValue,
     _fast_yaml,
     _NotPlain,
@@ -36,7 +36,7 @@ from orchestrator.inventory import (
     parse_address,
 )
 from orchestrator.models import Artifact, Inventory, WaveOptions
-from orchestrator.planner import build_plan
+from orchestrator.plan.planner import build_plan
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "inventories"
@@ -708,7 +708,7 @@ def test_ini_values_match_ansible(text: str) -> None:
     from ansible._internal._datatag._tags import Origin  # type: ignore[import-untyped]
     from ansible.plugins.inventory.ini import InventoryModule  # type: ignore[import-untyped]
 
-    from orchestrator.inventory import _ini_value
+    from orchestrator.inventory.read import _ini_value
 
     reference = InventoryModule()
     reference._origin = Origin(path="/hosts", line_num=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.journal import EVENTS_FILE, STATE_FILE, Journal, read_events
 from orchestrator.models import Artifact, Plan, PlannedHost, SshTarget, Wave, WaveOptions
+from orchestrator.run.journal import EVENTS_FILE, STATE_FILE, Journal, read_events
 
 
 def small_plan() -> Plan:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import BadInput, LabError
-from orchestrator.inventory import load_inventory
+from orchestrator.inventory.read import load_inventory
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.executor.base import CommandResult
-from orchestrator.executor.ssh import SshSession
+from orchestrator.backends.ssh.executor import SshSession
+from orchestrator.host.session import CommandResult
 
 MEMORY_LIMIT = 1 << 30  # far less than any of these inputs would take if read whole
 

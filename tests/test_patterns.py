@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import PatternError
-from orchestrator.inventory import load_inventory
+from orchestrator.inventory.patterns import select_hosts, split_pattern
+from orchestrator.inventory.read import load_inventory
 from orchestrator.models import Inventory
-from orchestrator.patterns import select_hosts, split_pattern
 
 FLEET40 = Path(__file__).resolve().parent.parent / "inventories" / "fleet40"
 

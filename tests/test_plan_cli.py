@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.apply import load_plan
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode, PlanError
+from orchestrator.run.engine import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from orchestrator import probe, trigger
+from orchestrator.host import probe, trigger
 from orchestrator.models import ProbeResult, VerifySpec
 
 

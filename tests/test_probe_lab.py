@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.lab import rc93
 from orchestrator.lab.hostdef import HOST_RUNC

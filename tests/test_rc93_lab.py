@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator import trigger
+from orchestrator.host import trigger
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.fleet import LabHost, lab_trigger
 from tests.conftest import LabFleet

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.hostops import HostOutcome, StepFailed
+from orchestrator.host.procedure import HostOutcome, StepFailed
 from orchestrator.models import HostState, RunState
-from orchestrator.rollback import contradicting_journal, swapped_by_run
+from orchestrator.run.rollback import contradicting_journal, swapped_by_run
 
 NEVER = HostOutcome("rolled_back", "none", "a" * 64, "run r never changed this host")
 DONE = HostOutcome("rolled_back", "finished", "b" * 64)

@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator.executor.base import (
+from orchestrator.backends.group import run_on_hosts
+from orchestrator.backends.ssh.executor import KILL_GRACE, SshExecutor, remote_command
+from orchestrator.host.session import (
     AuthenticationFailed,
     CommandTimeout,
     HostKeyRejected,
     HostUnreachable,
-    run_on_hosts,
 )
-from orchestrator.executor.ssh import KILL_GRACE, SshExecutor, remote_command
 from orchestrator.lab.fleet import LabHost
 from orchestrator.models import SshTarget
 from tests.conftest import LabFleet

@@ -7,11 +7,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.backends.ssh.sshconfig import SshConfigError, load_config, parse_ssh_args, resolve
 from orchestrator.errors import ExecutorError
-from orchestrator.executor.ssh import SshExecutor
 from orchestrator.models import InventoryHost, SshHop, SshTarget
-from orchestrator.planner import ssh_target
-from orchestrator.sshconfig import SshConfigError, load_config, parse_ssh_args, resolve
+from orchestrator.plan.planner import ssh_target
 
 HOME = Path.home()  # paramiko expands ~ in IdentityFile from the environment
 CONFIG = """

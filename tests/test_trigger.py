@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import pipe_holder, trigger
-from orchestrator.trigger import (
+from orchestrator.host import pipe_holder, trigger
+from orchestrator.host.trigger import (
     HOLDER_EXIT_HARD_LIMIT,
     HOLDER_EXIT_SOFT_ZERO,
     HolderReport,

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import FactsError, HostUnreachable
-from orchestrator.unstick import (
+from orchestrator.diagnose.unstick import (
     HostScan,
     failed_hosts,
     helper_command,
@@ -23,12 +22,13 @@ from orchestrator.unstick import (
     report_json,
     report_lines,
 )
-from orchestrator.unstick_host import (
+from orchestrator.diagnose.unstick_host import (
     is_runc_init,
     parse_flags,
     parse_stat,
     parse_syscall,
 )
+from orchestrator.errors import FactsError, HostUnreachable
 from tests.fakes import Fake, kill, queued, start_fakes, state, syscall, wchan
 
 PYTHON36 = Path("/root/.pyenv/versions/3.6.15/bin/python3.6")

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator.apply import ApplyEnv, Rollout, WaveContext
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
-from orchestrator.hostops import HostOutcome
-from orchestrator.journal import EVENTS_FILE, EventTail, Journal, read_events
+from orchestrator.host.procedure import HostOutcome
 from orchestrator.models import (
     Artifact,
     Event,
@@ -27,9 +25,11 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.progress import JsonEvents, ProgressPrinter
+from orchestrator.run.engine import ApplyEnv, Rollout, WaveContext
+from orchestrator.run.journal import EVENTS_FILE, EventTail, Journal, read_events
 from orchestrator.view import Screen, follow
 from orchestrator.view.live import LiveView, duration
+from orchestrator.view.progress import JsonEvents, ProgressPrinter
 from orchestrator.view.summary import rollback_summary, run_summary, summary_markdown, summary_text
 from orchestrator.view.tally import Tally
 

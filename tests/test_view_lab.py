@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.journal import EVENTS_FILE
+from orchestrator.run.journal import EVENTS_FILE
 from tests.conftest import RUNC_ROLLOUT, LabFleet
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import BadInput
-from orchestrator.waves import Size, parse_size, parse_sizes, place_in_waves, serial_batches
+from orchestrator.plan.waves import Size, parse_size, parse_sizes, place_in_waves, serial_batches
 
 
 def sizes(text: str) -> tuple[Size, ...]:

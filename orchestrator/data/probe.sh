@@ -1,4 +1,4 @@
-# The incident probe's host script (orchestrator/probe.py quotes its parameters above this line).
+# The incident probe's host script (orchestrator/host/probe.py quotes its parameters above this line).
 say() { printf '%s\n' "$@"; }
 elapsed() { awk -v a="$1" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }'; }
 dir=

@@ -41,8 +41,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator import trigger
+from orchestrator.diagnose.unstick_host import PIPE_WCHANS, is_runc_init
 from orchestrator.errors import BadInput, LabError
+from orchestrator.host import trigger
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.defaults import (
     DEFAULT_CONTAINERD,
@@ -55,7 +56,6 @@ from orchestrator.lab.defaults import (
     STATE_DIR_ENV,
 )
 from orchestrator.lab.supervisor import SOCKET_NAME
-from orchestrator.unstick_host import PIPE_WCHANS, is_runc_init
 
 RECORD_NAME = "lab.json"
 SUPERVISOR_PY = Path(__file__).with_name("supervisor.py")

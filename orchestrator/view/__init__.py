@@ -1,5 +1,5 @@
 """What the operator sees of a run: the live view on a terminal (`live`), plain lines elsewhere
-(`orchestrator.progress`), the summary at the end (`summary`), and following a run from its
+(`orchestrator.view.progress`), the summary at the end (`summary`), and following a run from its
 journal (`follow`). The streams, the clock and the sleep are injected (`Screen`) so tests drive
 all of it with fake ones."""
 
@@ -15,10 +15,17 @@ from typing import Protocol, TextIO
 
 from rich.console import Console
 
-from orchestrator.journal import EVENTS_FILE, EventTail, Journal, fold, initial_state, read_events
 from orchestrator.models import Event, Plan, RunState
-from orchestrator.progress import JsonEvents, ProgressPrinter
+from orchestrator.run.journal import (
+    EVENTS_FILE,
+    EventTail,
+    Journal,
+    fold,
+    initial_state,
+    read_events,
+)
 from orchestrator.view.live import LiveView
+from orchestrator.view.progress import JsonEvents, ProgressPrinter
 from orchestrator.view.summary import Summary, run_summary, summary_markdown, summary_text
 from orchestrator.view.tally import Tally
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.models import Event
-from orchestrator.textsafe import markup_safe
+from orchestrator.util.textsafe import markup_safe
 from orchestrator.view.tally import Tally
 
 REFRESH_PER_SECOND = 4

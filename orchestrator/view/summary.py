@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.models import UNSETTLED_PHASES, Event, HostBefore, HostState, Plan, RunState
-from orchestrator.textsafe import terminal_safe
+from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view.live import duration
 
 OUTCOME_ORDER = ("done", "noop", "failed", "unreachable", "drift", "rolled_back", "running")

@@ -1,6 +1,6 @@
 #!/bin/sh
-# runc-rollout host step `backup-files.sh`, rendered from orchestrator/hostside.py by
-# `python -m orchestrator.playbook_files`: do not edit.
+# runc-rollout host step `backup-files.sh`, rendered from orchestrator/host/commands.py by
+# `python -m orchestrator.backends.ansible.playbooks`: do not edit.
 # Parameters (environment): the files to keep as arguments
 set -u
 umask 077

@@ -1,6 +1,6 @@
 #!/bin/sh
-# runc-rollout facts script, rendered from orchestrator/facts.py by
-# `python -m orchestrator.playbook_files`: do not edit.
+# runc-rollout facts script, rendered from orchestrator/host/facts.py by
+# `python -m orchestrator.backends.ansible.playbooks`: do not edit.
 # Parameters (environment): RUNC_ROLLOUT_NONCE (hex, delimits the output's sections)
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH

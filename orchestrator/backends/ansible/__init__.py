@@ -1,0 +1,1 @@
+"""The Ansible backend: ansible-runner jobs over the playbooks in `playbooks/`."""

@@ -1,0 +1,501 @@
+"""The Ansible backend: each wave is one ansible-runner job running `playbooks/upgrade.yml`.
+
+A job gets a fresh private data dir (mode 0700) with a copy of the playbooks, an inventory
+written from the plan's SSH targets (strict host key checking, the plan's known_hosts), the
+wave's hosts as `limit`, and `forks` = the concurrency. Its event handler turns the playbook's
+per-host events into the same journal events as the SSH backend: tasks named `[PHASE] ...`
+report a phase, the task `Report the outcome` reports the host's outcome, and a host that ends
+without one is unreachable or failed. The host-side procedure, record and backup store are the
+SSH backend's (see `playbooks/README.md`), so either backend can resume or roll back what the
+other did.
+
+Nothing secret reaches the job's artifacts: the job's environment is reduced to what Ansible
+needs (ansible-runner would otherwise copy the whole environment into them), passwords are never
+used, and the private key stays a path.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from ansible_runner.interface import init_runner
+from pydantic import ValidationError
+
+from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
+from orchestrator.backends.ssh import sshconfig
+from orchestrator.errors import BadInput
+from orchestrator.host.probe import PROBE_NOT_PASSED, parse_probe
+from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
+from orchestrator.models import (
+    UNSETTLED_PHASES,
+    HostPhase,
+    HostStatus,
+    Model,
+    Plan,
+    PlannedHost,
+    ProbeResult,
+    SshTarget,
+)
+from orchestrator.run.engine import WaveContext
+
+OUTCOME_TASK = "Report the outcome"
+PROBE_TASK = "Run the incident probe"
+PHASE_TASK = re.compile(
+    r"^\[(locked|staged|backed_up|swapped|verified|sysctl_restored|finished)\] "
+)
+# The environment a job keeps from ours: what ssh and Python need, never credentials.
+KEPT_ENVIRONMENT = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
+    | {"SSH_AUTH_SOCK", "VIRTUAL_ENV", "PYTHONPATH"}
+)
+BECOME_PROMPT = r"^BECOME password.*:\s*?$"  # ansible-playbook --ask-become-pass
+CANCEL_POLL = 0.25  # seconds between checks of the cancel callback
+
+
+class _Outcome(Model):
+    """What `Report the outcome` says about a host."""
+
+    status: HostStatus
+    phase: HostPhase | None
+    runc_sha256: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One ansible-runner job: a playbook over some hosts of an inventory."""
+
+    playbook: str  # a file of `playbooks/`
+    inventory: dict[str, Any]
+    hosts: list[str]  # the limit
+    extravars: dict[str, Any]
+    forks: int
+    become_password: str | None = field(default=None, repr=False)  # to ansible-runner's prompt
+
+
+def host_vars(
+    target: SshTarget, known_hosts: Path | None, planned: PlannedHost | None = None
+) -> dict[str, Any]:
+    """A host's inventory variables: how to reach it and, from the plan, how to verify it and
+    the "before" it must still match."""
+    known = target.known_hosts_file or (str(known_hosts) if known_hosts else None)
+    # Ansible shlex-splits this: each argument quoted, so a path with spaces stays one argument
+    # and a hostile one cannot add options (`-o ProxyCommand=...` would run on the controller).
+    # The inventory's own ssh arguments follow (`-F`, ProxyJump, ProxyCommand...): ssh takes the
+    # first value of an option, so host key checking stays strict whatever they say.
+    args = ["-o", "StrictHostKeyChecking=yes"]
+    if known:
+        args += ["-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    common = shlex.join([*args, *target.ssh_args])
+    variables: dict[str, Any] = {
+        "ansible_host": target.address,
+        "ansible_ssh_common_args": common,
+        "ansible_become": target.become and login_user(target) != "root",
+        "ansible_python_interpreter": "auto_silent",
+    }
+    if target.port is not None:  # else ssh_config's Port, as the SSH backend does
+        variables["ansible_port"] = target.port
+    if target.user is not None:
+        variables["ansible_user"] = target.user
+    if target.private_key_file:
+        variables["ansible_ssh_private_key_file"] = target.private_key_file
+    if planned is not None:
+        variables["runc_rollout_verify_image"] = planned.verify.image or ""
+        variables["runc_rollout_verify_command"] = planned.verify.command
+        variables["runc_rollout_verify_argv"] = shlex.split(planned.verify.command)
+        variables["runc_rollout_verify_exec_container"] = planned.verify.exec_container or ""
+        variables["runc_rollout_verify_timeout"] = planned.verify.timeout_seconds
+        variables["runc_rollout_probe"] = planned.verify.probe
+        variables["runc_rollout_probe_uid"] = planned.verify.probe_uid
+        variables["runc_rollout_probe_timeout"] = planned.verify.probe_timeout_seconds
+        if planned.before is not None:
+            variables["runc_rollout_before_path"] = planned.before.runc_path
+            variables["runc_rollout_before_sha256"] = planned.before.runc_sha256
+            variables["runc_rollout_before_sysctl"] = planned.before.sysctl_runtime
+    return variables
+
+
+def login_user(target: SshTarget) -> str:
+    """The user ssh logs in as: the inventory's, else ssh_config's, else the local user."""
+    if target.user is not None:
+        return target.user
+    config_file, _ = sshconfig.command_line(target)
+    try:
+        config = sshconfig.load_config(config_file, Path.home())
+        route = sshconfig.resolve(target, config, local_user=getpass.getuser(), home=Path.home())
+    except sshconfig.SshConfigError:
+        return getpass.getuser()  # ssh itself will say what is wrong
+    return route.target.user
+
+
+def unsafe(value: Any) -> Any:
+    """`value` with every string marked unsafe the way Ansible's JSON reads it
+    (`{"__ansible_unsafe": ...}`): what came from a host, an inventory or a plan is data, and
+    Ansible must never template it (a `{{ lookup('pipe', ...) }}` would run on the controller)."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {key: unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe(item) for item in value]
+    return value
+
+
+def unsafe_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Variables with every string in them unsafe (see `unsafe`)."""
+    return {name: unsafe(value) for name, value in variables.items()}
+
+
+def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
+    """Every host of the plan, with the variables `upgrade.yml` needs (all of them unsafe)."""
+    hosts = {host.name: unsafe_vars(host_vars(host.ssh, known_hosts, host)) for host in plan.hosts}
+    return {"all": {"hosts": hosts}}
+
+
+def upgrade_extravars(plan: Plan, run_id: str) -> dict[str, Any]:
+    return unsafe_vars(
+        {
+            "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
+            "runc_rollout_sha256": plan.artifact.sha256,
+            "runc_rollout_version": plan.artifact.version,
+            "runc_rollout_run_id": run_id,
+            "runc_rollout_plan_id": plan.plan_id,
+            "runc_rollout_sysctl_target": plan.options.sysctl_target,
+        }
+    )
+
+
+class HostEvents:
+    """The event handler of one job: phases and outcomes of its hosts, each outcome once."""
+
+    def __init__(
+        self,
+        hosts: Collection[str],
+        *,
+        on_phase: PhaseListener,
+        on_outcome: Callable[[str, HostOutcome], None],
+        phase_of: Callable[[str], HostPhase],
+        target_sha256: str | None,
+    ) -> None:
+        self._hosts = set(hosts)
+        self._on_phase = on_phase
+        self._on_outcome = on_outcome
+        self._phase_of = phase_of
+        self._target = target_sha256
+        self._reported: set[str] = set()
+        self._failures: dict[str, str] = {}
+        self._unreachable: dict[str, str] = {}
+        self._probes: dict[str, ProbeResult] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        """Handle one runner event; keep it in the artifacts (returns True)."""
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        if host not in self._hosts:
+            return True
+        kind = event.get("event")
+        task = str(data.get("task") or "")
+        res = data.get("res")
+        result: dict[str, Any] = res if isinstance(res, dict) else {}
+        if task == PROBE_TASK and kind in ("runner_on_ok", "runner_on_failed"):
+            stdout, rc = str(result.get("stdout") or ""), result.get("rc")
+            self._probes[host] = parse_probe(stdout, rc if isinstance(rc, int) else -1)
+        if task == OUTCOME_TASK and kind in ("runner_on_ok", "runner_on_failed"):
+            self._report(host, _parse_outcome(result))
+        elif kind == "runner_on_ok" and (match := PHASE_TASK.match(task)):
+            self._phase(host, cast(HostPhase, match.group(1)), result)
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self._failures[host] = _message(result)
+        elif kind == "runner_on_unreachable":
+            self._unreachable[host] = _message(result)
+        return True
+
+    def finish(self, status: str, rc: int) -> None:
+        """Report every host the job ended without an outcome for."""
+        for host in sorted(self._hosts - self._reported):
+            if host in self._unreachable:
+                outcome = _Outcome(
+                    status="unreachable",
+                    phase=None,
+                    runc_sha256=None,
+                    message=self._unreachable[host],
+                )
+            else:
+                why = self._failures.get(host, f"ansible-runner job {status} (rc {rc})")
+                outcome = _Outcome(status="failed", phase=None, runc_sha256=None, message=why)
+            self._report(host, outcome)
+
+    def _phase(self, host: str, phase: HostPhase, result: dict[str, Any]) -> None:
+        sha = (result.get("ansible_facts") or {}).get("rr_runc_now")
+        if sha is None and phase in UNSETTLED_PHASES:
+            sha = self._target
+        self._on_phase(host, phase, sha)
+
+    def _report(self, host: str, outcome: _Outcome) -> None:
+        with self._lock:
+            if host in self._reported:
+                return
+            self._reported.add(host)
+        phase = outcome.phase or self._phase_of(host)
+        probe = self._probes.get(host)
+        message = outcome.message
+        if probe is not None and message is not None and message.startswith(PROBE_NOT_PASSED):
+            # The playbook names the probe's lines; say it as the SSH backend does.
+            _, rolled_back, rest = message.partition("; rolled back")
+            message = probe.summary() + rolled_back + rest
+        self._on_outcome(
+            host, HostOutcome(outcome.status, phase, outcome.runc_sha256, message, probe=probe)
+        )
+
+
+def _parse_outcome(result: dict[str, Any]) -> _Outcome:
+    """`Report the outcome` says `{"runc_rollout_outcome": {...}}` in its message."""
+    try:
+        return _Outcome.model_validate(json.loads(result["msg"])["runc_rollout_outcome"])
+    except (KeyError, TypeError, ValueError, ValidationError) as error:
+        return _Outcome(
+            status="failed", phase=None, runc_sha256=None, message=f"unreadable outcome: {error}"
+        )
+
+
+def _message(result: dict[str, Any]) -> str:
+    message = str(result.get("msg") or "").strip()
+    detail = str(result.get("stderr") or result.get("stdout") or "").strip()
+    if detail and detail not in message:
+        message = f"{message}: {detail.splitlines()[-1]}" if message else detail.splitlines()[-1]
+    return message[:500] or "failed"
+
+
+class AnsibleWaves:
+    """The Ansible backend of `Rollout`: one ansible-runner job per wave."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        concurrency: int,
+        *,
+        known_hosts: Path | None = None,
+        become_password: str | None = None,
+    ):
+        self.jobs_dir = run_dir / "ansible"
+        self.concurrency = concurrency
+        self.known_hosts = known_hosts
+        self._become_password = become_password
+
+    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        events = HostEvents(
+            hosts,
+            on_phase=context.on_phase,
+            on_outcome=context.on_outcome,
+            phase_of=context.phase_of,
+            target_sha256=context.plan.artifact.sha256,
+        )
+        spec = JobSpec(
+            playbook="upgrade.yml",
+            inventory=plan_inventory(context.plan, self.known_hosts),
+            hosts=list(hosts),
+            extravars=upgrade_extravars(context.plan, context.run_id),
+            forks=self.concurrency,
+            become_password=self._become_password,
+        )
+        status, rc = run_job(self.jobs_dir, spec, events)
+        events.finish(status, rc)
+
+
+def rollback_hosts(
+    targets: Mapping[str, SshTarget],
+    *,
+    run_id: str | None,
+    jobs_dir: Path | None,
+    concurrency: int,
+    known_hosts: Path | None,
+    on_phase: PhaseListener,
+    become_password: str | None = None,
+) -> dict[str, HostOutcome | Exception]:
+    """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job;
+    like `run_on_hosts`, a host that was not rolled back gets an exception. The job goes under
+    `jobs_dir`, or in a temporary directory removed afterwards."""
+    outcomes: dict[str, HostOutcome] = {}
+    events = HostEvents(
+        targets,
+        on_phase=on_phase,
+        on_outcome=outcomes.__setitem__,
+        phase_of=lambda name: "none",
+        target_sha256=None,
+    )
+    spec = JobSpec(
+        playbook="rollback.yml",
+        inventory={
+            "all": {
+                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
+            }
+        },
+        hosts=list(targets),
+        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
+        forks=concurrency,
+        become_password=become_password,
+    )
+    with _jobs_dir(jobs_dir) as directory:
+        status, rc = run_job(directory, spec, events)
+    events.finish(status, rc)
+    results: dict[str, HostOutcome | Exception] = {}
+    for name in targets:
+        outcome = outcomes[name]
+        failed = outcome.status != "rolled_back"
+        results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
+    return results
+
+
+@contextmanager
+def _jobs_dir(jobs_dir: Path | None) -> Iterator[Path]:
+    if jobs_dir is not None:
+        yield jobs_dir
+        return
+    directory = Path(tempfile.mkdtemp(prefix="runc-rollout-ansible-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_job(
+    jobs_dir: Path, spec: JobSpec, on_event: Callable[[dict[str, Any]], bool]
+) -> tuple[str, int]:
+    """Run one job in a fresh private data dir under `jobs_dir`; return its status and rc.
+
+    Runs ansible-runner in a thread so that Ctrl-C here cancels the job (its cancel callback
+    kills ansible-playbook's process group) and is then raised as KeyboardInterrupt.
+    """
+    if not (PLAYBOOK_DIR / spec.playbook).is_file():
+        raise BadInput(f"{PLAYBOOK_DIR / spec.playbook}: the playbooks are missing")
+    jobs_dir = jobs_dir.resolve()
+    jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    data_dir = Path(tempfile.mkdtemp(prefix=f"job-{stamp}-", dir=jobs_dir))  # mode 0700
+    project = data_dir / "project"
+    shutil.copytree(PLAYBOOK_DIR, project)
+    config = data_dir / "ansible.cfg"
+    config.write_text("[defaults]\n")
+    control_dir = Path(tempfile.mkdtemp(prefix="rr-cp-"))  # short: sockets need short paths
+    environment = _job_environment(config, control_dir, data_dir)
+    cancelled = threading.Event()
+    runner = init_runner(
+        private_data_dir=str(data_dir),
+        playbook=str(project / spec.playbook),
+        inventory=spec.inventory,
+        limit=",".join(spec.hosts),
+        extravars=spec.extravars,
+        forks=spec.forks,
+        # A become password answers ansible-playbook's own prompt through the runner's pexpect:
+        # it is in neither the environment, the command line nor a file of the job.
+        cmdline="--ask-become-pass" if spec.become_password is not None else None,
+        passwords=None if spec.become_password is None else {BECOME_PROMPT: spec.become_password},
+        envvars=environment,
+        settings={"pexpect_timeout": CANCEL_POLL, "suppress_ansible_output": True},
+        suppress_env_files=True,
+        quiet=True,
+        ident="job",
+        event_handler=on_event,
+        cancel_callback=cancelled.is_set,
+    )
+    runner.config.env = kept_environment(runner.config.env, environment)
+    runner.config.command = _dies_with_us(runner.config.command)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as error:  # re-raised in the calling thread
+            failures.append(error)
+
+    thread = threading.Thread(target=run, name="ansible-runner", daemon=True)
+    try:
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(CANCEL_POLL)
+        except KeyboardInterrupt:
+            cancelled.set()
+            thread.join()
+            raise
+    finally:
+        _close_masters(control_dir)
+    if failures:
+        raise failures[0]
+    return str(runner.status), int(runner.rc if runner.rc is not None else -1)
+
+
+def _job_environment(config: Path, control_dir: Path, data_dir: Path) -> dict[str, str]:
+    """Ansible settings of a job: this Python's Ansible, its own config, host keys checked, one
+    verified master connection per host shared by that job only, pipelining."""
+    return {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ANSIBLE_CONFIG": str(config),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        "ANSIBLE_SSH_RETRIES": "3",
+        "ANSIBLE_TIMEOUT": "10",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_GATHERING": "explicit",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        # The strategy loop checks for results every 1 ms by default: CPU the hosts' own work
+        # and the workers need when they share the machine, for no gain at this scale.
+        "ANSIBLE_INTERNAL_POLL_INTERVAL": "0.01",
+    }
+
+
+def kept_environment(env: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The job's environment without what it inherited and does not need (tokens, passwords):
+    ansible-runner writes the whole of it into the job's artifacts. Kept: a few basics, `ours`,
+    and what ansible-runner itself set."""
+    return {
+        key: value
+        for key, value in env.items()
+        if key in KEPT_ENVIRONMENT or key in ours or os.environ.get(key) != value
+    }
+
+
+# Run a command so that it is killed when the thread that started it ends (PR_SET_PDEATHSIG):
+# if runc-rollout is killed, its ansible-playbook must not go on with the wave unwatched.
+_PDEATHSIG = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+def _dies_with_us(command: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _PDEATHSIG, *command]
+
+
+def _close_masters(control_dir: Path) -> None:
+    """Stop the job's SSH master connections (they would linger for ControlPersist)."""
+    for socket in control_dir.iterdir():
+        subprocess.run(
+            ["ssh", "-F", "/dev/null", "-o", f"ControlPath={socket}", "-O", "exit", "job"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    shutil.rmtree(control_dir, ignore_errors=True)

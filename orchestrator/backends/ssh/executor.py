@@ -1,0 +1,636 @@
+"""The SSH backend, on fabric and paramiko: ssh_config, jump hosts, strict host keys, key auth,
+sudo with or without a password, retried connects, killed timeouts.
+
+Host keys are always checked (`RejectPolicy`), for every hop: an unknown or changed key fails
+the host before anything runs. Which known_hosts, user, port, keys and jump hosts apply is
+resolved by `sshconfig` (the README's "Reaching hosts" says in what order).
+
+Every command runs as `timeout -s KILL N sh -c SCRIPT` on the host (inside `sudo -n`, or
+`sudo -S` answered with the become password, when a non-root user has `become`), so a command
+that overruns is killed there with its whole process group; the client gives up a few seconds
+later and closes the channel if the host did not.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import math
+import os
+import random
+import re
+import secrets
+import select
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import fabric
+import paramiko
+from invoke.exceptions import ResponseNotAccepted
+from invoke.watchers import FailingResponder
+
+from orchestrator.backends.ssh import sshconfig
+from orchestrator.host.session import (
+    AuthenticationFailed,
+    CommandResult,
+    CommandTimeout,
+    ConnectionLost,
+    ExecutorError,
+    HostKeyRejected,
+    HostUnreachable,
+)
+from orchestrator.models import SshHop, SshRoute, SshTarget
+
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+PARAMIKO_LOG = "orchestrator.backends.ssh.executor.paramiko"
+# paramiko logs every dropped connect with a traceback; retried ones are not worth a screenful.
+# Quiet unless the application configures logging for this channel.
+logging.getLogger(PARAMIKO_LOG).addHandler(logging.NullHandler())
+KILL_GRACE = 5.0  # seconds the client waits beyond a timeout for the host to kill the command
+_READ_SIZE = 65536
+MAX_OUTPUT = 64 << 20  # bytes of stdout and stderr one command may send back
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    def __init__(self, key: paramiko.PKey) -> None:
+        super().__init__("host key not in known_hosts")
+        self.key = key
+
+
+class _StrictRejectPolicy(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, keeping the offered key so the message can show its fingerprint."""
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        raise _UnknownHostKey(key)
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """How OpenSSH names the host in known_hosts: `addr`, or `[addr]:port` off port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+SUDO_READY = "runc-rollout: sudo done"
+
+
+def remote_command(command: str, timeout: float, *, sudo: bool, prompt: str | None = None) -> str:
+    """The command line sent to sshd: `command` under `sh`, killed on the host after `timeout`.
+
+    With a sudo `prompt` (a become password), sudo reads the password from stdin when it asks
+    (`-S -p PROMPT`), and the command says `SUDO_READY` on stderr before it starts, so that the
+    client knows when sudo is done with stdin.
+    """
+    inner = f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
+    if not sudo:
+        return f"exec {inner}"
+    if prompt is None:
+        return f"exec sudo -n {inner}"
+    ready = f"echo {shlex.quote(SUDO_READY)} >&2 && exec {inner}"
+    return f"exec sudo -S -p {shlex.quote(prompt)} sh -c {shlex.quote(ready)}"
+
+
+class SshSession:
+    """One authenticated connection to one host. Safe to share between threads."""
+
+    def __init__(
+        self,
+        connection: fabric.Connection,
+        host: str,
+        address: str,
+        *,
+        sudo: bool,
+        password: str | None,
+        io_timeout: float,
+    ) -> None:
+        self._connection = connection
+        self._client: paramiko.SSHClient = connection.client
+        self._password = password
+        self._prompt = f"[sudo for runc-rollout {secrets.token_hex(8)}] password: "
+        self._host = host
+        self._address = address
+        self._sudo = sudo
+        self._io_timeout = io_timeout
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_available = True
+        self._sftp_lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def active(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def run(
+        self, command: str, *, timeout: float, stdin: bytes | BinaryIO | None = None
+    ) -> CommandResult:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")  # `timeout 0` would never kill
+        started = time.monotonic()
+        deadline = started + math.ceil(timeout) + KILL_GRACE
+        label = " ".join(command.split())[:100]
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=self._io_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise self._lost(f"cannot open a channel: {error}") from error
+        try:
+            prompt = self._prompt if self._sudo and self._password is not None else None
+            channel.exec_command(remote_command(command, timeout, sudo=self._sudo, prompt=prompt))
+            early = b"" if prompt is None else self._answer_sudo(channel, deadline, prompt)
+            if stdin:
+                channel.settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    _send(channel, stdin)
+                except OSError:
+                    if not channel.closed:  # else the command ended without reading it all
+                        raise
+            channel.shutdown_write()
+            stdout, stderr = _collect(channel, deadline)
+            stderr = early + stderr
+        except TimeoutError as error:
+            raise CommandTimeout(self._host, self._address, label, timeout) from error
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise self._lost(f"connection lost during command {label!r}: {error}") from error
+        finally:
+            channel.close()
+        status = channel.exit_status
+        duration = time.monotonic() - started
+        if status == -1 and not transport.is_active():
+            raise self._lost(f"connection lost during command {label!r}")
+        if status in (-1, 124, 137) and duration >= math.ceil(timeout):
+            raise CommandTimeout(self._host, self._address, label, timeout)
+        return CommandResult(
+            exit_status=status,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
+            duration=duration,
+        )
+
+    def _answer_sudo(self, channel: paramiko.Channel, deadline: float, prompt: str) -> bytes:
+        """Give sudo the become password when it asks (invoke's responder, as fabric's `sudo`
+        does) and wait until it is done; return what the command wrote to stderr after that."""
+        assert self._password is not None
+        responder = FailingResponder(
+            pattern=re.escape(prompt), response=f"{self._password}\n", sentinel="try again"
+        )
+        seen = b""
+        ready = SUDO_READY.encode() + b"\n"
+        poller = select.poll()
+        poller.register(channel.fileno(), select.POLLIN)
+        while ready not in seen:
+            if channel.exit_status_ready() and not channel.recv_stderr_ready():
+                break  # sudo refused (not allowed, no password accepted)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            poller.poll(min(remaining, 1.0) * 1000)
+            while channel.recv_stderr_ready():
+                seen += channel.recv_stderr(_READ_SIZE)
+            if len(seen) > MAX_OUTPUT:
+                raise EOFError("sudo sent more than 64 MiB before the command started")
+            try:
+                for response in responder.submit(seen.decode("utf-8", "replace")):
+                    channel.sendall(response.encode())
+            except ResponseNotAccepted:
+                raise AuthenticationFailed(
+                    self._host, self._address, "sudo did not accept the become password"
+                ) from None
+        if ready not in seen:
+            text = seen.decode("utf-8", "replace").replace(prompt, "").strip()
+            raise AuthenticationFailed(
+                self._host, self._address, f"sudo failed: {text or 'no reason given'}"
+            )
+        return seen.split(ready, 1)[1]
+
+    def put(self, local: Path, remote: str, *, mode: int) -> None:
+        if self._sudo:
+            self._put_through_shell(local, remote, mode)
+            return
+        with self._sftp_lock:
+            sftp = self._sftp_client()
+            if sftp is None:
+                self._put_through_shell(local, remote, mode)
+                return
+            try:
+                with sftp.open(remote, "wb") as handle:
+                    handle.chmod(mode)  # before any content arrives
+                    handle.set_pipelined(True)
+                    with local.open("rb") as source:
+                        while chunk := source.read(1 << 20):
+                            handle.write(chunk)
+                size = sftp.stat(remote).st_size
+            except OSError as error:
+                if not self.active or isinstance(error, TimeoutError):
+                    raise self._lost(f"connection lost while writing {remote}: {error}") from error
+                raise ExecutorError(
+                    self._host, self._address, f"cannot write {remote}: {error}"
+                ) from error
+            except (paramiko.SSHException, EOFError) as error:
+                raise self._lost(f"connection lost while writing {remote}: {error}") from error
+        if size != local.stat().st_size:
+            raise ExecutorError(
+                self._host, self._address, f"{remote}: wrote {size} bytes of {local.stat().st_size}"
+            )
+
+    def close(self) -> None:
+        with self._sftp_lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+        self._connection.close()
+
+    def _put_through_shell(self, local: Path, remote: str, mode: int) -> None:
+        """Stream the file through `cat`: for sudo (SFTP runs as the login user, who cannot
+        write root's files) and for hosts whose sshd has no SFTP subsystem."""
+        script = f'set -- {shlex.quote(remote)}\numask 077 && cat > "$1" && chmod {mode:o} "$1"'
+        with local.open("rb") as source:  # streamed: never the whole artifact in memory
+            result = self.run(script, timeout=self._io_timeout, stdin=source)
+        if not result.ok:
+            raise ExecutorError(
+                self._host, self._address, f"cannot write {remote}: {result.stderr.strip()}"
+            )
+
+    def _sftp_client(self) -> paramiko.SFTPClient | None:
+        """The session's SFTP client, opened on first use; None if the host has no SFTP."""
+        if self._sftp is None and self._sftp_available:
+            try:
+                self._sftp = self._client.open_sftp()
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                if not self.active:
+                    raise self._lost(f"connection lost opening SFTP: {error}") from error
+                self._sftp_available = False
+                return None
+            channel = self._sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(self._io_timeout)
+        return self._sftp
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise self._lost("the connection is closed")
+        return transport
+
+    def _lost(self, message: str) -> ConnectionLost:
+        return ConnectionLost(self._host, self._address, message)
+
+
+def _send(channel: paramiko.Channel, stdin: bytes | BinaryIO) -> None:
+    if isinstance(stdin, bytes):
+        channel.sendall(stdin)
+        return
+    while chunk := stdin.read(_READ_SIZE * 32):
+        channel.sendall(chunk)
+
+
+def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    """Read stdout and stderr until EOF and the exit status; TimeoutError at `deadline`.
+    A host is untrusted: more than `MAX_OUTPUT` bytes of output ends the command (EOFError)."""
+    stdout: list[bytes] = []
+    stderr: list[bytes] = []
+    received = 0
+
+    def drain() -> None:
+        nonlocal received
+        while channel.recv_ready():
+            stdout.append(channel.recv(_READ_SIZE))
+            received += len(stdout[-1])
+        while channel.recv_stderr_ready():
+            stderr.append(channel.recv_stderr(_READ_SIZE))
+            received += len(stderr[-1])
+        if received > MAX_OUTPUT:
+            raise EOFError(f"the host sent more than {MAX_OUTPUT >> 20} MiB of output")
+
+    poller = select.poll()  # not select(): descriptors above 1024 with many hosts
+    poller.register(channel.fileno(), select.POLLIN)
+    while not (channel.eof_received or channel.closed):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        poller.poll(remaining * 1000)
+        drain()
+    drain()
+    if not channel.status_event.wait(max(deadline - time.monotonic(), 0)):
+        raise TimeoutError
+    drain()
+    return b"".join(stdout), b"".join(stderr)
+
+
+class SshExecutor:
+    """Opens and caches one `SshSession` per host; `session` is safe to call from many threads.
+
+    Every connection goes through fabric: a `Connection` per hop, jump hosts as its gateway (each
+    host its own connection to them, as with OpenSSH), ProxyCommand as its string gateway. How
+    each host is reached is resolved by `sshconfig` from the target and ssh_config.
+    Connects are retried with exponential backoff and jitter on transient errors
+    (refused, reset, timed out, dropped before the banner as sshd's MaxStartups does), never on a
+    rejected host key or failed authentication.
+    """
+
+    def __init__(
+        self,
+        *,
+        known_hosts: Path | None = None,
+        become_password: str | None = None,
+        connect_timeout: float = 10.0,
+        connect_attempts: int = 5,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        keepalive: int = 15,
+        io_timeout: float = 300.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if connect_attempts < 1:
+            raise ValueError("connect_attempts must be at least 1")
+        self._known_hosts = known_hosts
+        self._become_password = become_password
+        self._connect_timeout = connect_timeout
+        self._attempts = connect_attempts
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self._keepalive = keepalive
+        self._io_timeout = io_timeout
+        self._rng = rng or random.Random()
+        self._sessions: dict[SshRoute, SshSession] = {}
+        self._gateways: dict[tuple[tuple[SshHop, ...], str], fabric.Connection] = {}
+        self._locks: dict[object, threading.Lock] = {}
+        self._configs: dict[str | None, paramiko.SSHConfig] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SshExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def route(self, target: SshTarget) -> SshRoute:
+        """How `target` is reached; `SshConfigError` if its settings cannot be honoured."""
+        config_file, _ = sshconfig.command_line(target)
+        with self._lock:
+            config = self._configs.get(config_file)
+        if config is None:
+            config = sshconfig.load_config(config_file, Path.home())
+            with self._lock:
+                self._configs[config_file] = config
+        default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
+        return sshconfig.resolve(
+            target, config, local_user=getpass.getuser(), home=Path.home(), known_hosts=default
+        )
+
+    def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
+        host = name or target.address
+        try:
+            route = self.route(target)
+        except sshconfig.SshConfigError as error:
+            raise ExecutorError(host, target.address, str(error)) from None
+        with self._host_lock(route):
+            with self._lock:
+                cached = self._sessions.get(route)
+            if cached is not None and cached.active:
+                return cached
+            if cached is not None:
+                cached.close()
+            sudo = target.become and route.target.user != "root"
+            opened = self._connect(route, host, sudo=sudo)
+            with self._lock:
+                self._sessions[route] = opened
+            return opened
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            gateways = list(self._gateways.values())
+            self._gateways.clear()
+        for opened in sessions:
+            opened.close()
+        for gateway in reversed(gateways):
+            gateway.close()
+
+    def _host_lock(self, key: object) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _connect(self, route: SshRoute, host: str, *, sudo: bool) -> SshSession:
+        hop = route.target
+        address = f"{hop.hostname}:{hop.port}"
+        last: BaseException | None = None
+        for attempt in range(self._attempts):
+            if attempt:
+                ceiling = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
+                time.sleep(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
+            try:
+                gateway = self._gateway(route.jumps, host) if route.jumps else hop.proxy_command
+                connection = self._open(hop, host, gateway)
+            except _Transient as error:
+                last = error.error
+                continue
+            password = self._become_password if sudo else None
+            return SshSession(
+                connection, host, address, sudo=sudo, password=password, io_timeout=self._io_timeout
+            )
+        raise HostUnreachable(
+            host, address, f"cannot connect after {self._attempts} attempts: {_describe(last)}"
+        )
+
+    def _gateway(self, hops: tuple[SshHop, ...], host: str) -> fabric.Connection:
+        """`host`'s open connection to the last of `hops` (through the ones before it).
+
+        One per host, as OpenSSH's ProxyJump makes: through one shared bastion connection, one
+        paramiko transport thread encrypts every host's traffic twice, and apply over 48 hosts
+        took twice as long (bench/apply_scale.py).
+        """
+        key = (hops, host)
+        with self._host_lock(key):
+            with self._lock:
+                cached = self._gateways.get(key)
+            if cached is not None and _is_active(cached):
+                return cached
+            if cached is not None:
+                cached.close()
+            hop = hops[-1]
+            through = self._gateway(hops[:-1], host) if len(hops) > 1 else hop.proxy_command
+            connection = self._open(hop, host, through, jump=True)
+            with self._lock:
+                self._gateways[key] = connection
+            return connection
+
+    def _open(
+        self,
+        hop: SshHop,
+        host: str,
+        gateway: fabric.Connection | str | None,
+        *,
+        jump: bool = False,
+    ) -> fabric.Connection:
+        """A fabric `Connection` to `hop`, opened with strict host keys; errors name the hop."""
+        address = f"{hop.hostname}:{hop.port}"
+        role = f"jump host {hop.alias} ({address}): " if jump else ""
+        files = self._checked_files(hop, host, address, role)
+        for key_file in hop.identity_files:
+            if not Path(key_file).is_file():
+                raise AuthenticationFailed(
+                    host, address, f"{role}private key file {key_file} does not exist"
+                )
+        timeout = hop.connect_timeout or self._connect_timeout
+        connect_kwargs: dict[str, object] = {
+            "key_filename": list(hop.identity_files),
+            "look_for_keys": not hop.identity_files,
+            "allow_agent": not hop.identities_only,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
+        }
+        connection = fabric.Connection(
+            hop.hostname,
+            user=hop.user,
+            port=hop.port,
+            config=fabric.Config(ssh_config=paramiko.SSHConfig()),  # resolved already
+            gateway=gateway if gateway is not None else False,
+            connect_timeout=math.ceil(timeout),
+            connect_kwargs=connect_kwargs,
+        )
+        client = connection.client
+        client.set_log_channel(PARAMIKO_LOG)
+        client.set_missing_host_key_policy(_StrictRejectPolicy())
+        for path in files:
+            client.load_system_host_keys(str(path))
+        sock: socket.socket | None = None
+        try:
+            if gateway is None:
+                sock = socket.create_connection((hop.hostname, hop.port), timeout)
+                # Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to a channel open.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connection.connect_kwargs["sock"] = sock
+            connection.open()
+        except BaseException as error:
+            client.close()  # stops paramiko's transport thread before its socket goes
+            if sock is not None:
+                sock.close()
+            raise self._connect_error(error, hop, host, address, files, role) from None
+        transport = connection.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(self._keepalive)
+        return connection
+
+    def _checked_files(self, hop: SshHop, host: str, address: str, role: str) -> list[Path]:
+        files = [Path(path) for path in hop.known_hosts_files] or [
+            Path(path).expanduser() for path in DEFAULT_KNOWN_HOSTS
+        ]
+        present = [path for path in files if path.is_file()]
+        unreadable = [path for path in present if not os.access(path, os.R_OK)]
+        if unreadable:
+            raise HostKeyRejected(
+                host, address, f"{role}cannot read known_hosts file {unreadable[0]}"
+            )
+        if not present:
+            listed = " or ".join(str(path) for path in files)
+            raise HostKeyRejected(
+                host,
+                address,
+                f"{role}no known_hosts file: {listed} does not exist, so the host key cannot be "
+                "checked. Pass --known-hosts FILE or set UserKnownHostsFile in the inventory's "
+                "ansible_ssh_common_args or in ssh_config.",
+            )
+        return present
+
+    def _unknown_key(
+        self,
+        hop: SshHop,
+        host: str,
+        address: str,
+        files: list[Path],
+        key: paramiko.PKey,
+        role: str,
+    ) -> HostKeyRejected:
+        name = known_hosts_name(hop.hostname, hop.port)
+        port = "" if hop.port == 22 else f"-p {hop.port} "
+        return HostKeyRejected(
+            host,
+            address,
+            f"{role}host key unknown: {name} is not in {', '.join(map(str, files))}. The host "
+            f"offered {key.get_name()} {key.fingerprint}. Check that fingerprint out of band (on "
+            f"the host: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add the key with "
+            f"`ssh-keyscan {port}{hop.hostname} >> {files[0]}`.",
+        )
+
+    def _changed_key(
+        self,
+        hop: SshHop,
+        host: str,
+        address: str,
+        files: list[Path],
+        error: paramiko.BadHostKeyException,
+        role: str,
+    ) -> HostKeyRejected:
+        name = known_hosts_name(hop.hostname, hop.port)
+        holding = [path for path in files if _has_entry(path, name)] or files
+        return HostKeyRejected(
+            host,
+            address,
+            f"{role}HOST KEY CHANGED: {name} offered {error.key.get_name()} "
+            f"{error.key.fingerprint}, but {', '.join(map(str, holding))} expects "
+            f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Someone may be "
+            f"intercepting the connection, or the host was reinstalled. Only if you know it was: "
+            f"`ssh-keygen -R '{name}' -f {holding[0]}`, check the new fingerprint out of band, "
+            "and add it.",
+        )
+
+    def _connect_error(
+        self,
+        error: BaseException,
+        hop: SshHop,
+        host: str,
+        address: str,
+        files: list[Path],
+        role: str,
+    ) -> BaseException:
+        """What a failed connect means: a final verdict on the host, or `_Transient`."""
+        if isinstance(error, _UnknownHostKey):
+            return self._unknown_key(hop, host, address, files, error.key, role)
+        if isinstance(error, paramiko.BadHostKeyException):
+            return self._changed_key(hop, host, address, files, error, role)
+        if isinstance(error, paramiko.AuthenticationException):
+            return AuthenticationFailed(
+                host, address, f"{role}authentication as {hop.user} failed: {error}"
+            )
+        if isinstance(error, socket.gaierror):
+            return HostUnreachable(host, address, f"{role}cannot resolve: {error}")
+        if isinstance(error, paramiko.SSHException | OSError | EOFError):
+            return _Transient(error)
+        return error
+
+
+class _Transient(Exception):
+    """A connect that may work if tried again."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_active(connection: fabric.Connection) -> bool:
+    transport = connection.client.get_transport()
+    return transport is not None and transport.is_active()
+
+
+def _has_entry(path: Path, name: str) -> bool:
+    keys = paramiko.HostKeys()
+    try:
+        keys.load(str(path))
+    except OSError:
+        return False
+    return keys.lookup(name) is not None
+
+
+def _describe(error: BaseException | None) -> str:
+    text = str(error).strip().splitlines()[0] if error is not None and str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

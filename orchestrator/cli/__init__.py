@@ -1,0 +1,1 @@
+"""The command line (typer): parses options, calls the packages, renders."""

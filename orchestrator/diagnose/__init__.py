@@ -1,0 +1,1 @@
+"""Fleet diagnostics for the incident: audit, unstick, the advisory table."""

@@ -1,0 +1,853 @@
+"""Host facts, pyinfra-style: one POSIX shell script per host, one round trip, a pure parser.
+
+The script (`facts_script`) prints sections, each headed by a line `@@NONCE@@ KIND ARG`; the
+nonce is random per call, so no file the script prints (daemon.json, record.json) can forge a
+section. `parse_facts` turns that output into `HostFacts` and decides, from the raw material, which
+runc the container runtime actually executes:
+
+- Docker's default runtime (`--default-runtime`, daemon.json `default-runtime`, else `runc`): a
+  named runtime resolves through daemon.json `runtimes{name:{path}}`; plain `runc` is looked up
+  on the runtime's PATH.
+- Without Docker, containerd's CRI `BinaryName` for its default runtime, if set.
+- The runtime's PATH is dockerd's (from /proc/PID/environ), else containerd's, else systemd's
+  default. Every other `runc` on that PATH is reported as shadowed.
+
+`runc init` processes count as this host's when the session runs in the machine's initial mount
+namespace; otherwise (a lab host is a mount namespace of its own) only those in the session's
+namespace, and those whose parent is. A dockerd or containerd is the host's own only when it
+runs as root in the session's mount namespace: one inside a container is skipped, one of
+another user reported and ignored (its PATH, flags and binary never used).
+
+Nothing an unprivileged user or a container could have placed is ever executed: a binary is run
+(`--version`) only when it, and every directory above it, is owned by root and not group or
+world writable; otherwise its version is unknown and it is never a swap target.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shlex
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.unstick_host import RUNC_COMMS, is_runc_init
+from orchestrator.errors import BadInput, FactsError
+from orchestrator.host.runcinfo import parse_runc_version
+from orchestrator.host.session import (
+    AuthenticationFailed,
+    CommandTimeout,
+    ConnectionLost,
+    Executor,
+    HostKeyRejected,
+    HostSession,
+    HostUnreachable,
+)
+from orchestrator.models import (
+    Daemon,
+    ErrorKind,
+    FactsReport,
+    HostBefore,
+    HostError,
+    HostFacts,
+    Model,
+    RuncBinary,
+    RuncInit,
+    SshTarget,
+    SysctlSetting,
+)
+from orchestrator.util.fsutil import MiB, read_input
+from orchestrator.util.textsafe import markup_safe, terminal_safe
+
+SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RECORD_PATH = "/var/lib/runc-rollout/record.json"
+# sysctl.d directories, highest precedence first: a file hides same-named files further down.
+SYSCTL_DIRS = (
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+)
+SYSCTL_CONF = "/etc/sysctl.conf"  # read last, after every sysctl.d file
+FACTS_TIMEOUT = 60.0
+FACTS_LIMIT = 1024 * MiB  # a facts file of 100k hosts is a few hundred MB
+_RUNC_RUNTIMES = ("runc", "io.containerd.runc.v2")
+_PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
+    "dockerd": "dockerd",
+    "containerd": "containerd",
+}
+
+
+_SCRIPT = r"""
+export LC_ALL=C
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+N=__NONCE__
+sec() { printf '\n@@%s@@ %s\n' "$N" "$*"; }
+kv() { printf '%s=%s\n' "$1" "$2"; }
+printf 'runc-rollout-facts 1 %s\n' "$N"
+
+self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
+init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
+ours() {
+    [ "$self_ns" = "$init_ns" ] && return 0
+    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
+}
+# A daemon is the host's own when it runs in this session's mount namespace (not inside a
+# container: those are skipped) as root (another user's is reported: prints why).
+foreign() {
+    uids=
+    while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
+    [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
+    return 1
+}
+# A file only root could have placed or changed: the file (after symlinks) and every directory
+# above it, and above the name it was found by, owned by root and not group or world writable.
+# Prints why not, if not. Nothing is ever executed unless this says nothing.
+untrusted() {
+    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
+    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    for top in "$f" "$dir"; do
+        while :; do
+            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
+            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
+            [ "$top" != / ] || break
+            top=${top%/*} && top=${top:-/}
+        done
+    done
+    return 1
+}
+
+sec host
+kv arch "$(uname -m)"
+kv kernel "$(uname -r)"
+kv uid "$(id -u)"
+kv now "$(date +%s)"
+kv clk_tck "$(getconf CLK_TCK 2>/dev/null || echo 100)"
+while read -r k v; do [ "$k" = btime ] && kv btime "$v"; done < /proc/stat
+
+dpid= cpid= dpath= cpath=
+for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    comm=
+    { read -r comm < "$d/comm"; } 2>/dev/null
+    case $comm in
+        dockerd|containerd) kind=$comm ;;
+        __RUNC_COMMS__) kind=runc ;;  # unstick_host.RUNC_COMMS; runc init: runc:[N:...]
+        *) continue ;;
+    esac
+    stat=
+    { read -r stat < "$d/stat"; } 2>/dev/null
+    [ -n "$stat" ] || continue
+    set -f; set -- ${stat##*") "}; set +f
+    if [ "$kind" = runc ]; then
+        ours "$p" || ours "$2" || continue
+    else
+        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
+    fi
+    sec proc "$p"
+    kv comm "$comm"
+    kv stat "$stat"
+    cmdline=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
+    kv cmdline "${cmdline% }"
+    if [ "$kind" = runc ]; then
+        wchan=
+        { read -r wchan < "$d/wchan"; } 2>/dev/null
+        kv wchan "$wchan"
+        continue
+    fi
+    path=$(tr '\0' '\n' < "$d/environ" 2>/dev/null | sed -n 's/^PATH=//p' | head -n 1)
+    exe=$(readlink "$d/exe" 2>/dev/null)
+    kv exe "$exe"
+    kv path "$path"
+    # Its version from the file it runs, only if that file is still the one running (same inode)
+    # and only root could have put it there.
+    if ! [ "$d/exe" -ef "$exe" ]; then kv untrusted "$exe is no longer the file it runs"
+    elif why=$(untrusted "$exe"); then kv untrusted "$why"
+    else kv version "$(timeout -s KILL 10 "$exe" --version 2>/dev/null | head -n 1)"
+    fi
+    if [ "$kind" = dockerd ] && { [ -z "$dpid" ] || [ "$p" -lt "$dpid" ]; }; then
+        dpid=$p dpath=$path
+    elif [ "$kind" = containerd ] && { [ -z "$cpid" ] || [ "$p" -lt "$cpid" ]; }; then
+        cpid=$p cpath=$path
+    fi
+done
+
+# The value of the last of options $3... on the command line of PID $1, else $2.
+argval() {
+    pid=$1 val=$2
+    shift 2
+    [ -n "$pid" ] || { printf '%s\n' "$val"; return; }
+    tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | {
+        want=
+        while IFS= read -r a; do
+            if [ -n "$want" ]; then val=$a want=; continue; fi
+            for o in "$@"; do
+                case $a in "$o") want=1 ;; "$o"=*) val=${a#"$o"=} ;; esac
+            done
+        done
+        printf '%s\n' "$val"
+    }
+}
+dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
+ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
+if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
+if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
+
+if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
+elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
+else rpath=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin src=default
+fi
+sec runtime-path
+kv source "$src"
+kv path "$rpath"
+
+# Every binary the runtime might execute: runc (and any runtime named in the configs) on the
+# runtime's PATH, and absolute paths named in the configs. Copies of one file are hashed once.
+names=runc abs=
+set -f
+s='[[:space:]]*' q="[\"']"
+for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
+              sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
+            } 2>/dev/null ); do
+    case $v in /*) abs="$abs $v" ;; */*) ;; *) names="$names $v" ;; esac
+done
+set +f
+cands=
+add() { case " $cands " in *" $1 "*) ;; *) cands="$cands $1" ;; esac; }
+rest=$rpath:
+while [ -n "$rest" ]; do
+    dir=${rest%%:*} rest=${rest#*:}
+    [ -n "$dir" ] || continue
+    for n in $names; do [ -f "$dir/$n" ] && add "$dir/$n"; done
+done
+for a in $abs; do [ -f "$a" ] && add "$a"; done
+
+# The package owning a file (packages never install under /usr/local), and its version.
+if [ -d /var/lib/dpkg/info ]; then
+    owner() {
+        f=$(grep -l -x -F -e "$1" -e "$2" /var/lib/dpkg/info/*.list 2>/dev/null | head -n 1)
+        f=${f##*/}
+        printf '%s\n' "${f%.list}"
+    }
+    pkgversion() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null; }
+elif command -v rpm >/dev/null 2>&1; then
+    owner() { o=$(rpm -qf --qf '%{NAME}\n' "$2" 2>/dev/null) && printf '%s\n' "$o" | head -n 1; }
+    pkgversion() { rpm -q --qf '%{VERSION}-%{RELEASE}\n' "$1" 2>/dev/null | head -n 1; }
+else
+    owner() { :; }
+fi
+
+seen=
+for b in $cands; do
+    real=$(readlink -f "$b" 2>/dev/null) || real=$b
+    case " $seen " in *" $real "*) sec alias "$b"; kv real "$real"; continue ;; esac
+    seen="$seen $real"
+    if why=$(untrusted "$b"); then out="not run: $why" rc=
+    else out=$(timeout -s KILL 10 "$real" --version 2>&1); rc=$?
+    fi
+    sec binary "$b"
+    kv real "$real"
+    if [ -n "$rc" ]; then kv trusted 1; else kv untrusted "$why"; fi
+    if [ -x "$b" ]; then kv executable 1; else kv executable 0; fi
+    kv version_exit "$rc"
+    kv size "$(wc -c < "$b" 2>/dev/null)"
+    sum=$(sha256sum "$b" 2>/dev/null)
+    kv sha256 "${sum%% *}"
+    kv df "$(df -Pk "${b%/*}" 2>/dev/null | tail -n 1)"
+    case $real in /usr/local/*) pkg= ;; *) pkg=$(owner "$b" "$real") ;; esac
+    if [ -n "$pkg" ]; then
+        kv package "$pkg"
+        kv package_version "$(pkgversion "$pkg")"
+    fi
+    sec version "$b"
+    printf '%s\n' "$out"
+done
+
+sec sysctl-runtime
+cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null
+sec sysctl-files
+set --
+for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d; do
+    for f in "$d"/*.conf; do
+        [ -e "$f" ] || continue
+        if [ -L "$f" ]; then printf '%s\t%s\n' "$f" "$(readlink -f "$f")"
+        else printf '%s\n' "$f"
+        fi
+        set -- "$@" "$f"
+    done
+done
+if [ -e /etc/sysctl.conf ]; then printf '%s\n' /etc/sysctl.conf; set -- "$@" /etc/sysctl.conf; fi
+sec sysctl-lines
+key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*='
+[ $# -eq 0 ] || grep -n -H -E "$key" "$@" 2>/dev/null
+
+if [ -f __RECORD__ ]; then sec record; head -c 1048576 __RECORD__; fi
+sec end
+"""
+
+
+def facts_script(nonce: str) -> str:
+    """The facts script for one call; `nonce` (hex) delimits its sections."""
+    if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
+        raise ValueError("nonce must be 8-64 lowercase hex digits")
+    script = _SCRIPT.replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
+    return script.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser
+
+
+def parse_facts(host: str, output: str) -> HostFacts:
+    """`HostFacts` from the output of `facts_script`. Pure; raises `FactsError` if incomplete."""
+    sections = _sections(host, output)
+    warnings: list[str] = []
+    info = _kv(_first(sections, "host"))
+    clk_tck = _int(info.get("clk_tck")) or 100
+    boot_time = _int(info.get("btime")) or 0
+    uid = _int(info.get("uid"))
+    if uid != 0:
+        warnings.append(f"facts gathered as uid {uid}: other users' processes may be hidden")
+
+    dockerd, containerd, runc_init = _processes(sections, boot_time, clk_tck, warnings)
+
+    runtime = _kv(_first(sections, "runtime-path"))
+    path_source = _PATH_SOURCES.get(runtime.get("source", ""), "default")
+    runtime_path = [
+        entry for entry in runtime.get("path", SYSTEMD_DEFAULT_PATH).split(":") if entry
+    ]
+    if dockerd is not None and containerd is not None and dockerd.path != containerd.path:
+        warnings.append(
+            f"dockerd's PATH ({dockerd.path}) differs from containerd's ({containerd.path}); "
+            "the shim inherits containerd's"
+        )
+
+    docker = _docker_config(sections, dockerd, warnings)
+    containerd_default, containerd_runtimes = _containerd_config(sections, warnings)
+    binaries = _binaries(sections)
+    docker_in_play = dockerd is not None or bool(_files(sections, "docker"))
+    cri = containerd_runtimes.get(containerd_default or "runc")
+    name, how = _runtime_binary(docker if docker_in_play else None, cri, path_source, warnings)
+    runc = _resolve(name, runtime_path, binaries)
+    if runc is None:
+        warnings.append(f"no {name} found ({how}; PATH {':'.join(runtime_path)})")
+    elif runc.untrusted is not None:
+        warnings.append(f"{runc.path} was not run: {runc.untrusted}")
+    elif runc.version_exit != 0:
+        warnings.append(f"{runc.path} --version failed (exit {runc.version_exit})")
+    cri_binary = _resolve(cri, runtime_path, binaries) if cri and docker_in_play else None
+    if cri_binary is not None and runc is not None and cri_binary.file != runc.file:
+        warnings.append(f"containerd's CRI runtime executes {cri_binary.file}, Docker {runc.file}")
+    shadowed: list[RuncBinary] = []
+    files = {runc.file} if runc is not None else set()
+    for entry in runtime_path:
+        other = binaries.get(f"{entry}/runc")
+        if other is not None and other.file not in files:
+            files.add(other.file)
+            shadowed.append(other)
+
+    settings, persistent = _sysctl(sections)
+    runtime_value = _first(sections, "sysctl-runtime").strip()
+    record = next((body for kind, _, body in sections if kind == "record"), None)
+    return HostFacts(
+        host=host,
+        gathered_at=_int(info.get("now")) or 0,
+        boot_time=boot_time,
+        arch=info.get("arch", ""),
+        kernel=info.get("kernel", ""),
+        uid=uid if uid is not None else -1,
+        runtime_path=runtime_path,
+        path_source=path_source,
+        runc=runc,
+        runc_source=how,
+        shadowed=shadowed,
+        docker_default_runtime=docker.default_runtime,
+        docker_runtimes=docker.runtimes,
+        containerd_default_runtime=containerd_default,
+        containerd_runtimes=containerd_runtimes,
+        dockerd=dockerd,
+        containerd=containerd,
+        sysctl_runtime=_int(runtime_value),
+        sysctl_settings=settings,
+        sysctl_persistent=persistent,
+        runc_init=runc_init,
+        record_json=record,
+        warnings=warnings,
+    )
+
+
+def facts_to_before(facts: HostFacts) -> HostBefore:
+    """The plan's "before" of a host: the file to swap, its checksum and version, the sysctl."""
+    if facts.runc is None or facts.runc.sha256 is None:
+        raise FactsError(facts.host, f"no runc binary found ({facts.runc_source})")
+    problem = facts.runc.target_problem
+    if problem is not None:
+        raise FactsError(facts.host, f"{problem}; it is not swapped")
+    return HostBefore(
+        runc_path=facts.runc.file,
+        runc_sha256=facts.runc.sha256,
+        runc_version=facts.runc.version,
+        sysctl_runtime=facts.sysctl_runtime,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering
+
+
+def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> HostFacts:
+    """Run the facts script on one host (one round trip) and parse its output."""
+    result = session.run(facts_script(secrets.token_hex(8)), timeout=timeout)
+    if result.exit_status != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
+        raise FactsError(
+            session.host,
+            f"facts script failed (exit {result.exit_status}): {terminal_safe(detail[0][:300])}",
+        )
+    return parse_facts(session.host, result.stdout)
+
+
+def gather_fleet(
+    executor: Executor, targets: Mapping[str, SshTarget], concurrency: int
+) -> dict[str, HostFacts | Exception]:
+    """Facts of every host, `concurrency` at a time; a host that fails gets its exception."""
+    return run_on_hosts(
+        targets,
+        lambda name, target: gather_facts(executor.session(target, name=name)),
+        concurrency=concurrency,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports: the `facts` command's JSON (which `plan --facts FILE` can read back) and table
+
+
+_ERROR_KINDS: tuple[tuple[type[Exception], ErrorKind], ...] = (
+    (HostKeyRejected, "host_key"),  # before HostUnreachable: it is one
+    (AuthenticationFailed, "auth"),
+    (HostUnreachable, "unreachable"),
+    (CommandTimeout, "timeout"),
+    (ConnectionLost, "connection_lost"),
+    (FactsError, "facts"),
+)
+
+
+def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
+    hosts = {name: r for name, r in results.items() if isinstance(r, HostFacts)}
+    errors = {
+        name: HostError(kind=_error_kind(r), message=str(r))
+        for name, r in results.items()
+        if not isinstance(r, HostFacts)
+    }
+    return FactsReport(hosts=hosts, errors=errors)
+
+
+def read_facts_report(path: Path) -> FactsReport:
+    """A report saved by `facts --format json`."""
+    try:
+        return FactsReport.model_validate_json(read_input(path, FACTS_LIMIT, "facts file"))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise BadInput(f"{path} is not a facts report: {where}: {problem['msg']}") from None
+
+
+def before_from_report(
+    report: FactsReport, targets: Mapping[str, SshTarget]
+) -> tuple[dict[str, HostBefore], dict[str, str]]:
+    """Each target's "before" from `report`, and why the others have none (unreachable, no
+    runc found, or not in the report)."""
+    before: dict[str, HostBefore] = {}
+    missing: dict[str, str] = {}
+    for name in targets:
+        facts = report.hosts.get(name)
+        if facts is not None:
+            try:
+                before[name] = facts_to_before(facts)
+            except FactsError as error:
+                missing[name] = error.detail
+        elif name in report.errors:
+            missing[name] = report.errors[name].message
+        else:
+            missing[name] = "no facts for this host in the report"
+    return before, missing
+
+
+def _error_kind(error: Exception) -> ErrorKind:
+    return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "error")
+
+
+def facts_json(results: Mapping[str, HostFacts | Exception]) -> str:
+    return facts_report(results).model_dump_json(indent=2) + "\n"
+
+
+def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) -> str:
+    """The terminal view: one row per host, warnings and errors below the table."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
+    table = Table(show_lines=False)
+    for column in ("host", "runc", "version", "sha256", "sysctl", "at boot", "dockerd"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("containerd", no_wrap=True)
+    table.add_column("stuck", justify="right")
+    notes: list[str] = []
+    for name, result in results.items():
+        if not isinstance(result, HostFacts):
+            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
+            notes.append(f"{name}: {result}")
+            continue
+        runc = result.runc
+        boot = result.sysctl_persistent
+        cells = [
+            runc.path if runc else None,
+            f"{runc.version or '?'} {_short(runc.commit)}" if runc else "",
+            runc.sha256[:12] if runc and runc.sha256 else "",
+            "?" if result.sysctl_runtime is None else str(result.sysctl_runtime),
+            f"{boot.value} {boot.file.rpartition('/')[2]}:{boot.line}" if boot else "",
+            _daemon(result.dockerd),
+            _daemon(result.containerd),
+            str(len(result.stuck)) if result.stuck else "",
+        ]
+        # Everything here came from the host: shown as text, never as markup or escapes.
+        table.add_row(
+            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
+        )
+        notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
+        notes += [f"{name}: {warning}" for warning in result.warnings]
+    console.print(table)
+    for note in notes:
+        console.print(terminal_safe(note), markup=False)
+    return buffer.getvalue()
+
+
+def _short(commit: str | None) -> str:
+    return "" if commit is None else commit[:7] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
+
+
+def _daemon(daemon: Daemon | None) -> str:
+    return "-" if daemon is None else f"{daemon.version or '?'} pid {daemon.pid}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers
+
+Section = tuple[str, str, str]  # kind, argument, body
+
+
+def _sections(host: str, output: str) -> list[Section]:
+    # Anything before the first line (a login shell's rc file printing) is ignored.
+    match = re.search(r"^runc-rollout-facts 1 ([0-9a-f]+)$", output, re.MULTILINE)
+    if match is None:
+        raise FactsError(host, f"not facts output: {output[:80]!r}")
+    parts = re.split(rf"\n@@{match.group(1)}@@ ([^\n]*)\n", output[match.end() :])
+    sections: list[Section] = []
+    for header, body in zip(parts[1::2], parts[2::2], strict=True):
+        kind, _, argument = header.partition(" ")
+        sections.append((kind, argument, body))
+    if not sections or sections[-1][0] != "end":
+        raise FactsError(host, "facts output is incomplete (no end marker)")
+    return sections
+
+
+def _files(sections: list[Section], which: str) -> list[tuple[str, str]]:
+    """(path, content) of the configuration files of `which` ("docker", "containerd")."""
+    found = []
+    for kind, argument, body in sections:
+        owner, _, path = argument.partition(" ")
+        if kind == "file" and owner == which:
+            found.append((path, body))
+    return found
+
+
+def _first(sections: list[Section], kind: str) -> str:
+    return next((body for k, _, body in sections if k == kind), "")
+
+
+def _kv(body: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in body.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key] = value
+    return values
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _processes(
+    sections: list[Section], boot_time: int, clk_tck: int, warnings: list[str]
+) -> tuple[Daemon | None, Daemon | None, list[RuncInit]]:
+    daemons: dict[str, list[Daemon]] = {"dockerd": [], "containerd": []}
+    runc_init: list[RuncInit] = []
+    for kind, argument, body in sections:
+        if kind == "foreign":
+            values = _kv(body)
+            warnings.append(
+                f"ignored {values.get('comm', '?')} PID {argument}: {values.get('why', '?')}"
+            )
+        if kind != "proc":
+            continue
+        values = _kv(body)
+        fields = values.get("stat", "").rpartition(")")[2].split()
+        if len(fields) < 20 or not argument.isdigit():
+            continue
+        pid, ppid, ticks = int(argument), int(fields[1]), int(fields[19])
+        started = boot_time + ticks / clk_tck if boot_time else None
+        comm = values.get("comm", "")
+        if comm in daemons:
+            if values.get("untrusted"):
+                warnings.append(f"{comm} PID {pid}: version not read: {values['untrusted']}")
+            daemons[comm].append(
+                Daemon(
+                    pid=pid,
+                    start_ticks=ticks,
+                    start_time=started or 0.0,
+                    exe=values.get("exe") or None,
+                    version=_daemon_version(comm, values.get("version", "")),
+                    path=values.get("path") or None,
+                )
+            )
+            continue
+        cmdline = values.get("cmdline", "").strip()
+        if not is_runc_init(comm, cmdline.split()):
+            continue
+        state, wchan = fields[0], values.get("wchan", "").strip()
+        runc_init.append(
+            RuncInit(
+                pid=pid,
+                ppid=ppid,
+                state=state,
+                wchan=wchan,
+                cmdline=cmdline,
+                start_time=started,
+                stuck="pipe_write" in wchan or (state in ("D", "S") and "pipe" in wchan),
+            )
+        )
+    chosen: dict[str, Daemon | None] = {}
+    for name, found in daemons.items():
+        found.sort(key=lambda daemon: daemon.pid)
+        if len(found) > 1:
+            others = ", ".join(str(daemon.pid) for daemon in found[1:])
+            warnings.append(f"several {name} processes: using PID {found[0].pid}, not {others}")
+        chosen[name] = found[0] if found else None
+    return chosen["dockerd"], chosen["containerd"], sorted(runc_init, key=lambda p: p.pid)
+
+
+def _daemon_version(name: str, line: str) -> str | None:
+    """'Docker version 20.10.24+dfsg1, build 297e128' or 'containerd <url> 1.6.20~ds1 <rev>'."""
+    if name == "dockerd":
+        match = re.search(r"version ([^\s,]+)", line)
+        return match.group(1) if match else None
+    words = line.split()
+    return words[2] if len(words) >= 3 and words[0] == "containerd" else None
+
+
+class _DockerConfig(Model):
+    default_runtime: str | None
+    runtimes: dict[str, str]
+
+
+def _docker_config(
+    sections: list[Section], dockerd: Daemon | None, warnings: list[str]
+) -> _DockerConfig:
+    default: str | None = None
+    runtimes: dict[str, str] = {}
+    for path, body in _files(sections, "docker"):
+        try:
+            config: Any = json.loads(body) if body.strip() else {}
+        except ValueError as error:
+            warnings.append(f"{path} is not valid JSON: {error}")
+            continue
+        if not isinstance(config, dict):
+            warnings.append(f"{path} is not a JSON object")
+            continue
+        if isinstance(config.get("default-runtime"), str):
+            default = config["default-runtime"]
+        for name, runtime in (config.get("runtimes") or {}).items():
+            if isinstance(runtime, dict) and isinstance(runtime.get("path"), str):
+                runtimes[str(name)] = runtime["path"]
+    cmdline = _proc_cmdline(sections, dockerd)
+    for index, word in enumerate(cmdline):
+        flag, _, value = word.partition("=")
+        if not value and index + 1 < len(cmdline):
+            value = cmdline[index + 1]
+        if flag == "--default-runtime":
+            default = value
+        elif flag == "--add-runtime" and "=" in value:
+            name, _, path = value.partition("=")
+            runtimes[name] = path
+    return _DockerConfig(default_runtime=default, runtimes=runtimes)
+
+
+def _runtime_binary(
+    docker: _DockerConfig | None,
+    cri_binary: str | None,
+    path_source: str,
+    warnings: list[str],
+) -> tuple[str, str]:
+    """The name or path of the binary the runtime executes, and how it was chosen."""
+    on_path = f"runc on {path_source}'s PATH"
+    if path_source == "default":
+        on_path = "runc on systemd's default PATH (no dockerd or containerd running)"
+    if docker is None:
+        if cri_binary:
+            return cri_binary, "containerd CRI BinaryName"
+        return "runc", on_path
+    wanted = docker.default_runtime or "runc"
+    if wanted in _RUNC_RUNTIMES:
+        return "runc", on_path
+    if wanted in docker.runtimes:
+        warnings.append(f"Docker's default runtime is {wanted!r}, not runc")
+        return docker.runtimes[wanted], f"Docker default runtime {wanted!r}"
+    warnings.append(f"Docker's default runtime {wanted!r} is not defined; assuming runc")
+    return "runc", on_path
+
+
+def _proc_cmdline(sections: list[Section], daemon: Daemon | None) -> list[str]:
+    if daemon is None:
+        return []
+    for kind, argument, body in sections:
+        if kind == "proc" and argument == str(daemon.pid):
+            return _kv(body).get("cmdline", "").split()
+    return []
+
+
+def _containerd_config(
+    sections: list[Section], warnings: list[str]
+) -> tuple[str | None, dict[str, str]]:
+    """containerd's CRI default runtime and each runtime's BinaryName (config versions 1-3)."""
+    default: str | None = None
+    binaries: dict[str, str] = {}
+    for path, body in _files(sections, "containerd"):
+        try:
+            config = tomllib.loads(body)
+        except tomllib.TOMLDecodeError as error:
+            warnings.append(f"{path} is not valid TOML: {error}")
+            continue
+        plugins = config.get("plugins")
+        for plugin_name, plugin in (plugins if isinstance(plugins, dict) else {}).items():
+            section = plugin.get("containerd") if isinstance(plugin, dict) else None
+            if "cri" not in plugin_name or not isinstance(section, dict):
+                continue
+            if isinstance(section.get("default_runtime_name"), str):
+                default = section["default_runtime_name"]
+            runtimes = section.get("runtimes")
+            for name, runtime in (runtimes if isinstance(runtimes, dict) else {}).items():
+                options = runtime.get("options") if isinstance(runtime, dict) else None
+                if isinstance(options, dict) and isinstance(options.get("BinaryName"), str):
+                    binaries[str(name)] = options["BinaryName"]
+    return default, binaries
+
+
+def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
+    """Every binary the script examined, by path; aliases share their file's facts."""
+    by_real: dict[str, RuncBinary] = {}
+    found: dict[str, RuncBinary] = {}
+    versions = {argument: body for kind, argument, body in sections if kind == "version"}
+    for kind, argument, body in sections:
+        values = _kv(body)
+        real = values.get("real") or argument
+        if kind == "binary":
+            output = versions.get(argument, "").strip()
+            parsed = parse_runc_version(output)
+            sha256 = values.get("sha256", "")
+            package = values.get("package") or None
+            binary = RuncBinary(
+                path=argument,
+                real_path=real if real != argument else None,
+                executable=values.get("executable") == "1",
+                size=_int(values.get("size")),
+                sha256=sha256 if re.fullmatch(r"[0-9a-f]{64}", sha256) else None,
+                version=parsed.version,
+                commit=parsed.commit,
+                version_output=output,
+                version_exit=_int(values.get("version_exit")),
+                package=package,
+                package_version=(values.get("package_version") or None) if package else None,
+                free_bytes=_free_bytes(values.get("df", "")),
+                untrusted=None
+                if values.get("trusted") == "1"
+                else values.get("untrusted") or "ownership not checked",
+            )
+            by_real[real] = binary
+            found[argument] = binary
+        elif kind == "alias" and real in by_real:
+            found[argument] = by_real[real].model_copy(
+                update={"path": argument, "real_path": real if real != argument else None}
+            )
+    return found
+
+
+def _free_bytes(df_line: str) -> int | None:
+    """Available bytes from one `df -Pk` line: FS 1024-blocks used available capacity mount."""
+    fields = df_line.split()
+    return int(fields[3]) * 1024 if len(fields) >= 6 and fields[3].isdigit() else None
+
+
+def _resolve(name: str, path: list[str], binaries: Mapping[str, RuncBinary]) -> RuncBinary | None:
+    """`name` as the runtime would execute it: an absolute path, or the first on `path`."""
+    if name.startswith("/"):
+        return binaries.get(name)
+    return next((binaries[f"{d}/{name}"] for d in path if f"{d}/{name}" in binaries), None)
+
+
+def _sysctl(sections: list[Section]) -> tuple[list[SysctlSetting], SysctlSetting | None]:
+    """Every line setting the key, in the order sysctl applies them, and the one that wins.
+
+    sysctl.d files apply sorted by file name across directories; a name in a directory of higher
+    precedence hides the same name further down. /etc/sysctl.conf applies last.
+    """
+    listed: list[str] = []
+    real: dict[str, str] = {}
+    chosen: dict[str, str] = {}
+    for line in _first(sections, "sysctl-files").splitlines():
+        path, _, target = line.partition("\t")
+        listed.append(path)
+        if target and target != path:
+            real[path] = target
+        directory, _, name = path.rpartition("/")
+        if directory in SYSCTL_DIRS:
+            current = chosen.get(name)
+            rank = SYSCTL_DIRS.index(directory)
+            if current is None or rank < SYSCTL_DIRS.index(current.rpartition("/")[0]):
+                chosen[name] = path
+    order = [chosen[name] for name in sorted(chosen)]
+    order += [SYSCTL_CONF] if SYSCTL_CONF in listed else []
+    position = {path: index for index, path in enumerate(order)}
+
+    longest_first = sorted(listed, key=len, reverse=True)
+    settings: list[SysctlSetting] = []
+    for line in _first(sections, "sysctl-lines").splitlines():
+        file = next((f for f in longest_first if line.startswith(f + ":")), None)
+        number, _, text = line[len(file or "") + 1 :].partition(":")
+        if file is None or not number.isdigit():
+            continue
+        settings.append(
+            SysctlSetting(
+                file=file,
+                line=int(number),
+                value=text.partition("=")[2].strip(),
+                real_file=real.get(file),
+                applied=file in position,
+            )
+        )
+    settings.sort(key=lambda s: (not s.applied, position.get(s.file, 0), s.file, s.line))
+    applied = [setting for setting in settings if setting.applied]
+    return settings, applied[-1] if applied else None

@@ -1,0 +1,162 @@
+"""The incident probe: the rc93 hang's own trigger, run against one runc on one host.
+
+A pipe holder (`pipe_holder.py`) puts a probe uid, one nothing else on the host runs
+as, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
+with a seccomp profile that compiles well over 8 KiB (`trigger.seccomp_profile`). runc
+1.0.0-rc93 hangs in pipe_write exporting that program into its 2-page pipe; a fixed runc starts
+the container at once. The sysctl is never touched. Three ways to start the container, whichever
+the host has:
+
+- `docker`: `docker run` of the configured verification image (dockerd runs the runtime's runc);
+- `containerd`: `ctr run --runc-binary RUNC --config SPEC` with a rootfs made on the host;
+- `bundle`: `RUNC run` of an OCI bundle with that rootfs (neither daemon runs).
+
+The rootfs made on the host holds only its own `true` and the libraries `ldd` names, so no image
+is needed. On a hang the probe kills exactly its own processes (every process of the probe uid,
+and the runtime processes naming its container), removes the container and releases the pipes:
+the holder's stdin is a FIFO this script holds open, so the pipes go when the script ends, however
+it ends (a dropped connection too), and the holder has a lifetime of its own besides.
+
+The script prints `key=value` lines (`probe=passed|hung|failed|undecidable|unavailable`) and exits
+0 only when the probe passed. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from orchestrator.host import commands, trigger
+from orchestrator.host.commands import STATE_DIR, HostCommand, parse_kv
+from orchestrator.models import ProbeMethod, ProbeOutcome, ProbeResult
+
+PROBE_PREFIX = "runc-rollout-probe-"
+CONTAINERD_NAMESPACE = "runc-rollout"
+EXIT_PROBE_FAILED = 70  # the probe did not pass: see its probe= line
+HOLDER_READY_SECONDS = 60  # how long the holder may take to create its pipes
+
+
+def oci_spec() -> dict[str, Any]:
+    """A minimal OCI runtime spec: no-new-privileges, no capabilities, its own namespaces (no
+    network). The host script adds the process and its uid, the rootfs (absolute, as `ctr run
+    --config` wants it) and the seccomp profile of its machine."""
+    namespaces = ["pid", "ipc", "uts", "mount", "network"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": [],
+            "env": ["PATH=/usr/bin:/bin"],
+            "cwd": "/",
+            "noNewPrivileges": True,
+            "capabilities": {"bounding": [], "effective": [], "permitted": []},
+        },
+        "root": {"path": "", "readonly": True},
+        "hostname": "runc-rollout-probe",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {
+            "namespaces": [{"type": name} for name in namespaces],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+def _compact(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+@functools.cache
+def constants() -> dict[str, str]:
+    """The probe's parameters that are the same on every host (the playbooks bake them in)."""
+    return {
+        "PROFILE_X86_64": _compact(trigger.seccomp_profile(trigger.architectures_for("x86_64"))),
+        "PROFILE_AARCH64": _compact(trigger.seccomp_profile(trigger.architectures_for("aarch64"))),
+        "HOLDER": trigger.holder_source(),
+        "SPEC": _compact(oci_spec()),
+        "STATE_DIR": STATE_DIR,
+        "PREFIX": PROBE_PREFIX,
+        "NAMESPACE": CONTAINERD_NAMESPACE,
+        "READY_SECONDS": str(HOLDER_READY_SECONDS),
+        "EXIT_FAILED": str(EXIT_PROBE_FAILED),
+    }
+
+
+def probe(
+    method: ProbeMethod,
+    runc_path: str,
+    *,
+    uid: int,
+    timeout: float,
+    run_id: str,
+    image: str | None = None,
+    holds_lock: bool,
+) -> HostCommand:
+    """The probe of `runc_path` on one host (`method` as chosen by `choose_method`). A probe
+    that `holds_lock` (apply's) also removes what an earlier probe whose connection died left."""
+    params = {
+        "METHOD": method,
+        "TARGET": runc_path,
+        "IMAGE": image or "",
+        "PROBE_UID": str(uid),
+        "RUN_ID": run_id,
+        "TIMEOUT": str(int(timeout)),
+        "STALE": "remove" if holds_lock else "keep",
+        **constants(),
+    }
+    script = commands._script(probe_script(), **params)
+    return HostCommand("probe", script, timeout=timeout + HOLDER_READY_SECONDS + 90)
+
+
+@functools.cache
+def probe_script() -> str:
+    """The probe's host script, `orchestrator/data/probe.sh`, without its parameters."""
+    return resources.files("orchestrator").joinpath("data/probe.sh").read_text()
+
+
+def choose_method(dockerd: bool, containerd: bool, image: str | None) -> ProbeMethod:
+    """docker where dockerd runs and an image is configured; else containerd's own client where
+    containerd runs; else an OCI bundle run by the runc itself."""
+    if dockerd and image:
+        return "docker"
+    if containerd:
+        return "containerd"
+    return "bundle"
+
+
+_OUTCOMES: tuple[ProbeOutcome, ...] = ("passed", "hung", "failed", "undecidable", "unavailable")
+_METHODS: tuple[ProbeMethod, ...] = ("docker", "containerd", "bundle")
+PROBE_NOT_PASSED = "incident probe did not pass"  # how the playbooks' failure message starts
+
+
+def parse_probe(stdout: str, exit_status: int, method: ProbeMethod | None = None) -> ProbeResult:
+    """The probe's result from its output (host output: data, length-capped). `method` is what
+    the caller asked for; the script's own `method=` line wins."""
+    values = parse_kv(stdout)
+    said = values.get("method")
+    if said in _METHODS:
+        method = said
+    outcome = values.get("probe", "")
+    seconds_text = values.get("seconds")
+    try:
+        seconds = None if seconds_text is None else float(seconds_text)
+    except ValueError:
+        seconds = None
+    if outcome not in _OUTCOMES or (outcome == "passed") != (exit_status == 0):
+        return ProbeResult(
+            outcome="failed",
+            method=method,
+            seconds=seconds,
+            detail=f"probe script ended with exit {exit_status} and no result",
+        )
+    detail = values.get("reason") or values.get("wchan") or ""
+    return ProbeResult(
+        outcome=outcome,
+        method=method,
+        seconds=seconds,
+        detail=detail[:200],
+        holder=values.get("probe_holder", "")[:200] or None,
+    )

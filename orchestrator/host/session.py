@@ -1,0 +1,78 @@
+"""The executor interface: everything runc-rollout does to a host is `run` a command or `put` a
+file, over one session per host. Backends (SSH here, Ansible later) implement these protocols.
+
+Errors (defined in `orchestrator.errors`, re-exported here) carry the host's name and address so
+that a fleet report can say which host failed and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.errors import (
+    AuthenticationFailed,
+    CommandTimeout,
+    ConnectionLost,
+    ExecutorError,
+    HostKeyRejected,
+    HostUnreachable,
+)
+from orchestrator.models import SshTarget
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command left: exit status (-1 if killed by a signal), output, wall time."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class HostSession(Protocol):
+    """One connection to one host, reused for all of that host's steps."""
+
+    @property
+    def host(self) -> str:
+        """The host's inventory name (its address if it has none)."""
+        ...
+
+    def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
+        """Run a POSIX shell script; raise `CommandTimeout` (after killing it) if it overruns."""
+        ...
+
+    def put(self, local: Path, remote: str, *, mode: int) -> None:
+        """Write `local` to the path `remote` with permissions `mode`; not atomic: stage first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Executor(Protocol):
+    def session(self, target: SshTarget, *, name: str | None = None) -> HostSession:
+        """The open session to `target`, connecting if needed; `name` is used in messages."""
+        ...
+
+    def close(self) -> None:
+        """Close every session."""
+        ...
+
+
+__all__ = [
+    "AuthenticationFailed",
+    "CommandResult",
+    "CommandTimeout",
+    "ConnectionLost",
+    "Executor",
+    "ExecutorError",
+    "HostKeyRejected",
+    "HostSession",
+    "HostUnreachable",
+]

@@ -1,0 +1,1 @@
+"""Reading Ansible inventories and `--limit` patterns."""

@@ -1,0 +1,1 @@
+"""Planning, pure: waves, the change plan, its rendering and its approval."""

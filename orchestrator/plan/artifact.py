@@ -1,0 +1,73 @@
+"""The runc binary to roll out: checked against its sha256, asked its version if it runs here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from orchestrator.errors import ArtifactError
+from orchestrator.host.runcinfo import parse_runc_version
+from orchestrator.models import Artifact
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+VERSION_TIMEOUT_SECONDS = 10
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def normalize_sha256(text: str) -> str:
+    value = text.strip().lower().removeprefix("sha256:")
+    if not _SHA256.match(value):
+        raise ArtifactError(f"--sha256: {text!r} is not 64 hexadecimal digits")
+    return value
+
+
+def inspect_artifact(
+    path: Path, expected_sha256: str, *, run: bool = False, version: str | None = None
+) -> Artifact:
+    """Refuse a missing file or a checksum mismatch. The artifact is run here (`--version`, as
+    whoever plans) only when `run` asks for it; else its version is `version` as the operator
+    states it, or unknown until each host runs it before the swap."""
+    expected = normalize_sha256(expected_sha256)
+    if not path.is_file():
+        raise ArtifactError(f"--runc: {path} does not exist or is not a regular file")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ArtifactError(f"--runc: {path} has sha256 {actual}, not the expected {expected}")
+    output = _version_output(path) if run else None
+    parsed = parse_runc_version(output or "")
+    if run and version is not None and parsed.version != version:
+        raise ArtifactError(f"--runc: {path} reports version {parsed.version}, not {version}")
+    return Artifact(
+        path=str(path.resolve()),
+        sha256=actual,
+        size=path.stat().st_size,
+        version=version or parsed.version,
+        commit=parsed.commit,
+        version_output=output,
+    )
+
+
+def _version_output(path: Path) -> str | None:
+    if not os.access(path, os.X_OK):
+        return None
+    try:
+        result = subprocess.run(
+            [str(path.resolve()), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

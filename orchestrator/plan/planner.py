@@ -1,0 +1,348 @@
+"""Build a rollout plan from an inventory, an artifact and wave options. Pure: no I/O."""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.errors import BadInput
+from orchestrator.inventory.patterns import select_hosts
+from orchestrator.models import (
+    DEFAULT_PROBE_UID,
+    MAX_UID,
+    Artifact,
+    HostBefore,
+    Inventory,
+    InventoryHost,
+    Plan,
+    Skipped,
+    SshTarget,
+    VerifySpec,
+    Wave,
+    WaveOptions,
+)
+from orchestrator.plan.waves import Size, parse_size, parse_sizes, place_in_waves
+from orchestrator.util.memory import gc_paused
+
+SKIP_VAR = "runc_rollout_skip"
+NO_DOMAIN_KEY = "all"
+_TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
+
+
+def build_plan(
+    inventory: Inventory,
+    artifact: Artifact,
+    options: WaveOptions,
+    before: Mapping[str, HostBefore] | None = None,
+    unreachable: Mapping[str, str] | None = None,
+) -> Plan:
+    """The plan for `options.limit` of `inventory`.
+
+    `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
+    gathered to the reason, and they are held back.
+    """
+    with gc_paused():
+        return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
+
+
+def _build_plan(
+    inventory: Inventory,
+    artifact: Artifact,
+    options: WaveOptions,
+    facts: Mapping[str, HostBefore],
+    unreachable: Mapping[str, str],
+) -> Plan:
+    sizes = parse_sizes(options.waves, option="--waves")
+    cap = (
+        parse_size(options.max_per_domain, option="--max-per-domain")
+        if (options.max_per_domain)
+        else None
+    )
+    if cap is not None and cap.value == 0:
+        raise BadInput("--max-per-domain: must allow at least one host per domain")
+    failures = parse_size(options.max_failures, option="--max-failures")
+    if options.pause_after is not None and options.pause_after < 0:
+        raise BadInput("--pause-after: must be a wave index, 0 or more")
+    if options.bake_seconds < 0:
+        raise BadInput("--bake: must be 0 seconds or more")
+
+    check_domain_key("--domain-key", options.domain_key)
+    selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
+    skipped = [
+        Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
+        for host in selected
+        if held_back(host)
+    ] + [
+        Skipped(name=host.name, reason=f"unreachable: {unreachable[host.name]}")
+        for host in selected
+        if not held_back(host) and host.name in unreachable
+    ]
+    held = {item.name for item in skipped}
+    candidates = [host for host in selected if host.name not in held]
+    if not candidates:
+        raise BadInput(
+            f"nothing to plan: all {len(selected)} selected hosts are held back by {SKIP_VAR}"
+        )
+
+    by_domain = _group_by_domain(candidates, options.domain_key)
+    if options.seed is not None:
+        rng = random.Random(options.seed)
+        for hosts in by_domain.values():
+            rng.shuffle(hosts)
+    drafts = place_in_waves(by_domain, sizes, cap)
+    # Each wave's hosts are built as plain data and validated in one pass by pydantic-core: at
+    # 100k hosts, a model constructor call per host would take most of the planner's time.
+    waves = [
+        Wave.model_validate(
+            {
+                "index": index,
+                "hosts": [
+                    _planned(host, domain, artifact, options, facts.get(host.name))
+                    for host, domain in d.items
+                ],
+                "max_failures": failures.of(len(d.items), at_least_one=False),
+                "domains": d.domains,
+                "note": d.note,
+            }
+        )
+        for index, d in enumerate(drafts)
+    ]
+    if options.pause_after is not None and options.pause_after >= len(waves):
+        raise BadInput(
+            f"--pause-after: wave {options.pause_after} does not exist (waves 0-{len(waves) - 1})"
+        )
+    domains = {domain: len(hosts) for domain, hosts in by_domain.items()}
+    plan = Plan.model_validate(
+        {
+            "plan_id": "pending",
+            "plan_hash": "0" * 64,
+            "inventory": inventory.sources,
+            "inventory_readers": inventory.readers,
+            "artifact": artifact,
+            "options": options,
+            "waves": waves,
+            "skipped": skipped,
+            "domains": domains,
+            "notes": _notes(options, domains, cap),
+        }
+    )
+    return plan.sealed()
+
+
+def held_back(host: InventoryHost) -> bool:
+    return host.vars.get(SKIP_VAR) not in (None, False, "")
+
+
+def hosts_to_plan(inventory: Inventory, limit: str | None) -> dict[str, SshTarget]:
+    """The selected hosts that are not held back, with how to reach them (for gathering facts)."""
+    return {
+        name: ssh_target(inventory.hosts[name])
+        for name in select_hosts(inventory, limit)
+        if not held_back(inventory.hosts[name])
+    }
+
+
+# Variables that hold credentials (ansible_password, ansible_become_pass, *_token...): their
+# values must never be copied into a plan or a report, e.g. as a failure domain's name.
+SECRET_VARIABLE = re.compile(r"pass|secret|token|vault|private_key|credential", re.IGNORECASE)
+
+
+def check_domain_key(option: str, key: str | None) -> None:
+    if key is not None and SECRET_VARIABLE.search(key):
+        raise BadInput(f"{option}: {key!r} names a secret; its values would be written out")
+
+
+def domain_of(host: InventoryHost, domain_key: str | None) -> str:
+    if domain_key is None:
+        return NO_DOMAIN_KEY
+    value = host.vars.get(domain_key)
+    return f"(no {domain_key})" if value is None or value == "" else str(value)
+
+
+def _group_by_domain(
+    hosts: list[InventoryHost], domain_key: str | None
+) -> dict[str, list[tuple[InventoryHost, str]]]:
+    groups: dict[str, list[tuple[InventoryHost, str]]] = {}
+    for host in hosts:
+        domain = domain_of(host, domain_key)
+        groups.setdefault(domain, []).append((host, domain))
+    return groups
+
+
+def _planned(
+    host: InventoryHost,
+    domain: str,
+    artifact: Artifact,
+    options: WaveOptions,
+    before: HostBefore | None,
+) -> dict[str, Any]:
+    """One host's `PlannedHost`, as data for `Plan.model_validate`."""
+    at_target = before is not None and before.runc_sha256 == artifact.sha256
+    return {
+        "name": host.name,
+        "domain": domain,
+        "action": "noop" if at_target else "swap",
+        "reason": f"{before.runc_path} already has the target sha256"
+        if at_target and before
+        else None,
+        "ssh": ssh_fields(host),
+        "verify": host_verify_spec(host, options),
+        "before": before,
+    }
+
+
+_VERIFY_SOURCES = {
+    "image": "--verify-image or runc_rollout_verify_image",
+    "command": "--verify-command or runc_rollout_verify_command",
+    "timeout_seconds": "--verify-timeout",
+    "exec_container": "--verify-exec-container or runc_rollout_verify_exec_container",
+    "probe_timeout_seconds": "--probe-timeout",
+}
+ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+
+
+def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
+    """How one host proves its new runc: the options first, then its own variables."""
+    return verify_spec(
+        options.verify_image or host.vars.get("runc_rollout_verify_image"),
+        options.verify_command or host.vars.get("runc_rollout_verify_command") or "true",
+        options.verify_timeout,
+        options.verify_exec_container or host.vars.get("runc_rollout_verify_exec_container"),
+        _probe_settings(host, options),
+    )
+
+
+def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:
+    """The incident probe for one host: `--no-probe` or `runc_rollout_probe: false` turn it off;
+    `runc_rollout_probe_uid` picks its uid (hosts that share a kernel need different ones)."""
+    enabled = options.probe and _truthy(host.vars.get("runc_rollout_probe", True))
+    uid_value = host.vars.get("runc_rollout_probe_uid", DEFAULT_PROBE_UID)
+    uid = _whole_number(uid_value, 1, MAX_UID)
+    if uid is None:
+        raise BadInput(f"host {host.name}: runc_rollout_probe_uid {uid_value!r} is not a uid")
+    return enabled, uid, options.probe_timeout
+
+
+@functools.lru_cache(maxsize=256)
+def verify_spec(
+    image: object,
+    command: object,
+    timeout: float,
+    exec_container: object,
+    probe: ProbeSettings,
+) -> VerifySpec:
+    """Shared between hosts: the image and command are usually group variables."""
+    enabled, uid, probe_timeout = probe
+    try:
+        return VerifySpec(
+            image=None if image in (None, "") else str(image),
+            command=str(command),
+            timeout_seconds=timeout,
+            exec_container=None if exec_container is None else str(exec_container),
+            probe=enabled,
+            probe_uid=uid,
+            probe_timeout_seconds=probe_timeout,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "verify"
+        value = repr(first["input"])[:80]
+        raise BadInput(f"{_VERIFY_SOURCES.get(field, field)}: {value}: {first['msg']}") from None
+
+
+def ssh_target(host: InventoryHost) -> SshTarget:
+    return SshTarget(**ssh_fields(host))
+
+
+def ssh_fields(host: InventoryHost) -> dict[str, Any]:
+    """Connection settings from Ansible's variables; passwords are never copied."""
+    get = host.vars.get
+    port_value = get("ansible_port") or get("ansible_ssh_port")
+    port = None if port_value is None else _port(port_value)
+    if port_value is not None and port is None:
+        raise BadInput(f"host {host.name}: ansible_port {port_value!r} is not a TCP port")
+    key = get("ansible_ssh_private_key_file") or get("ansible_private_key_file")
+    user = get("ansible_user") or get("ansible_ssh_user")
+    common, extra = str(get("ansible_ssh_common_args", "")), str(get("ansible_ssh_extra_args", ""))
+    try:
+        known_hosts = known_hosts_from_args(common, extra)
+        words = _words(common, extra)
+    except ValueError as error:  # shlex: unbalanced quotes, a lone backslash
+        raise BadInput(
+            f"host {host.name}: ansible_ssh_common_args or ansible_ssh_extra_args cannot be "
+            f"split into words as ssh would ({error})"
+        ) from None
+    return {
+        "address": str(get("ansible_host") or get("ansible_ssh_host") or host.name),
+        "port": port,
+        "user": None if user is None else str(user),
+        "private_key_file": None if key is None else str(key),
+        "known_hosts_file": known_hosts,
+        "become": _truthy(get("ansible_become", False)),
+        "ssh_args": words,
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _words(*args: str) -> tuple[str, ...]:
+    """ssh's arguments as words, as Ansible splits them (cached: usually group variables)."""
+    return tuple(word for text in args for word in shlex.split(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _port(value: object) -> int | None:
+    return _whole_number(value, 1, 65535)
+
+
+def _whole_number(value: object, low: int, high: int) -> int | None:
+    text = str(value)
+    return int(text) if text.isdigit() and low <= int(text) <= high else None
+
+
+@functools.lru_cache(maxsize=1024)
+def known_hosts_from_args(*args: str) -> str | None:
+    """The `UserKnownHostsFile` given in ssh arguments, if any (the last one wins, as in ssh).
+
+    Cached: these arguments are nearly always group variables, the same for thousands of hosts.
+    """
+    if not any("knownhostsfile" in text.lower() for text in args):
+        return None
+    found = None
+    for text in args:
+        words = shlex.split(text)
+        for index, word in enumerate(words):
+            option = word
+            if word == "-o" and index + 1 < len(words):
+                option = words[index + 1]
+            elif word.startswith("-o"):
+                option = word[2:]
+            name, sep, value = option.partition("=")
+            if sep and name.strip().lower() == "userknownhostsfile":
+                found = value.strip()
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in _TRUE_WORDS
+
+
+def _notes(options: WaveOptions, domains: dict[str, int], cap: Size | None) -> list[str]:
+    notes = []
+    key = options.domain_key
+    if key is not None and f"(no {key})" in domains:
+        notes.append(
+            f"{domains[f'(no {key})']} hosts have no {key!r} variable and form the domain "
+            f"'(no {key})' together"
+        )
+    if key is None:
+        notes.append("no --domain-key: every host is in the one domain 'all'")
+    if cap is not None:
+        notes.append(f"at most {cap.text} of each domain's hosts per wave (--max-per-domain)")
+    return notes

@@ -1,0 +1,445 @@
+"""The invariant every failure must leave intact: one checker for the fault tests and the bench.
+
+After any failure, every host has a working runc: the file at the runtime's runc path exists, is
+executable, `--version` runs, and its sha256 is the plan's "before" or the artifact, never a
+partial or missing file. Once a run has been resumed or rolled back ("settled"), no temporary or
+lock file is left. The local journal's final status and runc checksum of each host, the
+host-side record and the host's real state agree. The sysctl matches the outcome: a host done
+has the target at runtime and in every file that sets it; a host rolled back or untouched has
+its "before" value and the files' original bytes.
+
+`snapshot_hosts` reads the real state (one round trip per host, read-only); `judge` compares it
+with the journals (pure); `check_runs` does both.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.backends.group import run_on_hosts
+from orchestrator.host import commands
+from orchestrator.host.session import Executor
+from orchestrator.models import HostRecord, HostState, Plan, PlannedHost, RunState
+from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, fold_all, initial_state
+from orchestrator.run.journal import read_events as read_event_log
+
+SNAPSHOT_TIMEOUT = 60.0
+SYSCTL_FILE_GLOBS = (
+    "/etc/sysctl.conf",
+    "/etc/sysctl.d/*.conf",
+    "/run/sysctl.d/*.conf",
+    "/usr/local/lib/sysctl.d/*.conf",
+    "/usr/lib/sysctl.d/*.conf",
+    "/lib/sysctl.d/*.conf",
+)
+
+_SCRIPT = r"""
+export LC_ALL=C
+T=$RUNC
+S=__STATE__
+[ -e "$T" ] && echo exists=1
+[ -x "$T" ] && echo executable=1
+[ -f "$T" ] && echo "sha256=$(sha256sum "$T" | cut -d' ' -f1)"
+if [ -x "$T" ]; then
+    out=$(timeout -s KILL 20 "$T" --version 2>&1)
+    echo "version_exit=$?"
+    echo "version=$(printf '%s\n' "$out" | head -n 1)"
+fi
+for f in "${T%/*}"/.runc-rollout-*.tmp "$S"/record.json.tmp "$S"/verify.* "$S"/*.cid \
+    /etc/sysctl.conf.runc-rollout.tmp /etc/sysctl.d/*.runc-rollout.tmp \
+    /run/sysctl.d/*.runc-rollout.tmp /usr/lib/sysctl.d/*.runc-rollout.tmp; do
+    [ -e "$f" ] && echo "temp=$f"
+done
+[ -d "$S/lock" ] && echo "lock=$(cat "$S/lock/owner" 2>/dev/null || echo '?')"
+for f in "$S"/backup/* "$S"/backup/.[!.]*; do
+    [ -f "$f" ] && echo "backup=${f##*/} $(sha256sum "$f" | cut -d' ' -f1)"
+done
+echo "sysctl=$(cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null)"
+for f in __SYSCTL_GLOBS__; do
+    [ -f "$f" ] && grep -q 'pipe-user-pages-soft' "$f" || continue
+    key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*=[[:space:]]*'
+    values=$(sed -n -E "s#${key}([^[:space:]]*).*#\\1#p" "$f" | tr '\n' ',')
+    echo "sysctl_file=$(readlink -f "$f") $(sha256sum "$f" | cut -d' ' -f1) $values"
+done
+for p in "$S" "$S/backup" "$S/files" "$S/record.json"; do
+    [ -e "$p" ] && echo "mode=$p $(stat -c %a "$p")"
+done
+if command -v docker >/dev/null 2>&1 && [ -S /run/docker.sock ]; then
+    n=$(timeout -s KILL 20 docker ps -aq --filter name=__PREFIX__ | wc -l)
+    echo "verify_containers=$n"
+fi
+echo "__MARK__"
+cat "$S/record.json" 2>/dev/null
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """What the invariant looks at on one host, as found."""
+
+    runc_path: str
+    runc_exists: bool
+    runc_executable: bool
+    runc_sha256: str | None
+    version_exit: int | None  # None: not executable, so not run
+    version_line: str
+    temp_files: tuple[str, ...]
+    lock_owner: str | None  # None: no lock directory
+    backups: dict[str, str]  # name in the backup store -> sha256 of its content
+    sysctl_runtime: int | None
+    sysctl_files: dict[str, tuple[str, tuple[str, ...]]]  # path -> (sha256, values it sets)
+    modes: dict[str, int]  # host-side store paths -> permission bits
+    verify_containers: int  # runc-rollout verification containers left (hosts with Docker)
+    record_json: str | None
+
+
+def snapshot_script(runc_path: str, mark: str) -> str:
+    body = (
+        _SCRIPT.replace("__STATE__", commands.STATE_DIR)
+        .replace("__SYSCTL_GLOBS__", " ".join(SYSCTL_FILE_GLOBS))
+        .replace("__PREFIX__", commands.VERIFY_CONTAINER_PREFIX)
+        .replace("__MARK__", mark)
+    )
+    return f"RUNC={shlex.quote(runc_path)}\n{body.strip()}\n"
+
+
+def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:
+    """The snapshot script's output as a `HostSnapshot`. Pure."""
+    head, _, record = output.partition(f"{mark}\n")
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for line in head.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key in ("temp", "backup", "sysctl_file", "mode"):
+            multi.setdefault(key, []).append(value)
+        else:
+            single[key] = value
+    backups = dict(
+        (parts[0], parts[1] if len(parts) > 1 else "")
+        for parts in (entry.split(" ", 1) for entry in multi.get("backup", []))
+    )
+    sysctl_files: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for entry in multi.get("sysctl_file", []):
+        path, sha, values_text = [*entry.split(" ", 2), "", ""][:3]
+        values = tuple(value for value in values_text.split(",") if value)
+        sysctl_files[path] = (sha, values)
+    modes = {}
+    for entry in multi.get("mode", []):
+        path, _, bits = entry.rpartition(" ")
+        modes[path] = int(bits, 8)
+    return HostSnapshot(
+        runc_path=runc_path,
+        runc_exists=single.get("exists") == "1",
+        runc_executable=single.get("executable") == "1",
+        runc_sha256=single.get("sha256") or None,
+        version_exit=_int(single.get("version_exit")),
+        version_line=single.get("version", ""),
+        temp_files=tuple(multi.get("temp", [])),
+        lock_owner=single.get("lock"),
+        backups=backups,
+        sysctl_runtime=_int(single.get("sysctl")),
+        sysctl_files=sysctl_files,
+        modes=modes,
+        verify_containers=_int(single.get("verify_containers")) or 0,
+        record_json=record if record.strip() else None,
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text.strip())
+    except ValueError:
+        return None
+
+
+def runc_path_of(planned: PlannedHost) -> str:
+    """The file the runtime executes, as the plan recorded it (plan made with facts)."""
+    if planned.before is None:
+        raise ValueError(f"{planned.name}: the plan has no facts for it (plan with --gather)")
+    return planned.before.runc_path
+
+
+def snapshot_hosts(
+    executor: Executor, hosts: Sequence[PlannedHost], *, concurrency: int = 8
+) -> dict[str, HostSnapshot | Exception]:
+    """Read every host's state (read-only, one round trip each); a host that cannot be read
+    gets its exception."""
+
+    def one(name: str, planned: PlannedHost) -> HostSnapshot:
+        session = executor.session(planned.ssh, name=name)
+        mark = f"@@record-{secrets.token_hex(8)}@@"
+        runc_path = runc_path_of(planned)
+        result = session.run(snapshot_script(runc_path, mark), timeout=SNAPSHOT_TIMEOUT)
+        return parse_snapshot(runc_path, result.stdout, mark)
+
+    return run_on_hosts({host.name: host for host in hosts}, one, concurrency=concurrency)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs as their journals tell them
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run's journal, read without changing it: the state folded from the events."""
+
+    run_dir: Path
+    plan: Plan
+    state: RunState
+    swaps: dict[str, int]  # host -> `swapped` phase events
+    problems: list[str] = field(default_factory=list)  # a state file missing or stale
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+
+def load_run(run_dir: Path) -> RunView:
+    """Fold a run's events (the truth); note where state.json disagrees with them."""
+    plan = Plan.model_validate_json((run_dir / PLAN_FILE).read_bytes())
+    events, _unreadable = read_event_log(run_dir / EVENTS_FILE)  # reported, not a violation
+    problems: list[str] = []
+    state = fold_all(initial_state(run_dir.name, plan), events)
+    swaps: dict[str, int] = {}
+    for event in events:
+        if event.type == "host.phase" and event.phase == "swapped" and event.host:
+            swaps[event.host] = swaps.get(event.host, 0) + 1
+    state_file = run_dir / STATE_FILE
+    if state_file.is_file():
+        try:
+            saved = RunState.model_validate_json(state_file.read_bytes())
+        except ValidationError:
+            problems.append(f"{state_file}: unreadable")
+        else:
+            if saved.hosts != state.hosts or saved.status != state.status:
+                problems.append(f"{state_file}: disagrees with {EVENTS_FILE}")
+    else:
+        problems.append(f"{state_file}: missing")
+    return RunView(run_dir, plan, state, swaps, problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# The judgement
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What a host must look like, from the plan and (optionally) a snapshot taken before."""
+
+    artifact_sha256: str
+    before_sha256: str | None
+    before_sysctl: int | None
+    before_files: dict[str, str] | None  # path -> sha256, when a baseline was taken
+
+
+def judge(
+    runs: Sequence[RunView],
+    snapshots: Mapping[str, HostSnapshot | Exception],
+    *,
+    baseline: Mapping[str, HostSnapshot] | None = None,
+    settled: bool = True,
+    single_rollout: bool = True,
+) -> list[str]:
+    """Every violation of the invariant, as "host: what" lines; empty when it holds. Pure.
+
+    `settled`: the runs were resumed or rolled back to their end, so nothing may be in flight.
+    `single_rollout`: the hosts started with an empty host-side store (a lab host after reset),
+    so each holds at most one backup and was swapped at most once over all `runs`.
+    """
+    problems: list[str] = []
+    if settled:
+        problems += [f"journal {run.run_id}: {problem}" for run in runs for problem in run.problems]
+    planned: dict[str, tuple[PlannedHost, RunView]] = {}
+    for run in runs:
+        for host in run.plan.hosts:
+            planned.setdefault(host.name, (host, run))
+    for name, (host, first_run) in planned.items():
+        snapshot = snapshots.get(name)
+        if snapshot is None:
+            problems.append(f"{name}: not inspected")
+            continue
+        if isinstance(snapshot, Exception):
+            problems.append(f"{name}: cannot be inspected: {snapshot}")
+            continue
+        before = baseline.get(name) if baseline else None
+        expect = Expectations(
+            artifact_sha256=first_run.plan.artifact.sha256,
+            before_sha256=before.runc_sha256
+            if before
+            else (host.before.runc_sha256 if host.before else None),
+            before_sysctl=before.sysctl_runtime
+            if before
+            else (host.before.sysctl_runtime if host.before else None),
+            before_files={path: sha for path, (sha, _) in before.sysctl_files.items()}
+            if before
+            else None,
+        )
+        verdicts = _judge_host(name, snapshot, runs, expect, settled, single_rollout)
+        problems += [f"{name}: {text}" for text in verdicts]
+    return problems
+
+
+def _judge_host(
+    name: str,
+    snap: HostSnapshot,
+    runs: Sequence[RunView],
+    expect: Expectations,
+    settled: bool,
+    single_rollout: bool,
+) -> list[str]:
+    problems = _working_runc(snap, expect)
+    if snap.verify_containers:
+        problems.append(f"{snap.verify_containers} verification containers left behind")
+    if settled and snap.temp_files:
+        problems.append(f"temporary files left: {', '.join(snap.temp_files)}")
+    if settled and snap.lock_owner is not None:
+        problems.append(f"host still locked by run {snap.lock_owner}")
+    for entry, sha in snap.backups.items():
+        if entry != sha:
+            problems.append(f"backup store entry {entry} does not hold that checksum ({sha})")
+    record: HostRecord | None = None
+    if snap.record_json is not None:
+        try:
+            record = HostRecord.model_validate_json(snap.record_json)
+        except ValidationError:
+            return [*problems, f"{commands.RECORD} is unreadable"]
+    views = [(run, run.state.hosts[name]) for run in runs if name in run.state.hosts]
+    if single_rollout:
+        swaps = sum(run.swaps.get(name, 0) for run, _ in views)
+        if swaps > 1:
+            problems.append(f"swapped {swaps} times (journals)")
+        if len(snap.backups) > 1:
+            problems.append(f"backup store holds {len(snap.backups)} binaries: swapped again")
+    owner = record.run_id if record is not None else None
+    owner_views = [(run, state) for run, state in views if run.run_id == owner]
+    for run, state in views:
+        if run.run_id == owner:
+            continue
+        if single_rollout and state.status in ("done", "rolled_back") and state.phase != "none":
+            problems.append(
+                f"run {run.run_id} says {state.status} but the host's record is "
+                f"{'of run ' + owner if owner else 'absent'}"
+            )
+        if settled and state.status in ("running", "unreachable"):
+            problems.append(f"run {run.run_id} left it {state.status} ({state.phase})")
+    if record is None or not owner_views:
+        return problems + _untouched(snap, expect)
+    return problems + _owned(snap, record, owner_views[0][1], expect, settled)
+
+
+def _working_runc(snap: HostSnapshot, expect: Expectations) -> list[str]:
+    if not snap.runc_exists:
+        return [f"{snap.runc_path} is missing"]
+    problems = []
+    if not snap.runc_executable:
+        problems.append(f"{snap.runc_path} is not executable")
+    elif snap.version_exit != 0:
+        problems.append(f"{snap.runc_path} --version exits {snap.version_exit}")
+    allowed = {expect.before_sha256, expect.artifact_sha256}
+    if snap.runc_sha256 not in allowed:
+        problems.append(
+            f"{snap.runc_path} has sha256 {str(snap.runc_sha256)[:12]}: neither the before "
+            f"({str(expect.before_sha256)[:12]}) nor the artifact ({expect.artifact_sha256[:12]})"
+        )
+    return problems
+
+
+def _untouched(snap: HostSnapshot, expect: Expectations) -> list[str]:
+    """A host no run changed (or one rolled back): its before, exactly."""
+    problems = []
+    if expect.before_sha256 is not None and snap.runc_sha256 != expect.before_sha256:
+        problems.append(f"runc is {str(snap.runc_sha256)[:12]}, not its before")
+    problems += _sysctl_before(snap, expect.before_sysctl, expect.before_files)
+    return problems
+
+
+def _sysctl_before(
+    snap: HostSnapshot, runtime: int | None, files: Mapping[str, str] | None
+) -> list[str]:
+    problems = []
+    if runtime is not None and snap.sysctl_runtime != runtime:
+        problems.append(f"sysctl runtime {snap.sysctl_runtime}, expected its before {runtime}")
+    if files is not None:
+        now = {path: sha for path, (sha, _) in snap.sysctl_files.items()}
+        changed = sorted(path for path in set(files) | set(now) if files.get(path) != now.get(path))
+        if changed:
+            problems.append(f"sysctl files not as before: {', '.join(changed)}")
+    return problems
+
+
+def _owned(
+    snap: HostSnapshot,
+    record: HostRecord,
+    state: HostState,
+    expect: Expectations,
+    settled: bool,
+) -> list[str]:
+    """The host's record is of the run whose journal says `state`: the record, the journal and
+    the host must agree."""
+    problems = []
+    if record.before_sha256 not in snap.backups:  # the record is written after the backup
+        problems.append(f"the backup of its before ({record.before_sha256[:12]}) is missing")
+    final = state.status not in ("running", "unreachable") and not (
+        state.status == "failed" and record.outcome == "in_progress"
+    )
+    if final and state.runc_sha256 is not None and state.runc_sha256 != snap.runc_sha256:
+        problems.append(
+            f"journal says runc {state.runc_sha256[:12]}, the host has {str(snap.runc_sha256)[:12]}"
+        )
+    if record.outcome == "done":
+        if state.status != "done":
+            problems.append(f"record says done, journal says {state.status}")
+        if snap.runc_sha256 != record.target_sha256:
+            problems.append("record says done but runc is not the target")
+        if snap.sysctl_runtime != record.sysctl_target:
+            problems.append(f"done but sysctl runtime is {snap.sysctl_runtime}")
+        wrong = sorted(
+            path
+            for path, (_, values) in snap.sysctl_files.items()
+            if any(value != str(record.sysctl_target) for value in values)
+        )
+        if wrong:
+            problems.append(f"done but these files set another value: {', '.join(wrong)}")
+    elif record.outcome in ("rolled_back", "failed"):
+        if state.status not in ("failed", "rolled_back"):
+            problems.append(f"record says {record.outcome}, journal says {state.status}")
+        if snap.runc_sha256 != record.before_sha256:
+            problems.append(f"record says {record.outcome} but runc is not its before")
+        files = expect.before_files
+        if files is None:
+            files = {item.path: item.before_sha256 for item in record.files}
+            files |= {p: s for p, (s, _) in snap.sysctl_files.items() if p not in files}
+        problems += _sysctl_before(snap, record.sysctl_before, files)
+    else:
+        if settled:
+            problems.append(f"record still in progress ({record.phase}) after the run settled")
+        if state.status in ("done", "rolled_back"):
+            problems.append(f"journal says {state.status}, record is still in progress")
+    return problems
+
+
+def check_runs(
+    run_dirs: Sequence[Path],
+    executor: Executor,
+    *,
+    baseline: Mapping[str, HostSnapshot] | None = None,
+    settled: bool = True,
+    single_rollout: bool = True,
+) -> list[str]:
+    """Read the runs' journals and every host of their plans, and judge them (see `judge`)."""
+    runs = [load_run(path) for path in run_dirs]
+    hosts: dict[str, PlannedHost] = {}
+    for run in runs:
+        for host in run.plan.hosts:
+            hosts.setdefault(host.name, host)
+    snapshots = snapshot_hosts(executor, list(hosts.values()))
+    return judge(runs, snapshots, baseline=baseline, settled=settled, single_rollout=single_rollout)

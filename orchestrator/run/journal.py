@@ -1,0 +1,264 @@
+"""A run's local journal: the reviewed plan, an append-only event log, and a state file.
+
+`runs/<run-id>/plan.json` is the plan as applied, `events.jsonl` gets one fsync'd line per event,
+and `state.json` is the state folded from those events, replaced atomically after each one. The
+events are the truth: a missing or stale state file is rebuilt from them, and a last line cut in
+half by a crash is ignored (and reported) rather than fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.errors import BadInput
+from orchestrator.models import Event, HostState, Plan, RunApproval, RunState
+from orchestrator.util.fsutil import MiB, read_input, write_atomic
+
+PLAN_FILE = "plan.json"
+EVENTS_FILE = "events.jsonl"
+STATE_FILE = "state.json"
+SIGNATURES_FILE = "plan.json.sig"  # the reviewers' signatures the plan was applied with
+APPROVAL_FILE = "approval.json"
+PLAN_LIMIT = 1024 * MiB  # a plan of 100k hosts is ~50 MB
+EVENTS_LIMIT = 1024 * MiB  # ~10 events of ~150 bytes per host: 150 MB at 100k hosts
+
+
+def new_run_id(plan: Plan, now: float) -> str:
+    """Time, plan and a random part: the host lock is taken by run id, so two applies of one
+    plan started in the same second (from two run directories or machines) must differ."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{plan.plan_hash[:8]}-{secrets.token_hex(3)}"
+
+
+def initial_state(run_id: str, plan: Plan) -> RunState:
+    hosts = {host.name: HostState(wave=wave.index) for wave in plan.waves for host in wave.hosts}
+    return RunState(run_id=run_id, plan_id=plan.plan_id, hosts=hosts)
+
+
+def fold(state: RunState, event: Event) -> RunState:
+    """The state after `event`. Pure."""
+    update: dict[str, object] = {"last_seq": event.seq}
+    if event.type in ("host.phase", "host.finished") and event.host in state.hosts:
+        host = state.hosts[event.host]
+        changes: dict[str, object] = {}
+        if event.phase is not None:
+            changes["phase"] = event.phase
+        if event.type == "host.phase":
+            changes["status"] = "running"
+        elif event.status is not None:
+            changes["status"] = event.status
+        if event.runc_sha256 is not None:
+            changes["runc_sha256"] = event.runc_sha256
+        if event.message is not None or event.type == "host.finished":
+            changes["message"] = event.message
+        if event.probe is not None:
+            changes["probe"] = event.probe
+        update["hosts"] = {**state.hosts, event.host: host.model_copy(update=changes)}
+    elif event.type == "wave.finished" and event.wave is not None:
+        update["next_wave"] = max(state.next_wave, event.wave + 1)
+    elif event.type in ("run.started", "run.resumed"):
+        update["status"] = "running"
+    elif event.type == "run.paused":
+        update["status"] = "paused"
+    elif event.type == "run.halted":
+        update["status"] = "halted"
+    elif event.type == "run.finished" and event.status is not None:
+        update["status"] = event.status
+    return state.model_copy(update=update)
+
+
+def fold_all(state: RunState, events: Iterable[Event]) -> RunState:
+    for event in events:
+        state = fold(state, event)
+    return state
+
+
+class Journal:
+    """Appends events and keeps the state file current. Safe to call from worker threads."""
+
+    def __init__(self, run_dir: Path, plan: Plan, state: RunState, clock: Callable[[], float]):
+        self.run_dir = run_dir
+        self.plan = plan
+        self.state = state
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.problems: list[str] = []  # what could not be read when the run was opened
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @classmethod
+    def create(
+        cls,
+        runs_root: Path,
+        plan: Plan,
+        clock: Callable[[], float] = time.time,
+        *,
+        approval: RunApproval | None = None,
+        signatures: bytes | None = None,
+    ) -> Journal:
+        run_id = new_run_id(plan, clock())
+        run_dir = runs_root / run_id
+        run_dir.mkdir(parents=True, mode=0o700)
+        write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2) + "\n", mode=0o600)
+        if signatures is not None:
+            write_atomic(run_dir / SIGNATURES_FILE, signatures, mode=0o600)
+        approval = approval or RunApproval(plan_hash=plan.plan_hash)
+        write_atomic(run_dir / APPROVAL_FILE, approval.model_dump_json(indent=2), mode=0o600)
+        fd = os.open(run_dir / EVENTS_FILE, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        journal = cls(run_dir, plan, initial_state(run_id, plan), clock)
+        journal._save_state()
+        return journal
+
+    @classmethod
+    def open(
+        cls, run_dir: Path, clock: Callable[[], float] = time.time, *, read_only: bool = False
+    ) -> Journal:
+        """Open an existing run; the state is rebuilt from the events. Run files are input:
+        read bounded and never through a symbolic link. `read_only` writes nothing (status)."""
+        plan_path = run_dir / PLAN_FILE
+        for name in (PLAN_FILE, EVENTS_FILE, STATE_FILE, SIGNATURES_FILE, APPROVAL_FILE):
+            if (run_dir / name).is_symlink():
+                raise BadInput(f"{run_dir / name}: a symbolic link; run files are never followed")
+        if not plan_path.is_file():
+            raise BadInput(f"{run_dir}: not a run directory (no {PLAN_FILE})")
+        try:
+            data = read_input(plan_path, PLAN_LIMIT, "run's plan", follow=False)
+            plan = Plan.model_validate_json(data)
+        except ValidationError as error:
+            raise BadInput(f"{plan_path}: unreadable plan ({error.error_count()} errors)") from None
+        if plan.computed_hash() != plan.plan_hash:
+            raise BadInput(
+                f"{plan_path}: plan_hash does not match the plan's body: the run's copy of the "
+                "reviewed plan was edited; put the reviewed plan file back there"
+            )
+        if plan.plan_id != plan.sealed().plan_id:
+            raise BadInput(f"{plan_path}: plan_id {plan.plan_id!r} does not match plan_hash")
+        if run_dir.resolve().name.split("-")[1:2] != [plan.plan_hash[:8]]:
+            raise BadInput(
+                f"{plan_path}: plan_hash {plan.plan_hash[:12]} is not the hash this run was "
+                f"started with (its id names {run_dir.resolve().name}): the plan was replaced"
+            )
+        if not read_only:
+            _end_with_newline(run_dir / EVENTS_FILE)
+        events, problems = read_events(run_dir / EVENTS_FILE)
+        state = fold_all(initial_state(run_dir.resolve().name, plan), events)
+        journal = cls(run_dir, plan, state, clock)
+        journal.problems = problems
+        if not read_only:
+            journal._save_state()
+        return journal
+
+    @property
+    def signatures(self) -> Path:
+        return self.run_dir / SIGNATURES_FILE
+
+    def approval(self) -> RunApproval:
+        """How the run's plan was approved when it was applied (a run from before approvals
+        were recorded: by its hash alone)."""
+        path = self.run_dir / APPROVAL_FILE
+        if not path.exists():
+            return RunApproval(plan_hash=self.plan.plan_hash)
+        try:
+            return RunApproval.model_validate_json(read_input(path, MiB, "approval", follow=False))
+        except ValidationError:
+            raise BadInput(f"{path}: unreadable; put back the file apply wrote") from None
+
+    def record(self, type_: str, **fields: object) -> Event:
+        """Append one event (fsync'd), fold it into the state and save the state atomically."""
+        with self._lock:
+            event = Event.model_validate(
+                {"seq": self.state.last_seq + 1, "time": self._clock(), "type": type_, **fields}
+            )
+            line = event.model_dump_json(exclude_none=True) + "\n"
+            fd = os.open(self.run_dir / EVENTS_FILE, _APPEND)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.state = fold(self.state, event)
+            self._save_state()
+            return event
+
+    def _save_state(self) -> None:
+        write_atomic(self.run_dir / STATE_FILE, self.state.model_dump_json(indent=2), mode=0o600)
+
+
+def read_events(path: Path) -> tuple[list[Event], list[str]]:
+    """Events in order, and a warning for each line that could not be read (e.g. cut by a crash)."""
+    events: list[Event] = []
+    problems: list[str] = []
+    if not path.is_file():
+        return events, [f"{path}: missing; no events recorded"]
+    text = read_input(path, EVENTS_LIMIT, "event log", follow=False).decode(errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(Event.model_validate(json.loads(line)))
+        except (ValueError, ValidationError):
+            problems.append(f"{path}:{number}: unreadable event ignored")
+    return events, problems
+
+
+class EventTail:
+    """The events appended to a run's log since the last `read`, for `status --watch`: read
+    only, never through a symbolic link; a line not yet complete waits for the next read."""
+
+    CHUNK = 16 * MiB
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> list[Event]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        try:
+            data = os.pread(fd, self.CHUNK, self.offset)
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        if len(self.partial) > MiB:  # no event is that long: not a journal line
+            self.partial = b""
+        events = []
+        for line in lines:
+            try:
+                events.append(Event.model_validate(json.loads(line)))
+            except (ValueError, ValidationError):
+                continue  # an unreadable line; `status` reports it
+        return events
+
+
+def _end_with_newline(path: Path) -> None:
+    """After a crash mid-write, start the next event on a line of its own."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, b"\n")
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# The event log is appended to without following a symbolic link put in its place.
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,0 +1,1 @@
+"""Small helpers with no domain knowledge: bounded reads, safe text, memory use."""
