@@ -260,6 +260,22 @@ class PlannedHost:
     before: HostBefore | None = None
 
 
+class HostTask(Model):
+    """The arguments of the `runc_rollout` Ansible action (playbooks/action_plugins): one host's
+    procedure. runc-rollout sets them from the plan; a standalone or AWX run from its vars."""
+
+    procedure: Literal["upgrade", "rollback", "facts"]
+    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    plan_id: str = "ansible-playbook"
+    artifact: str | None = None  # on the controller; a relative path is the playbook dir's
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    version: str | None = None
+    sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+    before: HostBefore | None = None  # the plan's: a host that differs is drift
+    events: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")  # the job's event nonce
+
+
 class Wave(Model):
     index: int
     hosts: list[PlannedHost]

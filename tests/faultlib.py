@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.backends.ssh.backend import SshBackend
 from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
 from orchestrator.host.probe import PROBE_PREFIX
@@ -43,7 +44,7 @@ from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
 from orchestrator.lab.rc93 import ensure_rc93_runc
 from orchestrator.models import HostState, Plan, SshTarget
 from orchestrator.plan.artifact import sha256_file
-from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, load_plan
+from orchestrator.run.engine import ApplyEnv, Rollout, load_plan
 from orchestrator.run.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
 from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
@@ -473,7 +474,7 @@ class Bench:
         journal = Journal.create(runs, plan)
         with SshExecutor() as ssh:
             executor = FaultyExecutor(ssh, fault)
-            code = Rollout(journal, SshWaves(executor, 8), env=ApplyEnv()).run()
+            code = Rollout(journal, SshBackend(executor, 8), env=ApplyEnv()).run()
         return int(code), journal.run_dir
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
+from orchestrator.backends.ansible.runner import PLAYBOOK_DIR
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.models import HostRecord

@@ -1,7 +1,8 @@
 """Behind a bastion, and through ssh_config: the same inventories through `ansible -m ping` and
 `runc-rollout facts`, reachable or not alike (a parity matrix). The lab's hosts answer on inner
-addresses only from behind the bastion (`orchestrator.lab.bastion`); ~/.ssh is a directory of the
-test's own, bound over /root/.ssh in a private mount namespace for both tools."""
+addresses only from behind the bastion (`orchestrator.lab.bastion`); the home directory is one
+of the test's own, bound over /root in a private mount namespace for both tools (/root/.ssh
+need not exist on this machine)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from orchestrator.lab.fleet import port_in_use
 from tests.conftest import RUNC_ROLLOUT, LabFleet
 
 ANSIBLE = str(Path(RUNC_ROLLOUT).parent / "ansible")
-PRIVATE_HOME = 'mount --bind "$1" /root/.ssh && shift && exec "$@"'
+PRIVATE_HOME = 'mount --bind "$1" /root && shift && exec "$@"'
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,15 @@ def bastion(lab: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def in_private_home(ssh_dir: Path, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`argv` with `ssh_dir` as /root/.ssh, in a mount namespace of its own."""
+    """`argv` with `ssh_dir` as /root/.ssh (its parent as /root), in a mount namespace of its
+    own."""
     # Each call its own ssh master connections (under /tmp: a socket path must be short): one
     # left by a case before would skip the bastion and its host key.
     control = tempfile.mkdtemp(prefix="rr-cp-")
     try:
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_HOME, "sh",
-             str(ssh_dir), *argv],
+             str(ssh_dir.parent), *argv],
             capture_output=True,
             text=True,
             timeout=180,
@@ -71,8 +73,8 @@ def reachable_by_facts(inventory: Path, ssh_dir: Path, cwd: Path) -> tuple[set[s
 
 def write_case(base: Path, hosts: dict[str, dict[str, Any]], config: str) -> tuple[Path, Path]:
     base.mkdir()
-    ssh_dir = base / "dot-ssh"
-    ssh_dir.mkdir(mode=0o700)
+    ssh_dir = base / "home" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True)
     (ssh_dir / "config").write_text(config)
     for variables in hosts.values():
         variables["ansible_python_interpreter"] = "/usr/bin/python3"

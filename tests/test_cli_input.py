@@ -189,4 +189,8 @@ def test_a_dry_run_fails_when_a_host_would(tmp_path: Path) -> None:
     }
     assert preview_fails(plan, unreachable)
     facts = parse_facts("h", FULL_HOST)
-    assert not preview_fails(plan, dict.fromkeys((h.name for h in plan.hosts), facts))
+    # FULL_HOST's record.json is not a valid record: apply would fail the host, so must this.
+    assert facts.record_json is not None
+    assert preview_fails(plan, dict.fromkeys((h.name for h in plan.hosts), facts))
+    clean = facts.model_copy(update={"record_json": None})
+    assert not preview_fails(plan, dict.fromkeys((h.name for h in plan.hosts), clean))

@@ -705,8 +705,8 @@ def test_parse_address(text: str, expected: tuple[str, int | None] | None) -> No
 )
 def test_ini_values_match_ansible(text: str) -> None:
     pytest.importorskip("ansible")
-    from ansible._internal._datatag._tags import Origin  # type: ignore[import-untyped]
-    from ansible.plugins.inventory.ini import InventoryModule  # type: ignore[import-untyped]
+    from ansible._internal._datatag._tags import Origin
+    from ansible.plugins.inventory.ini import InventoryModule
 
     from orchestrator.inventory.read import _ini_value
 

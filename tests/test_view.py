@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from orchestrator.backends.base import WaveContext
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.host.procedure import HostOutcome
@@ -25,7 +26,7 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.run.engine import ApplyEnv, Rollout, WaveContext
+from orchestrator.run.engine import ApplyEnv, Rollout
 from orchestrator.run.journal import EVENTS_FILE, EventTail, Journal, read_events
 from orchestrator.view import Screen, follow
 from orchestrator.view.live import LiveView, duration

@@ -5,8 +5,10 @@ commands that use them, so `plan` and `status` start without their import cost."
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +27,6 @@ from orchestrator.host.facts import (
     gather_fleet,
     read_facts_report,
 )
-from orchestrator.host.session import Executor
 from orchestrator.inventory.read import load_inventory
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
@@ -33,9 +34,7 @@ from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
     FailOn,
     HostBefore,
-    HostPhase,
     RunApproval,
-    SshTarget,
     WaveOptions,
 )
 from orchestrator.plan.approval import SIGNATURES_LIMIT
@@ -57,6 +56,7 @@ from orchestrator.view import (
 from orchestrator.view.progress import ProgressPrinter, status_text
 
 if TYPE_CHECKING:
+    from orchestrator.backends.base import Backend
     from orchestrator.backends.ssh.executor import SshExecutor
 
 EXIT_CODES_HELP = (
@@ -545,33 +545,25 @@ def apply(
         typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
     password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as backend:
-        if dry_run:
+    if dry_run:
+        with ssh_executor(known_hosts, password) as ssh:
             targets = {host.name: host.ssh for host in plan.hosts}
-            results = gather_fleet(backend, targets, concurrency)
-            for line in preview(plan, results):
-                typer.echo(terminal_safe(line))
-            # As apply would end: a host it could not reach or would fail on is not a success.
-            return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
-        confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
-        approval = RunApproval(
-            plan_hash=plan.plan_hash,
-            required_signatures=policy.required_signatures,
-            signers=signers,
-        )
-        kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
-        journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
-        typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
-        show = ShowOptions(verbose, fmt, json_events)
-        return run_rollout(
-            journal,
-            backend,
-            concurrency,
-            show,
-            executor=executor,
-            known_hosts=known_hosts,
-            become_password=password,
-        )
+            results = gather_fleet(ssh, targets, concurrency)
+        for line in preview(plan, results):
+            typer.echo(terminal_safe(line))
+        # As apply would end: a host it could not reach or would fail on is not a success.
+        return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
+    confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
+    approval = RunApproval(
+        plan_hash=plan.plan_hash,
+        required_signatures=policy.required_signatures,
+        signers=signers,
+    )
+    kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
+    journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
+    typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
+    with open_backend(executor, concurrency, known_hosts, password, journal.run_dir) as backend:
+        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
 
 
 @app.command()
@@ -696,17 +688,8 @@ def resume(
         return ExitCode.OK
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
     password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as backend:
-        return run_rollout(
-            journal,
-            backend,
-            concurrency,
-            ShowOptions(verbose, fmt, json_events),
-            resumed=True,
-            executor=executor,
-            known_hosts=known_hosts,
-            become_password=password,
-        )
+    with open_backend(executor, concurrency, known_hosts, password, journal.run_dir) as backend:
+        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
 
 
 @app.command()
@@ -732,9 +715,7 @@ def rollback(
     fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
-    from orchestrator.backends.group import run_on_hosts
-    from orchestrator.host.procedure import HostOutcome
-    from orchestrator.run.rollback import contradicting_journal, rollback_host, swapped_by_run
+    from orchestrator.run.rollback import roll_back
     from orchestrator.view.summary import rollback_summary
 
     if (run is None) == (not inventory):
@@ -751,56 +732,16 @@ def rollback(
     else:
         targets = hosts_to_plan(load_inventory(inventory or []), limit)
     confirm(f"roll back {len(targets)} hosts?", yes)
-    run_id = journal.run_id if journal else None
-    swapped = swapped_by_run(journal.state) if journal else set()
     screen = Screen()
     started = screen.clock()
     printer = ProgressPrinter(screen.stderr, verbose=verbose)
-
-    def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
-        if journal is not None:
-            printer(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
-
-    results: dict[str, HostOutcome | Exception]
     password = become_password(ask_become_pass)
-    if executor is ExecutorName.ansible:
-        from orchestrator.backends.ansible.runner import rollback_hosts
-
-        results = rollback_hosts(
-            targets,
-            run_id=run_id,
-            jobs_dir=journal.run_dir / "ansible" if journal else None,
-            concurrency=concurrency,
-            known_hosts=known_hosts,
-            become_password=password,
-            on_phase=on_phase,
-        )
-    else:
-        with ssh_executor(known_hosts, password) as backend:
-
-            def one(name: str, target: SshTarget) -> HostOutcome:
-                session = backend.session(target, name=name)
-                return rollback_host(session, name, run_id=run_id, on_phase=on_phase)
-
-            results = run_on_hosts(targets, one, concurrency=concurrency)
-    outcomes: dict[str, tuple[str, str | None, str]] = {}
+    run_dir = journal.run_dir if journal else None
+    with open_backend(executor, concurrency, known_hosts, password, run_dir) as backend:
+        outcomes = roll_back(backend, targets, journal, on_event=printer)
     failed = 0
-    for name, result in contradicting_journal(results, swapped).items():
-        if isinstance(result, HostOutcome):
-            outcomes[name] = (result.status, result.runc_sha256, result.message or "")
-            if journal is not None:
-                journal.record(
-                    "host.finished",
-                    host=name,
-                    status=result.status,
-                    phase=result.phase,
-                    runc_sha256=result.runc_sha256,
-                    message=result.message,
-                )
-        else:
-            failed += 1
-            outcomes[name] = ("failed", None, f"rollback failed: {result}")
-        status, _, message = outcomes[name]
+    for name, (status, _, message) in outcomes.items():
+        failed += status != "rolled_back"
         typer.echo(
             terminal_safe(f"{name}: {status}" + (f": {message}" if message else "")), err=True
         )
@@ -962,31 +903,40 @@ def become_password(ask: bool) -> str | None:
         raise BadInput("--ask-become-pass: no password given (end of input)") from None
 
 
-def run_rollout(
-    journal: Journal,
-    backend: Executor,
+@contextlib.contextmanager
+def open_backend(
+    executor: ExecutorName,
     concurrency: int,
-    show: ShowOptions,
-    resumed: bool = False,
-    *,
-    executor: ExecutorName = ExecutorName.ssh,
-    known_hosts: Path | None = None,
-    become_password: str | None = None,
+    known_hosts: Path | None,
+    password: str | None,
+    run_dir: Path | None,
+) -> Iterator[Backend]:
+    """The backend `--executor` names; Ansible's jobs go under the run's directory (else a
+    temporary one)."""
+    if executor is ExecutorName.ansible:
+        from orchestrator.backends.ansible.runner import AnsibleBackend
+
+        jobs_dir = None if run_dir is None else run_dir / "ansible"
+        yield AnsibleBackend(
+            jobs_dir, concurrency, known_hosts=known_hosts, become_password=password
+        )
+        return
+    from orchestrator.backends.ssh.backend import SshBackend
+
+    with ssh_executor(known_hosts, password) as ssh:
+        yield SshBackend(ssh, concurrency)
+
+
+def run_rollout(
+    journal: Journal, backend: Backend, show: ShowOptions, resumed: bool = False
 ) -> int:
-    from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, WaveBackend
+    from orchestrator.run.engine import ApplyEnv, Rollout
 
     screen = Screen()
     view, on_event = make_view(
         journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
     )
-    waves: WaveBackend = SshWaves(backend, concurrency)
-    if executor is ExecutorName.ansible:
-        from orchestrator.backends.ansible.runner import AnsibleWaves
-
-        waves = AnsibleWaves(
-            journal.run_dir, concurrency, known_hosts=known_hosts, become_password=become_password
-        )
-    rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
+    rollout = Rollout(journal, backend, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
     with view:
         code = rollout.run(resumed=resumed)
     title = "resume" if resumed else "apply"

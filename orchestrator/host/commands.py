@@ -16,9 +16,11 @@ Host-side layout (shared by every backend, so one can roll back what another did
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shlex
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 STATE_DIR = "/var/lib/runc-rollout"
 RECORD = f"{STATE_DIR}/record.json"
@@ -39,9 +41,31 @@ VERIFY_CONTAINER_PREFIX = "runc-rollout-verify-"
 
 @dataclass(frozen=True)
 class HostCommand:
+    """One host step: its script, a timeout, and its parameters as data (what the script was
+    given: tests drive a fake host from them; the script is what a real host runs)."""
+
     name: str
     script: str
     timeout: float
+    params: Mapping[str, object] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step of a batch left: exit status (-1 if the batch ended during it), output."""
+
+    name: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def last_line(self) -> str:
+        text = (self.stdout.strip() or self.stderr.strip()).splitlines()
+        return text[-1][:300] if text else f"exit {self.exit_status}"
 
 
 def _script(body: str, **params: str) -> str:
@@ -77,7 +101,7 @@ else
     exit {EXIT_LOCKED}
 fi
 """
-    return HostCommand("lock", _script(body, RUN_ID=run_id), timeout=30)
+    return HostCommand("lock", _script(body, RUN_ID=run_id), 30, {"run_id": run_id})
 
 
 def unlock(run_id: str) -> HostCommand:
@@ -89,7 +113,7 @@ else
     echo lock=not-ours
 fi
 """
-    return HostCommand("unlock", _script(body, RUN_ID=run_id), timeout=30)
+    return HostCommand("unlock", _script(body, RUN_ID=run_id), 30, {"run_id": run_id})
 
 
 def check_staged(staged: str, sha256: str, timeout: float) -> HostCommand:
@@ -120,17 +144,21 @@ if ! out=$(timeout -s KILL {int(timeout)} "$STAGED" --version 2>&1); then
 fi
 printf '%s\\n' "$out"
 """
-    return HostCommand("check-staged", _script(body, STAGED=staged, SHA=sha256), timeout + 30)
+    params = {"staged": staged, "sha256": sha256}
+    return HostCommand(
+        "check-staged", _script(body, STAGED=staged, SHA=sha256), timeout + 30, params
+    )
 
 
 def probe_write(staged: str) -> HostCommand:
     """Why an upload to `staged` failed, in the shell's words (full, read-only, ...)."""
     body = 'head -c 65536 /dev/zero > "$STAGED"; rc=$?; rm -f "$STAGED"; exit "$rc"'
-    return HostCommand("probe-write", _script(body, STAGED=staged), timeout=30)
+    return HostCommand("probe-write", _script(body, STAGED=staged), 30, {"staged": staged})
 
 
 def discard_staged(staged: str) -> HostCommand:
-    return HostCommand("discard-staged", _script('rm -f "$STAGED"', STAGED=staged), timeout=30)
+    script = _script('rm -f "$STAGED"', STAGED=staged)
+    return HostCommand("discard-staged", script, 30, {"staged": staged})
 
 
 def backup_binary(target: str, before_sha256: str) -> HostCommand:
@@ -144,7 +172,8 @@ if [ ! -f "$dest" ] || [ "$(sha256sum "$dest" | cut -d' ' -f1)" != "$BEFORE" ]; 
 fi
 echo "backup=$dest"
 """
-    return HostCommand("backup", _script(body, TARGET=target, BEFORE=before_sha256), timeout=60)
+    params = {"target": target, "sha256": before_sha256}
+    return HostCommand("backup", _script(body, TARGET=target, BEFORE=before_sha256), 60, params)
 
 
 def write_record(record_json: str) -> HostCommand:
@@ -154,11 +183,7 @@ def write_record(record_json: str) -> HostCommand:
 printf '%s\\n' "$RECORD" > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} \\
     && echo record=written
 """
-    return HostCommand("write-record", _script(body, RECORD=record_json), timeout=30)
-
-
-def read_record() -> HostCommand:
-    return HostCommand("read-record", _script(f"cat {RECORD} 2>/dev/null || true"), timeout=30)
+    return HostCommand("write-record", _script(body, RECORD=record_json), 30, {"json": record_json})
 
 
 def swap(staged: str, target: str, sha256: str) -> HostCommand:
@@ -167,7 +192,8 @@ def swap(staged: str, target: str, sha256: str) -> HostCommand:
 mv -f "$STAGED" "$TARGET" || exit 1
 echo "sha256=$(sha256sum "$TARGET" | cut -d' ' -f1)"
 """
-    return HostCommand("swap", _script(body, STAGED=staged, TARGET=target, SHA=sha256), timeout=30)
+    params = {"staged": staged, "target": target, "sha256": sha256}
+    return HostCommand("swap", _script(body, STAGED=staged, TARGET=target), 30, params)
 
 
 def restore_binary(target: str, sha256: str) -> HostCommand:
@@ -181,12 +207,15 @@ cp -p "$src" "$tmp" || {{ rm -f "$tmp"; exit 1; }}
 mv -f "$tmp" "$TARGET" || {{ rm -f "$tmp"; exit 1; }}
 echo "sha256=$(sha256sum "$TARGET" | cut -d' ' -f1)"
 """
-    return HostCommand("restore-binary", _script(body, TARGET=target, SHA=sha256), timeout=60)
+    params = {"target": target, "sha256": sha256}
+    return HostCommand("restore-binary", _script(body, TARGET=target, SHA=sha256), 60, params)
 
 
 def runc_version(target: str, timeout: float) -> HostCommand:
     body = f'timeout -s KILL {int(timeout)} "$TARGET" --version'
-    return HostCommand("runc-version", _script(body, TARGET=target), timeout + 15)
+    return HostCommand(
+        "runc-version", _script(body, TARGET=target), timeout + 15, {"target": target}
+    )
 
 
 def verify_docker(run_id: str, image: str, command: str, timeout: float) -> HostCommand:
@@ -222,7 +251,7 @@ rm -f "$cidfile"
 echo verify=ok
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "RUN_ID": run_id, "IMAGE": image}
-    return HostCommand("verify-docker", _script(body, **params), timeout=timeout + 60)
+    return HostCommand("verify-docker", _script(body, **params), timeout + 60, params)
 
 
 def _argv(command: str) -> str:
@@ -252,7 +281,7 @@ rc=$?
 echo "exec=ok container=$id"
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "CONTAINER": container or ""}
-    return HostCommand("verify-exec", _script(body, **params), timeout=timeout + 60)
+    return HostCommand("verify-exec", _script(body, **params), timeout + 60, params)
 
 
 def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:
@@ -280,7 +309,7 @@ rc=$?
 echo verify=ok
 """
     params = {"TARGET": target, "RUN_ID": run_id, "PREFIX": VERIFY_CONTAINER_PREFIX}
-    return HostCommand("verify-runc", _script(body, **params), timeout=timeout + 60)
+    return HostCommand("verify-runc", _script(body, **params), timeout + 60, params)
 
 
 KEPT_SUFFIX = ".runc-rollout-before"  # beside a file changed since the rollout wrote it
@@ -313,7 +342,7 @@ def set_sysctl(value: int, files: list[str]) -> HostCommand:
             f"echo runtime=$(cat {SYSCTL_PROC})",
         ]
     )
-    return HostCommand("set-sysctl", _script(script), timeout=60)
+    return HostCommand("set-sysctl", _script(script), 60, {"value": value, "files": sorted(files)})
 
 
 def backup_files(files: list[str]) -> HostCommand:
@@ -326,7 +355,8 @@ def backup_files(files: list[str]) -> HostCommand:
         {{ cp -p "$f" "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1
     printf 'file=%s before=%s\\n' "$f" "$sum"
 """.strip("\n")
-    return HostCommand("backup-files", _script(_each_file(body, sorted(files))), timeout=60)
+    script = _script(_each_file(body, sorted(files)))
+    return HostCommand("backup-files", script, 60, {"files": sorted(files)})
 
 
 def parse_file_lines(output: str, paths: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -342,7 +372,7 @@ def parse_file_lines(output: str, paths: Iterable[str]) -> dict[str, dict[str, s
     return files
 
 
-def restore_files(files: Iterable[tuple[str, str, str | None]]) -> HostCommand:
+def restore_files(files: Sequence[tuple[str, str, str | None]]) -> HostCommand:
     """Put each file (path, sha256 before, sha256 the rollout left) back from the backup store.
 
     A file that is neither what the rollout left nor what it was before was edited since (by an
@@ -364,9 +394,61 @@ def restore_files(files: Iterable[tuple[str, str, str | None]]) -> HostCommand:
     fi
 """.strip("\n")
     args = [item for path, before, after in sorted(files) for item in (path, before, after or "")]
-    return HostCommand("restore-files", _script(_each_file(body, args, 3)), timeout=60)
+    script = _script(_each_file(body, args, 3))
+    return HostCommand("restore-files", script, 60, {"files": sorted(files)})
 
 
 def set_runtime_sysctl(value: int) -> HostCommand:
     body = f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1\necho runtime=$(cat {SYSCTL_PROC})"
-    return HostCommand("set-runtime-sysctl", _script(body), timeout=30)
+    return HostCommand("set-runtime-sysctl", _script(body), 30, {"value": value})
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: several steps in one round trip
+
+
+def batch(steps: Sequence[HostCommand], nonce: str) -> HostCommand:
+    """The steps run one after another in one script, each in its own subshell; the first that
+    fails ends the batch. Markers delimit each step's stdout and stderr and give its exit status
+    (`split_batch` reads them); `nonce` (random hex, per batch) keeps output from forging them."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", nonce):
+        raise ValueError("nonce must be 16-64 lowercase hex digits")
+    lines = ["set -u"]
+    for step in steps:
+        mark = f"\\n@@{nonce} step {step.name}\\n"
+        lines += [
+            f"printf '{mark}'; printf '{mark}' >&2",
+            f"(\n{step.script.rstrip()}\n) </dev/null",
+            f'rc=$?; printf \'\\n@@{nonce} rc %s\\n\' "$rc"; [ "$rc" -eq 0 ] || exit 0',
+        ]
+    names = "+".join(step.name for step in steps)
+    timeout = sum(step.timeout for step in steps)
+    return HostCommand(names, "\n".join(lines) + "\n", timeout, {"steps": list(steps)})
+
+
+def split_batch(stdout: str, stderr: str, nonce: str) -> list[StepResult]:
+    """Each step of a batch that started, in order; one the batch ended in has exit -1."""
+    step_mark = re.compile(rf"\n@@{nonce} step ([^\n]*)\n")
+    rc_mark = re.compile(rf"\n@@{nonce} rc (-?[0-9]+)\n")
+    errors = step_mark.split(stderr)[1:]
+    error_of = dict(zip(errors[0::2], errors[1::2], strict=True))  # names are unique per batch
+    parts = step_mark.split(stdout)[1:]
+    results = []
+    for name, body in zip(parts[0::2], parts[1::2], strict=True):
+        found = rc_mark.search(body)
+        output, status = (body[: found.start()], int(found.group(1))) if found else (body, -1)
+        results.append(StepResult(name, status, output, error_of.get(name, "")))
+    return results
+
+
+def stdin_launcher(script: bytes) -> str:
+    """A command that reads `script` from stdin and runs it only if all of it arrived: a
+    controller that dies mid-send leaves a short read, which this refuses (exit 125)."""
+    digest = hashlib.sha256(script).hexdigest()
+    return (
+        "umask 077; t=$(mktemp) || exit 125; "
+        f'head -c {len(script)} > "$t"; '
+        f'if [ "$(sha256sum < "$t")" = "{digest}  -" ]; then sh "$t"; rc=$?; '
+        "else echo 'runc-rollout: the script arrived incomplete' >&2; rc=125; fi; "
+        'rm -f "$t"; exit "$rc"'
+    )

@@ -42,9 +42,11 @@ from rich.table import Table
 from orchestrator.backends.group import run_on_hosts
 from orchestrator.diagnose.unstick_host import RUNC_COMMS, is_runc_init
 from orchestrator.errors import BadInput, FactsError
+from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.runcinfo import parse_runc_version
 from orchestrator.host.session import (
     AuthenticationFailed,
+    CommandResult,
     CommandTimeout,
     ConnectionLost,
     Executor,
@@ -407,16 +409,26 @@ def facts_to_before(facts: HostFacts) -> HostBefore:
 # Gathering
 
 
-def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> HostFacts:
-    """Run the facts script on one host (one round trip) and parse its output."""
-    result = session.run(facts_script(secrets.token_hex(8)), timeout=timeout)
+def facts_command(timeout: float = FACTS_TIMEOUT) -> HostCommand:
+    """The facts script as a host step (a fresh nonce each time)."""
+    return HostCommand("facts", facts_script(secrets.token_hex(8)), timeout)
+
+
+def facts_from(host: str, result: StepResult | CommandResult) -> HostFacts:
+    """The facts a finished facts step reported; `FactsError` if it failed."""
     if result.exit_status != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise FactsError(
-            session.host,
+            host,
             f"facts script failed (exit {result.exit_status}): {terminal_safe(detail[0][:300])}",
         )
-    return parse_facts(session.host, result.stdout)
+    return parse_facts(host, result.stdout)
+
+
+def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> HostFacts:
+    """Run the facts script on one host (one round trip) and parse its output."""
+    command = facts_command(timeout)
+    return facts_from(session.host, session.run(command.script, timeout=command.timeout))
 
 
 def gather_fleet(

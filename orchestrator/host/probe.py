@@ -129,7 +129,6 @@ def choose_method(dockerd: bool, containerd: bool, image: str | None) -> ProbeMe
 
 _OUTCOMES: tuple[ProbeOutcome, ...] = ("passed", "hung", "failed", "undecidable", "unavailable")
 _METHODS: tuple[ProbeMethod, ...] = ("docker", "containerd", "bundle")
-PROBE_NOT_PASSED = "incident probe did not pass"  # how the playbooks' failure message starts
 
 
 def parse_probe(stdout: str, exit_status: int, method: ProbeMethod | None = None) -> ProbeResult:

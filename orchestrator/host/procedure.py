@@ -1,10 +1,21 @@
 """The procedures run on one host: upgrade (stage, back up, swap, verify, restore the sysctl),
 continue an interrupted upgrade, and roll back from the host-side record.
 
-Every step is a `hostside` command run through a `HostSession`. The host-side record is written
-before the swap and after every phase, so whatever happens to the orchestrator, the host itself
-says what it had and how far it got. A failure before the swap leaves the host untouched; a failure
-after it rolls the host back before the procedure returns.
+Described once, here: the SSH backend runs it over its sessions, the Ansible backend from its
+action plugin over Ansible's own connection. Steps are `commands` scripts, sent in batches
+(`steps.StepRunner`): a fresh upgrade is five round trips and one upload:
+
+1. facts (and the host-side record), and `decide` what the host needs;
+2. the upload of the new runc to a staging name of this run beside the old one;
+3. lock, check the staged file, back up runc and the sysctl files to change;
+4. record, swap, record, verify: `runc --version`, the incident probe, a no-new-privileges
+   container, `docker exec`, facts again (no daemon restarted, no new stuck `runc init`);
+5. record "verified", restore the sysctl (runtime and files);
+6. record "finished", unlock.
+
+The host-side record is written before the swap and at every phase after it, so whatever happens
+to the orchestrator, the host itself says what it had and how far it got. A failure before the
+swap leaves the host untouched; a failure after it rolls the host back before this returns.
 """
 
 from __future__ import annotations
@@ -14,19 +25,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
 from orchestrator.host import commands, probe
-from orchestrator.host.facts import gather_facts
+from orchestrator.host.commands import HostCommand, StepResult
+from orchestrator.host.facts import facts_command, facts_from
 from orchestrator.host.runcinfo import parse_runc_version
 from orchestrator.host.session import (
-    CommandResult,
     CommandTimeout,
     ConnectionLost,
     ExecutorError,
     HostSession,
 )
+from orchestrator.host.steps import StepRunner
 from orchestrator.models import (
     Artifact,
     HostFacts,
@@ -34,6 +47,7 @@ from orchestrator.models import (
     HostRecord,
     HostStatus,
     PlannedHost,
+    ProbeMethod,
     ProbeResult,
     RecordedFile,
     VerifySpec,
@@ -75,15 +89,6 @@ class StepFailed(Exception):
 PhaseListener = Callable[[str, HostPhase, str | None], None]  # host, phase, runc sha256
 
 
-def run_step(session: HostSession, command: commands.HostCommand) -> CommandResult:
-    return session.run(command.script, timeout=command.timeout)
-
-
-def _last_line(result: CommandResult) -> str:
-    text = (result.stdout.strip() or result.stderr.strip()).splitlines()
-    return text[-1][:300] if text else f"exit {result.exit_status}"
-
-
 def read_record(facts: HostFacts) -> HostRecord | None:
     if not facts.record_json or not facts.record_json.strip():
         return None
@@ -103,60 +108,227 @@ def sysctl_files_to_change(facts: HostFacts, target: int) -> list[str]:
     return sorted(changed)
 
 
+# -- the decision --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a host needs: `continue` a run that left it mid-way, `swap`, or nothing and why."""
+
+    action: Literal["continue", "swap", "noop", "drift", "fail"]
+    message: str | None = None
+
+
+def decide(
+    planned: PlannedHost, artifact: Artifact, facts: HostFacts, run_id: str | None
+) -> Decision:
+    """What a host needs, from its facts alone. Pure: `apply` acts on it, `--dry-run` shows it."""
+    try:
+        record = read_record(facts)
+    except StepFailed as unreadable:
+        return Decision("fail", str(unreadable))
+    if record is not None and run_id is not None and record.run_id == run_id:
+        return Decision("continue")
+    runc = facts.runc
+    if runc is None or runc.sha256 is None:
+        return Decision("fail", f"no runc binary found ({facts.runc_source})")
+    drift = drift_from_plan(planned, facts)
+    if drift:
+        return Decision("drift", drift)
+    if runc.sha256 == artifact.sha256:
+        return Decision("noop", f"{runc.file} already at the target")
+    if runc.target_problem is not None:
+        return Decision("fail", f"{runc.target_problem}; not touched")
+    if runc.free_bytes is not None and runc.free_bytes < artifact.size * 2:
+        return Decision(
+            "fail",
+            f"only {runc.free_bytes} bytes free beside {runc.file}; need {artifact.size * 2}; "
+            "not touched",
+        )
+    return Decision("swap")
+
+
+def describe(decision: Decision, artifact: Artifact, facts: HostFacts, sysctl_target: int) -> str:
+    """What a decision means for this host, in one line (`--dry-run`, Ansible's check mode)."""
+    if decision.action != "swap":
+        return f"{decision.action}: {decision.message or 'this run left it mid-way'}"
+    runc = facts.runc
+    assert runc is not None and runc.sha256 is not None
+    files = sysctl_files_to_change(facts, sysctl_target)
+    return (
+        f"swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "
+        f"{artifact.version or '?'} ({artifact.sha256[:12]}); "
+        f"sysctl {facts.sysctl_runtime} -> {sysctl_target}"
+        + (f"; rewrite {', '.join(files)}" if files else "")
+    )
+
+
+def drift_from_plan(planned: PlannedHost, facts: HostFacts) -> str | None:
+    """How the host differs from the "before" the plan was made against (runc file, its
+    sha256 and the runtime sysctl, when the plan recorded them), or None."""
+    before = planned.before
+    if before is None or facts.runc is None:
+        return None
+    sysctl_now = None if before.sysctl_runtime is None else facts.sysctl_runtime
+    now = (facts.runc.file, facts.runc.sha256, sysctl_now)
+    then = (before.runc_path, before.runc_sha256, before.sysctl_runtime)
+    if now == then:
+        return None
+    return (
+        f"host changed since the plan: runc {now[0]} sha256 {str(now[1])[:12]} sysctl {now[2]}"
+        f" (plan: {then[0]} sha256 {then[1][:12]} sysctl {then[2]}); not touched"
+    )
+
+
+def probe_command(
+    facts: HostFacts, runc_path: str, spec: VerifySpec, *, run_id: str, holds_lock: bool
+) -> tuple[HostCommand, ProbeMethod]:
+    """The incident probe of `runc_path` on a host with these facts, and the path it takes."""
+    method = probe.choose_method(
+        facts.dockerd is not None, facts.containerd is not None, spec.image
+    )
+    command = probe.probe(
+        method,
+        runc_path,
+        uid=spec.probe_uid,
+        timeout=spec.probe_timeout_seconds,
+        run_id=run_id,
+        image=spec.image,
+        holds_lock=holds_lock,
+    )
+    return command, method
+
+
+def run_probe(
+    session: HostSession,
+    facts: HostFacts,
+    runc_path: str,
+    spec: VerifySpec,
+    *,
+    run_id: str,
+    holds_lock: bool,
+) -> ProbeResult:
+    """Run the incident probe of `runc_path` on one host and read its result (`audit`)."""
+    command, method = probe_command(facts, runc_path, spec, run_id=run_id, holds_lock=holds_lock)
+    result = session.run(command.script, timeout=command.timeout)
+    return probe.parse_probe(result.stdout, result.exit_status, method)
+
+
+# -- the procedures ------------------------------------------------------------------------
+
+
+class Results:
+    """The results of one batch by step name; a step the batch did not reach is absent."""
+
+    def __init__(self, results: list[StepResult]) -> None:
+        self._by_name = {result.name: result for result in results}
+
+    def get(self, name: str) -> StepResult | None:
+        return self._by_name.get(name)
+
+    def ok(self, name: str) -> bool:
+        result = self._by_name.get(name)
+        return result is not None and result.ok
+
+    def why(self, name: str) -> str:
+        """Why step `name` did not succeed: its last line, or that the batch never reached it."""
+        result = self._by_name.get(name)
+        return "not reached" if result is None else result.last_line()
+
+    def stdout(self, name: str) -> str:
+        result = self._by_name.get(name)
+        return "" if result is None else result.stdout
+
+    def kv(self, name: str) -> dict[str, str]:
+        return commands.parse_kv(self.stdout(name))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verification steps for one host, and what `_judge` needs to read their results."""
+
+    steps: list[HostCommand]
+    probe_method: ProbeMethod | None  # None: the plan turned the probe off
+    container: str  # the step that runs the no-new-privileges container
+    exec: bool  # whether `docker exec` is checked (dockerd runs)
+
+
+def _record_step(record: HostRecord, name: str) -> HostCommand:
+    command = commands.write_record(record.model_dump_json(indent=2))
+    return HostCommand(name, command.script, command.timeout, command.params)
+
+
 class HostSteps:
     """The steps shared by upgrade and rollback: the lock, the host-side record, rollback."""
 
     def __init__(
         self,
-        session: HostSession,
+        steps: StepRunner,
         name: str,
         *,
         run_id: str,
         on_phase: PhaseListener,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.session = session
+        self.steps = steps
         self.name = name
         self.run_id = run_id
         self._on_phase = on_phase
         self._clock = clock
 
-    def _lock(self) -> None:
-        result = run_step(self.session, commands.lock(self.run_id))
-        if result.exit_status == commands.EXIT_LOCKED:
-            owner = commands.parse_kv(result.stdout).get("owner", "unknown")
+    def facts(self) -> HostFacts:
+        (result,) = self.steps.run(facts_command())
+        return facts_from(self.name, result)
+
+    def _check_lock(self, results: Results) -> None:
+        lock = results.get("lock")
+        if lock is not None and lock.exit_status == commands.EXIT_LOCKED:
+            owner = commands.parse_kv(lock.stdout).get("owner", "unknown")
             raise StepFailed(f"host is locked by run {owner}; not touched")
-        if not result.ok:
-            raise StepFailed(f"could not take the host lock: {_last_line(result)}")
+        if not results.ok("lock"):
+            raise StepFailed(f"could not take the host lock: {results.why('lock')}")
         self._phase("locked", None)
 
     # -- rollback --------------------------------------------------------------------------
 
     def rollback(self, record: HostRecord) -> HostOutcome:
-        """Back to the record's "before": sysctl and files first, then the binary, then check."""
-        self._lock()
+        """Back to the record's "before": sysctl and files first, then the binary, then check
+        that it runs; then record it and release the host. Two round trips."""
+        batch = [commands.lock(self.run_id)]
+        if record.files:
+            triples = [(item.path, item.before_sha256, item.after_sha256) for item in record.files]
+            batch.append(commands.restore_files(triples))
+        if record.sysctl_before is not None:
+            batch.append(commands.set_runtime_sysctl(record.sysctl_before))
+        batch += [
+            commands.restore_binary(record.runc_path, record.before_sha256),
+            commands.runc_version(record.runc_path, 30),
+        ]
+        results = Results(self.steps.run(*batch))
+        self._check_lock(results)
         kept: list[str] = []
         if record.files:
-            files = run_step(
-                self.session,
-                commands.restore_files(
-                    [(item.path, item.before_sha256, item.after_sha256) for item in record.files]
-                ),
+            if not results.ok("restore-files"):
+                why = results.why("restore-files")
+                raise StepFailed(f"rollback: restoring sysctl files failed: {why}")
+            restored = commands.parse_file_lines(
+                results.stdout("restore-files"), (item.path for item in record.files)
             )
-            if not files.ok:
-                raise StepFailed(f"rollback: restoring sysctl files failed: {_last_line(files)}")
-            restored = commands.parse_file_lines(files.stdout, (i.path for i in record.files))
             kept = [path for path, sums in restored.items() if sums.get("kept") == "1"]
-        if record.sysctl_before is not None:
-            runtime = run_step(self.session, commands.set_runtime_sysctl(record.sysctl_before))
-            if not runtime.ok:
-                raise StepFailed(f"rollback: setting the sysctl failed: {_last_line(runtime)}")
-        self._restore_binary(record)
-        version = run_step(self.session, commands.runc_version(record.runc_path, 30))
-        if not version.ok:
-            raise StepFailed(f"rollback: restored runc does not run: {_last_line(version)}")
-        record = self._finish_record(record, "rolled_back")
-        self.release(record.runc_path)
+        if record.sysctl_before is not None and not results.ok("set-runtime-sysctl"):
+            why = results.why("set-runtime-sysctl")
+            raise StepFailed(f"rollback: setting the sysctl failed: {why}")
+        if results.kv("restore-binary").get("sha256") != record.before_sha256:
+            why = results.why("restore-binary")
+            raise StepFailed(f"rollback: restoring the old runc failed: {why}")
+        self._phase("finished", record.before_sha256)
+        if not results.ok("runc-version"):
+            why = results.why("runc-version")
+            raise StepFailed(f"rollback: restored runc does not run: {why}")
+        finished = self._updated(record, "finished", outcome="rolled_back")
+        done = Results(self.steps.run(_record_step(finished, "record"), *self._release(record)))
+        if not done.ok("record"):
+            raise StepFailed(f"could not write {commands.RECORD}: {done.why('record')}")
         note = None
         if kept:
             note = "; ".join(
@@ -168,41 +340,28 @@ class HostSteps:
 
     def release(self, runc_path: str | None) -> None:
         """Remove this run's staged file beside `runc_path` (if any) and its lock."""
-        if runc_path is not None:
-            staged = commands.staging_path(runc_path, self.run_id)
-            self._best_effort(commands.discard_staged(staged))
-        self._best_effort(commands.unlock(self.run_id))
+        staged = [] if runc_path is None else [commands.discard_staged(self._staged(runc_path))]
+        self.steps.run(*staged, commands.unlock(self.run_id))
 
-    def _restore_binary(self, record: HostRecord) -> None:
-        result = run_step(
-            self.session, commands.restore_binary(record.runc_path, record.before_sha256)
-        )
-        if commands.parse_kv(result.stdout).get("sha256") != record.before_sha256:
-            raise StepFailed(f"rollback: restoring the old runc failed: {_last_line(result)}")
-        self._phase("finished", record.before_sha256)
+    def _release(self, record: HostRecord) -> list[HostCommand]:
+        return [
+            commands.discard_staged(self._staged(record.runc_path)),
+            commands.unlock(self.run_id),
+        ]
 
-    # -- records ---------------------------------------------------------------------------
+    def _release_quietly(self, runc_path: str) -> None:
+        """`release` while another error is being handled: its own failure must not hide it."""
+        with contextlib.suppress(Exception):
+            self.release(runc_path)
 
-    def _write_record(self, record: HostRecord) -> None:
-        result = run_step(self.session, commands.write_record(record.model_dump_json(indent=2)))
-        if not result.ok:
-            raise StepFailed(f"could not write {commands.RECORD}: {_last_line(result)}")
+    def _staged(self, target: str) -> str:
+        return commands.staging_path(target, self.run_id)
 
-    def _update_record(self, record: HostRecord, phase: HostPhase, **changes: object) -> HostRecord:
-        updated = record.model_copy(update={"phase": phase, "updated": self._clock(), **changes})
-        self._write_record(updated)
-        return updated
-
-    def _finish_record(self, record: HostRecord, outcome: str) -> HostRecord:
-        return self._update_record(record, "finished", outcome=outcome)
+    def _updated(self, record: HostRecord, phase: HostPhase, **changes: object) -> HostRecord:
+        return record.model_copy(update={"phase": phase, "updated": self._clock(), **changes})
 
     def _phase(self, phase: HostPhase, runc_sha256: str | None) -> None:
         self._on_phase(self.name, phase, runc_sha256)
-
-    def _best_effort(self, command: commands.HostCommand) -> None:
-        """A clean-up step whose failure must not hide the error being handled."""
-        with contextlib.suppress(Exception):
-            run_step(self.session, command)
 
 
 class HostProcedure(HostSteps):
@@ -210,7 +369,7 @@ class HostProcedure(HostSteps):
 
     def __init__(
         self,
-        session: HostSession,
+        steps: StepRunner,
         planned: PlannedHost,
         artifact: Artifact,
         *,
@@ -220,7 +379,7 @@ class HostProcedure(HostSteps):
         on_phase: PhaseListener,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(session, planned.name, run_id=run_id, on_phase=on_phase, clock=clock)
+        super().__init__(steps, planned.name, run_id=run_id, on_phase=on_phase, clock=clock)
         self.planned = planned
         self.artifact = artifact
         self.plan_id = plan_id
@@ -232,84 +391,67 @@ class HostProcedure(HostSteps):
     # -- upgrade ---------------------------------------------------------------------------
 
     def upgrade(self) -> HostOutcome:
-        facts = gather_facts(self.session)
-        record = read_record(facts)
-        if record is not None and record.run_id == self.run_id:
+        facts = self.facts()
+        decision = decide(self.planned, self.artifact, facts, self.run_id)
+        current = facts.runc.sha256 if facts.runc else None
+        if decision.action == "continue":
+            record = read_record(facts)
+            assert record is not None
             return self._continue(record, facts)
-        runc = facts.runc
-        if runc is None or runc.sha256 is None:
-            raise StepFailed(f"no runc binary found ({facts.runc_source})")
-        drift = self._drift(facts)
-        if drift:
-            return HostOutcome("drift", "none", runc.sha256, drift)
-        if runc.sha256 == self.artifact.sha256:
-            return HostOutcome("noop", "none", runc.sha256, f"{runc.file} already at the target")
-        problem = runc.target_problem
-        if problem is not None:
-            raise StepFailed(f"{problem}; not touched")
+        if decision.action in ("noop", "drift"):
+            return HostOutcome(decision.action, "none", current, decision.message)
+        if decision.action == "fail":
+            raise StepFailed(decision.message or "cannot upgrade this host")
         return self._fresh(facts)
 
     def _fresh(self, facts: HostFacts) -> HostOutcome:
-        """Lock, stage, back up, swap, then verify and restore the sysctl."""
+        """Upload, then lock, stage and back up; swap and verify; restore the sysctl."""
         assert facts.runc is not None
-        self._lock()
+        target = facts.runc.file
+        self._upload(self._staged(target))
         try:
             record = self._stage_and_back_up(facts)
         except BaseException:
-            self._best_effort(commands.discard_staged(self._staged(facts.runc.file)))
-            self._best_effort(commands.unlock(self.run_id))
+            self._release_quietly(target)
             raise
-        self._swap(record)
-        return self._after_swap(record)
+        return self._swap_and_verify(record, facts)
 
-    def _drift(self, facts: HostFacts) -> str | None:
-        before = self.planned.before
-        if before is None or facts.runc is None:
-            return None
-        sysctl_now = None if before.sysctl_runtime is None else facts.sysctl_runtime
-        now = (facts.runc.file, facts.runc.sha256, sysctl_now)
-        then = (before.runc_path, before.runc_sha256, before.sysctl_runtime)
-        if now == then:
-            return None
-        return (
-            f"host changed since the plan: runc {now[0]} sha256 {str(now[1])[:12]} sysctl {now[2]}"
-            f" (plan: {then[0]} sha256 {then[1][:12]} sysctl {then[2]}); not touched"
-        )
-
-    def _staged(self, target: str) -> str:
-        return commands.staging_path(target, self.run_id)
-
-    def _stage_and_back_up(self, facts: HostFacts) -> HostRecord:
-        assert facts.runc is not None and facts.runc.sha256 is not None
-        target = facts.runc.file
-        staged = self._staged(target)
-        free = facts.runc.free_bytes
-        if free is not None and free < self.artifact.size * 2:
-            raise StepFailed(
-                f"only {free} bytes free beside {target}; need {self.artifact.size * 2}; "
-                "not touched"
-            )
+    def _upload(self, staged: str) -> None:
+        """The new runc to this run's staging name (before the lock: no other run uses it)."""
         try:
-            self.session.put(Path(self.artifact.path), staged, mode=0o700)
+            self.steps.put(Path(self.artifact.path), staged, mode=0o700)
         except ConnectionLost:
             raise
         except (OSError, ExecutorError) as error:
             # SFTP reports most causes as "Failure": ask the host's shell for the real one.
-            probe = run_step(self.session, commands.probe_write(staged))
-            why = _last_line(probe) if not probe.ok else str(error)
+            (result,) = self.steps.run(commands.probe_write(staged))
+            why = result.last_line() if not result.ok else str(error)
             raise StepFailed(f"upload to {staged} failed: {why}; not touched") from None
-        timeout = self.planned.verify.timeout_seconds
-        result = run_step(
-            self.session, commands.check_staged(staged, self.artifact.sha256, timeout)
-        )
-        if result.exit_status == commands.EXIT_MISMATCH:
-            actual = commands.parse_kv(result.stdout).get("actual", "?")
+
+    def _stage_and_back_up(self, facts: HostFacts) -> HostRecord:
+        assert facts.runc is not None and facts.runc.sha256 is not None
+        target, before = facts.runc.file, facts.runc.sha256
+        staged = self._staged(target)
+        files = sysctl_files_to_change(facts, self.sysctl_target)
+        batch = [
+            commands.lock(self.run_id),
+            commands.check_staged(
+                staged, self.artifact.sha256, self.planned.verify.timeout_seconds
+            ),
+            commands.backup_binary(target, before),
+        ]
+        if files:
+            batch.append(commands.backup_files(files))
+        results = Results(self.steps.run(*batch))
+        self._check_lock(results)
+        check = results.get("check-staged")
+        if check is not None and check.exit_status == commands.EXIT_MISMATCH:
+            actual = commands.parse_kv(check.stdout).get("actual", "?")
             raise StepFailed(f"staged file arrived with sha256 {actual}; not touched")
-        if not result.ok:
-            raise StepFailed(
-                f"staged runc does not run on this host: {_last_line(result)}; not touched"
-            )
-        staged_version = parse_runc_version(result.stdout)
+        if check is None or not check.ok:
+            why = results.why("check-staged")
+            raise StepFailed(f"staged runc does not run on this host: {why}; not touched")
+        staged_version = parse_runc_version(check.stdout)
         if staged_version.version is None:
             raise StepFailed("staged file ran but did not report a runc version; not touched")
         if self.artifact.version is not None and staged_version.version != self.artifact.version:
@@ -319,63 +461,116 @@ class HostProcedure(HostSteps):
             )
         self.staged_version = staged_version.version
         self._phase("staged", None)
-        backup = run_step(self.session, commands.backup_binary(target, facts.runc.sha256))
-        if not backup.ok:
-            raise StepFailed(f"could not back up {target}: {_last_line(backup)}; not touched")
-        record = HostRecord(
+        if not results.ok("backup"):
+            raise StepFailed(f"could not back up {target}: {results.why('backup')}; not touched")
+        recorded: list[RecordedFile] = []
+        if files:
+            if not results.ok("backup-files"):
+                why = results.why("backup-files")
+                raise StepFailed(f"backing up the sysctl files failed: {why}; not touched")
+            backed = results.get("backup-files")
+            assert backed is not None
+            for path, sums in commands.parse_file_lines(backed.stdout, files).items():
+                recorded.append(RecordedFile(path=path, before_sha256=sums["before"]))
+        return HostRecord(
             run_id=self.run_id,
             plan_id=self.plan_id,
             phase="backed_up",
             runc_path=target,
-            before_sha256=facts.runc.sha256,
+            before_sha256=before,
             before_version=facts.runc.version,
             target_sha256=self.artifact.sha256,
             sysctl_before=facts.sysctl_runtime,
             sysctl_target=self.sysctl_target,
+            files=recorded,
             daemons=_daemons(facts),
             stuck_runc_init_before=sum(1 for process in facts.runc_init if process.stuck),
             updated=self._clock(),
         )
-        self._write_record(record)
-        self._phase("backed_up", None)
-        return record
 
-    def _swap(self, record: HostRecord) -> None:
-        staged = self._staged(record.runc_path)
-        result = run_step(
-            self.session, commands.swap(staged, record.runc_path, record.target_sha256)
+    def _swap_and_verify(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
+        """Record, swap, record and verify in one round trip; then judge what came back."""
+        swapped = self._updated(record, "swapped")
+        verification = self._verification(record.runc_path, facts)
+        results = Results(
+            self.steps.run(
+                _record_step(record, "record-backed-up"),
+                commands.swap(
+                    self._staged(record.runc_path), record.runc_path, record.target_sha256
+                ),
+                _record_step(swapped, "record-swapped"),
+                *verification.steps,
+            )
         )
-        sha = commands.parse_kv(result.stdout).get("sha256")
-        if not result.ok or sha != record.target_sha256:
-            if sha != record.before_sha256:
-                self._restore_binary(record)
-            self._finish_record(record, "failed")
-            self.release(record.runc_path)  # the staged file and the lock: the run ends here
-            raise StepFailed(f"swap failed: {_last_line(result)}; old runc kept")
-        record = self._update_record(record, "swapped")
+        if not results.ok("record-backed-up"):
+            self._release_quietly(record.runc_path)
+            why = results.why("record-backed-up")
+            raise StepFailed(f"could not write {commands.RECORD}: {why}; not touched")
+        self._phase("backed_up", None)
+        sha = results.kv("swap").get("sha256")
+        if not results.ok("swap") or sha != record.target_sha256:
+            self._swap_failed(record, sha, results.why("swap"))
+        if not results.ok("record-swapped"):
+            why = (
+                f"could not write {commands.RECORD} after the swap: {results.why('record-swapped')}"
+            )
+            return self._roll_back_after(record, StepFailed(why))
         self._phase("swapped", record.target_sha256)
+        return self._after_swap(swapped, facts, (verification, results))
 
-    def _after_swap(self, record: HostRecord) -> HostOutcome:
-        """Verify, then restore the sysctl; roll back on any failure of either."""
+    def _swap_failed(self, record: HostRecord, sha: str | None, why: str) -> None:
+        """The rename did not leave the new runc: put the old one back if it is not there,
+        end the record and release the host."""
+        if sha != record.before_sha256:
+            results = Results(
+                self.steps.run(commands.restore_binary(record.runc_path, record.before_sha256))
+            )
+            if results.kv("restore-binary").get("sha256") != record.before_sha256:
+                raise StepFailed(
+                    f"swap failed: {why}; restoring the old runc failed too: "
+                    f"{results.why('restore-binary')}"
+                )
+            self._phase("finished", record.before_sha256)
+        failed = self._updated(record, "finished", outcome="failed")
+        self.steps.run(_record_step(failed, "record"), *self._release(record))
+        raise StepFailed(f"swap failed: {why}; old runc kept")
+
+    def _after_swap(
+        self,
+        record: HostRecord,
+        facts: HostFacts,
+        verified: tuple[Verification, Results] | None = None,
+    ) -> HostOutcome:
+        """Verify (unless `verified` holds its results already), then restore the sysctl;
+        roll back on any failure of either; then finish the record and unlock."""
         try:
             if not phase_at_least(record.phase, "verified"):
-                self.verify(record)
-                record = self._update_record(record, "verified")
-                self._phase("verified", record.target_sha256)
+                if verified is None:
+                    verification = self._verification(record.runc_path, facts)
+                    verified = (verification, Results(self.steps.run(*verification.steps)))
+                facts = self._judge(record, *verified)
             if not phase_at_least(record.phase, "sysctl_restored"):
-                record = self._restore_sysctl(record)
+                record = self._restore_sysctl(record, facts)
         except (StepFailed, CommandTimeout) as failure:
-            self.rollback(record)
-            message = f"{failure}; rolled back to old runc"
-            return HostOutcome(
-                "failed", "finished", record.before_sha256, message, probe=self.probe_result
-            )
-        record = self._finish_record(record, "done")
-        self._best_effort(commands.unlock(self.run_id))
+            return self._roll_back_after(record, failure)
+        finished = self._updated(record, "finished", outcome="done")
+        results = Results(
+            self.steps.run(_record_step(finished, "record"), commands.unlock(self.run_id))
+        )
+        if not results.ok("record"):
+            raise StepFailed(f"could not write {commands.RECORD}: {results.why('record')}")
+        self._phase("finished", record.target_sha256)
         note = (
             f"docker exec checked in container {self.verified_exec}" if self.verified_exec else None
         )
         return HostOutcome("done", "finished", record.target_sha256, note, probe=self.probe_result)
+
+    def _roll_back_after(self, record: HostRecord, failure: Exception) -> HostOutcome:
+        self.rollback(record)
+        message = f"{failure}; rolled back to old runc"
+        return HostOutcome(
+            "failed", "finished", record.before_sha256, message, probe=self.probe_result
+        )
 
     def _continue(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
@@ -386,7 +581,10 @@ class HostProcedure(HostSteps):
                 return HostOutcome("done", "finished", current, "already finished by this run")
             return HostOutcome("failed", "finished", current, f"this run ended it {record.outcome}")
         if not phase_at_least(record.phase, "swapped") and current == record.target_sha256:
-            record = self._update_record(record, "swapped")  # the rename ran; its record did not
+            record = self._updated(record, "swapped")  # the rename ran; its record did not
+            results = Results(self.steps.run(_record_step(record, "record")))
+            if not results.ok("record"):
+                raise StepFailed(f"could not write {commands.RECORD}: {results.why('record')}")
             self._phase("swapped", current)
         if phase_at_least(record.phase, "swapped") and current != record.target_sha256:
             # Not the target after the swap: a rollback was cut short (or someone replaced the
@@ -400,109 +598,143 @@ class HostProcedure(HostSteps):
                 "short?); rolled back to old runc",
             )
         if phase_at_least(record.phase, "swapped"):
-            return self._after_swap(record)
+            return self._after_swap(record, facts)
         # Interrupted before the swap: the binary is untouched; start over under our own lock.
-        self._best_effort(commands.discard_staged(self._staged(record.runc_path)))
-        facts = gather_facts(self.session)
         if facts.runc is None or facts.runc.sha256 != record.before_sha256:
             raise StepFailed("runc changed while this run held the host; inspect it by hand")
         return self._fresh(facts)
 
     # -- verify ----------------------------------------------------------------------------
 
-    def verify(self, record: HostRecord) -> None:
-        """Prove the swapped runc: version, daemons not restarted, the incident probe, a
-        no-new-privileges container, exec into a running container, no new stuck `runc init`."""
+    def _verification(self, runc_path: str, facts: HostFacts) -> Verification:
+        """`runc --version`; the incident probe first of the containers (it also clears what a
+        probe cut short by a crash left); a no-new-privileges container; `docker exec` into a
+        running container; facts again."""
         spec = self.planned.verify
-        version = run_step(self.session, commands.runc_version(record.runc_path, 30))
-        parsed = parse_runc_version(version.stdout)
-        expected = self.artifact.version or self.staged_version
-        if not version.ok or (expected is not None and parsed.version != expected):
-            raise StepFailed(
-                f"runc --version reports {parsed.version or _last_line(version)!r}, "
-                f"expected {expected!r}"
+        steps = [commands.runc_version(runc_path, 30)]
+        method: ProbeMethod | None = None
+        if spec.probe:
+            command, method = probe_command(
+                facts, runc_path, spec, run_id=self.run_id, holds_lock=True
             )
-        facts = gather_facts(self.session)
-        restarted = [
-            name
-            for name, (pid, ticks) in record.daemons.items()
-            if _daemons(facts).get(name) != (pid, ticks)
-        ]
-        if restarted:
-            raise StepFailed(f"{', '.join(restarted)} restarted or stopped during the swap")
-        if spec.probe:  # first: it also clears what a probe cut short by a crash left
-            self._probe(record, facts, spec)
+            steps.append(command)
         if facts.dockerd is not None and spec.image:
-            check = commands.verify_docker(
-                self.run_id, spec.image, spec.command, spec.timeout_seconds
+            steps.append(
+                commands.verify_docker(self.run_id, spec.image, spec.command, spec.timeout_seconds)
             )
         else:
-            check = commands.verify_runc_bundle(record.runc_path, self.run_id, spec.timeout_seconds)
-        result = run_step(self.session, check)
-        if not result.ok:
-            killed = result.exit_status in (commands.EXIT_TIMEOUT, commands.EXIT_KILLED)
+            steps.append(commands.verify_runc_bundle(runc_path, self.run_id, spec.timeout_seconds))
+        container = steps[-1].name
+        if facts.dockerd is not None:
+            steps.append(
+                commands.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container)
+            )
+        steps.append(facts_command())
+        return Verification(steps, method, container, exec=facts.dockerd is not None)
+
+    def _judge(self, record: HostRecord, verification: Verification, results: Results) -> HostFacts:
+        """Each verification in order; the first that did not pass fails the host (a batch
+        ends at its first failing step, so the later ones are absent). The facts gathered last."""
+        spec = self.planned.verify
+        parsed = parse_runc_version(results.stdout("runc-version"))
+        expected = self.artifact.version or self.staged_version
+        if not results.ok("runc-version") or (expected is not None and parsed.version != expected):
+            said = parsed.version or results.why("runc-version")
+            raise StepFailed(f"runc --version reports {said!r}, expected {expected!r}")
+        after_result = results.get("facts")
+        after = facts_from(self.name, after_result) if after_result is not None else None
+        if after is not None:
+            restarted = [
+                name
+                for name, (pid, ticks) in record.daemons.items()
+                if _daemons(after).get(name) != (pid, ticks)
+            ]
+            if restarted:
+                raise StepFailed(f"{', '.join(restarted)} restarted or stopped during the swap")
+        if verification.probe_method is not None:
+            ran = results.get("probe")
+            self.probe_result = probe.parse_probe(
+                results.stdout("probe"),
+                ran.exit_status if ran is not None else -1,
+                verification.probe_method,
+            )
+            if self.probe_result.outcome != "passed":
+                raise StepFailed(self.probe_result.summary())
+        checked = results.get(verification.container)
+        if checked is None or not checked.ok:
+            killed = checked is not None and checked.exit_status in (
+                commands.EXIT_TIMEOUT,
+                commands.EXIT_KILLED,
+            )
             why = (
                 f"timed out after {spec.timeout_seconds:g}s"
                 if killed
-                else f"failed: {_last_line(result)}"
+                else f"failed: {results.why(verification.container)}"
             )
-            raise StepFailed(f"verification container ({check.name}) {why}")
-        if facts.dockerd is not None:
-            exec_result = run_step(
-                self.session,
-                commands.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container),
-            )
-            if not exec_result.ok:
+            raise StepFailed(f"verification container ({verification.container}) {why}")
+        if verification.exec:
+            if not results.ok("verify-exec"):
                 raise StepFailed(
-                    f"docker exec into a running container failed: {_last_line(exec_result)}"
+                    f"docker exec into a running container failed: {results.why('verify-exec')}"
                 )
-            said = commands.parse_kv(exec_result.stdout).get("exec", "")  # "ok container=NAME"
+            said = results.kv("verify-exec").get("exec", "")  # "ok container=NAME"
             self.verified_exec = said.partition("container=")[2] or None
-        after = gather_facts(self.session)
+        if after is None:
+            raise StepFailed(f"facts after the verification failed: {results.why('facts')}")
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
-
-    def _probe(self, record: HostRecord, facts: HostFacts, spec: VerifySpec) -> None:
-        """The incident's own trigger against the new runc: anything but a pass fails the host
-        (a probe that cannot decide proves nothing; the plan can turn the probe off)."""
-        self.probe_result = run_probe(
-            self.session, facts, record.runc_path, spec, run_id=self.run_id, holds_lock=True
-        )
-        if self.probe_result.outcome != "passed":
-            raise StepFailed(self.probe_result.summary())
+        return after
 
     # -- sysctl ----------------------------------------------------------------------------
 
-    def _restore_sysctl(self, record: HostRecord) -> HostRecord:
-        facts = gather_facts(self.session)
+    def _restore_sysctl(self, record: HostRecord, facts: HostFacts) -> HostRecord:
+        """Record the files to change (backing up any not yet backed up), then set the runtime
+        value and the files; the record names every file before any is changed."""
         files = sysctl_files_to_change(facts, record.sysctl_target)
-        # Back up and record every file before changing any: if the orchestrator dies while the
-        # host rewrites them, the record already names them (a resume finds them at the target
-        # and would not record them again), so a rollback restores them. Earlier entries win.
-        backed = run_step(self.session, commands.backup_files(files))
-        known = {item.path: item for item in record.files}
-        for path, sums in commands.parse_file_lines(backed.stdout, files).items():
-            known.setdefault(path, RecordedFile(path=path, before_sha256=sums["before"]))
-        record = self._update_record(record, record.phase, files=list(known.values()))
-        if not backed.ok:
-            raise StepFailed(f"backing up the sysctl files failed: {_last_line(backed)}")
-        result = run_step(self.session, commands.set_sysctl(record.sysctl_target, files))
-        changed = commands.parse_file_lines(result.stdout, files)
-        recorded = [
-            item.model_copy(update={"after_sha256": changed[item.path].get("after") or None})
-            if item.path in changed
-            else item
-            for item in record.files
-        ]
-        record = self._update_record(record, record.phase, files=recorded)
-        if not result.ok:
-            raise StepFailed(f"restoring {commands.SYSCTL_KEY} failed: {_last_line(result)}")
-        record = self._update_record(record, "sysctl_restored")
+        known = {item.path for item in record.files}
+        new = [path for path in files if path not in known]
+        recorded = list(record.files)
+        if new:  # a resumed run: the files were not backed up with the binary
+            results = Results(self.steps.run(commands.backup_files(new)))
+            backed = results.get("backup-files")
+            if backed is not None:
+                for path, sums in commands.parse_file_lines(backed.stdout, new).items():
+                    recorded.append(RecordedFile(path=path, before_sha256=sums["before"]))
+            if not results.ok("backup-files"):
+                record = self._updated(record, record.phase, files=recorded)
+                self.steps.run(_record_step(record, "record"))
+                why = results.why("backup-files")
+                raise StepFailed(f"backing up the sysctl files failed: {why}")
+        record = self._updated(record, "verified", files=recorded)
+        results = Results(
+            self.steps.run(
+                _record_step(record, "record-verified"),
+                commands.set_sysctl(record.sysctl_target, files),
+            )
+        )
+        if not results.ok("record-verified"):
+            raise StepFailed(f"could not write {commands.RECORD}: {results.why('record-verified')}")
+        self._phase("verified", record.target_sha256)
+        changed = commands.parse_file_lines(results.stdout("set-sysctl"), files)
+        record = record.model_copy(
+            update={
+                "files": [
+                    item.model_copy(
+                        update={"after_sha256": changed[item.path].get("after") or None}
+                    )
+                    if item.path in changed
+                    else item
+                    for item in record.files
+                ]
+            }
+        )
+        if not results.ok("set-sysctl"):
+            raise StepFailed(f"restoring {commands.SYSCTL_KEY} failed: {results.why('set-sysctl')}")
         self._phase("sysctl_restored", record.target_sha256)
-        return record
+        return self._updated(record, "sysctl_restored")
 
 
 def _daemons(facts: HostFacts) -> dict[str, tuple[int, int]]:
@@ -513,27 +745,38 @@ def _daemons(facts: HostFacts) -> dict[str, tuple[int, int]]:
     return found
 
 
-def run_probe(
-    session: HostSession,
-    facts: HostFacts,
-    runc_path: str,
-    spec: VerifySpec,
+KNOWN_HANG_VERSIONS = ("1.0.0-rc93",)  # a rollback to these warns: the old runc hangs
+
+
+def rollback_host(
+    steps: StepRunner,
+    name: str,
     *,
-    run_id: str,
-    holds_lock: bool,
-) -> ProbeResult:
-    """Run the incident probe of `runc_path` on one host and read its result."""
-    method = probe.choose_method(
-        facts.dockerd is not None, facts.containerd is not None, spec.image
-    )
-    command = probe.probe(
-        method,
-        runc_path,
-        uid=spec.probe_uid,
-        timeout=spec.probe_timeout_seconds,
-        run_id=run_id,
-        image=spec.image,
-        holds_lock=holds_lock,
-    )
-    result = run_step(session, command)
-    return probe.parse_probe(result.stdout, result.exit_status, method)
+    run_id: str | None,
+    on_phase: PhaseListener,
+    clock: Callable[[], float] = time.time,
+) -> HostOutcome:
+    """Return one host to its recorded "before"; `run_id` None accepts whichever run it records."""
+    first = HostSteps(steps, name, run_id=run_id or "", on_phase=on_phase, clock=clock)
+    facts = first.facts()
+    record = read_record(facts)
+    current = facts.runc.sha256 if facts.runc else None
+    if run_id is not None and (record is None or record.run_id != run_id):
+        # The run never wrote its record here, so it never swapped: nothing to put back, but
+        # the lock and staged file a crash may have left go.
+        first.release(facts.runc.file if facts.runc else None)
+        mine = "" if record is None else f" (its record is of run {record.run_id})"
+        message = f"run {run_id} never changed this host{mine}: nothing to roll back"
+        return HostOutcome("rolled_back", "none", current, message)
+    if record is None:
+        raise StepFailed("no host-side record: runc-rollout never changed this host")
+    if record.outcome == "rolled_back" and current == record.before_sha256:
+        return HostOutcome("rolled_back", "finished", current, "already rolled back")
+    host = HostSteps(steps, name, run_id=record.run_id, on_phase=on_phase, clock=clock)
+    outcome = host.rollback(record)
+    version = record.before_version or ""
+    if any(bad in version for bad in KNOWN_HANG_VERSIONS):
+        warning = f"WARNING: rolled back to runc {version}, which hangs in runc init (rc93 bug)"
+        message = "; ".join(filter(None, [warning, outcome.message]))
+        return HostOutcome(outcome.status, outcome.phase, outcome.runc_sha256, message)
+    return outcome

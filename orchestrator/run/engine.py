@@ -1,30 +1,22 @@
 """Carry out a reviewed plan wave by wave: the error budget, bake, pause, resume and the journal.
 
-The engine owns no host logic (that is `hostops`) and no connection logic (that is the
-executor): it decides which hosts run when, records every outcome, and judges each wave after
-all of its hosts have finished, as fabric judges a group.
+The engine owns no host logic (that is `host.procedure`) and no connection logic (that is the
+backend, `backends.base.Backend`): it decides which hosts run when, records every outcome, and
+judges each wave after all of its hosts have finished, as fabric judges a group.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import ValidationError
 
-from orchestrator.backends.group import run_on_hosts
+from orchestrator.backends.base import WaveContext, WaveRunner
 from orchestrator.errors import ArtifactError, BadInput, ExitCode, PlanError
-from orchestrator.host.procedure import (
-    HostOutcome,
-    HostProcedure,
-    PhaseListener,
-    StepFailed,
-    sysctl_files_to_change,
-)
-from orchestrator.host.session import ConnectionLost, Executor, HostUnreachable
+from orchestrator.host.procedure import HostOutcome, decide, describe
 from orchestrator.models import (
     UNSETTLED_PHASES,
     Event,
@@ -33,7 +25,6 @@ from orchestrator.models import (
     HostState,
     HostStatus,
     Plan,
-    PlannedHost,
 )
 from orchestrator.plan.artifact import sha256_file
 from orchestrator.run.journal import PLAN_LIMIT, Journal
@@ -90,62 +81,8 @@ class ApplyEnv:
     on_event: Callable[[Event], None] = field(default=lambda event: None)
 
 
-@dataclass(frozen=True)
-class WaveContext:
-    """What a backend needs to carry out one wave of a run, and where it reports."""
-
-    plan: Plan
-    run_id: str
-    on_phase: PhaseListener  # a host reached a phase (journal `host.phase`)
-    on_outcome: Callable[[str, HostOutcome], None]  # a host finished (exactly once per host)
-    phase_of: Callable[[str], HostPhase]  # how far the journal says a host got
-    clock: Callable[[], float] = time.time
-
-
-class WaveBackend(Protocol):
-    """Carries out the upgrade of one wave's hosts: over SSH here, or through Ansible."""
-
-    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None: ...
-
-
-class SshWaves:
-    """The SSH backend: `HostProcedure` per host, `concurrency` hosts at a time."""
-
-    def __init__(self, executor: Executor, concurrency: int) -> None:
-        self.executor = executor
-        self.concurrency = concurrency
-
-    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        def one(name: str, planned: PlannedHost) -> None:
-            context.on_outcome(name, self._upgrade(name, planned, context))
-
-        run_on_hosts(hosts, one, concurrency=self.concurrency)
-
-    def _upgrade(self, name: str, planned: PlannedHost, context: WaveContext) -> HostOutcome:
-        try:
-            session = self.executor.session(planned.ssh, name=name)
-            procedure = HostProcedure(
-                session,
-                planned,
-                context.plan.artifact,
-                run_id=context.run_id,
-                plan_id=context.plan.plan_id,
-                sysctl_target=context.plan.options.sysctl_target,
-                on_phase=context.on_phase,
-                clock=context.clock,
-            )
-            return procedure.upgrade()
-        except (HostUnreachable, ConnectionLost) as error:
-            return HostOutcome("unreachable", context.phase_of(name), None, str(error))
-        except StepFailed as failure:
-            return HostOutcome(failure.status, context.phase_of(name), None, str(failure))
-        except Exception as error:  # a host's unexpected error must not stop its wave
-            message = f"{type(error).__name__}: {error}"
-            return HostOutcome("failed", context.phase_of(name), None, message)
-
-
 class Rollout:
-    def __init__(self, journal: Journal, backend: WaveBackend, *, env: ApplyEnv) -> None:
+    def __init__(self, journal: Journal, backend: WaveRunner, *, env: ApplyEnv) -> None:
         self.journal = journal
         self.plan = journal.plan
         self.backend = backend
@@ -230,51 +167,27 @@ class Rollout:
 
 
 def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool:
-    """Whether `apply` would fail a host `preview` shows: unreachable, no runc, not a target."""
+    """Whether `apply` would fail a host `preview` shows: unreachable, or a host it cannot
+    upgrade (no runc, not a target, no room...)."""
     for host in plan.hosts:
         result = results.get(host.name)
         if not isinstance(result, HostFacts):
             return True
-        runc = result.runc
-        if runc is None or runc.sha256 is None:
-            return True
-        if runc.sha256 != plan.artifact.sha256 and runc.target_problem is not None:
+        if decide(host, plan.artifact, result, run_id=None).action == "fail":
             return True
     return False
 
 
 def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
-    """`apply --dry-run`: what each host would get, judged from fresh facts. Pure."""
+    """`apply --dry-run`: what each host would get, judged from fresh facts by the procedure's
+    own `decide`. Pure."""
     lines = []
     for host in plan.hosts:
         result = results.get(host.name)
         if not isinstance(result, HostFacts):
             lines.append(f"{host.name}: unreachable: {result}")
             continue
-        runc = result.runc
-        if runc is None or runc.sha256 is None:
-            lines.append(f"{host.name}: fail: no runc binary found ({result.runc_source})")
-            continue
-        before = host.before
-        if before is not None and (runc.file, runc.sha256) != (
-            before.runc_path,
-            before.runc_sha256,
-        ):
-            lines.append(
-                f"{host.name}: drift: {runc.file} sha256 {runc.sha256[:12]} not as planned"
-            )
-            continue
-        if runc.sha256 == plan.artifact.sha256:
-            lines.append(f"{host.name}: noop: {runc.file} already at the target")
-            continue
-        if runc.target_problem is not None:
-            lines.append(f"{host.name}: fail: {runc.target_problem}; not touched")
-            continue
-        files = sysctl_files_to_change(result, plan.options.sysctl_target)
-        lines.append(
-            f"{host.name}: swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "
-            f"{plan.artifact.version or '?'} ({plan.artifact.sha256[:12]}); "
-            f"sysctl {result.sysctl_runtime} -> {plan.options.sysctl_target}"
-            + (f"; rewrite {', '.join(files)}" if files else "")
-        )
+        decision = decide(host, plan.artifact, result, run_id=None)
+        line = describe(decision, plan.artifact, result, plan.options.sysctl_target)
+        lines.append(f"{host.name}: {line}")
     return lines

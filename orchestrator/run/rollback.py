@@ -3,56 +3,14 @@ from the hosts alone (`rollback -i INVENTORY`) when the machine that ran the rol
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping
 
-from orchestrator.host.facts import gather_facts
-from orchestrator.host.procedure import (
-    HostOutcome,
-    HostSteps,
-    PhaseListener,
-    StepFailed,
-    read_record,
-)
-from orchestrator.host.session import HostSession
-from orchestrator.models import UNSETTLED_PHASES, HostPhase, RunState
+from orchestrator.backends.base import Backend
+from orchestrator.host.procedure import HostOutcome, StepFailed
+from orchestrator.models import UNSETTLED_PHASES, Event, HostPhase, RunState, SshTarget
+from orchestrator.run.journal import Journal
 
-KNOWN_HANG_VERSIONS = ("1.0.0-rc93",)
 SWAPPED_PHASES: frozenset[HostPhase] = UNSETTLED_PHASES | {"finished"}
-
-
-def rollback_host(
-    session: HostSession,
-    name: str,
-    *,
-    run_id: str | None,
-    on_phase: PhaseListener,
-    clock: Callable[[], float] = time.time,
-) -> HostOutcome:
-    """Return one host to its recorded "before"; `run_id` None accepts whichever run it records."""
-    facts = gather_facts(session)
-    record = read_record(facts)
-    current = facts.runc.sha256 if facts.runc else None
-    if run_id is not None and (record is None or record.run_id != run_id):
-        # The run never wrote its record here, so it never swapped: nothing to put back, but
-        # the lock and staged file a crash may have left go.
-        steps = HostSteps(session, name, run_id=run_id, on_phase=on_phase, clock=clock)
-        steps.release(facts.runc.file if facts.runc else None)
-        mine = "" if record is None else f" (its record is of run {record.run_id})"
-        message = f"run {run_id} never changed this host{mine}: nothing to roll back"
-        return HostOutcome("rolled_back", "none", current, message)
-    if record is None:
-        raise StepFailed("no host-side record: runc-rollout never changed this host")
-    if record.outcome == "rolled_back" and current == record.before_sha256:
-        return HostOutcome("rolled_back", "finished", current, "already rolled back")
-    outcome = HostSteps(
-        session, name, run_id=record.run_id, on_phase=on_phase, clock=clock
-    ).rollback(record)
-    version = record.before_version or ""
-    if any(bad in version for bad in KNOWN_HANG_VERSIONS):
-        warning = f"WARNING: rolled back to runc {version}, which hangs in runc init (rc93 bug)"
-        return HostOutcome(outcome.status, outcome.phase, outcome.runc_sha256, warning)
-    return outcome
 
 
 def swapped_by_run(state: RunState) -> set[str]:
@@ -80,3 +38,41 @@ def contradicting_journal(
             )
         checked[name] = result
     return checked
+
+
+RollbackResult = tuple[str, str | None, str]  # status, runc sha256, message
+
+
+def roll_back(
+    backend: Backend,
+    targets: Mapping[str, SshTarget],
+    journal: Journal | None,
+    *,
+    on_event: Callable[[Event], None] = lambda event: None,
+) -> dict[str, RollbackResult]:
+    """Roll `targets` back through `backend`: for the journal's run (its events recorded there),
+    or, without a journal, whichever run each host's own record names."""
+    swapped = swapped_by_run(journal.state) if journal else set()
+
+    def on_phase(host: str, phase: HostPhase, sha: str | None) -> None:
+        if journal is not None:
+            on_event(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
+
+    run_id = journal.run_id if journal else None
+    results = backend.rollback(targets, run_id=run_id, on_phase=on_phase)
+    outcomes: dict[str, RollbackResult] = {}
+    for name, result in contradicting_journal(results, swapped).items():
+        if not isinstance(result, HostOutcome):
+            outcomes[name] = ("failed", None, f"rollback failed: {result}")
+            continue
+        outcomes[name] = (result.status, result.runc_sha256, result.message or "")
+        if journal is not None:
+            journal.record(
+                "host.finished",
+                host=name,
+                status=result.status,
+                phase=result.phase,
+                runc_sha256=result.runc_sha256,
+                message=result.message,
+            )
+    return outcomes

@@ -1,25 +1,22 @@
-"""The Ansible backend: each wave is one ansible-runner job running `playbooks/upgrade.yml`.
+"""The Ansible backend: each wave is one ansible-runner job running `playbooks/upgrade.yml`,
+whose one task per host (the `runc_rollout` action, `action.py`) runs the host procedure.
 
 A job gets a fresh private data dir (mode 0700) with a copy of the playbooks, an inventory
 written from the plan's SSH targets (strict host key checking, the plan's known_hosts), the
-wave's hosts as `limit`, and `forks` = the concurrency. Its event handler turns the playbook's
-per-host events into the same journal events as the SSH backend: tasks named `[PHASE] ...`
-report a phase, the task `Report the outcome` reports the host's outcome, and a host that ends
-without one is unreachable or failed. The host-side procedure, record and backup store are the
-SSH backend's (see `playbooks/README.md`), so either backend can resume or roll back what the
-other did.
+wave's hosts as `limit`, and `forks` = the concurrency. Its event handler turns the action's
+display lines into the journal's phase events and each task's `runc_rollout_outcome` into the
+host's outcome; a host that ends without one is unreachable or failed.
 
 Nothing secret reaches the job's artifacts: the job's environment is reduced to what Ansible
-needs (ansible-runner would otherwise copy the whole environment into them), passwords are never
-used, and the private key stays a path.
+needs (ansible-runner would otherwise copy the whole environment into them), a become password
+only answers ansible-playbook's prompt, and the private key stays a path.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -31,18 +28,17 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ansible_runner.interface import init_runner
 from pydantic import ValidationError
 
-from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
+from orchestrator.backends.ansible.action import EVENT_PREFIX
+from orchestrator.backends.base import WaveContext
 from orchestrator.backends.ssh import sshconfig
 from orchestrator.errors import BadInput
-from orchestrator.host.probe import PROBE_NOT_PASSED, parse_probe
 from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
 from orchestrator.models import (
-    UNSETTLED_PHASES,
     HostPhase,
     HostStatus,
     Model,
@@ -51,13 +47,8 @@ from orchestrator.models import (
     ProbeResult,
     SshTarget,
 )
-from orchestrator.run.engine import WaveContext
 
-OUTCOME_TASK = "Report the outcome"
-PROBE_TASK = "Run the incident probe"
-PHASE_TASK = re.compile(
-    r"^\[(locked|staged|backed_up|swapped|verified|sysctl_restored|finished)\] "
-)
+PLAYBOOK_DIR = Path(__file__).resolve().parent / "playbooks"  # the package's copy in a wheel
 # The environment a job keeps from ours: what ssh and Python need, never credentials.
 KEPT_ENVIRONMENT = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
@@ -68,12 +59,21 @@ CANCEL_POLL = 0.25  # seconds between checks of the cancel callback
 
 
 class _Outcome(Model):
-    """What `Report the outcome` says about a host."""
+    """A task's `runc_rollout_outcome`."""
 
     status: HostStatus
     phase: HostPhase | None
     runc_sha256: str | None
     message: str | None
+    probe: ProbeResult | None = None
+
+
+class _Phase(Model):
+    """One `runc-rollout-event` line."""
+
+    host: str
+    phase: HostPhase
+    runc_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,9 @@ def host_vars(
     if target.private_key_file:
         variables["ansible_ssh_private_key_file"] = target.private_key_file
     if planned is not None:
-        variables["runc_rollout_verify_image"] = planned.verify.image or ""
-        variables["runc_rollout_verify_command"] = planned.verify.command
-        variables["runc_rollout_verify_argv"] = shlex.split(planned.verify.command)
-        variables["runc_rollout_verify_exec_container"] = planned.verify.exec_container or ""
-        variables["runc_rollout_verify_timeout"] = planned.verify.timeout_seconds
-        variables["runc_rollout_probe"] = planned.verify.probe
-        variables["runc_rollout_probe_uid"] = planned.verify.probe_uid
-        variables["runc_rollout_probe_timeout"] = planned.verify.probe_timeout_seconds
+        variables["runc_rollout_verify"] = planned.verify.model_dump(mode="json")
         if planned.before is not None:
-            variables["runc_rollout_before_path"] = planned.before.runc_path
-            variables["runc_rollout_before_sha256"] = planned.before.runc_sha256
-            variables["runc_rollout_before_sysctl"] = planned.before.sysctl_runtime
+            variables["runc_rollout_before"] = planned.before.model_dump(mode="json")
     return variables
 
 
@@ -167,7 +158,7 @@ def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
     return {"all": {"hosts": hosts}}
 
 
-def upgrade_extravars(plan: Plan, run_id: str) -> dict[str, Any]:
+def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
     return unsafe_vars(
         {
             "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
@@ -176,55 +167,67 @@ def upgrade_extravars(plan: Plan, run_id: str) -> dict[str, Any]:
             "runc_rollout_run_id": run_id,
             "runc_rollout_plan_id": plan.plan_id,
             "runc_rollout_sysctl_target": plan.options.sysctl_target,
+            "runc_rollout_events": events,
         }
     )
 
 
 class HostEvents:
-    """The event handler of one job: phases and outcomes of its hosts, each outcome once."""
+    """The event handler of one job: phases and outcomes of its hosts, each outcome once.
+
+    `nonce` is the job's `runc_rollout_events`: a display line is a phase only if it has it."""
 
     def __init__(
         self,
         hosts: Collection[str],
         *,
+        nonce: str,
         on_phase: PhaseListener,
         on_outcome: Callable[[str, HostOutcome], None],
         phase_of: Callable[[str], HostPhase],
-        target_sha256: str | None,
     ) -> None:
         self._hosts = set(hosts)
+        self._prefix = f"{EVENT_PREFIX} {nonce} "
         self._on_phase = on_phase
         self._on_outcome = on_outcome
         self._phase_of = phase_of
-        self._target = target_sha256
         self._reported: set[str] = set()
         self._failures: dict[str, str] = {}
         self._unreachable: dict[str, str] = {}
-        self._probes: dict[str, ProbeResult] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> bool:
         """Handle one runner event; keep it in the artifacts (returns True)."""
+        kind = event.get("event")
+        if kind == "verbose":
+            self._display(str(event.get("stdout") or ""))
+            return True
         data = event.get("event_data") or {}
         host = data.get("host")
         if host not in self._hosts:
             return True
-        kind = event.get("event")
-        task = str(data.get("task") or "")
         res = data.get("res")
         result: dict[str, Any] = res if isinstance(res, dict) else {}
-        if task == PROBE_TASK and kind in ("runner_on_ok", "runner_on_failed"):
-            stdout, rc = str(result.get("stdout") or ""), result.get("rc")
-            self._probes[host] = parse_probe(stdout, rc if isinstance(rc, int) else -1)
-        if task == OUTCOME_TASK and kind in ("runner_on_ok", "runner_on_failed"):
-            self._report(host, _parse_outcome(result))
-        elif kind == "runner_on_ok" and (match := PHASE_TASK.match(task)):
-            self._phase(host, cast(HostPhase, match.group(1)), result)
-        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
-            self._failures[host] = _message(result)
-        elif kind == "runner_on_unreachable":
-            self._unreachable[host] = _message(result)
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            said = result.get("runc_rollout_outcome")
+            if said is not None:
+                self._report(host, _parse_outcome(said))
+            elif kind == "runner_on_unreachable":
+                self._unreachable[host] = _message(result)
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                self._failures[host] = _message(result)
         return True
+
+    def _display(self, text: str) -> None:
+        for line in text.splitlines():
+            if not line.startswith(self._prefix):
+                continue
+            try:
+                phase = _Phase.model_validate_json(line[len(self._prefix) :])
+            except ValidationError:
+                continue
+            if phase.host in self._hosts and phase.host not in self._reported:
+                self._on_phase(phase.host, phase.phase, phase.runc_sha256)
 
     def finish(self, status: str, rc: int) -> None:
         """Report every host the job ended without an outcome for."""
@@ -241,34 +244,23 @@ class HostEvents:
                 outcome = _Outcome(status="failed", phase=None, runc_sha256=None, message=why)
             self._report(host, outcome)
 
-    def _phase(self, host: str, phase: HostPhase, result: dict[str, Any]) -> None:
-        sha = (result.get("ansible_facts") or {}).get("rr_runc_now")
-        if sha is None and phase in UNSETTLED_PHASES:
-            sha = self._target
-        self._on_phase(host, phase, sha)
-
     def _report(self, host: str, outcome: _Outcome) -> None:
         with self._lock:
             if host in self._reported:
                 return
             self._reported.add(host)
-        phase = outcome.phase or self._phase_of(host)
-        probe = self._probes.get(host)
-        message = outcome.message
-        if probe is not None and message is not None and message.startswith(PROBE_NOT_PASSED):
-            # The playbook names the probe's lines; say it as the SSH backend does.
-            _, rolled_back, rest = message.partition("; rolled back")
-            message = probe.summary() + rolled_back + rest
-        self._on_outcome(
-            host, HostOutcome(outcome.status, phase, outcome.runc_sha256, message, probe=probe)
+        # "none" is what the action says when it failed before the procedure knew a phase.
+        phase = outcome.phase if outcome.phase not in (None, "none") else self._phase_of(host)
+        result = HostOutcome(
+            outcome.status, phase, outcome.runc_sha256, outcome.message, probe=outcome.probe
         )
+        self._on_outcome(host, result)
 
 
-def _parse_outcome(result: dict[str, Any]) -> _Outcome:
-    """`Report the outcome` says `{"runc_rollout_outcome": {...}}` in its message."""
+def _parse_outcome(said: Any) -> _Outcome:
     try:
-        return _Outcome.model_validate(json.loads(result["msg"])["runc_rollout_outcome"])
-    except (KeyError, TypeError, ValueError, ValidationError) as error:
+        return _Outcome.model_validate(said)
+    except ValidationError as error:
         return _Outcome(
             status="failed", phase=None, runc_sha256=None, message=f"unreadable outcome: {error}"
         )
@@ -282,84 +274,85 @@ def _message(result: dict[str, Any]) -> str:
     return message[:500] or "failed"
 
 
-class AnsibleWaves:
-    """The Ansible backend of `Rollout`: one ansible-runner job per wave."""
+class AnsibleBackend:
+    """One ansible-runner job per wave (and per rollback), under `jobs_dir` (else a temporary
+    directory, removed afterwards)."""
 
     def __init__(
         self,
-        run_dir: Path,
+        jobs_dir: Path | None,
         concurrency: int,
         *,
         known_hosts: Path | None = None,
         become_password: str | None = None,
     ):
-        self.jobs_dir = run_dir / "ansible"
+        self.jobs_dir = jobs_dir
         self.concurrency = concurrency
         self.known_hosts = known_hosts
         self._become_password = become_password
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        nonce = secrets.token_hex(8)
         events = HostEvents(
             hosts,
+            nonce=nonce,
             on_phase=context.on_phase,
             on_outcome=context.on_outcome,
             phase_of=context.phase_of,
-            target_sha256=context.plan.artifact.sha256,
         )
         spec = JobSpec(
             playbook="upgrade.yml",
             inventory=plan_inventory(context.plan, self.known_hosts),
             hosts=list(hosts),
-            extravars=upgrade_extravars(context.plan, context.run_id),
+            extravars=upgrade_extravars(context.plan, context.run_id, nonce),
             forks=self.concurrency,
             become_password=self._become_password,
         )
-        status, rc = run_job(self.jobs_dir, spec, events)
+        with _jobs_dir(self.jobs_dir) as directory:
+            status, rc = run_job(directory, spec, events)
         events.finish(status, rc)
 
-
-def rollback_hosts(
-    targets: Mapping[str, SshTarget],
-    *,
-    run_id: str | None,
-    jobs_dir: Path | None,
-    concurrency: int,
-    known_hosts: Path | None,
-    on_phase: PhaseListener,
-    become_password: str | None = None,
-) -> dict[str, HostOutcome | Exception]:
-    """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job;
-    like `run_on_hosts`, a host that was not rolled back gets an exception. The job goes under
-    `jobs_dir`, or in a temporary directory removed afterwards."""
-    outcomes: dict[str, HostOutcome] = {}
-    events = HostEvents(
-        targets,
-        on_phase=on_phase,
-        on_outcome=outcomes.__setitem__,
-        phase_of=lambda name: "none",
-        target_sha256=None,
-    )
-    spec = JobSpec(
-        playbook="rollback.yml",
-        inventory={
-            "all": {
-                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
-            }
-        },
-        hosts=list(targets),
-        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
-        forks=concurrency,
-        become_password=become_password,
-    )
-    with _jobs_dir(jobs_dir) as directory:
-        status, rc = run_job(directory, spec, events)
-    events.finish(status, rc)
-    results: dict[str, HostOutcome | Exception] = {}
-    for name in targets:
-        outcome = outcomes[name]
-        failed = outcome.status != "rolled_back"
-        results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
-    return results
+    def rollback(
+        self,
+        targets: Mapping[str, SshTarget],
+        *,
+        run_id: str | None,
+        on_phase: PhaseListener,
+    ) -> dict[str, HostOutcome | Exception]:
+        """`playbooks/rollback.yml` over `targets`, one job; like `run_on_hosts`, a host that
+        was not rolled back gets an exception."""
+        nonce = secrets.token_hex(8)
+        outcomes: dict[str, HostOutcome] = {}
+        events = HostEvents(
+            targets,
+            nonce=nonce,
+            on_phase=on_phase,
+            on_outcome=outcomes.__setitem__,
+            phase_of=lambda name: "none",
+        )
+        known = self.known_hosts
+        variables = {"runc_rollout_events": nonce} | (
+            {"runc_rollout_run_id": run_id} if run_id else {}
+        )
+        spec = JobSpec(
+            playbook="rollback.yml",
+            inventory={
+                "all": {"hosts": {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}}
+            },
+            hosts=list(targets),
+            extravars=unsafe_vars(variables),
+            forks=self.concurrency,
+            become_password=self._become_password,
+        )
+        with _jobs_dir(self.jobs_dir) as directory:
+            status, rc = run_job(directory, spec, events)
+        events.finish(status, rc)
+        results: dict[str, HostOutcome | Exception] = {}
+        for name in targets:
+            outcome = outcomes[name]
+            failed = outcome.status != "rolled_back"
+            results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
+        return results
 
 
 @contextmanager

@@ -1,0 +1,312 @@
+"""The host procedure's every path on a fake host (`fakehost.FakeHost`): fresh, noop, drift, each
+failure before and after the swap, resume from each phase, rollback. Seconds, no host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.host import commands
+from orchestrator.host.procedure import (
+    HostOutcome,
+    HostProcedure,
+    StepFailed,
+    decide,
+    rollback_host,
+)
+from orchestrator.host.session import ConnectionLost
+from orchestrator.models import Artifact, HostBefore, HostPhase, PlannedHost, SshTarget, VerifySpec
+from tests.host.fakehost import INCIDENT_FILE, INCIDENT_TEXT, NEW, OLD, RUNC, FakeHost, sha
+
+RUN = "run-1"
+STAGED = commands.staging_path(RUNC, RUN)
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Artifact:
+    path = tmp_path / "runc"
+    path.write_text(NEW)
+    return Artifact(path=str(path), sha256=sha(NEW), size=len(NEW), version="1.1.5")
+
+
+def planned(before: HostBefore | None = None, **verify: object) -> PlannedHost:
+    spec = VerifySpec(image="lab/busybox", **verify)  # type: ignore[arg-type]
+    return PlannedHost(
+        name="fake", domain="a", ssh=SshTarget(address="fake"), verify=spec, before=before
+    )
+
+
+class Phases(list[HostPhase]):
+    def __call__(self, host: str, phase: HostPhase, sha: str | None) -> None:
+        self.append(phase)
+
+
+def upgrade(
+    host: FakeHost, artifact: Artifact, plan: PlannedHost | None = None
+) -> tuple[HostOutcome, Phases]:
+    phases = Phases()
+    procedure = HostProcedure(
+        host,
+        plan or planned(),
+        artifact,
+        run_id=RUN,
+        plan_id="plan-1",
+        sysctl_target=16384,
+        on_phase=phases,
+        clock=lambda: 1700000000.0,
+    )
+    return procedure.upgrade(), phases
+
+
+def assert_untouched(host: FakeHost) -> None:
+    assert host.files[RUNC] == OLD and host.sysctl == 163840
+    assert host.files[INCIDENT_FILE] == INCIDENT_TEXT
+    assert STAGED not in host.files and host.lock_owner is None
+
+
+def assert_rolled_back(host: FakeHost) -> None:
+    assert_untouched(host)
+    assert host.record_data()["phase"] == "finished"
+    assert host.record_data()["outcome"] == "rolled_back"
+
+
+def test_fresh_upgrade_in_five_round_trips_and_one_upload(artifact: Artifact) -> None:
+    host = FakeHost()
+    outcome, phases = upgrade(host, artifact)
+    assert outcome.status == "done" and outcome.runc_sha256 == sha(NEW), outcome
+    assert outcome.probe is not None and outcome.probe.outcome == "passed"
+    assert outcome.message == "docker exec checked in container keepalive"
+    assert phases == [
+        "locked",
+        "staged",
+        "backed_up",
+        "swapped",
+        "verified",
+        "sysctl_restored",
+        "finished",
+    ]
+    assert host.files[RUNC] == NEW and host.backups[sha(OLD)] == OLD
+    assert host.sysctl == 16384 and "= 16384" in host.files[INCIDENT_FILE]
+    assert STAGED not in host.files and host.lock_owner is None
+    record = host.record_data()
+    assert (record["phase"], record["outcome"]) == ("finished", "done")
+    assert record["files"] == [
+        {
+            "path": INCIDENT_FILE,
+            "before_sha256": sha(INCIDENT_TEXT),
+            "after_sha256": sha(host.files[INCIDENT_FILE]),
+        }
+    ]
+    assert len(host.batches) == 5 and host.puts == 1, host.batches
+    assert host.batches[1] == ["lock", "check-staged", "backup", "backup-files"]
+
+
+def test_a_host_at_the_target_is_noop_and_untouched(artifact: Artifact) -> None:
+    host = FakeHost(files={RUNC: NEW})
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "noop" and host.batches == [["facts"]] and host.puts == 0
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        HostBefore(runc_path=RUNC, runc_sha256="0" * 64, sysctl_runtime=163840),
+        HostBefore(runc_path="/usr/bin/runc", runc_sha256=sha(OLD), sysctl_runtime=163840),
+        HostBefore(runc_path=RUNC, runc_sha256=sha(OLD), sysctl_runtime=4096),
+    ],
+)
+def test_a_host_that_changed_since_the_plan_is_drift(
+    artifact: Artifact, before: HostBefore
+) -> None:
+    host = FakeHost()
+    outcome, _ = upgrade(host, artifact, planned(before))
+    assert outcome.status == "drift" and "host changed since the plan" in str(outcome.message)
+    assert_untouched(host)
+    assert host.batches == [["facts"]]
+
+
+def test_decide_is_what_the_dry_run_shows(artifact: Artifact) -> None:
+    """`apply --dry-run` and apply judge by the same function: the sysctl counts for drift."""
+    host = FakeHost()
+    facts = HostProcedure(
+        host, planned(), artifact, run_id=RUN, plan_id="p", sysctl_target=16384, on_phase=Phases()
+    ).facts()
+    before = HostBefore(runc_path=RUNC, runc_sha256=sha(OLD), sysctl_runtime=4096)
+    assert decide(planned(before), artifact, facts, None).action == "drift"
+    assert decide(planned(), artifact, facts, None).action == "swap"
+    unreadable = facts.model_copy(update={"record_json": "{"})
+    assert decide(planned(), artifact, unreadable, None).action == "fail"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lock_owner": "other-run"}, "host is locked by run other-run; not touched"),
+        ({"fail": {"put": 1}}, "upload to"),
+        ({"fail": {"check-staged": commands.EXIT_WONT_RUN}}, "staged runc does not run"),
+        ({"fail": {"backup": 1}}, "could not back up"),
+        ({"fail": {"backup-files": 1}}, "backing up the sysctl files failed"),
+        ({"fail": {"record-backed-up": 1}}, "could not write"),
+    ],
+)
+def test_a_failure_before_the_swap_leaves_the_host_untouched(
+    artifact: Artifact, change: dict[str, object], message: str
+) -> None:
+    host = FakeHost(**change)  # type: ignore[arg-type]
+    with pytest.raises(StepFailed, match=message):
+        upgrade(host, artifact)
+    assert host.files[RUNC] == OLD and host.sysctl == 163840 and STAGED not in host.files
+    assert host.lock_owner == change.get("lock_owner")
+
+
+def test_a_staged_file_that_arrived_changed_is_refused(artifact: Artifact, tmp_path: Path) -> None:
+    wrong = artifact.model_copy(update={"sha256": sha("something else")})
+    host = FakeHost()
+    with pytest.raises(StepFailed, match="staged file arrived with sha256"):
+        upgrade(host, wrong)
+    assert_untouched(host)
+
+
+def test_a_staged_runc_of_another_version_is_refused(artifact: Artifact) -> None:
+    host = FakeHost()
+    with pytest.raises(StepFailed, match=r"reports version 1\.1\.5, the plan says 9\.9"):
+        upgrade(host, artifact.model_copy(update={"version": "9.9"}))
+    assert_untouched(host)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"probe": "hung"}, "probe (docker): hung in pipe_write"),
+        ({"probe": "undecidable"}, "probe (docker): cannot decide"),
+        (
+            {"fail": {"verify-docker": commands.EXIT_KILLED}},
+            "verification container (verify-docker) timed out",
+        ),
+        ({"fail": {"verify-exec": 1}}, "docker exec into a running container failed"),
+        ({"fail": {"runc-version": 1}}, "runc --version reports"),
+        ({"on_swap": ["restart-dockerd"]}, "dockerd restarted or stopped during the swap"),
+        ({"on_swap": ["stick"]}, "1 new stuck `runc init` after the swap"),
+        ({"fail": {"set-sysctl": 1}}, "restoring fs.pipe-user-pages-soft failed"),
+        ({"fail": {"record-swapped": 1}}, "record.json after the swap"),
+    ],
+)
+def test_a_failure_after_the_swap_rolls_the_host_back(
+    artifact: Artifact, change: dict[str, object], message: str
+) -> None:
+    host = FakeHost(**change)  # type: ignore[arg-type]
+    outcome, phases = upgrade(host, artifact)
+    assert outcome.status == "failed" and outcome.runc_sha256 == sha(OLD)
+    assert str(outcome.message).endswith("; rolled back to old runc")
+    assert message in str(outcome.message), outcome.message
+    assert_rolled_back(host)
+    assert phases[-1] == "finished"
+
+
+def test_a_failed_swap_keeps_the_old_runc(artifact: Artifact) -> None:
+    host = FakeHost(fail={"swap": 1})
+    with pytest.raises(StepFailed, match="swap failed: error=injected; old runc kept"):
+        upgrade(host, artifact)
+    assert host.files[RUNC] == OLD and host.lock_owner is None and STAGED not in host.files
+    assert host.record_data()["outcome"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("lost_after", "phase"),
+    [
+        ("check-staged", None),
+        ("record-backed-up", "backed_up"),
+        ("swap", "backed_up"),
+        ("record-swapped", "swapped"),
+        ("probe", "swapped"),
+        ("record-verified", "verified"),
+        ("set-sysctl", "verified"),
+    ],
+)
+def test_a_run_cut_at_any_step_is_finished_by_a_resume(
+    artifact: Artifact, lost_after: str, phase: str | None
+) -> None:
+    host = FakeHost(lose_connection_after=lost_after)
+    with pytest.raises(ConnectionLost):
+        upgrade(host, artifact)
+    assert (host.record_data()["phase"] if host.record else None) == phase
+    host.down = False
+    outcome, _ = upgrade(host, artifact)  # the same run id: a resume
+    assert outcome.status == "done", outcome
+    assert host.files[RUNC] == NEW and host.sysctl == 16384 and host.lock_owner is None
+    record = host.record_data()
+    assert record["outcome"] == "done"
+    # Cut after the file was rewritten but before the record said so, the resume finds nothing
+    # left to change and cannot know the "after": a rollback then restores the file as it was.
+    after = None if lost_after == "set-sysctl" else sha(host.files[INCIDENT_FILE])
+    assert record["files"] == [
+        {"path": INCIDENT_FILE, "before_sha256": sha(INCIDENT_TEXT), "after_sha256": after}
+    ]
+    again, _ = upgrade(host, artifact)
+    assert (again.status, again.message) == ("done", "already finished by this run")
+
+
+def test_a_resume_that_finds_the_old_runc_after_the_swap_rolls_back(artifact: Artifact) -> None:
+    host = FakeHost(lose_connection_after="probe")
+    with pytest.raises(ConnectionLost):
+        upgrade(host, artifact)
+    host.down = False
+    host.files[RUNC] = OLD  # a rollback cut short put the old binary back
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "failed" and "not the target, after the swap" in str(outcome.message)
+    assert_rolled_back(host)
+
+
+def test_a_record_of_the_earlier_layout_is_finished(artifact: Artifact) -> None:
+    """Records the earlier procedure wrote: phase `sysctl_restored` (no longer written) and a
+    record without files; both are resumed by this one."""
+    host = FakeHost()
+    first, _ = upgrade(host, artifact)
+    assert first.status == "done"
+    record = host.record_data()
+    record.update(phase="sysctl_restored", outcome="in_progress")
+    host.record = json.dumps(record)
+    host.lock_owner = RUN
+    outcome, phases = upgrade(host, artifact)
+    assert outcome.status == "done" and phases == ["finished"] and host.lock_owner is None
+
+
+def rollback(host: FakeHost, run_id: str | None = RUN) -> HostOutcome:
+    return rollback_host(host, "fake", run_id=run_id, on_phase=Phases(), clock=lambda: 1.0)
+
+
+def test_rollback_returns_the_recorded_before(artifact: Artifact) -> None:
+    host = FakeHost()
+    upgrade(host, artifact)
+    outcome = rollback(host)
+    assert outcome.status == "rolled_back" and outcome.runc_sha256 == sha(OLD)
+    assert "WARNING: rolled back to runc 1.0.0-rc93" in str(outcome.message)
+    assert_rolled_back(host)
+    assert rollback(host).message == "already rolled back"
+    assert len(host.batches) == 5 + 3 + 1
+
+
+def test_rollback_keeps_a_file_edited_since_and_puts_the_old_one_beside_it(
+    artifact: Artifact,
+) -> None:
+    host = FakeHost()
+    upgrade(host, artifact)
+    host.files[INCIDENT_FILE] = "fs.pipe-user-pages-soft = 4096\n"  # an admin's edit
+    outcome = rollback(host)
+    assert "kept as it is" in str(outcome.message)
+    assert host.files[INCIDENT_FILE + commands.KEPT_SUFFIX] == INCIDENT_TEXT
+
+
+def test_rollback_of_a_run_that_never_recorded_releases_what_it_left(artifact: Artifact) -> None:
+    host = FakeHost(lose_connection_after="check-staged")
+    with pytest.raises(ConnectionLost):
+        upgrade(host, artifact)
+    host.down = False
+    assert host.lock_owner == RUN and STAGED in host.files
+    outcome = rollback(host)
+    assert outcome.phase == "none" and "never changed this host" in str(outcome.message)
+    assert_untouched(host)
+    with pytest.raises(StepFailed, match="no host-side record"):
+        rollback(host, run_id=None)
