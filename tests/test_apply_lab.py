@@ -13,8 +13,8 @@ import pytest
 
 from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
+from orchestrator.diagnose.facts_report import gather_fleet
 from orchestrator.errors import ExitCode
-from orchestrator.host.facts import gather_fleet
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import HostFacts
 from orchestrator.plan.planner import hosts_to_plan

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
+from orchestrator.diagnose.facts_report import facts_table
 from orchestrator.host import commands
-from orchestrator.host.facts import facts_table, parse_facts
+from orchestrator.host.facts import parse_facts
 from orchestrator.host.session import HostUnreachable
 from orchestrator.models import Event, HostFacts, HostState, RunState
 from orchestrator.run.engine import preview_fails

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.ssh.executor import SshExecutor
-from orchestrator.host.facts import facts_to_before, gather_facts, gather_fleet
+from orchestrator.diagnose.facts_report import gather_fleet
+from orchestrator.host.facts import facts_to_before, gather_facts
 from orchestrator.host.session import HostUnreachable
 from orchestrator.lab.fleet import LabHost
 from orchestrator.models import HostFacts, SshTarget

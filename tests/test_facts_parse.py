@@ -13,18 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.diagnose.unstick_host import is_runc_init
-from orchestrator.errors import BadInput, FactsError
-from orchestrator.host.facts import (
-    SYSTEMD_DEFAULT_PATH,
+from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_json,
-    facts_script,
     facts_table,
-    facts_to_before,
-    parse_facts,
     read_facts_report,
 )
+from orchestrator.diagnose.unstick_host import is_runc_init
+from orchestrator.errors import BadInput, FactsError
+from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_script, facts_to_before, parse_facts
 from orchestrator.host.session import HostKeyRejected, HostUnreachable
 from orchestrator.models import FactsReport, HostFacts, SshTarget
 

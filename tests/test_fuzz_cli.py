@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli.app import main
+from orchestrator.diagnose.facts_report import facts_json, facts_table
 from orchestrator.errors import ExitCode, FactsError
-from orchestrator.host.facts import facts_json, facts_table, facts_to_before, parse_facts
+from orchestrator.host.facts import facts_to_before, parse_facts
 from orchestrator.models import Plan
 from orchestrator.plan.artifact import sha256_file
 from tests.test_facts_parse import FULL_HOST

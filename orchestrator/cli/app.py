@@ -18,8 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from orchestrator import __version__
-from orchestrator.errors import BadInput, ExitCode, RolloutError
-from orchestrator.host.facts import (
+from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_json,
     facts_report,
@@ -27,6 +26,7 @@ from orchestrator.host.facts import (
     gather_fleet,
     read_facts_report,
 )
+from orchestrator.errors import BadInput, ExitCode, RolloutError
 from orchestrator.inventory.read import load_inventory
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV

@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.facts_report import facts_report
 from orchestrator.diagnose.versions import Version, parse_version
-from orchestrator.host.facts import facts_report, gather_facts
+from orchestrator.host.facts import gather_facts
 from orchestrator.host.procedure import run_probe
 from orchestrator.host.session import Executor
 from orchestrator.inventory.patterns import select_hosts

@@ -25,50 +25,35 @@ world writable; otherwise its version is unknown and it is never a swap target.
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 import re
 import secrets
 import shlex
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
+from importlib import resources
 from typing import Any, Literal
 
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-
-from orchestrator.backends.group import run_on_hosts
 from orchestrator.diagnose.unstick_host import RUNC_COMMS, is_runc_init
-from orchestrator.errors import BadInput, FactsError
+from orchestrator.errors import FactsError
 from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.runcinfo import parse_runc_version
 from orchestrator.host.session import (
-    AuthenticationFailed,
     CommandResult,
-    CommandTimeout,
-    ConnectionLost,
-    Executor,
-    HostKeyRejected,
     HostSession,
-    HostUnreachable,
 )
 from orchestrator.models import (
     Daemon,
-    ErrorKind,
-    FactsReport,
     HostBefore,
-    HostError,
     HostFacts,
     Model,
     RuncBinary,
     RuncInit,
-    SshTarget,
     SysctlSetting,
 )
-from orchestrator.util.fsutil import MiB, read_input
-from orchestrator.util.textsafe import markup_safe, terminal_safe
+from orchestrator.util.fsutil import MiB
+from orchestrator.util.textsafe import terminal_safe
 
 SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RECORD_PATH = "/var/lib/runc-rollout/record.json"
@@ -90,221 +75,16 @@ _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
 }
 
 
-_SCRIPT = r"""
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-N=__NONCE__
-sec() { printf '\n@@%s@@ %s\n' "$N" "$*"; }
-kv() { printf '%s=%s\n' "$1" "$2"; }
-printf 'runc-rollout-facts 1 %s\n' "$N"
-
-self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
-init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
-ours() {
-    [ "$self_ns" = "$init_ns" ] && return 0
-    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
-}
-# A daemon is the host's own when it runs in this session's mount namespace (not inside a
-# container: those are skipped) as root (another user's is reported: prints why).
-foreign() {
-    uids=
-    while read -r k a b _; do [ "$k" = Uid: ] && uids="$a $b"; done < "/proc/$1/status"
-    [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
-    return 1
-}
-# A file only root could have placed or changed: the file (after symlinks) and every directory
-# above it, and above the name it was found by, owned by root and not group or world writable.
-# Prints why not, if not. Nothing is ever executed unless this says nothing.
-untrusted() {
-    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
-    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
-    for top in "$f" "$dir"; do
-        while :; do
-            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
-            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
-            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
-            [ "$top" != / ] || break
-            top=${top%/*} && top=${top:-/}
-        done
-    done
-    return 1
-}
-
-sec host
-kv arch "$(uname -m)"
-kv kernel "$(uname -r)"
-kv uid "$(id -u)"
-kv now "$(date +%s)"
-kv clk_tck "$(getconf CLK_TCK 2>/dev/null || echo 100)"
-while read -r k v; do [ "$k" = btime ] && kv btime "$v"; done < /proc/stat
-
-dpid= cpid= dpath= cpath=
-for d in /proc/[0-9]*; do
-    p=${d#/proc/}
-    comm=
-    { read -r comm < "$d/comm"; } 2>/dev/null
-    case $comm in
-        dockerd|containerd) kind=$comm ;;
-        __RUNC_COMMS__) kind=runc ;;  # unstick_host.RUNC_COMMS; runc init: runc:[N:...]
-        *) continue ;;
-    esac
-    stat=
-    { read -r stat < "$d/stat"; } 2>/dev/null
-    [ -n "$stat" ] || continue
-    set -f; set -- ${stat##*") "}; set +f
-    if [ "$kind" = runc ]; then
-        ours "$p" || ours "$2" || continue
-    else
-        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
-        if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
-    fi
-    sec proc "$p"
-    kv comm "$comm"
-    kv stat "$stat"
-    cmdline=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
-    kv cmdline "${cmdline% }"
-    if [ "$kind" = runc ]; then
-        wchan=
-        { read -r wchan < "$d/wchan"; } 2>/dev/null
-        kv wchan "$wchan"
-        continue
-    fi
-    path=$(tr '\0' '\n' < "$d/environ" 2>/dev/null | sed -n 's/^PATH=//p' | head -n 1)
-    exe=$(readlink "$d/exe" 2>/dev/null)
-    kv exe "$exe"
-    kv path "$path"
-    # Its version from the file it runs, only if that file is still the one running (same inode)
-    # and only root could have put it there.
-    if ! [ "$d/exe" -ef "$exe" ]; then kv untrusted "$exe is no longer the file it runs"
-    elif why=$(untrusted "$exe"); then kv untrusted "$why"
-    else kv version "$(timeout -s KILL 10 "$exe" --version 2>/dev/null | head -n 1)"
-    fi
-    if [ "$kind" = dockerd ] && { [ -z "$dpid" ] || [ "$p" -lt "$dpid" ]; }; then
-        dpid=$p dpath=$path
-    elif [ "$kind" = containerd ] && { [ -z "$cpid" ] || [ "$p" -lt "$cpid" ]; }; then
-        cpid=$p cpath=$path
-    fi
-done
-
-# The value of the last of options $3... on the command line of PID $1, else $2.
-argval() {
-    pid=$1 val=$2
-    shift 2
-    [ -n "$pid" ] || { printf '%s\n' "$val"; return; }
-    tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | {
-        want=
-        while IFS= read -r a; do
-            if [ -n "$want" ]; then val=$a want=; continue; fi
-            for o in "$@"; do
-                case $a in "$o") want=1 ;; "$o"=*) val=${a#"$o"=} ;; esac
-            done
-        done
-        printf '%s\n' "$val"
-    }
-}
-dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
-ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
-if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
-if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
-
-if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
-elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
-else rpath=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin src=default
-fi
-sec runtime-path
-kv source "$src"
-kv path "$rpath"
-
-# Every binary the runtime might execute: runc (and any runtime named in the configs) on the
-# runtime's PATH, and absolute paths named in the configs. Copies of one file are hashed once.
-names=runc abs=
-set -f
-s='[[:space:]]*' q="[\"']"
-for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
-              sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
-            } 2>/dev/null ); do
-    case $v in /*) abs="$abs $v" ;; */*) ;; *) names="$names $v" ;; esac
-done
-set +f
-cands=
-add() { case " $cands " in *" $1 "*) ;; *) cands="$cands $1" ;; esac; }
-rest=$rpath:
-while [ -n "$rest" ]; do
-    dir=${rest%%:*} rest=${rest#*:}
-    [ -n "$dir" ] || continue
-    for n in $names; do [ -f "$dir/$n" ] && add "$dir/$n"; done
-done
-for a in $abs; do [ -f "$a" ] && add "$a"; done
-
-# The package owning a file (packages never install under /usr/local), and its version.
-if [ -d /var/lib/dpkg/info ]; then
-    owner() {
-        f=$(grep -l -x -F -e "$1" -e "$2" /var/lib/dpkg/info/*.list 2>/dev/null | head -n 1)
-        f=${f##*/}
-        printf '%s\n' "${f%.list}"
-    }
-    pkgversion() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null; }
-elif command -v rpm >/dev/null 2>&1; then
-    owner() { o=$(rpm -qf --qf '%{NAME}\n' "$2" 2>/dev/null) && printf '%s\n' "$o" | head -n 1; }
-    pkgversion() { rpm -q --qf '%{VERSION}-%{RELEASE}\n' "$1" 2>/dev/null | head -n 1; }
-else
-    owner() { :; }
-fi
-
-seen=
-for b in $cands; do
-    real=$(readlink -f "$b" 2>/dev/null) || real=$b
-    case " $seen " in *" $real "*) sec alias "$b"; kv real "$real"; continue ;; esac
-    seen="$seen $real"
-    if why=$(untrusted "$b"); then out="not run: $why" rc=
-    else out=$(timeout -s KILL 10 "$real" --version 2>&1); rc=$?
-    fi
-    sec binary "$b"
-    kv real "$real"
-    if [ -n "$rc" ]; then kv trusted 1; else kv untrusted "$why"; fi
-    if [ -x "$b" ]; then kv executable 1; else kv executable 0; fi
-    kv version_exit "$rc"
-    kv size "$(wc -c < "$b" 2>/dev/null)"
-    sum=$(sha256sum "$b" 2>/dev/null)
-    kv sha256 "${sum%% *}"
-    kv df "$(df -Pk "${b%/*}" 2>/dev/null | tail -n 1)"
-    case $real in /usr/local/*) pkg= ;; *) pkg=$(owner "$b" "$real") ;; esac
-    if [ -n "$pkg" ]; then
-        kv package "$pkg"
-        kv package_version "$(pkgversion "$pkg")"
-    fi
-    sec version "$b"
-    printf '%s\n' "$out"
-done
-
-sec sysctl-runtime
-cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null
-sec sysctl-files
-set --
-for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d; do
-    for f in "$d"/*.conf; do
-        [ -e "$f" ] || continue
-        if [ -L "$f" ]; then printf '%s\t%s\n' "$f" "$(readlink -f "$f")"
-        else printf '%s\n' "$f"
-        fi
-        set -- "$@" "$f"
-    done
-done
-if [ -e /etc/sysctl.conf ]; then printf '%s\n' /etc/sysctl.conf; set -- "$@" /etc/sysctl.conf; fi
-sec sysctl-lines
-key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*='
-[ $# -eq 0 ] || grep -n -H -E "$key" "$@" 2>/dev/null
-
-if [ -f __RECORD__ ]; then sec record; head -c 1048576 __RECORD__; fi
-sec end
-"""
+@functools.cache
+def _script_text() -> str:
+    return resources.files("orchestrator").joinpath("data/facts.sh").read_text()
 
 
 def facts_script(nonce: str) -> str:
     """The facts script for one call; `nonce` (hex) delimits its sections."""
     if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
         raise ValueError("nonce must be 8-64 lowercase hex digits")
-    script = _SCRIPT.replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
+    script = _script_text().replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
     return script.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
 
 
@@ -429,127 +209,6 @@ def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> Hos
     """Run the facts script on one host (one round trip) and parse its output."""
     command = facts_command(timeout)
     return facts_from(session.host, session.run(command.script, timeout=command.timeout))
-
-
-def gather_fleet(
-    executor: Executor, targets: Mapping[str, SshTarget], concurrency: int
-) -> dict[str, HostFacts | Exception]:
-    """Facts of every host, `concurrency` at a time; a host that fails gets its exception."""
-    return run_on_hosts(
-        targets,
-        lambda name, target: gather_facts(executor.session(target, name=name)),
-        concurrency=concurrency,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports: the `facts` command's JSON (which `plan --facts FILE` can read back) and table
-
-
-_ERROR_KINDS: tuple[tuple[type[Exception], ErrorKind], ...] = (
-    (HostKeyRejected, "host_key"),  # before HostUnreachable: it is one
-    (AuthenticationFailed, "auth"),
-    (HostUnreachable, "unreachable"),
-    (CommandTimeout, "timeout"),
-    (ConnectionLost, "connection_lost"),
-    (FactsError, "facts"),
-)
-
-
-def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
-    hosts = {name: r for name, r in results.items() if isinstance(r, HostFacts)}
-    errors = {
-        name: HostError(kind=_error_kind(r), message=str(r))
-        for name, r in results.items()
-        if not isinstance(r, HostFacts)
-    }
-    return FactsReport(hosts=hosts, errors=errors)
-
-
-def read_facts_report(path: Path) -> FactsReport:
-    """A report saved by `facts --format json`."""
-    try:
-        return FactsReport.model_validate_json(read_input(path, FACTS_LIMIT, "facts file"))
-    except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise BadInput(f"{path} is not a facts report: {where}: {problem['msg']}") from None
-
-
-def before_from_report(
-    report: FactsReport, targets: Mapping[str, SshTarget]
-) -> tuple[dict[str, HostBefore], dict[str, str]]:
-    """Each target's "before" from `report`, and why the others have none (unreachable, no
-    runc found, or not in the report)."""
-    before: dict[str, HostBefore] = {}
-    missing: dict[str, str] = {}
-    for name in targets:
-        facts = report.hosts.get(name)
-        if facts is not None:
-            try:
-                before[name] = facts_to_before(facts)
-            except FactsError as error:
-                missing[name] = error.detail
-        elif name in report.errors:
-            missing[name] = report.errors[name].message
-        else:
-            missing[name] = "no facts for this host in the report"
-    return before, missing
-
-
-def _error_kind(error: Exception) -> ErrorKind:
-    return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "error")
-
-
-def facts_json(results: Mapping[str, HostFacts | Exception]) -> str:
-    return facts_report(results).model_dump_json(indent=2) + "\n"
-
-
-def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) -> str:
-    """The terminal view: one row per host, warnings and errors below the table."""
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
-    table = Table(show_lines=False)
-    for column in ("host", "runc", "version", "sha256", "sysctl", "at boot", "dockerd"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("containerd", no_wrap=True)
-    table.add_column("stuck", justify="right")
-    notes: list[str] = []
-    for name, result in results.items():
-        if not isinstance(result, HostFacts):
-            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
-            notes.append(f"{name}: {result}")
-            continue
-        runc = result.runc
-        boot = result.sysctl_persistent
-        cells = [
-            runc.path if runc else None,
-            f"{runc.version or '?'} {_short(runc.commit)}" if runc else "",
-            runc.sha256[:12] if runc and runc.sha256 else "",
-            "?" if result.sysctl_runtime is None else str(result.sysctl_runtime),
-            f"{boot.value} {boot.file.rpartition('/')[2]}:{boot.line}" if boot else "",
-            _daemon(result.dockerd),
-            _daemon(result.containerd),
-            str(len(result.stuck)) if result.stuck else "",
-        ]
-        # Everything here came from the host: shown as text, never as markup or escapes.
-        table.add_row(
-            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
-        )
-        notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
-        notes += [f"{name}: {warning}" for warning in result.warnings]
-    console.print(table)
-    for note in notes:
-        console.print(terminal_safe(note), markup=False)
-    return buffer.getvalue()
-
-
-def _short(commit: str | None) -> str:
-    return "" if commit is None else commit[:7] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
-
-
-def _daemon(daemon: Daemon | None) -> str:
-    return "-" if daemon is None else f"{daemon.version or '?'} pid {daemon.pid}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""`runc-rollout facts`: the facts of a fleet, gathered N hosts at a time, as a report (JSON or
+a table) that `plan --facts` reads back for each host's "before"."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.backends.group import run_on_hosts
+from orchestrator.errors import BadInput, FactsError
+from orchestrator.host.facts import FACTS_LIMIT, facts_to_before, gather_facts
+from orchestrator.host.session import (
+    AuthenticationFailed,
+    CommandTimeout,
+    ConnectionLost,
+    Executor,
+    HostKeyRejected,
+    HostUnreachable,
+)
+from orchestrator.models import (
+    Daemon,
+    ErrorKind,
+    FactsReport,
+    HostBefore,
+    HostError,
+    HostFacts,
+    SshTarget,
+)
+from orchestrator.util.fsutil import read_input
+from orchestrator.util.textsafe import markup_safe, terminal_safe
+
+
+def gather_fleet(
+    executor: Executor, targets: Mapping[str, SshTarget], concurrency: int
+) -> dict[str, HostFacts | Exception]:
+    """Facts of every host, `concurrency` at a time; a host that fails gets its exception."""
+    return run_on_hosts(
+        targets,
+        lambda name, target: gather_facts(executor.session(target, name=name)),
+        concurrency=concurrency,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports: the `facts` command's JSON (which `plan --facts FILE` can read back) and table
+
+
+_ERROR_KINDS: tuple[tuple[type[Exception], ErrorKind], ...] = (
+    (HostKeyRejected, "host_key"),  # before HostUnreachable: it is one
+    (AuthenticationFailed, "auth"),
+    (HostUnreachable, "unreachable"),
+    (CommandTimeout, "timeout"),
+    (ConnectionLost, "connection_lost"),
+    (FactsError, "facts"),
+)
+
+
+def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
+    hosts = {name: r for name, r in results.items() if isinstance(r, HostFacts)}
+    errors = {
+        name: HostError(kind=_error_kind(r), message=str(r))
+        for name, r in results.items()
+        if not isinstance(r, HostFacts)
+    }
+    return FactsReport(hosts=hosts, errors=errors)
+
+
+def read_facts_report(path: Path) -> FactsReport:
+    """A report saved by `facts --format json`."""
+    try:
+        return FactsReport.model_validate_json(read_input(path, FACTS_LIMIT, "facts file"))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise BadInput(f"{path} is not a facts report: {where}: {problem['msg']}") from None
+
+
+def before_from_report(
+    report: FactsReport, targets: Mapping[str, SshTarget]
+) -> tuple[dict[str, HostBefore], dict[str, str]]:
+    """Each target's "before" from `report`, and why the others have none (unreachable, no
+    runc found, or not in the report)."""
+    before: dict[str, HostBefore] = {}
+    missing: dict[str, str] = {}
+    for name in targets:
+        facts = report.hosts.get(name)
+        if facts is not None:
+            try:
+                before[name] = facts_to_before(facts)
+            except FactsError as error:
+                missing[name] = error.detail
+        elif name in report.errors:
+            missing[name] = report.errors[name].message
+        else:
+            missing[name] = "no facts for this host in the report"
+    return before, missing
+
+
+def _error_kind(error: Exception) -> ErrorKind:
+    return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "error")
+
+
+def facts_json(results: Mapping[str, HostFacts | Exception]) -> str:
+    return facts_report(results).model_dump_json(indent=2) + "\n"
+
+
+def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) -> str:
+    """The terminal view: one row per host, warnings and errors below the table."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
+    table = Table(show_lines=False)
+    for column in ("host", "runc", "version", "sha256", "sysctl", "at boot", "dockerd"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("containerd", no_wrap=True)
+    table.add_column("stuck", justify="right")
+    notes: list[str] = []
+    for name, result in results.items():
+        if not isinstance(result, HostFacts):
+            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
+            notes.append(f"{name}: {result}")
+            continue
+        runc = result.runc
+        boot = result.sysctl_persistent
+        cells = [
+            runc.path if runc else None,
+            f"{runc.version or '?'} {_short(runc.commit)}" if runc else "",
+            runc.sha256[:12] if runc and runc.sha256 else "",
+            "?" if result.sysctl_runtime is None else str(result.sysctl_runtime),
+            f"{boot.value} {boot.file.rpartition('/')[2]}:{boot.line}" if boot else "",
+            _daemon(result.dockerd),
+            _daemon(result.containerd),
+            str(len(result.stuck)) if result.stuck else "",
+        ]
+        # Everything here came from the host: shown as text, never as markup or escapes.
+        table.add_row(
+            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
+        )
+        notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
+        notes += [f"{name}: {warning}" for warning in result.warnings]
+    console.print(table)
+    for note in notes:
+        console.print(terminal_safe(note), markup=False)
+    return buffer.getvalue()
+
+
+def _short(commit: str | None) -> str:
+    return "" if commit is None else commit[:7] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
+
+
+def _daemon(daemon: Daemon | None) -> str:
+    return "-" if daemon is None else f"{daemon.version or '?'} pid {daemon.pid}"
