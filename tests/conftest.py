@@ -21,18 +21,10 @@ import pytest
 from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.errors import BadInput
 from orchestrator.host.facts import gather_facts
-from orchestrator.lab.fleet import (
-    LabHost,
-    LabInfo,
-    StuckSeed,
-    check_requirements,
-    lab_down,
-    lab_reset,
-    lab_stick,
-    lab_up,
-    port_in_use,
-)
+from orchestrator.lab.fleet import lab_down, lab_reset, lab_stick, lab_up
 from orchestrator.lab.hostdef import probe_uid
+from orchestrator.lab.procs import check_requirements, port_in_use
+from orchestrator.lab.records import LabHost, LabInfo, StuckSeed
 from orchestrator.models import HostFacts, SshTarget
 
 RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script

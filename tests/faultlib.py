@@ -40,8 +40,10 @@ from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
 from orchestrator.host.probe import PROBE_PREFIX
 from orchestrator.host.session import CommandResult, Executor, HostSession
-from orchestrator.lab.fleet import LabRecord, lab_reset, lab_up, proc_start
+from orchestrator.lab.fleet import lab_reset, lab_up
+from orchestrator.lab.procs import proc_start
 from orchestrator.lab.rc93 import ensure_rc93_runc
+from orchestrator.lab.records import LabRecord
 from orchestrator.models import HostState, Plan, SshTarget
 from orchestrator.plan.artifact import sha256_file
 from orchestrator.run.engine import ApplyEnv, Rollout, load_plan

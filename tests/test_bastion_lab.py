@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
-from orchestrator.lab.fleet import port_in_use
+from orchestrator.lab.procs import port_in_use
 from tests.conftest import RUNC_ROLLOUT, LabFleet
 
 ANSIBLE = str(Path(RUNC_ROLLOUT).parent / "ansible")

@@ -17,7 +17,7 @@ import yaml
 
 from orchestrator.cli.app import main
 from orchestrator.lab import fleet
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.records import LabHost
 from tests.conftest import LabFleet
 
 PASSWORD = "pl4nted-become-" + os.urandom(6).hex()
@@ -29,7 +29,7 @@ def deploy_host(clean_lab: LabFleet) -> Iterator[tuple[LabHost, Path]]:
     """A light lab host where `deploy` logs in with the lab's key and sudo asks its password;
     the files are bind-mounted in that host's own (private) mount namespace only."""
     host = clean_lab.light_hosts[0]
-    record = fleet._load(clean_lab.state_dir)
+    record = fleet.load_record(clean_lab.state_dir)
     assert record is not None
     holder = next(h for h in record.hosts if h.name == host.name).procs["holder"].pid
     root_line = next(

@@ -15,7 +15,7 @@ from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.diagnose.facts_report import gather_fleet
 from orchestrator.host.facts import facts_to_before, gather_facts
 from orchestrator.host.session import HostUnreachable
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.records import LabHost
 from orchestrator.models import HostFacts, SshTarget
 from tests.conftest import LabFleet
 

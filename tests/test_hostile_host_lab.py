@@ -21,7 +21,7 @@ import pytest
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode, FactsError
 from orchestrator.host.facts import facts_to_before
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.records import LabHost
 from tests.conftest import LabFleet
 
 # A stand-in daemon: `--version` leaves a mark (that is what must never happen), else it sleeps.

@@ -23,17 +23,15 @@ from orchestrator.inventory.read import load_inventory
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,
-    ProcRef,
     _Lab,
-    _load,
     _plan_hosts,
-    check_requirements,
     lab_down,
     lab_status,
     lab_up,
-    port_in_use,
-    proc_start,
+    load_record,
 )
+from orchestrator.lab.procs import check_requirements, port_in_use, proc_start
+from orchestrator.lab.records import ProcRef
 from tests.conftest import LabFleet, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
@@ -376,7 +374,7 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     fleet = start_lab(tmp_path / "state", inventory, 3, 1, containerd=1, stuck=True)
     seed = fleet.info.stuck
     assert seed is not None and seed.host == fleet.full_hosts[0].name
-    record = _load(fleet.state_dir)
+    record = load_record(fleet.state_dir)
     assert record is not None
     lab = _Lab(fleet.state_dir, record)
     processes = lab.processes()

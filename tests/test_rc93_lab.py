@@ -14,7 +14,8 @@ from pathlib import Path
 
 from orchestrator.host import trigger
 from orchestrator.lab import hostdef, rc93
-from orchestrator.lab.fleet import LabHost, lab_trigger
+from orchestrator.lab.fleet import lab_trigger
+from orchestrator.lab.records import LabHost
 from tests.conftest import LabFleet
 from tests.fakes import BLOCKED, state, wchan
 

@@ -31,7 +31,7 @@ from orchestrator.host.session import (
     HostKeyRejected,
     HostUnreachable,
 )
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.records import LabHost
 from orchestrator.models import SshTarget
 from tests.conftest import LabFleet
 

@@ -807,7 +807,7 @@ def lab_up(
     """Start the lab (idempotent: a running lab only gets what died restarted). Every host's
     runc is a real 1.0.0-rc93 build (Debian's runc source with rc93's pipe hang), built once
     and cached in /var/cache/runc-rollout-lab."""
-    from orchestrator.lab import fleet
+    from orchestrator.lab import fleet, text
 
     info = fleet.lab_up(
         hosts,
@@ -818,7 +818,7 @@ def lab_up(
         first_address=first_address,
         stuck=stuck,
     )
-    typer.echo(fleet.format_up(info))
+    typer.echo(text.format_up(info))
 
 
 @lab_app.command("build-runc")
@@ -853,17 +853,17 @@ def lab_trigger(
 @lab_app.command("status")
 def lab_status(state_dir: StateDirOption = None) -> None:
     """Each lab host: address, runc version and checksum, sysctl, daemons alive."""
-    from orchestrator.lab import fleet
+    from orchestrator.lab import fleet, text
 
-    typer.echo(fleet.format_status(fleet.lab_status(state_dir)))
+    typer.echo(text.format_status(fleet.lab_status(state_dir)))
 
 
 @lab_app.command("down")
 def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = None) -> None:
     """Stop the lab's own processes (by recorded PID), unmount, remove its files. Safe twice."""
-    from orchestrator.lab import fleet
+    from orchestrator.lab import fleet, text
 
-    typer.echo(fleet.format_down(fleet.lab_down(state_dir, inventory)))
+    typer.echo(text.format_down(fleet.lab_down(state_dir, inventory)))
 
 
 _OPTION_OF_FIELD = {

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from orchestrator.errors import LabError
 from orchestrator.lab import fleet, hostdef
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.procs import ssh_banner
+from orchestrator.lab.records import LabHost, LabInfo, LabRecord
 
 LISTENER = """
 import os, signal, socket, subprocess, sys
@@ -49,10 +50,10 @@ class Bastion:
     pids: list[int] = field(default_factory=list)
 
 
-def bastion_up(info: fleet.LabInfo, hosts: list[LabHost], address: str, directory: Path) -> Bastion:
+def bastion_up(info: LabInfo, hosts: list[LabHost], address: str, directory: Path) -> Bastion:
     """A bastion on `address`:22 in front of `hosts` of the lab `info`."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    record = fleet._load(info.state_dir)
+    record = fleet.load_record(info.state_dir)
     if record is None:
         raise LabError(f"{info.state_dir}: no lab")
     third = address.split(".")[2]
@@ -71,9 +72,7 @@ def bastion_up(info: fleet.LabInfo, hosts: list[LabHost], address: str, director
     return bastion
 
 
-def _start(
-    bastion: Bastion, info: fleet.LabInfo, record: fleet.LabRecord, hosts: list[LabHost]
-) -> None:
+def _start(bastion: Bastion, info: LabInfo, record: LabRecord, hosts: list[LabHost]) -> None:
     directory = bastion.directory
     key = directory / "bastion_host_key"
     if not key.exists():
@@ -160,7 +159,7 @@ def _start(
         [sys.executable, "-c", LISTENER, bastion.address, *sshd_i], stdin=subprocess.DEVNULL
     )
     bastion.pids.append(listener.pid)
-    _wait(lambda: fleet._ssh_banner(bastion.address), f"bastion on {bastion.address}:22")
+    _wait(lambda: ssh_banner(bastion.address), f"bastion on {bastion.address}:22")
 
 
 def _has_run_sshd(pid: int) -> bool:

@@ -16,30 +16,23 @@ read-only except its own `fs.pipe-user-pages-soft`, which is a plain file.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
 from orchestrator.diagnose.unstick_host import PIPE_WCHANS, is_runc_init
 from orchestrator.errors import BadInput, LabError
@@ -51,11 +44,49 @@ from orchestrator.lab.defaults import (
     DEFAULT_FULL,
     DEFAULT_HOSTS,
     DEFAULT_INVENTORY,
-    DEFAULT_STATE_DIR,
     FIRST_ADDRESS_ENV,
-    STATE_DIR_ENV,
+)
+from orchestrator.lab.procs import (
+    CTR,
+    addresses_from,
+    alive,
+    check_requirements,
+    copy_executable,
+    default_state_dir,
+    file_sha256,
+    file_tail,
+    http_answers,
+    in_parallel,
+    keygen,
+    memory_of,
+    mount_ns,
+    port_in_use,
+    proc_start,
+    proc_stat,
+    read_proc_text,
+    send_signal,
+    ssh_banner,
+    stop_processes,
+    unix_http_ok,
+    wait_for,
+    wait_gone,
+    write_file,
+)
+from orchestrator.lab.records import (
+    KINDS,
+    HostKind,
+    HostRecord,
+    LabDownReport,
+    LabHost,
+    LabHostStatus,
+    LabInfo,
+    LabRecord,
+    ProcRef,
+    StuckSeed,
+    TriggerRun,
 )
 from orchestrator.lab.supervisor import SOCKET_NAME
+from orchestrator.lab.text import kinds_text, next_commands
 
 RECORD_NAME = "lab.json"
 SUPERVISOR_PY = Path(__file__).with_name("supervisor.py")
@@ -67,390 +98,6 @@ RC93_COPY = "runc-rc93"  # the lab's copy of the rc93 build, installed from here
 TRIGGER_TIMEOUT = 30.0  # seconds for the trigger to pass or hang runc init
 TRIGGER_UID_BASE = trigger.SEED_UID_BASE + 100  # `lab trigger`'s uids: 61100 + host index
 DOCKER = "/usr/bin/docker"
-
-T = TypeVar("T")
-HostKind = Literal["full", "containerd", "light"]
-KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
-CTR = "/usr/bin/ctr"
-
-
-# ---------------------------------------------------------------------------------------------
-# The record (lab.json) and what the API returns
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProcRef(_Record):
-    """A process the lab started: its PID and its start time (clock ticks after boot)."""
-
-    pid: int
-    start: int
-
-
-class HostRecord(_Record):
-    name: str
-    address: str
-    zone: str
-    kind: HostKind
-    storage_driver: str | None = None  # full hosts: the one dockerd runs with
-    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
-
-
-class LabRecord(_Record):
-    schema_version: Literal[1] = 1
-    lab_id: str
-    state_dir: str
-    inventory_path: str
-    created_dirs: list[str] = []  # directories `lab up` created (and `lab down` removes if empty)
-    first_address: str
-    created: float
-    supervisor: ProcRef | None = None
-    hosts: list[HostRecord]
-
-
-@dataclass(frozen=True)
-class LabHost:
-    name: str
-    address: str
-    zone: str
-    kind: HostKind
-
-
-@dataclass
-class LabInfo:
-    """What `lab up` did and how to reach the fleet."""
-
-    state_dir: Path
-    inventory_path: Path
-    private_key: Path
-    known_hosts: Path
-    hosts: list[LabHost]
-    already_running: bool
-    started: list[str]  # "lab-01 sshd", ... what this call started
-    seconds: float
-    rss_bytes: int  # resident memory of every lab process, summed
-    pss_bytes: int  # the same with shared pages divided among their users
-    rc93: str  # where the hosts' runc 1.0.0-rc93 came from (built, cached, installed before)
-    stuck: StuckSeed | None = None  # `--stuck`: the hung runc init
-    next_commands: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TriggerRun:
-    """`lab trigger` on one host: did the host's runc pass the rc93 trigger?"""
-
-    host: str
-    uid: int
-    outcome: str  # "passed", "hung" (its runc init then killed), "failed (exit N)"
-    seconds: float  # until the container finished or runc init was seen hung
-    pid: int | None  # the hung runc init
-
-
-@dataclass(frozen=True)
-class StuckSeed:
-    """The incident's stuck container on a full host: its runc init hung writing its pipe."""
-
-    host: str
-    container: str
-    pid: int  # the hung runc init
-    uid: int  # the trigger's uid (`trigger.SEED_UID_BASE` + the host's index)
-
-
-@dataclass
-class LabHostStatus:
-    name: str
-    address: str
-    zone: str
-    kind: HostKind
-    holder: bool  # the host's namespace is alive
-    sshd: bool
-    containerd: bool | None  # None on light hosts
-    dockerd: bool | None  # None unless full
-    runc_version: str | None  # first line of /usr/local/sbin/runc --version on the host
-    runc_sha256: str | None
-    sysctl: int | None  # the host's fs.pipe-user-pages-soft
-    hung: list[int] | None  # full hosts: PIDs of runc init blocked writing a pipe
-    pids: dict[str, int]
-
-
-@dataclass
-class LabDownReport:
-    state_dir: Path
-    found: bool  # whether there was a lab to take down
-    stopped: int  # processes stopped
-    removed: list[str]  # paths removed
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# Requirements
-
-# (path, Debian package, the kinds of host that need it)
-REQUIRED_FILES: tuple[tuple[str, str, tuple[HostKind, ...]], ...] = (
-    ("/usr/bin/nsenter", "util-linux", KINDS),
-    ("/usr/sbin/sshd", "openssh-server", KINDS),
-    ("/usr/bin/ssh-keygen", "openssh-client", KINDS),
-    (hostdef.DEBIAN_RUNC, "runc", KINDS),
-    ("/usr/bin/containerd", "containerd", ("full", "containerd")),
-    ("/usr/bin/containerd-shim-runc-v2", "containerd", ("full", "containerd")),
-    (CTR, "containerd", ("full", "containerd")),
-    ("/usr/sbin/dockerd", "docker.io", ("full",)),
-    ("/usr/bin/docker", "docker.io", ("full",)),
-    ("/bin/busybox", "busybox-static", ("full",)),
-)
-
-
-def _elf_is_static(path: str) -> bool:
-    """True for a 64-bit ELF executable without an interpreter (PT_INTERP)."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(64)
-            if header[:4] != b"\x7fELF" or header[4] != 2:
-                return False
-            endian = "<" if header[5] == 1 else ">"
-            phoff = struct.unpack_from(endian + "Q", header, 32)[0]
-            phentsize, phnum = struct.unpack_from(endian + "HH", header, 54)
-            handle.seek(phoff)
-            table = handle.read(phentsize * phnum)
-    except OSError:
-        return False
-    return all(struct.unpack_from(endian + "I", table, i * phentsize)[0] != 3 for i in range(phnum))
-
-
-def check_requirements(kinds: tuple[HostKind, ...] = KINDS) -> None:
-    """Raise BadInput (one line) unless this is Linux, we are root and the packages hosts of
-    `kinds` need are there."""
-    if not sys.platform.startswith("linux"):
-        raise BadInput(f"runc-rollout lab needs Linux (mount namespaces); this is {sys.platform}")
-    if os.geteuid() != 0:
-        raise BadInput("runc-rollout lab needs root (mount namespaces, sshd on port 22): use sudo")
-    missing: list[str] = []
-    for path, package, needed_by in REQUIRED_FILES:
-        if not set(needed_by) & set(kinds):
-            continue
-        present = os.access(path, os.X_OK)
-        if present and package == "busybox-static":
-            present = _elf_is_static(path)
-        if not present and package not in missing:
-            missing.append(package)
-    if missing:
-        raise BadInput(
-            f"runc-rollout lab needs Debian packages that are missing: "
-            f"apt-get install -y {' '.join(missing)}"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return data[data.rindex(")") + 2 :].split()  # [0] is field 3 (state), [19] field 22
-
-
-def proc_start(pid: int) -> int | None:
-    """A live (not zombie) process's start time, or None."""
-    fields = _stat(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def alive(ref: ProcRef | None) -> bool:
-    return ref is not None and proc_start(ref.pid) == ref.start
-
-
-def _mnt_ns(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
-    except OSError:
-        return None
-
-
-def _signal(ref: ProcRef, sig: int) -> bool:
-    if not alive(ref):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(ref.pid, sig)
-    return True
-
-
-def _wait_gone(refs: list[ProcRef], timeout: float) -> list[ProcRef]:
-    """Wait until none of `refs` is alive; reap our own children. Returns those still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for ref in refs:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(ref.pid, os.WNOHANG)
-        left = [ref for ref in refs if alive(ref)]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.05)
-
-
-def _stop(refs: list[ProcRef], timeout: float) -> int:
-    """SIGTERM, then SIGKILL after `timeout`. Returns how many were alive."""
-    live = [ref for ref in refs if _signal(ref, signal.SIGTERM)]
-    left = _wait_gone(live, timeout)
-    for ref in left:
-        _signal(ref, signal.SIGKILL)
-    _wait_gone(left, 5.0)
-    return len(live)
-
-
-def _read_proc_text(pid: int, name: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _memory(pids: list[int]) -> tuple[int, int]:
-    """Summed RSS and PSS (shared pages divided among their users) of `pids`, in bytes."""
-    rss = pss = 0
-    for pid in pids:
-        for line in _read_proc_text(pid, "smaps_rollup").splitlines():
-            if line.startswith("Rss:"):
-                rss += int(line.split()[1]) * 1024
-            elif line.startswith("Pss:"):
-                pss += int(line.split()[1]) * 1024
-    return rss, pss
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
-
-
-def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Write via a temporary file and rename (no fsync: the lab is disposable)."""
-    payload = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def _copy_executable(source: Path, target: Path) -> None:
-    """Copy a binary via a temporary file and rename: never a write into a file in use."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
-def _parallel(func: Callable[[T], None], items: list[T], workers: int = 16) -> None:
-    """Run `func` over items in threads; re-raise the first error after all have finished."""
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(func, item) for item in items]
-    for future in futures:
-        error = future.exception()
-        if error is not None:
-            raise error
-
-
-def _sha256(path: str | Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _addresses(first: str, count: int) -> list[str]:
-    try:
-        start = ipaddress.IPv4Address(first)
-    except ValueError as exc:
-        raise BadInput(f"lab: bad first address {first!r}: {exc}") from None
-    loopback = ipaddress.IPv4Network("127.0.0.0/8")
-    last = start + (count - 1) if count else start
-    if start not in loopback or last not in loopback or last == loopback.broadcast_address:
-        raise BadInput(f"lab: {count} hosts from {first} leave 127.0.0.0/8; lab hosts use loopback")
-    return [str(start + i) for i in range(count)]
-
-
-def port_in_use(address: str, port: int = 22) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
-
-
-def _ssh_banner(address: str, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=timeout) as sock:
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
-def _unix_http_ok(path: str, request: bytes, timeout: float = 2.0) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            if not request:
-                return True
-            sock.sendall(request)
-            return sock.recv(64).split(b" ", 2)[1:2] == [b"200"]
-    except (OSError, IndexError):
-        return False
-
-
-def _answers(path: str, request: bytes) -> Callable[[], bool]:
-    return lambda: _unix_http_ok(path, request)
-
-
-def _wait_for(check: Callable[[], bool], process: ProcRef, timeout: float) -> bool:
-    """Poll `check` until it holds; give up early when `process` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        if not alive(process):
-            return False
-        time.sleep(0.05)
-    return check()
-
-
-def _keygen(path: Path, comment: str) -> None:
-    if path.exists():
-        return
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,7 +149,7 @@ def _start_supervisor(state_dir: Path) -> ProcRef:
             if _call(state_dir, {"op": "ping"}, timeout=2).get("pid") == child.pid:
                 return ref
         time.sleep(0.05)
-    raise LabError(f"the lab supervisor did not start: {_tail(state_dir / 'supervisor.log')}")
+    raise LabError(f"the lab supervisor did not start: {file_tail(state_dir / 'supervisor.log')}")
 
 
 def _reap_own(pid: int, timeout: float) -> None:
@@ -562,13 +209,13 @@ class _Lab:
 
     def save(self) -> None:
         with self.lock:
-            _write(self.dir / RECORD_NAME, self.record.model_dump_json(indent=1), 0o600)
+            write_file(self.dir / RECORD_NAME, self.record.model_dump_json(indent=1), 0o600)
 
     def note(self, host: HostRecord, what: str, pid: int, log: Path) -> None:
         """Record a process just started (its start time tells it from a later one's PID)."""
         start = proc_start(pid)
         if start is None:
-            raise LabError(f"{host.name}: {what} exited at once: {_tail(log)}")
+            raise LabError(f"{host.name}: {what} exited at once: {file_tail(log)}")
         with self.lock:
             host.procs[what] = ProcRef(pid=pid, start=start)
             self.started.append(f"{host.name} {what}")
@@ -579,7 +226,7 @@ class _Lab:
     def prepare_lab_files(self, full_hosts: bool) -> None:
         (self.dir / "ssh").mkdir(mode=0o700, exist_ok=True)
         (self.dir / "hosts").mkdir(mode=0o755, exist_ok=True)
-        _keygen(self.private_key, "runc-rollout-lab")
+        keygen(self.private_key, "runc-rollout-lab")
         self.install_rc93()
         if full_hosts:
             self.build_image()
@@ -591,7 +238,7 @@ class _Lab:
         build = rc93.ensure_rc93_runc()
         how = f"built in {build.seconds:.1f}s" if build.built else "from the cache"
         self.rc93_note = f"{how}: {build.path}"
-        _copy_executable(build.path, self.rc93_copy)
+        copy_executable(build.path, self.rc93_copy)
         self.started.append(f"runc {rc93.VERSION} ({how})")
 
     def build_image(self) -> None:
@@ -655,19 +302,19 @@ class _Lab:
             os.chmod(hdir / name, mode)
         self.write_incident_state(host)
         public = (self.dir / "ssh" / "id_ed25519.pub").read_text()
-        _write(hdir / "root" / ".ssh" / "authorized_keys", public, 0o600)
+        write_file(hdir / "root" / ".ssh" / "authorized_keys", public, 0o600)
         for name in ("wtmp", "btmp", "lastlog"):
-            _write(hdir / "var-log" / name, b"", 0o600 if name == "btmp" else 0o664)
-        _keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
-        _write(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
+            write_file(hdir / "var-log" / name, b"", 0o600 if name == "btmp" else 0o664)
+        keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
+        write_file(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
         if host.kind == "full":
             (hdir / "var-lib-docker").mkdir(mode=0o710, exist_ok=True)
             self.write_daemon_json(host, "overlay2")
         if host.kind != "light":
             (hdir / "var-lib-containerd").mkdir(mode=0o711, exist_ok=True)
             config = hostdef.containerd_config(cri=host.kind == "containerd")
-            _write(hdir / "etc-containerd" / "config.toml", config)
-        _write(hdir / ".prepared", "")
+            write_file(hdir / "etc-containerd" / "config.toml", config)
+        write_file(hdir / ".prepared", "")
 
     def write_incident_state(self, host: HostRecord) -> None:
         """The old runc (the rc93 build), the raised sysctl (runtime and /etc/sysctl.d), the
@@ -683,7 +330,7 @@ class _Lab:
                     shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
-        _copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
+        copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         sysctl_d = hdir / "etc-sysctl.d"
         if os.path.isdir("/etc/sysctl.d"):
             for entry in os.scandir("/etc/sysctl.d"):
@@ -691,7 +338,7 @@ class _Lab:
                     os.symlink(os.readlink(entry.path), sysctl_d / entry.name)
                 elif entry.is_file():
                     shutil.copy2(entry.path, sysctl_d / entry.name)
-        _write(sysctl_d / hostdef.INCIDENT_CONF_NAME, hostdef.incident_sysctl_conf())
+        write_file(sysctl_d / hostdef.INCIDENT_CONF_NAME, hostdef.incident_sysctl_conf())
         if os.path.isfile("/etc/sysctl.conf"):
             with open("/etc/sysctl.conf", "rb") as source, open(hdir / "sysctl.conf", "wb") as out:
                 shutil.copyfileobj(source, out)
@@ -701,7 +348,7 @@ class _Lab:
     def write_daemon_json(self, host: HostRecord, driver: str) -> None:
         parent = f"/{self.cgroup_root}/{host.name}"
         path = self.host_dir(host) / "etc-docker" / "daemon.json"
-        _write(path, hostdef.daemon_json(parent, driver))
+        write_file(path, hostdef.daemon_json(parent, driver))
         host.storage_driver = driver
 
     # -- starting -----------------------------------------------------------------------------
@@ -719,7 +366,7 @@ class _Lab:
         ref = host.procs.get("holder")
         if not alive(ref) or ref is None:
             return False
-        return _read_proc_text(ref.pid, "cmdline").startswith(HOLDER_PREFIX + host.name)
+        return read_proc_text(ref.pid, "cmdline").startswith(HOLDER_PREFIX + host.name)
 
     def nsenter(self, host: HostRecord) -> list[str]:
         pid = host.procs["holder"].pid
@@ -755,7 +402,7 @@ class _Lab:
         if self.holder_alive(host):
             return
         # The namespace is gone: whatever ran in it is stale. Start the host afresh.
-        _stop([ref for ref in host.procs.values() if alive(ref)], 10.0)
+        stop_processes([ref for ref in host.procs.values() if alive(ref)], 10.0)
         host.procs.clear()
         hdir = self.host_dir(host)
         ops = hostdef.holder_ops(
@@ -796,9 +443,11 @@ class _Lab:
 
     def wait_sshd(self, host: HostRecord) -> None:
         ref = host.procs["sshd"]
-        if not _wait_for(lambda: _ssh_banner(host.address), ref, 15.0):
+        if not wait_for(lambda: ssh_banner(host.address), ref, 15.0):
             log = self.host_dir(host) / "var-log" / "sshd.log"
-            raise LabError(f"{host.name}: sshd did not come up on {host.address}:22: {_tail(log)}")
+            raise LabError(
+                f"{host.name}: sshd did not come up on {host.address}:22: {file_tail(log)}"
+            )
 
     def sockets(self, host: HostRecord) -> tuple[str, str]:
         """containerd's and dockerd's sockets as the machine reaches them ("" without a holder)."""
@@ -818,14 +467,14 @@ class _Lab:
         for what, sock, request in daemons:
             # A running daemon must answer (it may be starting); one shutting down is replaced.
             ref = host.procs.get(what)
-            answered = ref is None or _wait_for(_answers(sock, request), ref, 30.0)
+            answered = ref is None or wait_for(http_answers(sock, request), ref, 30.0)
             if not answered and alive(ref):
                 raise LabError(f"{host.name}: {what} (pid {ref and ref.pid}) does not answer")
         if not alive(host.procs.get("containerd")):
             ref = self.spawn(host, "containerd", ["/usr/bin/containerd"], "containerd.log")
-            if not _wait_for(lambda: _unix_http_ok(containerd_sock, b""), ref, 30.0):
+            if not wait_for(lambda: unix_http_ok(containerd_sock, b""), ref, 30.0):
                 raise LabError(
-                    f"{host.name}: containerd did not start: {_tail(logs / 'containerd.log')}"
+                    f"{host.name}: containerd did not start: {file_tail(logs / 'containerd.log')}"
                 )
         if host.kind != "full":
             self.save()
@@ -838,11 +487,13 @@ class _Lab:
                 self.write_daemon_json(host, driver)
                 argv = ["/usr/sbin/dockerd", "--containerd=/run/containerd/containerd.sock"]
                 ref = self.spawn(host, "dockerd", argv, "dockerd.log")
-                if _wait_for(lambda: _unix_http_ok(docker_sock, PING), ref, 60.0):
+                if wait_for(lambda: unix_http_ok(docker_sock, PING), ref, 60.0):
                     break
-                _stop([ref], 10.0)
+                stop_processes([ref], 10.0)
             else:
-                raise LabError(f"{host.name}: dockerd did not start: {_tail(logs / 'dockerd.log')}")
+                raise LabError(
+                    f"{host.name}: dockerd did not start: {file_tail(logs / 'dockerd.log')}"
+                )
         self.save()
         docker = ["/usr/bin/docker"]
         images = self.in_host(host, [*docker, "images", "-q", hostdef.VERIFY_IMAGE])
@@ -871,8 +522,8 @@ class _Lab:
         container whose runc init hangs cannot be removed otherwise."""
         inits = [ref for ref, _wchan in self.runc_inits(host)]
         for ref in inits:
-            _signal(ref, signal.SIGKILL)
-        _wait_gone(inits, 5.0)
+            send_signal(ref, signal.SIGKILL)
+        wait_gone(inits, 5.0)
 
     def runc_inits(self, host: HostRecord) -> list[tuple[ProcRef, str]]:
         """The `runc init` processes (as unstick sees them) in the host's containers, with
@@ -883,12 +534,12 @@ class _Lab:
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
-            argv = [word for word in _read_proc_text(pid, "cmdline").split("\0") if word]
-            if not is_runc_init(_read_proc_text(pid, "comm").strip(), argv):
+            argv = [word for word in read_proc_text(pid, "cmdline").split("\0") if word]
+            if not is_runc_init(read_proc_text(pid, "comm").strip(), argv):
                 continue
             start = proc_start(pid)
-            if start is not None and marker in _read_proc_text(pid, "cgroup"):
-                found.append((ProcRef(pid=pid, start=start), _read_proc_text(pid, "wchan")))
+            if start is not None and marker in read_proc_text(pid, "cgroup"):
+                found.append((ProcRef(pid=pid, start=start), read_proc_text(pid, "wchan")))
         return found
 
     def hung_inits(self, host: HostRecord) -> list[int]:
@@ -941,8 +592,8 @@ class _Lab:
             return TriggerRun(host.name, uid, outcome, seconds, None)
         hung = [ref for ref, _wchan in self.runc_inits(host) if ref.pid not in before]
         for ref in hung:
-            _signal(ref, signal.SIGKILL)
-        _wait_gone(hung, 5.0)
+            send_signal(ref, signal.SIGKILL)
+        wait_gone(hung, 5.0)
         with contextlib.suppress(LabError):
             self.in_host(host, [DOCKER, "rm", "-f", hostdef.TRIGGER_CONTAINER], timeout=30)
         return TriggerRun(host.name, uid, "hung", seconds, pid)
@@ -981,7 +632,7 @@ class _Lab:
     ) -> subprocess.Popen[bytes]:
         """The trigger's docker client on the host, as `uid`, with the profile written first."""
         profile = trigger.seccomp_profile(trigger.architectures_for(os.uname().machine))
-        _write(self.host_dir(host) / hostdef.STUCK_PROFILE, json.dumps(profile, indent=1))
+        write_file(self.host_dir(host) / hostdef.STUCK_PROFILE, json.dumps(profile, indent=1))
         inside = f"{self.inside(host)}/{hostdef.STUCK_PROFILE}"
         argv = trigger.docker_run_argv(hostdef.VERIFY_IMAGE, inside, uid, [DOCKER], options)
         return subprocess.Popen(
@@ -1023,7 +674,7 @@ class _Lab:
         for host in self.record.hosts:
             public = (self.host_dir(host) / "ssh_host_ed25519_key.pub").read_text()
             lines.append(hostdef.known_hosts_line(host.address, public))
-        _write(self.known_hosts, "".join(lines), 0o644)
+        write_file(self.known_hosts, "".join(lines), 0o644)
         inventory = Path(self.record.inventory_path)
         self.record.created_dirs += _mkdirs(inventory.parent, 0o755)
         text = hostdef.inventory_yaml(
@@ -1035,7 +686,7 @@ class _Lab:
             known_hosts=str(self.known_hosts),
             state_dir=str(self.dir),
         )
-        _write(inventory, text, 0o644)
+        write_file(inventory, text, 0o644)
         self.save()
 
     # -- finding the lab's processes ------------------------------------------------------------
@@ -1043,8 +694,8 @@ class _Lab:
     def namespaces(self) -> set[int]:
         """The mount namespaces of the lab's hosts, as far as a recorded process still holds one."""
         recorded = [ref for host in self.record.hosts for ref in host.procs.values()]
-        found = {ns for ref in recorded if alive(ref) and (ns := _mnt_ns(ref.pid)) is not None}
-        found.discard(_mnt_ns(os.getpid()) or -1)
+        found = {ns for ref in recorded if alive(ref) and (ns := mount_ns(ref.pid)) is not None}
+        found.discard(mount_ns(os.getpid()) or -1)
         return found
 
     def processes(self, namespaces: set[int] | None = None) -> list[ProcRef]:
@@ -1063,13 +714,13 @@ class _Lab:
             pid = int(entry.name)
             if pid in found or pid == os.getpid() or pid == supervisor_pid:
                 continue
-            fields = _stat(pid)
+            fields = proc_stat(pid)
             if fields is None or fields[0] in ("Z", "X"):
                 continue
             ours = (
-                _mnt_ns(pid) in namespaces
+                mount_ns(pid) in namespaces
                 or (supervisor_pid is not None and int(fields[1]) == supervisor_pid)
-                or marker in _read_proc_text(pid, "cgroup")
+                or marker in read_proc_text(pid, "cgroup")
             )
             if ours:
                 found[pid] = ProcRef(pid=pid, start=int(fields[19]))
@@ -1084,7 +735,7 @@ class _Lab:
         sysctl: int | None = None
         if holder:
             root = f"/proc/{host.procs['holder'].pid}/root"
-            sha = _sha256(f"{root}{hostdef.HOST_RUNC}")
+            sha = file_sha256(f"{root}{hostdef.HOST_RUNC}")
             with contextlib.suppress(LabError, OSError):
                 output = self.in_host(host, [hostdef.HOST_RUNC, "--version"], timeout=15)
                 version = output.splitlines()[0].strip() if output.strip() else None
@@ -1120,15 +771,15 @@ class _Lab:
             self.holder_alive(host)
             and alive(containerd)
             and (
-                _unix_http_ok(containerd_sock, b"")
+                unix_http_ok(containerd_sock, b"")
                 if host.kind == "containerd"
-                else alive(dockerd) and _unix_http_ok(docker_sock, PING)
+                else alive(dockerd) and unix_http_ok(docker_sock, PING)
             )
         )
         if not healthy:
             for ref in daemons:
-                _signal(ref, signal.SIGKILL)
-            _wait_gone(daemons, 5.0)
+                send_signal(ref, signal.SIGKILL)
+            wait_gone(daemons, 5.0)
             return
         # A container whose runc init hangs cannot be removed through dockerd (it waits for
         # runc): kill its runc init first.
@@ -1141,7 +792,7 @@ class _Lab:
                 if ids:
                     self.in_host(host, [DOCKER, "rm", "-f", *ids], timeout=60)
         for ref in daemons:
-            _stop([ref], 15.0)
+            stop_processes([ref], 15.0)
 
     def remove_ctr_containers(self, host: HostRecord) -> None:
         """Every task and container of every containerd namespace, through `ctr`."""
@@ -1177,7 +828,7 @@ class _Lab:
             time.sleep(0.1)
 
 
-def _load(state_dir: Path) -> LabRecord | None:
+def load_record(state_dir: Path) -> LabRecord | None:
     path = state_dir / RECORD_NAME
     try:
         text = path.read_text()
@@ -1195,7 +846,7 @@ def _lab_id(state_dir: Path) -> str:
 
 def _plan_hosts(count: int, full: int, containerd: int, first: str) -> list[HostRecord]:
     """`count` hosts: `full` full ones first, then `containerd` containerd-only ones."""
-    addresses = _addresses(first, count)
+    addresses = addresses_from(first, count)
     width = max(2, len(str(count)))
     counts: tuple[tuple[HostKind, int], ...] = (
         ("full", full),
@@ -1238,7 +889,7 @@ def lab_up(
     `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is not None:
         have_full, have_ctr = _count(record.hosts, "full"), _count(record.hosts, "containerd")
         if (
@@ -1247,7 +898,7 @@ def lab_up(
             or (containerd is not None and containerd != have_ctr)
         ):
             raise BadInput(
-                f"a lab of {len(record.hosts)} hosts ({_kinds_text(record.hosts)}) is in "
+                f"a lab of {len(record.hosts)} hosts ({kinds_text(record.hosts)}) is in "
                 f"{state_dir}; run `runc-rollout lab down` first to change its size"
             )
         if inventory_path is not None and inventory_path.absolute() != Path(record.inventory_path):
@@ -1327,7 +978,7 @@ def lab_up(
         rc93=lab.rc93_note,
         stuck=seed,
     )
-    info.next_commands = _next_commands(info)
+    info.next_commands = next_commands(info)
     return info
 
 
@@ -1335,13 +986,13 @@ def _bring_up(lab: _Lab) -> None:
     hosts = lab.record.hosts
     lab.save()
     lab.prepare_lab_files(any(h.kind == "full" for h in hosts))
-    _parallel(lab.prepare_host, hosts, workers=8)
+    in_parallel(lab.prepare_host, hosts, workers=8)
     lab.ensure_supervisor()
-    _parallel(lab.ensure_holder, hosts, workers=8)
-    _parallel(lab.ensure_sshd, hosts, workers=8)
-    _parallel(lab.wait_sshd, hosts, workers=32)
+    in_parallel(lab.ensure_holder, hosts, workers=8)
+    in_parallel(lab.ensure_sshd, hosts, workers=8)
+    in_parallel(lab.wait_sshd, hosts, workers=32)
     lab.write_client_files()
-    _parallel(lab.ensure_daemons, [h for h in hosts if h.kind != "light"], workers=4)
+    in_parallel(lab.ensure_daemons, [h for h in hosts if h.kind != "light"], workers=4)
     lab.save()
 
 
@@ -1351,7 +1002,7 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
     /var/lib/runc-rollout, no stuck container (`lab_stick`). For tests that share one lab.
     Returns the hosts reset."""
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is None:
         raise BadInput(f"no lab in {state_dir}")
     known = {host.name: host for host in record.hosts}
@@ -1372,7 +1023,7 @@ def lab_stick(state_dir: Path | None = None, host: str | None = None) -> StuckSe
     """Give a full host (default: the first) the incident's hung container, if it has no hung
     runc init yet (see `_Lab.stick`). For `lab up --stuck` and tests."""
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is None:
         raise BadInput(f"no lab in {state_dir}")
     full = [h for h in record.hosts if h.kind == "full" and (host is None or h.name == host)]
@@ -1386,7 +1037,7 @@ def lab_stick(state_dir: Path | None = None, host: str | None = None) -> StuckSe
 def lab_trigger(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[TriggerRun]:
     """Run the rc93 trigger once on full hosts (default: all of them), one after the other."""
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is None:
         raise BadInput(f"no lab in {state_dir}")
     full = {h.name: h for h in record.hosts if h.kind == "full"}
@@ -1412,7 +1063,7 @@ def format_trigger(runs: list[TriggerRun]) -> str:
 def lab_status(state_dir: Path | None = None) -> list[LabHostStatus]:
     """Every host of the lab in `state_dir` (empty when there is no lab)."""
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is None:
         return []
     lab = _Lab(state_dir, record)
@@ -1421,21 +1072,21 @@ def lab_status(state_dir: Path | None = None) -> list[LabHostStatus]:
     def one(host: HostRecord) -> None:
         results[host.name] = lab.host_status(host)
 
-    _parallel(one, record.hosts, workers=16)
+    in_parallel(one, record.hosts, workers=16)
     return [results[host.name] for host in record.hosts]
 
 
 def lab_memory(state_dir: Path | None = None) -> tuple[int, int]:
     """RSS and PSS, in bytes, of every process of the lab, the supervisor included."""
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     if record is None:
         return 0, 0
     lab = _Lab(state_dir, record)
     pids = [ref.pid for ref in lab.processes()]
     if alive(record.supervisor) and record.supervisor is not None:
         pids.append(record.supervisor.pid)
-    return _memory(pids)
+    return memory_of(pids)
 
 
 def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) -> LabDownReport:
@@ -1444,7 +1095,7 @@ def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) 
     Safe to run twice; with no lab there, it only removes an inventory it generated."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
-    record = _load(state_dir) if state_dir.is_dir() else None
+    record = load_record(state_dir) if state_dir.is_dir() else None
     report = LabDownReport(state_dir, record is not None, 0, [], 0.0)
     inventories = [inventory_path.absolute()] if inventory_path else []
     if record is None:
@@ -1455,31 +1106,31 @@ def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) 
         if os.geteuid() != 0:
             raise BadInput("runc-rollout lab down needs root: use sudo")
         lab = _Lab(state_dir, record)
-        own_ns = _mnt_ns(os.getpid())
+        own_ns = mount_ns(os.getpid())
         recorded = [ref for host in record.hosts for ref in host.procs.values() if alive(ref)]
-        if any(_mnt_ns(ref.pid) == own_ns for ref in recorded):
+        if any(mount_ns(ref.pid) == own_ns for ref in recorded):
             raise BadInput("run `runc-rollout lab down` on the machine, not inside a lab host")
         with _locked(state_dir):
             namespaces = lab.namespaces()  # before anything stops: the holders hold them
             stopped = {ref.pid for ref in lab.processes(namespaces)}
             daemons = [h for h in record.hosts if h.kind != "light"]
-            _parallel(lab.stop_daemons, daemons, workers=8)
+            in_parallel(lab.stop_daemons, daemons, workers=8)
             for _round in range(5):
                 procs = lab.processes(namespaces)
                 if not procs:
                     break
                 for ref in procs:
-                    _signal(ref, signal.SIGKILL)
+                    send_signal(ref, signal.SIGKILL)
                 stopped |= {ref.pid for ref in procs}
-                left = _wait_gone(procs, 10.0)
+                left = wait_gone(procs, 10.0)
                 if left:
                     report.warnings.append(f"still alive after SIGKILL: {[r.pid for r in left]}")
             supervisor = record.supervisor
             if alive(supervisor) and supervisor is not None:
                 with contextlib.suppress(OSError, ValueError):
                     _call(state_dir, {"op": "shutdown"}, timeout=5)
-                if _wait_gone([supervisor], 5.0):
-                    _stop([supervisor], 1.0)
+                if wait_gone([supervisor], 5.0):
+                    stop_processes([supervisor], 1.0)
                 _reap_own(supervisor.pid, 5.0)
                 stopped.add(supervisor.pid)
             report.stopped = len(stopped)
@@ -1534,121 +1185,3 @@ def _mounts_under(path: Path) -> list[str]:
             if point == str(path) or point.startswith(prefix):
                 found.append(point)
     return found
-
-
-# ---------------------------------------------------------------------------------------------
-# Text for the command line
-
-
-def _next_commands(info: LabInfo) -> list[str]:
-    first = info.hosts[0]
-    inventory = info.inventory_path
-    with contextlib.suppress(ValueError):
-        inventory = inventory.relative_to(Path.cwd())
-    ssh = (
-        f"ssh -i {info.private_key} -o UserKnownHostsFile={info.known_hosts} "
-        f"-o StrictHostKeyChecking=yes root@{first.address}"
-    )
-    commands = [
-        f"{ssh} runc --version",
-        "runc-rollout lab status",
-        f"ansible -i {inventory} all -m ping",
-    ]
-    if any(h.kind == "full" for h in info.hosts):
-        full = next(h for h in info.hosts if h.kind == "full")
-        commands.append(
-            f"{ssh.replace(first.address, full.address)} docker run --rm --network none "
-            f"--security-opt no-new-privileges {hostdef.VERIFY_IMAGE} {hostdef.VERIFY_COMMAND}"
-        )
-    sha = _sha256(hostdef.DEBIAN_RUNC) or "SHA256"
-    commands += [
-        f"mkdir -p artifacts && cp {hostdef.DEBIAN_RUNC} artifacts/runc",
-        f"runc-rollout plan -i {inventory} --runc artifacts/runc --sha256 {sha} "
-        "--domain-key zone --max-per-domain 1",
-        "runc-rollout lab down",
-    ]
-    return commands
-
-
-def _kinds_text(hosts: list[HostRecord] | list[LabHost]) -> str:
-    """'2 full' or '2 full, 1 containerd-only'."""
-    text = f"{sum(h.kind == 'full' for h in hosts)} full"
-    ctr_only = sum(h.kind == "containerd" for h in hosts)
-    return f"{text}, {ctr_only} containerd-only" if ctr_only else text
-
-
-def format_up(info: LabInfo) -> str:
-    kinds = _kinds_text(info.hosts)
-    head = (
-        f"lab already running: {len(info.hosts)} hosts ({kinds})"
-        if info.already_running
-        else f"lab up: {len(info.hosts)} hosts ({kinds}) in {info.seconds:.1f}s, "
-        f"{info.rss_bytes / 2**20:.0f} MiB RSS ({info.pss_bytes / 2**20:.0f} MiB PSS)"
-    )
-    first, last = info.hosts[0].address, info.hosts[-1].address
-    lines = [
-        head,
-        f"hosts:       lab-* on {first}..{last} port 22 (zone-a, zone-b)",
-        f"inventory:   {info.inventory_path}",
-        f"ssh key:     {info.private_key}",
-        f"known_hosts: {info.known_hosts}",
-        f"state:       {info.state_dir}",
-        f"runc:        {rc93.VERSION} (Debian's 1.1.5 source, rc93's pipe hang) {info.rc93}",
-    ]
-    if info.stuck is not None:
-        seed = info.stuck
-        lines.append(
-            f"stuck:       {seed.host} container {seed.container}: runc init PID {seed.pid} hung "
-            f"writing its seccomp pipe (trigger uid {seed.uid}); `runc-rollout unstick` frees it"
-        )
-    lines += [
-        "next:",
-        *(f"  {command}" for command in info.next_commands),
-    ]
-    return "\n".join(lines)
-
-
-def format_status(rows: list[LabHostStatus]) -> str:
-    if not rows:
-        return "no lab running"
-
-    def flag(value: bool | None) -> str:
-        return "-" if value is None else ("up" if value else "DOWN")
-
-    header = ["HOST", "ADDRESS", "ZONE", "KIND", "SSHD", "CONTAINERD", "DOCKERD", "SYSCTL"]
-    header += ["RUNC", "SHA256", "HUNG"]
-    table = [header]
-    for row in rows:
-        version = row.runc_version or ("?" if row.holder else "(host down)")
-        table.append(
-            [
-                row.name,
-                row.address,
-                row.zone,
-                row.kind,
-                flag(row.sshd),
-                flag(row.containerd),
-                flag(row.dockerd),
-                "?" if row.sysctl is None else str(row.sysctl),
-                version.removeprefix("runc version "),
-                (row.runc_sha256 or "?")[:12],
-                "-" if row.hung is None else (",".join(map(str, row.hung)) or "0"),
-            ]
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in table
-    )
-
-
-def format_down(report: LabDownReport) -> str:
-    if not report.found:
-        removed = f"; removed {', '.join(report.removed)}" if report.removed else ""
-        return f"no lab in {report.state_dir}{removed}"
-    lines = [
-        f"lab down: stopped {report.stopped} processes in {report.seconds:.1f}s; "
-        f"removed {', '.join(report.removed)}"
-    ]
-    lines += [f"warning: {warning}" for warning in report.warnings]
-    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""What the lab records about itself (`lab.json`) and what its API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+HostKind = Literal["full", "containerd", "light"]
+KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
+
+
+# ---------------------------------------------------------------------------------------------
+# The record (lab.json) and what the API returns
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProcRef(_Record):
+    """A process the lab started: its PID and its start time (clock ticks after boot)."""
+
+    pid: int
+    start: int
+
+
+class HostRecord(_Record):
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+    storage_driver: str | None = None  # full hosts: the one dockerd runs with
+    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
+
+
+class LabRecord(_Record):
+    schema_version: Literal[1] = 1
+    lab_id: str
+    state_dir: str
+    inventory_path: str
+    created_dirs: list[str] = []  # directories `lab up` created (and `lab down` removes if empty)
+    first_address: str
+    created: float
+    supervisor: ProcRef | None = None
+    hosts: list[HostRecord]
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+
+
+@dataclass
+class LabInfo:
+    """What `lab up` did and how to reach the fleet."""
+
+    state_dir: Path
+    inventory_path: Path
+    private_key: Path
+    known_hosts: Path
+    hosts: list[LabHost]
+    already_running: bool
+    started: list[str]  # "lab-01 sshd", ... what this call started
+    seconds: float
+    rss_bytes: int  # resident memory of every lab process, summed
+    pss_bytes: int  # the same with shared pages divided among their users
+    rc93: str  # where the hosts' runc 1.0.0-rc93 came from (built, cached, installed before)
+    stuck: StuckSeed | None = None  # `--stuck`: the hung runc init
+    next_commands: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TriggerRun:
+    """`lab trigger` on one host: did the host's runc pass the rc93 trigger?"""
+
+    host: str
+    uid: int
+    outcome: str  # "passed", "hung" (its runc init then killed), "failed (exit N)"
+    seconds: float  # until the container finished or runc init was seen hung
+    pid: int | None  # the hung runc init
+
+
+@dataclass(frozen=True)
+class StuckSeed:
+    """The incident's stuck container on a full host: its runc init hung writing its pipe."""
+
+    host: str
+    container: str
+    pid: int  # the hung runc init
+    uid: int  # the trigger's uid (`trigger.SEED_UID_BASE` + the host's index)
+
+
+@dataclass
+class LabHostStatus:
+    name: str
+    address: str
+    zone: str
+    kind: HostKind
+    holder: bool  # the host's namespace is alive
+    sshd: bool
+    containerd: bool | None  # None on light hosts
+    dockerd: bool | None  # None unless full
+    runc_version: str | None  # first line of /usr/local/sbin/runc --version on the host
+    runc_sha256: str | None
+    sysctl: int | None  # the host's fs.pipe-user-pages-soft
+    hung: list[int] | None  # full hosts: PIDs of runc init blocked writing a pipe
+    pids: dict[str, int]
+
+
+@dataclass
+class LabDownReport:
+    state_dir: Path
+    found: bool  # whether there was a lab to take down
+    stopped: int  # processes stopped
+    removed: list[str]  # paths removed
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
