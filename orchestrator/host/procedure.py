@@ -77,6 +77,16 @@ class HostOutcome:
     message: str | None = None
     probe: ProbeResult | None = None  # the incident probe's result, when it ran
 
+    def event_fields(self) -> dict[str, object]:
+        """The journal's `host.finished` fields for this outcome."""
+        return {
+            "status": self.status,
+            "phase": self.phase,
+            "runc_sha256": self.runc_sha256,
+            "message": self.message,
+            "probe": self.probe,
+        }
+
 
 class StepFailed(Exception):
     """A host step failed; `status` and `message` go to the journal as they are."""

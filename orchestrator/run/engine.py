@@ -149,15 +149,7 @@ class Rollout:
         return None
 
     def _on_outcome(self, name: str, outcome: HostOutcome) -> None:
-        self._record(
-            "host.finished",
-            host=name,
-            status=outcome.status,
-            phase=outcome.phase,
-            runc_sha256=outcome.runc_sha256,
-            message=outcome.message,
-            probe=outcome.probe,
-        )
+        self._record("host.finished", host=name, **outcome.event_fields())
 
     def _on_phase(self, host: str, phase: HostPhase, runc_sha256: str | None) -> None:
         self._record("host.phase", host=host, phase=phase, runc_sha256=runc_sha256)

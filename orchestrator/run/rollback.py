@@ -67,12 +67,5 @@ def roll_back(
             continue
         outcomes[name] = (result.status, result.runc_sha256, result.message or "")
         if journal is not None:
-            journal.record(
-                "host.finished",
-                host=name,
-                status=result.status,
-                phase=result.phase,
-                runc_sha256=result.runc_sha256,
-                message=result.message,
-            )
+            journal.record("host.finished", host=name, **result.event_fields())
     return outcomes

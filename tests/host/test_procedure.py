@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.host import commands
 from orchestrator.host.procedure import (
+    PHASE_ORDER,
     HostOutcome,
     HostProcedure,
     StepFailed,
@@ -78,15 +79,7 @@ def test_fresh_upgrade_in_five_round_trips_and_one_upload(artifact: Artifact) ->
     assert outcome.status == "done" and outcome.runc_sha256 == sha(NEW), outcome
     assert outcome.probe is not None and outcome.probe.outcome == "passed"
     assert outcome.message == "docker exec checked in container keepalive"
-    assert phases == [
-        "locked",
-        "staged",
-        "backed_up",
-        "swapped",
-        "verified",
-        "sysctl_restored",
-        "finished",
-    ]
+    assert phases == list(PHASE_ORDER[1:])
     assert host.files[RUNC] == NEW and host.backups[sha(OLD)] == OLD
     assert host.sysctl == 16384 and "= 16384" in host.files[INCIDENT_FILE]
     assert STAGED not in host.files and host.lock_owner is None
