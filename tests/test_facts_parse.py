@@ -463,6 +463,32 @@ def test_containerd_cri_binary_name_without_docker() -> None:
     assert facts.containerd is not None and facts.containerd.version == "1.6.21"
 
 
+@pytest.mark.parametrize("disabled", ['"cri"', '"io.containerd.grpc.v1.cri"'])
+def test_a_disabled_cri_plugin_names_no_runtime(disabled: str) -> None:
+    """containerd with CRI disabled (a Docker host's default config) never runs its runtimes:
+    its BinaryName does not choose the runc; PATH does."""
+    config = f"""version = 2
+disabled_plugins = [{disabled}]
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "/usr/local/bin/runc"
+"""
+    text = output(
+        (
+            "proc 500",
+            f"comm=containerd\nstat={stat(500, 'containerd', 'S', 1, 100)}\n"
+            "cmdline=/usr/local/bin/containerd\nexe=/usr/local/bin/containerd\n"
+            "path=/usr/sbin:/usr/bin\nversion=containerd containerd.io 1.6.21 3dce8eb\n",
+        ),
+        ("file containerd /etc/containerd/config.toml", config),
+        ("runtime-path", "source=containerd\npath=/usr/sbin:/usr/bin\n"),
+        *binary("/usr/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
+        *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),
+    )
+    facts = parse_facts("docker-host", text)
+    assert facts.containerd_runtimes == {}
+    assert facts.runc is not None and facts.runc.path == "/usr/sbin/runc"
+
+
 def test_containerd_config_version_3() -> None:
     config = """version = 3
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]

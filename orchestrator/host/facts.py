@@ -403,7 +403,8 @@ def _proc_cmdline(sections: list[Section], daemon: Daemon | None) -> list[str]:
 def _containerd_config(
     sections: list[Section], warnings: list[str]
 ) -> tuple[str | None, dict[str, str]]:
-    """containerd's CRI default runtime and each runtime's BinaryName (config versions 1-3)."""
+    """containerd's CRI default runtime and each runtime's BinaryName (config versions 1-3),
+    unless the CRI plugin is in `disabled_plugins` (containerd then never runs them)."""
     default: str | None = None
     binaries: dict[str, str] = {}
     for path, body in _files(sections, "containerd"):
@@ -413,9 +414,13 @@ def _containerd_config(
             warnings.append(f"{path} is not valid TOML: {error}")
             continue
         plugins = config.get("plugins")
+        listed = config.get("disabled_plugins")
+        disabled = [str(d) for d in listed] if isinstance(listed, list) else []
         for plugin_name, plugin in (plugins if isinstance(plugins, dict) else {}).items():
             section = plugin.get("containerd") if isinstance(plugin, dict) else None
             if "cri" not in plugin_name or not isinstance(section, dict):
+                continue
+            if any(_same_plugin(plugin_name, name) for name in disabled):
                 continue
             if isinstance(section.get("default_runtime_name"), str):
                 default = section["default_runtime_name"]
@@ -425,6 +430,12 @@ def _containerd_config(
                 if isinstance(options, dict) and isinstance(options.get("BinaryName"), str):
                     binaries[str(name)] = options["BinaryName"]
     return default, binaries
+
+
+def _same_plugin(configured: str, listed: str) -> bool:
+    """Whether a `plugins` table and a `disabled_plugins` entry name the same plugin: a full
+    id (`io.containerd.grpc.v1.cri`) or its last part (`cri`), either way round."""
+    return configured.rsplit(".", 1)[-1] == listed.rsplit(".", 1)[-1]
 
 
 def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
