@@ -236,7 +236,9 @@ class FaultySession:
         return self._inner.host
 
     def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
-        self._fault.before_run(self.host, command)
+        # A batch of steps travels on stdin: the fault sees the script the host will run.
+        sent = stdin.decode("utf-8", "replace") if isinstance(stdin, bytes) else ""
+        self._fault.before_run(self.host, command + "\n" + sent)
         try:
             return self._inner.run(command, timeout=timeout, stdin=stdin)
         finally:
@@ -276,9 +278,9 @@ STEP_MARKERS = {
 
 
 class CutConnection(Fault):
-    """Kill `host`'s sshd sessions `delay` seconds after `step` starts (once). A step that
-    returns before that waits for the cut, so the connection always dies before the next step:
-    during the step, or between it and the next."""
+    """Kill `host`'s sshd sessions `delay` seconds after the batch holding `step` starts
+    (once). A batch that returns before that waits for the cut, so the connection always dies
+    before the next round trip: during the batch, or between it and the next."""
 
     def __init__(
         self, fleet: LabFleet, host: str, step: str, delay: float, *, whole_sshd: bool = False
