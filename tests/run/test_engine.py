@@ -4,6 +4,7 @@ runs cut off by Ctrl-C or by a SIGKILL (issue 15)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,13 @@ OLD = "c" * 64
 UPGRADE: tuple[HostPhase, ...] = (
     "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored",
 )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's files are real, its fsyncs skipped: durability is `test_journal`'s
+    subject, and on a shared disk ~3 fsyncs per event made this file take 10 s."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
 
 
 class FakeClock:
@@ -410,6 +418,35 @@ def test_resume_after_a_halt_halts_again_while_the_host_is_still_down(tmp_path: 
     assert second.go(resumed=True) == ExitCode.BUDGET_EXCEEDED
     assert second.backend.waves == [["h2"]]
     assert [second.status(name) for name in ("h3", "h4")] == ["pending", "pending"]
+
+
+def test_resume_never_starts_the_wave_after_one_over_its_budget(tmp_path: Path) -> None:
+    """The canary failed (and was rolled back): a resume has nothing to run again in that
+    wave, but the wave is still over its budget, so the next wave must not start."""
+    first = apply(tmp_path, make_plan(3), {"h1": settled_failure()})
+    assert first.go() == ExitCode.BUDGET_EXCEEDED
+    second = resume(first)
+    assert second.go(resumed=True) == ExitCode.BUDGET_EXCEEDED
+    assert second.backend.waves == []
+    assert [second.status(name) for name in ("h2", "h3")] == ["pending", "pending"]
+    assert kinds(second.emitted) == ["run.resumed", "run.halted:0"]
+    assert second.emitted[-1].message == (
+        "wave 0: 1 failed or unreachable (h1), more than its budget of 0"
+    )
+
+
+def test_a_pause_cut_short_by_a_halt_is_still_taken_on_resume(tmp_path: Path) -> None:
+    """pause_after 0 with the canary unreachable: the run halts before its pause; once the
+    canary is back, a resume finishes wave 0 and then pauses for promotion as planned."""
+    first = apply(tmp_path, make_plan(3, pause_after=0), {"h1": UNREACHABLE})
+    assert first.go() == ExitCode.BUDGET_EXCEEDED
+    second = resume(first)
+    assert second.go(resumed=True) == ExitCode.OK
+    assert second.backend.waves == [["h1"]]
+    assert kinds(second.emitted)[-1] == "run.paused:0"
+    third = resume(second)
+    assert third.go(resumed=True) == ExitCode.OK
+    assert third.backend.waves == [["h2", "h3"]]
 
 
 # -- runs cut off -----------------------------------------------------------------------------
