@@ -217,14 +217,26 @@ def test_resume_finishes_an_old_record(
     lab.ssh(host, "docker exec lab-keepalive true")
 
 
-@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize(
+    ("executor", "via"), [("ssh", "inventory"), ("ssh", "run"), ("ansible", "inventory")]
+)
 @pytest.mark.parametrize("phase", PHASES)
 def test_rollback_restores_the_before_of_an_old_record(
-    lab: LabFleet, host: LabHost, phase: str, executor: str, artifact: Path, tmp_path: Path
+    lab: LabFleet,
+    host: LabHost,
+    phase: str,
+    executor: str,
+    via: str,
+    artifact: Path,
+    tmp_path: Path,
 ) -> None:
+    """From the host's record alone (`-i INVENTORY`), or through the run's journal."""
     before = host_side(lab, host)
-    plant(lab, host, phase, artifact, tmp_path / "runs")
-    argv = ["rollback", "-i", str(lab.inventory), "--limit", host.name, "--yes"]
+    run_dir = plant(lab, host, phase, artifact, tmp_path / "runs")
+    if via == "inventory":
+        argv = ["rollback", "-i", str(lab.inventory), "--limit", host.name, "--yes"]
+    else:
+        argv = ["rollback", str(run_dir), "--yes"]
     code = main([*argv, "--executor", executor])
     assert code == ExitCode.OK
     after = host_side(lab, host)
