@@ -125,7 +125,9 @@ def plant(lab: LabFleet, host: LabHost, phase: str, artifact: Path, runs: Path) 
         }
     )
 
-    record: dict[str, Any] = json.loads((RECORDS / f"{phase}.json").read_text())
+    text = (RECORDS / f"{phase}.json").read_text()
+    record: dict[str, Any] = json.loads(text)
+    assert json.dumps(record, indent=2) + "\n" == text  # so it is written back in the old format
     record["run_id"], record["plan_id"] = journal.run_id, plan.plan_id
     for key in ("before_sha256", "target_sha256"):
         record[key] = renames.text(record[key])
