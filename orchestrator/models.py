@@ -400,6 +400,7 @@ class RunState(Model):
     plan_id: str
     status: RunStatus = "running"
     next_wave: int = 0
+    paused_after: int | None = None  # the wave the run last paused after (pause is taken once)
     last_seq: int = 0
     hosts: dict[str, HostState]
 

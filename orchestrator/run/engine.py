@@ -107,12 +107,38 @@ class Rollout:
         return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
     def _wave(self, index: int) -> ExitCode | None:
+        """Run the wave's hosts that need work, then judge the whole wave: a wave over its
+        budget halts the run on every pass, also when a resume found nothing in it to redo."""
         wave = self.plan.waves[index]
-        state = self.journal.state
-        already_finished = state.next_wave > index
-        todo = {host.name: host for host in wave.hosts if needs_work(state.hosts[host.name])}
-        if not todo:
+        todo = {
+            host.name: host
+            for host in wave.hosts
+            if needs_work(self.journal.state.hosts[host.name])
+        }
+        if todo:
+            self._run_wave(index, todo)
+        hosts = self.journal.state.hosts
+        failed = [
+            host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
+        ]
+        if len(failed) > wave.max_failures:
+            self._record(
+                "run.halted",
+                wave=index,
+                message=f"wave {index}: {len(failed)} failed or unreachable "
+                f"({', '.join(failed)}), more than its budget of {wave.max_failures}",
+            )
+            return ExitCode.BUDGET_EXCEEDED
+        if index == len(self.plan.waves) - 1:
             return None
+        if self.plan.options.pause_after == index and self.journal.state.paused_after != index:
+            self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
+            return ExitCode.OK
+        if todo and self.plan.options.bake_seconds > 0:
+            self.env.sleep(self.plan.options.bake_seconds)
+        return None
+
+    def _run_wave(self, index: int, todo: Mapping[str, PlannedHost]) -> None:
         self._record("wave.started", wave=index, message=f"{len(todo)} hosts")
         context = WaveContext(
             plan=self.plan,
@@ -123,30 +149,14 @@ class Rollout:
             clock=self.env.clock,
         )
         self.backend.run_wave(todo, context)
+        wave = self.plan.waves[index]
         hosts = self.journal.state.hosts
-        failed = [
-            host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
-        ]
+        failed = sum(1 for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET)
         summary = (
-            f"{len(wave.hosts) - len(failed)} ok, {len(failed)} failed or unreachable "
+            f"{len(wave.hosts) - failed} ok, {failed} failed or unreachable "
             f"(budget {wave.max_failures})"
         )
         self._record("wave.finished", wave=index, message=summary)
-        if len(failed) > wave.max_failures:
-            self._record(
-                "run.halted",
-                wave=index,
-                message=f"wave {index}: {len(failed)} failed or unreachable "
-                f"({', '.join(failed)}), more than its budget of {wave.max_failures}",
-            )
-            return ExitCode.BUDGET_EXCEEDED
-        last = index == len(self.plan.waves) - 1
-        if not last and self.plan.options.pause_after == index and not already_finished:
-            self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
-            return ExitCode.OK
-        if not last and self.plan.options.bake_seconds > 0:
-            self.env.sleep(self.plan.options.bake_seconds)
-        return None
 
     def _on_outcome(self, name: str, outcome: HostOutcome) -> None:
         self._record("host.finished", host=name, **outcome.event_fields())

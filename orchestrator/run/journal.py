@@ -68,6 +68,7 @@ def fold(state: RunState, event: Event) -> RunState:
         update["status"] = "running"
     elif event.type == "run.paused":
         update["status"] = "paused"
+        update["paused_after"] = event.wave
     elif event.type == "run.halted":
         update["status"] = "halted"
     elif event.type == "run.finished" and event.status is not None:
