@@ -8,7 +8,7 @@ judges each wave after all of its hosts have finished, as fabric judges a group.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from orchestrator.models import (
     HostState,
     HostStatus,
     Plan,
+    PlannedHost,
 )
 from orchestrator.plan.artifact import sha256_file
 from orchestrator.run.journal import PLAN_LIMIT, Journal

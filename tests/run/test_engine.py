@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.base import WaveContext
+from orchestrator.backends.ssh.backend import SshBackend
 from orchestrator.errors import ExitCode, HostUnreachable
 from orchestrator.host.procedure import PHASE_ORDER, HostOutcome, phase_at_least
 from orchestrator.host.session import CommandResult, ConnectionLost, HostSession
@@ -30,7 +32,7 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.plan.planner import build_plan
-from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, WaveContext, needs_work
+from orchestrator.run.engine import ApplyEnv, Rollout, needs_work
 from orchestrator.run.journal import EVENTS_FILE, Journal, read_events
 
 TARGET = "b" * 64
@@ -552,7 +554,7 @@ def test_ssh_backend_turns_host_errors_into_outcomes(
     clock = FakeClock()
     journal = Journal.create(tmp_path, make_plan(2, "2", max_failures="1"), clock)
     journal.record("host.phase", host="h1", phase="locked")
-    rollout = Rollout(journal, SshWaves(executor, concurrency=2), env=ApplyEnv(clock=clock))
+    rollout = Rollout(journal, SshBackend(executor, concurrency=2), env=ApplyEnv(clock=clock))
     assert rollout.run() == ExitCode.BUDGET_EXCEEDED  # both hosts fail, the budget is 1
     host = journal.state.hosts["h1"]
     assert (host.status, host.phase, host.message) == (status, "locked", message)

@@ -25,7 +25,7 @@ import pytest
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.host.commands import LOCK_DIR, RECORD, STATE_DIR, SYSCTL_PROC
-from orchestrator.lab.fleet import LabHost
+from orchestrator.lab.records import LabHost
 from orchestrator.run.engine import load_plan
 from orchestrator.run.journal import Journal
 from tests.conftest import LabFleet
