@@ -394,6 +394,19 @@ class HostState(Model):
     message: str | None = None
     probe: ProbeResult | None = None  # the incident probe's last result on this host
 
+    @property
+    def needs_work(self) -> bool:
+        """Not finished, or failed at a point where only the host knows its state (a resume
+        runs it again and looks)."""
+        return self.status not in FINAL_STATUSES or (
+            self.status == "failed" and self.phase in UNSETTLED_PHASES
+        )
+
+
+FINAL_STATUSES: frozenset[HostStatus] = frozenset(
+    {"done", "noop", "failed", "drift", "rolled_back"}
+)
+
 
 class RunState(Model):
     run_id: str

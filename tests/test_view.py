@@ -299,6 +299,22 @@ def test_hosts_a_halt_left_pending_say_so(tmp_path: Path) -> None:
     Rollout(journal, ScriptedWaves(clock, failed), env=ApplyEnv(clock=clock)).run()
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
     text = summary_text(run_summary("apply r", plan, journal.state, events))
+    # A resume would judge the wave the same and halt again: it is not what to do next.
+    assert "h2: pending: run halted" in text
+    assert "did: not started: the run halted over its error budget" in text
+    assert "needs resume" not in text
+
+
+def test_hosts_a_halt_left_pending_need_a_resume_when_the_wave_can_still_pass(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    plan = make_plan((1, 1, 1), budget=0)
+    journal = Journal.create(tmp_path, plan, clock)
+    cut = {"h1": HostOutcome("unreachable", "staged", None, "connection lost")}
+    Rollout(journal, ScriptedWaves(clock, cut), env=ApplyEnv(clock=clock)).run()
+    events, _ = read_events(journal.run_dir / EVENTS_FILE)
+    text = summary_text(run_summary("apply r", plan, journal.state, events))
     assert "h2: pending: run halted" in text and "did: not started: needs resume" in text
 
 

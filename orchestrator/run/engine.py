@@ -18,11 +18,9 @@ from orchestrator.backends.base import WaveContext, WaveRunner
 from orchestrator.errors import ArtifactError, BadInput, ExitCode, PlanError
 from orchestrator.host.procedure import HostOutcome, decide, describe
 from orchestrator.models import (
-    UNSETTLED_PHASES,
     Event,
     HostFacts,
     HostPhase,
-    HostState,
     HostStatus,
     Plan,
     PlannedHost,
@@ -31,9 +29,6 @@ from orchestrator.plan.artifact import sha256_file
 from orchestrator.run.journal import PLAN_LIMIT, Journal
 from orchestrator.util.fsutil import read_input
 
-FINAL_STATUSES: frozenset[HostStatus] = frozenset(
-    {"done", "noop", "failed", "drift", "rolled_back"}
-)
 COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachable"})
 
 
@@ -64,13 +59,6 @@ def check_artifact(plan: Plan) -> None:
     actual = sha256_file(path)
     if actual != plan.artifact.sha256:
         raise ArtifactError(f"{path}: sha256 is {actual}, the plan says {plan.artifact.sha256}")
-
-
-def needs_work(host: HostState) -> bool:
-    """Not finished, or failed at a point where only the host knows its state (resume looks)."""
-    return host.status not in FINAL_STATUSES or (
-        host.status == "failed" and host.phase in UNSETTLED_PHASES
-    )
 
 
 @dataclass
@@ -112,9 +100,7 @@ class Rollout:
         budget halts the run on every pass, also when a resume found nothing in it to redo."""
         wave = self.plan.waves[index]
         todo = {
-            host.name: host
-            for host in wave.hosts
-            if needs_work(self.journal.state.hosts[host.name])
+            host.name: host for host in wave.hosts if self.journal.state.hosts[host.name].needs_work
         }
         if todo:
             self._run_wave(index, todo)

@@ -68,8 +68,9 @@ def runc_label(plan: Plan | None, before: HostBefore | None, sha256: str | None)
     return f"{version} ({sha256[:12]})" if version else sha256[:12]
 
 
-def host_action(host: HostState, swapped: bool) -> str:
-    """What the run did about a host, from its final status, phase and whether it was swapped."""
+def host_action(host: HostState, swapped: bool, stopped: bool = False) -> str:
+    """What the run did about a host, from its final status, phase and whether it was swapped.
+    `stopped`: the run halted at a wave a resume would judge the same (nothing left to redo)."""
     if host.status == "done":
         return "upgraded"
     if host.status == "noop":
@@ -79,6 +80,8 @@ def host_action(host: HostState, swapped: bool) -> str:
     if host.status == "drift":
         return "not touched (drift)"
     if host.status == "pending":
+        if stopped:
+            return "not started: the run halted over its error budget (roll back, or plan anew)"
         return f"not started: {NEEDS_RESUME}"
     if host.phase in UNSETTLED_PHASES:
         return f"{NEEDS_RESUME}: swapped, then cut off; resume examines the host"
@@ -112,6 +115,12 @@ def wave_times(events: Iterable[Event], plan: Plan, state: RunState) -> list[Wav
 def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) -> Summary:
     """The summary of a run, from its journal: the plan, the folded state and the events."""
     swapped = {e.host for e in events if e.type == "host.phase" and e.phase == "swapped"}
+    halted_at = [e.wave for e in events if e.type == "run.halted" and e.wave is not None]
+    stopped = (
+        state.status == "halted"
+        and bool(halted_at)
+        and not any(state.hosts[host.name].needs_work for host in plan.waves[halted_at[-1]].hosts)
+    )
     hosts = []
     for planned in plan.hosts:
         host, before = state.hosts[planned.name], planned.before
@@ -128,7 +137,7 @@ def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) ->
                 runc=runc,
                 probe=host.probe.summary() if host.probe else "not run",
                 reason=reason,
-                action=host_action(host, planned.name in swapped),
+                action=host_action(host, planned.name in swapped, stopped),
             )
         )
     times = [e.time for e in events]

@@ -32,7 +32,7 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.plan.planner import build_plan
-from orchestrator.run.engine import ApplyEnv, Rollout, needs_work
+from orchestrator.run.engine import ApplyEnv, Rollout
 from orchestrator.run.journal import EVENTS_FILE, Journal, read_events
 
 TARGET = "b" * 64
@@ -373,7 +373,7 @@ def test_needs_work(status: HostStatus, phase: HostPhase) -> None:
     the host knows how far it got); finished, noop, drifted and rolled-back ones do not."""
     unsettled = phase in ("swapped", "verified", "sysctl_restored")
     expected = status in ("pending", "running", "unreachable") or (status == "failed" and unsettled)
-    assert needs_work(HostState(wave=0, status=status, phase=phase)) is expected
+    assert HostState(wave=0, status=status, phase=phase).needs_work is expected
 
 
 def test_resume_runs_again_only_the_hosts_that_need_it(tmp_path: Path) -> None:
