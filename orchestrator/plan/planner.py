@@ -15,12 +15,15 @@ from orchestrator.errors import BadInput
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
+    HOSTS_PER_CHUNK,
     MAX_UID,
+    PLANNED_HOSTS,
     Artifact,
     HostBefore,
     Inventory,
     InventoryHost,
     Plan,
+    PlannedHost,
     Skipped,
     SshTarget,
     VerifySpec,
@@ -96,16 +99,11 @@ def _build_plan(
         for hosts in by_domain.values():
             rng.shuffle(hosts)
     drafts = place_in_waves(by_domain, sizes, cap)
-    # Each wave's hosts are built as plain data and validated in one pass by pydantic-core: at
-    # 100k hosts, a model constructor call per host would take most of the planner's time.
     waves = [
         Wave.model_validate(
             {
                 "index": index,
-                "hosts": [
-                    _planned(host, domain, artifact, options, facts.get(host.name))
-                    for host, domain in d.items
-                ],
+                "hosts": _planned_hosts(d.items, artifact, options, facts),
                 "max_failures": failures.of(len(d.items), at_least_one=False),
                 "domains": d.domains,
                 "note": d.note,
@@ -173,6 +171,26 @@ def _group_by_domain(
         domain = domain_of(host, domain_key)
         groups.setdefault(domain, []).append((host, domain))
     return groups
+
+
+def _planned_hosts(
+    items: list[tuple[InventoryHost, str]],
+    artifact: Artifact,
+    options: WaveOptions,
+    facts: Mapping[str, HostBefore],
+) -> list[PlannedHost]:
+    """One wave's hosts, built as plain data and validated by pydantic-core a chunk at a time:
+    at 100k hosts, a model constructor call per host would take most of the planner's time,
+    and the plain data of a whole wave at once most of its memory."""
+    hosts: list[PlannedHost] = []
+    for start in range(0, len(items), HOSTS_PER_CHUNK):
+        chunk = items[start : start + HOSTS_PER_CHUNK]
+        data = [
+            _planned(host, domain, artifact, options, facts.get(host.name))
+            for host, domain in chunk
+        ]
+        hosts += PLANNED_HOSTS.validate_python(data)
+    return hosts
 
 
 def _planned(
