@@ -52,12 +52,18 @@ class FailOn(StrEnum):
 # Inventory
 
 
-class InventoryHost(Model):
+# One per host of the inventory: a slotted pydantic dataclass, as PlannedHost below (a BaseModel's
+# per-instance __dict__ and fields-set would be most of a 100k-host inventory's memory).
+_LEAN = ConfigDict(extra="forbid")
+
+
+@pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
+class InventoryHost:
     """A host with its variables merged the way Ansible merges them."""
 
     name: str
     groups: tuple[str, ...] = ()  # every group it belongs to, ancestors included, `all` excluded
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: dict[str, Any] = dataclass_field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -139,7 +145,6 @@ class HostBefore(Model):
 # __dict__ and fields-set would double the planner's memory, so these two are slotted pydantic
 # dataclasses (validated and serialized the same way, unknown fields still rejected; not strict,
 # since strict dataclasses refuse the plain data the planner validates in bulk).
-_LEAN = ConfigDict(extra="forbid")
 
 
 @pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
