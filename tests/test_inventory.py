@@ -520,6 +520,28 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
         },
         ["hosts.ini"],
     ),
+    "yaml-hosts-with-the-same-vars": (
+        {
+            "hosts.yml": """
+            all:
+              children:
+                a:
+                  hosts:
+                    y1: {u: root, r: 1}
+                    y2: {u: root, r: 1}
+                    y3: &v {u: root, l: [1, 2]}
+                    y4: *v
+                    y5: {u: root, r: 1}
+                b:
+                  hosts:
+                    y2: {extra: yes}
+                    y4: {u: other}
+                  vars:
+                    r: 9
+            """,
+        },
+        ["hosts.yml"],
+    ),
     "json-and-extensionless-files": (
         {
             "inv/hosts.json": '{"web": {"hosts": {"j1": {"p": 1}}, "vars": {"x": 1e5}}}',
@@ -578,6 +600,14 @@ def test_hosts_given_the_same_words_share_one_dict_of_them(tmp_path: Path) -> No
     assert h1.vars is h2.vars
     assert (h1.vars, h3.vars) == ({"u": "root"}, {"u": "root", "x": 1})
     assert l1.vars == l2.vars and l1.vars["l"] is not l2.vars["l"]  # a list is each host's own
+
+
+def test_yaml_hosts_with_equal_vars_share_one_dict_of_them(tmp_path: Path) -> None:
+    text = "g:\n  hosts:\n    a: {u: root}\n    b: {u: root}\n    c: {u: root}\nh:\n  hosts:\n"
+    inventory = load_text(tmp_path, text + "    c: {x: 1}\n", "hosts.yml")
+    a, b, c = inventory.hosts.values()
+    assert a.vars is b.vars
+    assert (a.vars, c.vars) == ({"u": "root"}, {"u": "root", "x": 1})
 
 
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 1 << 20])

@@ -290,9 +290,23 @@ class _Builder:
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
         self.hosts: dict[str, _Host] = {}
+        self._same_vars: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
         self.all = self.add_group("all")
         self.ungrouped = self.add_group("ungrouped")
         self.add_child(self.all, self.ungrouped)
+
+    def same_vars(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """An equal dict another host already has, when it holds only values that cannot
+        change (hosts' dicts are never changed in place: `_Host.add_vars`)."""
+        if not variables or not all(type(v) in _SHAREABLE for v in variables.values()):
+            return variables
+        key = tuple(variables.items())
+        found = self._same_vars.get(key)
+        if found is None:
+            found = variables
+            if len(self._same_vars) < _SEEN_LIMIT:
+                self._same_vars[key] = variables
+        return found
 
     def add_group(self, name: object) -> _Group:
         if not isinstance(name, str) or not name:
@@ -383,9 +397,10 @@ class _Builder:
             )
             for name, group in self.groups.items()
         }
+        self._same_vars.clear()  # only hosts hold their dicts now: refcounts tell shared ones
         per_membership: dict[tuple[int, ...], tuple[tuple[str, ...], dict[str, Any]]] = {}
         # (membership, id of the host's own vars) -> (those vars, kept so the id stays theirs,
-        # and the merged vars): hosts that share their own vars share the merged ones too.
+        # and the merged vars).
         per_vars: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         hosts: dict[str, InventoryHost] = {}
         with_files = files.names("host_vars")
@@ -400,7 +415,10 @@ class _Builder:
                 merged = {**merged, **host.vars}
                 for found in files.each("host_vars", name):
                     merged.update(found)
-            elif host.vars:
+            elif host.vars and sys.getrefcount(host.vars) <= 2:  # its own (+1: the argument)
+                merged = {**merged, **host.vars}
+                host.vars = merged  # frees the host's own dict as the merged one is made
+            elif host.vars:  # shared with other hosts: so are the merged vars
                 own = (id(merged), id(host.vars))
                 found_merged = per_vars.get(own)
                 if found_merged is None:
@@ -719,7 +737,7 @@ class _Seen:
 
 
 _SHAREABLE = frozenset({str, int, float, bool, type(None)})
-_SEEN_LIMIT = 65536
+_SEEN_LIMIT = 4096  # distinct words, sets of words, texts remembered per file
 
 
 def _ini_variables(tokens: tuple[str, ...], seen: _Seen) -> dict[str, Any]:
@@ -842,6 +860,7 @@ def _fast_yaml(text: str) -> Any:
     root: Any = None
     stack: list[list[Any]] = []  # [container, pending mapping key or _NO_KEY]
     anchors: dict[str, Any] = {}
+    strings: dict[str, str] = {}
     documents = 0
 
     def add(value: Any) -> None:
@@ -879,6 +898,11 @@ def _fast_yaml(text: str) -> Any:
                     if tag not in _SCALAR_TAGS:
                         raise _NotPlain  # "<<" merge keys, "=" value keys
                     value = _SCALARS.yaml_constructors[tag](_SCALARS, yaml.ScalarNode(tag, value))
+            if type(value) is str:  # one object for each text repeated across hosts
+                shared = strings.get(value)
+                if shared is None and len(strings) < _SEEN_LIMIT:
+                    strings[value] = value
+                value = shared or value
             if event.anchor is not None:
                 anchor(event.anchor, value)
             add(value)
@@ -1035,6 +1059,7 @@ def _yaml_hosts(builder: _Builder, group: _Group, pattern: Any, variables: Any) 
     for key in variables:
         _var_name(key)
     names, port = _host_pattern(pattern)
+    variables = builder.same_vars(variables)
     for name in names:
         builder.add_host(name, group, port).add_vars(variables)
 
