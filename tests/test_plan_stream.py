@@ -80,3 +80,20 @@ def test_hosts_validated_in_chunks_make_the_same_plan(monkeypatch: pytest.Monkey
     expected = [build_plan(inventory, ARTIFACT, options) for options in OPTIONS]
     monkeypatch.setattr(planner, "HOSTS_PER_CHUNK", 3)
     assert [build_plan(inventory, ARTIFACT, options) for options in OPTIONS] == expected
+
+
+def test_hosts_that_share_variables_keep_their_own_address(tmp_path: Path) -> None:
+    """Connection settings are worked out once per dict of variables; the address is still
+    each host's name unless the variables give one."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[a]\nh1 ansible_user=u\nh2 ansible_user=u\n[b]\nj1\nj2\n[b:vars]\nansible_host=10.0.0.9\n"
+    )
+    plan = build_plan(load_inventory([inventory]), ARTIFACT, WaveOptions(waves=("100%",)))
+    addresses = {host.name: (host.ssh.address, host.ssh.user) for host in plan.hosts}
+    assert addresses == {
+        "h1": ("h1", "u"),
+        "h2": ("h2", "u"),
+        "j1": ("10.0.0.9", None),
+        "j2": ("10.0.0.9", None),
+    }

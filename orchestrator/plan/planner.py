@@ -182,25 +182,48 @@ def _planned_hosts(
     """One wave's hosts, built as plain data and validated by pydantic-core a chunk at a time:
     at 100k hosts, a model constructor call per host would take most of the planner's time,
     and the plain data of a whole wave at once most of its memory."""
+    settings: dict[int, _Settings] = {}
     hosts: list[PlannedHost] = []
     for start in range(0, len(items), HOSTS_PER_CHUNK):
         chunk = items[start : start + HOSTS_PER_CHUNK]
         data = [
-            _planned(host, domain, artifact, options, facts.get(host.name))
+            _planned(
+                host, domain, artifact, facts.get(host.name), _settings(host, options, settings)
+            )
             for host, domain in chunk
         ]
         hosts += PLANNED_HOSTS.validate_python(data)
     return hosts
 
 
+# A host's connection settings as data for SshTarget, whether its address is its name, and its
+# verification: all three come from its variables alone.
+_Settings = tuple[dict[str, Any], bool, VerifySpec]
+_SETTINGS_KEPT = 4096
+
+
+def _settings(host: InventoryHost, options: WaveOptions, seen: dict[int, _Settings]) -> _Settings:
+    """Worked out once for hosts that share one dict of variables (the inventory reader gives
+    hosts with equal variables one dict: most hosts of a large fleet). The dicts outlive the
+    planning, so their ids stay theirs."""
+    found = seen.get(id(host.vars))
+    if found is None:
+        named = not (host.vars.get("ansible_host") or host.vars.get("ansible_ssh_host"))
+        found = ssh_fields(host), named, host_verify_spec(host, options)
+        if len(seen) < _SETTINGS_KEPT:
+            seen[id(host.vars)] = found
+    return found
+
+
 def _planned(
     host: InventoryHost,
     domain: str,
     artifact: Artifact,
-    options: WaveOptions,
     before: HostBefore | None,
+    settings: _Settings,
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
+    ssh, named, verify = settings
     at_target = before is not None and before.runc_sha256 == artifact.sha256
     return {
         "name": host.name,
@@ -209,8 +232,8 @@ def _planned(
         "reason": f"{before.runc_path} already has the target sha256"
         if at_target and before
         else None,
-        "ssh": ssh_fields(host),
-        "verify": host_verify_spec(host, options),
+        "ssh": {**ssh, "address": host.name} if named else ssh,
+        "verify": verify,
         "before": before,
     }
 
