@@ -1,11 +1,12 @@
 """Planning speed and memory at 1k, 10k and 100k hosts, beside `ansible-inventory --list`.
 
-Generates an INI inventory in 4 zones for each size, then runs `runc-rollout plan` and
-`ansible-inventory --list` on the same file as separate processes and prints wall time, peak RSS
-and the ratio of each. Targets (issue 2): at 100k hosts, plan takes at most 1/20 of
-ansible-inventory's time and 1/4 of its memory.
+Generates the same inventory in 4 zones as INI and as YAML for each size, then runs
+`runc-rollout plan` (3 times: the median) and `ansible-inventory --list` (once) on the same
+file as separate processes, and prints wall time, CPU time, peak RSS and the ratios, with the
+load average before and after. Targets (issue 17): at 100k hosts, plan takes at most 1/20 of
+ansible-inventory's time and 1/4 of its memory, on either format.
 
-    python bench/plan_scale.py [--sizes 1000,10000,100000] [--skip-ansible]
+    python bench/plan_scale.py [--sizes 1000,10000,100000] [--formats ini,yaml] [--skip-ansible]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,26 +24,42 @@ from pathlib import Path
 ZONES = ("zone-a", "zone-b", "zone-c", "zone-d")
 
 
-def write_inventory(directory: Path, hosts: int) -> Path:
-    path = directory / f"fleet-{hosts}.ini"
-    lines: list[str] = []
+def write_inventory(directory: Path, hosts: int, fmt: str) -> Path:
+    """`hosts` hosts in 4 zone groups under `workers`, each with a user and a rack."""
     per_zone = hosts // len(ZONES)
-    for index, zone in enumerate(ZONES):
-        group = zone.replace("-", "_")
-        count = per_zone + (1 if index < hosts % len(ZONES) else 0)
-        lines.append(f"[{group}]")
-        lines += [
-            f"node-{zone[-1]}{n:06d}.bench.invalid ansible_user=root rack=r{n % 40:02d}"
-            for n in range(count)
-        ]
-        lines += ["", f"[{group}:vars]", f"zone={zone}", ""]
-    lines += ["[workers:children]", *[zone.replace("-", "_") for zone in ZONES], ""]
+    zones = [
+        (zone, zone.replace("-", "_"), per_zone + (1 if index < hosts % len(ZONES) else 0))
+        for index, zone in enumerate(ZONES)
+    ]
+    lines: list[str] = []
+    if fmt == "ini":
+        for zone, group, count in zones:
+            lines.append(f"[{group}]")
+            lines += [
+                f"node-{zone[-1]}{n:06d}.bench.invalid ansible_user=root rack=r{n % 40:02d}"
+                for n in range(count)
+            ]
+            lines += ["", f"[{group}:vars]", f"zone={zone}", ""]
+        lines += ["[workers:children]", *[group for _, group, _ in zones], ""]
+    else:
+        lines += ["all:", "  children:", "    workers:", "      children:"]
+        for zone, group, count in zones:
+            lines += [f"        {group}:", "          hosts:"]
+            for n in range(count):
+                lines += [
+                    f"            node-{zone[-1]}{n:06d}.bench.invalid:",
+                    "              ansible_user: root",
+                    f"              rack: r{n % 40:02d}",
+                ]
+            lines += ["          vars:", f"            zone: {zone}"]
+        lines.append("")
+    path = directory / f"fleet-{hosts}.{'ini' if fmt == 'ini' else 'yml'}"
     path.write_text("\n".join(lines))
     return path
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -50,15 +68,35 @@ def measure(argv: list[str]) -> tuple[float, float]:
     if proc.returncode != 0:
         stderr = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {stderr.strip()[-400:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def measure_plan(argv: list[str], runs: int) -> tuple[float, float, float]:
+    """The median wall and CPU time of `runs` plans (a few seconds each, so a moment of load
+    on a shared machine does not decide the ratio) and the largest peak RSS."""
+    results = [measure(argv) for _ in range(runs)]
+    return (
+        statistics.median(wall for wall, _, _ in results),
+        max(mib for _, mib, _ in results),
+        statistics.median(cpu for _, _, cpu in results),
+    )
+
+
+def load() -> str:
+    return "load " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--formats", default="ini,yaml")
     parser.add_argument("--skip-ansible", action="store_true")
+    parser.add_argument("--plan-runs", type=int, default=3, help="plans per row (median)")
     args = parser.parse_args()
     runc = shutil.which("runc") or "/usr/sbin/runc"
+    ansible = shutil.which("ansible-inventory")
+    if ansible is None and not args.skip_ansible:
+        raise SystemExit("ansible-inventory is not on PATH (pip install ansible-core)")
     with tempfile.TemporaryDirectory(prefix="plan-scale-") as tmp:
         workdir = Path(tmp)
         artifact = workdir / "runc"
@@ -66,31 +104,33 @@ def main() -> None:
         digest = subprocess.run(
             ["sha256sum", str(artifact)], capture_output=True, text=True, check=True
         ).stdout.split()[0]
+        print(f"start: {load()}")
         header = (
-            f"{'hosts':>7} {'plan s':>8} {'plan MiB':>9} {'ansible s':>10} {'ansible MiB':>12} "
-            f"{'time ratio':>11} {'mem ratio':>10}"
+            f"{'format':>6} {'hosts':>7} {'plan s (cpu)':>13} {'plan MiB':>9} "
+            f"{'ansible s (cpu)':>16} {'ansible MiB':>12} {'time ratio':>11} {'mem ratio':>10}"
         )
         print(header)
-        for hosts in (int(size) for size in args.sizes.split(",")):
-            inventory = write_inventory(workdir, hosts)
-            plan_argv = [
-                str(Path(sys.executable).parent / "runc-rollout"), "plan", "-i", str(inventory),
-                "--runc", str(artifact), "--sha256", digest, "--domain-key", "zone",
-                "--max-per-domain", "25%", "--waves", "1,1%,10%,25%",
-                "-o", str(workdir / "plan.json"), "--format", "json",
-            ]  # fmt: skip
-            plan_s, plan_mib = measure(plan_argv)
-            if args.skip_ansible:
-                print(f"{hosts:>7} {plan_s:>8.2f} {plan_mib:>9.0f}")
-                continue
-            ansible = shutil.which("ansible-inventory")
-            if ansible is None:
-                raise SystemExit("ansible-inventory is not on PATH (pip install ansible-core)")
-            ans_s, ans_mib = measure([ansible, "-i", str(inventory), "--list"])
-            print(
-                f"{hosts:>7} {plan_s:>8.2f} {plan_mib:>9.0f} {ans_s:>10.2f} {ans_mib:>12.0f} "
-                f"{plan_s / ans_s:>10.3f}x {plan_mib / ans_mib:>9.3f}x"
-            )
+        for fmt in args.formats.split(","):
+            for hosts in (int(size) for size in args.sizes.split(",")):
+                inventory = write_inventory(workdir, hosts, fmt)
+                plan_argv = [
+                    str(Path(sys.executable).parent / "runc-rollout"), "plan", "-i",
+                    str(inventory), "--runc", str(artifact), "--sha256", digest,
+                    "--domain-key", "zone", "--max-per-domain", "25%", "--waves", "1,1%,10%,25%",
+                    "-o", str(workdir / "plan.json"), "--format", "json",
+                ]  # fmt: skip
+                plan_s, plan_mib, plan_cpu = measure_plan(plan_argv, args.plan_runs)
+                row = f"{fmt:>6} {hosts:>7} {plan_s:>6.2f} ({plan_cpu:>4.2f}) {plan_mib:>9.0f}"
+                if ansible is None or args.skip_ansible:
+                    print(row, flush=True)
+                    continue
+                ans_s, ans_mib, ans_cpu = measure([ansible, "-i", str(inventory), "--list"])
+                print(
+                    f"{row} {ans_s:>7.2f} ({ans_cpu:>6.2f}) {ans_mib:>12.0f} "
+                    f"{plan_s / ans_s:>10.3f}x {plan_mib / ans_mib:>9.3f}x",
+                    flush=True,
+                )
+        print(f"end: {load()}")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shlex
+from collections.abc import Iterator
 from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -51,12 +52,18 @@ class FailOn(StrEnum):
 # Inventory
 
 
-class InventoryHost(Model):
+# One per host of the inventory: a slotted pydantic dataclass, as PlannedHost below (a BaseModel's
+# per-instance __dict__ and fields-set would be most of a 100k-host inventory's memory).
+_LEAN = ConfigDict(extra="forbid")
+
+
+@pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
+class InventoryHost:
     """A host with its variables merged the way Ansible merges them."""
 
     name: str
     groups: tuple[str, ...] = ()  # every group it belongs to, ancestors included, `all` excluded
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: dict[str, Any] = dataclass_field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -138,7 +145,6 @@ class HostBefore(Model):
 # __dict__ and fields-set would double the planner's memory, so these two are slotted pydantic
 # dataclasses (validated and serialized the same way, unknown fields still rejected; not strict,
 # since strict dataclasses refuse the plain data the planner validates in bulk).
-_LEAN = ConfigDict(extra="forbid")
 
 
 @pydantic_dataclass(config=_LEAN, slots=True, frozen=True)
@@ -306,10 +312,25 @@ class Plan(Model):
 
     def computed_hash(self) -> str:
         """sha256 of the canonical body: everything but `plan_id` and `plan_hash`, as compact
-        JSON with fields in schema order (what `model_dump_json` writes; stable for a schema
-        version, and fast enough for 100k hosts)."""
-        body = self.model_dump_json(exclude={"plan_id", "plan_hash"})
-        return hashlib.sha256(body.encode()).hexdigest()
+        JSON with fields in schema order (what `model_dump_json(exclude=...)` writes; stable
+        for a schema version), hashed piece by piece."""
+        digest = hashlib.sha256()
+        for chunk in self.json_chunks(body=True):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def json_chunks(self, *, indent: int | None = None, body: bool = False) -> Iterator[bytes]:
+        """The bytes `model_dump_json(indent=indent)` writes, in pieces of at most
+        `HOSTS_PER_CHUNK` hosts: a 100k-host plan is ~70 MB of JSON, never held at once.
+        `body`: without `plan_id` and `plan_hash` (what the hash covers)."""
+        fields = list(Plan.model_fields)
+        cut = fields.index("waves") + 1
+        dropped = {"plan_id", "plan_hash"} if body else set()
+        skeleton = self.model_copy(update={"waves": []})
+        head = _dump(skeleton, indent, 0, include=set(fields[:cut]) - dropped)
+        yield head[: head.rindex(b"[]")]  # ends with the key "waves"
+        yield from _items([_wave_chunks(wave, indent) for wave in self.waves], indent, 1)
+        yield b"," + _dump(skeleton, indent, 0, include=set(fields[cut:]))[1:]
 
     def sealed(self) -> Plan:
         """This plan with `plan_hash` (and the `plan_id` derived from it) set from its body."""
@@ -319,6 +340,53 @@ class Plan(Model):
     @property
     def hosts(self) -> list[PlannedHost]:
         return [host for wave in self.waves for host in wave.hosts]
+
+
+HOSTS_PER_CHUNK = 2000  # hosts validated or serialized at a time (~1 MB of JSON)
+PLANNED_HOSTS = TypeAdapter(list[PlannedHost])
+
+
+def _dump(value: Any, indent: int | None, depth: int, **options: Any) -> bytes:
+    """`value` as pydantic writes it, nested `depth` levels deep in an indented document."""
+    serializer = (
+        PLANNED_HOSTS.serializer if isinstance(value, list) else value.__pydantic_serializer__
+    )
+    text: bytes = serializer.to_json(value, indent=indent, **options)
+    if indent and depth:
+        text = text.replace(b"\n", b"\n" + b" " * (indent * depth))  # raw newlines: layout only
+    return text
+
+
+def _items(items: list[Iterator[bytes]], indent: int | None, depth: int) -> Iterator[bytes]:
+    """A JSON array of already-serialized items, laid out as pydantic lays out arrays."""
+    if not items:
+        yield b"[]"
+        return
+    newline = b"\n" + b" " * (indent * depth) if indent else b""
+    yield b"["
+    for index, item in enumerate(items):
+        yield (b"," if index else b"") + newline + (b" " * indent if indent else b"")
+        yield from item
+    yield newline + b"]"
+
+
+def _wave_chunks(wave: Wave, indent: int | None) -> Iterator[bytes]:
+    """One wave (an item of the plan's `waves`: 2 levels deep), its hosts in chunks."""
+    fields = list(Wave.model_fields)
+    cut = fields.index("hosts") + 1
+    skeleton = wave.model_copy(update={"hosts": []})
+    head = _dump(skeleton, indent, 2, include=set(fields[:cut]))
+    yield head[: head.rindex(b"[]")]  # ends with the key "hosts"
+    hosts = wave.hosts
+    if not hosts:
+        yield b"[]"
+    for start in range(0, len(hosts), HOSTS_PER_CHUNK):
+        text = _dump(hosts[start : start + HOSTS_PER_CHUNK], indent, 3)
+        inner = text[1 : text.rindex(b"]")].rstrip(b" \n")
+        yield (b"[" if start == 0 else b",") + inner
+        if start + HOSTS_PER_CHUNK >= len(hosts):
+            yield text[1 + len(inner) :]  # the array's end, as the last chunk lays it out
+    yield b"," + _dump(skeleton, indent, 2, include=set(fields[cut:]))[1:]
 
 
 class ApprovalPolicy(Model):

@@ -28,6 +28,7 @@ from orchestrator.errors import BadInput, InventoryError
 from orchestrator.inventory.read import (
     EncryptedValue,
     _fast_yaml,
+    _lines,
     _NotPlain,
     _YamlLoader,
     expand_host_range,
@@ -497,6 +498,50 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
         },
         ["inv.py"],
     ),
+    "ini-hosts-with-the-same-words": (  # one dict for identical lines, changes their own
+        {
+            "hosts.ini": """
+            [a]
+            s1 u=root r=1 l=[1,2]
+            s2 u=root r=1 l=[1,2]
+            s3 u=root r=1
+            s4 u=root r=1
+            n[1:3] u=root r=1
+            [b]
+            s3 r=2 extra=yes
+            n2 u=other
+            s4:2222 u=root r=1
+            s5 r=1 u=root
+            [b:vars]
+            r=9
+            """,
+            "host_vars/s1.yml": "r: from-file\n",
+            "host_vars/n1.yml": "u: n1-file\n",
+        },
+        ["hosts.ini"],
+    ),
+    "yaml-hosts-with-the-same-vars": (
+        {
+            "hosts.yml": """
+            all:
+              children:
+                a:
+                  hosts:
+                    y1: {u: root, r: 1}
+                    y2: {u: root, r: 1}
+                    y3: &v {u: root, l: [1, 2]}
+                    y4: *v
+                    y5: {u: root, r: 1}
+                b:
+                  hosts:
+                    y2: {extra: yes}
+                    y4: {u: other}
+                  vars:
+                    r: 9
+            """,
+        },
+        ["hosts.yml"],
+    ),
     "json-and-extensionless-files": (
         {
             "inv/hosts.json": '{"web": {"hosts": {"j1": {"p": 1}}, "vars": {"x": 1e5}}}',
@@ -545,6 +590,31 @@ def test_hosts_share_unchanged_variables(tmp_path: Path) -> None:
     first, second, _ = inventory.hosts.values()
     assert first.vars == {"x": 1}
     assert first.vars is second.vars
+
+
+def test_hosts_given_the_same_words_share_one_dict_of_them(tmp_path: Path) -> None:
+    inventory = load_text(
+        tmp_path, "[a]\nh1 u=root\nh2 u=root\nh3 u=root\nl1 l=[1]\nl2 l=[1]\n[b]\nh3 x=1\n"
+    )
+    h1, h2, h3, l1, l2 = inventory.hosts.values()
+    assert h1.vars is h2.vars
+    assert (h1.vars, h3.vars) == ({"u": "root"}, {"u": "root", "x": 1})
+    assert l1.vars == l2.vars and l1.vars["l"] is not l2.vars["l"]  # a list is each host's own
+
+
+def test_yaml_hosts_with_equal_vars_share_one_dict_of_them(tmp_path: Path) -> None:
+    text = "g:\n  hosts:\n    a: {u: root}\n    b: {u: root}\n    c: {u: root}\nh:\n  hosts:\n"
+    inventory = load_text(tmp_path, text + "    c: {x: 1}\n", "hosts.yml")
+    a, b, c = inventory.hosts.values()
+    assert a.vars is b.vars
+    assert (a.vars, c.vars) == ({"u": "root"}, {"u": "root", "x": 1})
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 1 << 20])
+def test_ini_lines_are_read_a_piece_at_a_time_as_splitlines_splits(piece: int) -> None:
+    text = "a\r\nb\rc\x0bd\x0ce\x1cf\x1dg\x1eh\x85i\u2028j\u2029k\n\n\r\n\nlast line"
+    for sample in (text, text + "\n", text + "\r", "", "\n", "x"):
+        assert list(_lines(sample, piece)) == sample.splitlines()
 
 
 def test_groups_include_ancestors_and_ungrouped(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from orchestrator.models import (
 from orchestrator.plan.approval import SIGNATURES_LIMIT
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
-from orchestrator.plan.render import plan_json, plan_markdown, plan_table
+from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
 from orchestrator.run.journal import Journal
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
@@ -351,14 +352,14 @@ def plan(
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
-    with gc_paused():
-        text = plan_json(result)
     try:
-        write_atomic(output, text)
+        with gc_paused():
+            write_atomic(output, plan_json_chunks(result))
     except OSError as error:
         raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
     if fmt is Format.json:
-        sys.stdout.buffer.write(text)
+        with output.open("rb") as written:  # the same bytes, without serializing them again
+            shutil.copyfileobj(written, sys.stdout.buffer)
         sys.stdout.flush()
     else:
         sys.stdout.write(plan_markdown(result) if fmt is Format.markdown else plan_table(result))

@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tomllib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -252,12 +252,11 @@ def _is_ipv6(address: str) -> bool:
 
 
 class _Group:
-    __slots__ = ("children", "depth", "host_names", "hosts", "name", "parents", "priority", "vars")
+    __slots__ = ("children", "depth", "hosts", "name", "parents", "priority", "vars")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.hosts: list[_Host] = []  # direct members, in the order they were added
-        self.host_names: set[str] = set()
         self.children: list[_Group] = []
         self.parents: list[_Group] = []
         self.vars: dict[str, Any] = {}
@@ -265,13 +264,24 @@ class _Group:
         self.priority = 1
 
 
+_NO_VARS: dict[str, Any] = {}
+
+
 class _Host:
     __slots__ = ("groups", "name", "vars")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.vars: dict[str, Any] = {}
+        # Shared by hosts given the same variables (most hosts of a large INI file): replaced,
+        # never changed in place.
+        self.vars: dict[str, Any] = _NO_VARS
         self.groups: list[_Group] = []  # direct memberships only
+
+    def add_vars(self, variables: dict[str, Any]) -> None:
+        """Merge `variables` into the host's; `variables` itself becomes them when the host has
+        none, so the caller must not change it afterwards."""
+        if variables:
+            self.vars = {**self.vars, **variables} if self.vars else variables
 
 
 class _Builder:
@@ -280,9 +290,23 @@ class _Builder:
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
         self.hosts: dict[str, _Host] = {}
+        self._same_vars: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
         self.all = self.add_group("all")
         self.ungrouped = self.add_group("ungrouped")
         self.add_child(self.all, self.ungrouped)
+
+    def same_vars(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """An equal dict another host already has, when it holds only values that cannot
+        change (hosts' dicts are never changed in place: `_Host.add_vars`)."""
+        if not variables or not all(type(v) in _SHAREABLE for v in variables.values()):
+            return variables
+        key = tuple(variables.items())
+        found = self._same_vars.get(key)
+        if found is None:
+            found = variables
+            if len(self._same_vars) < _SEEN_LIMIT:
+                self._same_vars[key] = variables
+        return found
 
     def add_group(self, name: object) -> _Group:
         if not isinstance(name, str) or not name:
@@ -300,10 +324,9 @@ class _Builder:
                 raise _Invalid(f"invalid host name {name!r}: expected a non-empty string")
             host = self.hosts[name] = _Host(name)
             if port is not None:
-                host.vars["ansible_port"] = port
-        if host.name not in group.host_names:
+                host.vars = {"ansible_port": port}
+        if group not in host.groups:  # a host is in few groups: no set of names per group
             group.hosts.append(host)
-            group.host_names.add(host.name)
             host.groups.append(group)
         return host
 
@@ -360,7 +383,6 @@ class _Builder:
                 if grouped(host):
                     host.groups.remove(ungrouped)
             ungrouped.hosts = kept
-            ungrouped.host_names = {host.name for host in kept}
         for host in self.hosts.values():
             if not host.groups or host.groups == [self.all]:
                 self.add_host(host.name, ungrouped)
@@ -375,7 +397,11 @@ class _Builder:
             )
             for name, group in self.groups.items()
         }
+        self._same_vars.clear()  # only hosts hold their dicts now: refcounts tell shared ones
         per_membership: dict[tuple[int, ...], tuple[tuple[str, ...], dict[str, Any]]] = {}
+        # (membership, id of the host's own vars) -> (those vars, kept so the id stays theirs,
+        # and the merged vars).
+        per_vars: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         hosts: dict[str, InventoryHost] = {}
         with_files = files.names("host_vars")
         for name in group_hosts(groups, "all"):
@@ -385,13 +411,22 @@ class _Builder:
             if shared is None:
                 shared = per_membership[key] = self._membership_vars(host.groups, files)
             group_names, merged = shared
-            host_files = files.each("host_vars", name) if name in with_files else []
-            if host.vars or host_files:
+            if name in with_files:
                 merged = {**merged, **host.vars}
-                for found in host_files:
+                for found in files.each("host_vars", name):
                     merged.update(found)
-            hosts[name] = InventoryHost.model_construct(name=name, groups=group_names, vars=merged)
-        return Inventory(sources=sources, hosts=hosts, groups=groups)
+            elif host.vars and sys.getrefcount(host.vars) <= 2:  # its own (+1: the argument)
+                merged = {**merged, **host.vars}
+                host.vars = merged  # frees the host's own dict as the merged one is made
+            elif host.vars:  # shared with other hosts: so are the merged vars
+                own = (id(merged), id(host.vars))
+                found_merged = per_vars.get(own)
+                if found_merged is None:
+                    found_merged = per_vars[own] = host.vars, {**merged, **host.vars}
+                merged = found_merged[1]
+            hosts[name] = _inventory_host(name, group_names, merged)
+        # Built here from data already checked: validating it again would copy every host.
+        return Inventory.model_construct(sources=sources, hosts=hosts, groups=groups)
 
     def _group_vars(self, group: _Group, files: _VarsFiles) -> dict[str, Any]:
         """What `ansible-inventory --list --export` shows as the group's vars."""
@@ -425,6 +460,16 @@ class _Builder:
             for group in ordered:
                 merged.update(files.get(base, "group_vars", group.name))
         return tuple(sorted(group.name for group in closure)), merged
+
+
+def _inventory_host(name: str, groups: tuple[str, ...], variables: dict[str, Any]) -> InventoryHost:
+    """An `InventoryHost` without validation: its fields are the builder's own data (the
+    dataclass is frozen, so its slots are set the way its generated `__init__` sets them)."""
+    host = object.__new__(InventoryHost)
+    object.__setattr__(host, "name", name)
+    object.__setattr__(host, "groups", groups)
+    object.__setattr__(host, "vars", variables)
+    return host
 
 
 def _ancestors(group: _Group) -> set[_Group]:
@@ -561,9 +606,10 @@ class _Pending:
 
 def _parse_ini(builder: _Builder, path: Path, text: str) -> None:
     pending: dict[str, _Pending] = {}
+    seen = _Seen()
     group, state, number = builder.ungrouped, "hosts", 0
     try:
-        for number, raw in enumerate(text.splitlines(), 1):
+        for number, raw in enumerate(_lines(text), 1):
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
@@ -578,7 +624,7 @@ def _parse_ini(builder: _Builder, path: Path, text: str) -> None:
                         "are allowed in a section name"
                     )
             if state == "hosts":
-                _ini_hosts(builder, group, line)
+                _ini_hosts(builder, group, line, seen)
             elif state == "vars":
                 key, sep, value = line.partition("=")
                 if not sep:
@@ -601,6 +647,17 @@ def _parse_ini(builder: _Builder, path: Path, text: str) -> None:
             )
     except _Invalid as exc:
         raise InventoryError(f"{path}:{number}: {exc}") from None
+
+
+def _lines(text: str, piece: int = MiB) -> Iterator[str]:
+    """`text.splitlines()`, a piece at a time: the lines of a 100k-host file are never all
+    held at once (pieces end just after a newline, so no line break is split)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + piece)
+        end = len(text) if end < 0 else end + 1
+        yield from text[start:end].splitlines()
+        start = end
 
 
 def _ini_section(line: str) -> tuple[str, str] | None:
@@ -646,7 +703,7 @@ def _ini_group_name(line: str) -> str:
     return name
 
 
-def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
+def _ini_hosts(builder: _Builder, group: _Group, line: str, seen: _Seen) -> None:
     if '"' in line or "'" in line or "\\" in line:
         try:
             tokens = shlex.split(line, comments=True)
@@ -663,16 +720,45 @@ def _ini_hosts(builder: _Builder, group: _Group, line: str) -> None:
         raise _Invalid(f"invalid host pattern {pattern!r}: a trailing ':' must give a port")
     if "---" in pattern and any(name.strip() == "---" for name in names):
         raise _Invalid(f"invalid host pattern {pattern!r}: '---' is a sign this is a YAML file")
-    variables: dict[str, Any] = {}
-    for token in tokens[1:]:
+    variables = _ini_variables(tuple(tokens[1:]), seen)
+    for name in names:
+        builder.add_host(name, group, port).add_vars(variables)
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The `key=value` words, and sets of them, already read in one INI file. A large
+    inventory repeats the same few on most lines: each is parsed once, and hosts with the same
+    words share one dict of variables (values that cannot change only; bounded, since words
+    such as `ansible_host=10.0.3.7` are unique)."""
+
+    words: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    lines: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
+
+
+_SHAREABLE = frozenset({str, int, float, bool, type(None)})
+_SEEN_LIMIT = 4096  # distinct words, sets of words, texts remembered per file
+
+
+def _ini_variables(tokens: tuple[str, ...], seen: _Seen) -> dict[str, Any]:
+    found = seen.lines.get(tokens)
+    if found is None:
+        found = dict(_ini_assignment(token, seen) for token in tokens)
+        if len(seen.lines) < _SEEN_LIMIT and all(type(v) in _SHAREABLE for v in found.values()):
+            seen.lines[tokens] = found
+    return found
+
+
+def _ini_assignment(token: str, seen: _Seen) -> tuple[str, Any]:
+    found = seen.words.get(token)
+    if found is None:
         key, sep, value = token.partition("=")
         if not sep:
             raise _Invalid("expected key=value host variable assignments after the host name")
-        variables[key] = _ini_value(value)
-    for name in names:
-        host = builder.add_host(name, group, port)
-        if variables:
-            host.vars.update(variables)
+        found = sys.intern(key), _ini_value(value)
+        if type(found[1]) in _SHAREABLE and len(seen.words) < _SEEN_LIMIT:
+            seen.words[token] = found
+    return found
 
 
 def _host_pattern(pattern: str) -> tuple[list[str], int | None]:
@@ -774,6 +860,7 @@ def _fast_yaml(text: str) -> Any:
     root: Any = None
     stack: list[list[Any]] = []  # [container, pending mapping key or _NO_KEY]
     anchors: dict[str, Any] = {}
+    strings: dict[str, str] = {}
     documents = 0
 
     def add(value: Any) -> None:
@@ -811,6 +898,11 @@ def _fast_yaml(text: str) -> Any:
                     if tag not in _SCALAR_TAGS:
                         raise _NotPlain  # "<<" merge keys, "=" value keys
                     value = _SCALARS.yaml_constructors[tag](_SCALARS, yaml.ScalarNode(tag, value))
+            if type(value) is str:  # one object for each text repeated across hosts
+                shared = strings.get(value)
+                if shared is None and len(strings) < _SEEN_LIMIT:
+                    strings[value] = value
+                value = shared or value
             if event.anchor is not None:
                 anchor(event.anchor, value)
             add(value)
@@ -967,9 +1059,9 @@ def _yaml_hosts(builder: _Builder, group: _Group, pattern: Any, variables: Any) 
     for key in variables:
         _var_name(key)
     names, port = _host_pattern(pattern)
+    variables = builder.same_vars(variables)
     for name in names:
-        host = builder.add_host(name, group, port)
-        host.vars.update(variables)
+        builder.add_host(name, group, port).add_vars(variables)
 
 
 # Scripts --------------------------------------------------------------------------------------
@@ -1014,7 +1106,7 @@ def _script_inventory(builder: _Builder, path: Path, data: dict[str, Any]) -> No
             raise _Invalid(f"variables of host {name!r} must be a JSON object")
         for key in variables:
             _var_name(key)
-        builder.hosts[name].vars.update(variables)
+        builder.hosts[name].add_vars(variables)
 
 
 def _script_group(builder: _Builder, name: str, body: Any, listed: dict[str, None]) -> None:

@@ -15,12 +15,15 @@ from orchestrator.errors import BadInput
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
+    HOSTS_PER_CHUNK,
     MAX_UID,
+    PLANNED_HOSTS,
     Artifact,
     HostBefore,
     Inventory,
     InventoryHost,
     Plan,
+    PlannedHost,
     Skipped,
     SshTarget,
     VerifySpec,
@@ -96,16 +99,11 @@ def _build_plan(
         for hosts in by_domain.values():
             rng.shuffle(hosts)
     drafts = place_in_waves(by_domain, sizes, cap)
-    # Each wave's hosts are built as plain data and validated in one pass by pydantic-core: at
-    # 100k hosts, a model constructor call per host would take most of the planner's time.
     waves = [
         Wave.model_validate(
             {
                 "index": index,
-                "hosts": [
-                    _planned(host, domain, artifact, options, facts.get(host.name))
-                    for host, domain in d.items
-                ],
+                "hosts": _planned_hosts(d.items, artifact, options, facts),
                 "max_failures": failures.of(len(d.items), at_least_one=False),
                 "domains": d.domains,
                 "note": d.note,
@@ -175,14 +173,57 @@ def _group_by_domain(
     return groups
 
 
+def _planned_hosts(
+    items: list[tuple[InventoryHost, str]],
+    artifact: Artifact,
+    options: WaveOptions,
+    facts: Mapping[str, HostBefore],
+) -> list[PlannedHost]:
+    """One wave's hosts, built as plain data and validated by pydantic-core a chunk at a time:
+    at 100k hosts, a model constructor call per host would take most of the planner's time,
+    and the plain data of a whole wave at once most of its memory."""
+    settings: dict[int, _Settings] = {}
+    hosts: list[PlannedHost] = []
+    for start in range(0, len(items), HOSTS_PER_CHUNK):
+        chunk = items[start : start + HOSTS_PER_CHUNK]
+        data = [
+            _planned(
+                host, domain, artifact, facts.get(host.name), _settings(host, options, settings)
+            )
+            for host, domain in chunk
+        ]
+        hosts += PLANNED_HOSTS.validate_python(data)
+    return hosts
+
+
+# A host's connection settings as data for SshTarget, whether its address is its name, and its
+# verification: all three come from its variables alone.
+_Settings = tuple[dict[str, Any], bool, VerifySpec]
+_SETTINGS_KEPT = 4096
+
+
+def _settings(host: InventoryHost, options: WaveOptions, seen: dict[int, _Settings]) -> _Settings:
+    """Worked out once for hosts that share one dict of variables (the inventory reader gives
+    hosts with equal variables one dict: most hosts of a large fleet). The dicts outlive the
+    planning, so their ids stay theirs."""
+    found = seen.get(id(host.vars))
+    if found is None:
+        named = not (host.vars.get("ansible_host") or host.vars.get("ansible_ssh_host"))
+        found = ssh_fields(host), named, host_verify_spec(host, options)
+        if len(seen) < _SETTINGS_KEPT:
+            seen[id(host.vars)] = found
+    return found
+
+
 def _planned(
     host: InventoryHost,
     domain: str,
     artifact: Artifact,
-    options: WaveOptions,
     before: HostBefore | None,
+    settings: _Settings,
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
+    ssh, named, verify = settings
     at_target = before is not None and before.runc_sha256 == artifact.sha256
     return {
         "name": host.name,
@@ -191,8 +232,8 @@ def _planned(
         "reason": f"{before.runc_path} already has the target sha256"
         if at_target and before
         else None,
-        "ssh": ssh_fields(host),
-        "verify": host_verify_spec(host, options),
+        "ssh": {**ssh, "address": host.name} if named else ssh,
+        "verify": verify,
         "before": before,
     }
 

@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.errors import BadInput
@@ -14,14 +15,19 @@ from orchestrator.errors import BadInput
 MiB = 1 << 20
 
 
-def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it into place."""
-    payload = data.encode() if isinstance(data, str) else data
+def write_atomic(path: Path, data: str | bytes | Iterable[bytes], mode: int = 0o644) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it into place.
+
+    `data` may come in pieces (a 100k-host plan is written as it is serialized)."""
+    if isinstance(data, str):
+        data = data.encode()
+    chunks = [data] if isinstance(data, bytes) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
