@@ -125,8 +125,9 @@ class LabFleet:
         found = []
         for status in Path("/proc").glob("[0-9]*/status"):
             with suppress(OSError):
-                row = next(r for r in status.read_text().splitlines() if r.startswith("Uid:"))
-                if uids & set(row.split()[1:4]):
+                rows = dict(r.split(":", 1) for r in status.read_text().splitlines() if ":" in r)
+                dead = rows.get("State", "").split()[:1] == ["Z"]  # exited, not yet reaped
+                if not dead and uids & set(rows.get("Uid", "").split()[:3]):
                     found.append(int(status.parent.name))
         return found
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ def _left_behind(lab: LabFleet) -> list[str]:
     """Anything of the probe still there: a process of a probe uid, a probe container, a probe
     directory, a stuck `runc init` on a lab host (as its facts see it: other labs on this
     machine may have stuck ones of their own)."""
+    # A process the probe killed as it ended may take a moment to exit on a loaded machine.
+    deadline = time.monotonic() + 10
+    while lab.probe_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
     found = [f"process {pid} of a probe uid" for pid in lab.probe_processes()]
     for host in lab.hosts:
         out = lab.ssh(host, "ls -d /var/lib/runc-rollout/probe.* 2>/dev/null || true").stdout
