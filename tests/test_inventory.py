@@ -25,17 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import BadInput, InventoryError
-from orchestrator.inventory.read import (
-    EncryptedValue,
-    _fast_yaml,
-    _lines,
-    _NotPlain,
-    _YamlLoader,
-    expand_host_range,
-    group_hosts,
-    load_inventory,
-    parse_address,
-)
+from orchestrator.inventory.builder import group_hosts
+from orchestrator.inventory.common import EncryptedValue, expand_host_range, parse_address
+from orchestrator.inventory.ini import _lines
+from orchestrator.inventory.read import load_inventory
+from orchestrator.inventory.yamlfile import _fast_yaml, _NotPlain, _YamlLoader
 from orchestrator.models import Artifact, Inventory, WaveOptions
 from orchestrator.plan.planner import build_plan
 
@@ -778,7 +772,7 @@ def test_ini_values_match_ansible(text: str) -> None:
     from ansible._internal._datatag._tags import Origin
     from ansible.plugins.inventory.ini import InventoryModule
 
-    from orchestrator.inventory.read import _ini_value
+    from orchestrator.inventory.ini import _ini_value
 
     reference = InventoryModule()
     reference._origin = Origin(path="/hosts", line_num=1)

@@ -18,7 +18,8 @@ import fnmatch
 import re
 
 from orchestrator.errors import PatternError
-from orchestrator.inventory.read import group_hosts, parse_address
+from orchestrator.inventory.builder import group_hosts
+from orchestrator.inventory.common import parse_address
 from orchestrator.models import Inventory
 
 # A term, or a whole `[...]` bracket in it, between `:` separators (Ansible's legacy syntax).
