@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,9 +32,11 @@ from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRS
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
+    BecomePasswords,
     FailOn,
     HostBefore,
     HostPhase,
+    Inventory,
     RunApproval,
     SshTarget,
     WaveOptions,
@@ -112,6 +115,14 @@ AskBecomePassOption = Annotated[
         "--ask-become-pass",
         "-K",
         help="Ask once for the sudo password of hosts with ansible_become (never stored).",
+    ),
+]
+BecomeFromInventoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--become-password-from-inventory",
+        help="Use a host's ansible_become_password from the inventory (the plan's, read again; "
+        "kept in memory only). Without it, a host that sets one is refused.",
     ),
 ]
 ConcurrencyOption = Annotated[
@@ -316,6 +327,7 @@ def plan(
     ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
@@ -345,12 +357,14 @@ def plan(
         if facts_file is not None:
             report = read_facts_report(facts_file)
         else:
-            password = become_password(ask_become_pass)
-            with ssh_executor(known_hosts, password) as executor:
+            check_routes(targets)
+            become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+            with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
+    check_routes({host.name: host.ssh for host in result.hosts})
     with gc_paused():
         text = plan_json(result)
     try:
@@ -372,14 +386,17 @@ def facts(
     fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     if fmt is Format.markdown:
         raise BadInput("--format: facts prints table or json")
-    targets = hosts_to_plan(load_inventory(inventory), limit)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    loaded = load_inventory(inventory)
+    targets = hosts_to_plan(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         results = gather_fleet(executor, targets, concurrency)
     sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
@@ -422,6 +439,7 @@ def audit(
     probe_timeout: ProbeTimeoutOption = 20.0,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
@@ -447,8 +465,9 @@ def audit(
     loaded = load_inventory(inventory)
     targets, zones, held = audit_targets(loaded, limit, domain_key)
     specs = probe_specs(loaded, targets, probe_timeout) if probe else None
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         report = audit_fleet(
             executor,
             targets,
@@ -481,6 +500,7 @@ def unstick(
     json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
@@ -493,9 +513,11 @@ def unstick(
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
 
-    targets, _, _ = audit_targets(load_inventory(inventory), limit)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    loaded = load_inventory(inventory)
+    targets, _, _ = audit_targets(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         results = unstick_fleet(
             executor,
             targets,
@@ -524,6 +546,7 @@ def apply(
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
@@ -544,10 +567,11 @@ def apply(
     if signers:
         typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as backend:
+    targets = {host.name: host.ssh for host in plan.hosts}
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, plan.inventory)
+    with ssh_executor(known_hosts, become) as backend:
         if dry_run:
-            targets = {host.name: host.ssh for host in plan.hosts}
             results = gather_fleet(backend, targets, concurrency)
             for line in preview(plan, results):
                 typer.echo(terminal_safe(line))
@@ -570,7 +594,7 @@ def apply(
             show,
             executor=executor,
             known_hosts=known_hosts,
-            become_password=password,
+            become=become,
         )
 
 
@@ -665,6 +689,7 @@ def resume(
     fmt: SummaryFormatOption = SummaryFormat.text,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
@@ -694,9 +719,13 @@ def resume(
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
         return ExitCode.OK
+    targets = {host.name: host.ssh for host in journal.plan.hosts}
+    check_routes(targets)
+    become = become_passwords(
+        ask_become_pass, become_from_inventory, targets, journal.plan.inventory
+    )
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as backend:
+    with ssh_executor(known_hosts, become) as backend:
         return run_rollout(
             journal,
             backend,
@@ -705,7 +734,7 @@ def resume(
             resumed=True,
             executor=executor,
             known_hosts=known_hosts,
-            become_password=password,
+            become=become,
         )
 
 
@@ -727,6 +756,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
@@ -748,8 +778,12 @@ def rollback(
             raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
         if hosts:
             targets = {name: targets[name] for name in hosts}
+        source: Sequence[str] | Inventory = journal.plan.inventory
     else:
-        targets = hosts_to_plan(load_inventory(inventory or []), limit)
+        source = load_inventory(inventory or [])
+        targets = hosts_to_plan(source, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, source)
     confirm(f"roll back {len(targets)} hosts?", yes)
     run_id = journal.run_id if journal else None
     swapped = swapped_by_run(journal.state) if journal else set()
@@ -762,7 +796,6 @@ def rollback(
             printer(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
 
     results: dict[str, HostOutcome | Exception]
-    password = become_password(ask_become_pass)
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.runner import rollback_hosts
 
@@ -772,11 +805,11 @@ def rollback(
             jobs_dir=journal.run_dir / "ansible" if journal else None,
             concurrency=concurrency,
             known_hosts=known_hosts,
-            become_password=password,
+            become=become,
             on_phase=on_phase,
         )
     else:
-        with ssh_executor(known_hosts, password) as backend:
+        with ssh_executor(known_hosts, become) as backend:
 
             def one(name: str, target: SshTarget) -> HostOutcome:
                 session = backend.session(target, name=name)
@@ -944,10 +977,60 @@ def wave_options(**fields: object) -> WaveOptions:
         raise BadInput(f"{option}: {first['input']!r}: {first['msg']}") from None
 
 
-def ssh_executor(known_hosts: Path | None, become_password: str | None = None) -> SshExecutor:
+def ssh_executor(known_hosts: Path | None, become: BecomePasswords | None = None) -> SshExecutor:
     from orchestrator.backends.ssh.executor import SshExecutor
 
-    return SshExecutor(known_hosts=known_hosts, become_password=become_password)
+    return SshExecutor(known_hosts=known_hosts, become=become)
+
+
+def check_routes(targets: Mapping[str, SshTarget]) -> None:
+    """Refuse (exit 2, before any host is reached) a host whose ssh settings the SSH backend
+    cannot honour, naming the host and the option."""
+    from orchestrator.backends.ssh.executor import SshExecutor
+    from orchestrator.backends.ssh.sshconfig import SshConfigError
+
+    with SshExecutor() as executor:
+        for name, target in targets.items():
+            try:
+                executor.route(target)
+            except SshConfigError as error:
+                raise BadInput(f"host {name}: {error}") from None
+
+
+def become_passwords(
+    ask: bool,
+    from_inventory: bool,
+    targets: Mapping[str, SshTarget],
+    inventory: Sequence[str] | Inventory,
+) -> BecomePasswords:
+    """`-K`'s password (asked once) and, with `--become-password-from-inventory`, each host's
+    own from `inventory` (a plan's sources are read again). A host whose inventory sets one
+    without the opt-in is refused: it would otherwise be ignored without a word."""
+    from orchestrator.inventory.become import OPT_IN, become_password_of
+
+    flagged = [name for name, target in targets.items() if target.inventory_become_password]
+    if flagged and not from_inventory:
+        more = f" (and {len(flagged) - 1} more hosts)" if len(flagged) > 1 else ""
+        raise BadInput(
+            f"host {flagged[0]}{more}: the inventory sets ansible_become_password, which is used "
+            f"only with {OPT_IN} (or remove it and use -K)"
+        )
+    asked = become_password(ask)
+    if not flagged:
+        return BecomePasswords(asked)
+    if not isinstance(inventory, Inventory):
+        try:
+            inventory = load_inventory([Path(source) for source in inventory])
+        except BadInput as error:
+            raise BadInput(f"{OPT_IN}: the plan's inventory: {error}") from None
+    per_host: dict[str, str] = {}
+    for name in flagged:
+        host = inventory.hosts.get(name)
+        password = None if host is None else become_password_of(host)
+        if password is None:
+            raise BadInput(f"{OPT_IN}: host {name}: the inventory no longer sets a become password")
+        per_host[name] = password
+    return BecomePasswords(asked, per_host)
 
 
 def become_password(ask: bool) -> str | None:
@@ -971,7 +1054,7 @@ def run_rollout(
     *,
     executor: ExecutorName = ExecutorName.ssh,
     known_hosts: Path | None = None,
-    become_password: str | None = None,
+    become: BecomePasswords | None = None,
 ) -> int:
     from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, WaveBackend
 
@@ -983,9 +1066,7 @@ def run_rollout(
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.runner import AnsibleWaves
 
-        waves = AnsibleWaves(
-            journal.run_dir, concurrency, known_hosts=known_hosts, become_password=become_password
-        )
+        waves = AnsibleWaves(journal.run_dir, concurrency, known_hosts=known_hosts, become=become)
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
     with view:
         code = rollout.run(resumed=resumed)

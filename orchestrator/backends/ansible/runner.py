@@ -10,8 +10,8 @@ SSH backend's (see `playbooks/README.md`), so either backend can resume or roll 
 other did.
 
 Nothing secret reaches the job's artifacts: the job's environment is reduced to what Ansible
-needs (ansible-runner would otherwise copy the whole environment into them), passwords are never
-used, and the private key stays a path.
+needs (ansible-runner would otherwise copy the whole environment into them), a become password
+only answers ansible-playbook's prompt, and the private key stays a path.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from orchestrator.host.probe import PROBE_NOT_PASSED, parse_probe
 from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
 from orchestrator.models import (
     UNSETTLED_PHASES,
+    BecomePasswords,
     HostPhase,
     HostStatus,
     Model,
@@ -283,7 +284,7 @@ def _message(result: dict[str, Any]) -> str:
 
 
 class AnsibleWaves:
-    """The Ansible backend of `Rollout`: one ansible-runner job per wave."""
+    """The Ansible backend of `Rollout`: one ansible-runner job per wave (per become password)."""
 
     def __init__(
         self,
@@ -291,31 +292,44 @@ class AnsibleWaves:
         concurrency: int,
         *,
         known_hosts: Path | None = None,
-        become_password: str | None = None,
+        become: BecomePasswords | None = None,
     ):
         self.jobs_dir = run_dir / "ansible"
         self.concurrency = concurrency
         self.known_hosts = known_hosts
-        self._become_password = become_password
+        self._become = become or BecomePasswords()
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        events = HostEvents(
-            hosts,
-            on_phase=context.on_phase,
-            on_outcome=context.on_outcome,
-            phase_of=context.phase_of,
-            target_sha256=context.plan.artifact.sha256,
-        )
-        spec = JobSpec(
-            playbook="upgrade.yml",
-            inventory=plan_inventory(context.plan, self.known_hosts),
-            hosts=list(hosts),
-            extravars=upgrade_extravars(context.plan, context.run_id),
-            forks=self.concurrency,
-            become_password=self._become_password,
-        )
-        status, rc = run_job(self.jobs_dir, spec, events)
-        events.finish(status, rc)
+        inventory = plan_inventory(context.plan, self.known_hosts)
+        for password, names in password_groups(hosts, self._become).items():
+            events = HostEvents(
+                names,
+                on_phase=context.on_phase,
+                on_outcome=context.on_outcome,
+                phase_of=context.phase_of,
+                target_sha256=context.plan.artifact.sha256,
+            )
+            spec = JobSpec(
+                playbook="upgrade.yml",
+                inventory=inventory,
+                hosts=names,
+                extravars=upgrade_extravars(context.plan, context.run_id),
+                forks=self.concurrency,
+                become_password=password,
+            )
+            status, rc = run_job(self.jobs_dir, spec, events)
+            events.finish(status, rc)
+
+
+def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str | None, list[str]]:
+    """Hosts by become password, in order. ansible-playbook asks for one password per job
+    (`--ask-become-pass`, answered through ansible-runner's `passwords`), so hosts whose
+    inventories give different passwords go in jobs of their own, one after another: a
+    password is never written into a job's inventory, environment or command line."""
+    groups: dict[str | None, list[str]] = {}
+    for name in hosts:
+        groups.setdefault(become.of(name), []).append(name)
+    return groups
 
 
 def rollback_hosts(
@@ -326,34 +340,34 @@ def rollback_hosts(
     concurrency: int,
     known_hosts: Path | None,
     on_phase: PhaseListener,
-    become_password: str | None = None,
+    become: BecomePasswords | None = None,
 ) -> dict[str, HostOutcome | Exception]:
-    """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job;
-    like `run_on_hosts`, a host that was not rolled back gets an exception. The job goes under
-    `jobs_dir`, or in a temporary directory removed afterwards."""
+    """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job
+    per become password; like `run_on_hosts`, a host that was not rolled back gets an
+    exception. The jobs go under `jobs_dir`, or in a temporary directory removed afterwards."""
     outcomes: dict[str, HostOutcome] = {}
-    events = HostEvents(
-        targets,
-        on_phase=on_phase,
-        on_outcome=outcomes.__setitem__,
-        phase_of=lambda name: "none",
-        target_sha256=None,
-    )
-    spec = JobSpec(
-        playbook="rollback.yml",
-        inventory={
-            "all": {
-                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
-            }
-        },
-        hosts=list(targets),
-        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
-        forks=concurrency,
-        become_password=become_password,
-    )
+    inventory = {
+        "all": {"hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}}
+    }
     with _jobs_dir(jobs_dir) as directory:
-        status, rc = run_job(directory, spec, events)
-    events.finish(status, rc)
+        for password, names in password_groups(targets, become or BecomePasswords()).items():
+            events = HostEvents(
+                names,
+                on_phase=on_phase,
+                on_outcome=outcomes.__setitem__,
+                phase_of=lambda name: "none",
+                target_sha256=None,
+            )
+            spec = JobSpec(
+                playbook="rollback.yml",
+                inventory=inventory,
+                hosts=names,
+                extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
+                forks=concurrency,
+                become_password=password,
+            )
+            status, rc = run_job(directory, spec, events)
+            events.finish(status, rc)
     results: dict[str, HostOutcome | Exception] = {}
     for name in targets:
         outcome = outcomes[name]

@@ -43,7 +43,7 @@ from orchestrator.host.session import (
     HostKeyRejected,
     HostUnreachable,
 )
-from orchestrator.models import SshHop, SshRoute, SshTarget
+from orchestrator.models import BecomePasswords, SshHop, SshRoute, SshTarget
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 PARAMIKO_LOG = "orchestrator.backends.ssh.executor.paramiko"
@@ -339,7 +339,7 @@ class SshExecutor:
         self,
         *,
         known_hosts: Path | None = None,
-        become_password: str | None = None,
+        become: BecomePasswords | None = None,
         connect_timeout: float = 10.0,
         connect_attempts: int = 5,
         backoff: float = 0.5,
@@ -351,7 +351,7 @@ class SshExecutor:
         if connect_attempts < 1:
             raise ValueError("connect_attempts must be at least 1")
         self._known_hosts = known_hosts
-        self._become_password = become_password
+        self._become = become or BecomePasswords()
         self._connect_timeout = connect_timeout
         self._attempts = connect_attempts
         self._backoff = backoff
@@ -364,6 +364,8 @@ class SshExecutor:
         self._locks: dict[object, threading.Lock] = {}
         self._configs: dict[str | None, paramiko.SSHConfig] = {}
         self._lock = threading.Lock()
+        self._local_user = getpass.getuser()
+        self._home = Path.home()
 
     def __enter__(self) -> SshExecutor:
         return self
@@ -377,12 +379,12 @@ class SshExecutor:
         with self._lock:
             config = self._configs.get(config_file)
         if config is None:
-            config = sshconfig.load_config(config_file, Path.home())
+            config = sshconfig.load_config(config_file, self._home)
             with self._lock:
                 self._configs[config_file] = config
         default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
         return sshconfig.resolve(
-            target, config, local_user=getpass.getuser(), home=Path.home(), known_hosts=default
+            target, config, local_user=self._local_user, home=self._home, known_hosts=default
         )
 
     def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
@@ -433,7 +435,7 @@ class SshExecutor:
             except _Transient as error:
                 last = error.error
                 continue
-            password = self._become_password if sudo else None
+            password = self._become.of(host) if sudo else None
             return SshSession(
                 connection, host, address, sudo=sudo, password=password, io_timeout=self._io_timeout
             )
