@@ -23,6 +23,8 @@ import secrets
 import select
 import shlex
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,6 +70,61 @@ class _StrictRejectPolicy(paramiko.RejectPolicy):
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> NoReturn:
         raise _UnknownHostKey(key)
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """A ProxyCommand run as OpenSSH runs it (`$SHELL -c "exec COMMAND"`, tokens expanded once,
+    by `sshconfig`), whose end is the connection's end: paramiko's own reads an exited command's
+    stdout in a loop until some timeout. What the command says on stderr (goes to a file, never
+    blocking it) explains a failed connect."""
+
+    def __init__(self, command: str) -> None:  # not super()'s: it splits the command itself
+        self.cmd = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {command}"]
+        # Open after close(), which paramiko calls before a failed connect returns: said() reads it.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with this object)
+        self.process = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            bufsize=0,
+            start_new_session=True,  # Ctrl-C here is not the command's
+        )
+        self.timeout: float | None = None
+
+    def recv(self, size: int) -> bytes:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError
+        return os.read(self.process.stdout.fileno(), size)  # b"" at its end: EOFError upstream
+
+    def said(self) -> str:
+        """Its exit status and last lines on stderr if it has ended (waits a second), else ""."""
+        try:
+            self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+        words = "; ".join(line.strip() for line in lines[-3:] if line.strip())
+        return f"exit status {self.process.returncode}" + (f": {words}" if words else "")
+
+    def close(self) -> None:
+        """End the command and reap it (paramiko's signals a PID that may be reaped already)."""
+        self.process.terminate()  # nothing if it was reaped
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# What OpenSSH says when a host key is unknown or changed (in a ProxyCommand's `ssh -W`).
+_SSH_HOST_KEY_FAILURE = re.compile(r"Host key verification failed|HOST IDENTIFICATION HAS CHANGED")
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -328,7 +385,7 @@ class SshExecutor:
     """Opens and caches one `SshSession` per host; `session` is safe to call from many threads.
 
     Every connection goes through fabric: a `Connection` per hop, jump hosts as its gateway (each
-    host its own connection to them, as with OpenSSH), ProxyCommand as its string gateway. How
+    host its own connection to them, as with OpenSSH), a ProxyCommand as its socket. How
     each host is reached is resolved by `sshconfig` from the target and ssh_config.
     Connects are retried with exponential backoff and jitter on transient errors
     (refused, reset, timed out, dropped before the banner as sshd's MaxStartups does), never on a
@@ -496,7 +553,7 @@ class SshExecutor:
             user=hop.user,
             port=hop.port,
             config=fabric.Config(ssh_config=paramiko.SSHConfig()),  # resolved already
-            gateway=gateway if gateway is not None else False,
+            gateway=gateway if isinstance(gateway, fabric.Connection) else False,
             connect_timeout=math.ceil(timeout),
             connect_kwargs=connect_kwargs,
         )
@@ -505,18 +562,27 @@ class SshExecutor:
         client.set_missing_host_key_policy(_StrictRejectPolicy())
         for path in files:
             client.load_system_host_keys(str(path))
-        sock: socket.socket | None = None
+        sock: socket.socket | _ProxyCommand | None = None
         try:
-            if gateway is None:
+            if isinstance(gateway, str):
+                sock = _ProxyCommand(gateway)
+                connection.connect_kwargs["sock"] = sock
+            elif gateway is None:
                 sock = socket.create_connection((hop.hostname, hop.port), timeout)
                 # Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to a channel open.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.connect_kwargs["sock"] = sock
             connection.open()
         except BaseException as error:
+            said = _proxy_said(sock, error)
             client.close()  # stops paramiko's transport thread before its socket goes
             if sock is not None:
                 sock.close()
+            if said:  # the command ended: that is the reason
+                what = f"{role}ProxyCommand {gateway!r} ended: {said}"
+                if _SSH_HOST_KEY_FAILURE.search(said):
+                    raise HostKeyRejected(host, address, what) from None
+                error = EOFError(what)
             raise self._connect_error(error, hop, host, address, files, role) from None
         transport = connection.client.get_transport()
         if transport is not None:
@@ -617,6 +683,15 @@ class _Transient(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _proxy_said(sock: object, error: BaseException) -> str:
+    """What a ProxyCommand said, when its end may be why the connect failed (not when the
+    host behind it was judged: then the command is still running)."""
+    judged = (_UnknownHostKey, paramiko.BadHostKeyException, paramiko.AuthenticationException)
+    if not isinstance(sock, _ProxyCommand) or not isinstance(error, Exception):
+        return ""
+    return "" if isinstance(error, judged) else sock.said()
 
 
 def _is_active(connection: fabric.Connection) -> bool:
