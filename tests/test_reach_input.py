@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.backends.ansible.runner import password_groups
+from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
-from orchestrator.models import BecomePasswords
+from orchestrator.errors import HostKeyRejected, HostUnreachable
+from orchestrator.models import BecomePasswords, SshTarget
 
 RUNC = Path("/usr/sbin/runc")
 SECRET = "s3cret-become-4a1f"
@@ -159,3 +163,32 @@ def test_ansible_jobs_are_split_by_become_password() -> None:
     }
     assert password_groups(["a", "b"], BecomePasswords()) == {None: ["a", "b"]}
     assert SECRET not in repr(BecomePasswords(SECRET, {"h": SECRET}))
+
+
+@pytest.mark.parametrize(
+    ("said", "error", "words"),
+    [
+        ("Host key verification failed.", HostKeyRejected, "exit status 255: Host key verif"),
+        ("kex_exchange_identification: Connection closed", HostUnreachable, "after 2 attempts"),
+    ],
+)
+def test_a_proxycommand_that_ends_says_why(
+    tmp_path: Path, said: str, error: type[Exception], words: str
+) -> None:
+    """A ProxyCommand's end is the connection's end, with what it said (run through the shell,
+    as OpenSSH runs it); ssh refusing the bastion's key is final, anything else is retried."""
+    (tmp_path / "known_hosts").write_text("")
+    command = "sh -c " + shlex.quote(f"echo {said!r} >&2; exit 255")
+    target = SshTarget(
+        address="h1.invalid",
+        known_hosts_file=str(tmp_path / "known_hosts"),
+        ssh_args=("-o", f"ProxyCommand={command}"),
+    )
+    started = time.monotonic()
+    with (
+        SshExecutor(connect_attempts=2, backoff=0.01) as executor,
+        pytest.raises(error, match="ProxyCommand") as caught,
+    ):
+        executor.session(target, name="h1")
+    assert words in str(caught.value) and said in str(caught.value)
+    assert time.monotonic() - started < 10
