@@ -73,6 +73,31 @@ def test_plan_refuses_ssh_settings_it_cannot_honour(
     assert not output.exists()
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        "Host *\n  User u\nHost web-2? !web-20\n  HostKeyAlias x\n",
+        "Match host web-21\n  HostKeyAlias x\n",
+        "Host jump\n  HostKeyAlias x\nHost web-21\n  ProxyJump jump\n",
+    ],
+)
+def test_the_one_host_of_many_that_ssh_config_sets_apart(
+    tmp_path: Path, empty_home: Path, config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hosts that ssh_config cannot tell apart are resolved once: the one it can is still
+    resolved, and refused."""
+    (empty_home / ".ssh").mkdir()
+    (empty_home / ".ssh" / "config").write_text(config)
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("web-[10:29]\n")
+    output = tmp_path / "plan.json"
+    assert main(plan_argv(inventory, output)) == 2
+    error = one_error(capsys)
+    jump = "jump host jump: " if "ProxyJump" in config else ""
+    assert f"host web-21: {jump}hostkeyalias (from ssh_config)" in error, error
+    assert not output.exists()
+
+
 def test_commands_that_connect_refuse_them_before_connecting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

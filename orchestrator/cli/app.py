@@ -990,11 +990,10 @@ def check_routes(targets: Mapping[str, SshTarget]) -> None:
     from orchestrator.backends.ssh.sshconfig import SshConfigError
 
     with SshExecutor() as executor:
-        for name, target in targets.items():
-            try:
-                executor.route(target)
-            except SshConfigError as error:
-                raise BadInput(f"host {name}: {error}") from None
+        try:
+            executor.check(targets)
+        except SshConfigError as error:
+            raise BadInput(str(error)) from None
 
 
 def become_passwords(
