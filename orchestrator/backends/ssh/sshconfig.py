@@ -193,8 +193,8 @@ def _route(
     for key in sorted(set(given) | set(found)):
         if key not in HONOURED and key not in IGNORED:
             where = "the inventory's ssh arguments" if key in given else "ssh_config"
-            hop = f"jump host {alias}: " if depth else ""
-            raise SshConfigError(f"{hop}{key} (from {where}) is not honoured by the SSH backend")
+            jump = f"jump host {alias}: " if depth else ""
+            raise SshConfigError(f"{jump}{key} (from {where}) is not honoured by the SSH backend")
     settings = {**found, **given}
     checking = settings.get("stricthostkeychecking", "yes").lower()
     if checking not in ("yes", "ask"):
