@@ -160,6 +160,22 @@ class SshTarget:
     # ansible_ssh_common_args + ansible_ssh_extra_args, as words. Left out of the JSON when
     # empty, so that a plan written before this field existed keeps its plan_hash.
     ssh_args: tuple[str, ...] = Field(default=(), exclude_if=lambda words: not words)
+    # The inventory sets ansible_become_password for this becoming, non-root login: only *that*
+    # is recorded (left out of the JSON when false); the value is read again when the operator
+    # opts in (--become-password-from-inventory).
+    inventory_become_password: bool = Field(default=False, exclude_if=lambda flag: not flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class BecomePasswords:
+    """Sudo passwords, in memory only: `--ask-become-pass`'s for every host, and a host's own
+    from the inventory (`--become-password-from-inventory`), which wins, as in Ansible."""
+
+    asked: str | None = dataclasses.field(default=None, repr=False)
+    per_host: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    def of(self, host: str) -> str | None:
+        return self.per_host.get(host, self.asked)
 
 
 @dataclasses.dataclass(frozen=True)

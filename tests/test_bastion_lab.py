@@ -1,11 +1,13 @@
 """Behind a bastion, and through ssh_config: the same inventories through `ansible -m ping` and
-`runc-rollout facts`, reachable or not alike (a parity matrix). The lab's hosts answer on inner
-addresses only from behind the bastion (`orchestrator.lab.bastion`); the home directory is one
-of the test's own, bound over /root in a private mount namespace for both tools (/root/.ssh
-need not exist on this machine)."""
+`runc-rollout facts`, reachable or not alike (a parity matrix); apply and rollback through
+ProxyJump, kubespray's ProxyCommand and a `Host lab-*` block with both backends; a wrong bastion
+host key fails closed. The lab's hosts answer on inner addresses only from behind the bastion
+(`orchestrator.lab.bastion`); the home directory is one of the test's own, bound over /root in a
+private mount namespace for both tools (/root/.ssh need not exist on this machine)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -21,6 +23,7 @@ import yaml
 
 from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
 from orchestrator.lab.procs import port_in_use
+from orchestrator.lab.records import LabHost
 from tests.conftest import RUNC_ROLLOUT, LabFleet
 
 ANSIBLE = str(Path(RUNC_ROLLOUT).parent / "ansible")
@@ -67,6 +70,7 @@ def reachable_by_facts(inventory: Path, ssh_dir: Path, cwd: Path) -> tuple[set[s
     done = in_private_home(
         ssh_dir, [RUNC_ROLLOUT, "facts", "-i", str(inventory), "--format", "json"], cwd
     )
+    assert done.returncode in (0, 1), done.stderr
     report = json.loads(done.stdout)
     return set(report["hosts"]), json.dumps(report["errors"])
 
@@ -121,6 +125,18 @@ def cases(
         f"Host lab-*\n  User root\n  Port 22\n  IdentityFile {lab.private_key}\n"
         f"  IdentitiesOnly yes\n  UserKnownHostsFile {lab.known_hosts}\n"
     )
+    wrong_proxy = {
+        name: {
+            **variables,
+            "ansible_ssh_common_args": variables["ansible_ssh_common_args"]
+            .replace(
+                f"UserKnownHostsFile={inner_known} -o StrictHostKeyChecking",
+                f"UserKnownHostsFile={wrong} -o StrictHostKeyChecking",
+            )
+            .replace(" -q ", " "),  # so that ssh says why
+        }
+        for name, variables in kubespray.items()
+    }
     return {
         "proxyjump-in-ssh-config": (inner, via_config, set(names)),
         "kubespray-proxycommand": (kubespray, "", set(names)),
@@ -136,6 +152,7 @@ def cases(
             set(names),
         ),
         "wrong-bastion-key": (inner, via_config.replace(str(inner_known), str(wrong), 1), set()),
+        "wrong-bastion-key-proxycommand": (wrong_proxy, "", set()),
         "no-bastion": (inner, via_config.replace("  ProxyJump bastion\n", ""), set()),
     }
 
@@ -151,4 +168,96 @@ def test_parity_matrix_behind_a_bastion(lab: LabFleet, bastion: Bastion, tmp_pat
             disagree.append(f"{name}: ansible {by_ansible}, facts {by_facts} ({errors})")
         if name == "wrong-bastion-key":
             assert "jump host bastion" in errors and "HOST KEY CHANGED" in errors, errors
+        if name == "wrong-bastion-key-proxycommand":
+            assert "ProxyCommand" in errors and "Host key verification failed" in errors, errors
     assert disagree == []
+
+
+def case_inventory(
+    lab: LabFleet, hosts: list[LabHost], reach: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The lab inventory's variables of `hosts` (zone, probe uid...), reached as `reach` says."""
+    document = yaml.safe_load(lab.inventory.read_text())
+    kept = {
+        host.name: {
+            key: value
+            for key, value in document["all"]["children"]["lab"]["hosts"][host.name].items()
+            if not key.startswith(("ansible_host", "ansible_port", "ansible_user", "ansible_ssh"))
+        }
+        for host in hosts
+    }
+    return {name: {**kept[name], **reach[name]} for name in kept}
+
+
+def runc_sha(lab: LabFleet, host: LabHost) -> str:
+    return lab.ssh(host, "sha256sum /usr/local/sbin/runc").stdout.split()[0]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
+@pytest.mark.parametrize(
+    "case", ["proxyjump-in-ssh-config", "kubespray-proxycommand", "host-block-names-only"]
+)
+def test_apply_and_rollback_behind_the_bastion(
+    clean_lab: LabFleet, bastion: Bastion, artifact: Path, tmp_path: Path, case: str, executor: str
+) -> None:
+    """Two hosts, planned, applied and rolled back through the bastion (ProxyJump from
+    ssh_config, kubespray's ProxyCommand) or named only, with user, key and port from a
+    `Host lab-*` block; both backends."""
+    hosts = clean_lab.light_hosts[:2]
+    reach, config, _ = cases(clean_lab, bastion)[case]
+    variables = case_inventory(clean_lab, hosts, reach)
+    inventory, ssh_dir = write_case(tmp_path / case, variables, config)
+    before = {host.name: runc_sha(clean_lab, host) for host in hosts}
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    plan, runs = tmp_path / "plan.json", tmp_path / "runs"
+
+    def cli(*argv: str) -> None:
+        done = in_private_home(ssh_dir, [RUNC_ROLLOUT, *argv], tmp_path)
+        assert done.returncode == 0, f"{argv[0]}: {done.stderr[-2000:]}"
+
+    cli("plan", "-i", str(inventory), "--runc", str(artifact), "--sha256", digest,
+        "--waves", "100%", "--no-probe", "-o", str(plan))  # fmt: skip
+    cli("apply", str(plan), "--yes", "--runs-dir", str(runs), "--executor", executor)
+    assert {host.name: runc_sha(clean_lab, host) for host in hosts} == dict.fromkeys(before, digest)
+    (run_dir,) = runs.iterdir()
+    cli("rollback", str(run_dir), "--yes", "--executor", executor)
+    assert {host.name: runc_sha(clean_lab, host) for host in hosts} == before
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
+@pytest.mark.parametrize("case", ["wrong-bastion-key", "wrong-bastion-key-proxycommand"])
+def test_a_wrong_bastion_key_fails_closed(
+    clean_lab: LabFleet, bastion: Bastion, artifact: Path, tmp_path: Path, case: str, executor: str
+) -> None:
+    """Through ProxyJump and through ProxyCommand: apply does not get past the bastion, says
+    why, and leaves the target as it was."""
+    host = clean_lab.light_hosts[0]
+    reach, config, _ = cases(clean_lab, bastion)[case]
+    variables = case_inventory(clean_lab, [host], reach)
+    inventory, ssh_dir = write_case(tmp_path / case, variables, config)
+    before = runc_sha(clean_lab, host)
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    plan, runs = tmp_path / "plan.json", tmp_path / "runs"
+    planning = [RUNC_ROLLOUT, "plan", "-i", str(inventory), "--runc", str(artifact),
+                "--sha256", digest, "-o", str(plan)]  # fmt: skip
+    planned = in_private_home(ssh_dir, planning, tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    argv = [RUNC_ROLLOUT, "apply", str(plan), "--yes", "--runs-dir", str(runs), "--json"]
+    done = in_private_home(ssh_dir, [*argv, "--executor", executor], tmp_path)
+    assert done.returncode in (1, 3), done.stderr[-2000:]
+    (run_dir,) = runs.iterdir()
+    journal = (run_dir / "events.jsonl").read_text()
+    assert '"status":"unreachable"' in journal.replace(" ", ""), journal[-2000:]
+    expected = {
+        ("ssh", "wrong-bastion-key"): "jump host bastion",
+        ("ssh", "wrong-bastion-key-proxycommand"): "Host key verification failed",
+        # What OpenSSH says of its jump or proxy does not reach Ansible's message: ssh's does.
+        ("ansible", "wrong-bastion-key"): "Failed to connect to the host via ssh",
+        ("ansible", "wrong-bastion-key-proxycommand"): "Failed to connect to the host via ssh",
+    }[executor, case]
+    finished = [line for line in journal.splitlines() if "host.finished" in line]
+    assert expected in done.stdout + done.stderr + journal, finished
+    assert runc_sha(clean_lab, host) == before
+    assert clean_lab.ssh(host, "ls /var/lib/runc-rollout", check=False).stdout.strip() == ""

@@ -32,7 +32,7 @@ from orchestrator.host.session import (
     HostUnreachable,
 )
 from orchestrator.lab.records import LabHost
-from orchestrator.models import SshTarget
+from orchestrator.models import BecomePasswords, SshTarget
 from tests.conftest import LabFleet
 
 
@@ -412,7 +412,7 @@ def test_become_with_a_password(sudo_password_host: SshTarget, tmp_path: Path) -
     payload = tmp_path / "payload"
     payload.write_bytes(os.urandom(200000))
     remote = f"/root/runc-rollout-sudo-test-{uuid.uuid4().hex}"
-    with SshExecutor(become_password=SUDO_PASSWORD) as executor:
+    with SshExecutor(become=BecomePasswords(SUDO_PASSWORD)) as executor:
         session = executor.session(sudo_password_host)
         # Twice: the second time sudo has the timestamp and does not ask; stdin still reaches
         # the command and only the command's stderr comes back.
@@ -423,7 +423,7 @@ def test_become_with_a_password(sudo_password_host: SshTarget, tmp_path: Path) -
         check = session.run(f"sha256sum {remote}; rm {remote}", timeout=10)
         assert check.stdout.split()[0] == hashlib.sha256(payload.read_bytes()).hexdigest()
     with (
-        SshExecutor(become_password="wrong") as executor,
+        SshExecutor(become=BecomePasswords("wrong")) as executor,
         pytest.raises(AuthenticationFailed, match="did not accept the become password"),
     ):
         executor.session(sudo_password_host).run("id -u", timeout=10)

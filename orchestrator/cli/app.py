@@ -9,7 +9,7 @@ import contextlib
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -33,8 +33,11 @@ from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRS
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
+    BecomePasswords,
     FailOn,
     HostBefore,
+    HostPhase,
+    Inventory,
     RunApproval,
     WaveOptions,
 )
@@ -113,6 +116,14 @@ AskBecomePassOption = Annotated[
         "--ask-become-pass",
         "-K",
         help="Ask once for the sudo password of hosts with ansible_become (never stored).",
+    ),
+]
+BecomeFromInventoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--become-password-from-inventory",
+        help="Use a host's ansible_become_password from the inventory (the plan's, read again; "
+        "kept in memory only). Without it, a host that sets one is refused.",
     ),
 ]
 ConcurrencyOption = Annotated[
@@ -317,6 +328,7 @@ def plan(
     ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
@@ -346,12 +358,14 @@ def plan(
         if facts_file is not None:
             report = read_facts_report(facts_file)
         else:
-            password = become_password(ask_become_pass)
-            with ssh_executor(known_hosts, password) as executor:
+            check_routes(targets)
+            become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+            with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
     result = build_plan(loaded, artifact, options, before, unreachable)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
+    check_routes({host.name: host.ssh for host in result.hosts})
     try:
         with gc_paused():
             write_atomic(output, plan_json_chunks(result))
@@ -373,14 +387,17 @@ def facts(
     fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     if fmt is Format.markdown:
         raise BadInput("--format: facts prints table or json")
-    targets = hosts_to_plan(load_inventory(inventory), limit)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    loaded = load_inventory(inventory)
+    targets = hosts_to_plan(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         results = gather_fleet(executor, targets, concurrency)
     sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
@@ -423,6 +440,7 @@ def audit(
     probe_timeout: ProbeTimeoutOption = 20.0,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
@@ -448,8 +466,9 @@ def audit(
     loaded = load_inventory(inventory)
     targets, zones, held = audit_targets(loaded, limit, domain_key)
     specs = probe_specs(loaded, targets, probe_timeout) if probe else None
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         report = audit_fleet(
             executor,
             targets,
@@ -482,6 +501,7 @@ def unstick(
     json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
@@ -494,9 +514,11 @@ def unstick(
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
 
-    targets, _, _ = audit_targets(load_inventory(inventory), limit)
-    password = become_password(ask_become_pass)
-    with ssh_executor(known_hosts, password) as executor:
+    loaded = load_inventory(inventory)
+    targets, _, _ = audit_targets(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
         results = unstick_fleet(
             executor,
             targets,
@@ -525,6 +547,7 @@ def apply(
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
@@ -545,10 +568,11 @@ def apply(
     if signers:
         typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
     check_artifact(plan)
-    password = become_password(ask_become_pass)
+    targets = {host.name: host.ssh for host in plan.hosts}
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, plan.inventory)
     if dry_run:
-        with ssh_executor(known_hosts, password) as ssh:
-            targets = {host.name: host.ssh for host in plan.hosts}
+        with ssh_executor(known_hosts, become) as ssh:
             results = gather_fleet(ssh, targets, concurrency)
         for line in preview(plan, results):
             typer.echo(terminal_safe(line))
@@ -563,7 +587,7 @@ def apply(
     kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
     journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
     typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
-    with open_backend(executor, concurrency, known_hosts, password, journal.run_dir) as backend:
+    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
 
 
@@ -658,6 +682,7 @@ def resume(
     fmt: SummaryFormatOption = SummaryFormat.text,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
@@ -687,9 +712,13 @@ def resume(
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
         return ExitCode.OK
+    targets = {host.name: host.ssh for host in journal.plan.hosts}
+    check_routes(targets)
+    become = become_passwords(
+        ask_become_pass, become_from_inventory, targets, journal.plan.inventory
+    )
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    password = become_password(ask_become_pass)
-    with open_backend(executor, concurrency, known_hosts, password, journal.run_dir) as backend:
+    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
 
 
@@ -711,6 +740,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
@@ -730,15 +760,18 @@ def rollback(
             raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
         if hosts:
             targets = {name: targets[name] for name in hosts}
+        source: Sequence[str] | Inventory = journal.plan.inventory
     else:
-        targets = hosts_to_plan(load_inventory(inventory or []), limit)
+        source = load_inventory(inventory or [])
+        targets = hosts_to_plan(source, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, source)
     confirm(f"roll back {len(targets)} hosts?", yes)
     screen = Screen()
     started = screen.clock()
     printer = ProgressPrinter(screen.stderr, verbose=verbose)
-    password = become_password(ask_become_pass)
     run_dir = journal.run_dir if journal else None
-    with open_backend(executor, concurrency, known_hosts, password, run_dir) as backend:
+    with open_backend(executor, concurrency, known_hosts, become, run_dir) as backend:
         outcomes = roll_back(backend, targets, journal, on_event=printer)
     failed = 0
     for name, (status, _, message) in outcomes.items():
@@ -886,10 +919,59 @@ def wave_options(**fields: object) -> WaveOptions:
         raise BadInput(f"{option}: {first['input']!r}: {first['msg']}") from None
 
 
-def ssh_executor(known_hosts: Path | None, become_password: str | None = None) -> SshExecutor:
+def ssh_executor(known_hosts: Path | None, become: BecomePasswords | None = None) -> SshExecutor:
     from orchestrator.backends.ssh.executor import SshExecutor
 
-    return SshExecutor(known_hosts=known_hosts, become_password=become_password)
+    return SshExecutor(known_hosts=known_hosts, become=become)
+
+
+def check_routes(targets: Mapping[str, SshTarget]) -> None:
+    """Refuse (exit 2, before any host is reached) a host whose ssh settings the SSH backend
+    cannot honour, naming the host and the option."""
+    from orchestrator.backends.ssh.executor import SshExecutor
+    from orchestrator.backends.ssh.sshconfig import SshConfigError
+
+    with SshExecutor() as executor:
+        try:
+            executor.check(targets)
+        except SshConfigError as error:
+            raise BadInput(str(error)) from None
+
+
+def become_passwords(
+    ask: bool,
+    from_inventory: bool,
+    targets: Mapping[str, SshTarget],
+    inventory: Sequence[str] | Inventory,
+) -> BecomePasswords:
+    """`-K`'s password (asked once) and, with `--become-password-from-inventory`, each host's
+    own from `inventory` (a plan's sources are read again). A host whose inventory sets one
+    without the opt-in is refused: it would otherwise be ignored without a word."""
+    from orchestrator.inventory.become import OPT_IN, become_password_of
+
+    flagged = [name for name, target in targets.items() if target.inventory_become_password]
+    if flagged and not from_inventory:
+        more = f" (and {len(flagged) - 1} more hosts)" if len(flagged) > 1 else ""
+        raise BadInput(
+            f"host {flagged[0]}{more}: the inventory sets ansible_become_password, which is used "
+            f"only with {OPT_IN} (or remove it and use -K)"
+        )
+    asked = become_password(ask)
+    if not flagged:
+        return BecomePasswords(asked)
+    if not isinstance(inventory, Inventory):
+        try:
+            inventory = load_inventory([Path(source) for source in inventory])
+        except BadInput as error:
+            raise BadInput(f"{OPT_IN}: the plan's inventory: {error}") from None
+    per_host: dict[str, str] = {}
+    for name in flagged:
+        host = inventory.hosts.get(name)
+        password = None if host is None else become_password_of(host)
+        if password is None:
+            raise BadInput(f"{OPT_IN}: host {name}: the inventory no longer sets a become password")
+        per_host[name] = password
+    return BecomePasswords(asked, per_host)
 
 
 def become_password(ask: bool) -> str | None:
@@ -909,7 +991,7 @@ def open_backend(
     executor: ExecutorName,
     concurrency: int,
     known_hosts: Path | None,
-    password: str | None,
+    become: BecomePasswords | None,
     run_dir: Path | None,
 ) -> Iterator[Backend]:
     """The backend `--executor` names; Ansible's jobs go under the run's directory (else a
@@ -919,12 +1001,12 @@ def open_backend(
 
         jobs_dir = None if run_dir is None else run_dir / "ansible"
         yield AnsibleBackend(
-            jobs_dir, concurrency, known_hosts=known_hosts, become_password=password
+            jobs_dir, concurrency, known_hosts=known_hosts, become=become
         )
         return
     from orchestrator.backends.ssh.backend import SshBackend
 
-    with ssh_executor(known_hosts, password) as ssh:
+    with ssh_executor(known_hosts, become) as ssh:
         yield SshBackend(ssh, concurrency)
 
 

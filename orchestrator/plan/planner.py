@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.errors import BadInput
+from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
@@ -127,10 +128,24 @@ def _build_plan(
             "waves": waves,
             "skipped": skipped,
             "domains": domains,
-            "notes": _notes(options, domains, cap),
+            "notes": _notes(options, domains, cap) + _password_notes(waves),
         }
     )
     return plan.sealed()
+
+
+def _password_notes(waves: list[Wave]) -> list[str]:
+    """Which hosts' inventories give a become password (never the password itself)."""
+    names = [
+        host.name for wave in waves for host in wave.hosts if host.ssh.inventory_become_password
+    ]
+    if not names:
+        return []
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return [
+        f"{len(names)} hosts ({shown}) set ansible_become_password in the inventory: it is read "
+        f"again and used only with {OPT_IN}"
+    ]
 
 
 def held_back(host: InventoryHost) -> bool:
@@ -319,14 +334,18 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
             f"host {host.name}: ansible_ssh_common_args or ansible_ssh_extra_args cannot be "
             f"split into words as ssh would ({error})"
         ) from None
+    become = _truthy(get("ansible_become", False))
     return {
         "address": str(get("ansible_host") or get("ansible_ssh_host") or host.name),
         "port": port,
         "user": None if user is None else str(user),
         "private_key_file": None if key is None else str(key),
         "known_hosts_file": known_hosts,
-        "become": _truthy(get("ansible_become", False)),
+        "become": become,
         "ssh_args": words,
+        "inventory_become_password": become
+        and str(user) != "root"
+        and sets_become_password(host.vars),
     }
 
 

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from orchestrator.backends.ssh import sshconfig
 from orchestrator.errors import BadInput
 from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
 from orchestrator.models import (
+    BecomePasswords,
     HostPhase,
     HostStatus,
     Model,
@@ -275,8 +276,8 @@ def _message(result: dict[str, Any]) -> str:
 
 
 class AnsibleBackend:
-    """One ansible-runner job per wave (and per rollback), under `jobs_dir` (else a temporary
-    directory, removed afterwards)."""
+    """One ansible-runner job per wave and per rollback (per become password, see
+    `password_groups`), under `jobs_dir` (else a temporary directory, removed afterwards)."""
 
     def __init__(
         self,
@@ -284,33 +285,35 @@ class AnsibleBackend:
         concurrency: int,
         *,
         known_hosts: Path | None = None,
-        become_password: str | None = None,
+        become: BecomePasswords | None = None,
     ):
         self.jobs_dir = jobs_dir
         self.concurrency = concurrency
         self.known_hosts = known_hosts
-        self._become_password = become_password
+        self._become = become or BecomePasswords()
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        nonce = secrets.token_hex(8)
-        events = HostEvents(
-            hosts,
-            nonce=nonce,
-            on_phase=context.on_phase,
-            on_outcome=context.on_outcome,
-            phase_of=context.phase_of,
-        )
-        spec = JobSpec(
-            playbook="upgrade.yml",
-            inventory=plan_inventory(context.plan, self.known_hosts),
-            hosts=list(hosts),
-            extravars=upgrade_extravars(context.plan, context.run_id, nonce),
-            forks=self.concurrency,
-            become_password=self._become_password,
-        )
+        inventory = plan_inventory(context.plan, self.known_hosts)
         with _jobs_dir(self.jobs_dir) as directory:
-            status, rc = run_job(directory, spec, events)
-        events.finish(status, rc)
+            for password, names in password_groups(hosts, self._become).items():
+                nonce = secrets.token_hex(8)
+                events = HostEvents(
+                    names,
+                    nonce=nonce,
+                    on_phase=context.on_phase,
+                    on_outcome=context.on_outcome,
+                    phase_of=context.phase_of,
+                )
+                spec = JobSpec(
+                    playbook="upgrade.yml",
+                    inventory=inventory,
+                    hosts=names,
+                    extravars=upgrade_extravars(context.plan, context.run_id, nonce),
+                    forks=self.concurrency,
+                    become_password=password,
+                )
+                status, rc = run_job(directory, spec, events)
+                events.finish(status, rc)
 
     def rollback(
         self,
@@ -319,40 +322,53 @@ class AnsibleBackend:
         run_id: str | None,
         on_phase: PhaseListener,
     ) -> dict[str, HostOutcome | Exception]:
-        """`playbooks/rollback.yml` over `targets`, one job; like `run_on_hosts`, a host that
-        was not rolled back gets an exception."""
-        nonce = secrets.token_hex(8)
+        """`playbooks/rollback.yml` over `targets`, one job per become password; like
+        `run_on_hosts`, a host that was not rolled back gets an exception."""
         outcomes: dict[str, HostOutcome] = {}
-        events = HostEvents(
-            targets,
-            nonce=nonce,
-            on_phase=on_phase,
-            on_outcome=outcomes.__setitem__,
-            phase_of=lambda name: "none",
-        )
         known = self.known_hosts
-        variables = {"runc_rollout_events": nonce} | (
-            {"runc_rollout_run_id": run_id} if run_id else {}
-        )
-        spec = JobSpec(
-            playbook="rollback.yml",
-            inventory={
-                "all": {"hosts": {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}}
-            },
-            hosts=list(targets),
-            extravars=unsafe_vars(variables),
-            forks=self.concurrency,
-            become_password=self._become_password,
-        )
+        inventory = {
+            "all": {"hosts": {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}}
+        }
         with _jobs_dir(self.jobs_dir) as directory:
-            status, rc = run_job(directory, spec, events)
-        events.finish(status, rc)
+            for password, names in password_groups(targets, self._become).items():
+                nonce = secrets.token_hex(8)
+                events = HostEvents(
+                    names,
+                    nonce=nonce,
+                    on_phase=on_phase,
+                    on_outcome=outcomes.__setitem__,
+                    phase_of=lambda name: "none",
+                )
+                variables = {"runc_rollout_events": nonce} | (
+                    {"runc_rollout_run_id": run_id} if run_id else {}
+                )
+                spec = JobSpec(
+                    playbook="rollback.yml",
+                    inventory=inventory,
+                    hosts=names,
+                    extravars=unsafe_vars(variables),
+                    forks=self.concurrency,
+                    become_password=password,
+                )
+                status, rc = run_job(directory, spec, events)
+                events.finish(status, rc)
         results: dict[str, HostOutcome | Exception] = {}
         for name in targets:
             outcome = outcomes[name]
             failed = outcome.status != "rolled_back"
             results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
         return results
+
+
+def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str | None, list[str]]:
+    """Hosts by become password, in order. ansible-playbook asks for one password per job
+    (`--ask-become-pass`, answered through ansible-runner's `passwords`), so hosts whose
+    inventories give different passwords go in jobs of their own, one after another: a
+    password is never written into a job's inventory, environment or command line."""
+    groups: dict[str | None, list[str]] = {}
+    for name in hosts:
+        groups.setdefault(become.of(name), []).append(name)
+    return groups
 
 
 @contextmanager

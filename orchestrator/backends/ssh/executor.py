@@ -23,8 +23,11 @@ import secrets
 import select
 import shlex
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -43,7 +46,7 @@ from orchestrator.host.session import (
     HostKeyRejected,
     HostUnreachable,
 )
-from orchestrator.models import SshHop, SshRoute, SshTarget
+from orchestrator.models import BecomePasswords, SshHop, SshRoute, SshTarget
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 PARAMIKO_LOG = "orchestrator.backends.ssh.executor.paramiko"
@@ -68,6 +71,61 @@ class _StrictRejectPolicy(paramiko.RejectPolicy):
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> NoReturn:
         raise _UnknownHostKey(key)
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """A ProxyCommand run as OpenSSH runs it (`$SHELL -c "exec COMMAND"`, tokens expanded once,
+    by `sshconfig`), whose end is the connection's end: paramiko's own reads an exited command's
+    stdout in a loop until some timeout. What the command says on stderr (goes to a file, never
+    blocking it) explains a failed connect."""
+
+    def __init__(self, command: str) -> None:  # not super()'s: it splits the command itself
+        self.cmd = [os.environ.get("SHELL") or "/bin/sh", "-c", f"exec {command}"]
+        # Open after close(), which paramiko calls before a failed connect returns: said() reads it.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with this object)
+        self.process = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            bufsize=0,
+            start_new_session=True,  # Ctrl-C here is not the command's
+        )
+        self.timeout: float | None = None
+
+    def recv(self, size: int) -> bytes:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError
+        return os.read(self.process.stdout.fileno(), size)  # b"" at its end: EOFError upstream
+
+    def said(self) -> str:
+        """Its exit status and last lines on stderr if it has ended (waits a second), else ""."""
+        try:
+            self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+        words = "; ".join(line.strip() for line in lines[-3:] if line.strip())
+        return f"exit status {self.process.returncode}" + (f": {words}" if words else "")
+
+    def close(self) -> None:
+        """End the command and reap it (paramiko's signals a PID that may be reaped already)."""
+        self.process.terminate()  # nothing if it was reaped
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# What OpenSSH says when a host key is unknown or changed (in a ProxyCommand's `ssh -W`).
+_SSH_HOST_KEY_FAILURE = re.compile(r"Host key verification failed|HOST IDENTIFICATION HAS CHANGED")
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -328,7 +386,7 @@ class SshExecutor:
     """Opens and caches one `SshSession` per host; `session` is safe to call from many threads.
 
     Every connection goes through fabric: a `Connection` per hop, jump hosts as its gateway (each
-    host its own connection to them, as with OpenSSH), ProxyCommand as its string gateway. How
+    host its own connection to them, as with OpenSSH), a ProxyCommand as its socket. How
     each host is reached is resolved by `sshconfig` from the target and ssh_config.
     Connects are retried with exponential backoff and jitter on transient errors
     (refused, reset, timed out, dropped before the banner as sshd's MaxStartups does), never on a
@@ -339,7 +397,7 @@ class SshExecutor:
         self,
         *,
         known_hosts: Path | None = None,
-        become_password: str | None = None,
+        become: BecomePasswords | None = None,
         connect_timeout: float = 10.0,
         connect_attempts: int = 5,
         backoff: float = 0.5,
@@ -351,7 +409,7 @@ class SshExecutor:
         if connect_attempts < 1:
             raise ValueError("connect_attempts must be at least 1")
         self._known_hosts = known_hosts
-        self._become_password = become_password
+        self._become = become or BecomePasswords()
         self._connect_timeout = connect_timeout
         self._attempts = connect_attempts
         self._backoff = backoff
@@ -363,7 +421,10 @@ class SshExecutor:
         self._gateways: dict[tuple[tuple[SshHop, ...], str], fabric.Connection] = {}
         self._locks: dict[object, threading.Lock] = {}
         self._configs: dict[str | None, paramiko.SSHConfig] = {}
+        self._host_blocks: dict[int, list[sshconfig.HostBlock] | None] = {}
         self._lock = threading.Lock()
+        self._local_user = getpass.getuser()
+        self._home = Path.home()
 
     def __enter__(self) -> SshExecutor:
         return self
@@ -374,16 +435,55 @@ class SshExecutor:
     def route(self, target: SshTarget) -> SshRoute:
         """How `target` is reached; `SshConfigError` if its settings cannot be honoured."""
         config_file, _ = sshconfig.command_line(target)
+        default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
+        return sshconfig.resolve(
+            target,
+            self._config(config_file),
+            local_user=self._local_user,
+            home=self._home,
+            known_hosts=default,
+        )
+
+    def check(self, targets: Mapping[str, SshTarget]) -> None:
+        """Resolve every target's route; `SshConfigError` names the first host that cannot be.
+
+        Once per distinct case (100k hosts would take seconds): targets that differ only in an
+        address that no ssh_config block tells apart from the other's resolve alike.
+        """
+        resolved: set[tuple[object, ...]] = set()
+        files: dict[tuple[str, ...], str | None] = {}
+        for name, target in targets.items():
+            try:
+                if target.ssh_args not in files:
+                    files[target.ssh_args] = sshconfig.parse_ssh_args(target.ssh_args)[0]
+                blocks = self._blocks(self._config(files[target.ssh_args]))
+                case: tuple[object, ...] | None = None
+                if blocks is not None:
+                    matched = sshconfig.matching_blocks(blocks, target.address)
+                    case = (matched, target.port, target.user, target.private_key_file)
+                    case += (target.known_hosts_file, target.ssh_args)
+                    if case in resolved:
+                        continue
+                self.route(target)
+            except sshconfig.SshConfigError as error:
+                raise sshconfig.SshConfigError(f"host {name}: {error}") from None
+            if case is not None:
+                resolved.add(case)
+
+    def _config(self, config_file: str | None) -> paramiko.SSHConfig:
         with self._lock:
             config = self._configs.get(config_file)
         if config is None:
-            config = sshconfig.load_config(config_file, Path.home())
+            config = sshconfig.load_config(config_file, self._home)
             with self._lock:
                 self._configs[config_file] = config
-        default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
-        return sshconfig.resolve(
-            target, config, local_user=getpass.getuser(), home=Path.home(), known_hosts=default
-        )
+        return config
+
+    def _blocks(self, config: paramiko.SSHConfig) -> list[sshconfig.HostBlock] | None:
+        key = id(config)
+        if key not in self._host_blocks:
+            self._host_blocks[key] = sshconfig.host_blocks(config)
+        return self._host_blocks[key]
 
     def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
         host = name or target.address
@@ -433,7 +533,7 @@ class SshExecutor:
             except _Transient as error:
                 last = error.error
                 continue
-            password = self._become_password if sudo else None
+            password = self._become.of(host) if sudo else None
             return SshSession(
                 connection, host, address, sudo=sudo, password=password, io_timeout=self._io_timeout
             )
@@ -494,7 +594,7 @@ class SshExecutor:
             user=hop.user,
             port=hop.port,
             config=fabric.Config(ssh_config=paramiko.SSHConfig()),  # resolved already
-            gateway=gateway if gateway is not None else False,
+            gateway=gateway if isinstance(gateway, fabric.Connection) else False,
             connect_timeout=math.ceil(timeout),
             connect_kwargs=connect_kwargs,
         )
@@ -503,18 +603,27 @@ class SshExecutor:
         client.set_missing_host_key_policy(_StrictRejectPolicy())
         for path in files:
             client.load_system_host_keys(str(path))
-        sock: socket.socket | None = None
+        sock: socket.socket | _ProxyCommand | None = None
         try:
-            if gateway is None:
+            if isinstance(gateway, str):
+                sock = _ProxyCommand(gateway)
+                connection.connect_kwargs["sock"] = sock
+            elif gateway is None:
                 sock = socket.create_connection((hop.hostname, hop.port), timeout)
                 # Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to a channel open.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.connect_kwargs["sock"] = sock
             connection.open()
         except BaseException as error:
+            said = _proxy_said(sock, error)
             client.close()  # stops paramiko's transport thread before its socket goes
             if sock is not None:
                 sock.close()
+            if said:  # the command ended: that is the reason
+                what = f"{role}ProxyCommand {gateway!r} ended: {said}"
+                if _SSH_HOST_KEY_FAILURE.search(said):
+                    raise HostKeyRejected(host, address, what) from None
+                error = EOFError(what)
             raise self._connect_error(error, hop, host, address, files, role) from None
         transport = connection.client.get_transport()
         if transport is not None:
@@ -615,6 +724,15 @@ class _Transient(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _proxy_said(sock: object, error: BaseException) -> str:
+    """What a ProxyCommand said, when its end may be why the connect failed (not when the
+    host behind it was judged: then the command is still running)."""
+    judged = (_UnknownHostKey, paramiko.BadHostKeyException, paramiko.AuthenticationException)
+    if not isinstance(sock, _ProxyCommand) or not isinstance(error, Exception):
+        return ""
+    return "" if isinstance(error, judged) else sock.said()
 
 
 def _is_active(connection: fabric.Connection) -> bool:

@@ -16,7 +16,9 @@ connection (keepalives, multiplexing, compression...) are ignored.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -191,7 +193,8 @@ def _route(
     for key in sorted(set(given) | set(found)):
         if key not in HONOURED and key not in IGNORED:
             where = "the inventory's ssh arguments" if key in given else "ssh_config"
-            raise SshConfigError(f"{key} (from {where}) is not honoured by the SSH backend")
+            jump = f"jump host {alias}: " if depth else ""
+            raise SshConfigError(f"{jump}{key} (from {where}) is not honoured by the SSH backend")
     settings = {**found, **given}
     checking = settings.get("stricthostkeychecking", "yes").lower()
     if checking not in ("yes", "ask"):
@@ -234,6 +237,45 @@ def _route(
             jump_host, jump_given, (), config, local_user=local_user, home=home, depth=depth + 1
         )
     return (*hops, hop)
+
+
+HostBlock = tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]  # negated, plain
+
+
+def host_blocks(config: paramiko.SSHConfig) -> list[HostBlock] | None:
+    """The `Host` blocks of `config` that tell aliases apart (as compiled patterns; `Host *`
+    applies to every alias alike), when which blocks match an alias alone decides what the
+    config gives it: not with a `Match` block or a token in a ProxyJump (then None).
+
+    Read from paramiko's parsed blocks (`_config`: not public API; None if it is not there)."""
+    parsed = getattr(config, "_config", None)
+    if not isinstance(parsed, list):
+        return None
+    blocks: list[HostBlock] = []
+    for block in parsed:
+        settings = block.get("config", {})
+        if "matches" in block or "%" in str(settings.get("proxyjump") or ""):
+            return None
+        patterns = list(block.get("host", []))
+        negated = tuple(_glob(p[1:]) for p in patterns if p.startswith("!"))
+        plain = tuple(_glob(p) for p in patterns if not p.startswith("!"))
+        if negated or "*" not in patterns:
+            blocks.append((negated, plain))
+    return blocks
+
+
+def matching_blocks(blocks: Sequence[HostBlock], alias: str) -> tuple[int, ...]:
+    """Which of `blocks` (from `host_blocks`) apply to `alias`: a negated pattern that matches
+    rules its block out, else any pattern that matches rules it in (ssh_config(5), paramiko)."""
+    return tuple(
+        index
+        for index, (negated, plain) in enumerate(blocks)
+        if not any(p.match(alias) for p in negated) and any(p.match(alias) for p in plain)
+    )
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern))
 
 
 def _unless_none(value: str | None) -> str | None:

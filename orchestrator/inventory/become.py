@@ -1,0 +1,47 @@
+"""A host's sudo password from its inventory variables (`ansible_become_password`), used only when
+the operator opts in (`--become-password-from-inventory`).
+
+The plan records only *that* a host's inventory sets one (`SshTarget.inventory_become_password`),
+never the value: `apply`, `resume` and `rollback` read the plan's inventory again for it, and the
+value lives in memory only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import BadInput
+from orchestrator.inventory.read import EncryptedValue
+from orchestrator.models import InventoryHost
+
+# The variables Ansible's sudo become plugin reads, in its order: the last one set wins.
+BECOME_PASSWORD_VARS = ("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass")
+OPT_IN = "--become-password-from-inventory"
+
+
+def sets_become_password(variables: dict[str, Any]) -> bool:
+    """Whether the variables set a become password (None and "" do not, as in Ansible)."""
+    return any(variables.get(name) not in (None, "") for name in BECOME_PASSWORD_VARS)
+
+
+def become_password_of(host: InventoryHost) -> str | None:
+    """The host's become password, or None; `BadInput` for a value this tool cannot use. Error
+    messages name the variable, never its value."""
+    found: tuple[str, Any] | None = None
+    for name in BECOME_PASSWORD_VARS:
+        if host.vars.get(name) not in (None, ""):
+            found = (name, host.vars[name])
+    if found is None:
+        return None
+    name, value = found
+    where = f"host {host.name}: {name}"
+    if isinstance(value, EncryptedValue) or (
+        isinstance(value, dict) and "__ansible_vault" in value
+    ):
+        raise BadInput(f"{where} is vault-encrypted, which this tool does not decrypt; use -K")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadInput(f"{where} is not text")
+    text = str(value)
+    if "{{" in text or "{%" in text:
+        raise BadInput(f"{where} is a template, which this tool does not evaluate; use -K")
+    return text
