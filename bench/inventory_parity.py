@@ -28,14 +28,15 @@ from typing import Any
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
 
-from ansible import constants as C  # type: ignore[import-untyped]
-from ansible.inventory.manager import InventoryManager  # type: ignore[import-untyped]
-from ansible.parsing.dataloader import DataLoader  # type: ignore[import-untyped]
-from ansible.vars.manager import VariableManager  # type: ignore[import-untyped]
+from ansible import constants as C
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.vars.manager import VariableManager
 
 from orchestrator.errors import BadInput
+from orchestrator.inventory.common import EncryptedValue
 from orchestrator.inventory.patterns import select_hosts
-from orchestrator.inventory.read import EncryptedValue, load_inventory
+from orchestrator.inventory.read import load_inventory
 
 SKIP_PARTS = {"tasks", "library", "templates", "meta", "vars", "defaults", "handlers", "roles"}
 SKIP_PARTS |= {"group_vars", "host_vars", ".git", "files"}

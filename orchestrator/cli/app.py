@@ -36,9 +36,9 @@ from orchestrator.models import (
     BecomePasswords,
     FailOn,
     HostBefore,
-    HostPhase,
     Inventory,
     RunApproval,
+    SshTarget,
     WaveOptions,
 )
 from orchestrator.plan.approval import SIGNATURES_LIMIT
@@ -1000,9 +1000,7 @@ def open_backend(
         from orchestrator.backends.ansible.runner import AnsibleBackend
 
         jobs_dir = None if run_dir is None else run_dir / "ansible"
-        yield AnsibleBackend(
-            jobs_dir, concurrency, known_hosts=known_hosts, become=become
-        )
+        yield AnsibleBackend(jobs_dir, concurrency, known_hosts=known_hosts, become=become)
         return
     from orchestrator.backends.ssh.backend import SshBackend
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.errors import BadInput
-from orchestrator.inventory.read import EncryptedValue
+from orchestrator.inventory.common import EncryptedValue
 from orchestrator.models import InventoryHost
 
 # The variables Ansible's sudo become plugin reads, in its order: the last one set wins.
