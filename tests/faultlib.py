@@ -1,4 +1,4 @@
-"""Fault injection on the lab, as trials: bench/faults.py counts them, tests/test_faults_lab.py
+"""Fault injection on the lab, as trials: bench/faults.py counts them, tests/run/test_faults_lab.py
 runs the quick subset.
 
 A trial gets a `Bench` (one running lab, an artifact, scratch space) and a seeded

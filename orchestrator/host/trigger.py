@@ -90,7 +90,7 @@ SYSCALLS: tuple[str, ...] = tuple(_SYSCALL_NAMES.split())
 # a V of its own: together they allow every call, but each pair compiles to comparisons of its
 # own per architecture (libseccomp shares identical blocks, and drops a mask-0 test). One rule per
 # syscall compiles to 8888 bytes over x86_64+x86+x32, barely over the pipe; with the pairs the
-# program is 14104 bytes (libseccomp 2.5.4, measured in tests/test_trigger.py).
+# program is 14104 bytes (libseccomp 2.5.4, measured in tests/host/test_trigger.py).
 CONDITION_EVERY = 3
 CONDITION_VALUE_BASE = 1000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from orchestrator.host import commands
 from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.session import ConnectionLost
-from tests.test_facts_parse import output, stat
+from tests.host.test_facts_parse import output, stat
 
 RUNC = "/usr/local/sbin/runc"
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"

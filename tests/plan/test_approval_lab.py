@@ -14,8 +14,8 @@ from orchestrator.models import Plan
 from orchestrator.plan.render import plan_json
 from orchestrator.run.journal import PLAN_FILE
 from tests.conftest import LabFleet
-from tests.test_apply_lab import host_state, sha256
-from tests.test_approval import resealed, reviewer
+from tests.plan.test_approval import resealed, reviewer
+from tests.run.test_apply_lab import host_state, sha256
 
 
 def test_signed_plans_only(

@@ -19,8 +19,8 @@ from orchestrator.host.session import HostUnreachable
 from orchestrator.models import Event, HostFacts, HostState, RunState
 from orchestrator.run.engine import preview_fails
 from orchestrator.view.progress import ProgressPrinter, status_text
-from tests.test_facts_parse import FULL_HOST
-from tests.test_journal import small_plan
+from tests.host.test_facts_parse import FULL_HOST
+from tests.run.test_journal import small_plan
 
 RUNC = Path("/usr/sbin/runc")
 

@@ -13,7 +13,7 @@ from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode, PlanError
 from orchestrator.run.engine import load_plan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
 FLEET40_YAML = ROOT / "inventories" / "fleet40-yaml" / "hosts.yml"
 

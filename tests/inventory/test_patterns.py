@@ -25,7 +25,7 @@ from orchestrator.inventory.patterns import select_hosts, split_pattern
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import Inventory
 
-FLEET40 = Path(__file__).resolve().parent.parent / "inventories" / "fleet40"
+FLEET40 = Path(__file__).resolve().parents[2] / "inventories" / "fleet40"
 
 needs_ansible = pytest.mark.skipif(
     shutil.which("ansible-playbook") is None or shutil.which("ansible") is None,

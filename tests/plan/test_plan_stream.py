@@ -15,7 +15,7 @@ from orchestrator.plan import planner
 from orchestrator.plan.planner import build_plan
 from orchestrator.plan.render import plan_json
 
-FLEET40 = Path(__file__).resolve().parent.parent / "inventories" / "fleet40"
+FLEET40 = Path(__file__).resolve().parents[2] / "inventories" / "fleet40"
 ARTIFACT = Artifact(path="/x/runc", sha256="a" * 64, size=1, version="1.1.12")
 OPTIONS = [
     WaveOptions(),

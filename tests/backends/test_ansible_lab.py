@@ -20,7 +20,7 @@ from orchestrator.models import HostRecord
 from orchestrator.run.engine import load_plan
 from orchestrator.run.journal import EVENTS_FILE, read_events
 from tests.conftest import HANGING_RUNC, LabFleet
-from tests.test_apply_lab import (
+from tests.run.test_apply_lab import (
     INCIDENT_FILE,
     apply_killed_after_swap,
     make_plan,

@@ -33,9 +33,9 @@ from orchestrator.inventory.yamlfile import _fast_yaml, _NotPlain, _YamlLoader
 from orchestrator.models import Artifact, Inventory, WaveOptions
 from orchestrator.plan.planner import build_plan
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "inventories"
-BAD = Path(__file__).resolve().parent / "data" / "inventories"
+BAD = Path(__file__).resolve().parents[1] / "data" / "inventories"
 
 needs_ansible = pytest.mark.skipif(
     shutil.which("ansible-inventory") is None or shutil.which("ansible") is None,

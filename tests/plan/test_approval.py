@@ -14,7 +14,7 @@ from orchestrator.errors import BadInput, ExitCode
 from orchestrator.models import Plan
 from orchestrator.plan.render import plan_json
 from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
-from tests.test_journal import small_plan
+from tests.run.test_journal import small_plan
 
 
 def reviewer(tmp_path: Path, name: str) -> tuple[Path, str]:

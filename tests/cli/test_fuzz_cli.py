@@ -26,7 +26,7 @@ from orchestrator.errors import ExitCode, FactsError
 from orchestrator.host.facts import facts_to_before, parse_facts
 from orchestrator.models import Plan
 from orchestrator.plan.artifact import sha256_file
-from tests.test_facts_parse import FULL_HOST
+from tests.host.test_facts_parse import FULL_HOST
 
 FUZZ = settings(
     max_examples=60,

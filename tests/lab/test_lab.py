@@ -307,7 +307,7 @@ def test_missing_mount_points_are_made_without_touching_the_machine(tmp_path: Pa
         text=True,
         timeout=60,
         check=False,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "from the lab\nTrue\n"

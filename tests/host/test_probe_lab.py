@@ -24,7 +24,7 @@ from orchestrator.errors import ExitCode
 from orchestrator.lab import rc93
 from orchestrator.lab.hostdef import HOST_RUNC
 from tests.conftest import LabFleet, running_lab
-from tests.test_apply_lab import host_state, sha256
+from tests.run.test_apply_lab import host_state, sha256
 
 pytestmark = pytest.mark.lab
 

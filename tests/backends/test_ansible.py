@@ -26,7 +26,7 @@ from orchestrator.backends.ansible.runner import (
 )
 from orchestrator.host.procedure import HostOutcome
 from orchestrator.models import HostBefore, HostPhase, SshTarget, VerifySpec
-from tests.test_journal import small_plan
+from tests.run.test_journal import small_plan
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
