@@ -65,7 +65,8 @@ def test_every_usage_error_is_typers_usage_screen_and_exit_2() -> None:
 
 
 def test_every_command_is_covered() -> None:
-    from orchestrator.cli.app import app, lab_app
+    from orchestrator.cli.app import app
+    from orchestrator.cli.lab import lab_app
 
     names = {
         command.name or getattr(command.callback, "__name__", "")

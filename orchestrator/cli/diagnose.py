@@ -1,0 +1,181 @@
+"""`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.options import (
+    AskBecomePassOption,
+    BecomeFromInventoryOption,
+    ConcurrencyOption,
+    Format,
+    InventoryOption,
+    KnownHostsOption,
+    LimitOption,
+    ProbeTimeoutOption,
+)
+from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
+from orchestrator.diagnose.facts_report import (
+    facts_json,
+    facts_table,
+    gather_fleet,
+)
+from orchestrator.errors import BadInput, ExitCode
+from orchestrator.inventory.read import load_inventory
+from orchestrator.models import (
+    FailOn,
+)
+from orchestrator.plan.planner import hosts_to_plan
+from orchestrator.util.textsafe import terminal_safe
+
+
+def facts(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
+    if fmt is Format.markdown:
+        raise BadInput("--format: facts prints table or json")
+    loaded = load_inventory(inventory)
+    targets = hosts_to_plan(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
+        results = gather_fleet(executor, targets, concurrency)
+    sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
+    failed = [name for name, result in results.items() if isinstance(result, Exception)]
+    return ExitCode.HOST_FAILED if failed else ExitCode.OK
+
+
+def audit(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.table,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding of this severity or above is present; `none` (the "
+            "default) exits 1 only for hosts that could not be audited.",
+        ),
+    ] = FailOn.none,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore",
+            help="A finding id to report but never fail on, e.g. a CVE the distribution "
+            "package's changelog shows fixed (repeatable).",
+        ),
+    ] = None,
+    domain_key: Annotated[
+        str, typer.Option("--domain-key", help="Host variable naming the zone.")
+    ] = "zone",
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Run the incident's own trigger against each host's installed runc (starts one "
+            "no-new-privileges container as a probe uid; the sysctl is not touched): the rc93 "
+            "hang is then decided by what the runc does, not by its version string.",
+        ),
+    ] = False,
+    probe_timeout: ProbeTimeoutOption = 20.0,
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
+    unless --probe).
+
+    Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
+    """
+    from orchestrator.diagnose.audit import (
+        audit_fleet,
+        audit_targets,
+        finding_ids,
+        load_advisories,
+        probe_specs,
+        report_markdown,
+        report_table,
+    )
+    from orchestrator.diagnose.audit import report_json as audit_json
+
+    advisories = load_advisories()
+    unknown = sorted(set(ignore or ()) - finding_ids(advisories))
+    if unknown:
+        raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
+    loaded = load_inventory(inventory)
+    targets, zones, held = audit_targets(loaded, limit, domain_key)
+    specs = probe_specs(loaded, targets, probe_timeout) if probe else None
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
+        report = audit_fleet(
+            executor,
+            targets,
+            zones,
+            advisories,
+            concurrency=concurrency,
+            fail_on=fail_on,
+            ignore=ignore or (),
+            held=held,
+            probe_specs=specs,
+        )
+    views = {Format.json: audit_json, Format.markdown: report_markdown, Format.table: report_table}
+    sys.stdout.write(views[fmt](report))
+    return ExitCode.HOST_FAILED if report.failed else ExitCode.OK
+
+
+def unstick(
+    inventory: InventoryOption,
+    limit: LimitOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Drain; without it, only list what would be done.")
+    ] = False,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", min=1, help="Read at most this much per process.")
+    ] = 65536,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", min=0.1, help="Drain each process at most this long.")
+    ] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    concurrency: ConcurrencyOption = 16,
+) -> int:
+    """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
+    draining that pipe alone; other processes and pipes are never touched. Needs python3 on the
+    hosts. Dry run unless --yes.
+
+    Exit 1 when a host could not be examined or a drained process did not go on.
+    """
+    from orchestrator.diagnose.audit import audit_targets
+    from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
+    from orchestrator.diagnose.unstick import report_json as unstick_json
+
+    loaded = load_inventory(inventory)
+    targets, _, _ = audit_targets(loaded, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
+    with ssh_executor(known_hosts, become) as executor:
+        results = unstick_fleet(
+            executor,
+            targets,
+            drain=yes,
+            concurrency=concurrency,
+            max_bytes=max_bytes,
+            max_seconds=max_seconds,
+        )
+    lines = map(terminal_safe, report_lines(results))
+    sys.stdout.write(unstick_json(results) if json_out else "\n".join(lines) + "\n")
+    return ExitCode.HOST_FAILED if failed_hosts(results) else ExitCode.OK

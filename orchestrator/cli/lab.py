@@ -1,0 +1,129 @@
+"""`runc-rollout lab up|build-runc|trigger|status|down`: the local lab fleet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.errors import ExitCode
+from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
+from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
+
+lab_app = typer.Typer(
+    help="A local fleet of real hosts (own sshd per 127.0.0.x; full hosts also dockerd and "
+    "containerd, containerd-only hosts containerd alone), in the incident's state. Needs root.",
+    no_args_is_help=True,
+)
+
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar=LAB_STATE_DIR_ENV,
+        help=f"Lab state [default: {DEFAULT_STATE_DIR}].",
+    ),
+]
+
+
+LabInventoryOption = Annotated[
+    Path | None,
+    typer.Option("--inventory", help=f"Inventory to write [default: {DEFAULT_INVENTORY}]."),
+]
+
+
+@lab_app.command("up")
+def lab_up(
+    hosts: Annotated[int | None, typer.Option("--hosts", min=1, help="Hosts (default 4).")] = None,
+    docker: Annotated[
+        int | None,
+        typer.Option(
+            "--docker", min=0, help="Of which full hosts: dockerd and containerd (default 2)."
+        ),
+    ] = None,
+    containerd: Annotated[
+        int | None,
+        typer.Option(
+            "--containerd",
+            min=0,
+            help="Of which containerd-only hosts after the full ones, as Kubernetes 1.24+ nodes "
+            "(CRI, runc by BinaryName, no dockerd; default 0).",
+        ),
+    ] = None,
+    state_dir: StateDirOption = None,
+    inventory: LabInventoryOption = None,
+    first_address: Annotated[
+        str | None,
+        typer.Option("--first-address", envvar=FIRST_ADDRESS_ENV, help="e.g. 127.0.0.11"),
+    ] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Also hang one container on the first full host for real (container lab-stuck, "
+            "its runc init blocked writing its seccomp pipe), as on the incident's nodes.",
+        ),
+    ] = False,
+) -> None:
+    """Start the lab (idempotent: a running lab only gets what died restarted). Every host's
+    runc is a real 1.0.0-rc93 build (Debian's runc source with rc93's pipe hang), built once
+    and cached in /var/cache/runc-rollout-lab."""
+    from orchestrator.lab import fleet, text
+
+    info = fleet.lab_up(
+        hosts,
+        docker,
+        containerd,
+        state_dir=state_dir,
+        inventory_path=inventory,
+        first_address=first_address,
+        stuck=stuck,
+    )
+    typer.echo(text.format_up(info))
+
+
+@lab_app.command("build-runc")
+def lab_build_runc() -> None:
+    """Build the lab's runc 1.0.0-rc93 (Debian's runc source with rc93's pipe hang) unless it
+    is cached for today's inputs (source package version, recipe, Go version); print its path."""
+    from orchestrator.lab import rc93
+
+    build = rc93.ensure_rc93_runc()
+    how = f"built in {build.seconds:.1f}s" if build.built else "cached"
+    typer.echo(f"runc {rc93.VERSION} ({how}): {build.path}")
+
+
+@lab_app.command("trigger")
+def lab_trigger(
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="A full lab host (repeatable; default: every full host)."),
+    ] = None,
+    state_dir: StateDirOption = None,
+) -> int:
+    """Run the rc93 trigger once on full lab hosts: a no-new-privileges container with a seccomp
+    program over 8 KiB, as a uid a pipe holder put over fs.pipe-user-pages-soft. rc93 hangs in
+    runc init (killed at once, container removed; exit 1), a fixed runc passes."""
+    from orchestrator.lab import fleet
+
+    runs = fleet.lab_trigger(state_dir, hosts)
+    typer.echo(fleet.format_trigger(runs))
+    return ExitCode.HOST_FAILED if any(run.outcome != "passed" for run in runs) else ExitCode.OK
+
+
+@lab_app.command("status")
+def lab_status(state_dir: StateDirOption = None) -> None:
+    """Each lab host: address, runc version and checksum, sysctl, daemons alive."""
+    from orchestrator.lab import fleet, text
+
+    typer.echo(text.format_status(fleet.lab_status(state_dir)))
+
+
+@lab_app.command("down")
+def lab_down(state_dir: StateDirOption = None, inventory: LabInventoryOption = None) -> None:
+    """Stop the lab's own processes (by recorded PID), unmount, remove its files. Safe twice."""
+    from orchestrator.lab import fleet, text
+
+    typer.echo(text.format_down(fleet.lab_down(state_dir, inventory)))

@@ -1,0 +1,162 @@
+"""The options several commands share (typer `Annotated` types), and their enums."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.view import (
+    SummaryFormat,
+)
+
+
+class Format(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+KnownHostsOption = Annotated[
+    Path | None,
+    typer.Option("--known-hosts", help="known_hosts file (else the inventory's, else ~/.ssh)."),
+]
+
+
+AskBecomePassOption = Annotated[
+    bool,
+    typer.Option(
+        "--ask-become-pass",
+        "-K",
+        help="Ask once for the sudo password of hosts with ansible_become (never stored).",
+    ),
+]
+
+
+BecomeFromInventoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--become-password-from-inventory",
+        help="Use a host's ansible_become_password from the inventory (the plan's, read again; "
+        "kept in memory only). Without it, a host that sets one is refused.",
+    ),
+]
+
+
+ConcurrencyOption = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")
+]
+
+
+RunsDirOption = Annotated[
+    Path,
+    typer.Option("--runs-dir", envvar="RUNC_ROLLOUT_RUNS", help="Where run journals are kept."),
+]
+
+
+InventoryOption = Annotated[
+    list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
+]
+
+
+ProbeTimeoutOption = Annotated[
+    float, typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take.")
+]
+
+
+LimitOption = Annotated[
+    str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
+]
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show each host's phases as it reaches them.")
+]
+
+
+SummaryFormatOption = Annotated[
+    SummaryFormat,
+    typer.Option(
+        "--format",
+        help="The summary at the end (on stdout; on stderr with --json): text, or markdown to "
+        "paste into the change ticket.",
+    ),
+]
+
+
+JsonEventsOption = Annotated[
+    bool,
+    typer.Option("--json", help="Stream one JSON event per line on stdout (the journal's events)."),
+]
+
+
+@dataclass(frozen=True)
+class ShowOptions:
+    """How a run is shown: phases too, the summary's format, JSON events on stdout."""
+
+    verbose: bool = False
+    fmt: SummaryFormat = SummaryFormat.text
+    json_events: bool = False
+
+
+ExpectHashOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-hash",
+        help="Refuse any plan whose plan_hash is not this one (what the merge request approved).",
+    ),
+]
+
+
+AllowedSignersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--allowed-signers",
+        envvar="RUNC_ROLLOUT_ALLOWED_SIGNERS",
+        help="Reviewers' SSH keys, in git's allowed_signers format: the plan must carry "
+        "--required-signatures of theirs (see `sign`).",
+    ),
+]
+
+
+RequiredSignaturesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--required-signatures",
+        envvar="RUNC_ROLLOUT_REQUIRED_SIGNATURES",
+        min=0,
+        help="Distinct reviewers who must have signed the plan (default: 1 with "
+        "--allowed-signers, else 0).",
+    ),
+]
+
+
+SignaturesOption = Annotated[
+    Path | None,
+    typer.Option("--signatures", help="The plan's signatures file (default: PLAN.sig)."),
+]
+
+
+class ExecutorName(StrEnum):
+    ssh = "ssh"
+    ansible = "ansible"
+
+
+ExecutorOption = Annotated[
+    ExecutorName,
+    typer.Option(
+        "--executor",
+        help="How hosts are worked on: ssh (built in), or ansible (playbooks/ through "
+        "ansible-runner, one job per wave). Both keep the same host-side record.",
+    ),
+]
+
+
+WAVES_HELP = (
+    "Wave sizes, Ansible `serial` semantics: a comma list of counts or percentages of ALL "
+    "selected hosts (rounded down, at least 1); the last entry repeats until every host is "
+    "placed; 0 means all remaining. 7 hosts with 1,10%,50% -> 1,1,3,2."
+)

@@ -1,0 +1,305 @@
+"""`apply`, `resume`, `status`, `rollback`, `sign`, `verify-plan`: carrying out a reviewed plan."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.options import (
+    AllowedSignersOption,
+    AskBecomePassOption,
+    BecomeFromInventoryOption,
+    ConcurrencyOption,
+    ExecutorName,
+    ExecutorOption,
+    ExpectHashOption,
+    JsonEventsOption,
+    KnownHostsOption,
+    LimitOption,
+    RequiredSignaturesOption,
+    RunsDirOption,
+    ShowOptions,
+    SignaturesOption,
+    SummaryFormatOption,
+    VerboseOption,
+)
+from orchestrator.cli.support import (
+    become_passwords,
+    check_routes,
+    confirm,
+    open_backend,
+    run_directory,
+    run_rollout,
+    ssh_executor,
+)
+from orchestrator.diagnose.facts_report import (
+    gather_fleet,
+)
+from orchestrator.errors import BadInput, ExitCode
+from orchestrator.inventory.read import load_inventory
+from orchestrator.models import (
+    Inventory,
+    RunApproval,
+)
+from orchestrator.plan.approval import SIGNATURES_LIMIT
+from orchestrator.plan.planner import hosts_to_plan
+from orchestrator.run.journal import Journal
+from orchestrator.util.textsafe import terminal_safe
+from orchestrator.view import (
+    Screen,
+    SummaryFormat,
+    print_summary,
+    watch_run,
+)
+from orchestrator.view.progress import ProgressPrinter, status_text
+
+
+def apply(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
+    executor: ExecutorOption = ExecutorName.ssh,
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
+    ] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
+    runs_dir: RunsDirOption = Path("runs"),
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    signatures: SignaturesOption = None,
+) -> int:
+    """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
+
+    With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
+    signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
+    from orchestrator.plan.approval import approval_policy, check_approval, default_signatures
+    from orchestrator.run.engine import check_artifact, load_plan, preview, preview_fails
+    from orchestrator.util.fsutil import read_input
+
+    plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    signatures = signatures or default_signatures(plan_file)
+    signers = check_approval(plan, policy, signatures)
+    if signers:
+        typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
+    check_artifact(plan)
+    targets = {host.name: host.ssh for host in plan.hosts}
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, plan.inventory)
+    if dry_run:
+        with ssh_executor(known_hosts, become) as ssh:
+            results = gather_fleet(ssh, targets, concurrency)
+        for line in preview(plan, results):
+            typer.echo(terminal_safe(line))
+        # As apply would end: a host it could not reach or would fail on is not a success.
+        return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
+    confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
+    approval = RunApproval(
+        plan_hash=plan.plan_hash,
+        required_signatures=policy.required_signatures,
+        signers=signers,
+    )
+    kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
+    journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
+    typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
+    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
+        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
+
+
+def sign(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The reviewed plan file.")],
+    key: Annotated[
+        Path, typer.Option("--key", "-k", help="Your SSH private key (or its .pub, with an agent).")
+    ],
+    signatures: SignaturesOption = None,
+) -> None:
+    """Sign a reviewed plan with your SSH key (ssh-keygen -Y sign), adding the signature to
+    PLAN.sig; `apply --allowed-signers` then accepts it."""
+    from orchestrator.plan.approval import append_signature, default_signatures, sign_plan
+    from orchestrator.run.engine import load_plan
+
+    plan = load_plan(plan_file)
+    target = signatures or default_signatures(plan_file)
+    append_signature(target, sign_plan(plan, key))
+    typer.echo(f"signed {plan.plan_id} (plan_hash {plan.plan_hash}) into {target}", err=True)
+
+
+def verify_plan(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file.")],
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+    expect_hash: ExpectHashOption = None,
+    signatures: SignaturesOption = None,
+) -> None:
+    """Check a plan as apply would (its hash, --expect-hash, its signatures); change nothing."""
+    from orchestrator.plan.approval import approval_policy, check_approval, default_signatures
+    from orchestrator.run.engine import load_plan
+
+    plan = load_plan(plan_file)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    found = check_approval(plan, policy, signatures or default_signatures(plan_file))
+    typer.echo(
+        f"{plan.plan_id} plan_hash {plan.plan_hash}: "
+        + (f"signed by {', '.join(found)}" if found else "no signatures required")
+    )
+
+
+def status(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
+    runs_dir: RunsDirOption = Path("runs"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Follow the run from its journal (read only) with apply's view, until it "
+            "finishes, pauses, halts or is interrupted; then print its summary.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, max=60, help="Seconds between reads.")
+    ] = 0.5,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
+) -> int:
+    """Show a run's waves and hosts, from its journal; --watch follows it as it goes."""
+    journal = Journal.open(run_directory(run, runs_dir), read_only=True)
+    for problem in journal.problems:
+        typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    if watch:
+        if json_out:
+            raise BadInput("--watch shows the run; --json prints its state: one or the other")
+        screen = Screen()
+        try:
+            summary = watch_run(journal, screen, interval=interval, verbose=verbose)
+        except KeyboardInterrupt:
+            typer.echo(f"stopped watching run {journal.run_id}; the run goes on", err=True)
+            return ExitCode.INTERRUPTED
+        print_summary(summary, screen, fmt)
+    if json_out:
+        typer.echo(journal.state.model_dump_json(indent=2))
+    else:
+        sys.stdout.write(status_text(journal.state))
+    return ExitCode.OK
+
+
+def resume(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
+    runs_dir: RunsDirOption = Path("runs"),
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_events: JsonEventsOption = False,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    executor: ExecutorOption = ExecutorName.ssh,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
+) -> int:
+    """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
+
+    The run's plan is checked as apply checked it: --expect-hash, and the signatures apply
+    kept in the run directory (at least as many as the run was applied with)."""
+    from orchestrator.plan.approval import approval_policy, check_approval
+    from orchestrator.run.engine import check_artifact
+
+    journal = Journal.open(run_directory(run, runs_dir))
+    for problem in journal.problems:
+        typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    applied = journal.approval()
+    if applied.plan_hash != journal.plan.plan_hash:
+        raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
+    if policy.required_signatures < applied.required_signatures:
+        raise BadInput(
+            f"run {journal.run_id} was applied with {applied.required_signatures} required "
+            "signatures: pass --allowed-signers (and --required-signatures) to resume it"
+        )
+    check_approval(journal.plan, policy, journal.signatures)
+    check_artifact(journal.plan)
+    if journal.state.status == "completed":
+        typer.echo(f"run {journal.run_id} is already completed", err=True)
+        return ExitCode.OK
+    targets = {host.name: host.ssh for host in journal.plan.hosts}
+    check_routes(targets)
+    become = become_passwords(
+        ask_become_pass, become_from_inventory, targets, journal.plan.inventory
+    )
+    confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
+    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
+        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
+
+
+def rollback(
+    run: Annotated[
+        str | None, typer.Argument(metavar="[RUN]", help="Run id or directory to roll back.")
+    ] = None,
+    hosts: Annotated[
+        list[str] | None, typer.Option("--host", help="Only this host (repeatable).")
+    ] = None,
+    inventory: Annotated[
+        list[Path] | None,
+        typer.Option("-i", "--inventory", help="Roll back from the hosts' own records."),
+    ] = None,
+    limit: LimitOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    concurrency: ConcurrencyOption = 8,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    known_hosts: KnownHostsOption = None,
+    ask_become_pass: AskBecomePassOption = False,
+    become_from_inventory: BecomeFromInventoryOption = False,
+    executor: ExecutorOption = ExecutorName.ssh,
+    verbose: VerboseOption = False,
+    fmt: SummaryFormatOption = SummaryFormat.text,
+) -> int:
+    """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
+    from orchestrator.run.rollback import roll_back
+    from orchestrator.view.summary import rollback_summary
+
+    if (run is None) == (not inventory):
+        raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
+    journal: Journal | None = None
+    if run is not None:
+        journal = Journal.open(run_directory(run, runs_dir))
+        targets = {host.name: host.ssh for host in journal.plan.hosts}
+        unknown = sorted(set(hosts or []) - set(targets))
+        if unknown:
+            raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
+        if hosts:
+            targets = {name: targets[name] for name in hosts}
+        source: Sequence[str] | Inventory = journal.plan.inventory
+    else:
+        source = load_inventory(inventory or [])
+        targets = hosts_to_plan(source, limit)
+    check_routes(targets)
+    become = become_passwords(ask_become_pass, become_from_inventory, targets, source)
+    confirm(f"roll back {len(targets)} hosts?", yes)
+    screen = Screen()
+    started = screen.clock()
+    printer = ProgressPrinter(screen.stderr, verbose=verbose)
+    run_dir = journal.run_dir if journal else None
+    with open_backend(executor, concurrency, known_hosts, become, run_dir) as backend:
+        outcomes = roll_back(backend, targets, journal, on_event=printer)
+    failed = 0
+    for name, (status, _, message) in outcomes.items():
+        failed += status != "rolled_back"
+        typer.echo(
+            terminal_safe(f"{name}: {status}" + (f": {message}" if message else "")), err=True
+        )
+    plan = journal.plan if journal else None
+    summary = rollback_summary(plan, outcomes, screen.clock() - started)
+    print_summary(summary, screen, fmt)
+    return ExitCode.HOST_FAILED if failed else ExitCode.OK
