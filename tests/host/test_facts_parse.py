@@ -436,14 +436,10 @@ def test_dockerd_flags_override_daemon_json() -> None:
     assert facts.dockerd is not None and facts.dockerd.path == "/usr/bin:/bin"
 
 
-def test_containerd_cri_binary_name_without_docker() -> None:
-    config = """version = 2
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-  BinaryName = "/usr/local/bin/runc"
-"""
-    text = output(
+def containerd_host(config: str) -> str:
+    """A Kubernetes node's facts: containerd alone with `config`, Debian's runc on PATH and
+    rc93 in /usr/local/bin."""
+    return output(
         (
             "proc 500",
             f"comm=containerd\nstat={stat(500, 'containerd', 'S', 1, 100)}\n"
@@ -455,6 +451,16 @@ def test_containerd_cri_binary_name_without_docker() -> None:
         *binary("/usr/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
         *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),
     )
+
+
+def test_containerd_cri_binary_name_without_docker() -> None:
+    config = """version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "/usr/local/bin/runc"
+"""
+    text = containerd_host(config)
     facts = parse_facts("k8s", text)
     assert facts.path_source == "containerd"
     assert facts.containerd_runtimes == {"runc": "/usr/local/bin/runc"}
@@ -472,18 +478,7 @@ disabled_plugins = [{disabled}]
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   BinaryName = "/usr/local/bin/runc"
 """
-    text = output(
-        (
-            "proc 500",
-            f"comm=containerd\nstat={stat(500, 'containerd', 'S', 1, 100)}\n"
-            "cmdline=/usr/local/bin/containerd\nexe=/usr/local/bin/containerd\n"
-            "path=/usr/sbin:/usr/bin\nversion=containerd containerd.io 1.6.21 3dce8eb\n",
-        ),
-        ("file containerd /etc/containerd/config.toml", config),
-        ("runtime-path", "source=containerd\npath=/usr/sbin:/usr/bin\n"),
-        *binary("/usr/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
-        *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),
-    )
+    text = containerd_host(config)
     facts = parse_facts("docker-host", text)
     assert facts.containerd_runtimes == {}
     assert facts.runc is not None and facts.runc.path == "/usr/sbin/runc"

@@ -293,27 +293,15 @@ class AnsibleBackend:
         self._become = become or BecomePasswords()
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        inventory = plan_inventory(context.plan, self.known_hosts)
-        with _jobs_dir(self.jobs_dir) as directory:
-            for password, names in password_groups(hosts, self._become).items():
-                nonce = secrets.token_hex(8)
-                events = HostEvents(
-                    names,
-                    nonce=nonce,
-                    on_phase=context.on_phase,
-                    on_outcome=context.on_outcome,
-                    phase_of=context.phase_of,
-                )
-                spec = JobSpec(
-                    playbook="upgrade.yml",
-                    inventory=inventory,
-                    hosts=names,
-                    extravars=upgrade_extravars(context.plan, context.run_id, nonce),
-                    forks=self.concurrency,
-                    become_password=password,
-                )
-                status, rc = run_job(directory, spec, events)
-                events.finish(status, rc)
+        self._run_jobs(
+            "upgrade.yml",
+            list(hosts),
+            plan_inventory(context.plan, self.known_hosts),
+            lambda nonce: upgrade_extravars(context.plan, context.run_id, nonce),
+            on_phase=context.on_phase,
+            on_outcome=context.on_outcome,
+            phase_of=context.phase_of,
+        )
 
     def rollback(
         self,
@@ -322,42 +310,59 @@ class AnsibleBackend:
         run_id: str | None,
         on_phase: PhaseListener,
     ) -> dict[str, HostOutcome | Exception]:
-        """`playbooks/rollback.yml` over `targets`, one job per become password; like
-        `run_on_hosts`, a host that was not rolled back gets an exception."""
+        """`playbooks/rollback.yml` over `targets`; like `run_on_hosts`, a host that was not
+        rolled back gets an exception."""
         outcomes: dict[str, HostOutcome] = {}
         known = self.known_hosts
         inventory = {
             "all": {"hosts": {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}}
         }
-        with _jobs_dir(self.jobs_dir) as directory:
-            for password, names in password_groups(targets, self._become).items():
-                nonce = secrets.token_hex(8)
-                events = HostEvents(
-                    names,
-                    nonce=nonce,
-                    on_phase=on_phase,
-                    on_outcome=outcomes.__setitem__,
-                    phase_of=lambda name: "none",
-                )
-                variables = {"runc_rollout_events": nonce} | (
-                    {"runc_rollout_run_id": run_id} if run_id else {}
-                )
-                spec = JobSpec(
-                    playbook="rollback.yml",
-                    inventory=inventory,
-                    hosts=names,
-                    extravars=unsafe_vars(variables),
-                    forks=self.concurrency,
-                    become_password=password,
-                )
-                status, rc = run_job(directory, spec, events)
-                events.finish(status, rc)
+        only_run = {"runc_rollout_run_id": run_id} if run_id else {}
+        self._run_jobs(
+            "rollback.yml",
+            list(targets),
+            inventory,
+            lambda nonce: unsafe_vars({"runc_rollout_events": nonce, **only_run}),
+            on_phase=on_phase,
+            on_outcome=outcomes.__setitem__,
+            phase_of=lambda name: "none",
+        )
         results: dict[str, HostOutcome | Exception] = {}
         for name in targets:
             outcome = outcomes[name]
             failed = outcome.status != "rolled_back"
             results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
         return results
+
+    def _run_jobs(
+        self,
+        playbook: str,
+        names: list[str],
+        inventory: dict[str, Any],
+        extravars: Callable[[str], dict[str, Any]],
+        *,
+        on_phase: PhaseListener,
+        on_outcome: Callable[[str, HostOutcome], None],
+        phase_of: Callable[[str], HostPhase],
+    ) -> None:
+        """`playbook` over `names`: one job per become password, one after another, each with
+        an event nonce of its own."""
+        with _jobs_dir(self.jobs_dir) as directory:
+            for password, group in password_groups(names, self._become).items():
+                nonce = secrets.token_hex(8)
+                events = HostEvents(
+                    group, nonce=nonce, on_phase=on_phase, on_outcome=on_outcome, phase_of=phase_of
+                )
+                spec = JobSpec(
+                    playbook=playbook,
+                    inventory=inventory,
+                    hosts=group,
+                    extravars=extravars(nonce),
+                    forks=self.concurrency,
+                    become_password=password,
+                )
+                status, rc = run_job(directory, spec, events)
+                events.finish(status, rc)
 
 
 def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str | None, list[str]]:
