@@ -57,7 +57,11 @@ from orchestrator.view import (
 from orchestrator.view.progress import ProgressPrinter, status_text
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.backends.ansible.streaming import ExecutionNode
     from orchestrator.backends.ssh.executor import SshExecutor
+    from orchestrator.models import Plan
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
@@ -203,6 +207,31 @@ ExecutorOption = Annotated[
         "ansible-runner, one job per wave). Both keep the same host-side record.",
     ),
 ]
+
+ExecutionNodeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--execution-node",
+        metavar="DOMAIN=COMMAND",
+        help="With --executor ansible: run failure domain DOMAIN's hosts on an execution node "
+        "through ansible-runner's streaming (COMMAND's stdin takes the job, its stdout is the "
+        "worker's stream), e.g. zone-a='ssh exec-a ansible-runner worker'. Repeatable; each "
+        "wave's parts run at once; domains without one run on the controller.",
+    ),
+]
+
+
+def execution_nodes(
+    values: list[str] | None, executor: ExecutorName, plan: Plan
+) -> dict[str, ExecutionNode]:
+    """`--execution-node` values checked against the executor and the plan's failure domains."""
+    from orchestrator.backends.ansible.streaming import check_domains, parse_execution_nodes
+
+    nodes = parse_execution_nodes(values or [])
+    if nodes and executor is not ExecutorName.ansible:
+        raise BadInput("--execution-node: needs --executor ansible")
+    check_domains(nodes, (host.domain for host in plan.hosts), f"plan {plan.plan_id}")
+    return nodes
 
 
 WAVES_HELP = (
@@ -528,6 +557,7 @@ def apply(
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
     signatures: SignaturesOption = None,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -538,6 +568,7 @@ def apply(
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
+    nodes = execution_nodes(execution_node, executor, plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     signatures = signatures or default_signatures(plan_file)
     signers = check_approval(plan, policy, signatures)
@@ -571,6 +602,7 @@ def apply(
             executor=executor,
             known_hosts=known_hosts,
             become_password=password,
+            execution_nodes=nodes,
         )
 
 
@@ -669,6 +701,7 @@ def resume(
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -680,6 +713,7 @@ def resume(
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    nodes = execution_nodes(execution_node, executor, journal.plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     applied = journal.approval()
     if applied.plan_hash != journal.plan.plan_hash:
@@ -706,6 +740,7 @@ def resume(
             executor=executor,
             known_hosts=known_hosts,
             become_password=password,
+            execution_nodes=nodes,
         )
 
 
@@ -972,6 +1007,7 @@ def run_rollout(
     executor: ExecutorName = ExecutorName.ssh,
     known_hosts: Path | None = None,
     become_password: str | None = None,
+    execution_nodes: Mapping[str, ExecutionNode] | None = None,
 ) -> int:
     from orchestrator.run.engine import ApplyEnv, Rollout, SshWaves, WaveBackend
 
@@ -984,7 +1020,11 @@ def run_rollout(
         from orchestrator.backends.ansible.runner import AnsibleWaves
 
         waves = AnsibleWaves(
-            journal.run_dir, concurrency, known_hosts=known_hosts, become_password=become_password
+            journal.run_dir,
+            concurrency,
+            known_hosts=known_hosts,
+            become_password=become_password,
+            execution_nodes=execution_nodes,
         )
     rollout = Rollout(journal, waves, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
     with view:

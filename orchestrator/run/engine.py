@@ -100,6 +100,8 @@ class WaveContext:
     on_outcome: Callable[[str, HostOutcome], None]  # a host finished (exactly once per host)
     phase_of: Callable[[str], HostPhase]  # how far the journal says a host got
     clock: Callable[[], float] = time.time
+    # A job of the wave runs these hosts on this execution node (None: the controller), as said.
+    on_job: Callable[[str | None, list[str], str], None] = lambda node, hosts, message: None
 
 
 class WaveBackend(Protocol):
@@ -184,6 +186,9 @@ class Rollout:
             on_outcome=self._on_outcome,
             phase_of=lambda name: self.journal.state.hosts[name].phase,
             clock=self.env.clock,
+            on_job=lambda node, hosts, message: self._record(
+                "wave.job", wave=index, execution_node=node, hosts=hosts, message=message
+            ),
         )
         self.backend.run_wave(todo, context)
         hosts = self.journal.state.hosts

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +38,15 @@ from ansible_runner.interface import init_runner
 from pydantic import ValidationError
 
 from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
+from orchestrator.backends.ansible.streaming import (
+    ARTIFACT_NAME,
+    KNOWN_HOSTS_NAME,
+    ExecutionNode,
+    describe_part,
+    run_on_node,
+    run_parts,
+    split_by_node,
+)
 from orchestrator.backends.ssh import sshconfig
 from orchestrator.errors import BadInput
 from orchestrator.host.probe import PROBE_NOT_PASSED, parse_probe
@@ -86,6 +96,8 @@ class JobSpec:
     extravars: dict[str, Any]
     forks: int
     become_password: str | None = field(default=None, repr=False)  # to ansible-runner's prompt
+    node: ExecutionNode | None = None  # run there (streaming.py), else here
+    files: Mapping[str, Path] = field(default_factory=dict)  # copied into a node job's project
 
 
 def host_vars(
@@ -292,13 +304,39 @@ class AnsibleWaves:
         *,
         known_hosts: Path | None = None,
         become_password: str | None = None,
+        execution_nodes: Mapping[str, ExecutionNode] | None = None,
     ):
         self.jobs_dir = run_dir / "ansible"
         self.concurrency = concurrency
         self.known_hosts = known_hosts
         self._become_password = become_password
+        self.execution_nodes = dict(execution_nodes or {})
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        if not self.execution_nodes:
+            self._run_part(None, list(hosts), context, None)
+            return
+        # Each failure domain's part on its node (the rest here), all parts at once.
+        parts = split_by_node(hosts, self.execution_nodes)
+        for node, names in parts:
+            context.on_job(node.domain if node else None, names, describe_part(node, names))
+        run_parts([partial(self._run_part, node, names, context) for node, names in parts])
+
+    def _run_part(
+        self,
+        node: ExecutionNode | None,
+        hosts: list[str],
+        context: WaveContext,
+        cancel: threading.Event | None,
+    ) -> None:
+        extravars = upgrade_extravars(context.plan, context.run_id)
+        files: dict[str, Path] = {}
+        known_hosts = self.known_hosts
+        if node is not None:  # everything the job reads travels with it, relative to its project
+            files[ARTIFACT_NAME] = Path(context.plan.artifact.path)
+            extravars["runc_rollout_artifact"] = unsafe(ARTIFACT_NAME)
+            if known_hosts is not None:
+                files[KNOWN_HOSTS_NAME], known_hosts = known_hosts, Path(KNOWN_HOSTS_NAME)
         events = HostEvents(
             hosts,
             on_phase=context.on_phase,
@@ -308,13 +346,15 @@ class AnsibleWaves:
         )
         spec = JobSpec(
             playbook="upgrade.yml",
-            inventory=plan_inventory(context.plan, self.known_hosts),
-            hosts=list(hosts),
-            extravars=upgrade_extravars(context.plan, context.run_id),
+            inventory=plan_inventory(context.plan, known_hosts),
+            hosts=hosts,
+            extravars=extravars,
             forks=self.concurrency,
             become_password=self._become_password,
+            node=node,
+            files=files,
         )
-        status, rc = run_job(self.jobs_dir, spec, events)
+        status, rc = run_job(self.jobs_dir, spec, events, cancel)
         events.finish(status, rc)
 
 
@@ -375,12 +415,16 @@ def _jobs_dir(jobs_dir: Path | None) -> Iterator[Path]:
 
 
 def run_job(
-    jobs_dir: Path, spec: JobSpec, on_event: Callable[[dict[str, Any]], bool]
+    jobs_dir: Path,
+    spec: JobSpec,
+    on_event: Callable[[dict[str, Any]], bool],
+    cancel: threading.Event | None = None,
 ) -> tuple[str, int]:
     """Run one job in a fresh private data dir under `jobs_dir`; return its status and rc.
 
-    Runs ansible-runner in a thread so that Ctrl-C here cancels the job (its cancel callback
-    kills ansible-playbook's process group) and is then raised as KeyboardInterrupt.
+    Runs ansible-runner in a thread so that Ctrl-C here (or `cancel`, set from another thread)
+    cancels the job (its cancel callback kills ansible-playbook's process group) and is then
+    raised as KeyboardInterrupt. A job with a `node` runs there (`streaming.run_on_node`).
     """
     if not (PLAYBOOK_DIR / spec.playbook).is_file():
         raise BadInput(f"{PLAYBOOK_DIR / spec.playbook}: the playbooks are missing")
@@ -392,9 +436,11 @@ def run_job(
     shutil.copytree(PLAYBOOK_DIR, project)
     config = data_dir / "ansible.cfg"
     config.write_text("[defaults]\n")
+    cancelled = cancel if cancel is not None else threading.Event()
+    if spec.node is not None:
+        return run_on_node(spec, data_dir, on_event, cancelled)
     control_dir = Path(tempfile.mkdtemp(prefix="rr-cp-"))  # short: sockets need short paths
     environment = _job_environment(config, control_dir, data_dir)
-    cancelled = threading.Event()
     runner = init_runner(
         private_data_dir=str(data_dir),
         playbook=str(project / spec.playbook),
@@ -434,6 +480,8 @@ def run_job(
             cancelled.set()
             thread.join()
             raise
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt
     finally:
         _close_masters(control_dir)
     if failures:
