@@ -107,7 +107,10 @@ def test_nodes_run_the_rollout_as_a_direct_run_would(
     plan = controller / "plan.json"
     make_plan(lab, artifact, plan, "--waves", "1,100%")
     results: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for mode, options in (("direct", []), ("nodes", node_options(lab, controller, work))):
+    nodes = node_options(lab, controller, work)
+    lab.reset()
+    before = {name: snapshot(lab, name) for name in TARGETS}
+    for mode, options in (("direct", []), ("nodes", nodes)):
         lab.reset()
         runs = controller / f"runs-{mode}"
         argv = ["apply", str(plan), "--yes", "--executor", "ansible", "--runs-dir", str(runs)]
@@ -134,6 +137,22 @@ def test_nodes_run_the_rollout_as_a_direct_run_would(
     shipped = list(run_dir.glob("ansible/job-*/project/runc-rollout-artifact"))
     assert len(shipped) == 3 and all(sha256(path) == sha256(artifact) for path in shipped)
     assert not any(work.glob("lab-0?/*")), "a worker left its private data dir"
+
+    # Rollback goes through the nodes too.
+    done = subprocess.run(
+        [RUNC_ROLLOUT, "rollback", str(run_dir), "--yes", "--executor", "ansible", *nodes],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
+    assert "lab-03, lab-05 on execution node zone-a" in done.stderr
+    for name in TARGETS:
+        back = snapshot(lab, name)
+        assert back["record"]["outcome"] == "rolled_back", name
+        for key in ("runc", "sysctl", "incident_file", "lock", "sbin"):
+            assert back[key] == before[name][key], (name, key)
+    lab.reset()
 
 
 def processes_of_node(pid: int, tmp: Path) -> list[int]:
@@ -168,22 +187,9 @@ def test_a_node_killed_mid_wave_leaves_its_hosts_unreachable_and_resume_finishes
     make_plan(lab, artifact, plan, "--waves", "100%", "--max-failures", "2")
     options = node_options(lab, controller, work)
     runs = controller / "runs"
-    argv = ["apply", str(plan), "--yes", "--executor", "ansible", "--runs-dir", str(runs)]
-    proc = subprocess.Popen(
-        [RUNC_ROLLOUT, *argv, *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_apply(plan, runs, options)
     zone_a = [name for name in TARGETS if lab.host(name).zone == "zone-a"]
-    deadline = time.monotonic() + 120
-    started = False
-    while time.monotonic() < deadline and proc.poll() is None and not started:
-        for path in runs.glob(f"*/{EVENTS_FILE}"):
-            events, _ = read_events(path)
-            started = any(e.type == "host.phase" and e.host in zone_a for e in events)
-        time.sleep(0.05)
-    assert started, "zone-a's hosts never started"
+    wait_for_phase(proc, runs, zone_a)
     pid = int((work / "lab-01.pid").read_text())
     for victim in processes_of_node(pid, work / "lab-01"):
         os.kill(victim, signal.SIGKILL)
@@ -208,6 +214,72 @@ def test_a_node_killed_mid_wave_leaves_its_hosts_unreachable_and_resume_finishes
         state = snapshot(lab, name)
         assert state["runc"] == sha256(artifact) and state["sysctl"] == "16384", name
         assert state["lock"] == "free" and state["record"]["outcome"] == "done", name
+        assert len([e for e in events if e.host == name and e.phase == "swapped"]) <= 1
+    lab.reset()
+
+
+def start_apply(plan: Path, runs: Path, options: list[str]) -> subprocess.Popen[str]:
+    argv = ["apply", str(plan), "--yes", "--executor", "ansible", "--runs-dir", str(runs)]
+    return subprocess.Popen(
+        [RUNC_ROLLOUT, *argv, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_phase(proc: subprocess.Popen[str], runs: Path, hosts: list[str]) -> None:
+    """Until the journal shows one of `hosts` at a phase (each part's job has begun)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in runs.glob(f"*/{EVENTS_FILE}"):
+            events, _ = read_events(path)
+            if any(e.type == "host.phase" and e.host in hosts for e in events):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{hosts} never started")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_or_killed_apply_stops_the_nodes_jobs_and_resume_finishes(
+    fleet: LabFleet, controller: Path, work: Path, how: signal.Signals
+) -> None:
+    lab = fleet
+    lab.reset()
+    artifact = controller / "artifact" / "runc"
+    plan = controller / "plan.json"
+    make_plan(lab, artifact, plan, "--waves", "100%")
+    options = node_options(lab, controller, work)
+    runs = controller / "runs"
+    proc = start_apply(plan, runs, options)
+    for zone in ("zone-a", "zone-b"):  # both nodes' jobs have begun
+        wait_for_phase(proc, runs, [name for name in TARGETS if lab.host(name).zone == zone])
+    workers = [int((work / f"{name}.pid").read_text()) for name in ("lab-01", "lab-02")]
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=60)
+    if how == signal.SIGINT:  # as without nodes: interrupted, the resume command said
+        assert proc.returncode == ExitCode.INTERRUPTED, err[-3000:]
+        assert "continue with: runc-rollout resume" in err
+    # The nodes' jobs stop at their next event: nobody reads them any more.
+    deadline = time.monotonic() + 60
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, workers)), "a worker outlived its run"
+    (run_dir,) = runs.iterdir()
+    assert main(["resume", str(run_dir), "--yes", "--executor", "ansible", *options]) == 0
+    events, _ = read_events(run_dir / EVENTS_FILE)
+    for name in TARGETS:
+        state = snapshot(lab, name)
+        assert state["runc"] == sha256(artifact) and state["lock"] == "free", name
+        assert state["record"]["outcome"] == "done", name
         assert len([e for e in events if e.host == name and e.phase == "swapped"]) <= 1
     lab.reset()
 

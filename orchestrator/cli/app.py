@@ -765,6 +765,7 @@ def rollback(
     executor: ExecutorOption = ExecutorName.ssh,
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     from orchestrator.backends.group import run_on_hosts
@@ -775,14 +776,18 @@ def rollback(
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
     journal: Journal | None = None
+    nodes: dict[str, ExecutionNode] = {}
     if run is not None:
         journal = Journal.open(run_directory(run, runs_dir))
+        nodes = execution_nodes(execution_node, executor, journal.plan)
         targets = {host.name: host.ssh for host in journal.plan.hosts}
         unknown = sorted(set(hosts or []) - set(targets))
         if unknown:
             raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
         if hosts:
             targets = {name: targets[name] for name in hosts}
+    elif execution_node:
+        raise BadInput("--execution-node: needs a RUN (its plan's failure domains), not -i")
     else:
         targets = hosts_to_plan(load_inventory(inventory or []), limit)
     confirm(f"roll back {len(targets)} hosts?", yes)
@@ -809,6 +814,9 @@ def rollback(
             known_hosts=known_hosts,
             become_password=password,
             on_phase=on_phase,
+            domains={host.name: host.domain for host in journal.plan.hosts} if journal else None,
+            execution_nodes=nodes,
+            on_job=lambda node, names, message: typer.echo(terminal_safe(message), err=True),
         )
     else:
         with ssh_executor(known_hosts, password) as backend:

@@ -40,11 +40,11 @@ from pydantic import ValidationError
 from orchestrator.backends.ansible.playbooks import PLAYBOOK_DIR
 from orchestrator.backends.ansible.streaming import (
     ARTIFACT_NAME,
-    KNOWN_HOSTS_NAME,
     ExecutionNode,
     describe_part,
     run_on_node,
     run_parts,
+    shipped_known_hosts,
     split_by_node,
 )
 from orchestrator.backends.ssh import sshconfig
@@ -317,7 +317,7 @@ class AnsibleWaves:
             self._run_part(None, list(hosts), context, None)
             return
         # Each failure domain's part on its node (the rest here), all parts at once.
-        parts = split_by_node(hosts, self.execution_nodes)
+        parts = split_by_node({n: h.domain for n, h in hosts.items()}, self.execution_nodes)
         for node, names in parts:
             context.on_job(node.domain if node else None, names, describe_part(node, names))
         run_parts([partial(self._run_part, node, names, context) for node, names in parts])
@@ -330,13 +330,10 @@ class AnsibleWaves:
         cancel: threading.Event | None,
     ) -> None:
         extravars = upgrade_extravars(context.plan, context.run_id)
-        files: dict[str, Path] = {}
-        known_hosts = self.known_hosts
+        files, known_hosts = shipped_known_hosts(node, self.known_hosts)
         if node is not None:  # everything the job reads travels with it, relative to its project
             files[ARTIFACT_NAME] = Path(context.plan.artifact.path)
             extravars["runc_rollout_artifact"] = unsafe(ARTIFACT_NAME)
-            if known_hosts is not None:
-                files[KNOWN_HOSTS_NAME], known_hosts = known_hosts, Path(KNOWN_HOSTS_NAME)
         events = HostEvents(
             hosts,
             on_phase=context.on_phase,
@@ -367,33 +364,48 @@ def rollback_hosts(
     known_hosts: Path | None,
     on_phase: PhaseListener,
     become_password: str | None = None,
+    domains: Mapping[str, str] | None = None,
+    execution_nodes: Mapping[str, ExecutionNode] | None = None,
+    on_job: Callable[[str | None, list[str], str], None] = lambda node, hosts, message: None,
 ) -> dict[str, HostOutcome | Exception]:
     """`playbooks/rollback.yml` over `targets` (records of `run_id` only, when given), one job;
     like `run_on_hosts`, a host that was not rolled back gets an exception. The job goes under
-    `jobs_dir`, or in a temporary directory removed afterwards."""
+    `jobs_dir`, or in a temporary directory removed afterwards. With `execution_nodes`, each
+    failure domain's hosts (`domains`: host -> domain) roll back from its node, all at once."""
     outcomes: dict[str, HostOutcome] = {}
-    events = HostEvents(
-        targets,
-        on_phase=on_phase,
-        on_outcome=outcomes.__setitem__,
-        phase_of=lambda name: "none",
-        target_sha256=None,
-    )
-    spec = JobSpec(
-        playbook="rollback.yml",
-        inventory={
-            "all": {
-                "hosts": {n: unsafe_vars(host_vars(t, known_hosts)) for n, t in targets.items()}
-            }
-        },
-        hosts=list(targets),
-        extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
-        forks=concurrency,
-        become_password=become_password,
-    )
-    with _jobs_dir(jobs_dir) as directory:
-        status, rc = run_job(directory, spec, events)
-    events.finish(status, rc)
+
+    def part(node: ExecutionNode | None, names: list[str], cancel: threading.Event | None) -> None:
+        files, known = shipped_known_hosts(node, known_hosts)
+        events = HostEvents(
+            names,
+            on_phase=on_phase,
+            on_outcome=outcomes.__setitem__,
+            phase_of=lambda name: "none",
+            target_sha256=None,
+        )
+        spec = JobSpec(
+            playbook="rollback.yml",
+            inventory={
+                "all": {"hosts": {n: unsafe_vars(host_vars(targets[n], known)) for n in names}}
+            },
+            hosts=names,
+            extravars=unsafe_vars({"runc_rollout_run_id": run_id} if run_id else {}),
+            forks=concurrency,
+            become_password=become_password,
+            node=node,
+            files=files,
+        )
+        with _jobs_dir(jobs_dir) as directory:
+            status, rc = run_job(directory, spec, events, cancel)
+        events.finish(status, rc)
+
+    if not execution_nodes:
+        part(None, list(targets), None)
+    else:
+        parts = split_by_node({name: (domains or {})[name] for name in targets}, execution_nodes)
+        for node, names in parts:
+            on_job(node.domain if node else None, names, describe_part(node, names))
+        run_parts([partial(part, node, names) for node, names in parts])
     results: dict[str, HostOutcome | Exception] = {}
     for name in targets:
         outcome = outcomes[name]

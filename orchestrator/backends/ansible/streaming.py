@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from ansible_runner.interface import init_runner
 
 from orchestrator.errors import BadInput
-from orchestrator.models import PlannedHost
 
 if TYPE_CHECKING:
     from orchestrator.backends.ansible.runner import JobSpec
@@ -96,13 +95,24 @@ def check_domains(nodes: Mapping[str, ExecutionNode], domains: Iterable[str], wh
 
 
 def split_by_node(
-    hosts: Mapping[str, PlannedHost], nodes: Mapping[str, ExecutionNode]
+    domains: Mapping[str, str], nodes: Mapping[str, ExecutionNode]
 ) -> list[tuple[ExecutionNode | None, list[str]]]:
-    """A wave's hosts by where they run: each node's domain, then the rest (None: locally)."""
+    """Hosts (name: failure domain) by where they run: on their domain's node, else on the
+    controller (None), in the order of their first host."""
     parts: dict[str | None, list[str]] = {}
-    for name, host in hosts.items():
-        parts.setdefault(host.domain if host.domain in nodes else None, []).append(name)
+    for name, domain in domains.items():
+        parts.setdefault(domain if domain in nodes else None, []).append(name)
     return [(nodes[d] if d is not None else None, names) for d, names in parts.items()]
+
+
+def shipped_known_hosts(
+    node: ExecutionNode | None, known_hosts: Path | None
+) -> tuple[dict[str, Path], Path | None]:
+    """The files a job gets for `--known-hosts` and the path its inventory names: on a node,
+    a copy in the project dir (the job's working directory), named relatively."""
+    if node is None or known_hosts is None:
+        return {}, known_hosts
+    return {KNOWN_HOSTS_NAME: known_hosts}, Path(KNOWN_HOSTS_NAME)
 
 
 def describe_part(node: ExecutionNode | None, hosts: list[str]) -> str:
