@@ -34,16 +34,17 @@ def test_execution_node_values() -> None:
         ("=ssh x", "DOMAIN=COMMAND"),
         ("zone-a=", "no command"),
         ("zone-a=ssh 'x", "cannot be split"),
+        ("zone-a=/nonexistent/ansible-runner worker", "no such program"),
     ):
         with pytest.raises(BadInput, match=says):
             parse_execution_nodes([value])
     with pytest.raises(BadInput, match="given twice"):
-        parse_execution_nodes(["a=x", "a=y"])
+        parse_execution_nodes(["a=ssh x", "a=ssh y"])
 
 
 def test_a_wave_splits_by_its_hosts_domains() -> None:
     hosts = {"a1": "a", "b1": "b", "c1": "c", "a2": "a"}
-    nodes = parse_execution_nodes(["a=node-a", "b=node-b"])
+    nodes = parse_execution_nodes(["a=ssh node-a", "b=ssh node-b"])
     assert split_by_node(hosts, nodes) == [
         (nodes["a"], ["a1", "a2"]),
         (nodes["b"], ["b1"]),

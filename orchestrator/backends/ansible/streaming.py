@@ -77,6 +77,8 @@ def parse_execution_nodes(values: Iterable[str]) -> dict[str, ExecutionNode]:
             raise BadInput(f"{where}: the command cannot be split into words: {error}") from None
         if not words:
             raise BadInput(f"{where}: no command for domain {domain!r}")
+        if shutil.which(words[0]) is None:
+            raise BadInput(f"{where}: {words[0]}: no such program")
         if domain in nodes:
             raise BadInput(f"{where}: domain {domain!r} is given twice")
         nodes[domain] = ExecutionNode(domain, words)
@@ -185,13 +187,17 @@ def run_on_node(
         options["passwords"] = {runner.BECOME_PROMPT: spec.become_password}
     statuses: list[dict[str, Any]] = []
     kept = runner.KEPT_ENVIRONMENT | set(environment)
-    process = subprocess.Popen(
-        runner._dies_with_us(list(node.command)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # Ctrl-C is ours to pass on
-    )
+    try:
+        process = subprocess.Popen(
+            runner._dies_with_us(list(node.command)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C is ours to pass on
+        )
+    except OSError as error:
+        _lost(spec.hosts, f"{node.label} lost: its command did not start: {error}", on_event)
+        return "error", -1
     assert process.stdin is not None and process.stdout is not None
     assert process.stderr is not None
     stderr: list[bytes] = []
