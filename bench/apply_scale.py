@@ -14,13 +14,19 @@ hosts are reset before every run):
            hosts answer only through it), reached with ProxyJump from an ssh_config given by
            `-F` in the inventory's ssh arguments.
 - ssh-tty: the ssh run on a pseudo-terminal (util-linux `script`), so with the live view.
+- ansible+exec: the ansible run with two execution nodes, the full hosts lab-01 (zone-a) and
+           lab-02 (zone-b), each running `ansible-runner worker` over ssh for its zone's light
+           hosts (`--execution-node`, a plan with `--domain-key zone`). Controller CPU is this
+           side only (apply, transmit/process, the ssh clients); the nodes' CPU (their workers
+           and everything under them) is measured on the nodes and printed beside it.
 
 Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
 (user+system of this process's children: the hosts' own work is not counted) and the ratios to
 the floor. Targets: ssh at or under 0.8x the floor, ansible at or under 1.5x.
 
     python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
-        [--backends floor,ssh,ansible,ssh-tty,ssh+bastion,ansible+bastion] [--rounds 1]
+        [--backends floor,ssh,ansible,ssh-tty,ssh+bastion,ansible+bastion,ansible+exec]
+        [--rounds 1]
         [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
 """
@@ -46,6 +52,7 @@ from orchestrator.host import commands, probe
 from orchestrator.host.facts import facts_script
 from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
+from orchestrator.lab.records import LabInfo
 from orchestrator.models import HostRecord, PlannedHost
 from orchestrator.run.engine import load_plan
 
@@ -162,6 +169,44 @@ def bastion_inventory(inventory: Path, bastion: Bastion, work: Path) -> Path:
     return path
 
 
+# Runs the worker, then adds the CPU it and its children used to the file named first.
+NODE_CPU = (
+    "import resource, subprocess, sys\n"
+    "subprocess.run(sys.argv[2:], check=False)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "open(sys.argv[1], 'a').write(f'{usage.ru_utime + usage.ru_stime}\\n')\n"
+)
+
+
+def node_options(info: LabInfo, work: Path) -> list[str]:
+    """`--execution-node` for zone-a and zone-b: the first full host of each, over ssh."""
+    options = []
+    venv = Path(sys.executable).parent
+    for zone in ("zone-a", "zone-b"):
+        node = next(h for h in info.hosts if h.kind == "full" and h.zone == zone)
+        worker = [
+            "env", f"PATH={venv}:/usr/sbin:/usr/bin:/sbin:/bin", sys.executable, "-c", NODE_CPU,
+            str(work / "node-cpu"), str(venv / "ansible-runner"), "worker",
+        ]  # fmt: skip
+        ssh = [
+            "ssh", "-i", str(info.private_key), "-o", f"UserKnownHostsFile={info.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-F", "/dev/null",
+            f"root@{node.address}", shlex.join(worker),
+        ]  # fmt: skip
+        options += ["--execution-node", f"{zone}={shlex.join(ssh)}"]
+    return options
+
+
+def node_cpu(work: Path) -> float:
+    """The nodes' CPU since the last call (their workers append to work/node-cpu)."""
+    path = work / "node-cpu"
+    if not path.exists():
+        return 0.0
+    total = sum(float(line) for line in path.read_text().split())
+    path.unlink()
+    return total
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -198,17 +243,24 @@ def main() -> None:
         sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
         lab_reset(state_dir, light)
         cli = [str(Path(sys.executable).parent / "runc-rollout")]
-        plans = {"direct": work / "plan.json", "bastion": work / "plan-bastion.json"}
+        plans = {
+            "direct": work / "plan.json",
+            "bastion": work / "plan-bastion.json",
+            "exec": work / "plan-exec.json",
+        }
         sources = {"direct": inventory}
+        if "ansible+exec" in backends:
+            sources["exec"] = inventory
         if any(backend.endswith("+bastion") for backend in backends):
             address = args.first_address.rsplit(".", 1)[0] + ".10"
             hosts = [host for host in info.hosts if host.kind == "light"]
             bastion = bastion_up(info, hosts, address, work / "bastion")
             sources["bastion"] = bastion_inventory(inventory, bastion, work)
         for route, source in sources.items():
+            zones = ["--domain-key", "zone"] if route == "exec" else []  # the nodes' split
             run(
                 [*cli, "plan", "-i", str(source), "--limit", "lab_light", "--runc", str(artifact),
-                 "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plans[route])]
+                 "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plans[route]), *zones]
             )  # fmt: skip
         print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
         results: dict[tuple[str, int], tuple[float, float]] = {}
@@ -219,7 +271,8 @@ def main() -> None:
                 lab_reset(state_dir, light)
                 runs = work / f"runs-{backend}-{concurrency}-{round_}"
                 scripts = work / f"floor-{concurrency}-{round_}"
-                plan = plans["bastion" if backend.endswith("+bastion") else "direct"]
+                route = backend.partition("+")[2] if "+" in backend else "direct"
+                plan = plans[route]
                 if backend == "floor":
                     scripts.mkdir()
                     for host in load_plan(plan).hosts:
@@ -229,20 +282,24 @@ def main() -> None:
                     listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
                     run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
                 else:
-                    executor = backend.removesuffix("+bastion").removesuffix("-tty")
+                    executor = backend.partition("+")[0].removesuffix("-tty")
                     apply = [*cli, "apply", str(plan), "--yes", "--executor", executor]
                     apply += ["--concurrency", str(concurrency), "--runs-dir", str(runs)]
+                    if backend == "ansible+exec":
+                        apply += node_options(info, work)
                     if backend.endswith("-tty"):  # stderr a terminal: the live view
                         apply = ["script", "-qfec", shlex.join(apply), "/dev/null"]
                     run(apply)
                 wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+                nodes = node_cpu(work)
                 status = lab_status(state_dir)
                 wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
                 if wrong:
                     raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
                 runs_of.setdefault((backend, concurrency), []).append((wall, cpu))
                 print(f"  {backend:8} concurrency {concurrency:3}: {wall:6.1f} s wall, "
-                      f"{cpu:6.1f} s controller CPU", flush=True)  # fmt: skip
+                      f"{cpu:6.1f} s controller CPU"
+                      + (f", {nodes:.1f} s on the nodes" if nodes else ""), flush=True)  # fmt: skip
         for key, measured in runs_of.items():
             results[key] = sorted(measured)[len(measured) // 2]
         print_table(results, backends)

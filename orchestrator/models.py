@@ -453,6 +453,7 @@ class Event(Model):
         "run.started",
         "run.resumed",
         "wave.started",
+        "wave.job",  # with execution nodes: which hosts of the wave run where
         "wave.finished",
         "host.phase",
         "host.finished",
@@ -468,6 +469,8 @@ class Event(Model):
     runc_sha256: str | None = None
     message: str | None = None
     probe: ProbeResult | None = None  # host.finished: the incident probe's result, if it ran
+    hosts: list[str] | None = None  # wave.job: its hosts
+    execution_node: str | None = None  # wave.job: the domain whose node runs it (None: here)
 
 
 class HostState(Model):

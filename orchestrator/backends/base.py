@@ -26,6 +26,8 @@ class WaveContext:
     on_outcome: Callable[[str, HostOutcome], None]  # a host finished (exactly once per host)
     phase_of: Callable[[str], HostPhase]  # how far the journal says a host got
     clock: Callable[[], float] = time.time
+    # A job of the wave runs these hosts on this execution node (None: the controller), as said.
+    on_job: Callable[[str | None, list[str], str], None] = lambda node, hosts, message: None
 
 
 class WaveRunner(Protocol):

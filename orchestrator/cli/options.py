@@ -160,3 +160,16 @@ WAVES_HELP = (
     "selected hosts (rounded down, at least 1); the last entry repeats until every host is "
     "placed; 0 means all remaining. 7 hosts with 1,10%,50% -> 1,1,3,2."
 )
+
+
+ExecutionNodeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--execution-node",
+        metavar="DOMAIN=COMMAND",
+        help="With --executor ansible: run failure domain DOMAIN's hosts on an execution node "
+        "through ansible-runner's streaming (COMMAND's stdin takes the job, its stdout is the "
+        "worker's stream), e.g. zone-a='ssh exec-a ansible-runner worker'. Repeatable; each "
+        "wave's parts run at once; domains without one run on the controller.",
+    ),
+]

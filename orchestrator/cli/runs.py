@@ -14,6 +14,7 @@ from orchestrator.cli.options import (
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
+    ExecutionNodeOption,
     ExecutorName,
     ExecutorOption,
     ExpectHashOption,
@@ -31,6 +32,7 @@ from orchestrator.cli.support import (
     become_passwords,
     check_routes,
     confirm,
+    execution_nodes,
     open_backend,
     run_directory,
     run_rollout,
@@ -77,6 +79,7 @@ def apply(
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
     signatures: SignaturesOption = None,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -87,6 +90,7 @@ def apply(
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
+    nodes = execution_nodes(execution_node, executor, plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     signatures = signatures or default_signatures(plan_file)
     signers = check_approval(plan, policy, signatures)
@@ -112,7 +116,8 @@ def apply(
     kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
     journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
     typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
-    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
+    run_dir = journal.run_dir
+    with open_backend(executor, concurrency, known_hosts, become, run_dir, nodes=nodes) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
 
 
@@ -208,6 +213,7 @@ def resume(
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -219,6 +225,7 @@ def resume(
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
+    nodes = execution_nodes(execution_node, executor, journal.plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     applied = journal.approval()
     if applied.plan_hash != journal.plan.plan_hash:
@@ -239,7 +246,8 @@ def resume(
         ask_become_pass, become_from_inventory, targets, journal.plan.inventory
     )
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    with open_backend(executor, concurrency, known_hosts, become, journal.run_dir) as backend:
+    run_dir = journal.run_dir
+    with open_backend(executor, concurrency, known_hosts, become, run_dir, nodes=nodes) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
 
 
@@ -264,6 +272,7 @@ def rollback(
     executor: ExecutorOption = ExecutorName.ssh,
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
+    execution_node: ExecutionNodeOption = None,
 ) -> int:
     """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
     from orchestrator.run.rollback import roll_back
@@ -286,12 +295,16 @@ def rollback(
         targets = hosts_to_plan(source, limit)
     check_routes(targets)
     become = become_passwords(ask_become_pass, become_from_inventory, targets, source)
+    plan = journal.plan if journal else None
+    nodes = execution_nodes(execution_node, executor, plan)
     confirm(f"roll back {len(targets)} hosts?", yes)
     screen = Screen()
     started = screen.clock()
     printer = ProgressPrinter(screen.stderr, verbose=verbose)
     run_dir = journal.run_dir if journal else None
-    with open_backend(executor, concurrency, known_hosts, become, run_dir) as backend:
+    with open_backend(
+        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, plan=plan
+    ) as backend:
         outcomes = roll_back(backend, targets, journal, on_event=printer)
     failed = 0
     for name, (status, _, message) in outcomes.items():

@@ -23,6 +23,7 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.run.journal import Journal
+from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
     journal_summary,
@@ -31,8 +32,10 @@ from orchestrator.view import (
 )
 
 if TYPE_CHECKING:
+    from orchestrator.backends.ansible.streaming import ExecutionNode
     from orchestrator.backends.base import Backend
     from orchestrator.backends.ssh.executor import SshExecutor
+    from orchestrator.models import Plan
 
 
 _OPTION_OF_FIELD = {
@@ -121,6 +124,24 @@ def become_password(ask: bool) -> str | None:
         raise BadInput("--ask-become-pass: no password given (end of input)") from None
 
 
+def execution_nodes(
+    values: list[str] | None, executor: ExecutorName, plan: Plan | None
+) -> dict[str, ExecutionNode]:
+    """`--execution-node` values checked against the executor and the plan's failure domains
+    (a node needs a plan: `rollback -i` has none)."""
+    if not values:
+        return {}
+    from orchestrator.backends.ansible.streaming import check_domains, parse_execution_nodes
+
+    nodes = parse_execution_nodes(values)
+    if executor is not ExecutorName.ansible:
+        raise BadInput("--execution-node: needs --executor ansible")
+    if plan is None:
+        raise BadInput("--execution-node: needs a RUN (its plan's failure domains), not -i")
+    check_domains(nodes, (host.domain for host in plan.hosts), f"plan {plan.plan_id}")
+    return nodes
+
+
 @contextlib.contextmanager
 def open_backend(
     executor: ExecutorName,
@@ -128,14 +149,25 @@ def open_backend(
     known_hosts: Path | None,
     become: BecomePasswords | None,
     run_dir: Path | None,
+    *,
+    nodes: Mapping[str, ExecutionNode] | None = None,
+    plan: Plan | None = None,
 ) -> Iterator[Backend]:
     """The backend `--executor` names; Ansible's jobs go under the run's directory (else a
-    temporary one)."""
+    temporary one), each failure domain's on its execution node when `nodes` names one."""
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.runner import AnsibleBackend
 
         jobs_dir = None if run_dir is None else run_dir / "ansible"
-        yield AnsibleBackend(jobs_dir, concurrency, known_hosts=known_hosts, become=become)
+        yield AnsibleBackend(
+            jobs_dir,
+            concurrency,
+            known_hosts=known_hosts,
+            become=become,
+            execution_nodes=nodes,
+            domains={host.name: host.domain for host in plan.hosts} if plan else None,
+            on_job=lambda node, hosts, message: typer.echo(terminal_safe(message), err=True),
+        )
         return
     from orchestrator.backends.ssh.backend import SshBackend
 

@@ -134,6 +134,9 @@ class Rollout:
             on_outcome=self._on_outcome,
             phase_of=lambda name: self.journal.state.hosts[name].phase,
             clock=self.env.clock,
+            on_job=lambda node, hosts, message: self._record(
+                "wave.job", wave=index, execution_node=node, hosts=hosts, message=message
+            ),
         )
         self.backend.run_wave(todo, context)
         wave = self.plan.waves[index]

@@ -49,6 +49,8 @@ def event_line(event: Event, verbose: bool) -> str | None:
         return f"  {host}: {event.phase}" if verbose else None
     if event.type == "wave.started":
         return f"[bold]wave {event.wave} started[/]: {message}"
+    if event.type == "wave.job":
+        return f"  wave {event.wave}: {message}"
     if event.type in ("run.halted", "run.paused", "run.interrupted"):
         style = "red" if event.type == "run.halted" else "yellow"
         return f"[{style}]{event.type.replace('.', ' ')}[/]: {message}"

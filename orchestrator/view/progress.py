@@ -81,6 +81,8 @@ class ProgressPrinter:
             detail = f": {message}" if event.message else ""
             flag = "[red]FAILED[/] " if status in ("failed", "unreachable") else "  "
             return f"{flag}[{style}]{host}: {status}[/]{detail}"
+        if event.type == "wave.job":
+            return f"  wave {event.wave}: {message}"
         if event.type == "wave.started" and event.wave is not None:
             self.wave_started[event.wave] = event.time
         if event.type in ("wave.started", "wave.finished"):

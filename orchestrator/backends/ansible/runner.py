@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ from ansible_runner.interface import init_runner
 from pydantic import ValidationError
 
 from orchestrator.backends.ansible.action import EVENT_PREFIX
+from orchestrator.backends.ansible.streaming import (
+    ARTIFACT_NAME,
+    ExecutionNode,
+    describe_part,
+    run_on_node,
+    run_parts,
+    shipped_known_hosts,
+    split_by_node,
+)
 from orchestrator.backends.base import WaveContext
 from orchestrator.backends.ssh import sshconfig
 from orchestrator.errors import BadInput
@@ -87,6 +97,8 @@ class JobSpec:
     extravars: dict[str, Any]
     forks: int
     become_password: str | None = field(default=None, repr=False)  # to ansible-runner's prompt
+    node: ExecutionNode | None = None  # run there (streaming.py), else here
+    files: Mapping[str, Path] = field(default_factory=dict)  # copied into a node job's project
 
 
 def host_vars(
@@ -275,9 +287,24 @@ def _message(result: dict[str, Any]) -> str:
     return message[:500] or "failed"
 
 
+JobsFor = Callable[[str, Path | None], tuple[dict[str, Any], dict[str, Any]]]
+# (event nonce, the known_hosts path the job's inventory names) -> (inventory, extra vars)
+OnJob = Callable[[str | None, list[str], str], None]  # execution node's domain, hosts, message
+
+
+@dataclass(frozen=True)
+class _Handlers:
+    on_phase: PhaseListener
+    on_outcome: Callable[[str, HostOutcome], None]
+    phase_of: Callable[[str], HostPhase]
+    on_job: OnJob
+
+
 class AnsibleBackend:
-    """One ansible-runner job per wave and per rollback (per become password, see
-    `password_groups`), under `jobs_dir` (else a temporary directory, removed afterwards)."""
+    """One ansible-runner job per wave and per rollback, under `jobs_dir` (else a temporary
+    directory, removed afterwards): one per become password (`password_groups`), and with
+    `execution_nodes` each failure domain's part on its node, all parts at once (`domains`
+    gives a rollback's hosts their domains; a wave's hosts carry theirs)."""
 
     def __init__(
         self,
@@ -286,22 +313,27 @@ class AnsibleBackend:
         *,
         known_hosts: Path | None = None,
         become: BecomePasswords | None = None,
+        execution_nodes: Mapping[str, ExecutionNode] | None = None,
+        domains: Mapping[str, str] | None = None,
+        on_job: OnJob = lambda node, hosts, message: None,
     ):
         self.jobs_dir = jobs_dir
         self.concurrency = concurrency
         self.known_hosts = known_hosts
         self._become = become or BecomePasswords()
+        self.execution_nodes = dict(execution_nodes or {})
+        self._domains = dict(domains or {})
+        self._on_job = on_job
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        self._run_jobs(
-            "upgrade.yml",
-            list(hosts),
-            plan_inventory(context.plan, self.known_hosts),
-            lambda nonce: upgrade_extravars(context.plan, context.run_id, nonce),
-            on_phase=context.on_phase,
-            on_outcome=context.on_outcome,
-            phase_of=context.phase_of,
-        )
+        def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+            extravars = upgrade_extravars(context.plan, context.run_id, nonce)
+            return plan_inventory(context.plan, known), extravars
+
+        handlers = _Handlers(context.on_phase, context.on_outcome, context.phase_of, context.on_job)
+        domains = {name: host.domain for name, host in hosts.items()}
+        artifact = Path(context.plan.artifact.path)
+        self._run("upgrade.yml", domains, job, handlers, artifact)
 
     def rollback(
         self,
@@ -313,20 +345,17 @@ class AnsibleBackend:
         """`playbooks/rollback.yml` over `targets`; like `run_on_hosts`, a host that was not
         rolled back gets an exception."""
         outcomes: dict[str, HostOutcome] = {}
-        known = self.known_hosts
-        inventory = {
-            "all": {"hosts": {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}}
-        }
         only_run = {"runc_rollout_run_id": run_id} if run_id else {}
-        self._run_jobs(
-            "rollback.yml",
-            list(targets),
-            inventory,
-            lambda nonce: unsafe_vars({"runc_rollout_events": nonce, **only_run}),
-            on_phase=on_phase,
-            on_outcome=outcomes.__setitem__,
-            phase_of=lambda name: "none",
-        )
+
+        def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+            hosts = {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}
+            return {"all": {"hosts": hosts}}, unsafe_vars(
+                {"runc_rollout_events": nonce, **only_run}
+            )
+
+        handlers = _Handlers(on_phase, outcomes.__setitem__, lambda name: "none", self._on_job)
+        domains = {name: self._domains.get(name, "") for name in targets}
+        self._run("rollback.yml", domains, job, handlers, None)
         results: dict[str, HostOutcome | Exception] = {}
         for name in targets:
             outcome = outcomes[name]
@@ -334,34 +363,67 @@ class AnsibleBackend:
             results[name] = StepFailed(outcome.message or outcome.status) if failed else outcome
         return results
 
-    def _run_jobs(
+    def _run(
         self,
         playbook: str,
-        names: list[str],
-        inventory: dict[str, Any],
-        extravars: Callable[[str], dict[str, Any]],
-        *,
-        on_phase: PhaseListener,
-        on_outcome: Callable[[str, HostOutcome], None],
-        phase_of: Callable[[str], HostPhase],
+        domains: Mapping[str, str],
+        job: JobsFor,
+        handlers: _Handlers,
+        artifact: Path | None,
     ) -> None:
-        """`playbook` over `names`: one job per become password, one after another, each with
-        an event nonce of its own."""
+        """`playbook` over the hosts of `domains`: here, or each domain's part on its node."""
+        if not self.execution_nodes:
+            self._run_part(None, list(domains), playbook, job, handlers, artifact, None)
+            return
+        parts = split_by_node(domains, self.execution_nodes)
+        for node, names in parts:
+            handlers.on_job(node.domain if node else None, names, describe_part(node, names))
+        run_parts(
+            [
+                partial(self._run_part, node, names, playbook, job, handlers, artifact)
+                for node, names in parts
+            ]
+        )
+
+    def _run_part(
+        self,
+        node: ExecutionNode | None,
+        names: list[str],
+        playbook: str,
+        job: JobsFor,
+        handlers: _Handlers,
+        artifact: Path | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """One part's jobs, one per become password, one after another. On a node everything
+        the job reads travels with it, named relative to its project: known_hosts, the runc."""
+        files, known = shipped_known_hosts(node, self.known_hosts)
         with _jobs_dir(self.jobs_dir) as directory:
             for password, group in password_groups(names, self._become).items():
                 nonce = secrets.token_hex(8)
+                inventory, extravars = job(nonce, known)
+                shipped = dict(files)
+                if node is not None and artifact is not None:
+                    shipped[ARTIFACT_NAME] = artifact
+                    extravars["runc_rollout_artifact"] = unsafe(ARTIFACT_NAME)
                 events = HostEvents(
-                    group, nonce=nonce, on_phase=on_phase, on_outcome=on_outcome, phase_of=phase_of
+                    group,
+                    nonce=nonce,
+                    on_phase=handlers.on_phase,
+                    on_outcome=handlers.on_outcome,
+                    phase_of=handlers.phase_of,
                 )
                 spec = JobSpec(
                     playbook=playbook,
                     inventory=inventory,
                     hosts=group,
-                    extravars=extravars(nonce),
+                    extravars=extravars,
                     forks=self.concurrency,
                     become_password=password,
+                    node=node,
+                    files=shipped,
                 )
-                status, rc = run_job(directory, spec, events)
+                status, rc = run_job(directory, spec, events, cancel)
                 events.finish(status, rc)
 
 
@@ -389,12 +451,16 @@ def _jobs_dir(jobs_dir: Path | None) -> Iterator[Path]:
 
 
 def run_job(
-    jobs_dir: Path, spec: JobSpec, on_event: Callable[[dict[str, Any]], bool]
+    jobs_dir: Path,
+    spec: JobSpec,
+    on_event: Callable[[dict[str, Any]], bool],
+    cancel: threading.Event | None = None,
 ) -> tuple[str, int]:
     """Run one job in a fresh private data dir under `jobs_dir`; return its status and rc.
 
-    Runs ansible-runner in a thread so that Ctrl-C here cancels the job (its cancel callback
-    kills ansible-playbook's process group) and is then raised as KeyboardInterrupt.
+    Runs ansible-runner in a thread so that Ctrl-C here (or `cancel`, set from another thread)
+    cancels the job (its cancel callback kills ansible-playbook's process group) and is then
+    raised as KeyboardInterrupt. A job with a `node` runs there (`streaming.run_on_node`).
     """
     if not (PLAYBOOK_DIR / spec.playbook).is_file():
         raise BadInput(f"{PLAYBOOK_DIR / spec.playbook}: the playbooks are missing")
@@ -406,9 +472,11 @@ def run_job(
     shutil.copytree(PLAYBOOK_DIR, project)
     config = data_dir / "ansible.cfg"
     config.write_text("[defaults]\n")
+    cancelled = cancel if cancel is not None else threading.Event()
+    if spec.node is not None:
+        return run_on_node(spec, data_dir, on_event, cancelled)
     control_dir = Path(tempfile.mkdtemp(prefix="rr-cp-"))  # short: sockets need short paths
     environment = _job_environment(config, control_dir, data_dir)
-    cancelled = threading.Event()
     runner = init_runner(
         private_data_dir=str(data_dir),
         playbook=str(project / spec.playbook),
@@ -448,6 +516,8 @@ def run_job(
             cancelled.set()
             thread.join()
             raise
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt
     finally:
         _close_masters(control_dir)
     if failures:
