@@ -8,6 +8,7 @@ half by a crash is ignored (and reported) rather than fatal.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -110,7 +111,9 @@ class Journal:
         run_id = new_run_id(plan, clock())
         run_dir = runs_root / run_id
         run_dir.mkdir(parents=True, mode=0o700)
-        write_atomic(run_dir / PLAN_FILE, plan.model_dump_json(indent=2) + "\n", mode=0o600)
+        # In pieces, as `plan` writes it: a 100k-host plan is ~70 MB of JSON.
+        plan_file = itertools.chain(plan.json_chunks(indent=2), [b"\n"])
+        write_atomic(run_dir / PLAN_FILE, plan_file, mode=0o600)
         if signatures is not None:
             write_atomic(run_dir / SIGNATURES_FILE, signatures, mode=0o600)
         approval = approval or RunApproval(plan_hash=plan.plan_hash)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from orchestrator.models import Artifact, Plan, PlannedHost, SshTarget, Wave, WaveOptions
-from orchestrator.run.journal import EVENTS_FILE, STATE_FILE, Journal, read_events
+from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal, read_events
 
 
 def small_plan() -> Plan:
@@ -69,3 +69,12 @@ def test_state_is_rebuilt_when_missing_and_half_line_ignored(tmp_path: Path) -> 
     assert reopened.state.last_seq == 3
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
     assert [event.type for event in events][-1] == "run.resumed"
+
+
+def test_the_run_keeps_the_plan_as_pydantic_writes_it(tmp_path: Path) -> None:
+    """The plan copy is written in pieces; its bytes are the plan's own JSON all the same."""
+    plan = small_plan()
+    journal = Journal.create(tmp_path, plan)
+    copy = (journal.run_dir / PLAN_FILE).read_text()
+    assert copy == plan.model_dump_json(indent=2) + "\n"
+    assert Journal.open(journal.run_dir).plan == plan
