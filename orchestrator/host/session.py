@@ -7,6 +7,8 @@ that a fleet report can say which host failed and why.
 
 from __future__ import annotations
 
+import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +21,19 @@ from orchestrator.errors import (
     HostKeyRejected,
     HostUnreachable,
 )
+from orchestrator.host.commands import EXIT_KILLED, EXIT_TIMEOUT
 from orchestrator.models import SshTarget
+
+
+def killed_after(command: str, timeout: float) -> str:
+    """`command` under `sh`, killed on the host (SIGKILL) once `timeout` seconds have passed:
+    what every session runs, whatever the connection does."""
+    return f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
+
+
+def timed_out(exit_status: int, duration: float, timeout: float) -> bool:
+    """Whether a command run by `killed_after` ended because its time was up."""
+    return exit_status in (-1, EXIT_TIMEOUT, EXIT_KILLED) and duration >= math.ceil(timeout)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ imported here only to recognise its connection errors.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import shlex
 import time
@@ -40,6 +39,8 @@ from orchestrator.host.session import (
     ConnectionLost,
     ExecutorError,
     HostUnreachable,
+    killed_after,
+    timed_out,
 )
 from orchestrator.host.steps import SessionSteps
 from orchestrator.models import Artifact, HostFacts, HostPhase, HostTask, PlannedHost, SshTarget
@@ -62,7 +63,7 @@ class AnsibleSession:
         return self._host
 
     def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
-        wrapped = f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
+        wrapped = killed_after(command, timeout)
         started = time.monotonic()
         result = self._call(
             lambda: self._action._low_level_execute_command(
@@ -72,7 +73,7 @@ class AnsibleSession:
         )
         duration = time.monotonic() - started
         status = int(result.get("rc", -1))
-        if status in (-1, 124, 137) and duration >= math.ceil(timeout):
+        if timed_out(status, duration, timeout):
             raise CommandTimeout(self._host, "", command.split("\n", 1)[0][:100], timeout)
         return CommandResult(
             exit_status=status,

@@ -45,6 +45,8 @@ from orchestrator.host.session import (
     ExecutorError,
     HostKeyRejected,
     HostUnreachable,
+    killed_after,
+    timed_out,
 )
 from orchestrator.models import BecomePasswords, SshHop, SshRoute, SshTarget
 
@@ -143,7 +145,7 @@ def remote_command(command: str, timeout: float, *, sudo: bool, prompt: str | No
     (`-S -p PROMPT`), and the command says `SUDO_READY` on stderr before it starts, so that the
     client knows when sudo is done with stdin.
     """
-    inner = f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
+    inner = killed_after(command, timeout)
     if not sudo:
         return f"exec {inner}"
     if prompt is None:
@@ -223,7 +225,7 @@ class SshSession:
         duration = time.monotonic() - started
         if status == -1 and not transport.is_active():
             raise self._lost(f"connection lost during command {label!r}")
-        if status in (-1, 124, 137) and duration >= math.ceil(timeout):
+        if timed_out(status, duration, timeout):
             raise CommandTimeout(self._host, self._address, label, timeout)
         return CommandResult(
             exit_status=status,
