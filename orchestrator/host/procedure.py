@@ -21,6 +21,7 @@ swap leaves the host untouched; a failure after it rolls the host back before th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from orchestrator.models import (
     ProbeMethod,
     ProbeResult,
     RecordedFile,
+    SysctlSetting,
     VerifySpec,
 )
 
@@ -108,14 +110,14 @@ def read_record(facts: HostFacts) -> HostRecord | None:
         raise StepFailed(f"{commands.RECORD} is unreadable; inspect it by hand") from None
 
 
+def sysctl_settings_to_change(facts: HostFacts, target: int) -> list[SysctlSetting]:
+    """Every persistent line for the key that sets something other than `target`."""
+    return [s for s in facts.sysctl_settings if s.value.strip() != str(target)]
+
+
 def sysctl_files_to_change(facts: HostFacts, target: int) -> list[str]:
-    """Every persistent file whose line for the key sets something other than `target`."""
-    changed = {
-        setting.real_file or setting.file
-        for setting in facts.sysctl_settings
-        if setting.value.strip() != str(target)
-    }
-    return sorted(changed)
+    """Every persistent file with a line for the key that sets something other than `target`."""
+    return sorted({s.real_file or s.file for s in sysctl_settings_to_change(facts, target)})
 
 
 # -- the decision --------------------------------------------------------------------------
@@ -264,8 +266,8 @@ class Verification:
 
 
 def _record_step(record: HostRecord, name: str) -> HostCommand:
-    command = commands.write_record(record.model_dump_json(indent=2))
-    return HostCommand(name, command.script, command.timeout, command.params)
+    """`record` written to the host, as a step named `name` (a batch may write it twice)."""
+    return dataclasses.replace(commands.write_record(record.model_dump_json(indent=2)), name=name)
 
 
 class HostSteps:

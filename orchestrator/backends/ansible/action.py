@@ -32,6 +32,7 @@ from orchestrator.host.procedure import (
     decide,
     describe,
     rollback_host,
+    sysctl_settings_to_change,
 )
 from orchestrator.host.session import (
     CommandResult,
@@ -204,13 +205,12 @@ def _preview(
         }
     ]
     target = f"{SYSCTL_KEY} = {task.sysctl_target}\n"
-    for setting in facts.sysctl_settings:
-        if setting.value.strip() != str(task.sysctl_target):
-            where = f"{setting.real_file or setting.file}:{setting.line}"
-            before = f"{SYSCTL_KEY} = {setting.value.strip()}\n"
-            diff.append(
-                {"before_header": where, "after_header": where, "before": before, "after": target}
-            )
+    for setting in sysctl_settings_to_change(facts, task.sysctl_target):
+        where = f"{setting.real_file or setting.file}:{setting.line}"
+        before = f"{SYSCTL_KEY} = {setting.value.strip()}\n"
+        diff.append(
+            {"before_header": where, "after_header": where, "before": before, "after": target}
+        )
     return {"changed": True, "msg": "would swap", "diff": diff}
 
 
