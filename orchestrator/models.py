@@ -97,6 +97,13 @@ class Inventory(Model):
 # Plan inputs
 
 
+ARTIFACT_URL_PATTERN = r"^https?://[!-~]+$"  # printable ASCII, no spaces
+
+# How the new runc reached a host: its own copy (staged by this run already, or in its backup
+# store), fetched from the plan's URL, or pushed by the controller (gzip, or as it is).
+Delivery = Literal["staged", "backup", "url", "push-gzip", "push"]
+
+
 class Artifact(Model):
     """The runc binary to roll out."""
 
@@ -106,6 +113,11 @@ class Artifact(Model):
     version: str | None = None  # e.g. "1.1.5+ds1", from `runc --version` when it runs here
     commit: str | None = None
     version_output: str | None = None
+    # Where hosts fetch it themselves (an internal mirror); the push is the fallback. Left out
+    # of the JSON when unset, so plans made before it keep their plan_hash.
+    url: str | None = Field(
+        default=None, max_length=2048, pattern=ARTIFACT_URL_PATTERN, exclude_if=lambda v: v is None
+    )
 
 
 class WaveOptions(Model):
@@ -290,6 +302,8 @@ class HostTask(Model):
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     plan_id: str = "ansible-playbook"
     artifact: str | None = None  # on the controller; a relative path is the playbook dir's
+    packed: str | None = None  # its gzip, for the push (else it goes as it is); likewise
+    url: str | None = Field(default=None, max_length=2048, pattern=ARTIFACT_URL_PATTERN)
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     version: str | None = None
     sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)
@@ -469,6 +483,8 @@ class Event(Model):
     runc_sha256: str | None = None
     message: str | None = None
     probe: ProbeResult | None = None  # host.finished: the incident probe's result, if it ran
+    delivery: Delivery | None = None  # host.finished: how the new runc reached the host
+    sent_bytes: int | None = None  # host.finished: what the controller sent the host
     hosts: list[str] | None = None  # wave.job: its hosts
     execution_node: str | None = None  # wave.job: the domain whose node runs it (None: here)
 
@@ -480,6 +496,8 @@ class HostState(Model):
     runc_sha256: str | None = None  # the runc the host has now, as far as the journal knows
     message: str | None = None
     probe: ProbeResult | None = None  # the incident probe's last result on this host
+    delivery: Delivery | None = None  # how the new runc last reached the host
+    sent_bytes: int = 0  # what the controller sent the host, over every attempt of this run
 
     @property
     def needs_work(self) -> bool:

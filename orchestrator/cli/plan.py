@@ -52,6 +52,15 @@ def plan(
             "another, and checks it after the swap. Else the version the staged file reports.",
         ),
     ] = None,
+    artifact_url: Annotated[
+        str | None,
+        typer.Option(
+            "--artifact-url",
+            help="Where hosts fetch the runc themselves (an internal mirror, http or https; "
+            "curl or wget on the host). Each host checks the sha256 before anything else and "
+            "refuses another file; a host that cannot fetch it gets it pushed.",
+        ),
+    ] = None,
     run_artifact: Annotated[
         bool,
         typer.Option(
@@ -162,7 +171,9 @@ def plan(
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
     )
-    artifact = inspect_artifact(runc, sha256, run=run_artifact, version=runc_version)
+    artifact = inspect_artifact(
+        runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
+    )
     loaded = load_inventory(inventory)
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 STATE_DIR = "/var/lib/runc-rollout"
@@ -33,6 +33,8 @@ SYSCTL_PROC = "/proc/sys/fs/pipe-user-pages-soft"
 EXIT_LOCKED = 75  # another run holds the host
 EXIT_MISMATCH = 65  # a checksum did not match
 EXIT_WONT_RUN = 66  # a binary did not run, or did not report itself as runc
+EXIT_NEEDS_PUSH = 67  # the host holds no copy of the artifact and could not fetch it
+EXIT_NO_GUNZIP = 68  # the host cannot take a compressed push
 EXIT_TIMEOUT = 124  # `timeout` killed the command (124, or 137 for SIGKILL)
 EXIT_KILLED = 137
 
@@ -148,6 +150,57 @@ printf '%s\\n' "$out"
     return HostCommand(
         "check-staged", _script(body, STAGED=staged, SHA=sha256), timeout + 30, params
     )
+
+
+def obtain_staged(staged: str, sha256: str, url: str | None, timeout: float) -> HostCommand:
+    """Put the artifact at `staged` without the controller sending it: a copy this run staged
+    already, the backup store's copy, or a fetch from `url` (curl or wget). Prints `source=`
+    (`staged`, `backup`, `url`); exits `EXIT_NEEDS_PUSH` (with `why=`) if none of them has it,
+    and `EXIT_MISMATCH` if what `url` served is not the artifact. Either way `check_staged`
+    is what proves the file before anything uses it."""
+    body = f"""
+sha_of() {{ sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }}
+if [ -f "$STAGED" ] && [ "$(sha_of "$STAGED")" = "$SHA" ]; then echo source=staged; exit 0; fi
+rm -f "$STAGED"
+held={BACKUP_DIR}/$SHA
+if [ -f "$held" ] && cp "$held" "$STAGED" 2>/dev/null && [ "$(sha_of "$STAGED")" = "$SHA" ]; then
+    echo source=backup; exit 0
+fi
+rm -f "$STAGED"
+[ -n "$URL" ] || {{ echo "why=no copy on the host"; exit {EXIT_NEEDS_PUSH}; }}
+if command -v curl >/dev/null 2>&1; then
+    said=$(timeout -s KILL {int(timeout)} curl -fsS -L --max-redirs 5 --proto =http,https \
+        --proto-redir =http,https -o "$STAGED" -- "$URL" 2>&1)
+elif command -v wget >/dev/null 2>&1; then
+    said=$(timeout -s KILL {int(timeout)} wget -q -O "$STAGED" -- "$URL" 2>&1)
+else
+    echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
+fi
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    rm -f "$STAGED"
+    echo "why=fetch failed (exit $rc): $(printf '%s' "$said" | tr -s '\n' ' ' | head -c 200)"
+    exit {EXIT_NEEDS_PUSH}
+fi
+actual=$(sha_of "$STAGED")
+if [ "$actual" != "$SHA" ]; then
+    rm -f "$STAGED"; echo "actual=${{actual:-missing}}"; exit {EXIT_MISMATCH}
+fi
+echo source=url
+"""
+    params = {"staged": staged, "sha256": sha256, "url": url}
+    script = _script(body, STAGED=staged, SHA=sha256, URL=url or "")
+    return HostCommand("obtain", script, timeout + 30, params)
+
+
+def push_gzip(staged: str, size: int) -> HostCommand:
+    """Take `size` bytes of gzip on stdin and write what they decompress to at `staged`. The
+    only step that reads stdin; `check_staged` proves the result."""
+    body = f"""
+command -v gunzip >/dev/null 2>&1 || {{ echo "why=no gunzip on the host"; exit {EXIT_NO_GUNZIP}; }}
+head -c {size} | gunzip -c > "$STAGED" && chmod 0700 "$STAGED" && echo pushed=gzip
+"""
+    return HostCommand("push", _script(body, STAGED=staged), 300, {"staged": staged, "size": size})
 
 
 def probe_write(staged: str) -> HostCommand:
@@ -427,18 +480,29 @@ def batch(steps: Sequence[HostCommand], nonce: str) -> HostCommand:
 
 
 def split_batch(stdout: str, stderr: str, nonce: str) -> list[StepResult]:
-    """Each step of a batch that started, in order; one the batch ended in has exit -1."""
-    step_mark = re.compile(rf"\n@@{nonce} step ([^\n]*)\n")
-    rc_mark = re.compile(rf"\n@@{nonce} rc (-?[0-9]+)\n")
-    errors = step_mark.split(stderr)[1:]
-    error_of = dict(zip(errors[0::2], errors[1::2], strict=True))  # names are unique per batch
-    parts = step_mark.split(stdout)[1:]
+    """Each step of a batch that started, in order; one the batch ended in has exit -1.
+    Plain string search, no regular expression: the nonce is new in every batch, and compiling
+    one per batch was a visible part of the controller's CPU per host."""
+    step_mark, rc_mark = f"\n@@{nonce} step ", f"\n@@{nonce} rc "
+    error_of = dict(_marked(stderr, step_mark))  # names are unique per batch
     results = []
-    for name, body in zip(parts[0::2], parts[1::2], strict=True):
-        found = rc_mark.search(body)
-        output, status = (body[: found.start()], int(found.group(1))) if found else (body, -1)
-        results.append(StepResult(name, status, output, error_of.get(name, "")))
+    for name, body in _marked(stdout, step_mark):
+        at = body.find(rc_mark)
+        end = body.find("\n", at + len(rc_mark)) if at >= 0 else -1
+        code = body[at + len(rc_mark) : end] if end >= 0 else ""
+        if code.lstrip("-").isdigit():
+            results.append(StepResult(name, int(code), body[:at], error_of.get(name, "")))
+        else:
+            results.append(StepResult(name, -1, body, error_of.get(name, "")))
     return results
+
+
+def _marked(output: str, mark: str) -> Iterator[tuple[str, str]]:
+    """(name, text) of each `mark NAME\n` section of `output`, in order."""
+    for part in output.split(mark)[1:]:
+        name, newline, text = part.partition("\n")
+        if newline:
+            yield name, text
 
 
 def stdin_launcher(script: bytes) -> str:

@@ -3,15 +3,19 @@ continue an interrupted upgrade, and roll back from the host-side record.
 
 Described once, here: the SSH backend runs it over its sessions, the Ansible backend from its
 action plugin over Ansible's own connection. Steps are `commands` scripts, sent in batches
-(`steps.StepRunner`): a fresh upgrade is five round trips and one upload:
+(`steps.StepRunner`): a fresh upgrade is five round trips, and a push when the host cannot get
+the new runc itself:
 
 1. facts (and the host-side record), and `decide` what the host needs;
-2. the upload of the new runc to a staging name of this run beside the old one;
-3. lock, check the staged file, back up runc and the sysctl files to change;
-4. record, swap, record, verify: `runc --version`, the incident probe, a no-new-privileges
+2. the new runc to a staging name of this run beside the old one, from the host's own copy
+   (staged already, or in the backup store) or the plan's URL; lock, check the staged file,
+   back up runc and the sysctl files to change. When the host has no copy and no URL answers,
+   the batch stops there: the controller pushes the runc (gzip, else as it is), and sends the
+   batch again without that first step;
+3. record, swap, record, verify: `runc --version`, the incident probe, a no-new-privileges
    container, `docker exec`, facts again (no daemon restarted, no new stuck `runc init`);
-5. record "verified", restore the sysctl (runtime and files);
-6. record "finished", unlock.
+4. record "verified", restore the sysctl (runtime and files);
+5. record "finished", unlock.
 
 The host-side record is written before the swap and at every phase after it, so whatever happens
 to the orchestrator, the host itself says what it had and how far it got. A failure before the
@@ -40,9 +44,10 @@ from orchestrator.host.session import (
     ExecutorError,
     HostSession,
 )
-from orchestrator.host.steps import StepRunner
+from orchestrator.host.steps import Payload, StepRunner
 from orchestrator.models import (
     Artifact,
+    Delivery,
     HostFacts,
     HostPhase,
     HostRecord,
@@ -54,6 +59,10 @@ from orchestrator.models import (
     SysctlSetting,
     VerifySpec,
 )
+
+FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
+
+_OBTAINED: dict[str, Delivery] = {"staged": "staged", "backup": "backup", "url": "url"}
 
 PHASE_ORDER: tuple[HostPhase, ...] = (
     "none",
@@ -78,6 +87,8 @@ class HostOutcome:
     runc_sha256: str | None
     message: str | None = None
     probe: ProbeResult | None = None  # the incident probe's result, when it ran
+    delivery: Delivery | None = None  # how the new runc reached the host, if it had to
+    sent_bytes: int | None = None  # what the controller sent the host (the backend counts it)
 
     def event_fields(self) -> dict[str, object]:
         """The journal's `host.finished` fields for this outcome."""
@@ -87,6 +98,8 @@ class HostOutcome:
             "runc_sha256": self.runc_sha256,
             "message": self.message,
             "probe": self.probe,
+            "delivery": self.delivery,
+            "sent_bytes": self.sent_bytes,
         }
 
 
@@ -385,6 +398,7 @@ class HostProcedure(HostSteps):
         planned: PlannedHost,
         artifact: Artifact,
         *,
+        packed: Payload | None = None,
         run_id: str,
         plan_id: str,
         sysctl_target: int,
@@ -394,11 +408,13 @@ class HostProcedure(HostSteps):
         super().__init__(steps, planned.name, run_id=run_id, on_phase=on_phase, clock=clock)
         self.planned = planned
         self.artifact = artifact
+        self.packed = packed  # the artifact as gzip, made once per run (None: push it as it is)
         self.plan_id = plan_id
         self.sysctl_target = sysctl_target
         self.probe_result: ProbeResult | None = None
         self.verified_exec: str | None = None  # the running container `docker exec` checked
         self.staged_version: str | None = None  # what the staged file reported on this host
+        self.delivery: Delivery | None = None
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -417,19 +433,43 @@ class HostProcedure(HostSteps):
         return self._fresh(facts)
 
     def _fresh(self, facts: HostFacts) -> HostOutcome:
-        """Upload, then lock, stage and back up; swap and verify; restore the sysctl."""
+        """Stage (pushing only if the host cannot get it), lock and back up; swap and verify;
+        restore the sysctl."""
         assert facts.runc is not None
-        target = facts.runc.file
-        self._upload(self._staged(target))
         try:
             record = self._stage_and_back_up(facts)
         except BaseException:
-            self._release_quietly(target)
+            self._release_quietly(facts.runc.file)
             raise
         return self._swap_and_verify(record, facts)
 
-    def _upload(self, staged: str) -> None:
-        """The new runc to this run's staging name (before the lock: no other run uses it)."""
+    def _obtained(self, results: Results) -> bool:
+        """Whether the batch's `obtain` put the artifact in place; False: push it."""
+        obtain = results.get("obtain")
+        assert obtain is not None
+        if obtain.exit_status == commands.EXIT_MISMATCH:
+            actual = commands.parse_kv(obtain.stdout).get("actual", "?")
+            raise StepFailed(
+                f"{self.artifact.url} served sha256 {actual}, not the plan's "
+                f"{self.artifact.sha256}; not touched"
+            )
+        source = _OBTAINED.get(commands.parse_kv(obtain.stdout).get("source", ""))
+        if not obtain.ok or source is None:
+            return False
+        self.delivery = source
+        return True
+
+    def _push(self, staged: str) -> None:
+        """The new runc to this run's staging name (before the lock: no other run uses it):
+        gzip through the shell when the host has gunzip, else as it is."""
+        if self.packed is not None:
+            data = self.packed.data()
+            pushed = self.steps.send(commands.push_gzip(staged, len(data)), data)
+            if pushed.ok:
+                self.delivery = "push-gzip"
+                return
+            if pushed.exit_status != commands.EXIT_NO_GUNZIP:
+                raise StepFailed(f"push to {staged} failed: {pushed.last_line()}; not touched")
         try:
             self.steps.put(Path(self.artifact.path), staged, mode=0o700)
         except ConnectionLost:
@@ -439,6 +479,7 @@ class HostProcedure(HostSteps):
             (result,) = self.steps.run(commands.probe_write(staged))
             why = result.last_line() if not result.ok else str(error)
             raise StepFailed(f"upload to {staged} failed: {why}; not touched") from None
+        self.delivery = "push"
 
     def _stage_and_back_up(self, facts: HostFacts) -> HostRecord:
         assert facts.runc is not None and facts.runc.sha256 is not None
@@ -454,7 +495,12 @@ class HostProcedure(HostSteps):
         ]
         if files:
             batch.append(commands.backup_files(files))
-        results = Results(self.steps.run(*batch))
+        artifact = self.artifact
+        obtain = commands.obtain_staged(staged, artifact.sha256, artifact.url, FETCH_TIMEOUT)
+        results = Results(self.steps.run(obtain, *batch))
+        if not self._obtained(results):
+            self._push(staged)
+            results = Results(self.steps.run(*batch))
         self._check_lock(results)
         check = results.get("check-staged")
         if check is not None and check.exit_status == commands.EXIT_MISMATCH:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from orchestrator.errors import ArtifactError
 from orchestrator.host.runcinfo import parse_runc_version
-from orchestrator.models import Artifact
+from orchestrator.models import ARTIFACT_URL_PATTERN, Artifact
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 VERSION_TIMEOUT_SECONDS = 10
@@ -24,6 +25,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def packed_artifact(path: Path) -> bytes:
+    """The artifact as gzip, made once per run for the push: Debian's runc is 8.7 MB, 3.4 MB
+    packed (0.4 s here at level 6). Deterministic: no name, no time in the header."""
+    return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
+
+
 def normalize_sha256(text: str) -> str:
     value = text.strip().lower().removeprefix("sha256:")
     if not _SHA256.match(value):
@@ -31,13 +38,30 @@ def normalize_sha256(text: str) -> str:
     return value
 
 
+def check_url(url: str) -> str:
+    """An http(s) URL hosts can fetch the artifact from, or ArtifactError saying why not."""
+    if not re.fullmatch(ARTIFACT_URL_PATTERN, url) or len(url) > 2048:
+        raise ArtifactError(
+            f"--artifact-url: {url[:200]!r} is not an http:// or https:// URL of printable "
+            "characters without spaces (at most 2048)"
+        )
+    return url
+
+
 def inspect_artifact(
-    path: Path, expected_sha256: str, *, run: bool = False, version: str | None = None
+    path: Path,
+    expected_sha256: str,
+    *,
+    run: bool = False,
+    version: str | None = None,
+    url: str | None = None,
 ) -> Artifact:
-    """Refuse a missing file or a checksum mismatch. The artifact is run here (`--version`, as
-    whoever plans) only when `run` asks for it; else its version is `version` as the operator
-    states it, or unknown until each host runs it before the swap."""
+    """Refuse a missing file, a checksum mismatch or a URL hosts could not fetch. The artifact
+    is run here (`--version`, as whoever plans) only when `run` asks for it; else its version is
+    `version` as the operator states it, or unknown until each host runs it before the swap."""
     expected = normalize_sha256(expected_sha256)
+    if url is not None:
+        check_url(url)
     if not path.is_file():
         raise ArtifactError(f"--runc: {path} does not exist or is not a regular file")
     actual = sha256_file(path)
@@ -54,6 +78,7 @@ def inspect_artifact(
         version=version or parsed.version,
         commit=parsed.commit,
         version_output=output,
+        url=url,
     )
 
 

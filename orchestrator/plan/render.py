@@ -6,14 +6,17 @@ import io
 from collections.abc import Iterable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.models import Plan, Wave
 
 HOST_STEPS = (
     "re-read facts; stop with *drift* if runc or the sysctl no longer match the plan",
+    "stage the artifact at a temporary name beside the runc the runtime executes: the host's "
+    "own copy (staged by this run already, or in its backup store), else fetched by the host "
+    "from the artifact URL (if the plan has one), else pushed by the controller (gzip)",
     "take the host-side lock",
-    "upload the artifact to a temporary name beside the runc the runtime executes",
     "check its sha256 on the host and run its `--version` there",
     "keep the old runc in the host-side backup store, named by its sha256",
     "write the host-side record of the *before* state",
@@ -83,6 +86,9 @@ def plan_markdown(plan: Plan) -> str:
         f"- **Artifact:** `{art.path}` ({art.size} bytes), version "
         f"`{art.version or 'unknown (did not run here)'}`, commit `{art.commit or '-'}`",
         f"- **sha256:** `{art.sha256}`",
+        f"- **Hosts fetch it from:** `{art.url}` (a host that cannot gets it pushed)"
+        if art.url
+        else "- **Hosts get it:** pushed by the controller (gzip)",
         f"- **Inventory:** {', '.join(_source(plan, source) for source in plan.inventory)}"
         + (f", limited to `{opts.limit}`" if opts.limit else ""),
         f"- **Plan hash:** `{plan.plan_hash}` (apply refuses the plan if its body changes)",
@@ -161,7 +167,8 @@ def plan_table(plan: Plan, width: int = 120) -> str:
     console.print(
         f"[bold]{plan.plan_id}[/]  {_plural(len(plan.hosts), 'host')} in "
         f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back\n"
-        f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}"
+        + escape(f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}")
+        + (escape(f"\nhosts fetch it from {art.url}") if art.url else "")
     )
     domains = list(plan.domains)
     table = Table(show_lines=False)

@@ -62,6 +62,10 @@ def fold(state: RunState, event: Event) -> RunState:
             changes["message"] = event.message
         if event.probe is not None:
             changes["probe"] = event.probe
+        if event.delivery is not None:
+            changes["delivery"] = event.delivery
+        if event.sent_bytes:
+            changes["sent_bytes"] = host.sent_bytes + event.sent_bytes
         update["hosts"] = {**state.hosts, event.host: host.model_copy(update=changes)}
     elif event.type == "wave.finished" and event.wave is not None:
         update["next_wave"] = max(state.next_wave, event.wave + 1)

@@ -27,6 +27,8 @@ class HostLine:
     probe: str
     reason: str
     action: str  # what the tool did about it
+    delivery: str | None = None  # how the new runc reached the host
+    sent_bytes: int = 0  # what the controller sent the host
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) ->
                 probe=host.probe.summary() if host.probe else "not run",
                 reason=reason,
                 action=host_action(host, planned.name in swapped, stopped),
+                delivery=host.delivery,
+                sent_bytes=host.sent_bytes,
             )
         )
     times = [e.time for e in events]
@@ -169,6 +173,29 @@ def _outcomes(summary: Summary) -> str:
     return ", ".join(f"{counts[status]} {status}" for status in order)
 
 
+def size(count: float) -> str:
+    """Bytes as people read them: 850 B, 12.4 kB, 3.4 MB, 1.2 GB."""
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+def _sent(summary: Summary) -> str | None:
+    """What the controller sent, per host and in all, and how the runc reached the hosts."""
+    reached = [host for host in summary.hosts if host.sent_bytes]
+    if not reached:
+        return None
+    total = sum(host.sent_bytes for host in reached)
+    ways = Counter(host.delivery for host in summary.hosts if host.delivery)
+    how = ", ".join(f"{count} {way}" for way, count in ways.most_common())
+    return (
+        f"{size(total / len(reached))} per host, {size(total)} to {_hosts(len(reached))}"
+        + (f"; the new runc by {how}" if how else "")
+    )
+
+
 def _runcs(summary: Summary) -> list[tuple[str, int]]:
     return Counter(host.runc for host in summary.hosts).most_common()
 
@@ -185,6 +212,9 @@ def summary_text(summary: Summary) -> str:
             f"{wave.against_budget} failed or unreachable"
         )
     lines.append("  runc at the end: " + ", ".join(f"{n} x {safe(r)}" for r, n in _runcs(summary)))
+    sent = _sent(summary)
+    if sent:
+        lines.append(f"  controller sent: {sent}")
     if summary.problems:
         lines.append("  needing attention:")
         for host in summary.problems:
@@ -196,9 +226,10 @@ def summary_text(summary: Summary) -> str:
     width = max((len(safe(host.name)) for host in summary.hosts), default=4)
     for host in summary.hosts:
         number = "-" if host.wave is None else str(host.wave)
+        sent = f"  sent {size(host.sent_bytes)}" if host.sent_bytes else ""
         lines.append(
             f"    {safe(host.name):<{width}}  wave {number:<3} {host.status:<12} "
-            f"runc {safe(host.runc):<28} {safe(host.probe)}"
+            f"runc {safe(host.runc):<28} {safe(host.probe)}{sent}"
         )
     return "\n".join(lines) + "\n"
 
@@ -230,6 +261,9 @@ def summary_markdown(summary: Summary) -> str:
     lines += ["| runc at the end | hosts |", "|---|---:|"]
     lines += [f"| {_cell(runc)} | {count} |" for runc, count in _runcs(summary)]
     lines.append("")
+    sent = _sent(summary)
+    if sent:
+        lines += [f"**Controller sent:** {sent}", ""]
     if summary.problems:
         lines += ["#### Needing attention", "", "| host | outcome | reason | what was done |"]
         lines.append("|---|---|---|---|")
@@ -238,11 +272,11 @@ def summary_markdown(summary: Summary) -> str:
             for h in summary.problems
         ]
         lines.append("")
-    lines += ["#### Hosts", "", "| host | wave | outcome | runc | probe |"]
-    lines.append("|---|---:|---|---|---|")
+    lines += ["#### Hosts", "", "| host | wave | outcome | runc | probe | sent |"]
+    lines.append("|---|---:|---|---|---|---:|")
     lines += [
         f"| {_cell(h.name)} | {'-' if h.wave is None else h.wave} | {h.status} | "
-        f"{_cell(h.runc)} | {_cell(h.probe)} |"
+        f"{_cell(h.runc)} | {_cell(h.probe)} | {size(h.sent_bytes) if h.sent_bytes else '-'} |"
         for h in summary.hosts
     ]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ are set per test. The scripts themselves are tested on real hosts by the lab tes
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections.abc import Callable
@@ -59,6 +60,8 @@ class FakeHost:
     on_swap: list[str] = field(default_factory=list)  # "restart-dockerd", "stick"
     batches: list[list[str]] = field(default_factory=list)  # the step names of each round trip
     puts: int = 0
+    served: dict[str, str] = field(default_factory=dict)  # URL -> what a fetch of it gets
+    gunzip: bool = True  # the host takes a compressed push
 
     # -- StepRunner ---------------------------------------------------------------------------
 
@@ -79,6 +82,19 @@ class FakeHost:
             if status != 0:
                 break
         return results
+
+    def send(self, step: HostCommand, payload: bytes) -> StepResult:
+        if self.down:
+            raise ConnectionLost(self.host, "", "connection lost")
+        self.batches.append([step.name])
+        assert step.name == "push", step.name  # the one step that reads stdin
+        if step.name in self.fail:
+            return StepResult(step.name, self.fail.pop(step.name), "error=injected\n", "")
+        if not self.gunzip:
+            return StepResult(step.name, commands.EXIT_NO_GUNZIP, "why=no gunzip\n", "")
+        staged = str(step.params["staged"])
+        self.files[staged] = gzip.decompress(payload[: int(str(step.params["size"]))]).decode()
+        return StepResult(step.name, 0, "pushed=gzip\n", "")
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:
         if self.down:
@@ -156,6 +172,20 @@ class FakeHost:
             self.files.pop(staged, None)
             return commands.EXIT_MISMATCH, f"actual={actual}\n"
         return 0, version_output(self.files[staged])
+
+    def _obtain_(self, staged: str, sha256: str, url: str | None) -> tuple[int, str]:
+        if staged in self.files and sha(self.files[staged]) == sha256:
+            return 0, "source=staged\n"
+        self.files.pop(staged, None)
+        if sha256 in self.backups:
+            self.files[staged] = self.backups[sha256]
+            return 0, "source=backup\n"
+        if url is None or url not in self.served:
+            return commands.EXIT_NEEDS_PUSH, "why=no copy on the host\n"
+        if sha(self.served[url]) != sha256:
+            return commands.EXIT_MISMATCH, f"actual={sha(self.served[url])}\n"
+        self.files[staged] = self.served[url]
+        return 0, "source=url\n"
 
     def _probe_write(self, staged: str) -> tuple[int, str]:
         return 1, "No space left on device\n"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import http.server
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 from orchestrator.host import commands
@@ -96,3 +99,89 @@ def test_rollback_keeps_a_file_edited_since_and_says_so(tmp_path: Path) -> None:
     kept = Path(str(edited) + commands.KEPT_SUFFIX)
     assert kept.read_text() == "fs.pipe-user-pages-soft = 163840\n"
     assert untouched.read_text() == "fs.pipe-user-pages-soft = 163840\n"
+
+
+def test_a_batch_splits_into_its_steps_up_to_the_first_failure() -> None:
+    steps = [
+        commands.HostCommand("one", "printf 'a\\n@@not-the-nonce rc 9\\n'; echo err >&2", 5),
+        commands.HostCommand("two", "echo half; echo why >&2; exit 3", 5),
+        commands.HostCommand("three", "echo never", 5),
+    ]
+    nonce = "0123456789abcdef"
+    done = subprocess.run(
+        ["sh", "-c", commands.batch(steps, nonce).script], capture_output=True, text=True
+    )
+    results = commands.split_batch(done.stdout, done.stderr, nonce)
+    assert [(r.name, r.exit_status) for r in results] == [("one", 0), ("two", 3)]
+    assert results[0].stdout == "a\n@@not-the-nonce rc 9\n" and results[0].stderr == "err\n"
+    assert results[1].last_line() == "half"
+    cut = commands.split_batch(done.stdout.split("@@" + nonce + " rc 3")[0], "", nonce)
+    assert [(r.name, r.exit_status) for r in cut] == [("one", 0), ("two", -1)]
+
+
+class _Served(http.server.BaseHTTPRequestHandler):
+    content = b""
+
+    def do_GET(self) -> None:
+        if self.path != "/runc":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.content)))
+        self.end_headers()
+        self.wfile.write(self.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def obtain_here(root: Path, sha: str, url: str | None) -> tuple[int, dict[str, str]]:
+    staged = str(root / ".runc-rollout-run.tmp")
+    done = run_here(commands.obtain_staged(staged, sha, url, 20).script, root)
+    return done.returncode, commands.parse_kv(done.stdout)
+
+
+def test_obtain_takes_the_hosts_own_copy_then_the_url(tmp_path: Path) -> None:
+    new = b"\x7fELF new runc"
+    sha = hashlib.sha256(new).hexdigest()
+    staged = tmp_path / ".runc-rollout-run.tmp"
+    assert obtain_here(tmp_path, sha, None) == (
+        commands.EXIT_NEEDS_PUSH,
+        {"why": "no copy on the host"},
+    )
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / sha).write_bytes(new)
+    assert obtain_here(tmp_path, sha, None) == (0, {"source": "backup"})
+    assert staged.read_bytes() == new
+    assert obtain_here(tmp_path, sha, None) == (0, {"source": "staged"})
+    (tmp_path / "backup" / sha).unlink()
+    staged.write_bytes(b"short")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Served)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/runc"
+    try:
+        _Served.content = new
+        assert obtain_here(tmp_path, sha, url) == (0, {"source": "url"})
+        assert staged.read_bytes() == new
+        staged.unlink()
+        _Served.content = b"\x7fELF something else"
+        code, said = obtain_here(tmp_path, sha, url)
+        assert code == commands.EXIT_MISMATCH and not staged.exists()
+        assert said["actual"] == hashlib.sha256(_Served.content).hexdigest()
+        code, said = obtain_here(tmp_path, sha, url.replace("/runc", "/gone"))
+        assert code == commands.EXIT_NEEDS_PUSH and "404" in said["why"] and not staged.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_gzip_push_arrives_whole_or_not_at_all(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 4000
+    packed = gzip.compress(content)
+    staged = tmp_path / "staged"
+    step = commands.push_gzip(str(staged), len(packed))
+    done = subprocess.run(["sh", "-c", step.script], input=packed, capture_output=True)
+    assert done.returncode == 0 and staged.read_bytes() == content
+    assert staged.stat().st_mode & 0o777 == 0o700
+    short = subprocess.run(["sh", "-c", step.script], input=packed[:-100], capture_output=True)
+    assert short.returncode != 0

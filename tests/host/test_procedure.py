@@ -3,6 +3,7 @@ failure before and after the swap, resume from each phase, rollback. Seconds, no
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -18,8 +19,18 @@ from orchestrator.host.procedure import (
     rollback_host,
 )
 from orchestrator.host.session import ConnectionLost
+from orchestrator.host.steps import Payload
 from orchestrator.models import Artifact, HostBefore, HostPhase, PlannedHost, SshTarget, VerifySpec
-from tests.host.fakehost import INCIDENT_FILE, INCIDENT_TEXT, NEW, OLD, RUNC, FakeHost, sha
+from tests.host.fakehost import (
+    INCIDENT_FILE,
+    INCIDENT_TEXT,
+    NEW,
+    OLD,
+    RUNC,
+    FakeHost,
+    runc_content,
+    sha,
+)
 
 RUN = "run-1"
 STAGED = commands.staging_path(RUNC, RUN)
@@ -44,21 +55,35 @@ class Phases(list[HostPhase]):
         self.append(phase)
 
 
+PACKED = Payload(lambda: gzip.compress(NEW.encode()))
+
+
 def upgrade(
-    host: FakeHost, artifact: Artifact, plan: PlannedHost | None = None
+    host: FakeHost, artifact: Artifact, plan: PlannedHost | None = None, **packed: Payload
 ) -> tuple[HostOutcome, Phases]:
+    outcome, phases, _ = upgrade_with(host, artifact, plan, **packed)
+    return outcome, phases
+
+
+def upgrade_with(
+    host: FakeHost,
+    artifact: Artifact,
+    plan: PlannedHost | None = None,
+    packed: Payload | None = None,
+) -> tuple[HostOutcome, Phases, HostProcedure]:
     phases = Phases()
     procedure = HostProcedure(
         host,
         plan or planned(),
         artifact,
+        packed=packed,
         run_id=RUN,
         plan_id="plan-1",
         sysctl_target=16384,
         on_phase=phases,
         clock=lambda: 1700000000.0,
     )
-    return procedure.upgrade(), phases
+    return procedure.upgrade(), phases, procedure
 
 
 def assert_untouched(host: FakeHost) -> None:
@@ -73,9 +98,9 @@ def assert_rolled_back(host: FakeHost) -> None:
     assert host.record_data()["outcome"] == "rolled_back"
 
 
-def test_fresh_upgrade_in_five_round_trips_and_one_upload(artifact: Artifact) -> None:
+def test_a_fresh_upgrade_pushes_the_gzip_when_the_host_has_no_copy(artifact: Artifact) -> None:
     host = FakeHost()
-    outcome, phases = upgrade(host, artifact)
+    outcome, phases, procedure = upgrade_with(host, artifact, packed=PACKED)
     assert outcome.status == "done" and outcome.runc_sha256 == sha(NEW), outcome
     assert outcome.probe is not None and outcome.probe.outcome == "passed"
     assert outcome.message == "docker exec checked in container keepalive"
@@ -92,8 +117,62 @@ def test_fresh_upgrade_in_five_round_trips_and_one_upload(artifact: Artifact) ->
             "after_sha256": sha(host.files[INCIDENT_FILE]),
         }
     ]
-    assert len(host.batches) == 5 and host.puts == 1, host.batches
-    assert host.batches[1] == ["lock", "check-staged", "backup", "backup-files"]
+    assert procedure.delivery == "push-gzip" and host.puts == 0
+    stage = ["lock", "check-staged", "backup", "backup-files"]
+    assert host.batches[:4] == [["facts"], ["obtain", *stage], ["push"], stage], host.batches
+    assert len(host.batches) == 7  # five round trips, and two for the push
+
+
+def test_a_host_without_gunzip_gets_the_artifact_as_it_is(artifact: Artifact) -> None:
+    host = FakeHost(gunzip=False)
+    outcome, _, procedure = upgrade_with(host, artifact, packed=PACKED)
+    assert outcome.status == "done" and host.files[RUNC] == NEW
+    assert procedure.delivery == "push" and host.puts == 1
+
+
+def test_a_host_whose_backup_store_holds_the_artifact_gets_no_push(artifact: Artifact) -> None:
+    """Say a host went back to rc93 by hand after an earlier rollout: its store has the new one."""
+    host = FakeHost(backups={sha(NEW): NEW})
+    outcome, _, procedure = upgrade_with(host, artifact, packed=PACKED)
+    assert outcome.status == "done" and host.files[RUNC] == NEW
+    assert procedure.delivery == "backup" and host.puts == 0 and ["push"] not in host.batches
+    assert host.batches[1] == ["obtain", "lock", "check-staged", "backup", "backup-files"]
+
+
+def test_a_resume_keeps_what_the_cut_run_staged(artifact: Artifact) -> None:
+    host = FakeHost()
+    host.files[STAGED] = NEW  # the push arrived; the connection went before the lock
+    outcome, _, procedure = upgrade_with(host, artifact, packed=PACKED)
+    assert outcome.status == "done" and procedure.delivery == "staged"
+    assert ["push"] not in host.batches
+
+
+URL = "http://mirror.example/runc"
+
+
+def test_hosts_fetch_from_the_plans_url(artifact: Artifact) -> None:
+    host = FakeHost(served={URL: NEW})
+    outcome, _, procedure = upgrade_with(
+        host, artifact.model_copy(update={"url": URL}), packed=PACKED
+    )
+    assert outcome.status == "done" and host.files[RUNC] == NEW
+    assert procedure.delivery == "url" and ["push"] not in host.batches
+
+
+def test_an_unanswering_url_falls_back_to_the_push(artifact: Artifact) -> None:
+    host = FakeHost(served={})
+    outcome, _, procedure = upgrade_with(
+        host, artifact.model_copy(update={"url": URL}), packed=PACKED
+    )
+    assert outcome.status == "done" and procedure.delivery == "push-gzip"
+
+
+def test_a_url_serving_another_file_is_refused_before_anything(artifact: Artifact) -> None:
+    host = FakeHost(served={URL: runc_content("1.0.0-rc93-evil")})
+    with pytest.raises(StepFailed, match=r"served sha256 [0-9a-f]{64}, not the plan's"):
+        upgrade(host, artifact.model_copy(update={"url": URL}), packed=PACKED)
+    assert_untouched(host)
+    assert host.batches[1][0] == "obtain" and ["push"] not in host.batches
 
 
 def test_a_host_at_the_target_is_noop_and_untouched(artifact: Artifact) -> None:
@@ -278,7 +357,7 @@ def test_rollback_returns_the_recorded_before(artifact: Artifact) -> None:
     assert "WARNING: rolled back to runc 1.0.0-rc93" in str(outcome.message)
     assert_rolled_back(host)
     assert rollback(host).message == "already rolled back"
-    assert len(host.batches) == 5 + 3 + 1
+    assert len(host.batches) == 6 + 3 + 1
 
 
 def test_rollback_keeps_a_file_edited_since_and_puts_the_old_one_beside_it(

@@ -43,7 +43,7 @@ from orchestrator.host.session import (
     killed_after,
     timed_out,
 )
-from orchestrator.host.steps import SessionSteps
+from orchestrator.host.steps import Payload, SessionSteps
 from orchestrator.models import Artifact, HostFacts, HostPhase, HostTask, PlannedHost, SshTarget
 from orchestrator.util.textsafe import terminal_safe
 
@@ -130,15 +130,20 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
         return {"failed": True, "msg": f"runc_rollout: {where}: {first['msg']}"}
     events = _Events(task.events)
     steps = _FirstFacts(AnsibleSession(action, name))
+    procedure: HostProcedure | None = None
     try:
         if task.procedure == "facts":
             facts = HostSteps(steps, name, run_id="", on_phase=events.phase).facts()
             return {"changed": False, "runc_rollout_facts": facts.model_dump(mode="json")}
         if task.procedure == "rollback":
             outcome = rollback_host(steps, name, run_id=task.run_id, on_phase=events.phase)
-            return _result(name, outcome, steps.runc_before)
-        artifact, problem = _artifact(task, Path(action._loader.get_basedir()))
+            return _result(name, outcome, steps, None)
+        basedir = Path(action._loader.get_basedir())
+        artifact, problem = _artifact(task, basedir)
         if artifact is None:
+            return {"failed": True, "msg": f"runc_rollout: {problem}"}
+        packed, problem = _packed(task, basedir)
+        if problem:
             return {"failed": True, "msg": f"runc_rollout: {problem}"}
         planned = PlannedHost(
             name=name,
@@ -151,6 +156,7 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
             steps,
             planned,
             artifact,
+            packed=packed,
             run_id=task.run_id or "",
             plan_id=task.plan_id,
             sysctl_target=task.sysctl_target,
@@ -158,16 +164,16 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
         )
         if action._play_context.check_mode:
             return _preview(name, planned, artifact, procedure.facts(), task)
-        return _result(name, procedure.upgrade(), steps.runc_before)
+        return _result(name, procedure.upgrade(), steps, procedure)
     except (HostUnreachable, ConnectionLost) as error:
         outcome = HostOutcome("unreachable", "none", None, str(error))
-        return _result(name, outcome, steps.runc_before, unreachable=True)
+        return _result(name, outcome, steps, procedure, unreachable=True)
     except StepFailed as failure:
         outcome = HostOutcome(failure.status, "none", None, str(failure))
-        return _result(name, outcome, steps.runc_before)
+        return _result(name, outcome, steps, procedure)
     except Exception as error:  # the host's outcome, never a traceback in the job
         outcome = HostOutcome("failed", "none", None, f"{type(error).__name__}: {error}")
-        return _result(name, outcome, steps.runc_before)
+        return _result(name, outcome, steps, procedure)
 
 
 def _artifact(task: HostTask, basedir: Path) -> tuple[Artifact | None, str]:
@@ -184,7 +190,23 @@ def _artifact(task: HostTask, basedir: Path) -> tuple[Artifact | None, str]:
     except OSError as error:
         return None, f"{path}: {error.strerror}"
     # Its sha256 is checked on each host, on arrival, before anything else happens there.
-    return Artifact(path=str(path), sha256=task.sha256, size=size, version=task.version), ""
+    artifact = Artifact(
+        path=str(path), sha256=task.sha256, size=size, version=task.version, url=task.url
+    )
+    return artifact, ""
+
+
+def _packed(task: HostTask, basedir: Path) -> tuple[Payload | None, str]:
+    """The artifact's gzip, if the task names one (what it decompresses to is checked on the
+    host like the artifact itself)."""
+    if not task.packed:
+        return None, ""
+    path = Path(task.packed)
+    if not path.is_absolute():
+        path = basedir / path
+    if not path.is_file():
+        return None, f"{path}: not a file (the artifact's gzip)"
+    return Payload(path.read_bytes), ""
 
 
 def _preview(
@@ -237,12 +259,17 @@ class _FirstFacts(SessionSteps):
 
 
 def _result(
-    name: str, outcome: HostOutcome, runc_before: str | None, *, unreachable: bool = False
+    name: str,
+    outcome: HostOutcome,
+    steps: _FirstFacts,
+    procedure: HostProcedure | None,
+    *,
+    unreachable: bool = False,
 ) -> dict[str, Any]:
     """The task's result: failed unless done, noop or rolled back; changed if the host's runc
     is another now, or it was swapped and rolled back."""
     failed = outcome.status not in ("done", "noop", "rolled_back")
-    swapped = outcome.runc_sha256 is not None and outcome.runc_sha256 != runc_before
+    swapped = outcome.runc_sha256 is not None and outcome.runc_sha256 != steps.runc_before
     changed = swapped or (outcome.status == "failed" and outcome.phase == "finished")
     said = {
         "status": outcome.status,
@@ -250,6 +277,8 @@ def _result(
         "runc_sha256": outcome.runc_sha256,
         "message": outcome.message,
         "probe": None if outcome.probe is None else outcome.probe.model_dump(mode="json"),
+        "delivery": procedure.delivery if procedure else None,
+        "sent_bytes": steps.sent_bytes,
     }
     _say(f"{name}: {outcome.status}" + (f": {outcome.message}" if outcome.message else ""))
     result: dict[str, Any] = {

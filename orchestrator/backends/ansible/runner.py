@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from ansible_runner.interface import init_runner
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from orchestrator.backends.ansible.action import EVENT_PREFIX
 from orchestrator.backends.ansible.streaming import (
     ARTIFACT_NAME,
+    PACKED_NAME,
     ExecutionNode,
     describe_part,
     run_on_node,
@@ -49,7 +50,9 @@ from orchestrator.backends.ssh import sshconfig
 from orchestrator.errors import BadInput
 from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
 from orchestrator.models import (
+    Artifact,
     BecomePasswords,
+    Delivery,
     HostPhase,
     HostStatus,
     Model,
@@ -58,6 +61,8 @@ from orchestrator.models import (
     ProbeResult,
     SshTarget,
 )
+from orchestrator.plan.artifact import packed_artifact
+from orchestrator.util.fsutil import write_atomic
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent / "playbooks"  # the package's copy in a wheel
 # The environment a job keeps from ours: what ssh and Python need, never credentials.
@@ -77,6 +82,8 @@ class _Outcome(Model):
     runc_sha256: str | None
     message: str | None
     probe: ProbeResult | None = None
+    delivery: Delivery | None = None
+    sent_bytes: int | None = Field(default=None, ge=0)
 
 
 class _Phase(Model):
@@ -174,7 +181,6 @@ def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
 def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
     return unsafe_vars(
         {
-            "runc_rollout_artifact": str(Path(plan.artifact.path).resolve()),
             "runc_rollout_sha256": plan.artifact.sha256,
             "runc_rollout_version": plan.artifact.version,
             "runc_rollout_run_id": run_id,
@@ -182,6 +188,7 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_sysctl_target": plan.options.sysctl_target,
             "runc_rollout_events": events,
         }
+        | ({"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {})
     )
 
 
@@ -265,7 +272,13 @@ class HostEvents:
         # "none" is what the action says when it failed before the procedure knew a phase.
         phase = outcome.phase if outcome.phase not in (None, "none") else self._phase_of(host)
         result = HostOutcome(
-            outcome.status, phase, outcome.runc_sha256, outcome.message, probe=outcome.probe
+            outcome.status,
+            phase,
+            outcome.runc_sha256,
+            outcome.message,
+            probe=outcome.probe,
+            delivery=outcome.delivery,
+            sent_bytes=outcome.sent_bytes,
         )
         self._on_outcome(host, result)
 
@@ -324,6 +337,7 @@ class AnsibleBackend:
         self.execution_nodes = dict(execution_nodes or {})
         self._domains = dict(domains or {})
         self._on_job = on_job
+        self._packed: tuple[str, bytes] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
         def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -332,8 +346,7 @@ class AnsibleBackend:
 
         handlers = _Handlers(context.on_phase, context.on_outcome, context.phase_of, context.on_job)
         domains = {name: host.domain for name, host in hosts.items()}
-        artifact = Path(context.plan.artifact.path)
-        self._run("upgrade.yml", domains, job, handlers, artifact)
+        self._run("upgrade.yml", domains, job, handlers, context.plan.artifact)
 
     def rollback(
         self,
@@ -369,7 +382,7 @@ class AnsibleBackend:
         domains: Mapping[str, str],
         job: JobsFor,
         handlers: _Handlers,
-        artifact: Path | None,
+        artifact: Artifact | None,
     ) -> None:
         """`playbook` over the hosts of `domains`: here, or each domain's part on its node."""
         if not self.execution_nodes:
@@ -392,20 +405,23 @@ class AnsibleBackend:
         playbook: str,
         job: JobsFor,
         handlers: _Handlers,
-        artifact: Path | None,
+        artifact: Artifact | None,
         cancel: threading.Event | None,
     ) -> None:
         """One part's jobs, one per become password, one after another. On a node everything
-        the job reads travels with it, named relative to its project: known_hosts, the runc."""
+        the job reads travels with it, named relative to its project: known_hosts, the runc
+        and its gzip."""
         files, known = shipped_known_hosts(node, self.known_hosts)
         with _jobs_dir(self.jobs_dir) as directory:
+            payload = {} if artifact is None else self._payload(directory, artifact)
             for password, group in password_groups(names, self._become).items():
                 nonce = secrets.token_hex(8)
                 inventory, extravars = job(nonce, known)
                 shipped = dict(files)
-                if node is not None and artifact is not None:
-                    shipped[ARTIFACT_NAME] = artifact
-                    extravars["runc_rollout_artifact"] = unsafe(ARTIFACT_NAME)
+                for var, (name, path) in payload.items():
+                    if node is not None:
+                        shipped[name] = path
+                    extravars[var] = unsafe(name if node is not None else str(path))
                 events = HostEvents(
                     group,
                     nonce=nonce,
@@ -425,6 +441,20 @@ class AnsibleBackend:
                 )
                 status, rc = run_job(directory, spec, events, cancel)
                 events.finish(status, rc)
+
+    def _payload(self, directory: Path, artifact: Artifact) -> dict[str, tuple[str, Path]]:
+        """The files an upgrade job reads, by the variable that names them: the runc, and its
+        gzip (made once per run, written once into the jobs' directory). With the name each
+        has in a node job's project."""
+        if self._packed is None or self._packed[0] != artifact.sha256:
+            self._packed = (artifact.sha256, packed_artifact(Path(artifact.path)))
+        packed = directory / f"runc-{artifact.sha256[:16]}.gz"
+        if not packed.is_file():
+            write_atomic(packed, self._packed[1], mode=0o600)
+        return {
+            "runc_rollout_artifact": (ARTIFACT_NAME, Path(artifact.path).resolve()),
+            "runc_rollout_artifact_gz": (PACKED_NAME, packed),
+        }
 
 
 def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str | None, list[str]]:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 POLL = 0.25  # seconds between looks at the node's command and at Ctrl-C
 STOP_GRACE = 5.0  # seconds the node's command gets to end after SIGTERM
 ARTIFACT_NAME = "runc-rollout-artifact"  # the runc artifact, in the project dir of a node's job
+PACKED_NAME = "runc-rollout-artifact.gz"  # its gzip, beside it
 KNOWN_HOSTS_NAME = "known_hosts"  # --known-hosts, in the project dir of a node's job
 ENDED = frozenset({"successful", "failed", "canceled", "timeout"})  # a worker's last statuses
 NODE_PERSIST = "15s"  # ControlPersist of a node job's SSH masters

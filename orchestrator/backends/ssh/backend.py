@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 
 from orchestrator.backends.base import WaveContext
 from orchestrator.backends.group import run_on_hosts
@@ -14,20 +16,31 @@ from orchestrator.host.procedure import (
     rollback_host,
 )
 from orchestrator.host.session import ConnectionLost, Executor, HostUnreachable
-from orchestrator.host.steps import SessionSteps
-from orchestrator.models import PlannedHost, SshTarget
+from orchestrator.host.steps import Payload, SessionSteps
+from orchestrator.models import Artifact, PlannedHost, SshTarget
+from orchestrator.plan.artifact import packed_artifact
 
 
 class SshBackend:
     def __init__(self, executor: Executor, concurrency: int) -> None:
         self.executor = executor
         self.concurrency = concurrency
+        self._packed: tuple[str, Payload] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        packed = self._packed_artifact(context.plan.artifact)
+
         def one(name: str, planned: PlannedHost) -> None:
-            context.on_outcome(name, self._upgrade(name, planned, context))
+            context.on_outcome(name, self._upgrade(name, planned, context, packed))
 
         run_on_hosts(hosts, one, concurrency=self.concurrency)
+
+    def _packed_artifact(self, artifact: Artifact) -> Payload:
+        """One gzip of the artifact for every host of the run, made when first needed."""
+        if self._packed is None or self._packed[0] != artifact.sha256:
+            path = Path(artifact.path)
+            self._packed = (artifact.sha256, Payload(lambda: packed_artifact(path)))
+        return self._packed[1]
 
     def rollback(
         self,
@@ -42,24 +55,34 @@ class SshBackend:
 
         return run_on_hosts(targets, one, concurrency=self.concurrency)
 
-    def _upgrade(self, name: str, planned: PlannedHost, context: WaveContext) -> HostOutcome:
+    def _upgrade(
+        self, name: str, planned: PlannedHost, context: WaveContext, packed: Payload
+    ) -> HostOutcome:
+        steps: SessionSteps | None = None
+        procedure: HostProcedure | None = None
         try:
-            session = self.executor.session(planned.ssh, name=name)
+            steps = SessionSteps(self.executor.session(planned.ssh, name=name))
             procedure = HostProcedure(
-                SessionSteps(session),
+                steps,
                 planned,
                 context.plan.artifact,
+                packed=packed,
                 run_id=context.run_id,
                 plan_id=context.plan.plan_id,
                 sysctl_target=context.plan.options.sysctl_target,
                 on_phase=context.on_phase,
                 clock=context.clock,
             )
-            return procedure.upgrade()
+            outcome = procedure.upgrade()
         except (HostUnreachable, ConnectionLost) as error:
-            return HostOutcome("unreachable", context.phase_of(name), None, str(error))
+            outcome = HostOutcome("unreachable", context.phase_of(name), None, str(error))
         except StepFailed as failure:
-            return HostOutcome(failure.status, context.phase_of(name), None, str(failure))
+            outcome = HostOutcome(failure.status, context.phase_of(name), None, str(failure))
         except Exception as error:  # a host's unexpected error must not stop its wave
             message = f"{type(error).__name__}: {error}"
-            return HostOutcome("failed", context.phase_of(name), None, message)
+            outcome = HostOutcome("failed", context.phase_of(name), None, message)
+        return dataclasses.replace(
+            outcome,
+            delivery=procedure.delivery if procedure else None,
+            sent_bytes=steps.sent_bytes if steps else None,
+        )
