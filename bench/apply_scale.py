@@ -1,15 +1,19 @@
-"""Apply speed: one wave over the light lab hosts, SSH and Ansible backends beside a floor.
+"""Apply speed and the controller's cost per host: one wave over the light lab hosts, the SSH
+and Ansible backends beside a floor, with each way the new runc can reach the hosts.
 
-Brings up a lab (`--hosts 50 --docker 2` by default) in a temporary state directory, plans one
-wave over its light hosts, and at each concurrency times, from the same starting state (the light
-hosts are reset before every run):
+Brings up a lab (`--hosts 102 --docker 2` by default: 100 light hosts) in a temporary state
+directory, plans one wave over its light hosts, and at each concurrency times, from the same
+starting state (the light hosts are reset before every run):
 
 - floor:   a plain shell script per host doing, one command each, the steps the SSH backend
            did before it batched them, for a light host (the same host-side scripts, from
            host/commands.py, the incident probe, and the upload: 21 commands and a `cat` over
            OpenSSH with ControlMaster), run `xargs -P CONCURRENCY` at a time;
-- ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N`;
-- ansible: `runc-rollout apply PLAN --executor ansible --concurrency N`;
+- ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N` (the push: gzip);
+- ssh+plain: the same with `--push plain` (the artifact as it is, by SFTP);
+- ssh+url: a plan with `--artifact-url`: every host fetches the runc from an HTTP server on a
+           loopback address (in this process: the mirror, not the controller);
+- ansible, ansible+plain, ansible+url: the same three with `--executor ansible`;
 - ssh+bastion, ansible+bastion: the same behind one bastion (`orchestrator.lab.bastion`: the
            hosts answer only through it), reached with ProxyJump from an ssh_config given by
            `-F` in the inventory's ssh arguments.
@@ -20,12 +24,16 @@ hosts are reset before every run):
            side only (apply, transmit/process, the ssh clients); the nodes' CPU (their workers
            and everything under them) is measured on the nodes and printed beside it.
 
-Every run must leave every light host on the new runc. Prints wall time, the controller's CPU
-(user+system of this process's children: the hosts' own work is not counted) and the ratios to
-the floor. Targets: ssh at or under 0.8x the floor, ansible at or under 1.5x.
+Every run must leave every light host on the new runc. Prints, per run: wall time, the
+controller's CPU (user+system of the command and everything under it: the hosts' own work is
+not counted) in all and per host, its peak memory (largest resident process), the bytes it sent
+each host (the journal's `sent_bytes`: scripts, records and the runc, not SSH's framing) and the
+ratio to the floor. Targets: ssh at or under 0.8x the floor, ansible at or under 1.5x; at most
+50 ms of controller CPU per host for ssh.
 
-    python bench/apply_scale.py [--hosts 50] [--docker 2] [--concurrency 8,16,48]
-        [--backends floor,ssh,ansible,ssh-tty,ssh+bastion,ansible+bastion,ansible+exec]
+    python bench/apply_scale.py [--hosts 102] [--docker 2] [--concurrency 16,48]
+        [--backends floor,ssh,ssh+plain,ssh+url,ansible,ansible+plain,ansible+url,ansible+exec,
+                    ssh-tty,ssh+bastion,ansible+bastion]
         [--rounds 1]
         [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
@@ -34,16 +42,21 @@ the floor. Targets: ssh at or under 0.8x the floor, ansible at or under 1.5x.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import http.server
+import json
 import os
-import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -60,10 +73,61 @@ INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 RUNC = "/usr/local/sbin/runc"
 
 
-def run(argv: list[str], stdin: str | None = None) -> None:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{argv[:4]} failed ({done.returncode}): {done.stderr.strip()[-600:]}")
+@dataclass(frozen=True)
+class Measured:
+    wall: float
+    cpu: float  # seconds, the command and everything under it
+    peak_mib: float  # the largest resident set of the command or any process under it
+    sent: float  # mean bytes the controller sent a host (0: not known, as for the floor)
+
+
+def run(argv: list[str], stdin: str | None = None) -> Measured:
+    """Run `argv` to its end; its wall time, CPU and peak memory (refused unless it exits 0)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True
+        )
+        assert proc.stdin is not None
+        if stdin:
+            proc.stdin.write(stdin)
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            err.seek(0)
+            said = err.read().decode(errors="replace").strip()[-600:]
+            raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {said}")
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, 0.0)
+
+
+def sent_per_host(runs: Path) -> float:
+    """The mean `sent_bytes` of the run's hosts, from its state file."""
+    (state_file,) = runs.glob("*/state.json")
+    hosts = json.loads(state_file.read_text())["hosts"].values()
+    return sum(int(host.get("sent_bytes") or 0) for host in hosts) / max(len(hosts), 1)
+
+
+class Mirror:
+    """The artifact over HTTP on a loopback address, for the `+url` runs."""
+
+    def __init__(self, directory: Path) -> None:
+        def handler(*args: Any) -> http.server.SimpleHTTPRequestHandler:
+            return _Quiet(*args, directory=str(directory))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/runc"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Path:
@@ -207,17 +271,12 @@ def node_cpu(work: Path) -> float:
     return total
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=50)
+    parser.add_argument("--hosts", type=int, default=102)
     parser.add_argument("--docker", type=int, default=2)
-    parser.add_argument("--concurrency", default="8,16,48")
-    parser.add_argument("--backends", default="floor,ssh,ansible")
+    parser.add_argument("--concurrency", default="16,48")
+    parser.add_argument("--backends", default="floor,ssh,ssh+plain,ssh+url,ansible,ansible+url")
     parser.add_argument("--rounds", type=int, default=1, help="Runs of each; the median counts.")
     parser.add_argument("--first-address", default="127.0.210.11")
     parser.add_argument("--keep", action="store_true", help="Leave the lab up afterwards.")
@@ -236,6 +295,7 @@ def main() -> None:
         first_address=args.first_address,
     )
     bastion: Bastion | None = None
+    mirror: Mirror | None = None
     try:
         light = [host.name for host in info.hosts if host.kind == "light"]
         artifact = work / "runc"
@@ -243,67 +303,68 @@ def main() -> None:
         sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
         lab_reset(state_dir, light)
         cli = [str(Path(sys.executable).parent / "runc-rollout")]
-        plans = {
-            "direct": work / "plan.json",
-            "bastion": work / "plan-bastion.json",
-            "exec": work / "plan-exec.json",
-        }
-        sources = {"direct": inventory}
-        if "ansible+exec" in backends:
-            sources["exec"] = inventory
-        if any(backend.endswith("+bastion") for backend in backends):
+        routes = {backend.partition("+")[2] for backend in backends} - {"plain"}
+        sources: dict[str, tuple[Path, list[str]]] = {"": (inventory, [])}
+        if "exec" in routes:  # the nodes' split
+            sources["exec"] = (inventory, ["--domain-key", "zone"])
+        if "url" in routes:
+            mirror = Mirror(work)  # serves work/runc
+            sources["url"] = (inventory, ["--artifact-url", mirror.url])
+        if "bastion" in routes:
             address = args.first_address.rsplit(".", 1)[0] + ".10"
             hosts = [host for host in info.hosts if host.kind == "light"]
             bastion = bastion_up(info, hosts, address, work / "bastion")
-            sources["bastion"] = bastion_inventory(inventory, bastion, work)
-        for route, source in sources.items():
-            zones = ["--domain-key", "zone"] if route == "exec" else []  # the nodes' split
+            sources["bastion"] = (bastion_inventory(inventory, bastion, work), [])
+        plans = {route: work / f"plan-{route or 'direct'}.json" for route in sources}
+        for route, (source, extra) in sources.items():
             run(
                 [*cli, "plan", "-i", str(source), "--limit", "lab_light", "--runc", str(artifact),
-                 "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plans[route]), *zones]
+                 "--sha256", sha, "--gather", "--waves", "100%", "-o", str(plans[route]), *extra]
             )  # fmt: skip
         print(f"{len(light)} light hosts, one wave; {os.cpu_count()} CPUs", flush=True)
-        results: dict[tuple[str, int], tuple[float, float]] = {}
-        runs_of: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        runs_of: dict[tuple[str, int], list[Measured]] = {}
         rounds = [(c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)]
         for concurrency, round_ in rounds:
             for backend in backends:
                 lab_reset(state_dir, light)
                 runs = work / f"runs-{backend}-{concurrency}-{round_}"
                 scripts = work / f"floor-{concurrency}-{round_}"
-                route = backend.partition("+")[2] if "+" in backend else "direct"
-                plan = plans[route]
+                executor, _, variant = backend.partition("+")
+                plan = plans["" if variant == "plain" else variant]
                 if backend == "floor":
                     scripts.mkdir()
                     for host in load_plan(plan).hosts:
                         floor_script(host, artifact, sha, scripts)
-                cpu, started = children_cpu(), time.perf_counter()
-                if backend == "floor":
                     listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
-                    run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
+                    measured = run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
                 else:
-                    executor = backend.partition("+")[0].removesuffix("-tty")
-                    apply = [*cli, "apply", str(plan), "--yes", "--executor", executor]
+                    apply = [*cli, "apply", str(plan), "--yes"]
+                    apply += ["--executor", executor.removesuffix("-tty")]
                     apply += ["--concurrency", str(concurrency), "--runs-dir", str(runs)]
-                    if backend == "ansible+exec":
+                    if variant == "plain":
+                        apply += ["--push", "plain"]
+                    if variant == "exec":
                         apply += node_options(info, work)
-                    if backend.endswith("-tty"):  # stderr a terminal: the live view
+                    if executor.endswith("-tty"):  # stderr a terminal: the live view
                         apply = ["script", "-qfec", shlex.join(apply), "/dev/null"]
-                    run(apply)
-                wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+                    measured = run(apply)
+                    measured = dataclasses.replace(measured, sent=sent_per_host(runs))
                 nodes = node_cpu(work)
                 status = lab_status(state_dir)
                 wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
                 if wrong:
                     raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
-                runs_of.setdefault((backend, concurrency), []).append((wall, cpu))
-                print(f"  {backend:8} concurrency {concurrency:3}: {wall:6.1f} s wall, "
-                      f"{cpu:6.1f} s controller CPU"
+                runs_of.setdefault((backend, concurrency), []).append(measured)
+                per_host = measured.cpu / len(light) * 1000
+                print(f"  {backend:15} concurrency {concurrency:3}: {measured.wall:6.1f} s wall, "
+                      f"{measured.cpu:6.1f} s controller CPU ({per_host:.0f} ms/host), "
+                      f"{measured.peak_mib:.0f} MiB, {measured.sent / 1e6:.2f} MB/host"
                       + (f", {nodes:.1f} s on the nodes" if nodes else ""), flush=True)  # fmt: skip
-        for key, measured in runs_of.items():
-            results[key] = sorted(measured)[len(measured) // 2]
-        print_table(results, backends)
+        results = {key: sorted(m, key=lambda x: x.wall)[len(m) // 2] for key, m in runs_of.items()}
+        print_table(results, len(light))
     finally:
+        if mirror is not None:
+            mirror.close()
         if bastion is not None:
             bastion_down(bastion)
         lab_reset(state_dir, None)
@@ -312,21 +373,21 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def print_table(results: dict[tuple[str, int], tuple[float, float]], backends: list[str]) -> None:
-    concurrencies = sorted({concurrency for _, concurrency in results})
-    header = "| concurrency | " + " | ".join(f"{b} wall (CPU)" for b in backends)
-    others = [b for b in backends if b != "floor"]  # each beside the floor
-    if "floor" in backends:
-        header += " | " + " | ".join(f"{b} / floor" for b in others)
-    print("\n" + header + " |")
-    print("|" + "---|" * (1 + len(backends) + (len(others) if "floor" in backends else 0)))
-    for concurrency in concurrencies:
-        cells = [f"{results[(b, concurrency)][0]:.1f} s ({results[(b, concurrency)][1]:.0f} s)"
-                 for b in backends]  # fmt: skip
-        if "floor" in backends:
-            floor = results[("floor", concurrency)][0]
-            cells += [f"{results[(b, concurrency)][0] / floor:.1f}x" for b in others]
-        print(f"| {concurrency} | " + " | ".join(cells) + " |")
+def print_table(results: dict[tuple[str, int], Measured], hosts: int) -> None:
+    """One row per backend and concurrency, each beside the floor at that concurrency."""
+    print(
+        "\n| backend | concurrency | wall s | controller CPU s | CPU ms/host | peak MiB "
+        "| sent MB/host | wall / floor |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (backend, concurrency), m in sorted(results.items(), key=lambda item: item[0][1]):
+        floor = results.get(("floor", concurrency))
+        ratio = f"{m.wall / floor.wall:.2f}x" if floor else "-"
+        sent = f"{m.sent / 1e6:.2f}" if m.sent else "-"
+        print(
+            f"| {backend} | {concurrency} | {m.wall:.1f} | {m.cpu:.1f} | "
+            f"{m.cpu / hosts * 1000:.0f} | {m.peak_mib:.0f} | {sent} | {ratio} |"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ through `nsenter --mount=/proc/HOLDER/ns/mnt`, and only on processes the lab its
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -220,6 +221,10 @@ class Fault:
         """The file actually uploaded instead of `local`."""
         return local
 
+    def push_source(self, host: str, packed: bytes) -> bytes:
+        """The gzip actually pushed instead of `packed`."""
+        return packed
+
     def after_step(self, host: str) -> None:
         """Called when a command or upload has returned."""
 
@@ -237,7 +242,11 @@ class FaultySession:
 
     def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
         # A batch of steps travels on stdin: the fault sees the script the host will run.
-        sent = stdin.decode("utf-8", "replace") if isinstance(stdin, bytes) else ""
+        if stdin is not None and STEP_MARKERS["push"] in command:  # the runc, as gzip
+            stdin = self._fault.push_source(self.host, stdin)
+            sent = ""
+        else:
+            sent = stdin.decode("utf-8", "replace") if isinstance(stdin, bytes) else ""
         self._fault.before_run(self.host, command + "\n" + sent)
         try:
             return self._inner.run(command, timeout=timeout, stdin=stdin)
@@ -274,6 +283,7 @@ STEP_MARKERS = {
     "swap": 'mv -f "$STAGED" "$TARGET"',
     "verify": "--security-opt no-new-privileges",
     "verify-runc": 'run --bundle "$bundle"',
+    "push": "echo pushed=gzip",
 }
 
 
@@ -317,13 +327,19 @@ class CutConnection(Fault):
             self._fire_later()
         return local
 
+    def push_source(self, host: str, packed: bytes) -> bytes:
+        if host == self.host and self.step == "stage":
+            self._fire_later()
+        return packed
+
     def after_step(self, host: str) -> None:
         if host == self.host and self.fired.is_set():
             self.cut.wait(10)
 
 
 class CorruptUpload(Fault):
-    """Upload a copy of the artifact with one byte flipped."""
+    """Upload a copy of the artifact with one byte flipped (in the push, the gzip of one: it
+    decompresses, so the host's sha256 check is what must catch it)."""
 
     def __init__(self, scratch: Path, rng: random.Random) -> None:
         self.scratch = scratch
@@ -337,6 +353,11 @@ class CorruptUpload(Fault):
         corrupted.write_bytes(bytes(data))
         return corrupted
 
+    def push_source(self, host: str, packed: bytes) -> bytes:
+        data = bytearray(gzip.decompress(packed))
+        data[self.rng.randrange(len(data))] ^= 0xFF
+        return gzip.compress(bytes(data))
+
 
 class FillDiskBeforeUpload(Fault):
     """Fill the binary's file system just before the upload (after the free-space check)."""
@@ -345,8 +366,15 @@ class FillDiskBeforeUpload(Fault):
         self.fleet = fleet
 
     def put_source(self, host: str, local: Path) -> Path:
-        in_host(self.fleet, host, f"cat /dev/zero > {RUNC_DIR}/.fill 2>/dev/null", check=False)
+        self._fill(host)
         return local
+
+    def push_source(self, host: str, packed: bytes) -> bytes:
+        self._fill(host)
+        return packed
+
+    def _fill(self, host: str) -> None:
+        in_host(self.fleet, host, f"cat /dev/zero > {RUNC_DIR}/.fill 2>/dev/null", check=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -155,6 +155,22 @@ ExecutorOption = Annotated[
 ]
 
 
+class PushName(StrEnum):
+    gzip = "gzip"
+    plain = "plain"
+
+
+PushOption = Annotated[
+    PushName,
+    typer.Option(
+        "--push",
+        help="How the controller sends the new runc to a host that has no copy and cannot "
+        "fetch the plan's URL: gzip (through the host's shell; 8.7 MB of runc is 3.4 MB), or "
+        "plain (as it is, by SFTP: for hosts whose CPU is scarcer than the link).",
+    ),
+]
+
+
 WAVES_HELP = (
     "Wave sizes, Ansible `serial` semantics: a comma list of counts or percentages of ALL "
     "selected hosts (rounded down, at least 1); the last entry repeats until every host is "

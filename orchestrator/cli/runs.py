@@ -21,6 +21,8 @@ from orchestrator.cli.options import (
     JsonEventsOption,
     KnownHostsOption,
     LimitOption,
+    PushName,
+    PushOption,
     RequiredSignaturesOption,
     RunsDirOption,
     ShowOptions,
@@ -80,6 +82,7 @@ def apply(
     required_signatures: RequiredSignaturesOption = None,
     signatures: SignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
+    push: PushOption = PushName.gzip,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -117,7 +120,10 @@ def apply(
     journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
     typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
     run_dir = journal.run_dir
-    with open_backend(executor, concurrency, known_hosts, become, run_dir, nodes=nodes) as backend:
+    gzip = push is PushName.gzip
+    with open_backend(
+        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
+    ) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
 
 
@@ -214,6 +220,7 @@ def resume(
     allowed_signers: AllowedSignersOption = None,
     required_signatures: RequiredSignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
+    push: PushOption = PushName.gzip,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -247,7 +254,10 @@ def resume(
     )
     confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
     run_dir = journal.run_dir
-    with open_backend(executor, concurrency, known_hosts, become, run_dir, nodes=nodes) as backend:
+    gzip = push is PushName.gzip
+    with open_backend(
+        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
+    ) as backend:
         return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
 
 

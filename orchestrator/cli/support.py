@@ -152,9 +152,11 @@ def open_backend(
     *,
     nodes: Mapping[str, ExecutionNode] | None = None,
     plan: Plan | None = None,
+    gzip: bool = True,
 ) -> Iterator[Backend]:
     """The backend `--executor` names; Ansible's jobs go under the run's directory (else a
-    temporary one), each failure domain's on its execution node when `nodes` names one."""
+    temporary one), each failure domain's on its execution node when `nodes` names one.
+    `gzip`: a push sends the artifact compressed (else as it is)."""
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.runner import AnsibleBackend
 
@@ -167,12 +169,13 @@ def open_backend(
             execution_nodes=nodes,
             domains={host.name: host.domain for host in plan.hosts} if plan else None,
             on_job=lambda node, hosts, message: typer.echo(terminal_safe(message), err=True),
+            gzip=gzip,
         )
         return
     from orchestrator.backends.ssh.backend import SshBackend
 
     with ssh_executor(known_hosts, become) as ssh:
-        yield SshBackend(ssh, concurrency)
+        yield SshBackend(ssh, concurrency, gzip=gzip)
 
 
 def run_rollout(

@@ -190,9 +190,8 @@ def _sent(summary: Summary) -> str | None:
     total = sum(host.sent_bytes for host in reached)
     ways = Counter(host.delivery for host in summary.hosts if host.delivery)
     how = ", ".join(f"{count} {way}" for way, count in ways.most_common())
-    return (
-        f"{size(total / len(reached))} per host, {size(total)} to {_hosts(len(reached))}"
-        + (f"; the new runc by {how}" if how else "")
+    return f"{size(total / len(reached))} per host, {size(total)} to {_hosts(len(reached))}" + (
+        f"; the new runc by {how}" if how else ""
     )
 
 

@@ -329,6 +329,7 @@ class AnsibleBackend:
         execution_nodes: Mapping[str, ExecutionNode] | None = None,
         domains: Mapping[str, str] | None = None,
         on_job: OnJob = lambda node, hosts, message: None,
+        gzip: bool = True,
     ):
         self.jobs_dir = jobs_dir
         self.concurrency = concurrency
@@ -337,6 +338,7 @@ class AnsibleBackend:
         self.execution_nodes = dict(execution_nodes or {})
         self._domains = dict(domains or {})
         self._on_job = on_job
+        self.gzip = gzip  # a push sends the artifact compressed (else as it is)
         self._packed: tuple[str, bytes] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
@@ -446,15 +448,15 @@ class AnsibleBackend:
         """The files an upgrade job reads, by the variable that names them: the runc, and its
         gzip (made once per run, written once into the jobs' directory). With the name each
         has in a node job's project."""
+        payload = {"runc_rollout_artifact": (ARTIFACT_NAME, Path(artifact.path).resolve())}
+        if not self.gzip:
+            return payload
         if self._packed is None or self._packed[0] != artifact.sha256:
             self._packed = (artifact.sha256, packed_artifact(Path(artifact.path)))
         packed = directory / f"runc-{artifact.sha256[:16]}.gz"
         if not packed.is_file():
             write_atomic(packed, self._packed[1], mode=0o600)
-        return {
-            "runc_rollout_artifact": (ARTIFACT_NAME, Path(artifact.path).resolve()),
-            "runc_rollout_artifact_gz": (PACKED_NAME, packed),
-        }
+        return payload | {"runc_rollout_artifact_gz": (PACKED_NAME, packed)}
 
 
 def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str | None, list[str]]:

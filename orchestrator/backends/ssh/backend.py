@@ -22,13 +22,14 @@ from orchestrator.plan.artifact import packed_artifact
 
 
 class SshBackend:
-    def __init__(self, executor: Executor, concurrency: int) -> None:
+    def __init__(self, executor: Executor, concurrency: int, *, gzip: bool = True) -> None:
         self.executor = executor
         self.concurrency = concurrency
+        self.gzip = gzip  # a push sends the artifact compressed (else as it is)
         self._packed: tuple[str, Payload] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        packed = self._packed_artifact(context.plan.artifact)
+        packed = self._packed_artifact(context.plan.artifact) if self.gzip else None
 
         def one(name: str, planned: PlannedHost) -> None:
             context.on_outcome(name, self._upgrade(name, planned, context, packed))
@@ -56,7 +57,7 @@ class SshBackend:
         return run_on_hosts(targets, one, concurrency=self.concurrency)
 
     def _upgrade(
-        self, name: str, planned: PlannedHost, context: WaveContext, packed: Payload
+        self, name: str, planned: PlannedHost, context: WaveContext, packed: Payload | None
     ) -> HostOutcome:
         steps: SessionSteps | None = None
         procedure: HostProcedure | None = None
