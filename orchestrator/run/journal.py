@@ -44,42 +44,42 @@ def initial_state(run_id: str, plan: Plan) -> RunState:
     return RunState(run_id=run_id, plan_id=plan.plan_id, hosts=hosts)
 
 
-def fold(state: RunState, event: Event) -> RunState:
-    """The state after `event`. Pure."""
-    update: dict[str, object] = {"last_seq": event.seq}
-    if event.type in ("host.phase", "host.finished") and event.host in state.hosts:
-        host = state.hosts[event.host]
-        changes: dict[str, object] = {}
+def fold(state: RunState, event: Event) -> None:
+    """Fold `event` into `state`, in place: its cost does not grow with the number of hosts."""
+    state.last_seq = event.seq
+    if event.type in ("host.phase", "host.finished"):
+        host = state.hosts.get(event.host) if event.host is not None else None
+        if host is None:
+            return
         if event.phase is not None:
-            changes["phase"] = event.phase
+            host.phase = event.phase
         if event.type == "host.phase":
-            changes["status"] = "running"
+            host.status = "running"
         elif event.status is not None:
-            changes["status"] = event.status
+            host.status = event.status  # type: ignore[assignment]
         if event.runc_sha256 is not None:
-            changes["runc_sha256"] = event.runc_sha256
+            host.runc_sha256 = event.runc_sha256
         if event.message is not None or event.type == "host.finished":
-            changes["message"] = event.message
+            host.message = event.message
         if event.probe is not None:
-            changes["probe"] = event.probe
-        update["hosts"] = {**state.hosts, event.host: host.model_copy(update=changes)}
+            host.probe = event.probe
     elif event.type == "wave.finished" and event.wave is not None:
-        update["next_wave"] = max(state.next_wave, event.wave + 1)
+        state.next_wave = max(state.next_wave, event.wave + 1)
     elif event.type in ("run.started", "run.resumed"):
-        update["status"] = "running"
+        state.status = "running"
     elif event.type == "run.paused":
-        update["status"] = "paused"
-        update["paused_after"] = event.wave
+        state.status = "paused"
+        state.paused_after = event.wave
     elif event.type == "run.halted":
-        update["status"] = "halted"
+        state.status = "halted"
     elif event.type == "run.finished" and event.status is not None:
-        update["status"] = event.status
-    return state.model_copy(update=update)
+        state.status = event.status  # type: ignore[assignment]
 
 
 def fold_all(state: RunState, events: Iterable[Event]) -> RunState:
+    """`state` with every event folded in (in place)."""
     for event in events:
-        state = fold(state, event)
+        fold(state, event)
     return state
 
 
@@ -191,7 +191,7 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self.state = fold(self.state, event)
+            fold(self.state, event)
             self._save_state()
             return event
 

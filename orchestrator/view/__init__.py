@@ -123,9 +123,8 @@ def watch_run(journal: Journal, screen: Screen, *, interval: float, verbose: boo
     events: list[Event] = []
 
     def seen(event: Event) -> None:
-        nonlocal state
         events.append(event)
-        state = fold(state, event)
+        fold(state, event)
         on_event(event)
 
     with view:
