@@ -1,12 +1,27 @@
-"""The local journal: events are the truth, the state file is rebuilt from them."""
+"""The local journal: events are the truth, the state file is a snapshot rebuilt from them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from orchestrator.models import Artifact, Plan, PlannedHost, SshTarget, Wave, WaveOptions
-from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal, read_events
+from orchestrator.models import (
+    Artifact,
+    Plan,
+    PlannedHost,
+    RunState,
+    SshTarget,
+    Wave,
+    WaveOptions,
+)
+from orchestrator.run.journal import (
+    EVENTS_FILE,
+    PLAN_FILE,
+    SNAPSHOT_SECONDS,
+    STATE_FILE,
+    Journal,
+    read_events,
+)
 
 
 def small_plan() -> Plan:
@@ -47,9 +62,60 @@ def test_events_fold_into_state(tmp_path: Path) -> None:
     assert state.hosts["h1"].runc_sha256 == "b" * 64
     assert state.hosts["h2"].status == "pending"
     assert state.next_wave == 1
+    journal.record("run.finished", status="completed")  # a run event: the snapshot is current
     saved = json.loads((journal.run_dir / STATE_FILE).read_text())
     assert saved["hosts"]["h1"]["status"] == "done"
+    assert saved["last_seq"] == 6
     assert (journal.run_dir.stat().st_mode & 0o077) == 0
+
+
+def saved_seq(journal: Journal) -> int:
+    seq: int = json.loads((journal.run_dir / STATE_FILE).read_text())["last_seq"]
+    return seq
+
+
+def test_host_events_snapshot_the_state_at_most_every_few_seconds(tmp_path: Path) -> None:
+    """Rewriting every host's state after every event made a run quadratic in its hosts."""
+    now = [1_800_000_000.0]
+    journal = Journal.create(tmp_path, small_plan(), lambda: now[0])
+    journal.record("run.started")
+    assert saved_seq(journal) == 1
+    journal.record("wave.started", wave=1)
+    journal.record("host.phase", host="h2", phase="locked")
+    now[0] += SNAPSHOT_SECONDS / 2
+    journal.record("host.phase", host="h2", phase="staged")
+    assert saved_seq(journal) == 1  # not due yet
+    now[0] += SNAPSHOT_SECONDS / 2
+    journal.record("host.phase", host="h2", phase="swapped")
+    assert saved_seq(journal) == 5
+    journal.record("host.finished", host="h2", status="done", phase="finished")
+    assert saved_seq(journal) == 5
+    journal.snapshot()  # what rollback does after its hosts, which end with no run event
+    assert saved_seq(journal) == 6
+
+
+def test_a_crash_between_snapshots_loses_nothing(tmp_path: Path) -> None:
+    journal = Journal.create(tmp_path, small_plan(), clock)
+    journal.record("run.started")
+    journal.record("wave.started", wave=0)
+    journal.record("host.phase", host="h1", phase="swapped", runc_sha256="b" * 64)
+    journal.record("host.finished", host="h1", status="done", phase="finished")
+    journal.record("wave.finished", wave=0)
+    journal.record("wave.started", wave=1)
+    journal.record("host.phase", host="h2", phase="locked")
+    del journal  # the process dies: state.json is the one of run.started
+    run_dir = next(tmp_path.iterdir())
+    stale = (run_dir / STATE_FILE).read_text()
+    assert json.loads(stale)["last_seq"] == 1
+    watched = Journal.open(run_dir, clock, read_only=True)  # status: folds the events
+    assert watched.state.last_seq == 7
+    assert watched.state.hosts["h1"].status == "done"
+    assert watched.state.hosts["h2"].status == "running"
+    assert watched.state.next_wave == 1
+    assert (run_dir / STATE_FILE).read_text() == stale  # read only: left as it was
+    resumed = Journal.open(run_dir, clock)  # resume: the snapshot is brought up to date
+    saved = RunState.model_validate_json((run_dir / STATE_FILE).read_text())
+    assert saved == resumed.state == watched.state
 
 
 def test_state_is_rebuilt_when_missing_and_half_line_ignored(tmp_path: Path) -> None:
