@@ -17,14 +17,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from orchestrator.errors import BadInput
 from orchestrator.models import Event, HostState, Plan, RunApproval, RunState
-from orchestrator.util.fsutil import MiB, read_input, write_atomic
+from orchestrator.util.fsutil import MiB, open_input, read_input, too_large, write_atomic
 
 PLAN_FILE = "plan.json"
 EVENTS_FILE = "events.jsonl"
@@ -162,7 +162,8 @@ class Journal:
             )
         if not read_only:
             _end_with_newline(run_dir / EVENTS_FILE)
-        events, problems = read_events(run_dir / EVENTS_FILE)
+        problems: list[str] = []
+        events = iter_events(run_dir / EVENTS_FILE, problems)
         state = fold_all(initial_state(run_dir.resolve().name, plan), events)
         journal = cls(run_dir, plan, state, clock)
         journal.problems = problems
@@ -217,19 +218,29 @@ class Journal:
 
 def read_events(path: Path) -> tuple[list[Event], list[str]]:
     """Events in order, and a warning for each line that could not be read (e.g. cut by a crash)."""
-    events: list[Event] = []
     problems: list[str] = []
+    return list(iter_events(path, problems)), problems
+
+
+def iter_events(path: Path, problems: list[str]) -> Iterator[Event]:
+    """The events of `path` in order, read a line at a time (a 100k-host run's log is ~150 MB,
+    its events as objects several times that); each line that cannot be read (e.g. cut by a
+    crash) is ignored and noted in `problems`."""
     if not path.is_file():
-        return events, [f"{path}: missing; no events recorded"]
-    text = read_input(path, EVENTS_LIMIT, "event log", follow=False).decode(errors="replace")
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            events.append(Event.model_validate(json.loads(line)))
-        except (ValueError, ValidationError):
-            problems.append(f"{path}:{number}: unreadable event ignored")
-    return events, problems
+        problems.append(f"{path}: missing; no events recorded")
+        return
+    size = 0
+    with open_input(path, EVENTS_LIMIT, "event log", follow=False) as handle:
+        for number, line in enumerate(handle, 1):
+            size += len(line)
+            if size > EVENTS_LIMIT:  # it grew since it was opened
+                raise too_large(path, EVENTS_LIMIT, "event log")
+            if not line.strip():
+                continue
+            try:
+                yield Event.model_validate(json.loads(line.decode(errors="replace")))
+            except (ValueError, ValidationError):
+                problems.append(f"{path}:{number}: unreadable event ignored")
 
 
 class EventTail:

@@ -144,3 +144,15 @@ def test_the_run_keeps_the_plan_as_pydantic_writes_it(tmp_path: Path) -> None:
     copy = (journal.run_dir / PLAN_FILE).read_text()
     assert copy == plan.model_dump_json(indent=2) + "\n"
     assert Journal.open(journal.run_dir).plan == plan
+
+
+def test_events_are_lines_ended_by_newline_only(tmp_path: Path) -> None:
+    """JSON leaves U+2028 and U+0085 unescaped: splitting the log as text lines lost such an
+    event from a host's message; the log is read a line at a time, by its newlines."""
+    journal = Journal.create(tmp_path, small_plan(), clock)
+    journal.record("host.finished", host="h1", status="failed", message="a\u2028b\x85c\x0bd")
+    events, problems = read_events(journal.run_dir / EVENTS_FILE)
+    assert problems == [] and len(events) == 1
+    reopened = Journal.open(journal.run_dir, clock)
+    assert reopened.problems == []
+    assert reopened.state.hosts["h1"].message == "a\u2028b\x85c\x0bd"
