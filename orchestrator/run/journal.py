@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.errors import BadInput
-from orchestrator.models import Event, HostState, Plan, RunApproval, RunState
+from orchestrator.models import HOSTS_PER_CHUNK, Event, HostState, Plan, RunApproval, RunState
 from orchestrator.util.fsutil import MiB, open_input, read_input, too_large, write_atomic
 
 PLAN_FILE = "plan.json"
@@ -211,9 +211,31 @@ class Journal:
 
     def _save_state(self) -> None:
         started = self._clock()
-        write_atomic(self.run_dir / STATE_FILE, self.state.model_dump_json(indent=2), mode=0o600)
+        write_atomic(self.run_dir / STATE_FILE, state_chunks(self.state), mode=0o600)
         took = max(0.0, self._clock() - started)
         self._next_snapshot = started + took + max(SNAPSHOT_SECONDS, took / SNAPSHOT_SHARE)
+
+
+def state_chunks(state: RunState) -> Iterator[bytes]:
+    """The bytes `state.model_dump_json(indent=2)` writes, `HOSTS_PER_CHUNK` hosts at a time:
+    at 100k hosts ~50 MB, never held at once."""
+    head = state.model_copy(update={"hosts": {}}).model_dump_json(indent=2).encode()
+    cut = head.rindex(b"{}")  # `hosts`, the last field
+    yield head[:cut]
+    names = list(state.hosts)
+    if not names:
+        yield b"{}"
+    for start in range(0, len(names), HOSTS_PER_CHUNK):
+        chunk = {name: state.hosts[name] for name in names[start : start + HOSTS_PER_CHUNK]}
+        text = _HOST_STATES.dump_json(chunk, indent=2).replace(b"\n", b"\n  ")  # a level deeper
+        inner = text[1 : text.rindex(b"}")].rstrip(b" \n")
+        yield (b"{" if start == 0 else b",") + inner
+        if start + HOSTS_PER_CHUNK >= len(names):
+            yield text[1 + len(inner) :]  # the object's end, as the last chunk lays it out
+    yield head[cut + 2 :]
+
+
+_HOST_STATES = TypeAdapter(dict[str, HostState])
 
 
 def read_events(path: Path) -> tuple[list[Event], list[str]]:

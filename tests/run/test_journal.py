@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from orchestrator.models import (
     Artifact,
+    HostState,
     Plan,
     PlannedHost,
+    ProbeResult,
     RunState,
     SshTarget,
     Wave,
     WaveOptions,
 )
+from orchestrator.run import journal as journal_module
 from orchestrator.run.journal import (
     EVENTS_FILE,
     PLAN_FILE,
@@ -21,6 +26,7 @@ from orchestrator.run.journal import (
     STATE_FILE,
     Journal,
     read_events,
+    state_chunks,
 )
 
 
@@ -156,3 +162,20 @@ def test_events_are_lines_ended_by_newline_only(tmp_path: Path) -> None:
     reopened = Journal.open(journal.run_dir, clock)
     assert reopened.problems == []
     assert reopened.state.hosts["h1"].message == "a\u2028b\x85c\x0bd"
+
+
+@pytest.mark.parametrize(("hosts", "per_chunk"), [(0, 2), (1, 2), (3, 2), (4, 2), (5, 1)])
+def test_the_state_is_written_in_pieces_as_pydantic_writes_it(
+    monkeypatch: pytest.MonkeyPatch, hosts: int, per_chunk: int
+) -> None:
+    monkeypatch.setattr(journal_module, "HOSTS_PER_CHUNK", per_chunk)
+    probe = ProbeResult(outcome="hung", method="bundle", seconds=8.0, detail='a "b"\n{}')
+    state = RunState(
+        run_id="r{}",
+        plan_id="p",
+        hosts={
+            f"h{n}\n{{}}": HostState(wave=n, status="failed", message="x\ny", probe=probe)
+            for n in range(hosts)
+        },
+    )
+    assert b"".join(state_chunks(state)) == state.model_dump_json(indent=2).encode()
