@@ -99,6 +99,7 @@ class Journal:
         self._clock = clock
         self._lock = threading.Lock()
         self._next_snapshot = 0.0  # when the next snapshot is due, on `clock`
+        self._events = os.fsencode(run_dir / EVENTS_FILE)  # joined once, not per event
         self.problems: list[str] = []  # what could not be read when the run was opened
 
     @property
@@ -193,7 +194,7 @@ class Journal:
                 {"seq": self.state.last_seq + 1, "time": self._clock(), "type": type_, **fields}
             )
             line = event.model_dump_json(exclude_none=True) + "\n"
-            fd = os.open(self.run_dir / EVENTS_FILE, _APPEND)
+            fd = os.open(self._events, _APPEND)
             try:
                 os.write(fd, line.encode())
                 os.fsync(fd)
