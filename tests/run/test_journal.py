@@ -22,6 +22,7 @@ from orchestrator.run import journal as journal_module
 from orchestrator.run.journal import (
     EVENTS_FILE,
     PLAN_FILE,
+    SNAPSHOT_GROWTH,
     SNAPSHOT_SECONDS,
     STATE_FILE,
     Journal,
@@ -80,24 +81,29 @@ def saved_seq(journal: Journal) -> int:
     return seq
 
 
-def test_host_events_snapshot_the_state_at_most_every_few_seconds(tmp_path: Path) -> None:
-    """Rewriting every host's state after every event made a run quadratic in its hosts."""
+def test_host_events_snapshot_the_state_after_some_time_and_some_growth(tmp_path: Path) -> None:
+    """Rewriting every host's state after every event made a run quadratic in its hosts: a
+    snapshot waits for SNAPSHOT_SECONDS and for new events of SNAPSHOT_GROWTH of its size."""
     now = [1_800_000_000.0]
     journal = Journal.create(tmp_path, small_plan(), lambda: now[0])
     journal.record("run.started")
     assert saved_seq(journal) == 1
-    journal.record("wave.started", wave=1)
-    journal.record("host.phase", host="h2", phase="locked")
-    now[0] += SNAPSHOT_SECONDS / 2
-    journal.record("host.phase", host="h2", phase="staged")
-    assert saved_seq(journal) == 1  # not due yet
-    now[0] += SNAPSHOT_SECONDS / 2
-    journal.record("host.phase", host="h2", phase="swapped")
-    assert saved_seq(journal) == 5
-    journal.record("host.finished", host="h2", status="done", phase="finished")
-    assert saved_seq(journal) == 5
+    size = (journal.run_dir / STATE_FILE).stat().st_size
+    events = journal.run_dir / EVENTS_FILE
+    logged = events.stat().st_size
+    while events.stat().st_size - logged < size * SNAPSHOT_GROWTH:  # grown enough, too soon
+        journal.record("host.phase", host="h2", phase="locked")
+    assert saved_seq(journal) == 1
+    now[0] += SNAPSHOT_SECONDS
+    journal.record("host.phase", host="h2", phase="staged")  # now it is due
+    seq = journal.state.last_seq
+    assert saved_seq(journal) == seq
+    now[0] += SNAPSHOT_SECONDS
+    journal.record("host.phase", host="h2", phase="swapped")  # time enough, too little growth
+    assert saved_seq(journal) == seq
+    journal.record("wave.finished", wave=1)
     journal.snapshot()  # what rollback does after its hosts, which end with no run event
-    assert saved_seq(journal) == 6
+    assert saved_seq(journal) == seq + 2
 
 
 def test_a_crash_between_snapshots_loses_nothing(tmp_path: Path) -> None:
