@@ -26,8 +26,14 @@ from orchestrator.backends.group import run_on_hosts
 from orchestrator.host import commands
 from orchestrator.host.session import Executor
 from orchestrator.models import HostRecord, HostState, Plan, PlannedHost, RunState
-from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, fold_all, initial_state
-from orchestrator.run.journal import read_events as read_event_log
+from orchestrator.run.journal import (
+    EVENTS_FILE,
+    PLAN_FILE,
+    STATE_FILE,
+    fold,
+    initial_state,
+    iter_events,
+)
 
 SNAPSHOT_TIMEOUT = 60.0
 SYSCTL_FILE_GLOBS = (
@@ -206,11 +212,11 @@ class RunView:
 def load_run(run_dir: Path) -> RunView:
     """Fold a run's events (the truth); note where state.json disagrees with them."""
     plan = Plan.model_validate_json((run_dir / PLAN_FILE).read_bytes())
-    events, _unreadable = read_event_log(run_dir / EVENTS_FILE)  # reported, not a violation
     problems: list[str] = []
-    state = fold_all(initial_state(run_dir.name, plan), events)
+    state = initial_state(run_dir.name, plan)
     swaps: dict[str, int] = {}
-    for event in events:
+    for event in iter_events(run_dir / EVENTS_FILE, []):  # unreadable lines: not a violation
+        fold(state, event)
         if event.type == "host.phase" and event.phase == "swapped" and event.host:
             swaps[event.host] = swaps.get(event.host, 0) + 1
     state_file = run_dir / STATE_FILE

@@ -68,4 +68,6 @@ def roll_back(
         outcomes[name] = (result.status, result.runc_sha256, result.message or "")
         if journal is not None:
             journal.record("host.finished", host=name, **result.event_fields())
+    if journal is not None:
+        journal.snapshot()  # a rollback records host events only: none of them forces one
     return outcomes

@@ -9,6 +9,7 @@ import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from orchestrator.errors import BadInput
 
@@ -46,6 +47,20 @@ def write_atomic(path: Path, data: str | bytes | Iterable[bytes], mode: int = 0o
 def read_input(path: Path, limit: int, what: str, *, follow: bool = True) -> bytes:
     """The bytes of `path`, a regular file of at most `limit` bytes; anything else (a device,
     a FIFO, too large, unreadable; a symlink when `follow` is false) is `BadInput` naming it."""
+    chunks: list[bytes] = []
+    size = 0
+    with open_input(path, limit, what, follow=follow) as handle:
+        while chunk := handle.read(min(MiB, limit + 1 - size)):  # a file may grow meanwhile
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise too_large(path, limit, what)
+    return b"".join(chunks)
+
+
+def open_input(path: Path, limit: int, what: str, *, follow: bool = True) -> BinaryIO:
+    """`path` opened for reading as `read_input` reads it, for a caller that reads it in pieces
+    (and stops at `limit` bytes itself: the file may grow)."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
@@ -55,19 +70,17 @@ def read_input(path: Path, limit: int, what: str, *, follow: bool = True) -> byt
         link = error.errno == errno.ELOOP and not follow
         why = "a symbolic link, not followed" if link else error.strerror or str(error)
         raise BadInput(f"{path}: cannot read the {what}: {why}") from None
-    too_large = BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")
     info = os.fstat(fd)
+    problem = None
     if not stat.S_ISREG(info.st_mode):
+        problem = BadInput(f"{path}: the {what} is not a regular file")
+    elif info.st_size > limit:
+        problem = too_large(path, limit, what)
+    if problem is not None:
         os.close(fd)
-        raise BadInput(f"{path}: the {what} is not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        if info.st_size > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := handle.read(min(MiB, limit + 1 - size)):  # a file may grow meanwhile
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-    return b"".join(chunks)
+        raise problem
+    return os.fdopen(fd, "rb")
+
+
+def too_large(path: Path, limit: int, what: str) -> BadInput:
+    return BadInput(f"{path}: the {what} is larger than {limit // MiB} MiB")

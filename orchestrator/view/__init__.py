@@ -22,11 +22,17 @@ from orchestrator.run.journal import (
     Journal,
     fold,
     initial_state,
-    read_events,
+    iter_events,
 )
 from orchestrator.view.live import LiveView
 from orchestrator.view.progress import JsonEvents, ProgressPrinter
-from orchestrator.view.summary import Summary, run_summary, summary_markdown, summary_text
+from orchestrator.view.summary import (
+    RunHistory,
+    Summary,
+    run_summary,
+    summary_markdown,
+    summary_text,
+)
 from orchestrator.view.tally import Tally
 
 SETTLED = frozenset({"run.finished", "run.paused", "run.halted", "run.interrupted"})
@@ -111,8 +117,8 @@ def follow(
 
 def journal_summary(title: str, journal: Journal) -> Summary:
     """The summary of a run from its journal as it stands (`apply`, `resume` at their end)."""
-    events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    return run_summary(title, journal.plan, journal.state, events)
+    history = RunHistory.of(iter_events(journal.run_dir / EVENTS_FILE, []))
+    return run_summary(title, journal.plan, journal.state, history)
 
 
 def watch_run(journal: Journal, screen: Screen, *, interval: float, verbose: bool) -> Summary:
@@ -120,14 +126,13 @@ def watch_run(journal: Journal, screen: Screen, *, interval: float, verbose: boo
     settles; then its summary. Reads only. Ctrl-C (KeyboardInterrupt) goes to the caller."""
     view, on_event = make_view(journal.plan, None, screen, verbose=verbose, json_events=False)
     state = initial_state(journal.run_id, journal.plan)
-    events: list[Event] = []
+    history = RunHistory()
 
     def seen(event: Event) -> None:
-        nonlocal state
-        events.append(event)
-        state = fold(state, event)
+        history.add(event)
+        fold(state, event)
         on_event(event)
 
     with view:
         follow(EventTail(journal.run_dir / EVENTS_FILE), seen, screen, interval)
-    return run_summary(f"run {journal.run_id}", journal.plan, state, events)
+    return run_summary(f"run {journal.run_id}", journal.plan, state, history)

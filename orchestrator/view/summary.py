@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.models import UNSETTLED_PHASES, Event, HostBefore, HostState, Plan, RunState
 from orchestrator.util.textsafe import terminal_safe
@@ -92,36 +92,58 @@ def host_action(host: HostState, swapped: bool, stopped: bool = False) -> str:
     return f"left on old runc: {NEEDS_RESUME}" if host.status != "failed" else "left on old runc"
 
 
-def wave_times(events: Iterable[Event], plan: Plan, state: RunState) -> list[WaveTime]:
-    """Each wave's time, from its `wave.started` to its `wave.finished` (added up over resumes;
-    a wave cut off by a halt or Ctrl-C counts up to the next run event)."""
-    seconds: dict[int, float] = {}
-    open_wave: tuple[int, float] | None = None
-    for event in events:
+@dataclass
+class RunHistory:
+    """What the summary needs of a run's events beyond the state folded from them, gathered
+    one event at a time: a 100k-host run has ~700k events, and none of them is kept."""
+
+    swapped: set[str] = field(default_factory=set)  # hosts that reached `swapped`
+    halted_at: int | None = None  # the wave of the last `run.halted`
+    first: float | None = None  # the earliest and latest event times
+    last: float | None = None
+    wave_seconds: dict[int, float] = field(default_factory=dict)
+    open_wave: tuple[int, float] | None = None  # a wave started and not yet ended: since when
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> RunHistory:
+        history = cls()
+        for event in events:
+            history.add(event)
+        return history
+
+    def add(self, event: Event) -> None:
+        """Each wave's time runs from its `wave.started` to its `wave.finished` (added up over
+        resumes; a wave cut off by a halt or Ctrl-C counts up to the next run event)."""
+        self.first = event.time if self.first is None else min(self.first, event.time)
+        self.last = event.time if self.last is None else max(self.last, event.time)
+        if event.type == "host.phase" and event.phase == "swapped" and event.host is not None:
+            self.swapped.add(event.host)
+        elif event.type == "run.halted" and event.wave is not None:
+            self.halted_at = event.wave
         if event.type == "wave.started" and event.wave is not None:
-            open_wave = (event.wave, event.time)
-        elif open_wave is not None and (
-            event.type == "wave.finished" or event.type == "run.interrupted"
-        ):
-            index, started = open_wave
-            seconds[index] = seconds.get(index, 0.0) + event.time - started
-            open_wave = None
+            self.open_wave = (event.wave, event.time)
+        elif self.open_wave is not None and event.type in ("wave.finished", "run.interrupted"):
+            index, started = self.open_wave
+            self.wave_seconds[index] = self.wave_seconds.get(index, 0.0) + event.time - started
+            self.open_wave = None
+
+
+def wave_times(history: RunHistory, plan: Plan, state: RunState) -> list[WaveTime]:
     times = []
-    for index, total in sorted(seconds.items()):
+    for index, total in sorted(history.wave_seconds.items()):
         names = [host.name for host in plan.waves[index].hosts]
         bad = sum(state.hosts[name].status in ("failed", "unreachable") for name in names)
         times.append(WaveTime(index, len(names), total, bad))
     return times
 
 
-def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) -> Summary:
-    """The summary of a run, from its journal: the plan, the folded state and the events."""
-    swapped = {e.host for e in events if e.type == "host.phase" and e.phase == "swapped"}
-    halted_at = [e.wave for e in events if e.type == "run.halted" and e.wave is not None]
+def run_summary(title: str, plan: Plan, state: RunState, history: RunHistory) -> Summary:
+    """The summary of a run, from its journal: the plan, the folded state and the history."""
+    swapped, halted_at = history.swapped, history.halted_at
     stopped = (
         state.status == "halted"
-        and bool(halted_at)
-        and not any(state.hosts[host.name].needs_work for host in plan.waves[halted_at[-1]].hosts)
+        and halted_at is not None
+        and not any(state.hosts[host.name].needs_work for host in plan.waves[halted_at].hosts)
     )
     hosts = []
     for planned in plan.hosts:
@@ -144,9 +166,9 @@ def run_summary(title: str, plan: Plan, state: RunState, events: list[Event]) ->
                 sent_bytes=host.sent_bytes,
             )
         )
-    times = [e.time for e in events]
-    seconds = max(times) - min(times) if times else None
-    return Summary(title, state.status, hosts, wave_times(events, plan, state), seconds)
+    first, last = history.first, history.last
+    seconds = last - first if first is not None and last is not None else None
+    return Summary(title, state.status, hosts, wave_times(history, plan, state), seconds)
 
 
 def rollback_summary(

@@ -1,10 +1,16 @@
-"""Judging a rollback's outcomes against the run's journal (pure)."""
+"""Judging a rollback's outcomes against the run's journal, and what it leaves in the journal."""
 
 from __future__ import annotations
 
-from orchestrator.host.procedure import HostOutcome, StepFailed
-from orchestrator.models import HostState, RunState
-from orchestrator.run.rollback import contradicting_journal, swapped_by_run
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.backends.base import WaveContext
+from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
+from orchestrator.models import HostState, PlannedHost, RunState, SshTarget
+from orchestrator.run.journal import STATE_FILE, Journal
+from orchestrator.run.rollback import contradicting_journal, roll_back, swapped_by_run
+from tests.run.test_journal import clock, small_plan
 
 NEVER = HostOutcome("rolled_back", "none", "a" * 64, "run r never changed this host")
 DONE = HostOutcome("rolled_back", "finished", "b" * 64)
@@ -38,3 +44,28 @@ def test_nothing_found_on_a_swapped_host_is_a_failure() -> None:
     assert "the journal says this run swapped it" in str(checked["lost"])
     assert "never changed this host" in str(checked["lost"])
     assert checked["fine"] is DONE and checked["untouched"] is NEVER and checked["down"] is error
+
+
+class RollingBack:
+    """A backend whose every host rolls back at once."""
+
+    def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+        raise NotImplementedError
+
+    def rollback(
+        self, targets: Mapping[str, SshTarget], *, run_id: str | None, on_phase: PhaseListener
+    ) -> dict[str, HostOutcome | Exception]:
+        for name in targets:
+            on_phase(name, "finished", "c" * 64)
+        return {name: HostOutcome("rolled_back", "finished", "c" * 64) for name in targets}
+
+
+def test_a_rollback_leaves_the_state_snapshot_current(tmp_path: Path) -> None:
+    """Its events are host events only, which snapshot the state at most every few seconds."""
+    journal = Journal.create(tmp_path, small_plan(), clock)
+    journal.record("run.started")
+    targets = {host.name: host.ssh for host in journal.plan.hosts}
+    roll_back(RollingBack(), targets, journal)
+    saved = RunState.model_validate_json((journal.run_dir / STATE_FILE).read_text())
+    assert saved == journal.state
+    assert {host.status for host in saved.hosts.values()} == {"rolled_back"}

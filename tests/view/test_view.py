@@ -31,7 +31,13 @@ from orchestrator.run.journal import EVENTS_FILE, EventTail, Journal, read_event
 from orchestrator.view import Screen, follow
 from orchestrator.view.live import LiveView, duration
 from orchestrator.view.progress import JsonEvents, ProgressPrinter
-from orchestrator.view.summary import rollback_summary, run_summary, summary_markdown, summary_text
+from orchestrator.view.summary import (
+    RunHistory,
+    rollback_summary,
+    run_summary,
+    summary_markdown,
+    summary_text,
+)
 from orchestrator.view.tally import Tally
 
 TARGET = "b" * 64
@@ -180,7 +186,7 @@ def test_summary_names_reasons_actions_runc_probe_and_wave_times(tmp_path: Path)
     rollout = Rollout(journal, ScriptedWaves(clock, FAILURES), env=ApplyEnv(clock=clock))
     assert rollout.run() == ExitCode.BUDGET_EXCEEDED
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    summary = run_summary("apply r", plan, journal.state, events)
+    summary = run_summary("apply r", plan, journal.state, RunHistory.of(events))
     text = summary_text(summary)
     assert "apply r: halted in 50s: 5 hosts" in text
     assert "outcomes: 3 done, 1 failed, 1 unreachable" in text
@@ -210,7 +216,7 @@ def test_a_host_cut_off_after_its_swap_needs_resume(tmp_path: Path) -> None:
     cut = {"h1": HostOutcome("unreachable", "swapped", TARGET, "connection lost")}
     Rollout(journal, ScriptedWaves(clock, cut), env=ApplyEnv(clock=clock)).run()
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    text = summary_text(run_summary("apply r", plan, journal.state, events))
+    text = summary_text(run_summary("apply r", plan, journal.state, RunHistory.of(events)))
     assert "did: needs resume: swapped, then cut off" in text
 
 
@@ -227,7 +233,7 @@ def test_host_text_is_shown_never_obeyed_in_the_live_view_and_summary(tmp_path: 
                 ).run()  # fmt: skip
     assert "FAILED h1: failed: x\\x1b[2K\\x0d  h9: done\\x0a[/][red]" in console.export_text()
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    summary = run_summary("apply r", plan, journal.state, events)
+    summary = run_summary("apply r", plan, journal.state, RunHistory.of(events))
     for text in (summary_text(summary), summary_markdown(summary)):
         assert "\x1b" not in text and "\r" not in text and "\n  h9" not in text
     assert "\\[/\\]\\[red\\]" in summary_markdown(summary)
@@ -298,7 +304,7 @@ def test_hosts_a_halt_left_pending_say_so(tmp_path: Path) -> None:
     failed = {"h1": HostOutcome("failed", "staged", None, "staged runc reports 1.1.5+ds1")}
     Rollout(journal, ScriptedWaves(clock, failed), env=ApplyEnv(clock=clock)).run()
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    text = summary_text(run_summary("apply r", plan, journal.state, events))
+    text = summary_text(run_summary("apply r", plan, journal.state, RunHistory.of(events)))
     # A resume would judge the wave the same and halt again: it is not what to do next.
     assert "h2: pending: run halted" in text
     assert "did: not started: the run halted over its error budget" in text
@@ -314,7 +320,7 @@ def test_hosts_a_halt_left_pending_need_a_resume_when_the_wave_can_still_pass(
     cut = {"h1": HostOutcome("unreachable", "staged", None, "connection lost")}
     Rollout(journal, ScriptedWaves(clock, cut), env=ApplyEnv(clock=clock)).run()
     events, _ = read_events(journal.run_dir / EVENTS_FILE)
-    text = summary_text(run_summary("apply r", plan, journal.state, events))
+    text = summary_text(run_summary("apply r", plan, journal.state, RunHistory.of(events)))
     assert "h2: pending: run halted" in text and "did: not started: needs resume" in text
 
 
