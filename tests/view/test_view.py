@@ -3,6 +3,7 @@ clock and rich consoles that record what they were given."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Callable, Mapping
@@ -336,3 +337,29 @@ def test_rollback_summary_says_which_hosts_went_back_and_which_did_not() -> None
     assert "h1  wave -   rolled_back  runc 1.0.0-rc93 (cccccccccccc)" in text
     assert "h2: failed: rollback failed: the journal says this run swapped it" in text
     assert "did: left as it was" in text
+
+
+def test_summary_says_what_the_controller_sent_and_how_the_runc_arrived(tmp_path: Path) -> None:
+    clock = FakeClock()
+    plan = make_plan((1, 2))
+    journal = Journal.create(tmp_path, plan, clock)
+    done = HostOutcome("done", "finished", TARGET, None, probe=PASSED)
+    outcomes = {
+        "h1": dataclasses.replace(done, delivery="push-gzip", sent_bytes=3_500_000),
+        "h2": dataclasses.replace(done, delivery="url", sent_bytes=120_000),
+        "h3": dataclasses.replace(done, delivery="push-gzip", sent_bytes=3_400_000),
+    }
+    Rollout(journal, ScriptedWaves(clock, outcomes), env=ApplyEnv(clock=clock)).run()
+    events, _ = read_events(journal.run_dir / EVENTS_FILE)
+    summary = run_summary("apply r", plan, journal.state, RunHistory.of(events))
+    text = summary_text(summary)
+    assert (
+        "controller sent: 2.3 MB per host, 7.0 MB to 3 hosts; the new runc by 2 push-gzip, 1 url"
+        in text
+    )
+    assert "h2  wave 1   done" in text and text.count("sent 3.5 MB") == 1
+    assert (
+        "| h2 | 1 | done | 1.1.5 (bbbbbbbbbbbb) | probe (docker): passed in 0.4 s | 120.0 kB |"
+        in (summary_markdown(summary))
+    )
+    assert journal.state.hosts["h1"].sent_bytes == 3_500_000
