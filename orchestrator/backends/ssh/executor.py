@@ -64,9 +64,16 @@ MAX_OUTPUT = 64 << 20  # bytes of stdout and stderr one command may send back
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
+# How often paramiko's thread for a connection wakes when nothing arrives (it sets 0.1 s: each
+# open connection then cost 0.55 ms of CPU per second here, 36 ms per host over a 65 s wave).
+IDLE_WAKEUP = 1.0
+
+
 def _transport(sock: object, **kwargs: object) -> paramiko.Transport:
-    """paramiko's transport with `PREFERRED_CIPHERS` offered first (SSHClient's factory)."""
+    """paramiko's transport with `PREFERRED_CIPHERS` offered first, whose thread wakes every
+    `IDLE_WAKEUP` seconds when idle (SSHClient's factory)."""
     transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+    transport.sock.settimeout(IDLE_WAKEUP)  # after paramiko's own, in Transport()
     options = transport.get_security_options()
     offered = tuple(options.ciphers)
     first = tuple(name for name in PREFERRED_CIPHERS if name in offered)
