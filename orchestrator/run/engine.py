@@ -88,6 +88,9 @@ class Rollout:
         except KeyboardInterrupt:
             self._record("run.interrupted", message="interrupted; `resume` continues the run")
             return ExitCode.INTERRUPTED
+        except BaseException:
+            self.journal.snapshot()  # cut off by an error: its last host events too
+            raise
         statuses = [host.status for host in self.journal.state.hosts.values()]
         failed = any(status in COUNTED_AGAINST_BUDGET for status in statuses)
         self._record("run.finished", status="failed" if failed else "completed")

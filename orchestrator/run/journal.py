@@ -216,9 +216,11 @@ class Journal:
             return event
 
     def snapshot(self) -> None:
-        """Write state.json now (after a batch of events that ends without a run event)."""
+        """Bring state.json up to date, if events came since the last one (after events that
+        end without a run event: a rollback's, or a run cut off by an error)."""
         with self._lock:
-            self._save_state()
+            if self._grown:
+                self._save_state()
 
     def _save_state(self) -> None:
         path = self.run_dir / STATE_FILE

@@ -59,15 +59,17 @@ def roll_back(
             on_event(journal.record("host.phase", host=host, phase=phase, runc_sha256=sha))
 
     run_id = journal.run_id if journal else None
-    results = backend.rollback(targets, run_id=run_id, on_phase=on_phase)
     outcomes: dict[str, RollbackResult] = {}
-    for name, result in contradicting_journal(results, swapped).items():
-        if not isinstance(result, HostOutcome):
-            outcomes[name] = ("failed", None, f"rollback failed: {result}")
-            continue
-        outcomes[name] = (result.status, result.runc_sha256, result.message or "")
+    try:
+        results = backend.rollback(targets, run_id=run_id, on_phase=on_phase)
+        for name, result in contradicting_journal(results, swapped).items():
+            if not isinstance(result, HostOutcome):
+                outcomes[name] = ("failed", None, f"rollback failed: {result}")
+                continue
+            outcomes[name] = (result.status, result.runc_sha256, result.message or "")
+            if journal is not None:
+                journal.record("host.finished", host=name, **result.event_fields())
+    finally:
         if journal is not None:
-            journal.record("host.finished", host=name, **result.event_fields())
-    if journal is not None:
-        journal.snapshot()  # a rollback records host events only: none of them forces one
+            journal.snapshot()  # a rollback records host events only: none of them forces one
     return outcomes

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.base import WaveContext
 from orchestrator.models import (
     Artifact,
     HostState,
@@ -19,6 +21,7 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.run import journal as journal_module
+from orchestrator.run.engine import ApplyEnv, Rollout
 from orchestrator.run.journal import (
     EVENTS_FILE,
     PLAN_FILE,
@@ -185,3 +188,16 @@ def test_the_state_is_written_in_pieces_as_pydantic_writes_it(
         },
     )
     assert b"".join(state_chunks(state)) == state.model_dump_json(indent=2).encode()
+
+
+def test_a_run_cut_off_by_an_error_leaves_the_snapshot_current(tmp_path: Path) -> None:
+    class Broken:
+        def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
+            context.on_phase(next(iter(hosts)), "locked", None)
+            raise RuntimeError("a bug in a backend")
+
+    journal = Journal.create(tmp_path, small_plan(), clock)
+    with pytest.raises(RuntimeError):
+        Rollout(journal, Broken(), env=ApplyEnv(clock=clock)).run()
+    assert saved_seq(journal) == journal.state.last_seq == 3
+    assert journal.state.hosts["h1"].status == "running"
