@@ -60,13 +60,19 @@ def clock() -> float:
     return 1_800_000_000.0
 
 
-def test_events_fold_into_state(tmp_path: Path) -> None:
+def first_wave_done(tmp_path: Path) -> Journal:
+    """A new run whose first wave, h1 alone, finished done."""
     journal = Journal.create(tmp_path, small_plan(), clock)
     journal.record("run.started")
     journal.record("wave.started", wave=0)
     journal.record("host.phase", host="h1", phase="swapped", runc_sha256="b" * 64)
     journal.record("host.finished", host="h1", status="done", phase="finished")
     journal.record("wave.finished", wave=0)
+    return journal
+
+
+def test_events_fold_into_state(tmp_path: Path) -> None:
+    journal = first_wave_done(tmp_path)
     state = journal.state
     assert state.hosts["h1"].status == "done"
     assert state.hosts["h1"].runc_sha256 == "b" * 64
@@ -110,12 +116,7 @@ def test_host_events_snapshot_the_state_after_some_time_and_some_growth(tmp_path
 
 
 def test_a_crash_between_snapshots_loses_nothing(tmp_path: Path) -> None:
-    journal = Journal.create(tmp_path, small_plan(), clock)
-    journal.record("run.started")
-    journal.record("wave.started", wave=0)
-    journal.record("host.phase", host="h1", phase="swapped", runc_sha256="b" * 64)
-    journal.record("host.finished", host="h1", status="done", phase="finished")
-    journal.record("wave.finished", wave=0)
+    journal = first_wave_done(tmp_path)
     journal.record("wave.started", wave=1)
     journal.record("host.phase", host="h2", phase="locked")
     del journal  # the process dies: state.json is the one of run.started
