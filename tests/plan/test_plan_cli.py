@@ -138,6 +138,9 @@ def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> N
         (["--max-per-domain", "0", "--domain-key", "zone"], "--max-per-domain"),
         (["--max-failures", "x"], "--max-failures"),
         (["--pause-after", "99"], "--pause-after"),
+        (["--artifact-url", "ftp://mirror/runc"], "--artifact-url: 'ftp://mirror/runc' is not"),
+        (["--artifact-url", "https://mirror/a b"], "--artifact-url"),
+        (["--artifact-url", "http://m/\x1b[2Jrunc"], "--artifact-url"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_file(
@@ -152,6 +155,20 @@ def test_bad_input_is_one_line_exit_2_and_no_file(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists() and os.listdir(tmp_path) == ["runc"]
+
+
+def test_the_artifact_url_is_in_the_plan_and_its_hash_only_when_given(
+    artifact: tuple[Path, str], tmp_path: Path
+) -> None:
+    plain, fetched = tmp_path / "plain.json", tmp_path / "fetched.json"
+    assert main(plan_args(artifact, plain)) == ExitCode.OK
+    url = "https://mirror.internal/runc/1.1.12/runc"
+    assert main(plan_args(artifact, fetched, "--artifact-url", url)) == ExitCode.OK
+    without, with_url = json.loads(plain.read_text()), json.loads(fetched.read_text())
+    assert "url" not in without["artifact"]  # plans from before keep their plan_hash
+    assert with_url["artifact"]["url"] == url
+    assert with_url["plan_hash"] != without["plan_hash"]
+    assert load_plan(fetched).artifact.url == url
 
 
 def test_checksum_mismatch_and_missing_artifact(
