@@ -273,6 +273,9 @@ class FaultyExecutor:
     def session(self, target: SshTarget, *, name: str | None = None) -> FaultySession:
         return FaultySession(self._inner.session(target, name=name), self._fault)
 
+    def release(self, target: SshTarget, *, name: str | None = None) -> None:
+        self._inner.release(target, name=name)
+
     def close(self) -> None:
         self._inner.close()
 

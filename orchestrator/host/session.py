@@ -74,6 +74,10 @@ class Executor(Protocol):
         """The open session to `target`, connecting if needed; `name` is used in messages."""
         ...
 
+    def release(self, target: SshTarget, *, name: str | None = None) -> None:
+        """Close `target`'s session if it is open (its host is done; `session` opens anew)."""
+        ...
+
     def close(self) -> None:
         """Close every session."""
         ...

@@ -87,6 +87,24 @@ def test_run_put_stdin_and_one_connection_per_host(lab: LabFleet, tmp_path: Path
     assert digest == hashlib.sha256(payload.read_bytes()).hexdigest()
 
 
+def test_release_closes_a_done_hosts_connection_and_a_session_opens_anew(lab: LabFleet) -> None:
+    host = lab.light_hosts[0]
+    logins = accepted_logins(lab, host)
+    with SshExecutor() as executor:
+        first = executor.session(target(lab, host), name=host.name)
+        threads = threading.active_count()
+        executor.release(target(lab, host), name=host.name)
+        assert not first.active
+        deadline = time.monotonic() + 5  # paramiko's thread ends at its next wakeup
+        while threading.active_count() >= threads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() < threads
+        executor.release(target(lab, host), name=host.name)  # twice is harmless
+        again = executor.session(target(lab, host), name=host.name)
+        assert again is not first and again.run("true", timeout=10).ok
+    assert accepted_logins(lab, host) == logins + 2
+
+
 def test_timeout_kills_the_command_and_its_children_on_the_host(lab: LabFleet) -> None:
     host = lab.light_hosts[0]
     marker = f"{time.time_ns() % 10**9}"  # `sleep N.marker` names our processes uniquely

@@ -532,6 +532,9 @@ class BrokenExecutor:
             raise self.error
         return BrokenSession(self.error)
 
+    def release(self, target: SshTarget, *, name: str | None = None) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -51,8 +51,11 @@ class SshBackend:
         on_phase: PhaseListener,
     ) -> dict[str, HostOutcome | Exception]:
         def one(name: str, target: SshTarget) -> HostOutcome:
-            steps = SessionSteps(self.executor.session(target, name=name))
-            return rollback_host(steps, name, run_id=run_id, on_phase=on_phase)
+            try:
+                steps = SessionSteps(self.executor.session(target, name=name))
+                return rollback_host(steps, name, run_id=run_id, on_phase=on_phase)
+            finally:
+                self.executor.release(target, name=name)
 
         return run_on_hosts(targets, one, concurrency=self.concurrency)
 
@@ -82,6 +85,8 @@ class SshBackend:
         except Exception as error:  # a host's unexpected error must not stop its wave
             message = f"{type(error).__name__}: {error}"
             outcome = HostOutcome("failed", context.phase_of(name), None, message)
+        finally:
+            self.executor.release(planned.ssh, name=name)
         return dataclasses.replace(
             outcome,
             delivery=procedure.delivery if procedure else None,

@@ -531,6 +531,23 @@ class SshExecutor:
                 self._sessions[route] = opened
             return opened
 
+    def release(self, target: SshTarget, *, name: str | None = None) -> None:
+        """Close `target`'s session and its own jump-host connections, if open: at 10,000
+        hosts, connections kept to the end of a run would be 10,000 sockets and threads."""
+        host = name or target.address
+        try:
+            route = self.route(target)
+        except sshconfig.SshConfigError:
+            return  # never opened
+        with self._lock:
+            session = self._sessions.pop(route, None)
+            gateways = [key for key in self._gateways if key[1] == host]
+            jumps = [self._gateways.pop(key) for key in gateways]
+        if session is not None:
+            session.close()
+        for gateway in reversed(jumps):
+            gateway.close()
+
     def close(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())
