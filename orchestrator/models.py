@@ -98,6 +98,7 @@ class Inventory(Model):
 
 
 ARTIFACT_URL_PATTERN = r"^https?://[!-~]+$"  # printable ASCII, no spaces
+ARTIFACT_URL_MAX = 2048
 
 # How the new runc reached a host: its own copy (staged by this run already, or in its backup
 # store), fetched from the plan's URL, or pushed by the controller (gzip, or as it is).
@@ -116,7 +117,10 @@ class Artifact(Model):
     # Where hosts fetch it themselves (an internal mirror); the push is the fallback. Left out
     # of the JSON when unset, so plans made before it keep their plan_hash.
     url: str | None = Field(
-        default=None, max_length=2048, pattern=ARTIFACT_URL_PATTERN, exclude_if=lambda v: v is None
+        default=None,
+        max_length=ARTIFACT_URL_MAX,
+        pattern=ARTIFACT_URL_PATTERN,
+        exclude_if=lambda v: v is None,
     )
 
 
@@ -303,7 +307,7 @@ class HostTask(Model):
     plan_id: str = "ansible-playbook"
     artifact: str | None = None  # on the controller; a relative path is the playbook dir's
     packed: str | None = None  # its gzip, for the push (else it goes as it is); likewise
-    url: str | None = Field(default=None, max_length=2048, pattern=ARTIFACT_URL_PATTERN)
+    url: str | None = Field(default=None, max_length=ARTIFACT_URL_MAX, pattern=ARTIFACT_URL_PATTERN)
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     version: str | None = None
     sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)

@@ -339,7 +339,6 @@ class AnsibleBackend:
         self._domains = dict(domains or {})
         self._on_job = on_job
         self.gzip = gzip  # a push sends the artifact compressed (else as it is)
-        self._packed: tuple[str, bytes] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
         def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -446,16 +445,15 @@ class AnsibleBackend:
 
     def _payload(self, directory: Path, artifact: Artifact) -> dict[str, tuple[str, Path]]:
         """The files an upgrade job reads, by the variable that names them: the runc, and its
-        gzip (made once per run, written once into the jobs' directory). With the name each
+        gzip (made once per process, written once into the jobs' directory). With the name each
         has in a node job's project."""
         payload = {"runc_rollout_artifact": (ARTIFACT_NAME, Path(artifact.path).resolve())}
         if not self.gzip:
             return payload
-        if self._packed is None or self._packed[0] != artifact.sha256:
-            self._packed = (artifact.sha256, packed_artifact(Path(artifact.path)))
         packed = directory / f"runc-{artifact.sha256[:16]}.gz"
         if not packed.is_file():
-            write_atomic(packed, self._packed[1], mode=0o600)
+            data = packed_artifact(Path(artifact.path), artifact.sha256)
+            write_atomic(packed, data, mode=0o600)
         return payload | {"runc_rollout_artifact_gz": (PACKED_NAME, packed)}
 
 

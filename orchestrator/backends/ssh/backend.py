@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 from orchestrator.backends.base import WaveContext
@@ -17,7 +18,7 @@ from orchestrator.host.procedure import (
 )
 from orchestrator.host.session import ConnectionLost, Executor, HostUnreachable
 from orchestrator.host.steps import Payload, SessionSteps
-from orchestrator.models import Artifact, PlannedHost, SshTarget
+from orchestrator.models import PlannedHost, SshTarget
 from orchestrator.plan.artifact import packed_artifact
 
 
@@ -26,22 +27,19 @@ class SshBackend:
         self.executor = executor
         self.concurrency = concurrency
         self.gzip = gzip  # a push sends the artifact compressed (else as it is)
-        self._packed: tuple[str, Payload] | None = None  # (sha256, gzip) of the run's artifact
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        packed = self._packed_artifact(context.plan.artifact) if self.gzip else None
+        artifact = context.plan.artifact
+        packed = (
+            Payload(partial(packed_artifact, Path(artifact.path), artifact.sha256))
+            if self.gzip
+            else None
+        )  # made when the first host needs it: not at all if every host fetches the URL
 
         def one(name: str, planned: PlannedHost) -> None:
             context.on_outcome(name, self._upgrade(name, planned, context, packed))
 
         run_on_hosts(hosts, one, concurrency=self.concurrency)
-
-    def _packed_artifact(self, artifact: Artifact) -> Payload:
-        """One gzip of the artifact for every host of the run, made when first needed."""
-        if self._packed is None or self._packed[0] != artifact.sha256:
-            path = Path(artifact.path)
-            self._packed = (artifact.sha256, Payload(lambda: packed_artifact(path)))
-        return self._packed[1]
 
     def rollback(
         self,
