@@ -136,6 +136,8 @@ def plan_markdown(plan: Plan) -> str:
         f"- `--max-failures {opts.max_failures}` per wave: a failed or **unreachable** host "
         "counts; a wave with more failures than its budget halts the rollout (exit 3) and no "
         "further wave starts.",
+        "- A wave in which no host succeeded (none upgraded, none already at the target) halts "
+        "the rollout too (exit 3), whatever its budget allows.",
         "- A host that fails verification is rolled back at once.",
         f"- Bake time between waves: {opts.bake_seconds:g} s.",
         (

@@ -202,6 +202,8 @@ def test_help_documents_exit_codes_and_wave_semantics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == ExitCode.OK
-    assert "3 error budget exceeded" in capsys.readouterr().out
+    assert "3 rollout halted (a wave over its error budget, or without a success)" in " ".join(
+        capsys.readouterr().out.split()
+    )
     assert main(["plan", "--help"]) == ExitCode.OK
     assert "serial" in capsys.readouterr().out
