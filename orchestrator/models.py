@@ -340,7 +340,11 @@ class Plan(Model):
     artifact: Artifact
     options: WaveOptions
     waves: list[Wave]
-    skipped: list[Skipped]
+    skipped: list[Skipped]  # held back by the operator (runc_rollout_skip)
+    # Selected hosts whose facts could not be gathered at plan time (unreachable, or facts that
+    # do not say what is needed): not in any wave. Left out of the JSON when empty, so that plans
+    # written before it keep their plan_hash.
+    unreachable: list[Skipped] = Field(default_factory=list, exclude_if=lambda v: not v)
     domains: dict[str, int]  # selected hosts per failure domain
     notes: list[str] = Field(default_factory=list)
 

@@ -25,7 +25,7 @@ from orchestrator.diagnose.facts_report import (
     gather_fleet,
     read_facts_report,
 )
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, UnreachableAtPlan
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
@@ -36,6 +36,19 @@ from orchestrator.plan.planner import build_plan, hosts_to_plan
 from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
+from orchestrator.util.textsafe import terminal_safe
+
+
+def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
+    """One line: which selected hosts could not be gathered, the first one's reason, what to do."""
+    names = list(unreachable)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    first = terminal_safe(unreachable[names[0]])
+    return (
+        f"plan: {len(names)} of {selected} selected hosts could not be gathered ({shown}; "
+        f"{names[0]}: {first}): no plan written; bring them back, hold them with "
+        "runc_rollout_skip, or pass --allow-unreachable to plan without them"
+    )
 
 
 def plan(
@@ -118,6 +131,15 @@ def plan(
     facts_file: Annotated[
         Path | None, typer.Option("--facts", help="Use facts saved by `facts --format json`.")
     ] = None,
+    allow_unreachable: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unreachable",
+            help="With --gather or --facts: plan without the selected hosts whose facts could "
+            "not be gathered (listed apart in the plan). Without it such a host fails the plan "
+            "(exit 1, no plan written).",
+        ),
+    ] = False,
     verify_image: Annotated[
         str | None,
         typer.Option("--verify-image", help="Image of the verification container."),
@@ -187,6 +209,8 @@ def plan(
             with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
+        if unreachable and not allow_unreachable:
+            raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
     result = build_plan(loaded, artifact, options, before, unreachable)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})

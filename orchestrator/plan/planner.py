@@ -49,7 +49,7 @@ def build_plan(
     """The plan for `options.limit` of `inventory`.
 
     `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
-    gathered to the reason, and they are held back.
+    gathered to the reason: they are in no wave, and listed apart from the hosts held back.
     """
     with gc_paused():
         return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
@@ -82,17 +82,16 @@ def _build_plan(
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
         for host in selected
         if held_back(host)
-    ] + [
-        Skipped(name=host.name, reason=f"unreachable: {unreachable[host.name]}")
+    ]
+    not_gathered = [
+        Skipped(name=host.name, reason=unreachable[host.name])
         for host in selected
         if not held_back(host) and host.name in unreachable
     ]
-    held = {item.name for item in skipped}
-    candidates = [host for host in selected if host.name not in held]
+    left_out = {item.name for item in skipped + not_gathered}
+    candidates = [host for host in selected if host.name not in left_out]
     if not candidates:
-        raise BadInput(
-            f"nothing to plan: all {len(selected)} selected hosts are held back by {SKIP_VAR}"
-        )
+        raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
 
     by_domain = _group_by_domain(candidates, options.domain_key)
     if options.seed is not None:
@@ -127,6 +126,7 @@ def _build_plan(
             "options": options,
             "waves": waves,
             "skipped": skipped,
+            "unreachable": not_gathered,
             "domains": domains,
             "notes": _notes(options, domains, cap) + _password_notes(waves),
         }
@@ -146,6 +146,13 @@ def _password_notes(waves: list[Wave]) -> list[str]:
         f"{len(names)} hosts ({shown}) set ansible_become_password in the inventory: it is read "
         f"again and used only with {OPT_IN}"
     ]
+
+
+def nothing_to_plan(selected: int, held: int, unreachable: int) -> str:
+    """Why no selected host is left to plan, naming each cause."""
+    causes = [f"{held} held back by {SKIP_VAR}"] if held else []
+    causes += [f"{unreachable} unreachable at plan time (--gather)"] if unreachable else []
+    return f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
 
 
 def held_back(host: InventoryHost) -> bool:

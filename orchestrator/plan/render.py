@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.models import Plan, Wave
+from orchestrator.util.textsafe import terminal_safe
 
 HOST_STEPS = (
     "re-read facts; stop with *drift* if runc or the sysctl no longer match the plan",
@@ -79,7 +80,7 @@ def plan_markdown(plan: Plan) -> str:
         "## Summary",
         "",
         f"- **Hosts:** {len(plan.hosts)} selected ({swaps} to swap, {noops} already at target), "
-        f"{len(plan.skipped)} held back",
+        f"{len(plan.skipped)} held back, {len(plan.unreachable)} unreachable at plan time",
         f"- **Waves:** {len(plan.waves)} (`--waves {','.join(opts.waves)}`)",
         f"- **Failure domains** (`{opts.domain_key or '-'}`): "
         + ", ".join(f"{name} ({count})" for name, count in plan.domains.items()),
@@ -96,6 +97,15 @@ def plan_markdown(plan: Plan) -> str:
     ]
     if plan.notes:
         out += ["Notes:", "", *[f"- {note}" for note in plan.notes], ""]
+    if plan.unreachable:
+        left_out = [item.name for item in plan.unreachable]
+        out += [
+            f"> **WARNING: {_plural(len(left_out), 'selected host')} could not be reached at "
+            "plan time and will not be changed by this plan** (see *Unreachable at plan time*): "
+            + ", ".join(f"`{name}`" for name in left_out[:20])
+            + (f" and {len(left_out) - 20} more" if len(left_out) > 20 else ""),
+            "",
+        ]
     unproven = unprobed_hosts(plan)
     if unproven:
         out += [
@@ -158,6 +168,10 @@ def plan_markdown(plan: Plan) -> str:
         "",
     ]
     out += [f"- `{item.name}`: {item.reason}" for item in plan.skipped] or ["- none"]
+    out += ["", "## Unreachable at plan time", ""]
+    out += [f"- `{item.name}`: {terminal_safe(item.reason)}" for item in plan.unreachable] or [
+        "- none"
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -168,7 +182,8 @@ def plan_table(plan: Plan, width: int = 120) -> str:
     art = plan.artifact
     console.print(
         f"[bold]{plan.plan_id}[/]  {_plural(len(plan.hosts), 'host')} in "
-        f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back\n"
+        f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back, "
+        f"{len(plan.unreachable)} unreachable\n"
         + escape(f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}")
         + (escape(f"\nhosts fetch it from {art.url}") if art.url else "")
     )
@@ -193,6 +208,11 @@ def plan_table(plan: Plan, width: int = 120) -> str:
         console.print(f"target {path}: {_plural(len(names), 'host')}", markup=False)
     for item in plan.skipped:
         console.print(f"held back: {item.name}: {item.reason}")
+    for item in plan.unreachable:
+        console.print(
+            f"UNREACHABLE at plan time, in no wave: {item.name}: {terminal_safe(item.reason)}",
+            markup=False,
+        )
     for note in plan.notes:
         console.print(f"note: {note}")
     unproven = unprobed_hosts(plan)
