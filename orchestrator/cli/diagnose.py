@@ -98,11 +98,11 @@ def audit(
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
+    from orchestrator.diagnose.advisories import load_advisories
     from orchestrator.diagnose.audit import (
         audit_fleet,
         audit_targets,
         finding_ids,
-        load_advisories,
         probe_specs,
         report_markdown,
         report_table,

@@ -19,6 +19,7 @@ from orchestrator.cli.options import (
     ProbeTimeoutOption,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
+from orchestrator.diagnose.advisories import advisory_table, describe_table
 from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_report,
@@ -26,6 +27,7 @@ from orchestrator.diagnose.facts_report import (
     read_facts_report,
 )
 from orchestrator.errors import BadInput, UnreachableAtPlan
+from orchestrator.inventory.patterns import select_hosts
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
@@ -34,6 +36,8 @@ from orchestrator.models import (
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
 from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
+from orchestrator.plan.target import refuse_severity as plan_refuse_severity
+from orchestrator.plan.target import target_policy
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
 from orchestrator.util.textsafe import terminal_safe
@@ -174,6 +178,31 @@ def plan(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
+    accept_advisory: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-advisory",
+            help="Roll out a target with this advisory knowingly (repeatable; recorded in the "
+            "plan and its hash). The rc93 pipe hang (runc-rc93-pipe-hang) is refused without it.",
+        ),
+    ] = None,
+    refuse_severity: Annotated[
+        str | None,
+        typer.Option(
+            "--refuse-severity",
+            help="Refuse a target with any advisory of this severity or above (low, medium, "
+            "high; also the inventory variable runc_rollout_refuse_severity). Default: list "
+            "them for the reviewer, refuse only the rc93 pipe hang.",
+        ),
+    ] = None,
+    advisories_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--advisories",
+            help="Your own advisories file (the shipped format; `runc-rollout advisories "
+            "--check FILE` validates it) instead of the shipped table.",
+        ),
+    ] = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
     options = wave_options(
@@ -196,7 +225,17 @@ def plan(
     artifact = inspect_artifact(
         runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
     )
+    table = advisory_table(advisories_file)
     loaded = load_inventory(inventory)
+    policy = target_policy(
+        artifact,
+        table.advisories,
+        describe_table(table, advisories_file),
+        accepted=accept_advisory or (),
+        severity=plan_refuse_severity(
+            refuse_severity, (loaded.hosts[name] for name in select_hosts(loaded, limit))
+        ),
+    )
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}
     if gather or facts_file:
@@ -211,7 +250,7 @@ def plan(
         before, unreachable = before_from_report(report, targets)
         if unreachable and not allow_unreachable:
             raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
-    result = build_plan(loaded, artifact, options, before, unreachable)
+    result = build_plan(loaded, artifact, options, before, unreachable, policy)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
     try:

@@ -17,16 +17,16 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.advisories import RC93_HANG, Advisory
 from orchestrator.diagnose.facts_report import facts_report
-from orchestrator.diagnose.versions import Version, parse_version
+from orchestrator.diagnose.versions import parse_version
 from orchestrator.host.facts import gather_facts
 from orchestrator.host.procedure import run_probe
 from orchestrator.host.session import Executor
@@ -82,62 +82,6 @@ def rank(severity: Severity) -> int:
 # Advisories
 
 
-class AffectedRange(Model):
-    """[introduced, fixed): `introduced` inclusive (None: from the first version), `fixed`
-    exclusive (None: not fixed on this line)."""
-
-    introduced: str | None = None
-    fixed: str | None = None
-
-    @model_validator(mode="after")
-    def _versions(self) -> AffectedRange:
-        for text in (self.introduced, self.fixed):
-            if text is not None and parse_version(text) is None:
-                raise ValueError(f"not a version: {text!r}")
-        return self
-
-    def contains(self, version: Version) -> bool:
-        low = parse_version(self.introduced) if self.introduced else None
-        high = parse_version(self.fixed) if self.fixed else None
-        return (low is None or version >= low) and (high is None or version < high)
-
-
-class Advisory(Model):
-    id: str
-    aliases: tuple[str, ...] = ()
-    kind: Literal["bug", "security"]
-    title: str
-    severity: Severity
-    affected: tuple[AffectedRange, ...]
-    fixed_in: tuple[str, ...]
-    commits: tuple[str, ...] = ()  # commit prefixes identifying an affected build
-    source: str
-    references: tuple[str, ...] = ()
-
-    def affects(self, binary: RuncBinary) -> bool:
-        """Whether `binary`'s upstream version (or its commit) is in an affected range."""
-        commit = (binary.commit or "").rpartition("-g")[2]  # `git describe`: the hash after -g
-        if commit and any(commit.startswith(prefix) for prefix in self.commits):
-            return True
-        version = parse_version(binary.version) if binary.version else None
-        return version is not None and any(r.contains(version) for r in self.affected)
-
-
-class AdvisoryData(Model):
-    schema_version: Literal[1]
-    about: str
-    advisories: tuple[Advisory, ...]
-
-
-def load_advisories() -> tuple[Advisory, ...]:
-    """The advisory table shipped with the package (`orchestrator/data/advisories.json`)."""
-    text = resources.files("orchestrator").joinpath("data/advisories.json").read_text()
-    try:
-        return AdvisoryData.model_validate_json(text).advisories
-    except ValidationError as error:  # a packaging bug, not a user error
-        raise RuntimeError(f"orchestrator/data/advisories.json is invalid: {error}") from error
-
-
 def finding_ids(advisories: Iterable[Advisory]) -> set[str]:
     """Every id a finding can have."""
     return {advisory.id for advisory in advisories} | set(CHECK_IDS)
@@ -157,7 +101,6 @@ class Finding(Model):
     ignored: bool = False  # listed in `--ignore`: reported, never fails the audit
 
 
-RC93_HANG = "runc-rc93-pipe-hang"
 PROBE_WOULD_DECIDE = "decided by the version alone; `audit --probe` runs the incident's trigger"
 
 
@@ -310,7 +253,7 @@ def _version_findings(runc: RuncBinary, advisories: Iterable[Advisory]) -> list[
         )
     distribution = distribution_of(runc)
     for advisory in advisories:  # without a version, only a known commit can match
-        if not advisory.affects(runc):
+        if not advisory.affects_build(runc.version, runc.commit):
             continue
         detail = f"runc {_describe(runc)}; fixed in {', '.join(advisory.fixed_in)}"
         if distribution:
