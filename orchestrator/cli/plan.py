@@ -35,6 +35,7 @@ from orchestrator.models import (
 )
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
+from orchestrator.plan.provenance import check_provenance
 from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
 from orchestrator.plan.target import refuse_severity as plan_refuse_severity
 from orchestrator.plan.target import target_policy
@@ -60,7 +61,10 @@ def plan(
         list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
-    sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Its expected sha256 (this or --sha256-file is required)."),
+    ] = None,
     runc_version: Annotated[
         str | None,
         typer.Option(
@@ -195,6 +199,30 @@ def plan(
             "them for the reviewer, refuse only the rc93 pipe hang.",
         ),
     ] = None,
+    sha256_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sha256-file",
+            help="A sha256sum-format file (upstream's runc.sha256sum): the line for the --runc "
+            "file's name gives the expected sha256.",
+        ),
+    ] = None,
+    sha256_name: Annotated[
+        str | None,
+        typer.Option("--sha256-name", help="The name of that line, if not the --runc file's."),
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="A detached OpenPGP signature of the --runc file (upstream's runc.amd64.asc), "
+            "checked with gpgv against --keyring before anything else.",
+        ),
+    ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", help="The keys it must be signed by (runc.keyring)."),
+    ] = None,
     advisories_file: Annotated[
         Path | None,
         typer.Option(
@@ -222,9 +250,17 @@ def plan(
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
     )
-    artifact = inspect_artifact(
-        runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
+    expected, provenance = check_provenance(
+        runc,
+        sha256,
+        sha256_file=sha256_file,
+        sha256_name=sha256_name,
+        signature=signature,
+        keyring=keyring,
     )
+    artifact = inspect_artifact(
+        runc, expected, run=run_artifact, version=runc_version, url=artifact_url
+    ).model_copy(update={"provenance": provenance})
     table = advisory_table(advisories_file)
     loaded = load_inventory(inventory)
     policy = target_policy(
