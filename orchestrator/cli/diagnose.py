@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     AskBecomePassOption,
     BecomeFromInventoryOption,
@@ -92,6 +93,7 @@ def audit(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
+    advisories_file: AdvisoriesOption = None,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
     unless --probe).
@@ -109,7 +111,7 @@ def audit(
     )
     from orchestrator.diagnose.audit import report_json as audit_json
 
-    advisories = load_advisories()
+    advisories = load_advisories(advisories_file)
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
     if unknown:
         raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     WAVES_HELP,
     AskBecomePassOption,
@@ -223,14 +224,7 @@ def plan(
         Path | None,
         typer.Option("--keyring", help="The keys it must be signed by (runc.keyring)."),
     ] = None,
-    advisories_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--advisories",
-            help="Your own advisories file (the shipped format; `runc-rollout advisories "
-            "--check FILE` validates it) instead of the shipped table.",
-        ),
-    ] = None,
+    advisories_file: AdvisoriesOption = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
     options = wave_options(

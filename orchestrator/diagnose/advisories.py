@@ -103,14 +103,21 @@ def shipped_advisories() -> AdvisoryData:
 
 def read_advisories(path: Path) -> AdvisoryData:
     """An operator's advisories file: a regular file (not a link), bounded, in the shipped
-    format; `BadInput` naming the file and the first problem otherwise."""
+    format, with the rc93 hang among its entries; `BadInput` naming the file and the first
+    problem otherwise."""
     raw = read_input(path, ADVISORIES_LIMIT, "advisories file", follow=False)
     try:
-        return AdvisoryData.model_validate_json(raw)
+        data = AdvisoryData.model_validate_json(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         raise BadInput(f"{path}: {where}: {first['msg']}") from None
+    if RC93_HANG not in {advisory.id for advisory in data.advisories}:
+        raise BadInput(
+            f"{path}: has no {RC93_HANG} entry (copy it from the shipped table): plan refuses "
+            "that bug by it"
+        )
+    return data
 
 
 def advisory_table(path: Path | None = None) -> AdvisoryData:
