@@ -325,7 +325,7 @@ def distribution_of(runc: RuncBinary) -> str | None:
     "1.1.5+ds1-1+deb12u1" where upstream prints a git commit)."""
     if runc.package:
         return f"distribution package {runc.package} {runc.package_version or ''}".rstrip()
-    build = distribution_build(runc)
+    build = distribution_build(runc.version, runc.commit)
     return f"distribution build {build}" if build is not None else None
 
 

@@ -117,15 +117,14 @@ def package_of(runc: RuncBinary) -> tuple[str, str | None] | None:
     at exactly that version."""
     if runc.package:
         return (runc.package, None) if _PACKAGE.fullmatch(runc.package) else None
-    build = distribution_build(runc)
+    build = distribution_build(runc.version, runc.commit)
     return ("runc", build) if build is not None and _PACKAGE_VERSION.fullmatch(build) else None
 
 
-def distribution_build(runc: RuncBinary) -> str | None:
+def distribution_build(version: str | None, commit: str | None) -> str | None:
     """The distribution package version a runc reports as its `commit:` (Debian prints
     "1.1.5+ds1-1+deb12u1" where upstream prints a git commit), if it does."""
-    commit = runc.commit
-    if commit and commit != runc.version and not _UPSTREAM_COMMIT.fullmatch(commit):
+    if commit and commit != version and not _UPSTREAM_COMMIT.fullmatch(commit):
         return commit
     return None
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.diagnose.changelog import distribution_build
 from orchestrator.models import Artifact, Plan, TargetAdvisory, Wave
 from orchestrator.util.textsafe import terminal_safe
 
@@ -280,6 +281,12 @@ def target_markdown(plan: Plan) -> list[str]:
     elif target.advisories:
         out.append(f"- **Advisories of runc {plan.artifact.version}** (by upstream version):")
         out += [f"  - {_advisory_line(advisory)}" for advisory in target.advisories]
+        build = distribution_build(plan.artifact.version, plan.artifact.commit)
+        if build is not None:
+            out.append(
+                f"  - it is the distribution build {build}: its changelog may name some of "
+                "these fixed (`audit` reads it on hosts where its package is installed)"
+            )
     else:
         out.append(f"- **Advisories of runc {plan.artifact.version}**: none known")
     refuses = f"severity {target.refuse_severity} and above, " if target.refuse_severity else ""

@@ -176,3 +176,18 @@ def test_a_plan_without_a_version_carries_the_refusals(
         capsys.readouterr().out
     )
     assert [item["id"] for item in json.loads(out.read_text())["target"]["refuse"]] == [RC93_HANG]
+
+
+def test_a_distribution_build_is_named_beside_its_advisories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    debian = tmp_path / "runc"
+    debian.write_text(
+        "#!/bin/sh\nprintf 'runc version 1.1.5+ds1\\ncommit: 1.1.5+ds1-1+deb12u1\\n'\n"
+    )
+    debian.chmod(0o755)
+    runc = (debian, hashlib.sha256(debian.read_bytes()).hexdigest())
+    assert plan(runc, tmp_path / "plan.json", "--run-artifact", "--format", "markdown") == 0
+    top = capsys.readouterr().out.split("## Summary")[0]
+    assert "**high** `CVE-2024-21626`" in top
+    assert "it is the distribution build 1.1.5+ds1-1+deb12u1: its changelog may name" in top
