@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +19,7 @@ from orchestrator.plan.target import (
     target_policy,
 )
 from orchestrator.run.engine import load_plan
+from tests.plan.test_plan_cli import stand_in_runc
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
@@ -118,10 +118,7 @@ def test_refuse_severity_from_the_inventory_the_strictest_wins() -> None:
 
 @pytest.fixture
 def runc(tmp_path: Path) -> tuple[Path, str]:
-    path = tmp_path / "runc"
-    path.write_text("#!/bin/sh\nprintf 'runc version 1.0.0-rc93\\ncommit: 12644e61\\n'\n")
-    path.chmod(0o755)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+    return stand_in_runc(tmp_path / "runc", "1.0.0-rc93", "12644e61")
 
 
 def plan(runc: tuple[Path, str], out: Path, *extra: str) -> int:
@@ -181,12 +178,7 @@ def test_a_plan_without_a_version_carries_the_refusals(
 def test_a_distribution_build_is_named_beside_its_advisories(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    debian = tmp_path / "runc"
-    debian.write_text(
-        "#!/bin/sh\nprintf 'runc version 1.1.5+ds1\\ncommit: 1.1.5+ds1-1+deb12u1\\n'\n"
-    )
-    debian.chmod(0o755)
-    runc = (debian, hashlib.sha256(debian.read_bytes()).hexdigest())
+    runc = stand_in_runc(tmp_path / "runc", "1.1.5+ds1", "1.1.5+ds1-1+deb12u1")
     assert plan(runc, tmp_path / "plan.json", "--run-artifact", "--format", "markdown") == 0
     top = capsys.readouterr().out.split("## Summary")[0]
     assert "**high** `CVE-2024-21626`" in top
