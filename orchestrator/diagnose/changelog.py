@@ -10,6 +10,7 @@ versions and the advisory names each entry mentions. Only those (validated) leav
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass
@@ -85,29 +86,43 @@ class Changelog:
     package: str
     version: str | None  # installed, as the package manager reports it
     format: Format | None
-    entries: tuple[tuple[str, str], ...] = ()  # (version, text), newest first
+    entries: tuple[tuple[str, str], ...] = ()  # (version, text in lowercase), newest first
     problem: str | None = None  # why it could not be used
 
     def fixed_at(self, advisory: Advisory) -> str | None:
         """The version of the oldest entry at or below the installed one naming `advisory`."""
-        if self.format is None or self.version is None:
-            return None
-        found = None
-        pattern = _names(advisory)
-        for version, text in self.entries:
-            at_or_below = compare_package_versions(self.format, version, self.version) <= 0
-            if at_or_below and pattern.search(text):
-                found = version
-        return found
+        return _fixed_at(self, advisory.names)
 
     def describe(self) -> str:
         return f"package {self.package} {self.version or '?'}"
 
 
-def _names(advisory: Advisory) -> re.Pattern[str]:
-    """The advisory's names as whole words (CVE-2024-2162 is not CVE-2024-21626)."""
-    words = "|".join(re.escape(name) for name in advisory.names)
-    return re.compile(rf"(?<![\w-])(?:{words})(?![\w])", re.IGNORECASE)
+@functools.lru_cache(maxsize=1024)
+def _fixed_at(changelog: Changelog, names: tuple[str, ...]) -> str | None:
+    """Cached: a fleet's hosts mostly have the same few package versions, so equal changelogs."""
+    if changelog.format is None or changelog.version is None:
+        return None
+    found = None
+    lowered = [name.lower() for name in names]
+    for version, text in changelog.entries:
+        named = any(_mentions(text, name) for name in lowered)
+        if named and compare_package_versions(changelog.format, version, changelog.version) <= 0:
+            found = version
+    return found
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether lowercase `text` has lowercase `name` as a whole word (CVE-2024-2162 is not
+    CVE-2024-21626). str.find: a regex with look-arounds took 20 ms per host."""
+    start = text.find(name)
+    while start != -1:
+        end = start + len(name)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "_-") and not (after.isalnum() or after == "_"):
+            return True
+        start = text.find(name, start + 1)
+    return False
 
 
 def package_of(runc: RuncBinary) -> tuple[str, str | None] | None:
@@ -175,7 +190,7 @@ def _entries(header: re.Pattern[str], body: str) -> tuple[tuple[str, str], ...]:
         end = matches[index + 1].start() if index + 1 < len(matches) else len(body)
         version = match.group(1)
         if _PACKAGE_VERSION.fullmatch(version):
-            entries.append((version, body[match.end() : end]))
+            entries.append((version, body[match.end() : end].lower()))
     return tuple(entries)
 
 
