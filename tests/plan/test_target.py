@@ -183,3 +183,15 @@ def test_a_distribution_build_is_named_beside_its_advisories(
     top = capsys.readouterr().out.split("## Summary")[0]
     assert "**high** `CVE-2024-21626`" in top
     assert "it is the distribution build 1.1.5+ds1-1+deb12u1: its changelog may name" in top
+
+
+def test_the_terminal_view_lists_them_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runc = stand_in_runc(tmp_path / "runc", "1.1.5+ds1", "1.1.5+ds1-1+deb12u1")
+    assert plan(runc, tmp_path / "plan.json", "--run-artifact") == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    assert "advisory high CVE-2024-21626: fixed in 1.1.12" in lines
+    assert "provenance: not checked: the sha256 was given on the command line, no signature" in (
+        lines
+    )
