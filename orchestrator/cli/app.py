@@ -52,7 +52,7 @@ def _global_options(
     """Options that come before the subcommand."""
 
 
-from orchestrator.cli import diagnose, lab, plan, runs  # noqa: E402 (the app first)
+from orchestrator.cli import advisories, diagnose, lab, plan, runs  # noqa: E402 (the app first)
 
 app.command()(plan.plan)
 app.command()(diagnose.facts)
@@ -64,6 +64,7 @@ app.command("verify-plan")(runs.verify_plan)
 app.command()(runs.status)
 app.command()(runs.resume)
 app.command()(runs.rollback)
+app.command()(advisories.advisories)
 app.add_typer(lab.lab_app, name="lab")
 
 

@@ -27,6 +27,7 @@ from orchestrator.models import (
     PlannedHost,
     Skipped,
     SshTarget,
+    TargetPolicy,
     VerifySpec,
     Wave,
     WaveOptions,
@@ -45,14 +46,16 @@ def build_plan(
     options: WaveOptions,
     before: Mapping[str, HostBefore] | None = None,
     unreachable: Mapping[str, str] | None = None,
+    target: TargetPolicy | None = None,
 ) -> Plan:
     """The plan for `options.limit` of `inventory`.
 
     `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
     gathered to the reason: they are in no wave, and listed apart from the hosts held back.
+    `target`: the target's advisories and refusals (`plan.target`).
     """
     with gc_paused():
-        return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
+        return _build_plan(inventory, artifact, options, before or {}, unreachable or {}, target)
 
 
 def _build_plan(
@@ -61,6 +64,7 @@ def _build_plan(
     options: WaveOptions,
     facts: Mapping[str, HostBefore],
     unreachable: Mapping[str, str],
+    target: TargetPolicy | None,
 ) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
@@ -129,6 +133,7 @@ def _build_plan(
             "unreachable": not_gathered,
             "domains": domains,
             "notes": _notes(options, domains, cap) + _password_notes(waves),
+            "target": target,
         }
     )
     return plan.sealed()

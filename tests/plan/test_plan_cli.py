@@ -18,13 +18,16 @@ FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
 FLEET40_YAML = ROOT / "inventories" / "fleet40-yaml" / "hosts.yml"
 
 
-@pytest.fixture
-def artifact(tmp_path: Path) -> tuple[Path, str]:
-    """A stand-in runc that runs here and reports a version, like the real one."""
-    path = tmp_path / "runc"
-    path.write_text("#!/bin/sh\nprintf 'runc version 1.1.12\\ncommit: v1.1.12-0-g51d5e94\\n'\n")
+def stand_in_runc(path: Path, version: str, commit: str) -> tuple[Path, str]:
+    """A stand-in runc that runs here and reports a version, like the real one; its sha256."""
+    path.write_text(f"#!/bin/sh\nprintf 'runc version {version}\\ncommit: {commit}\\n'\n")
     path.chmod(0o755)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> tuple[Path, str]:
+    return stand_in_runc(tmp_path / "runc", "1.1.12", "v1.1.12-0-g51d5e94")
 
 
 def plan_args(artifact: tuple[Path, str], out: Path, *extra: str) -> list[str]:

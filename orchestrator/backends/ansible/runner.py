@@ -189,7 +189,15 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_events": events,
         }
         | ({"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {})
+        | _refusal_vars(plan)
     )
+
+
+def _refusal_vars(plan: Plan) -> dict[str, Any]:
+    """The plan's refusals of a target version it did not know, for each host to check."""
+    if plan.target is None or not plan.target.refuse:
+        return {}
+    return {"runc_rollout_refuse": [item.model_dump(mode="json") for item in plan.target.refuse]}
 
 
 class HostEvents:
