@@ -170,6 +170,13 @@ def plan(
             "outcome).",
         ),
     ] = None,
+    ticket: Annotated[
+        str | None,
+        typer.Option("--ticket", help="The change ticket this rollout belongs to (e.g. CHG-1234)."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why: one line, shown first to the reviewer.")
+    ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -192,6 +199,8 @@ def plan(
         probe=probe,
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
+        ticket=ticket,
+        reason=reason,
     )
     artifact = inspect_artifact(
         runc, sha256, run=run_artifact, version=runc_version, url=artifact_url

@@ -124,7 +124,8 @@ def apply(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(journal, backend, show, signers=signers)
 
 
 def sign(
@@ -242,7 +243,7 @@ def resume(
             f"run {journal.run_id} was applied with {applied.required_signatures} required "
             "signatures: pass --allowed-signers (and --required-signatures) to resume it"
         )
-    check_approval(journal.plan, policy, journal.signatures)
+    signers = check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
@@ -258,7 +259,8 @@ def resume(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(journal, backend, show, resumed=True, signers=signers)
 
 
 def rollback(

@@ -179,15 +179,22 @@ def open_backend(
 
 
 def run_rollout(
-    journal: Journal, backend: Backend, show: ShowOptions, resumed: bool = False
+    journal: Journal,
+    backend: Backend,
+    show: ShowOptions,
+    resumed: bool = False,
+    *,
+    signers: Sequence[str] = (),
 ) -> int:
     from orchestrator.run.engine import ApplyEnv, Rollout
+    from orchestrator.run.operator import current_operator
 
     screen = Screen()
     view, on_event = make_view(
         journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
     )
-    rollout = Rollout(journal, backend, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
+    env = ApplyEnv(on_event=on_event, sleep=view.sleep, operator=current_operator(signers))
+    rollout = Rollout(journal, backend, env=env)
     with view:
         code = rollout.run(resumed=resumed)
     title = "resume" if resumed else "apply"

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.models import Plan, Wave
+from orchestrator.plan.controls import change_markdown, change_table_lines
 from orchestrator.util.textsafe import terminal_safe
 
 HOST_STEPS = (
@@ -77,6 +78,7 @@ def plan_markdown(plan: Plan) -> str:
     out = [
         f"# runc rollout change plan `{plan.plan_id}`",
         "",
+        *change_markdown(plan),
         "## Summary",
         "",
         f"- **Hosts:** {len(plan.hosts)} selected ({swaps} to swap, {noops} already at target), "
@@ -187,6 +189,8 @@ def plan_table(plan: Plan, width: int = 120) -> str:
         + escape(f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}")
         + (escape(f"\nhosts fetch it from {art.url}") if art.url else "")
     )
+    for line in change_table_lines(plan):
+        console.print(line, markup=False)
     domains = list(plan.domains)
     table = Table(show_lines=False)
     table.add_column("wave", justify="right")

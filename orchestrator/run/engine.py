@@ -8,6 +8,7 @@ judges each wave after all of its hosts have finished, as fabric judges a group.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from orchestrator.models import (
     HostFacts,
     HostPhase,
     HostStatus,
+    Operator,
     Plan,
     PlannedHost,
 )
@@ -69,6 +71,7 @@ class ApplyEnv:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     on_event: Callable[[Event], None] = field(default=lambda event: None)
+    operator: Operator | None = None  # who applies: recorded when the run starts or resumes
 
 
 class Rollout:
@@ -80,7 +83,7 @@ class Rollout:
 
     def run(self, *, resumed: bool = False) -> ExitCode:
         """Run every wave that still has work; return the exit code the CLI should use."""
-        self._record("run.resumed" if resumed else "run.started")
+        self._record("run.resumed" if resumed else "run.started", operator=self.env.operator)
         try:
             for wave in self.plan.waves:
                 code = self._wave(wave.index)
@@ -143,7 +146,14 @@ class Rollout:
             f"{len(wave.hosts) - failed} ok, {failed} failed or unreachable "
             f"(budget {wave.max_failures})"
         )
-        self._record("wave.finished", wave=index, message=summary)
+        counts = Counter(hosts[host.name].status for host in wave.hosts)
+        self._record(
+            "wave.finished",
+            wave=index,
+            message=summary,
+            counts=dict(sorted(counts.items())),
+            budget=wave.max_failures,
+        )
 
     def _on_outcome(self, name: str, outcome: HostOutcome) -> None:
         self._record("host.finished", host=name, **outcome.event_fields())

@@ -1,0 +1,84 @@
+"""`plan` with what surrounds a rollout: ticket and reason, in the plan, its hash and its
+review documents; bad values refused with the option named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.app import main
+from orchestrator.errors import ExitCode
+from orchestrator.run.engine import load_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "runc"
+    path.write_bytes(b"not run: plan never executes it unless asked\n")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make(artifact: tuple[Path, str], out: Path, *extra: str, fmt: str = "json") -> int:
+    path, digest = artifact
+    args = ["plan", "-i", str(FLEET40), "--runc", str(path), "--sha256", digest,
+            "-o", str(out), "--format", fmt, *extra]  # fmt: skip
+    return main(args)
+
+
+def test_ticket_and_reason_are_in_the_plan_its_hash_and_first_in_the_markdown(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain, ticketed = tmp_path / "plain.json", tmp_path / "ticketed.json"
+    assert make(artifact, plain) == ExitCode.OK
+    assert "ticket" not in json.loads(plain.read_text())["options"]  # old plans keep their hash
+    capsys.readouterr()
+    reason = "rc93 hangs runc init under no-new-privileges *now*"
+    assert make(artifact, ticketed, "--ticket", "CHG-1234", "--reason", reason) == ExitCode.OK
+    body = json.loads(ticketed.read_text())
+    assert (body["options"]["ticket"], body["options"]["reason"]) == ("CHG-1234", reason)
+    assert body["plan_hash"] != json.loads(plain.read_text())["plan_hash"]
+    edited = ticketed.read_text().replace("CHG-1234", "CHG-9999")
+    (tmp_path / "edited.json").write_text(edited)
+    with pytest.raises(Exception, match="plan_hash does not match"):
+        load_plan(tmp_path / "edited.json")
+    capsys.readouterr()
+    assert make(artifact, ticketed, "--ticket", "CHG-1234", "--reason", reason,
+                fmt="markdown") == ExitCode.OK  # fmt: skip
+    markdown = capsys.readouterr().out.splitlines()
+    assert markdown[2:4] == [
+        "- **Ticket:** `CHG-1234`",
+        "- **Reason:** rc93 hangs runc init under no-new-privileges \\*now\\*",
+    ]
+    assert markdown.index("## Summary") == 5
+    assert make(artifact, ticketed, "--ticket", "CHG-1234", fmt="table") == ExitCode.OK
+    assert "ticket CHG-1234" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--ticket", "CHG 1234"),
+        ("--ticket", "-rf"),
+        ("--reason", "two\nlines"),
+        ("--reason", "\x1b[2Jcleared"),
+        ("--reason", "x" * 1001),
+    ],
+)
+def test_a_bad_ticket_or_reason_is_refused_naming_the_option(
+    artifact: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+) -> None:
+    out = tmp_path / "plan.json"
+    assert make(artifact, out, option, value) == ExitCode.BAD_INPUT
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"runc-rollout: error: {option}: ")
+    assert not out.exists()
