@@ -177,6 +177,22 @@ def plan(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why: one line, shown first to the reviewer.")
     ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            "--canary",
+            help="Ansible host pattern: its hosts fill wave 0 (and the next waves, in order) "
+            "before any other host.",
+        ),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option(
+            "--last",
+            help="Ansible host pattern: its hosts go in the final waves of their own (e.g. "
+            "control-plane nodes last).",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -201,6 +217,8 @@ def plan(
         verify_exec_container=verify_exec_container,
         ticket=ticket,
         reason=reason,
+        canary=canary,
+        last=last,
     )
     artifact = inspect_artifact(
         runc, sha256, run=run_artifact, version=runc_version, url=artifact_url

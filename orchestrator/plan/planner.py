@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
@@ -31,7 +31,7 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.plan.waves import Size, parse_size, parse_sizes, place_in_waves
+from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_in_tiers
 from orchestrator.util.memory import gc_paused
 
 SKIP_VAR = "runc_rollout_skip"
@@ -98,7 +98,8 @@ def _build_plan(
         rng = random.Random(options.seed)
         for hosts in by_domain.values():
             rng.shuffle(hosts)
-    drafts = place_in_waves(by_domain, sizes, cap)
+    tiers = _tiers(inventory, candidates, by_domain, options)
+    drafts = place_in_tiers(tiers, sizes, cap)
     waves = [
         Wave.model_validate(
             {
@@ -128,10 +129,75 @@ def _build_plan(
             "skipped": skipped,
             "unreachable": not_gathered,
             "domains": domains,
-            "notes": _notes(options, domains, cap) + _password_notes(waves),
+            "notes": _notes(options, domains, cap)
+            + _placement_notes(options, tiers, waves)
+            + _password_notes(waves),
         }
     )
     return plan.sealed()
+
+
+_Tier = Tier[tuple[InventoryHost, str]]
+
+
+def _tiers(
+    inventory: Inventory,
+    candidates: list[InventoryHost],
+    by_domain: dict[str, list[tuple[InventoryHost, str]]],
+    options: WaveOptions,
+) -> list[_Tier]:
+    """The hosts `--canary` matches first, those `--last` matches at the end, the rest between;
+    each tier keeps `by_domain`'s grouping and order. Tiers with no hosts are left out."""
+    canary = _matching(inventory, candidates, "--canary", options.canary)
+    last = _matching(inventory, candidates, "--last", options.last)
+    both = [host.name for host in candidates if host.name in canary and host.name in last]
+    if both:
+        raise BadInput(f"--canary and --last: both match {', '.join(both[:5])}")
+    if not canary and not last:
+        return [Tier(None, by_domain)]
+    labels = ("the --canary hosts", "the hosts before the --last ones", "the --last hosts")
+    ranked: list[dict[str, list[tuple[InventoryHost, str]]]] = [{}, {}, {}]
+    for domain, items in by_domain.items():
+        for item in items:
+            rank = 0 if item[0].name in canary else 2 if item[0].name in last else 1
+            ranked[rank].setdefault(domain, []).append(item)
+    tiers = [Tier(label, hosts) for label, hosts in zip(labels, ranked, strict=True) if hosts]
+    return tiers
+
+
+def _matching(
+    inventory: Inventory, candidates: list[InventoryHost], option: str, pattern: str | None
+) -> set[str]:
+    """The hosts to upgrade that `pattern` (an Ansible host pattern) selects."""
+    if pattern is None:
+        return set()
+    try:
+        selected = set(select_hosts(inventory, pattern))
+    except PatternError as error:
+        raise BadInput(f"{option}: {error}") from None
+    matched = {host.name for host in candidates if host.name in selected}
+    if not matched:
+        raise BadInput(f"{option}: {pattern!r} matches none of the hosts to upgrade")
+    return matched
+
+
+def _placement_notes(options: WaveOptions, tiers: list[_Tier], waves: list[Wave]) -> list[str]:
+    """Where `--canary` and `--last` put their hosts, for the reviewer."""
+    notes = []
+    wave_of = {host.name: wave.index for wave in waves for host in wave.hosts}
+    for option, pattern, label in (
+        ("--canary", options.canary, "the --canary hosts"),
+        ("--last", options.last, "the --last hosts"),
+    ):
+        tier = next((tier for tier in tiers if tier.label == label), None)
+        if pattern is None or tier is None:
+            continue
+        names = [host.name for hosts in tier.by_domain.values() for host, _ in hosts]
+        indexes = sorted({wave_of[name] for name in names})
+        where = f"wave {indexes[0]}" if len(indexes) == 1 else f"waves {indexes[0]}-{indexes[-1]}"
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        notes.append(f"{option} {pattern!r}: {len(names)} hosts in {where} ({shown})")
+    return notes
 
 
 def _password_notes(waves: list[Wave]) -> list[str]:

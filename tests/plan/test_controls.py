@@ -82,3 +82,47 @@ def test_a_bad_ticket_or_reason_is_refused_naming_the_option(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"runc-rollout: error: {option}: ")
     assert not out.exists()
+
+
+def test_canary_fills_the_first_waves_and_last_keeps_the_final_waves(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    canary = "node-a0[2-4]*"  # a wildcard, as Ansible matches it
+    assert make(artifact, out, "--waves", "2,10%,50%", "--canary", canary,
+                "--last", "masters", "--domain-key", "zone") == ExitCode.OK  # fmt: skip
+    plan = load_plan(out)
+    names = [[host.name for host in wave.hosts] for wave in plan.waves]
+    assert names[0] == ["node-a02.k8s.invalid", "node-a03.k8s.invalid"]
+    assert names[1][0] == "node-a04.k8s.invalid"  # the third canary, first of the next wave
+    assert len(names[1]) == 1 and "holds the --canary hosts alone: 1 of 3" in plan.waves[1].note
+    masters = {"node-a01.k8s.invalid", "node-b01.k8s.invalid", "node-c01.k8s.invalid"}
+    assert set(names[-1]) == masters  # a wave of their own, at the end
+    assert not masters & {name for wave in names[:-1] for name in wave}
+    assert "--canary 'node-a0[2-4]*': 3 hosts in waves 0-1 (node-a02" in " ".join(plan.notes)
+    assert f"--last 'masters': 3 hosts in wave {len(names) - 1}" in " ".join(plan.notes)
+    capsys.readouterr()
+    assert make(artifact, out, "--canary", canary, "--last", "masters", fmt="markdown") == 0
+    markdown = capsys.readouterr().out
+    assert "- --canary 'node-a0[2-4]*': 3 hosts in waves 0-1 (" in markdown
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--canary", "nosuch"], "--canary: host pattern 'nosuch' matches no host or group"),
+        (["--canary", "masters", "--last", "zone_a"], "--canary and --last: both match"),
+        (["--limit", "workers", "--last", "masters"], "--last: 'masters' matches none"),
+    ],
+)
+def test_a_canary_or_last_pattern_that_cannot_be_honoured_is_refused(
+    artifact: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "plan.json"
+    assert make(artifact, out, *extra) == ExitCode.BAD_INPUT
+    assert f"runc-rollout: error: {message}" in capsys.readouterr().err
+    assert not out.exists()
