@@ -95,7 +95,8 @@ def test_canary_fills_the_first_waves_and_last_keeps_the_final_waves(
     names = [[host.name for host in wave.hosts] for wave in plan.waves]
     assert names[0] == ["node-a02.k8s.invalid", "node-a03.k8s.invalid"]
     assert names[1][0] == "node-a04.k8s.invalid"  # the third canary, first of the next wave
-    assert len(names[1]) == 1 and "holds the --canary hosts alone: 1 of 3" in plan.waves[1].note
+    assert len(names[1]) == 1
+    assert "holds the --canary hosts alone: 1 of 3" in str(plan.waves[1].note)
     masters = {"node-a01.k8s.invalid", "node-b01.k8s.invalid", "node-c01.k8s.invalid"}
     assert set(names[-1]) == masters  # a wave of their own, at the end
     assert not masters & {name for wave in names[:-1] for name in wave}
