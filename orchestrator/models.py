@@ -292,6 +292,18 @@ class VerifySpec(Model):
     probe: bool = True
     probe_uid: int = Field(default=DEFAULT_PROBE_UID, ge=1, le=MAX_UID)
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    # The operator's own health check (`sh -c`, on the host) after the tool's verification: a
+    # non-zero exit fails the host. Left out of the JSON when unset (plans keep their hash).
+    host_check: str | None = Field(
+        default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset
+    )
+    host_check_timeout_seconds: float = Field(
+        default=HOST_CHECK_TIMEOUT,
+        gt=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
+        exclude_if=lambda v: v == HOST_CHECK_TIMEOUT,
+    )
 
     @field_validator("command")
     @classmethod
@@ -598,6 +610,7 @@ class RunState(Model):
     status: RunStatus = "running"
     next_wave: int = 0
     paused_after: int | None = None  # the wave the run last paused after (pause is taken once)
+    gates_passed: list[int] = Field(default_factory=list)  # waves whose wave gate said yes
     last_seq: int = 0
     hosts: dict[str, HostState]
 

@@ -16,6 +16,7 @@ from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
+    HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
     PLANNED_HOSTS,
@@ -332,8 +333,11 @@ _VERIFY_SOURCES = {
     "timeout_seconds": "--verify-timeout",
     "exec_container": "--verify-exec-container or runc_rollout_verify_exec_container",
     "probe_timeout_seconds": "--probe-timeout",
+    "host_check": "--host-check or runc_rollout_host_check",
+    "host_check_timeout_seconds": "--host-check-timeout",
 }
 ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+HostCheck = tuple[object, float]  # the command (None: none), its timeout
 
 
 def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
@@ -344,6 +348,10 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
         options.verify_timeout,
         options.verify_exec_container or host.vars.get("runc_rollout_verify_exec_container"),
         _probe_settings(host, options),
+        (
+            options.host_check or host.vars.get("runc_rollout_host_check"),
+            options.host_check_timeout,
+        ),
     )
 
 
@@ -365,9 +373,11 @@ def verify_spec(
     timeout: float,
     exec_container: object,
     probe: ProbeSettings,
+    host_check: HostCheck = (None, HOST_CHECK_TIMEOUT),
 ) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
     enabled, uid, probe_timeout = probe
+    check, check_timeout = host_check
     try:
         return VerifySpec(
             image=None if image in (None, "") else str(image),
@@ -377,6 +387,8 @@ def verify_spec(
             probe=enabled,
             probe_uid=uid,
             probe_timeout_seconds=probe_timeout,
+            host_check=None if check in (None, "") else str(check),
+            host_check_timeout_seconds=check_timeout,
         )
     except ValidationError as error:
         first = error.errors()[0]
