@@ -28,6 +28,8 @@ from orchestrator.diagnose.facts_report import (
 from orchestrator.errors import BadInput, UnreachableAtPlan
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
+    GATE_TIMEOUT,
+    HOST_CHECK_TIMEOUT,
     PIPE_USER_PAGES_SOFT_DEFAULT,
     HostBefore,
 )
@@ -193,6 +195,39 @@ def plan(
             "control-plane nodes last).",
         ),
     ] = None,
+    host_check: Annotated[
+        str | None,
+        typer.Option(
+            "--host-check",
+            help="A shell command each host runs after the tool's own verification (else its "
+            "runc_rollout_host_check), e.g. 'curl -sf http://127.0.0.1:10248/healthz': a "
+            "non-zero exit fails the host, which is rolled back; its output is the reason. "
+            "RUNC_ROLLOUT_HOST and RUNC_ROLLOUT_RUNC are set for it.",
+        ),
+    ] = None,
+    host_check_timeout: Annotated[
+        float, typer.Option("--host-check-timeout", help="Hard timeout of the host check.")
+    ] = HOST_CHECK_TIMEOUT,
+    pre_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--pre-gate",
+            help="A shell command run here before the first wave (and at every resume): a "
+            "non-zero exit halts the run (exit 3) before any host is touched.",
+        ),
+    ] = None,
+    wave_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--wave-gate",
+            help="A shell command run here after each wave (after --bake), the wave's hosts "
+            "and outcomes as JSON on stdin and in RUNC_ROLLOUT_* variables: a non-zero exit "
+            "halts the run (exit 3) with its output as the reason; `resume` runs it again.",
+        ),
+    ] = None,
+    gate_timeout: Annotated[
+        float, typer.Option("--gate-timeout", help="Hard timeout of each gate, in seconds.")
+    ] = GATE_TIMEOUT,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -219,6 +254,11 @@ def plan(
         reason=reason,
         canary=canary,
         last=last,
+        host_check=host_check,
+        host_check_timeout=host_check_timeout,
+        pre_gate=pre_gate,
+        wave_gate=wave_gate,
+        gate_timeout=gate_timeout,
     )
     artifact = inspect_artifact(
         runc, sha256, run=run_artifact, version=runc_version, url=artifact_url

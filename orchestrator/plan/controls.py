@@ -40,3 +40,37 @@ def change_table_lines(plan: Plan) -> list[str]:
     if options.reason:
         lines.append(f"reason: {options.reason}")
     return [terminal_safe(line) for line in lines]
+
+
+def host_checks(plan: Plan) -> dict[str, list[str]]:
+    """Each host check command, and the hosts to swap that run it."""
+    checks: dict[str, list[str]] = {}
+    for host in plan.hosts:
+        if host.action == "swap" and host.verify.host_check is not None:
+            checks.setdefault(host.verify.host_check, []).append(host.name)
+    return checks
+
+
+def gates_markdown(plan: Plan) -> list[str]:
+    """The operator's own checks, for the plan's "Error budget and gates" section."""
+    options = plan.options
+    lines = []
+    swaps = sum(1 for host in plan.hosts if host.action == "swap")
+    for command, names in host_checks(plan).items():
+        which = "every host" if len(names) == swaps else f"{len(names)} hosts"
+        lines.append(
+            f"- Host check on {which}, after the tool's own verification (timeout "
+            f"{options.host_check_timeout:g} s; a non-zero exit fails the host and rolls it "
+            f"back): {code(terminal_safe(command))}"
+        )
+    gates: tuple[tuple[str, str | None], ...] = (
+        ("Pre-gate, here, before the first wave and at every resume", options.pre_gate),
+        ("Wave gate, here, after each wave (after the bake time)", options.wave_gate),
+    )
+    for what, gate in gates:
+        if gate is not None:
+            lines.append(
+                f"- {what} (timeout {options.gate_timeout:g} s; a non-zero exit halts the run, "
+                f"exit 3): {code(terminal_safe(gate))}"
+            )
+    return lines

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.models import Plan, Wave
-from orchestrator.plan.controls import change_markdown, change_table_lines
+from orchestrator.plan.controls import change_markdown, change_table_lines, gates_markdown
 from orchestrator.util.textsafe import terminal_safe
 
 HOST_STEPS = (
@@ -157,6 +157,7 @@ def plan_markdown(plan: Plan) -> str:
             if opts.pause_after is not None
             else "- No pause between waves."
         ),
+        *gates_markdown(plan),
         "",
         "## Rolling back",
         "",

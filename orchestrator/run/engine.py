@@ -28,6 +28,7 @@ from orchestrator.models import (
     PlannedHost,
 )
 from orchestrator.plan.artifact import sha256_file
+from orchestrator.run.gates import GateCall, GateRunner, gate_call, run_gate
 from orchestrator.run.journal import PLAN_LIMIT, Journal
 from orchestrator.util.fsutil import read_input
 
@@ -72,6 +73,7 @@ class ApplyEnv:
     sleep: Callable[[float], None] = time.sleep
     on_event: Callable[[Event], None] = field(default=lambda event: None)
     operator: Operator | None = None  # who applies: recorded when the run starts or resumes
+    run_gate: GateRunner = run_gate  # the operator's --pre-gate and --wave-gate commands
 
 
 class Rollout:
@@ -85,6 +87,9 @@ class Rollout:
         """Run every wave that still has work; return the exit code the CLI should use."""
         self._record("run.resumed" if resumed else "run.started", operator=self.env.operator)
         try:
+            code = self._pre_gate()
+            if code is not None:
+                return code
             for wave in self.plan.waves:
                 code = self._wave(wave.index)
                 if code is not None:
@@ -116,14 +121,47 @@ class Rollout:
         if reason is not None:
             self._record("run.halted", wave=index, message=reason)
             return ExitCode.BUDGET_EXCEEDED
-        if index == len(self.plan.waves) - 1:
-            return None
-        if self.plan.options.pause_after == index and self.journal.state.paused_after != index:
+        last = index == len(self.plan.waves) - 1
+        options = self.plan.options
+        pausing = not last and options.pause_after == index
+        pausing = pausing and self.journal.state.paused_after != index
+        if todo and not last and not pausing and options.bake_seconds > 0:
+            self.env.sleep(options.bake_seconds)
+        code = self._wave_gate(index)
+        if code is not None or last:
+            return code
+        if pausing:
             self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
             return ExitCode.OK
-        if todo and self.plan.options.bake_seconds > 0:
-            self.env.sleep(self.plan.options.bake_seconds)
         return None
+
+    def _pre_gate(self) -> ExitCode | None:
+        """`--pre-gate`, before any host is worked on (at apply, and at every resume)."""
+        command = self.plan.options.pre_gate
+        if command is None:
+            return None
+        return self._gate(gate_call("pre-gate", command, self.plan, self.journal.state, None))
+
+    def _wave_gate(self, index: int) -> ExitCode | None:
+        """`--wave-gate` after wave `index`, unless it already said yes (a resume runs a gate
+        that said no, or never ran, again)."""
+        command = self.plan.options.wave_gate
+        if command is None or index in self.journal.state.gates_passed:
+            return None
+        return self._gate(gate_call("wave-gate", command, self.plan, self.journal.state, index))
+
+    def _gate(self, call: GateCall) -> ExitCode | None:
+        """Run a gate; a gate that says no halts the run, as an exhausted error budget does."""
+        result = self.env.run_gate(call)
+        wave = call.wave
+        reason = result.reason(call)
+        if result.passed:
+            self._record("gate.passed", wave=wave, gate=call.gate, message=reason)
+            return None
+        self._record("gate.failed", wave=wave, gate=call.gate, message=reason)
+        where = "before the first wave" if wave is None else f"after wave {wave}"
+        self._record("run.halted", wave=wave, message=f"{where}: {reason}")
+        return ExitCode.BUDGET_EXCEEDED
 
     def _run_wave(self, index: int, todo: Mapping[str, PlannedHost]) -> None:
         self._record("wave.started", wave=index, message=f"{len(todo)} hosts")

@@ -3,11 +3,13 @@ results as fields; over the scripted backend and fake clock of `test_engine`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from orchestrator.errors import ExitCode
-from orchestrator.models import Operator
+from orchestrator.models import Operator, Plan
 from orchestrator.run.engine import ApplyEnv, Rollout
+from orchestrator.run.gates import GateCall, GateResult, run_gate
 from orchestrator.run.operator import current_operator
 from orchestrator.view import journal_summary
 from orchestrator.view.summary import summary_markdown, summary_text
@@ -24,10 +26,35 @@ from tests.run.test_engine import (
 ALICE = Operator(user="alice", host="ctl-1", signers=["bob@example.org"])
 
 
-def go(run: Run, *, resumed: bool = False, operator: Operator | None = None) -> ExitCode:
+class Gates:
+    """A scripted gate runner: says no to the calls `refuse` names ("pre-gate", or the wave
+    a wave gate follows), and records each call with the time it came (on the fake clock)."""
+
+    def __init__(self, run: Run, refuse: set[object] | None = None) -> None:
+        self.run = run
+        self.refuse = refuse or set()
+        self.calls: list[tuple[GateCall, float]] = []
+
+    def __call__(self, call: GateCall) -> GateResult:
+        self.calls.append((call, self.run.clock.now))
+        key = "pre-gate" if call.wave is None else call.wave
+        if key in self.refuse:
+            return GateResult(1, "node h2: NotReady")
+        return GateResult(0, "")
+
+
+def go(
+    run: Run,
+    *,
+    resumed: bool = False,
+    operator: Operator | None = None,
+    gates: Gates | None = None,
+) -> ExitCode:
     environment = ApplyEnv(
         clock=run.clock, sleep=run.clock.sleep, on_event=run.emitted.append, operator=operator
     )
+    if gates is not None:
+        environment.run_gate = gates
     return Rollout(run.journal, run.backend, env=environment).run(resumed=resumed)
 
 
@@ -71,3 +98,82 @@ def test_the_operator_is_the_local_user_the_sudo_user_behind_it_and_the_signers(
     behind = current_operator(["r@x"], environ={"SUDO_USER": "alice"})
     assert behind.user == f"alice (as {plain.user})" or plain.user == "alice"
     assert behind.signers == ["r@x"]
+
+
+def gated(plan: Plan, **options: object) -> Plan:
+    return plan.model_copy(update={"options": plan.options.model_copy(update=options)}).sealed()
+
+
+def test_a_wave_gate_runs_after_each_wave_after_its_bake_with_the_waves_hosts(
+    tmp_path: Path,
+) -> None:
+    plan = gated(make_plan(5, "1,2,100%", bake=60, max_failures="1"), wave_gate="check-nodes")
+    run = apply(tmp_path, plan, {"h3": settled_failure()})
+    gates = Gates(run)
+    assert go(run, gates=gates) == ExitCode.HOST_FAILED
+    assert [call.wave for call, _ in gates.calls] == [0, 1, 2]
+    assert run.clock.slept == [60, 60]  # the bake, before the gate; none after the last wave
+    call, when = gates.calls[1]
+    bake_ended = next(e.time for e in run.events if e.type == "gate.passed" and e.wave == 1)
+    assert when == bake_ended  # the gate ran once the bake was over
+    body = json.loads(call.stdin)
+    assert (body["gate"], body["wave"], body["waves"]) == ("wave-gate", 1, 3)
+    assert body["counts"] == {"done": 1, "failed": 1}
+    assert [(h["name"], h["status"]) for h in body["hosts"]] == [("h2", "done"), ("h3", "failed")]
+    assert call.env["RUNC_ROLLOUT_HOSTS"] == "h2 h3"
+    assert call.env["RUNC_ROLLOUT_FAILED"] == "h3"
+    assert call.env["RUNC_ROLLOUT_COUNTS"] == "done=1 failed=1"
+    assert call.env["RUNC_ROLLOUT_WAVE"] == "1" and call.command == "check-nodes"
+    assert run.journal.state.gates_passed == [0, 1, 2]
+
+
+def test_a_wave_gate_that_says_no_halts_with_exit_3_and_resume_runs_it_again(
+    tmp_path: Path,
+) -> None:
+    plan = gated(make_plan(5, "1,2,100%"), wave_gate="check-nodes")
+    first = apply(tmp_path, plan)
+    refusing = Gates(first, refuse={1})
+    assert go(first, gates=refusing) == ExitCode.BUDGET_EXCEEDED
+    assert first.backend.waves == [["h1"], ["h2", "h3"]]  # no wave after the gate said no
+    failed, halted = first.events[-2:]
+    assert (failed.type, failed.gate, failed.wave) == ("gate.failed", "wave-gate", 1)
+    assert halted.type == "run.halted"
+    assert halted.message == "after wave 1: wave-gate exit 1: node h2: NotReady"
+    assert first.journal.state.status == "halted"
+    second = resume(first)
+    again = Gates(second)
+    assert go(second, resumed=True, gates=again) == ExitCode.OK
+    assert [call.wave for call, _ in again.calls] == [1, 2]  # wave 0's gate said yes already
+    assert second.backend.waves == [["h4", "h5"]]
+
+
+def test_a_pre_gate_that_says_no_touches_no_host(tmp_path: Path) -> None:
+    plan = gated(make_plan(3), pre_gate="fleet-healthy", wave_gate="w")
+    first = apply(tmp_path, plan)
+    gates = Gates(first, refuse={"pre-gate"})
+    assert go(first, gates=gates) == ExitCode.BUDGET_EXCEEDED
+    assert first.backend.waves == []
+    assert [event.type for event in first.events] == ["run.started", "gate.failed", "run.halted"]
+    assert first.events[-1].message == "before the first wave: pre-gate exit 1: node h2: NotReady"
+    ((call, _),) = gates.calls
+    assert [host["name"] for host in json.loads(call.stdin)["hosts"]] == ["h1", "h2", "h3"]
+    assert call.env["RUNC_ROLLOUT_WAVE"] == ""
+    second = resume(first)
+    assert go(second, resumed=True, gates=Gates(second)) == ExitCode.OK  # healthy now
+
+
+def test_run_gate_runs_a_real_shell_command_with_stdin_env_and_a_timeout(tmp_path: Path) -> None:
+    def call(command: str, timeout: float = 10) -> GateCall:
+        env = {"RUNC_ROLLOUT_WAVE": "3"}
+        return GateCall("wave-gate", 3, command, b'{"hosts": []}', env, timeout)
+
+    said = run_gate(call('read -r body; echo "wave $RUNC_ROLLOUT_WAVE: $body"'))
+    assert (said.passed, said.output) == (True, 'wave 3: {"hosts": []}')
+    refused = run_gate(call("printf 'not ready\\n\\033[2J'; exit 4"))
+    assert (refused.passed, refused.exit_status) == (False, 4)
+    assert refused.reason(call("x")) == "wave-gate exit 4: not ready / \\x1b[2J"
+    chatty = run_gate(call("yes no-good | head -c 100000; exit 1"))
+    assert len(chatty.output) == 503 and chatty.output.endswith("...")
+    slow = run_gate(call("sleep 30 & wait", timeout=0.5))
+    assert (slow.passed, slow.timed_out, slow.exit_status) == (False, True, None)
+    assert slow.reason(call("x", timeout=0.5)) == "wave-gate timed out after 0.5s"
