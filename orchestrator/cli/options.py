@@ -93,6 +93,16 @@ JsonEventsOption = Annotated[
 ]
 
 
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Outside the plan's maintenance windows, pause the run and exit 5 (for a scheduler "
+        "to `resume` later) instead of waiting for the next window to open.",
+    ),
+]
+
+
 @dataclass(frozen=True)
 class ShowOptions:
     """How a run is shown: phases too, the summary's format, JSON events on stdout."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -228,6 +229,15 @@ def plan(
     gate_timeout: Annotated[
         float, typer.Option("--gate-timeout", help="Hard timeout of each gate, in seconds.")
     ] = GATE_TIMEOUT,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            help="A maintenance window, 'DAYS HH:MM-HH:MM [ZONE]' (e.g. 'Mon-Fri 22:00-06:00 "
+            "Europe/Berlin'; IANA zones, UTC if none; repeatable): a wave starts only inside "
+            "one; a wave that started finishes.",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -259,6 +269,7 @@ def plan(
         pre_gate=pre_gate,
         wave_gate=wave_gate,
         gate_timeout=gate_timeout,
+        windows=tuple(window or ()),
     )
     artifact = inspect_artifact(
         runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
@@ -291,5 +302,7 @@ def plan(
             shutil.copyfileobj(written, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        sys.stdout.write(plan_markdown(result) if fmt is Format.markdown else plan_table(result))
+        now = time.time()  # for the next opening times of the maintenance windows
+        view = plan_markdown if fmt is Format.markdown else plan_table
+        sys.stdout.write(view(result, now=now))
     typer.echo(f"plan written to {output} ({result.plan_id})", err=True)

@@ -21,6 +21,7 @@ from orchestrator.cli.options import (
     JsonEventsOption,
     KnownHostsOption,
     LimitOption,
+    NoWaitOption,
     PushName,
     PushOption,
     RequiredSignaturesOption,
@@ -83,6 +84,7 @@ def apply(
     signatures: SignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -125,7 +127,7 @@ def apply(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
         show = ShowOptions(verbose, fmt, json_events)
-        return run_rollout(journal, backend, show, signers=signers)
+        return run_rollout(journal, backend, show, signers=signers, wait_for_window=not no_wait)
 
 
 def sign(
@@ -222,6 +224,7 @@ def resume(
     required_signatures: RequiredSignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -260,7 +263,9 @@ def resume(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
         show = ShowOptions(verbose, fmt, json_events)
-        return run_rollout(journal, backend, show, resumed=True, signers=signers)
+        return run_rollout(
+            journal, backend, show, resumed=True, signers=signers, wait_for_window=not no_wait
+        )
 
 
 def rollback(

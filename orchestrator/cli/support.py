@@ -185,6 +185,7 @@ def run_rollout(
     resumed: bool = False,
     *,
     signers: Sequence[str] = (),
+    wait_for_window: bool = True,
 ) -> int:
     from orchestrator.run.engine import ApplyEnv, Rollout
     from orchestrator.run.operator import current_operator
@@ -193,7 +194,13 @@ def run_rollout(
     view, on_event = make_view(
         journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
     )
-    env = ApplyEnv(on_event=on_event, sleep=view.sleep, operator=current_operator(signers))
+    env = ApplyEnv(
+        on_event=on_event,
+        sleep=view.sleep,
+        operator=current_operator(signers),
+        wait_for_window=wait_for_window,
+        sleep_until_window=screen.sleep,
+    )
     rollout = Rollout(journal, backend, env=env)
     with view:
         code = rollout.run(resumed=resumed)

@@ -4,6 +4,7 @@ the operator's host check and gates, maintenance windows. Pure."""
 from __future__ import annotations
 
 from orchestrator.models import Plan
+from orchestrator.plan.windows import next_openings, parse_windows, utc_text
 from orchestrator.util.textsafe import terminal_safe
 
 _MARKDOWN_SPECIAL = "\\`*_[]<>#|"
@@ -73,4 +74,35 @@ def gates_markdown(plan: Plan) -> list[str]:
                 f"- {what} (timeout {options.gate_timeout:g} s; a non-zero exit halts the run, "
                 f"exit 3): {code(terminal_safe(gate))}"
             )
+    return lines
+
+
+OPENINGS_LISTED = 5
+
+
+def _openings(plan: Plan, now: float | None) -> list[str]:
+    if now is None or not plan.options.windows:
+        return []
+    found = next_openings(parse_windows(plan.options.windows), now, OPENINGS_LISTED)
+    return [f"{utc_text(when)} ({window})" for when, window in found]
+
+
+def windows_markdown(plan: Plan, now: float | None) -> list[str]:
+    """The maintenance windows and, as of `now`, when they next open."""
+    windows = plan.options.windows
+    if not windows:
+        return ["- No maintenance windows: waves start whenever the previous one is done."]
+    lines = [
+        "- A wave starts only inside a maintenance window (one that started finishes): "
+        + ", ".join(code(window) for window in windows)
+    ]
+    openings = _openings(plan, now)
+    if openings:
+        lines.append("- Next openings, as of the plan: " + "; ".join(openings))
+    return lines
+
+
+def windows_table_lines(plan: Plan, now: float | None) -> list[str]:
+    lines = [f"window: {window}" for window in plan.options.windows]
+    lines += [f"next opening: {opening}" for opening in _openings(plan, now)]
     return lines

@@ -33,6 +33,7 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_in_tiers
+from orchestrator.plan.windows import parse_windows
 from orchestrator.util.memory import gc_paused
 
 SKIP_VAR = "runc_rollout_skip"
@@ -78,6 +79,7 @@ def _build_plan(
         raise BadInput("--bake: must be 0 seconds or more")
 
     check_domain_key("--domain-key", options.domain_key)
+    parse_windows(options.windows)  # refused here, not when the first wave would start
     selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
     skipped = [
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))

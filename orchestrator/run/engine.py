@@ -28,6 +28,7 @@ from orchestrator.models import (
     PlannedHost,
 )
 from orchestrator.plan.artifact import sha256_file
+from orchestrator.plan.windows import next_opening, parse_windows, utc_text
 from orchestrator.run.gates import GateCall, GateRunner, gate_call, run_gate
 from orchestrator.run.journal import PLAN_LIMIT, Journal
 from orchestrator.util.fsutil import read_input
@@ -74,6 +75,8 @@ class ApplyEnv:
     on_event: Callable[[Event], None] = field(default=lambda event: None)
     operator: Operator | None = None  # who applies: recorded when the run starts or resumes
     run_gate: GateRunner = run_gate  # the operator's --pre-gate and --wave-gate commands
+    wait_for_window: bool = True  # outside the maintenance windows: wait (else pause and exit)
+    sleep_until_window: Callable[[float], None] = time.sleep  # (the view counts it down)
 
 
 class Rollout:
@@ -82,14 +85,13 @@ class Rollout:
         self.plan = journal.plan
         self.backend = backend
         self.env = env
+        self.windows = parse_windows(self.plan.options.windows)
+        self._pre_gated = False
 
     def run(self, *, resumed: bool = False) -> ExitCode:
         """Run every wave that still has work; return the exit code the CLI should use."""
         self._record("run.resumed" if resumed else "run.started", operator=self.env.operator)
         try:
-            code = self._pre_gate()
-            if code is not None:
-                return code
             for wave in self.plan.waves:
                 code = self._wave(wave.index)
                 if code is not None:
@@ -115,6 +117,9 @@ class Rollout:
             host.name: host for host in wave.hosts if self.journal.state.hosts[host.name].needs_work
         }
         if todo:
+            code = self._await_window(index) or self._pre_gate()
+            if code is not None:
+                return code
             self._run_wave(index, todo)
         statuses = {host.name: self.journal.state.hosts[host.name].status for host in wave.hosts}
         reason = halt_reason(index, wave.max_failures, statuses)
@@ -132,14 +137,30 @@ class Rollout:
             return code
         if pausing:
             self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
-            return ExitCode.OK
+            return ExitCode.PAUSED
         return None
 
+    def _await_window(self, index: int) -> ExitCode | None:
+        """Start wave `index` only inside a maintenance window: outside, wait for the next one
+        to open (or, without waiting, pause the run)."""
+        while True:
+            now = self.env.clock()
+            opens = next_opening(self.windows, now)
+            if opens <= now:
+                return None
+            said = f"wave {index} waits for a maintenance window, next opening {utc_text(opens)}"
+            if not self.env.wait_for_window:
+                self._record("run.paused", wave=index, until=opens, message=f"{said}: resume then")
+                return ExitCode.PAUSED
+            self._record("run.waiting", wave=index, until=opens, message=said)
+            self.env.sleep_until_window(opens - now)
+
     def _pre_gate(self) -> ExitCode | None:
-        """`--pre-gate`, before any host is worked on (at apply, and at every resume)."""
+        """`--pre-gate`, before the first wave this apply (or resume) works on."""
         command = self.plan.options.pre_gate
-        if command is None:
+        if command is None or self._pre_gated:
             return None
+        self._pre_gated = True
         return self._gate(gate_call("pre-gate", command, self.plan, self.journal.state, None))
 
     def _wave_gate(self, index: int) -> ExitCode | None:

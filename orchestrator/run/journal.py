@@ -80,7 +80,8 @@ def fold(state: RunState, event: Event) -> None:
         state.status = "running"
     elif event.type == "run.paused":
         state.status = "paused"
-        state.paused_after = event.wave
+        if event.until is None:  # paused for promotion (a window's pause says until when)
+            state.paused_after = event.wave
     elif event.type == "run.halted":
         state.status = "halted"
     elif event.type == "gate.passed" and event.gate == "wave-gate" and event.wave is not None:

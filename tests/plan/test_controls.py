@@ -3,6 +3,7 @@ review documents; bad values refused with the option named."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -126,4 +127,50 @@ def test_a_canary_or_last_pattern_that_cannot_be_honoured_is_refused(
     out = tmp_path / "plan.json"
     assert make(artifact, out, *extra) == ExitCode.BAD_INPUT
     assert f"runc-rollout: error: {message}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_markdown_shows_the_host_check_gates_and_windows_with_their_next_openings(
+    artifact: tuple[Path, str], tmp_path: Path
+) -> None:
+    from orchestrator.plan.render import plan_markdown, plan_table
+
+    out = tmp_path / "plan.json"
+    assert make(artifact, out, "--host-check", "systemctl is-active kubelet",
+                "--pre-gate", "kubectl get nodes", "--wave-gate", "check `nodes`",
+                "--gate-timeout", "120", "--window", "Mon-Fri 22:00-06:00 Europe/Berlin",
+                "--window", "Sat 10:00-12:00") == ExitCode.OK  # fmt: skip
+    plan = load_plan(out)
+    assert plan.options.windows == ("Mon-Fri 22:00-06:00 Europe/Berlin", "Sat 10:00-12:00")
+    assert {host.verify.host_check for host in plan.hosts} == {"systemctl is-active kubelet"}
+    saturday_noon = dt.datetime(2026, 12, 12, 12, 0, tzinfo=dt.UTC).timestamp()
+    markdown = plan_markdown(plan, now=saturday_noon)
+    assert (
+        "- Host check on every host, after the tool's own verification (timeout 60 s; a "
+        "non-zero exit fails the host and rolls it back): `systemctl is-active kubelet`"
+    ) in markdown
+    assert "- Pre-gate, here, before the first wave and at every resume (timeout 120 s;" in markdown
+    assert "exit 3): `` check `nodes` ``" in markdown
+    assert (
+        "- A wave starts only inside a maintenance window (one that started finishes): "
+        "`Mon-Fri 22:00-06:00 Europe/Berlin`, `Sat 10:00-12:00`"
+    ) in markdown
+    assert (
+        "- Next openings, as of the plan: Mon 2026-12-14 21:00 UTC (Mon-Fri 22:00-06:00 "
+        "Europe/Berlin); Tue 2026-12-15 21:00 UTC"
+    ) in markdown
+    table = plan_table(plan, now=saturday_noon)
+    assert "next opening: Mon 2026-12-14 21:00 UTC (Mon-Fri 22:00-06:00 Europe/Berlin)" in table
+    assert make(artifact, tmp_path / "plain.json") == ExitCode.OK
+    assert "No maintenance windows" in plan_markdown(load_plan(tmp_path / "plain.json"))
+
+
+def test_a_bad_window_is_refused_at_plan_time(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    assert make(artifact, out, "--window", "Mon-Fri 22:00-06:00 Europe/Nowhere") == 2
+    assert "--window 'Mon-Fri 22:00-06:00 Europe/Nowhere': 'Europe/Nowhere' is not an IANA" in (
+        capsys.readouterr().err
+    )
     assert not out.exists()

@@ -3,6 +3,7 @@ results as fields; over the scripted backend and fake clock of `test_engine`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.run.test_engine import (
     UNREACHABLE,
     Run,
     apply,
+    kinds,
     make_plan,
     no_fsync,  # noqa: F401 (autouse: the journal's fsyncs skipped)
     resume,
@@ -49,9 +51,15 @@ def go(
     resumed: bool = False,
     operator: Operator | None = None,
     gates: Gates | None = None,
+    wait: bool = True,
 ) -> ExitCode:
     environment = ApplyEnv(
-        clock=run.clock, sleep=run.clock.sleep, on_event=run.emitted.append, operator=operator
+        clock=run.clock,
+        sleep=run.clock.sleep,
+        on_event=run.emitted.append,
+        operator=operator,
+        wait_for_window=wait,
+        sleep_until_window=run.clock.sleep,
     )
     if gates is not None:
         environment.run_gate = gates
@@ -177,3 +185,78 @@ def test_run_gate_runs_a_real_shell_command_with_stdin_env_and_a_timeout(tmp_pat
     slow = run_gate(call("sleep 30 & wait", timeout=0.5))
     assert (slow.passed, slow.timed_out, slow.exit_status) == (False, True, None)
     assert slow.reason(call("x", timeout=0.5)) == "wave-gate timed out after 0.5s"
+
+
+NIGHTS = ("Mon-Fri 22:00-06:00 Europe/Berlin",)
+
+
+def berlin(text: str) -> float:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+
+
+def test_a_window_that_closes_mid_wave_lets_it_finish_and_the_next_wave_waits(
+    tmp_path: Path,
+) -> None:
+    plan = gated(make_plan(3, "1,100%", bake=1), windows=NIGHTS, wave_gate="g")
+    run = apply(tmp_path, plan)
+    run.clock.now = berlin("2026-12-08 05:59:58")  # Tuesday, 2 s before the window closes
+    gates = Gates(run)
+    assert go(run, gates=gates) == ExitCode.OK
+    waiting = next(event for event in run.events if event.type == "run.waiting")
+    assert waiting.wave == 1 and waiting.until == berlin("2026-12-08 22:00")
+    assert waiting.message == (
+        "wave 1 waits for a maintenance window, next opening Tue 2026-12-08 21:00 UTC"
+    )
+    words = kinds(run.events)
+    assert (
+        words.index("wave.finished:0")
+        < words.index("run.waiting:1")
+        < words.index("wave.started:1")
+    )
+    finished_0 = next(e for e in run.events if e.type == "wave.finished" and e.wave == 0)
+    assert finished_0.time > berlin("2026-12-08 06:00")  # wave 0 ran past the window's end
+    started_1 = next(e for e in run.events if e.type == "wave.started" and e.wave == 1)
+    assert started_1.time == berlin("2026-12-08 22:00")
+    assert run.clock.slept[0] == 1  # the bake; then the wait for the window, on the clock
+    assert run.clock.slept[1] == berlin("2026-12-08 22:00") - finished_0.time - 1
+
+
+def test_no_wait_pauses_outside_the_windows_with_exit_5_and_resume_continues(
+    tmp_path: Path,
+) -> None:
+    plan = gated(make_plan(3, "1,100%", pause_after=None), windows=NIGHTS)
+    first = apply(tmp_path, plan)
+    first.clock.now = berlin("2026-12-08 05:59:58")
+    assert go(first, wait=False) == ExitCode.PAUSED
+    assert first.backend.waves == [["h1"]]
+    paused = first.events[-1]
+    assert (paused.type, paused.wave, paused.until) == ("run.paused", 1, berlin("2026-12-08 22:00"))
+    assert first.journal.state.status == "paused" and first.journal.state.paused_after is None
+    assert first.clock.slept == []
+    second = resume(first)
+    assert go(second, resumed=True, wait=False) == ExitCode.PAUSED  # still daytime
+    second.clock.now = berlin("2026-12-08 22:30")
+    third = resume(second)
+    assert go(third, resumed=True, wait=False) == ExitCode.OK
+    assert third.backend.waves == [["h2", "h3"]]
+    assert third.journal.state.status == "completed"
+
+
+def test_a_window_pause_does_not_stand_for_a_promotion_pause(tmp_path: Path) -> None:
+    """Paused for promotion after wave 0, then for a window before wave 1: resuming in the
+    window runs wave 1 and does not pause for promotion again."""
+    plan = gated(make_plan(3, "1,100%", pause_after=0), windows=NIGHTS)
+    first = apply(tmp_path, plan)
+    first.clock.now = berlin("2026-12-08 05:00")
+    assert go(first, wait=False) == ExitCode.PAUSED
+    assert kinds(first.events)[-1] == "run.paused:0"
+    second = resume(first)
+    second.clock.now = berlin("2026-12-08 12:00")
+    assert go(second, resumed=True, wait=False) == ExitCode.PAUSED
+    assert second.journal.state.paused_after == 0
+    third = resume(second)
+    third.clock.now = berlin("2026-12-08 23:00")
+    assert go(third, resumed=True, wait=False) == ExitCode.OK
+    assert third.backend.waves == [["h2", "h3"]]
