@@ -21,6 +21,7 @@ from orchestrator.cli.options import (
     JsonEventsOption,
     KnownHostsOption,
     LimitOption,
+    NotifyOption,
     NoWaitOption,
     PushName,
     PushOption,
@@ -53,6 +54,7 @@ from orchestrator.models import (
 from orchestrator.plan.approval import SIGNATURES_LIMIT
 from orchestrator.plan.planner import hosts_to_plan
 from orchestrator.run.journal import Journal
+from orchestrator.run.notify import parse_webhooks
 from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
@@ -85,6 +87,7 @@ def apply(
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
     no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -95,6 +98,7 @@ def apply(
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
+    webhooks = parse_webhooks(notify or [])
     nodes = execution_nodes(execution_node, executor, plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     signatures = signatures or default_signatures(plan_file)
@@ -127,7 +131,14 @@ def apply(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
         show = ShowOptions(verbose, fmt, json_events)
-        return run_rollout(journal, backend, show, signers=signers, wait_for_window=not no_wait)
+        return run_rollout(
+            journal,
+            backend,
+            show,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
+        )
 
 
 def sign(
@@ -225,6 +236,7 @@ def resume(
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
     no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -233,6 +245,7 @@ def resume(
     from orchestrator.plan.approval import approval_policy, check_approval
     from orchestrator.run.engine import check_artifact
 
+    webhooks = parse_webhooks(notify or [])
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -264,7 +277,13 @@ def resume(
     ) as backend:
         show = ShowOptions(verbose, fmt, json_events)
         return run_rollout(
-            journal, backend, show, resumed=True, signers=signers, wait_for_window=not no_wait
+            journal,
+            backend,
+            show,
+            resumed=True,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
         )
 
 

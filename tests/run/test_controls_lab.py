@@ -1,5 +1,6 @@
 """The operator's own checks on real lab hosts: a host check that fails on one host (rolled
-back, its output the reason) through both backends; a wave gate that says no after a wave
+back, its output the reason) through both backends, announced to a webhook on 127.0.0.1 in
+order while another webhook is down; a wave gate that says no after a wave
 (halt, exit 3; resume runs it again); a pre-gate that says no (nothing changed anywhere)."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from orchestrator.errors import ExitCode
 from orchestrator.run.journal import EVENTS_FILE, read_events
 from tests.conftest import LabFleet
 from tests.run.test_apply_lab import host_state, make_plan, sha256
+from tests.run.test_notify import Webhook, dead_url
+from tests.run.test_notify import webhook as webhook  # the fixture: a receiver on 127.0.0.1
 
 SICK = 'echo "kubelet: PLEG is not healthy on $RUNC_ROLLOUT_HOST"; exit 1'
 
@@ -26,7 +29,12 @@ def state_of(runs: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_a_host_check_that_fails_on_one_host_rolls_it_back_with_its_reason(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
+    clean_lab: LabFleet,
+    artifact: Path,
+    tmp_path: Path,
+    executor: str,
+    webhook: Webhook,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     lab = clean_lab
     sick = lab.full_hosts[1].name
@@ -35,8 +43,24 @@ def test_a_host_check_that_fails_on_one_host_rolls_it_back_with_its_reason(
     make_plan(lab, artifact, plan, "--host-check", check, "--max-failures", "1")
     before = {host.name: host_state(lab, host.name) for host in lab.hosts}
     runs = tmp_path / "runs"
-    code = main(["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs)])
+    notify = ["--notify", webhook.url, "--notify", dead_url()]
+    code = main(
+        ["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs), *notify]
+    )
     assert code == ExitCode.HOST_FAILED
+    (run_dir,) = runs.iterdir()
+    told = [(body["event"]["type"], body["event"].get("host")) for _, body in webhook.received]
+    assert told[0] == ("run.started", None) and told[-1] == ("run.finished", None)
+    assert ("host.finished", sick) in told
+    assert [kind for kind, _ in told].count("wave.finished") == 2
+    waves = [body["event"]["wave"] for _, body in webhook.received if "wave" in body["event"]]
+    assert waves == sorted(waves)  # in order
+    out = capsys.readouterr()
+    assert "secret" not in out.out + out.err and "notifying 127.0.0.1, 127.0.0.1" in out.err
+    for name in ("events.jsonl", "state.json", "plan.json"):
+        assert "secret" not in (run_dir / name).read_text()
+    events, _ = read_events(run_dir / EVENTS_FILE)
+    assert any(e.type == "notify.failed" and "Connection refused" in str(e.message) for e in events)
     hosts = state_of(runs)["hosts"]
     assert isinstance(hosts, dict)
     assert hosts[sick]["status"] == "failed"
