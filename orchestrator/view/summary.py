@@ -106,6 +106,7 @@ class RunHistory:
     wave_seconds: dict[int, float] = field(default_factory=dict)
     open_wave: tuple[int, float] | None = None  # a wave started and not yet ended: since when
     operators: list[str] = field(default_factory=list)  # "applied by ...", "resumed by ..."
+    halted_by_gate: bool = False  # the last halt was a gate's: a resume runs it again
 
     @classmethod
     def of(cls, events: Iterable[Event]) -> RunHistory:
@@ -123,7 +124,11 @@ class RunHistory:
             self.swapped.add(event.host)
         elif event.type == "run.halted" and event.wave is not None:
             self.halted_at = event.wave
-        elif event.operator is not None:
+        elif event.type == "gate.failed":
+            self.halted_by_gate = True
+        elif event.type in ("run.started", "run.resumed"):
+            self.halted_by_gate = False
+        if event.operator is not None:
             verb = "resumed" if event.type == "run.resumed" else "applied"
             self.operators.append(f"{verb} by {event.operator.describe()}")
         if event.type == "wave.started" and event.wave is not None:
@@ -148,6 +153,7 @@ def run_summary(title: str, plan: Plan, state: RunState, history: RunHistory) ->
     swapped, halted_at = history.swapped, history.halted_at
     stopped = (
         state.status == "halted"
+        and not history.halted_by_gate
         and halted_at is not None
         and not any(state.hosts[host.name].needs_work for host in plan.waves[halted_at].hosts)
     )

@@ -260,3 +260,15 @@ def test_a_window_pause_does_not_stand_for_a_promotion_pause(tmp_path: Path) -> 
     third.clock.now = berlin("2026-12-08 23:00")
     assert go(third, resumed=True, wait=False) == ExitCode.OK
     assert third.backend.waves == [["h2", "h3"]]
+
+
+def test_a_run_a_gate_halted_is_summed_up_as_needing_a_resume_not_a_new_plan(
+    tmp_path: Path,
+) -> None:
+    plan = gated(make_plan(3, "1,100%"), wave_gate="check-nodes")
+    run = apply(tmp_path, plan)
+    assert go(run, gates=Gates(run, refuse={0})) == ExitCode.BUDGET_EXCEEDED
+    summary = journal_summary("apply", run.journal)
+    pending = [host for host in summary.hosts if host.status == "pending"]
+    assert [host.action for host in pending] == ["not started: needs resume"] * 2
+    assert summary.needs_resume
