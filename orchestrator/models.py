@@ -135,6 +135,22 @@ def _unset(value: object) -> bool:
     return value is None or value == ()
 
 
+def _command_field() -> Any:
+    """An optional operator command on one line; left out of the JSON when unset."""
+    return Field(default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset)
+
+
+def _timeout_field(default: float) -> Any:
+    """A timeout in seconds; left out of the JSON at its default."""
+    return Field(
+        default=default,
+        gt=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
+        exclude_if=lambda value: value == default,
+    )
+
+
 class WaveOptions(Model):
     """What the operator asked for; recorded in the plan so `apply` enforces exactly this."""
 
@@ -164,29 +180,11 @@ class WaveOptions(Model):
     )
     canary: str | None = Field(default=None, max_length=4096, exclude_if=_unset)  # host pattern
     last: str | None = Field(default=None, max_length=4096, exclude_if=_unset)  # host pattern
-    host_check: str | None = Field(  # else each host's runc_rollout_host_check
-        default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset
-    )
-    host_check_timeout: float = Field(
-        default=HOST_CHECK_TIMEOUT,
-        gt=0,
-        le=MAX_TIMEOUT,
-        allow_inf_nan=False,
-        exclude_if=lambda v: v == HOST_CHECK_TIMEOUT,
-    )
-    pre_gate: str | None = Field(
-        default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset
-    )
-    wave_gate: str | None = Field(
-        default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset
-    )
-    gate_timeout: float = Field(
-        default=GATE_TIMEOUT,
-        gt=0,
-        le=MAX_TIMEOUT,
-        allow_inf_nan=False,
-        exclude_if=lambda v: v == GATE_TIMEOUT,
-    )
+    host_check: str | None = _command_field()  # else each host's runc_rollout_host_check
+    host_check_timeout: float = _timeout_field(HOST_CHECK_TIMEOUT)
+    pre_gate: str | None = _command_field()
+    wave_gate: str | None = _command_field()
+    gate_timeout: float = _timeout_field(GATE_TIMEOUT)
     windows: tuple[str, ...] = Field(default=(), max_length=64, exclude_if=_unset)
 
 
@@ -294,16 +292,8 @@ class VerifySpec(Model):
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
     # The operator's own health check (`sh -c`, on the host) after the tool's verification: a
     # non-zero exit fails the host. Left out of the JSON when unset (plans keep their hash).
-    host_check: str | None = Field(
-        default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset
-    )
-    host_check_timeout_seconds: float = Field(
-        default=HOST_CHECK_TIMEOUT,
-        gt=0,
-        le=MAX_TIMEOUT,
-        allow_inf_nan=False,
-        exclude_if=lambda v: v == HOST_CHECK_TIMEOUT,
-    )
+    host_check: str | None = _command_field()
+    host_check_timeout_seconds: float = _timeout_field(HOST_CHECK_TIMEOUT)
 
     @field_validator("command")
     @classmethod
