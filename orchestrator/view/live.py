@@ -152,9 +152,7 @@ class LiveView:
             )
         if tally.window_until is not None:
             left = math.ceil(tally.window_until - now)
-            lines.append(
-                Text(f"outside the maintenance windows: the next opens in {duration(left)}")
-            )
+            lines.append(Text(f"outside the maintenance windows: next opening in {duration(left)}"))
         if tally.bake_until is not None:
             left = math.ceil(tally.bake_until - now)  # a countdown shows 1s until the end
             lines.append(Text(f"bake: {duration(left)} left before the next wave"))
