@@ -213,9 +213,9 @@ def test_help_documents_exit_codes_and_wave_semantics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == ExitCode.OK
-    assert "3 rollout halted (a wave over its error budget, or without a success)" in " ".join(
-        capsys.readouterr().out.split()
-    )
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "3 rollout halted (a wave over its error budget, or without a success)" in shown
+    assert "5 paused (for promotion, or outside the maintenance windows with --no-wait)" in shown
     assert main(["plan", "--help"]) == ExitCode.OK
     assert "serial" in capsys.readouterr().out
 
