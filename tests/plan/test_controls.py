@@ -118,3 +118,20 @@ def test_the_markdown_shows_the_host_check_gates_and_windows_with_their_next_ope
     assert "next opening: Mon 2026-12-14 21:00 UTC (Mon-Fri 22:00-06:00 Europe/Berlin)" in table
     assert make(artifact, tmp_path / "plain.json") == ExitCode.OK
     assert "No maintenance windows" in plan_markdown(load_plan(tmp_path / "plain.json"))
+
+
+def test_apply_takes_webhooks_from_the_environment_and_refuses_a_bad_one_unshown(
+    artifact: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "plan.json"
+    assert make(artifact, out) == ExitCode.OK
+    capsys.readouterr()
+    monkeypatch.setenv("RUNC_ROLLOUT_NOTIFY", "https://hooks.example/T/t0ken ftp://x/t0ken2")
+    runs = tmp_path / "runs"
+    assert main(["apply", str(out), "--yes", "--runs-dir", str(runs)]) == ExitCode.BAD_INPUT
+    error = capsys.readouterr().err
+    assert "--notify #2: not an http(s) URL" in error and "t0ken" not in error
+    assert not runs.exists()  # refused before any run began

@@ -79,8 +79,9 @@ def test_a_host_check_that_fails_on_one_host_rolls_it_back_with_its_reason(
             assert host_state(lab, host.name)["runc"] == sha256(artifact)
 
 
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_a_wave_gate_halts_after_wave_1_and_resume_runs_it_again(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
 ) -> None:
     lab = clean_lab
     flag = tmp_path / "unhealthy"
@@ -93,7 +94,9 @@ def test_a_wave_gate_halts_after_wave_1_and_resume_runs_it_again(
     plan = tmp_path / "plan.json"
     make_plan(lab, artifact, plan, "--waves", "1,1,100%", "--wave-gate", gate)
     runs = tmp_path / "runs"
-    assert main(["apply", str(plan), "--yes", "--runs-dir", str(runs)]) == ExitCode.BUDGET_EXCEEDED
+    with_executor = ["--yes", "--executor", executor]
+    code = main(["apply", str(plan), *with_executor, "--runs-dir", str(runs)])
+    assert code == ExitCode.BUDGET_EXCEEDED
     state = state_of(runs)
     assert state["status"] == "halted"
     (run_dir,) = runs.iterdir()
@@ -115,7 +118,7 @@ def test_a_wave_gate_halts_after_wave_1_and_resume_runs_it_again(
         "pending",
     ]
     flag.unlink()
-    assert main(["resume", str(run_dir), "--yes"]) == ExitCode.OK
+    assert main(["resume", str(run_dir), *with_executor]) == ExitCode.OK
     bodies = [json.loads(line) for line in seen.read_text().splitlines() if line.strip()]
     assert [body["wave"] for body in bodies] == [0, 1, 1, 2]  # wave 1's gate again, then 2's
 
