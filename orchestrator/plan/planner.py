@@ -199,7 +199,8 @@ def _placement_notes(options: WaveOptions, tiers: list[_Tier], waves: list[Wave]
         indexes = sorted({wave_of[name] for name in names})
         where = f"wave {indexes[0]}" if len(indexes) == 1 else f"waves {indexes[0]}-{indexes[-1]}"
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        notes.append(f"{option} {pattern!r}: {len(names)} hosts in {where} ({shown})")
+        count = f"{len(names)} host" + ("" if len(names) == 1 else "s")
+        notes.append(f"{option} {pattern!r}: {count} in {where} ({shown})")
     return notes
 
 

@@ -141,8 +141,9 @@ def place_in_tiers(
                     f"{max_per_domain.text if max_per_domain else ''} caps each domain"
                 )
             if len(waves) >= baseline:
-                why = "--max-per-domain" + ("" if len(tiers) == 1 else " or --canary/--last")
-                notes.append(f"added because {why} kept earlier waves smaller")
+                causes = ["--max-per-domain"] if max_per_domain else []
+                causes += [] if len(tiers) == 1 else ["--canary/--last"]
+                notes.append(f"added because {' or '.join(causes)} kept earlier waves smaller")
             wave.note = "; ".join(notes) or None
             waves.append(wave)
     return waves

@@ -135,3 +135,13 @@ def test_apply_takes_webhooks_from_the_environment_and_refuses_a_bad_one_unshown
     error = capsys.readouterr().err
     assert "--notify #2: not an http(s) URL" in error and "t0ken" not in error
     assert not runs.exists()  # refused before any run began
+
+
+def test_a_wave_added_by_the_tiers_alone_says_so(
+    artifact: tuple[Path, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "plan.json"
+    assert make(artifact, out, "--canary", "workers[0]", "--last", "masters") == ExitCode.OK
+    plan = load_plan(out)
+    assert plan.waves[-1].note == "added because --canary/--last kept earlier waves smaller"
+    assert "--canary 'workers[0]': 1 host in wave 0 (node-a02.k8s.invalid)" in plan.notes
