@@ -99,6 +99,14 @@ def gate_call(
     return GateCall(gate, wave, command, json.dumps(body).encode(), env, timeout)
 
 
+SECRET_ENV = frozenset({"RUNC_ROLLOUT_NOTIFY"})  # webhook URLs: a gate has no need of them
+
+
+def _inherited() -> dict[str, str]:
+    """The controller's environment (kubeconfig, proxies...) without runc-rollout's secrets."""
+    return {name: value for name, value in os.environ.items() if name not in SECRET_ENV}
+
+
 def run_gate(call: GateCall) -> GateResult:
     """`sh -c COMMAND` here, in its own process group (killed whole on timeout), stdin the
     JSON, stdout and stderr together into a temporary file of which the start is read back."""
@@ -109,7 +117,7 @@ def run_gate(call: GateCall) -> GateResult:
                 stdin=subprocess.PIPE,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **call.env},
+                env={**_inherited(), **call.env},
                 start_new_session=True,
             )
         except OSError as error:

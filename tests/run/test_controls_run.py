@@ -7,6 +7,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from orchestrator.errors import ExitCode
 from orchestrator.models import Operator, Plan
 from orchestrator.run.engine import ApplyEnv, Rollout
@@ -170,13 +172,20 @@ def test_a_pre_gate_that_says_no_touches_no_host(tmp_path: Path) -> None:
     assert go(second, resumed=True, gates=Gates(second)) == ExitCode.OK  # healthy now
 
 
-def test_run_gate_runs_a_real_shell_command_with_stdin_env_and_a_timeout(tmp_path: Path) -> None:
+def test_run_gate_runs_a_real_shell_command_with_stdin_env_and_a_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNC_ROLLOUT_NOTIFY", "https://hooks.example/t0ken")
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/admin.conf")
+
     def call(command: str, timeout: float = 10) -> GateCall:
         env = {"RUNC_ROLLOUT_WAVE": "3"}
         return GateCall("wave-gate", 3, command, b'{"hosts": []}', env, timeout)
 
     said = run_gate(call('read -r body; echo "wave $RUNC_ROLLOUT_WAVE: $body"'))
     assert (said.passed, said.output) == (True, 'wave 3: {"hosts": []}')
+    inherited = run_gate(call('echo "$KUBECONFIG ${RUNC_ROLLOUT_NOTIFY:-no webhooks}"'))
+    assert inherited.output == "/etc/kube/admin.conf no webhooks"
     refused = run_gate(call("printf 'not ready\\n\\033[2J'; exit 4"))
     assert (refused.passed, refused.exit_status) == (False, 4)
     assert refused.reason(call("x")) == "wave-gate exit 4: not ready / \\x1b[2J"
