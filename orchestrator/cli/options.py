@@ -93,6 +93,29 @@ JsonEventsOption = Annotated[
 ]
 
 
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Outside the plan's maintenance windows, pause the run and exit 5 (for a scheduler "
+        "to `resume` later) instead of waiting for the next window to open.",
+    ),
+]
+
+
+NotifyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify",
+        envvar="RUNC_ROLLOUT_NOTIFY",
+        help="Webhook URL (repeatable; or in RUNC_ROLLOUT_NOTIFY, space-separated, which other "
+        "local users cannot read in `ps`): a JSON POST, with a Slack-compatible `text`, at the "
+        "start, each wave's end, every halt, pause and failed host, and the end. A secret: only "
+        "its host name is ever shown or recorded; one that is down never holds up the run.",
+    ),
+]
+
+
 @dataclass(frozen=True)
 class ShowOptions:
     """How a run is shown: phases too, the summary's format, JSON events on stdout."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,8 @@ from orchestrator.errors import BadInput, UnreachableAtPlan
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
+    GATE_TIMEOUT,
+    HOST_CHECK_TIMEOUT,
     PIPE_USER_PAGES_SOFT_DEFAULT,
     HostBefore,
 )
@@ -179,6 +182,71 @@ def plan(
             "outcome).",
         ),
     ] = None,
+    ticket: Annotated[
+        str | None,
+        typer.Option("--ticket", help="The change ticket this rollout belongs to (e.g. CHG-1234)."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why: one line, shown first to the reviewer.")
+    ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            "--canary",
+            help="Ansible host pattern: its hosts fill wave 0 (and the next waves, in order) "
+            "before any other host.",
+        ),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option(
+            "--last",
+            help="Ansible host pattern: its hosts go in the final waves of their own (e.g. "
+            "control-plane nodes last).",
+        ),
+    ] = None,
+    host_check: Annotated[
+        str | None,
+        typer.Option(
+            "--host-check",
+            help="A shell command each host runs after the tool's own verification (else its "
+            "runc_rollout_host_check), e.g. 'curl -sf http://127.0.0.1:10248/healthz': a "
+            "non-zero exit fails the host, which is rolled back; its output is the reason. "
+            "RUNC_ROLLOUT_HOST and RUNC_ROLLOUT_RUNC are set for it.",
+        ),
+    ] = None,
+    host_check_timeout: Annotated[
+        float, typer.Option("--host-check-timeout", help="Hard timeout of the host check.")
+    ] = HOST_CHECK_TIMEOUT,
+    pre_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--pre-gate",
+            help="A shell command run here before the first wave (and at every resume): a "
+            "non-zero exit halts the run (exit 3) before any host is touched.",
+        ),
+    ] = None,
+    wave_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--wave-gate",
+            help="A shell command run here after each wave (after --bake), the wave's hosts "
+            "and outcomes as JSON on stdin and in RUNC_ROLLOUT_* variables: a non-zero exit "
+            "halts the run (exit 3) with its output as the reason; `resume` runs it again.",
+        ),
+    ] = None,
+    gate_timeout: Annotated[
+        float, typer.Option("--gate-timeout", help="Hard timeout of each gate, in seconds.")
+    ] = GATE_TIMEOUT,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            help="A maintenance window, 'DAYS HH:MM-HH:MM [ZONE]' (e.g. 'Mon-Fri 22:00-06:00 "
+            "Europe/Berlin'; IANA zones, UTC if none; repeatable): a wave starts only inside "
+            "one; a wave that started finishes.",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -243,6 +311,16 @@ def plan(
         probe=probe,
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
+        ticket=ticket,
+        reason=reason,
+        canary=canary,
+        last=last,
+        host_check=host_check,
+        host_check_timeout=host_check_timeout,
+        pre_gate=pre_gate,
+        wave_gate=wave_gate,
+        gate_timeout=gate_timeout,
+        windows=tuple(window or ()),
     )
     expected, provenance = check_provenance(
         runc,
@@ -293,5 +371,7 @@ def plan(
             shutil.copyfileobj(written, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        sys.stdout.write(plan_markdown(result) if fmt is Format.markdown else plan_table(result))
+        now = time.time()  # for the next opening times of the maintenance windows
+        view = plan_markdown if fmt is Format.markdown else plan_table
+        sys.stdout.write(view(result, now=now))
     typer.echo(f"plan written to {output} ({result.plan_id})", err=True)

@@ -21,6 +21,8 @@ from orchestrator.cli.options import (
     JsonEventsOption,
     KnownHostsOption,
     LimitOption,
+    NotifyOption,
+    NoWaitOption,
     PushName,
     PushOption,
     RequiredSignaturesOption,
@@ -52,6 +54,7 @@ from orchestrator.models import (
 from orchestrator.plan.approval import SIGNATURES_LIMIT
 from orchestrator.plan.planner import hosts_to_plan
 from orchestrator.run.journal import Journal
+from orchestrator.run.notify import parse_webhooks
 from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
@@ -83,6 +86,8 @@ def apply(
     signatures: SignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -93,6 +98,7 @@ def apply(
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
+    webhooks = parse_webhooks(notify or [])
     nodes = execution_nodes(execution_node, executor, plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     signatures = signatures or default_signatures(plan_file)
@@ -124,7 +130,15 @@ def apply(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(
+            journal,
+            backend,
+            show,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
+        )
 
 
 def sign(
@@ -221,6 +235,8 @@ def resume(
     required_signatures: RequiredSignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -229,6 +245,7 @@ def resume(
     from orchestrator.plan.approval import approval_policy, check_approval
     from orchestrator.run.engine import check_artifact
 
+    webhooks = parse_webhooks(notify or [])
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -242,7 +259,7 @@ def resume(
             f"run {journal.run_id} was applied with {applied.required_signatures} required "
             "signatures: pass --allowed-signers (and --required-signatures) to resume it"
         )
-    check_approval(journal.plan, policy, journal.signatures)
+    signers = check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
@@ -258,7 +275,16 @@ def resume(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(
+            journal,
+            backend,
+            show,
+            resumed=True,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
+        )
 
 
 def rollback(

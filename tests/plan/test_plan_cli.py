@@ -141,6 +141,17 @@ def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> N
         (["--max-per-domain", "0", "--domain-key", "zone"], "--max-per-domain"),
         (["--max-failures", "x"], "--max-failures"),
         (["--pause-after", "99"], "--pause-after"),
+        (["--ticket", "CHG 1234"], "error: --ticket: 'CHG 1234'"),
+        (["--ticket", "-rf"], "error: --ticket: '-rf'"),
+        (["--reason", "two\nlines"], "error: --reason: 'two\\nlines'"),
+        (["--reason", "\x1b[2Jcleared"], "error: --reason: '\\x1b[2Jcleared'"),
+        (["--reason", "x" * 1001], "at most 1000 characters"),
+        (["--canary", "nosuch"], "error: --canary: host pattern 'nosuch' matches no host"),
+        (["--canary", "masters", "--last", "zone_a"], "error: --canary and --last: both match"),
+        (["--limit", "workers", "--last", "masters"], "error: --last: 'masters' matches none"),
+        (["--window", "Mon 22:00-06:00 Europe/Nowhere"], "'Europe/Nowhere' is not an IANA"),
+        (["--host-check", "true\nreboot"], "error: --host-check: 'true\\nreboot'"),
+        (["--wave-gate", ""], "error: --wave-gate: ''"),
         (["--artifact-url", "ftp://mirror/runc"], "--artifact-url: 'ftp://mirror/runc' is not"),
         (["--artifact-url", "https://mirror/a b"], "--artifact-url"),
         (["--artifact-url", "http://m/\x1b[2Jrunc"], "--artifact-url"),
@@ -205,9 +216,9 @@ def test_help_documents_exit_codes_and_wave_semantics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == ExitCode.OK
-    assert "3 rollout halted (a wave over its error budget, or without a success)" in " ".join(
-        capsys.readouterr().out.split()
-    )
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "3 rollout halted (a wave over its error budget, or without a success)" in shown
+    assert "5 paused (for promotion, or outside the maintenance windows with --no-wait)" in shown
     assert main(["plan", "--help"]) == ExitCode.OK
     assert "serial" in capsys.readouterr().out
 
