@@ -12,12 +12,14 @@ import typer
 
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     WAVES_HELP,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
     Format,
     KnownHostsOption,
+    LimitOption,
     ProbeTimeoutOption,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
@@ -95,9 +97,7 @@ def plan(
         ),
     ] = False,
     waves: Annotated[str, typer.Option("--waves", help=WAVES_HELP)] = "1,10%,50%,100%",
-    limit: Annotated[
-        str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
-    ] = None,
+    limit: LimitOption = None,
     domain_key: Annotated[
         str | None,
         typer.Option("--domain-key", help="Host variable naming the failure domain (zone, rack)."),
@@ -250,7 +250,7 @@ def plan(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     accept_advisory: Annotated[
         list[str] | None,
         typer.Option(

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     AllowedSignersOption,
     AskBecomePassOption,
     BecomeFromInventoryOption,
@@ -68,7 +69,7 @@ from orchestrator.view.progress import ProgressPrinter, status_text
 def apply(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
     executor: ExecutorOption = ExecutorName.ssh,
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
@@ -221,7 +222,7 @@ def status(
 def resume(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
     runs_dir: RunsDirOption = Path("runs"),
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_events: JsonEventsOption = False,
     verbose: VerboseOption = False,
@@ -300,7 +301,7 @@ def rollback(
     ] = None,
     limit: LimitOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,

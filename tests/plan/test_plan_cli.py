@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,3 +298,42 @@ def test_nothing_to_plan_names_its_real_cause(
         "nothing to plan: of 3 selected hosts, 1 held back by runc_rollout_skip and "
         "2 unreachable at plan time" in capsys.readouterr().err
     )
+
+
+def test_limit_from_a_file_as_ansible_reads_a_retry_file(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-l @FILE`: a host or pattern a line, blank lines and comments skipped."""
+    hosts = tmp_path / "upgrade.retry"
+    hosts.write_text("# failed last time\nnode-a02.k8s.invalid\n\nnode-b02.k8s.invalid\n")
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "-l", f"@{hosts}", "-f", "4")) == ExitCode.OK
+    placed = {h["name"] for w in json.loads(out.read_text())["waves"] for h in w["hosts"]}
+    assert placed == {"node-a02.k8s.invalid", "node-b02.k8s.invalid"}
+    capsys.readouterr()
+    hosts.write_text("# nothing\n")
+    assert main(plan_args(artifact, out, "--limit", f"@{hosts}")) == ExitCode.BAD_INPUT
+    assert f"--limit @{hosts}: {hosts} names no host" in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "-l", f"@{tmp_path}/none")) == ExitCode.BAD_INPUT
+    assert "--limit file" in capsys.readouterr().err
+
+
+def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
+    import typer.main
+
+    from orchestrator.cli.app import app
+    from orchestrator.cli.options import DEFAULT_CONCURRENCY
+
+    def commands(group: Any) -> Iterator[Any]:
+        for command in getattr(group, "commands", {}).values():
+            yield command
+            yield from commands(command)
+
+    found = []
+    for command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.name == "concurrency":
+                found.append(command.name)
+                assert param.default == DEFAULT_CONCURRENCY, command.name
+                assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
+    assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
