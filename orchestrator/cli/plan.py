@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 import time
@@ -39,6 +41,7 @@ from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
     HostBefore,
 )
+from orchestrator.plan.approval import default_signatures
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
 from orchestrator.plan.provenance import check_provenance
@@ -48,6 +51,32 @@ from orchestrator.plan.target import target_policy
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
 from orchestrator.util.textsafe import terminal_safe
+
+
+def written_plan_hash(path: Path) -> str | None:
+    """The `plan_hash` of the plan file at `path` (from its first bytes), or None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r'"plan_hash": "([0-9a-f]{64})"', head)
+    return found.group(1) if found else None
+
+
+def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: str) -> None:
+    """A plan written over another one with a different hash: the signatures beside it are
+    the old plan's and approve nothing of the new one. They are renamed, and the operator told."""
+    signatures = default_signatures(output)
+    if replaced == plan_hash or not signatures.is_file() or signatures.is_symlink():
+        return
+    stale = signatures.with_name(signatures.name + ".stale")
+    os.replace(signatures, stale)
+    typer.echo(
+        f"{signatures} signed an earlier plan written to {output}: moved to {stale}; "
+        "this plan needs its own signatures (runc-rollout sign)",
+        err=True,
+    )
 
 
 def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
@@ -361,11 +390,13 @@ def plan(
     result = build_plan(loaded, artifact, options, before, unreachable, policy)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
+    replaced = written_plan_hash(output)
     try:
         with gc_paused():
             write_atomic(output, plan_json_chunks(result))
     except OSError as error:
         raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
+    set_aside_stale_signatures(output, replaced, result.plan_hash)
     if fmt is Format.json:
         with output.open("rb") as written:  # the same bytes, without serializing them again
             shutil.copyfileobj(written, sys.stdout.buffer)

@@ -337,3 +337,22 @@ def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
                 assert param.default == DEFAULT_CONCURRENCY, command.name
                 assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
     assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
+
+
+def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same plan again keeps its signatures (they sign its id and hash); a different plan
+    written over it moves them to PLAN.sig.stale and says so, instead of leaving signatures
+    that approve nothing of it beside it."""
+    out = tmp_path / "plan.json"
+    signatures = tmp_path / "plan.json.sig"
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    signatures.write_text("-----BEGIN SSH SIGNATURE-----\nabc=\n-----END SSH SIGNATURE-----\n")
+    capsys.readouterr()
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    assert signatures.is_file() and "moved to" not in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "--waves", "2,100%")) == ExitCode.OK
+    error = capsys.readouterr().err
+    assert not signatures.exists() and (tmp_path / "plan.json.sig.stale").is_file()
+    assert f"{signatures} signed an earlier plan written to {out}: moved to " in error
