@@ -56,6 +56,7 @@ from orchestrator.models import (
 )
 from orchestrator.plan.planner import (
     check_domain_key,
+    check_domain_key_used,
     domain_of,
     held_back,
     host_verify_spec,
@@ -63,7 +64,6 @@ from orchestrator.plan.planner import (
 )
 from orchestrator.util.textsafe import markup_safe as escape
 
-DEFAULT_ZONE_KEY = "zone"
 MAY_HAVE_FIXED = "by upstream version; the distribution may have fixed it"
 
 
@@ -397,13 +397,14 @@ def _as_int(text: str) -> int | None:
 
 
 def audit_targets(
-    inventory: Inventory, limit: str | None, zone_key: str = DEFAULT_ZONE_KEY
+    inventory: Inventory, limit: str | None, zone_key: str | None = None
 ) -> tuple[dict[str, SshTarget], dict[str, str], set[str]]:
     """Every selected host (held-back ones too: they are the fleet as well), its zone, and the
     names of the held-back ones."""
     names = select_hosts(inventory, limit)
     targets = {name: ssh_target(inventory.hosts[name]) for name in names}
     check_domain_key("--domain-key", zone_key)
+    check_domain_key_used(zone_key, (inventory.hosts[name] for name in names))
     zones = {name: domain_of(inventory.hosts[name], zone_key) for name in names}
     held = {name for name in names if held_back(inventory.hosts[name])}
     return targets, zones, held

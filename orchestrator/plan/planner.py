@@ -6,7 +6,7 @@ import functools
 import random
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -100,6 +100,7 @@ def _build_plan(
     if not candidates:
         raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
 
+    check_domain_key_used(options.domain_key, candidates)
     by_domain = _group_by_domain(candidates, options.domain_key)
     if options.seed is not None:
         rng = random.Random(options.seed)
@@ -251,6 +252,20 @@ SECRET_VARIABLE = re.compile(r"pass|secret|token|vault|private_key|credential", 
 def check_domain_key(option: str, key: str | None) -> None:
     if key is not None and SECRET_VARIABLE.search(key):
         raise BadInput(f"{option}: {key!r} names a secret; its values would be written out")
+
+
+def check_domain_key_used(key: str | None, hosts: Iterable[InventoryHost]) -> None:
+    """A `--domain-key` that no selected host carries is a typo, not one domain of all hosts."""
+    selected = list(hosts)
+    if (
+        key is None
+        or not selected
+        or any(host.vars.get(key) not in (None, "") for host in selected)
+    ):
+        return
+    raise BadInput(
+        f"--domain-key {key}: none of the {len(selected)} selected hosts has a {key!r} variable"
+    )
 
 
 def domain_of(host: InventoryHost, domain_key: str | None) -> str:

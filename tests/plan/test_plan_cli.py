@@ -356,3 +356,14 @@ def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
     error = capsys.readouterr().err
     assert not signatures.exists() and (tmp_path / "plan.json.sig.stale").is_file()
     assert f"{signatures} signed an earlier plan written to {out}: moved to " in error
+
+
+def test_a_domain_key_no_host_carries_is_refused(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "--domain-key", "zoen")) == ExitCode.BAD_INPUT
+    assert "--domain-key zoen: none of the 38 selected hosts has a 'zoen' variable" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
