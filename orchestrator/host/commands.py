@@ -221,20 +221,22 @@ actual=$(sha256sum "$TARGET" | cut -d' ' -f1)
 [ "$actual" = "$BEFORE" ] || {{ echo "actual=$actual"; exit {EXIT_MISMATCH}; }}
 dest={BACKUP_DIR}/$BEFORE
 if [ ! -f "$dest" ] || [ "$(sha256sum "$dest" | cut -d' ' -f1)" != "$BEFORE" ]; then
-    cp -p "$TARGET" "$dest.tmp" && sync "$dest.tmp" && mv -f "$dest.tmp" "$dest" || exit 1
+    copy_to "$TARGET" "$dest" || exit 1
 fi
 echo "backup=$dest"
 """
     params = {"target": target, "sha256": before_sha256}
-    return HostCommand("backup", _script(body, TARGET=target, BEFORE=before_sha256), 60, params)
+    script = _script(_COPY_TO + body, TARGET=target, BEFORE=before_sha256)
+    return HostCommand("backup", script, 60, params)
 
 
 def write_record(record_json: str) -> HostCommand:
     """Replace the host-side record atomically. The JSON travels inside the command, not on
     stdin: a controller killed mid-send would leave `cat` a short read to install as the record."""
     body = f"""
-printf '%s\\n' "$RECORD" > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} \\
-    && echo record=written
+t=$(mktemp {RECORD}.XXXXXX) || exit 1
+printf '%s\\n' "$RECORD" > "$t" && sync "$t" && mv -f "$t" {RECORD} && echo record=written \\
+    || {{ rm -f "$t"; exit 1; }}
 """
     return HostCommand("write-record", _script(body, RECORD=record_json), 30, {"json": record_json})
 
@@ -254,7 +256,7 @@ def restore_binary(target: str, sha256: str) -> HostCommand:
     body = f"""
 src={BACKUP_DIR}/$SHA
 [ -f "$src" ] || {{ echo "error=no backup $src"; exit 1; }}
-tmp="${{TARGET%/*}}/.runc-rollout-restore.tmp"
+tmp=$(mktemp "${{TARGET%/*}}/.runc-rollout-restore.XXXXXX") || exit 1
 cp -p "$src" "$tmp" || {{ rm -f "$tmp"; exit 1; }}
 [ "$(sha256sum "$tmp" | cut -d' ' -f1)" = "$SHA" ] || {{ rm -f "$tmp"; exit {EXIT_MISMATCH}; }}
 mv -f "$tmp" "$TARGET" || {{ rm -f "$tmp"; exit 1; }}
@@ -367,6 +369,47 @@ echo verify=ok
 
 KEPT_SUFFIX = ".runc-rollout-before"  # beside a file changed since the rollout wrote it
 
+# `copy_to SRC DEST`: a copy (`cp -p`, synced) to a new name made by mktemp beside DEST, then a
+# rename over DEST: a link planted at DEST, or at a fixed temporary name, is replaced, never
+# written through.
+_COPY_TO = """
+copy_to() {
+    t=$(mktemp "$2.XXXXXX") || return 1
+    cp -p "$1" "$t" && sync "$t" && mv -f "$t" "$2" && return 0
+    rm -f "$t"; return 1
+}
+"""
+
+# `untrusted FILE` prints why FILE is not one only root could have placed or changed, the rule
+# the facts apply to binaries: FILE is not a link, and it (if it exists) and every folder above
+# it, by its name and after links, are owned by root and not group or world writable.
+_UNTRUSTED = """
+untrusted() {
+    [ ! -L "$1" ] || { echo "$1 is a symbolic link"; return 0; }
+    [ ! -e "$1" ] || [ -f "$1" ] || { echo "$1 is not a regular file"; return 0; }
+    dir=${1%/*}; dir=${dir:-/}
+    real=$(readlink -f "$dir") || { echo "$dir cannot be resolved"; return 0; }
+    first=$1; [ -e "$first" ] || first=$dir
+    for top in "$first" "$real"; do
+        while :; do
+            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
+            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
+            [ "$top" != / ] || break
+            top=${top%/*} && top=${top:-/}
+        done
+    done
+    return 1
+}
+"""
+
+
+def _refuse_untrusted(files: Iterable[str]) -> str:
+    """The first of `files` that is not `untrusted`'s ends the step before anything changed."""
+    args = " ".join(shlex.quote(path) for path in sorted(set(files)))
+    check = 'for f; do why=$(untrusted "$f") && { printf \'refused: %s\\n\' "$why"; exit 1; }; done'
+    return f"{_UNTRUSTED}set -- {args}\n{check}" if args else ""
+
 
 def _each_file(body: str, files: list[str], per_file: int = 1) -> str:
     """`body` run once per file, the file in "$f": the names travel as quoted arguments, so
@@ -384,12 +427,13 @@ def set_sysctl(value: int, files: list[str]) -> HostCommand:
     """
     body = f"""
     sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
-    [ -f {FILE_BACKUP_DIR}/$sum ] || cp -p "$f" {FILE_BACKUP_DIR}/$sum || exit 1
+    [ -f {FILE_BACKUP_DIR}/$sum ] || copy_to "$f" {FILE_BACKUP_DIR}/$sum || exit 1
     sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$#\\1{SYSCTL_KEY} = {value}#' "$f" || exit 1
     printf 'file=%s before=%s after=%s\\n' "$f" "$sum" "$(sha256sum "$f" | cut -d' ' -f1)"
 """.strip("\n")  # noqa: E501
     script = "\n".join(
         [
+            _COPY_TO + _refuse_untrusted(files),
             f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1",
             _each_file(body, sorted(files)),
             f"echo runtime=$(cat {SYSCTL_PROC})",
@@ -405,10 +449,10 @@ def backup_files(files: list[str]) -> HostCommand:
     sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
     dest={FILE_BACKUP_DIR}/$sum
     [ "$(sha256sum "$dest" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || \\
-        {{ cp -p "$f" "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1
+        copy_to "$f" "$dest" || exit 1
     printf 'file=%s before=%s\\n' "$f" "$sum"
 """.strip("\n")
-    script = _script(_each_file(body, sorted(files)))
+    script = _script(_COPY_TO + _refuse_untrusted(files) + "\n" + _each_file(body, sorted(files)))
     return HostCommand("backup-files", script, 60, {"files": sorted(files)})
 
 
@@ -438,16 +482,16 @@ def restore_files(files: Sequence[tuple[str, str, str | None]]) -> HostCommand:
     if [ "$now" = "$before" ]; then
         printf 'file=%s sha256=%s\\n' "$f" "$now"
     elif [ -n "$after" ] && [ "$now" != "$after" ]; then
-        cp -p {FILE_BACKUP_DIR}/"$before" "$f{KEPT_SUFFIX}" || exit 1
+        copy_to {FILE_BACKUP_DIR}/"$before" "$f{KEPT_SUFFIX}" || exit 1
         printf 'file=%s sha256=%s kept=1\\n' "$f" "$now"
     else
-        tmp="$f.runc-rollout.tmp"
-        cp -p {FILE_BACKUP_DIR}/"$before" "$tmp" && mv -f "$tmp" "$f" || {{ rm -f "$tmp"; exit 1; }}
+        copy_to {FILE_BACKUP_DIR}/"$before" "$f" || exit 1
         printf 'file=%s sha256=%s\\n' "$f" "$(sha256sum "$f" | cut -d' ' -f1)"
     fi
 """.strip("\n")
     args = [item for path, before, after in sorted(files) for item in (path, before, after or "")]
-    script = _script(_each_file(body, args, 3))
+    paths = [path for path, _, _ in files]
+    script = _script(_COPY_TO + _refuse_untrusted(paths) + "\n" + _each_file(body, args, 3))
     return HostCommand("restore-files", script, 60, {"files": sorted(files)})
 
 

@@ -6,9 +6,15 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from orchestrator.host import commands
 
@@ -46,20 +52,33 @@ def sysctl_here(script: str, root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_file_names_are_data_in_every_file_step(tmp_path: Path) -> None:
+@pytest.fixture
+def trusted_dir() -> Iterator[Path]:
+    """A folder only root can write, and every folder above it (the file steps trust nothing
+    else, as on a host): in root's home, not in /tmp, which anyone can write."""
+    if os.geteuid() != 0:
+        pytest.skip("the file steps trust only root's files: run as root")
+    directory = Path(tempfile.mkdtemp(prefix="rr-trusted-", dir=Path.home()))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_file_names_are_data_in_every_file_step(trusted_dir: Path) -> None:
     """A name with `$(...)` runs nothing, a name with spaces is not cut: backed up, rewritten,
     reported and restored under its whole name, and nothing stray is created."""
-    (tmp_path / "files").mkdir()
-    (tmp_path / "proc").write_text("163840\n")
-    mark = tmp_path / "ran"  # what `$(touch ran)` in a name would create, run in tmp_path
-    conf = tmp_path / "etc"
+    (trusted_dir / "files").mkdir()
+    (trusted_dir / "proc").write_text("163840\n")
+    mark = trusted_dir / "ran"  # what `$(touch ran)` in a name would create, run in trusted_dir
+    conf = trusted_dir / "etc"
     conf.mkdir()
     names = [str(conf / "a b.conf"), str(conf / "$(touch ran).conf")]
     for name in names:
         Path(name).write_text("fs.pipe-user-pages-soft = 163840\n")
     before = hashlib.sha256(b"fs.pipe-user-pages-soft = 163840\n").hexdigest()
-    backed = sysctl_here(commands.backup_files(names).script, tmp_path)
-    changed = sysctl_here(commands.set_sysctl(16384, names).script, tmp_path)
+    backed = sysctl_here(commands.backup_files(names).script, trusted_dir)
+    changed = sysctl_here(commands.set_sysctl(16384, names).script, trusted_dir)
     assert backed.returncode == 0 and changed.returncode == 0, changed.stderr
     reported = commands.parse_file_lines(changed.stdout, names)
     assert set(reported) == set(names)
@@ -68,7 +87,7 @@ def test_file_names_are_data_in_every_file_step(tmp_path: Path) -> None:
     for name in names:
         assert Path(name).read_text() == "fs.pipe-user-pages-soft = 16384\n"
     restore = [(name, before, reported[name]["after"]) for name in names]
-    restored = sysctl_here(commands.restore_files(restore).script, tmp_path)
+    restored = sysctl_here(commands.restore_files(restore).script, trusted_dir)
     assert restored.returncode == 0, restored.stderr
     assert not mark.exists()
     assert sorted(p.name for p in conf.iterdir()) == sorted(Path(n).name for n in names)
@@ -76,22 +95,22 @@ def test_file_names_are_data_in_every_file_step(tmp_path: Path) -> None:
         assert Path(name).read_text() == "fs.pipe-user-pages-soft = 163840\n"
 
 
-def test_rollback_keeps_a_file_edited_since_and_says_so(tmp_path: Path) -> None:
+def test_rollback_keeps_a_file_edited_since_and_says_so(trusted_dir: Path) -> None:
     """An admin edited the file after the rollout rewrote it: the rollback keeps the edit and
     puts the old version beside it; an untouched file is restored."""
-    (tmp_path / "files").mkdir()
-    (tmp_path / "proc").write_text("163840\n")
-    edited, untouched = tmp_path / "edited.conf", tmp_path / "untouched.conf"
+    (trusted_dir / "files").mkdir()
+    (trusted_dir / "proc").write_text("163840\n")
+    edited, untouched = trusted_dir / "edited.conf", trusted_dir / "untouched.conf"
     for path in (edited, untouched):
         path.write_text("fs.pipe-user-pages-soft = 163840\n")
     files = [str(edited), str(untouched)]
-    sysctl_here(commands.backup_files(files).script, tmp_path)
+    sysctl_here(commands.backup_files(files).script, trusted_dir)
     reported = commands.parse_file_lines(
-        sysctl_here(commands.set_sysctl(16384, files).script, tmp_path).stdout, files
+        sysctl_here(commands.set_sysctl(16384, files).script, trusted_dir).stdout, files
     )
     edited.write_text("fs.pipe-user-pages-soft = 16384\nvm.admin = 1\n")
     restore = [(path, sums["before"], sums["after"]) for path, sums in reported.items()]
-    done = sysctl_here(commands.restore_files(restore).script, tmp_path)
+    done = sysctl_here(commands.restore_files(restore).script, trusted_dir)
     assert done.returncode == 0, done.stderr
     lines = commands.parse_file_lines(done.stdout, files)
     assert lines[str(edited)].get("kept") == "1" and "kept" not in lines[str(untouched)]
@@ -99,6 +118,104 @@ def test_rollback_keeps_a_file_edited_since_and_says_so(tmp_path: Path) -> None:
     kept = Path(str(edited) + commands.KEPT_SUFFIX)
     assert kept.read_text() == "fs.pipe-user-pages-soft = 163840\n"
     assert untouched.read_text() == "fs.pipe-user-pages-soft = 163840\n"
+
+
+RAISED = "fs.pipe-user-pages-soft = 163840\n"
+
+
+def test_a_sysctl_folder_others_can_write_is_refused_and_its_links_never_followed(
+    trusted_dir: Path,
+) -> None:
+    """A sysctl folder anyone can write: links planted at the names the file steps write
+    beside a file (pointing at a file of root's) are never followed; every file step refuses
+    the folder, as the facts refuse such a folder's binaries, and changes nothing."""
+    (trusted_dir / "files").mkdir()
+    (trusted_dir / "proc").write_text("163840\n")
+    victim = trusted_dir / "shadow"
+    victim.write_text("root's own file\n")
+    folder = trusted_dir / "sysctl.d"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    conf = folder / "90-raised.conf"
+    conf.write_text(RAISED)
+    for suffix in (".runc-rollout.tmp", commands.KEPT_SUFFIX):
+        os.symlink(victim, f"{conf}{suffix}")
+    before = hashlib.sha256(RAISED.encode()).hexdigest()
+    (trusted_dir / "files" / before).write_text(RAISED)
+    steps = [
+        commands.backup_files([str(conf)]),
+        commands.set_sysctl(16384, [str(conf)]),
+        commands.restore_files([(str(conf), before, "0" * 64)]),  # edited since: kept
+        commands.restore_files([(str(conf), before, None)]),
+    ]
+    for step in steps:
+        conf.write_text("fs.pipe-user-pages-soft = 16384\n")
+        done = sysctl_here(step.script, trusted_dir)
+        assert done.returncode != 0, (step.name, done.stdout)
+        assert f"{folder} is writable by others" in done.stdout, (step.name, done.stdout)
+        assert victim.read_text() == "root's own file\n", step.name
+        assert conf.read_text() == "fs.pipe-user-pages-soft = 16384\n", step.name
+    assert (trusted_dir / "proc").read_text() == "163840\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [("link", "is a symbolic link"), ("others", "is writable by others")],
+)
+def test_a_sysctl_file_that_is_a_link_or_writable_by_others_is_refused(
+    trusted_dir: Path, kind: str, why: str
+) -> None:
+    (trusted_dir / "files").mkdir()
+    (trusted_dir / "proc").write_text("163840\n")
+    conf = trusted_dir / "90-raised.conf"
+    if kind == "link":
+        (trusted_dir / "elsewhere").write_text(RAISED)
+        os.symlink(trusted_dir / "elsewhere", conf)
+    else:
+        conf.write_text(RAISED)
+        conf.chmod(0o666)
+    for step in (commands.backup_files([str(conf)]), commands.set_sysctl(16384, [str(conf)])):
+        done = sysctl_here(step.script, trusted_dir)
+        assert done.returncode != 0 and f"{conf} {why}" in done.stdout, (step.name, done.stdout)
+        assert conf.read_text() == RAISED
+    assert not list((trusted_dir / "files").iterdir())
+
+
+def test_links_at_the_names_beside_a_file_are_replaced_never_followed(trusted_dir: Path) -> None:
+    """In a folder only root can write, a link at the name a rollback keeps the old version
+    under, or at a temporary name of an earlier version, is replaced by a rename (temporary
+    files are made by mktemp): the file it points at is never written."""
+    (trusted_dir / "files").mkdir()
+    (trusted_dir / "backup").mkdir()
+    victim = trusted_dir / "shadow"
+    victim.write_text("root's own file\n")
+    conf = trusted_dir / "90-raised.conf"
+    conf.write_text("fs.pipe-user-pages-soft = 16384\nvm.admin = 1\n")  # edited since
+    before = hashlib.sha256(RAISED.encode()).hexdigest()
+    (trusted_dir / "files" / before).write_text(RAISED)
+    kept = Path(f"{conf}{commands.KEPT_SUFFIX}")
+    for name in (kept, Path(f"{conf}.runc-rollout.tmp")):
+        os.symlink(victim, name)
+    done = sysctl_here(commands.restore_files([(str(conf), before, "0" * 64)]).script, trusted_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not kept.is_symlink() and kept.read_text() == RAISED
+    assert victim.read_text() == "root's own file\n"
+    runc = trusted_dir / "runc"
+    runc.write_bytes(b"new runc")
+    old = b"old runc"
+    (trusted_dir / "backup" / hashlib.sha256(old).hexdigest()).write_bytes(old)
+    os.symlink(victim, trusted_dir / ".runc-rollout-restore.tmp")
+    step = commands.restore_binary(str(runc), hashlib.sha256(old).hexdigest())
+    done = run_here(step.script, trusted_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert runc.read_bytes() == old and victim.read_text() == "root's own file\n"
+    left = {path.name for path in trusted_dir.iterdir()} - {"files", "backup", "shadow", "runc"}
+    assert left == {
+        conf.name,
+        kept.name,
+        "90-raised.conf.runc-rollout.tmp",
+        ".runc-rollout-restore.tmp",
+    }  # the planted names only: no temporary left
 
 
 def test_a_batch_splits_into_its_steps_up_to_the_first_failure() -> None:
