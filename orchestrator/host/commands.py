@@ -152,55 +152,79 @@ printf '%s\\n' "$out"
     )
 
 
-def obtain_staged(staged: str, sha256: str, url: str | None, timeout: float) -> HostCommand:
+def obtain_staged(
+    staged: str, sha256: str, size: int, url: str | None, timeout: float
+) -> HostCommand:
     """Put the artifact at `staged` without the controller sending it: a copy this run staged
-    already, the backup store's copy, or a fetch from `url` (curl or wget). Prints `source=`
-    (`staged`, `backup`, `url`); exits `EXIT_NEEDS_PUSH` (with `why=`) if none of them has it,
-    and `EXIT_MISMATCH` if what `url` served is not the artifact. Either way `check_staged`
-    is what proves the file before anything uses it."""
+    already, the backup store's copy, or a fetch from `url` (curl or wget, the URL as it is,
+    never a glob). Prints `source=` (`staged`, `backup`, `url`); exits `EXIT_NEEDS_PUSH` (with
+    `why=`) if none of them has it, and `EXIT_MISMATCH` (with `bytes=` or `actual=`) if what
+    `url` served is not the artifact. What a URL serves is cut at `size` + 1 bytes on its way
+    to the disk, whatever it says its length is; the size is checked before the sha256. Either
+    way `check_staged` is what proves the file before anything uses it."""
     body = f"""
 sha_of() {{ sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }}
-if [ -f "$STAGED" ] && [ "$(sha_of "$STAGED")" = "$SHA" ]; then echo source=staged; exit 0; fi
+size_of() {{ wc -c < "$1" 2>/dev/null | tr -d ' '; }}
+whole() {{ [ -f "$1" ] && [ "$(size_of "$1")" = "$SIZE" ] && [ "$(sha_of "$1")" = "$SHA" ]; }}
+if whole "$STAGED"; then echo source=staged; exit 0; fi
 rm -f "$STAGED"
 held={BACKUP_DIR}/$SHA
-if [ -f "$held" ] && cp "$held" "$STAGED" 2>/dev/null && [ "$(sha_of "$STAGED")" = "$SHA" ]; then
+if whole "$held" && cp "$held" "$STAGED" 2>/dev/null && whole "$STAGED"; then
     echo source=backup; exit 0
 fi
 rm -f "$STAGED"
 [ -n "$URL" ] || {{ echo "why=no copy on the host"; exit {EXIT_NEEDS_PUSH}; }}
 if command -v curl >/dev/null 2>&1; then
-    said=$(timeout -s KILL {int(timeout)} curl -fsS -L --max-redirs 5 --proto =http,https \
-        --proto-redir =http,https -o "$STAGED" -- "$URL" 2>&1)
+    set -- curl -fsS -L --globoff --max-redirs 5 --proto =http,https --proto-redir =http,https \
+        --max-filesize "$SIZE" -- "$URL"
 elif command -v wget >/dev/null 2>&1; then
-    said=$(timeout -s KILL {int(timeout)} wget -q -O "$STAGED" -- "$URL" 2>&1)
+    set -- wget -q -O - -- "$URL"
 else
     echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
 fi
-rc=$?
-if [ "$rc" -ne 0 ]; then
+# What it says goes to "said", its exit status last (rc=N); what it serves through head. (curl
+# refuses a Content-Length over the size (exit 63) before it looks at the status: an error
+# page's length too, so that is a failed fetch, not another file.)
+said=$({{ {{ timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; echo "rc=$?" >&3; }} \
+    | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
+rc=${{said##*rc=}}; said=${{said%rc=*}}
+got=$(size_of "$STAGED")
+if [ "${{got:-0}}" -gt "$SIZE" ]; then
+    rm -f "$STAGED"; echo "bytes=more than $SIZE"; exit {EXIT_MISMATCH}
+fi
+if [ "$rc" != 0 ]; then
     rm -f "$STAGED"
     echo "why=fetch failed (exit $rc): $(printf '%s' "$said" | tr -s '\n' ' ' | head -c 200)"
     exit {EXIT_NEEDS_PUSH}
 fi
+if [ "$got" != "$SIZE" ]; then rm -f "$STAGED"; echo "bytes=$got"; exit {EXIT_MISMATCH}; fi
 actual=$(sha_of "$STAGED")
 if [ "$actual" != "$SHA" ]; then
     rm -f "$STAGED"; echo "actual=${{actual:-missing}}"; exit {EXIT_MISMATCH}
 fi
 echo source=url
 """
-    params = {"staged": staged, "sha256": sha256, "url": url}
-    script = _script(body, STAGED=staged, SHA=sha256, URL=url or "")
+    params = {"staged": staged, "sha256": sha256, "size": size, "url": url}
+    script = _script(body, STAGED=staged, SHA=sha256, SIZE=str(size), URL=url or "")
     return HostCommand("obtain", script, timeout + 30, params)
 
 
-def push_gzip(staged: str, size: int) -> HostCommand:
-    """Take `size` bytes of gzip on stdin and write what they decompress to at `staged`. The
-    only step that reads stdin; `check_staged` proves the result."""
+def push_gzip(staged: str, size: int, unpacked_size: int) -> HostCommand:
+    """Take `size` bytes of gzip on stdin and write what they decompress to at `staged`, cut
+    at `unpacked_size` + 1 bytes (a gzip bomb fills no disk); anything but `unpacked_size`
+    bytes is refused. The only step that reads stdin; `check_staged` proves the result."""
     body = f"""
 command -v gunzip >/dev/null 2>&1 || {{ echo "why=no gunzip on the host"; exit {EXIT_NO_GUNZIP}; }}
-head -c {size} | gunzip -c > "$STAGED" && chmod 0700 "$STAGED" && echo pushed=gzip
+head -c {size} | gunzip -c | head -c {unpacked_size + 1} > "$STAGED"
+got=$(wc -c < "$STAGED" | tr -d ' ')
+[ "$got" -le {unpacked_size} ] || got="more than {unpacked_size}"
+if [ "$got" != {unpacked_size} ]; then
+    rm -f "$STAGED"; echo "why=the push unpacked to $got bytes"; exit 1
+fi
+chmod 0700 "$STAGED" && echo pushed=gzip
 """
-    return HostCommand("push", _script(body, STAGED=staged), 300, {"staged": staged, "size": size})
+    params = {"staged": staged, "size": size, "unpacked_size": unpacked_size}
+    return HostCommand("push", _script(body, STAGED=staged), 300, params)
 
 
 def probe_write(staged: str) -> HostCommand:

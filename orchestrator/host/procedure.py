@@ -448,10 +448,12 @@ class HostProcedure(HostSteps):
         obtain = results.get("obtain")
         assert obtain is not None
         if obtain.exit_status == commands.EXIT_MISMATCH:
-            actual = commands.parse_kv(obtain.stdout).get("actual", "?")
+            said = commands.parse_kv(obtain.stdout)
+            served, plans = f"sha256 {said.get('actual', '?')}", self.artifact.sha256
+            if "bytes" in said:
+                served, plans = f"{said['bytes']} bytes", f"{self.artifact.size} bytes"
             raise StepFailed(
-                f"{self.artifact.url} served sha256 {actual}, not the plan's "
-                f"{self.artifact.sha256}; not touched"
+                f"{self.artifact.url} served {served}, not the plan's {plans}; not touched"
             )
         source = _OBTAINED.get(commands.parse_kv(obtain.stdout).get("source", ""))
         if not obtain.ok or source is None:
@@ -464,7 +466,8 @@ class HostProcedure(HostSteps):
         gzip through the shell when the host has gunzip, else as it is."""
         if self.packed is not None:
             data = self.packed.data()
-            pushed = self.steps.send(commands.push_gzip(staged, len(data)), data)
+            push = commands.push_gzip(staged, len(data), self.artifact.size)
+            pushed = self.steps.send(push, data)
             if pushed.ok:
                 self.delivery = "push-gzip"
                 return
@@ -496,7 +499,9 @@ class HostProcedure(HostSteps):
         if files:
             batch.append(commands.backup_files(files))
         artifact = self.artifact
-        obtain = commands.obtain_staged(staged, artifact.sha256, artifact.url, FETCH_TIMEOUT)
+        obtain = commands.obtain_staged(
+            staged, artifact.sha256, artifact.size, artifact.url, FETCH_TIMEOUT
+        )
         results = Results(self.steps.run(obtain, *batch))
         if not self._obtained(results):
             self._push(staged)

@@ -4,6 +4,8 @@ event handler, the job's inventory and environment, nothing templated."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import hashlib
 import json
 import os
 import shlex
@@ -18,6 +20,7 @@ import yaml
 from orchestrator.backends.ansible.action import EVENT_PREFIX, run_task
 from orchestrator.backends.ansible.runner import (
     PLAYBOOK_DIR,
+    AnsibleBackend,
     HostEvents,
     host_vars,
     kept_environment,
@@ -25,7 +28,7 @@ from orchestrator.backends.ansible.runner import (
     upgrade_extravars,
 )
 from orchestrator.host.procedure import HostOutcome
-from orchestrator.models import HostBefore, HostPhase, SshTarget, VerifySpec
+from orchestrator.models import Artifact, HostBefore, HostPhase, SshTarget, VerifySpec
 from tests.run.test_journal import small_plan
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -235,3 +238,19 @@ def test_ssh_arguments_keep_their_quoting_for_ansible() -> None:
             "-o",
             "GlobalKnownHostsFile=/dev/null",
         ]
+
+
+def test_a_gzip_this_process_did_not_write_is_never_pushed(tmp_path: Path) -> None:
+    """The jobs' directory is a run's folder: a `runc-*.gz` found there (left by another
+    process, or planted) is replaced by the gzip of the reviewed artifact, not reused."""
+    runc = tmp_path / "runc"
+    runc.write_bytes(b"\x7fELF the reviewed runc" * 100)
+    sha = hashlib.sha256(runc.read_bytes()).hexdigest()
+    artifact = Artifact(path=str(runc), sha256=sha, size=runc.stat().st_size)
+    jobs = tmp_path / "ansible"
+    jobs.mkdir()
+    planted = jobs / f"runc-{sha[:16]}.gz"
+    planted.write_bytes(gzip.compress(b"\x7fELF something else"))
+    backend = AnsibleBackend(jobs, 1)
+    (_, path) = backend._payload(jobs, artifact)["runc_rollout_artifact_gz"]
+    assert path == planted and gzip.decompress(path.read_bytes()) == runc.read_bytes()

@@ -13,6 +13,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -252,14 +253,20 @@ class _Served(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def obtain_here(root: Path, sha: str, url: str | None) -> tuple[int, dict[str, str]]:
+def obtain_here(
+    root: Path, sha: str, url: str | None, size: int = 2000, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
     staged = str(root / ".runc-rollout-run.tmp")
-    done = run_here(commands.obtain_staged(staged, sha, url, 20).script, root)
+    script = commands.obtain_staged(staged, sha, size, url, 20).script
+    script = script.replace(commands.STATE_DIR, str(root))
+    done = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+    )
     return done.returncode, commands.parse_kv(done.stdout)
 
 
 def test_obtain_takes_the_hosts_own_copy_then_the_url(tmp_path: Path) -> None:
-    new = b"\x7fELF new runc"
+    new = b"\x7fELF new runc".ljust(2000, b"\0")  # longer than an error page
     sha = hashlib.sha256(new).hexdigest()
     staged = tmp_path / ".runc-rollout-run.tmp"
     assert obtain_here(tmp_path, sha, None) == (
@@ -281,10 +288,12 @@ def test_obtain_takes_the_hosts_own_copy_then_the_url(tmp_path: Path) -> None:
         assert obtain_here(tmp_path, sha, url) == (0, {"source": "url"})
         assert staged.read_bytes() == new
         staged.unlink()
-        _Served.content = b"\x7fELF something else"
+        _Served.content = b"\x7fELF other".ljust(2000, b"\0")  # as long as the artifact
         code, said = obtain_here(tmp_path, sha, url)
         assert code == commands.EXIT_MISMATCH and not staged.exists()
         assert said["actual"] == hashlib.sha256(_Served.content).hexdigest()
+        _Served.content = new[:-1]
+        assert obtain_here(tmp_path, sha, url) == (commands.EXIT_MISMATCH, {"bytes": "1999"})
         code, said = obtain_here(tmp_path, sha, url.replace("/runc", "/gone"))
         assert code == commands.EXIT_NEEDS_PUSH and "404" in said["why"] and not staged.exists()
     finally:
@@ -296,9 +305,97 @@ def test_a_gzip_push_arrives_whole_or_not_at_all(tmp_path: Path) -> None:
     content = bytes(range(256)) * 4000
     packed = gzip.compress(content)
     staged = tmp_path / "staged"
-    step = commands.push_gzip(str(staged), len(packed))
+    step = commands.push_gzip(str(staged), len(packed), len(content))
     done = subprocess.run(["sh", "-c", step.script], input=packed, capture_output=True)
     assert done.returncode == 0 and staged.read_bytes() == content
     assert staged.stat().st_mode & 0o777 == 0o700
     short = subprocess.run(["sh", "-c", step.script], input=packed[:-100], capture_output=True)
     assert short.returncode != 0
+
+
+class _Flood(http.server.BaseHTTPRequestHandler):
+    """Serves far more than any artifact (at most `FLOOD` bytes: it stops itself), with an
+    honest Content-Length, or none (a server that does not say, or lies by omission); counts
+    requests and what it managed to send."""
+
+    FLOOD = 256 << 20
+    honest = False
+    paths: ClassVar[list[str]] = []
+    sent = 0
+
+    def do_GET(self) -> None:
+        type(self).paths.append(self.path)
+        self.send_response(200)
+        if type(self).honest:
+            self.send_header("Content-Length", str(self.FLOOD))
+        self.end_headers()
+        block = b"\x7fELF" + bytes(65532)
+        try:
+            for _ in range(self.FLOOD // len(block)):
+                self.wfile.write(block)
+                type(self).sent += len(block)
+        except OSError:
+            pass  # the host stopped reading
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flood() -> Iterator[str]:
+    _Flood.paths, _Flood.sent, _Flood.honest = [], 0, False
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def without_curl(root: Path) -> dict[str, str]:
+    """An environment whose PATH has every command of this machine but curl (wget fetches)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    for folder in ("/usr/bin", "/bin"):
+        for entry in os.scandir(folder):
+            if entry.name != "curl" and not (bin_dir / entry.name).exists():
+                os.symlink(entry.path, bin_dir / entry.name)
+    return {"PATH": str(bin_dir)}
+
+
+@pytest.mark.parametrize(("fetcher", "honest"), [("curl", True), ("curl", False), ("wget", False)])
+def test_a_url_serving_more_than_the_artifact_is_cut_at_its_size(
+    tmp_path: Path, flood: str, fetcher: str, honest: bool
+) -> None:
+    """What a URL serves is capped at the artifact's size + 1 on the host, however it comes
+    (curl or wget, with or without a Content-Length): more is refused as another file (the
+    host fails, not touched), a length announced over the size is a failed fetch (the push
+    follows), and nothing is left on the host."""
+    _Flood.honest = honest
+    env = without_curl(tmp_path) if fetcher == "wget" else None
+    code, said = obtain_here(tmp_path, "0" * 64, f"{flood}/runc", size=1000, env=env)
+    if honest:  # curl's --max-filesize refuses it before reading any: a failed fetch
+        assert code == commands.EXIT_NEEDS_PUSH and "(exit 63)" in said["why"], said
+    else:
+        assert (code, said.get("bytes")) == (commands.EXIT_MISMATCH, "more than 1000"), said
+    assert not (tmp_path / ".runc-rollout-run.tmp").exists()
+    assert _Flood.sent < 16 << 20  # what the host took before it stopped reading
+    assert _Flood.paths == ["/runc"]
+
+
+def test_a_url_is_fetched_as_it_is_never_as_a_glob(tmp_path: Path, flood: str) -> None:
+    """curl expands `[1-5]` and `{a,b}` in a URL into several requests unless told not to."""
+    code, _ = obtain_here(tmp_path, "0" * 64, f"{flood}/runc[1-3]{{a,b}}", size=1000)
+    assert code == commands.EXIT_MISMATCH
+    assert _Flood.paths == ["/runc[1-3]{a,b}"]
+
+
+def test_a_gzip_push_that_unpacks_to_more_than_the_artifact_is_cut(tmp_path: Path) -> None:
+    """A gzip bomb (100 MiB of zeros in 100 KiB) stops at the artifact's size + 1 on the host."""
+    packed = gzip.compress(bytes(100 << 20))
+    staged = tmp_path / "staged"
+    step = commands.push_gzip(str(staged), len(packed), 1000)
+    done = subprocess.run(["sh", "-c", step.script], input=packed, capture_output=True)
+    assert done.returncode != 0 and b"more than 1000 bytes" in done.stdout, done.stdout
+    assert not staged.exists()
