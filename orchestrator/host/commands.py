@@ -39,6 +39,7 @@ EXIT_TIMEOUT = 124  # `timeout` killed the command (124, or 137 for SIGKILL)
 EXIT_KILLED = 137
 
 VERIFY_CONTAINER_PREFIX = "runc-rollout-verify-"
+EXEC_OUTPUT_CAP = 65536  # bytes of a `docker exec`'d container's output kept on the host
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ fi
 rm -f "$STAGED"
 [ -n "$URL" ] || {{ echo "why=no copy on the host"; exit {EXIT_NEEDS_PUSH}; }}
 if command -v curl >/dev/null 2>&1; then
-    set -- curl -fsS -L --globoff --max-redirs 5 --proto =http,https --proto-redir =http,https \
+    set -- curl -fsS -L --globoff --max-redirs 5 --proto =http,https --proto-redir =http,https \\
         --max-filesize "$SIZE" -- "$URL"
 elif command -v wget >/dev/null 2>&1; then
     set -- wget -q -O - -- "$URL"
@@ -185,7 +186,7 @@ fi
 # What it says goes to "said", its exit status last (rc=N); what it serves through head. (curl
 # refuses a Content-Length over the size (exit 63) before it looks at the status: an error
 # page's length too, so that is a failed fetch, not another file.)
-said=$({{ {{ timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; echo "rc=$?" >&3; }} \
+said=$({{ {{ timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; echo "rc=$?" >&3; }} \\
     | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
 rc=${{said##*rc=}}; said=${{said%rc=*}}
 got=$(size_of "$STAGED")
@@ -354,9 +355,13 @@ else
     done)
 fi
 [ -n "$id" ] || {{ echo exec=none; exit 0; }}
-timeout -s KILL {int(timeout)} docker exec -- "$id" "$@"
-rc=$?
-[ "$rc" -eq 0 ] || {{ echo "exec=failed container=$id rc=$rc"; exit "$rc"; }}
+# The container is a tenant's: its output (its `true` may print without end) goes to a file,
+# {EXEC_OUTPUT_CAP} bytes of it, the rest read and dropped; its last line explains a failure.
+out=$(mktemp {STATE_DIR}/exec.XXXXXX) || exit 1
+rc=$({{ {{ timeout -s KILL {int(timeout)} docker exec -- "$id" "$@" 2>&1 3>&-; echo "$?" >&3; }} \\
+    | {{ head -c {EXEC_OUTPUT_CAP} > "$out"; cat > /dev/null; }}; }} 3>&1)
+said=$(tail -n 1 "$out" | tr -cd '[:print:]' | cut -c1-200); rm -f "$out"
+[ "$rc" = 0 ] || {{ echo "exec=failed container=$id rc=$rc: $said"; exit "${{rc:-1}}"; }}
 echo "exec=ok container=$id"
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "CONTAINER": container or ""}
