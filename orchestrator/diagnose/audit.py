@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -578,13 +579,14 @@ def audit_fleet(
     incident probe against each of those hosts' installed runc (it starts a container)."""
     specs = probe_specs or {}
     probes: dict[str, ProbeResult] = {}
+    run_id = f"audit-{secrets.token_hex(8)}"  # its probe uids are drawn from it: this audit's own
 
     def one(name: str, target: SshTarget) -> HostFacts:
         session = executor.session(target, name=name)
         facts = gather_facts(session)
         if name in specs and facts.runc is not None:
             probes[name] = run_probe(
-                session, facts, facts.runc.file, specs[name], run_id="audit", holds_lock=False
+                session, facts, facts.runc.file, specs[name], run_id=run_id, holds_lock=False
             )
         return facts
 

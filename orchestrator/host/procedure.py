@@ -208,14 +208,15 @@ def drift_from_plan(planned: PlannedHost, facts: HostFacts) -> str | None:
 def probe_command(
     facts: HostFacts, runc_path: str, spec: VerifySpec, *, run_id: str, holds_lock: bool
 ) -> tuple[HostCommand, ProbeMethod]:
-    """The incident probe of `runc_path` on a host with these facts, and the path it takes."""
+    """The incident probe of `runc_path` on a host with these facts, and the path it takes; as
+    the uid the inventory forces, else as the first free one of the run's."""
     method = probe.choose_method(
         facts.dockerd is not None, facts.containerd is not None, spec.image
     )
     command = probe.probe(
         method,
         runc_path,
-        uid=spec.probe_uid,
+        uids=probe.probe_uids(run_id) if spec.probe_uid is None else (spec.probe_uid,),
         timeout=spec.probe_timeout_seconds,
         run_id=run_id,
         image=spec.image,
