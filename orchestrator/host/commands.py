@@ -16,11 +16,13 @@ Host-side layout (shared by every backend, so one can roll back what another did
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 
 STATE_DIR = "/var/lib/runc-rollout"
 RECORD = f"{STATE_DIR}/record.json"
@@ -409,35 +411,32 @@ copy_to() {
 }
 """
 
-# `untrusted FILE` prints why FILE is not one only root could have placed or changed, the rule
-# the facts apply to binaries: FILE is not a link, and it (if it exists) and every folder above
-# it, by its name and after links, are owned by root and not group or world writable.
-_UNTRUSTED = """
-untrusted() {
-    [ ! -L "$1" ] || { echo "$1 is a symbolic link"; return 0; }
-    [ ! -e "$1" ] || [ -f "$1" ] || { echo "$1 is not a regular file"; return 0; }
-    dir=${1%/*}; dir=${dir:-/}
-    real=$(readlink -f "$dir") || { echo "$dir cannot be resolved"; return 0; }
-    first=$1; [ -e "$first" ] || first=$dir
-    for top in "$first" "$real"; do
-        while :; do
-            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
-            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
-            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
-            [ "$top" != / ] || break
-            top=${top%/*} && top=${top:-/}
-        done
-    done
-    return 1
-}
-"""
+
+@functools.cache
+def _untrusted() -> str:
+    """`untrusted FILE`, the facts script's rule for what it runs (`data/facts.sh`): prints why
+    FILE (after links), or a folder above it or above its name, is not root's alone."""
+    text = resources.files("orchestrator").joinpath("data/facts.sh").read_text()
+    start = text.index("untrusted() {")
+    return text[start : text.index("\n}\n", start) + 3]
 
 
 def _refuse_untrusted(files: Iterable[str]) -> str:
-    """The first of `files` that is not `untrusted`'s ends the step before anything changed."""
+    """Sysctl files are changed only where only root can: the first of `files` that is a link
+    or `untrusted` ends the step before anything changed. (A file gone since is written anew,
+    by a rename, which replaces whatever is at its name.)"""
     args = " ".join(shlex.quote(path) for path in sorted(set(files)))
-    check = 'for f; do why=$(untrusted "$f") && { printf \'refused: %s\\n\' "$why"; exit 1; }; done'
-    return f"{_UNTRUSTED}set -- {args}\n{check}" if args else ""
+    check = f"""
+{_untrusted()}set -- {args}
+for f; do
+    if [ -L "$f" ]; then why="$f is a symbolic link"
+    elif [ -e "$f" ]; then why=$(untrusted "$f") || continue
+    else continue
+    fi
+    printf 'refused: %s\\n' "$why"; exit 1
+done
+"""
+    return check if args else ""
 
 
 def _each_file(body: str, files: list[str], per_file: int = 1) -> str:

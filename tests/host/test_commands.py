@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -313,27 +314,28 @@ def test_a_gzip_push_arrives_whole_or_not_at_all(tmp_path: Path) -> None:
     assert short.returncode != 0
 
 
-class _Flood(http.server.BaseHTTPRequestHandler):
-    """Serves far more than any artifact (at most `FLOOD` bytes: it stops itself), with an
+class Flood(http.server.BaseHTTPRequestHandler):
+    """Serves far more than any artifact (at most `limit` bytes: it stops itself), with an
     honest Content-Length, or none (a server that does not say, or lies by omission); counts
     requests and what it managed to send."""
 
-    FLOOD = 256 << 20
+    limit = 256 << 20
     honest = False
     paths: ClassVar[list[str]] = []
     sent = 0
 
     def do_GET(self) -> None:
-        type(self).paths.append(self.path)
+        served = type(self)
+        served.paths.append(self.path)
         self.send_response(200)
-        if type(self).honest:
-            self.send_header("Content-Length", str(self.FLOOD))
+        if served.honest:
+            self.send_header("Content-Length", str(served.limit))
         self.end_headers()
         block = b"\x7fELF" + bytes(65532)
         try:
-            for _ in range(self.FLOOD // len(block)):
+            while served.sent < served.limit:
                 self.wfile.write(block)
-                type(self).sent += len(block)
+                served.sent += len(block)
         except OSError:
             pass  # the host stopped reading
 
@@ -341,16 +343,23 @@ class _Flood(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def flood() -> Iterator[str]:
-    _Flood.paths, _Flood.sent, _Flood.honest = [], 0, False
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
+@contextlib.contextmanager
+def serving_flood(limit: int = 256 << 20) -> Iterator[str]:
+    """A `Flood` server on 127.0.0.1 serving at most `limit` bytes a request: its URL."""
+    Flood.paths, Flood.sent, Flood.honest, Flood.limit = [], 0, False, limit
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flood)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def flood() -> Iterator[str]:
+    with serving_flood() as url:
+        yield url
 
 
 def without_curl(root: Path) -> dict[str, str]:
@@ -372,7 +381,7 @@ def test_a_url_serving_more_than_the_artifact_is_cut_at_its_size(
     (curl or wget, with or without a Content-Length): more is refused as another file (the
     host fails, not touched), a length announced over the size is a failed fetch (the push
     follows), and nothing is left on the host."""
-    _Flood.honest = honest
+    Flood.honest = honest
     env = without_curl(tmp_path) if fetcher == "wget" else None
     code, said = obtain_here(tmp_path, "0" * 64, f"{flood}/runc", size=1000, env=env)
     if honest:  # curl's --max-filesize refuses it before reading any: a failed fetch
@@ -380,15 +389,15 @@ def test_a_url_serving_more_than_the_artifact_is_cut_at_its_size(
     else:
         assert (code, said.get("bytes")) == (commands.EXIT_MISMATCH, "more than 1000"), said
     assert not (tmp_path / ".runc-rollout-run.tmp").exists()
-    assert _Flood.sent < 16 << 20  # what the host took before it stopped reading
-    assert _Flood.paths == ["/runc"]
+    assert Flood.sent < 16 << 20  # what the host took before it stopped reading
+    assert Flood.paths == ["/runc"]
 
 
 def test_a_url_is_fetched_as_it_is_never_as_a_glob(tmp_path: Path, flood: str) -> None:
     """curl expands `[1-5]` and `{a,b}` in a URL into several requests unless told not to."""
     code, _ = obtain_here(tmp_path, "0" * 64, f"{flood}/runc[1-3]{{a,b}}", size=1000)
     assert code == commands.EXIT_MISMATCH
-    assert _Flood.paths == ["/runc[1-3]{a,b}"]
+    assert Flood.paths == ["/runc[1-3]{a,b}"]
 
 
 def test_a_gzip_push_that_unpacks_to_more_than_the_artifact_is_cut(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from tests.conftest import LabFleet
+from tests.host.test_commands import Flood, serving_flood
 from tests.run.test_apply_lab import host_state, make_plan, sha256
 
 PUSH_OVERHEAD = 200_000  # bytes a host gets besides the artifact: scripts and records
@@ -102,28 +103,6 @@ def test_a_url_serving_another_file_is_refused_on_the_host_before_the_swap(
         assert host_state(clean_lab, name) == state, name  # nothing staged, locked or swapped
 
 
-class _Endless(http.server.BaseHTTPRequestHandler):
-    """A mirror gone wrong: no Content-Length, and far more than any runc (at most `LIMIT`
-    bytes: it stops itself); counts what it managed to send."""
-
-    LIMIT = 1 << 30
-    sent = 0
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-        block = b"\x7fELF" + bytes(65532)
-        try:
-            while type(self).sent < self.LIMIT:
-                self.wfile.write(block)
-                type(self).sent += len(block)
-        except OSError:
-            pass  # the host stopped reading
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_a_url_serving_an_endless_file_fills_no_host(
     clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
@@ -131,24 +110,17 @@ def test_a_url_serving_an_endless_file_fills_no_host(
     """The host cuts what the URL serves at the artifact's size + 1: the canary fails, not
     touched, having taken a few MB at most of the 1 GiB on offer, and nothing is left."""
     before = {host.name: host_state(clean_lab, host.name) for host in clean_lab.hosts}
-    _Endless.sent = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        plan = tmp_path / "plan.json"
-        url = f"http://127.0.0.1:{server.server_address[1]}/runc"
-        make_plan(clean_lab, artifact, plan, "--artifact-url", url)
+    plan = tmp_path / "plan.json"
+    with serving_flood(limit=1 << 30) as flood:
+        make_plan(clean_lab, artifact, plan, "--artifact-url", f"{flood}/runc")
         code, hosts = apply(plan, tmp_path / "runs", executor)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert code == ExitCode.BUDGET_EXCEEDED
     (canary,) = [name for name, host in hosts.items() if host["status"] == "failed"]
     size = artifact.stat().st_size
     message = str(hosts[canary]["message"])
-    assert f"{url} served more than {size} bytes, not the plan's {size} bytes" in message
+    assert f"{flood}/runc served more than {size} bytes, not the plan's {size} bytes" in message
     assert message.endswith("; not touched") and hosts[canary]["phase"] == "none"
-    assert _Endless.sent < size + (32 << 20)
+    assert Flood.sent < size + (32 << 20)
     for name, state in before.items():
         assert host_state(clean_lab, name) == state, name  # nothing staged, locked or swapped
 
