@@ -185,14 +185,13 @@ elif command -v wget >/dev/null 2>&1; then
 else
     echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
 fi
-# What it says goes to "said", its exit status last (rc=N); what it serves through head. (curl
-# refuses a Content-Length over the size (exit 63) before it looks at the status: an error
-# page's length too, so that is a failed fetch, not another file.)
+# What it says goes to "said", its exit status last (rc=N); what it serves through head. curl
+# refuses a Content-Length over the size before reading any (exit 63): another file too.
 said=$({{ {{ timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; echo "rc=$?" >&3; }} \\
     | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
 rc=${{said##*rc=}}; said=${{said%rc=*}}
 got=$(size_of "$STAGED")
-if [ "${{got:-0}}" -gt "$SIZE" ]; then
+if [ "${{got:-0}}" -gt "$SIZE" ] || {{ [ "$1" = curl ] && [ "$rc" = 63 ]; }}; then
     rm -f "$STAGED"; echo "bytes=more than $SIZE"; exit {EXIT_MISMATCH}
 fi
 if [ "$rc" != 0 ]; then
