@@ -404,7 +404,7 @@ KEPT_SUFFIX = ".runc-rollout-before"  # beside a file changed since the rollout 
 # written through.
 _COPY_TO = """
 copy_to() {
-    t=$(mktemp "$2.XXXXXX") || return 1
+    t=$(mktemp "$2.runc-rollout.XXXXXX") || return 1
     cp -p "$1" "$t" && sync "$t" && mv -f "$t" "$2" && return 0
     rm -f "$t"; return 1
 }
