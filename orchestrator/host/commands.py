@@ -217,7 +217,7 @@ def push_gzip(staged: str, size: int, unpacked_size: int) -> HostCommand:
     bytes is refused. The only step that reads stdin; `check_staged` proves the result."""
     body = f"""
 command -v gunzip >/dev/null 2>&1 || {{ echo "why=no gunzip on the host"; exit {EXIT_NO_GUNZIP}; }}
-head -c {size} | gunzip -c | head -c {unpacked_size + 1} > "$STAGED"
+head -c {size} | gunzip -c | head -c {unpacked_size + 1} > "$STAGED" || exit 1  # (read-only...)
 got=$(wc -c < "$STAGED" | tr -d ' ')
 [ "$got" -le {unpacked_size} ] || got="more than {unpacked_size}"
 if [ "$got" != {unpacked_size} ]; then
