@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -584,6 +585,7 @@ def audit_fleet(
     specs = probe_specs or {}
     probes: dict[str, ProbeResult] = {}
     changelogs: dict[str, Changelog] = {}
+    run_id = f"audit-{secrets.token_hex(8)}"  # its probe uids are drawn from it: this audit's own
 
     def one(name: str, target: SshTarget) -> HostFacts:
         session = executor.session(target, name=name)
@@ -593,7 +595,7 @@ def audit_fleet(
             changelogs[name] = read_changelog(session, *package)
         if name in specs and facts.runc is not None:
             probes[name] = run_probe(
-                session, facts, facts.runc.file, specs[name], run_id="audit", holds_lock=False
+                session, facts, facts.runc.file, specs[name], run_id=run_id, holds_lock=False
             )
         return facts
 

@@ -15,7 +15,6 @@ from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
-    DEFAULT_PROBE_UID,
     HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
@@ -359,7 +358,7 @@ _VERIFY_SOURCES = {
     "host_check": "--host-check or runc_rollout_host_check",
     "host_check_timeout_seconds": "--host-check-timeout",
 }
-ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+ProbeSettings = tuple[bool, int | None, float]  # on, the uid forced (None: the run's), timeout
 HostCheck = tuple[object, float]  # the command (None: none), its timeout
 
 
@@ -380,11 +379,12 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
 
 def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:
     """The incident probe for one host: `--no-probe` or `runc_rollout_probe: false` turn it off;
-    `runc_rollout_probe_uid` picks its uid (hosts that share a kernel need different ones)."""
+    `runc_rollout_probe_uid` forces its uid (hosts that share a kernel need different ones);
+    else each run draws its own."""
     enabled = options.probe and _truthy(host.vars.get("runc_rollout_probe", True))
-    uid_value = host.vars.get("runc_rollout_probe_uid", DEFAULT_PROBE_UID)
-    uid = _whole_number(uid_value, 1, MAX_UID)
-    if uid is None:
+    uid_value = host.vars.get("runc_rollout_probe_uid")
+    uid = None if uid_value is None else _whole_number(uid_value, 1, MAX_UID)
+    if uid_value is not None and uid is None:
         raise BadInput(f"host {host.name}: runc_rollout_probe_uid {uid_value!r} is not a uid")
     return enabled, uid, options.probe_timeout
 
