@@ -60,6 +60,7 @@ from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
     SummaryFormat,
+    journal_summary,
     print_summary,
     watch_run,
 )
@@ -198,7 +199,8 @@ def status(
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
-    """Show a run's waves and hosts, from its journal; --watch follows it as it goes."""
+    """Show a run's waves and hosts, from its journal; --watch follows it as it goes. Exits as
+    the run did: 0 completed (or still running), 1 failed, 3 halted, 5 paused."""
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -214,9 +216,19 @@ def status(
         print_summary(summary, screen, fmt)
     if json_out:
         typer.echo(journal.state.model_dump_json(indent=2))
-    else:
+    elif fmt is SummaryFormat.markdown and not watch:  # (--watch printed it already)
+        print_summary(journal_summary(f"status {journal.run_id}", journal), Screen(), fmt)
+    elif fmt is SummaryFormat.text:
         sys.stdout.write(status_text(journal.state))
-    return ExitCode.OK
+    return STATUS_EXIT.get(journal.state.status, ExitCode.OK)
+
+
+# What `status` exits with, by the run's status: a script can tell done from not done.
+STATUS_EXIT: dict[str, ExitCode] = {
+    "failed": ExitCode.HOST_FAILED,
+    "halted": ExitCode.BUDGET_EXCEEDED,
+    "paused": ExitCode.PAUSED,
+}
 
 
 def resume(
