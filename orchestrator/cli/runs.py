@@ -73,7 +73,13 @@ def apply(
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            "--check",
+            "-C",
+            help="Show what each host would get; change nothing (Ansible's --check).",
+        ),
     ] = False,
     json_events: JsonEventsOption = False,
     verbose: VerboseOption = False,

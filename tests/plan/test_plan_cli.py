@@ -337,6 +337,9 @@ def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
                 assert param.default == DEFAULT_CONCURRENCY, command.name
                 assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
     assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
+    apply = next(c for c in commands(typer.main.get_command(app)) if c.name == "apply")
+    dry_run = next(param for param in apply.params if param.name == "dry_run")
+    assert {"--dry-run", "--check", "-C"} <= set(dry_run.opts)  # Ansible's word for it
 
 
 def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
