@@ -420,6 +420,11 @@ def verify_spec(
         raise BadInput(f"{_VERIFY_SOURCES.get(field, field)}: {value}: {first['msg']}") from None
 
 
+# ansible_connection values that mean SSH (None: unset). `local` and the others (docker, winrm,
+# kubectl...) would otherwise be ignored without a word and the host reached over SSH anyway.
+SSH_CONNECTIONS = frozenset({None, "ssh", "paramiko", "paramiko_ssh", "smart"})
+
+
 def ssh_target(host: InventoryHost) -> SshTarget:
     return SshTarget(**ssh_fields(host))
 
@@ -427,6 +432,12 @@ def ssh_target(host: InventoryHost) -> SshTarget:
 def ssh_fields(host: InventoryHost) -> dict[str, Any]:
     """Connection settings from Ansible's variables; passwords are never copied."""
     get = host.vars.get
+    connection = get("ansible_connection")
+    if connection not in SSH_CONNECTIONS:
+        raise BadInput(
+            f"host {host.name}: ansible_connection={connection}: runc-rollout reaches hosts over "
+            "SSH only (ssh, paramiko, smart); for the controller itself, give its SSH address"
+        )
     port_value = get("ansible_port") or get("ansible_ssh_port")
     port = None if port_value is None else _port(port_value)
     if port_value is not None and port is None:

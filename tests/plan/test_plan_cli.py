@@ -370,3 +370,22 @@ def test_a_domain_key_no_host_carries_is_refused(
         capsys.readouterr().err
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("connection", ["local", "docker", "winrm"])
+def test_a_host_that_ansible_reaches_without_ssh_is_refused(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], connection: str
+) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"web1 ansible_host=127.0.0.9\nbuild ansible_connection={connection}\n")
+    path, digest = artifact
+    out = tmp_path / "plan.json"
+    args = ["plan", "-i", str(inventory), "--runc", str(path), "--sha256", digest, "-o", str(out)]
+    assert main(args) == ExitCode.BAD_INPUT
+    error = capsys.readouterr().err
+    assert f"host build: ansible_connection={connection}: runc-rollout reaches hosts over SSH" in (
+        error
+    )
+    assert not out.exists()
+    inventory.write_text("web1 ansible_connection=ssh\n")
+    assert main(args) == ExitCode.OK
