@@ -187,6 +187,10 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_plan_id": plan.plan_id,
             "runc_rollout_sysctl_target": plan.options.sysctl_target,
             "runc_rollout_events": events,
+            # A job is one wave of the plan: all of it at once, judged by the wave engine (the
+            # playbook's own careful defaults are for running it by hand).
+            "runc_rollout_serial": "100%",
+            "runc_rollout_max_fail_percentage": 100,
         }
         | ({"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {})
         | _refusal_vars(plan)
