@@ -48,7 +48,9 @@
 
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-set -f # no file name globbing but where asked for (set +f): RUNC_COMMS are globs for `case`
+# Fields of /proc files are split into words on purpose, with file name globbing off but where
+# asked for (set +f): SC2086 is disabled where that is meant. RUNC_COMMS are globs for `case`.
+set -f
 
 now_cs() { # centiseconds since boot, in $now
     read -r up _ </proc/uptime
@@ -64,7 +66,7 @@ nap() { sleep 0.05 2>/dev/null || sleep 1; }
 now_cs
 began=$now
 arch=$(uname -m)
-WRITE= WRITEV=
+WRITE='' WRITEV=''
 for entry in $WRITE_CALLS; do
     case $entry in "$arch":*) IFS=: read -r _ WRITE WRITEV <<EOF
 $entry
@@ -83,9 +85,10 @@ ours() {
 runc_init() { # $1 comm, $2 /proc/PID: what runcinfo.is_runc_init says
     case $1 in 'runc:['*) return 0 ;; esac
     m=
+    # shellcheck disable=SC2254
     for g in $RUNC_COMMS; do case $1 in $g) m=1 ;; esac; done
     [ -n "$m" ] || return 1
-    a0= a1=
+    a0='' a1=''
     { IFS= read -r a0; IFS= read -r a1; } <<EOF
 $(tr '\0' '\n' 2>/dev/null <"$2/cmdline")
 EOF
@@ -93,9 +96,10 @@ EOF
 }
 
 look() { # $1 PID: state, parent, start ticks, wchan, syscall line ($st $ppid $start $wchan $sc)
-    st= ppid= start=
+    st='' ppid='' start=''
     rd "/proc/$1/stat"
     if [ -n "$v" ]; then
+        # shellcheck disable=SC2086
         set -- "$1" ${v##*") "}
         [ $# -lt 21 ] || st=$2 ppid=$3 start=${21}
     fi
@@ -116,6 +120,7 @@ writing() { # $1 PID, $2 start ticks, $3 the syscall line: still inside that sam
     [ "$start" = "$2" ] && piped "$1" "$wchan" && [ "$(call "$sc")" = "$(call "$3")" ]
 }
 call() { # number, fd, buffer and length of a syscall line
+    # shellcheck disable=SC2086
     set -- $1
     echo "${1:-} ${2:-} ${3:-} ${4:-}"
 }
@@ -135,12 +140,13 @@ holders() { # $1 PID, $2 pipe link: the other processes holding that pipe
 }
 
 examine() { # $1 PID: check the signature; sets fail, W, R, ino, len, shared, sc0
-    fail= W= R= ino= len= shared=
+    fail='' W='' R='' ino='' len='' shared=''
     look "$1"
     sc0=$sc
     if ! piped "$1" "$wchan"; then fail=state; return; fi
     [ -n "$WRITE" ] || { fail=arch; return; }
     [ -n "$sc" ] || { fail=nosyscall; return; }
+    # shellcheck disable=SC2086
     set -- "$1" $sc
     if [ "$2" != "$WRITE" ] && [ "$2" != "$WRITEV" ]; then fail=notwrite; return; fi
     nr=$2 W=$(($3)) len=$(($5))
@@ -167,7 +173,7 @@ examine() { # $1 PID: check the signature; sets fail, W, R, ino, len, shared, sc
 }
 
 drain() { # $1 PID: read its pipe R while it is inside that write; sets drained, stop
-    drained=0 stop= quiet=0
+    drained=0 stop='' quiet=0
     { command exec 3<"/proc/$1/fd/$R"; } 2>/dev/null || { stop=changed; return; }
     if [ "$(readlink /proc/$$/fd/3 2>/dev/null)" != "pipe:[$ino]" ]; then
         exec 3<&-
@@ -187,7 +193,7 @@ drain() { # $1 PID: read its pipe R while it is inside that write; sets drained,
         quiet=0
         [ "$drained" -lt "$MAX_BYTES" ] || { stop=bytes; break; }
         now_cs
-        [ $((now - from)) -lt "$MAX_CS" ] || { stop=time; break; }
+        [ $((now - from)) -lt "$MAX_CS" ] || { stop='time'; break; }
         n=$((MAX_BYTES - drained))
         [ "$n" -le 4096 ] || n=4096
         got=$(timeout 1 dd bs="$n" count=1 <&3 2>/dev/null | wc -c)
@@ -202,13 +208,14 @@ settle() { # $1 PID: sets outcome and after
     while :; do
         look "$1"
         if [ "$start" != "$pstart" ] || [ "$st" = Z ] || [ "$st" = X ]; then
-            outcome=exited after=
+            outcome=exited after=''
             return
         fi
         now_cs
         [ "$now" -lt "$until" ] || break
         nap
     done
+    # shellcheck disable=SC2086
     set -- "$1" $sc
     after="state $st, wchan $wchan, syscall ${2:-?}"
     if writing "$1" "$pstart" "$sc0"; then outcome='still blocked'; else outcome='moved on'; fi
@@ -235,6 +242,7 @@ for d in /proc/[0-9]*; do
     kv cmdline "$(tr '\0\n' ' ?' 2>/dev/null <"$d/cmdline" | head -c 512)"
     kv state "$st"
     kv wchan "$wchan"
+    # shellcheck disable=SC2086
     kv syscall "$(set -- $sc0 && echo "${1:-} ${2:-}")"
     kv write_fd "$W"
     kv read_fd "$R"

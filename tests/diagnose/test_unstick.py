@@ -4,9 +4,12 @@ dash, bash --posix and busybox sh in a mount namespace of this machine against t
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from orchestrator.diagnose.unstick import (
     unstick_script,
 )
 from orchestrator.errors import FactsError, HostUnreachable
-from tests.fakes import BLOCKED, kill, queued, start_fakes, state, syscall, wchan
+from orchestrator.host.runcinfo import is_runc_init
+from tests.fakes import BLOCKED, has_pid, kill, queued, start_fakes, state, syscall, wait_for, wchan
 
 HEADER = "runc-rollout-unstick 2 uid=0 arch=x86_64 drain={drain} max_bytes=65536 max_cs=1000\n"
 HUNG = """@proc 4242
@@ -245,3 +249,64 @@ def test_host_script_in_a_namespace(tmp_path: Path, shell: str) -> None:
         assert state(deadlock.pid) != "gone"
     finally:
         kill(fakes)
+
+
+# Processes with a runc-like comm or command line, blocked opening a FIFO: (comm, how started).
+NAMED = [
+    ("runc", "exec ./runc init"),  # runc before its init renamed itself
+    ("runc", "exec ./runc run"),
+    ("exe", "exec ./exe init"),
+    ("exe", "exec bash -c 'exec -a /usr/bin/runc ./exe init'"),  # re-executed /proc/self/exe
+    ("exe", "exec bash -c 'exec -a docker-runc ./exe init'"),
+    ("notit", "exec bash -c 'exec -a runc ./notit init'"),  # `exec -a runc` alone
+]
+
+
+def comm_is(pid: int, comm: str) -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().strip() == comm
+
+
+@pytest.mark.skipif(namespace_unavailable() is not None, reason=str(namespace_unavailable()))
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_script_and_is_runc_init_agree(tmp_path: Path, shell: str) -> None:
+    """The script lists exactly the processes `is_runc_init` calls runc init."""
+    lines = [
+        "mkfifo init run",
+        *(f'cp "$(command -v cat)" {comm}' for comm in ("runc", "exe", "notit")),
+    ]
+    for index, (_, how) in enumerate(NAMED):
+        lines.append(
+            f"sh -c {shlex.quote(f'echo $$ >{index}.pid; {how}')} </dev/null >/dev/null 2>&1 &"
+        )
+    subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f"cd {shlex.quote(str(tmp_path))}\n" + "\n".join(lines)],
+        check=True,
+        timeout=30,
+    )
+    pidfiles = [tmp_path / f"{index}.pid" for index in range(len(NAMED))]
+    try:
+        for pidfile in pidfiles:
+            wait_for(functools.partial(has_pid, pidfile), f"{pidfile.name} did not start")
+        pids = [int(pidfile.read_text()) for pidfile in pidfiles]
+        for pid, (comm, _) in zip(pids, NAMED, strict=True):
+            wait_for(functools.partial(comm_is, pid, comm), f"{comm} did not start")
+        script = tmp_path / "unstick.sh"
+        script.write_text(unstick_script(drain=False, max_bytes=1, max_seconds=1, deadline=60))
+        command = ["nsenter", f"--mount=/proc/{pids[0]}/ns/mnt", "--", *shlex.split(shell)]
+        done = subprocess.run(
+            [*command, str(script)], capture_output=True, text=True, timeout=60, check=True
+        )
+        listed = {process.pid for process in parse_scan("here", done.stdout).processes}
+        expected = set()
+        for pid in pids:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            if is_runc_init(comm, [word for word in argv if word]):
+                expected.add(pid)
+        assert len(expected) == 3
+        assert listed == expected
+    finally:
+        for pidfile in pidfiles:
+            if has_pid(pidfile):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
