@@ -28,7 +28,6 @@ from orchestrator.host.session import Executor, HostSession
 from orchestrator.models import Model, SshTarget
 from orchestrator.util.textsafe import terminal_safe
 
-SCHEMA = 2
 SETTLE_SECONDS = 1.0
 DEADLINE = 240.0  # seconds the host script may spend draining; later drains are skipped
 _OVERHEAD = 30.0  # seconds for the scan and the connection beyond that
