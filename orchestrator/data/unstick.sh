@@ -31,7 +31,8 @@
 #              read it (the process is deadlocked on its own pipe), reading it takes nothing
 #              from anyone else (container output is read by a shim, which holds that pipe),
 #              and the pipe is full, since a writer sleeps in pipe_write only while it is;
-#           d. `changed`: the same write(2) is still in progress after all of that.
+#           d. `changed`: the same write(2) (number, fd, buffer, length) is still in
+#              progress after all of that.
 #           So a match is a runc init deadlocked writing a seccomp program into a full pipe
 #           only it holds. If the pipe was empty when the write began (runc's is new), its
 #           capacity is below L; that it is 8192 is not proven (4096 or 16384 fit too, and a
