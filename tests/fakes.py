@@ -1,7 +1,7 @@
-"""Start and inspect the fake hung `runc init` processes of `programs/fake_runc_init.py`.
+"""Start and inspect the decoy `runc init` processes of `programs/decoys.sh`.
 
-They run on a lab host (or in a mount namespace of this machine), which shares this machine's
-PIDs and /tmp, so a test sees their /proc entries and kills them by PID.
+They run on a lab host, which shares this machine's PIDs and /tmp, so a test sees their /proc
+entries, measures their pipes from here (never reading them) and kills them by PID.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import fcntl
 import functools
 import os
 import shlex
+import shutil
 import signal
 import struct
 import termios
@@ -19,17 +20,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-PROGRAM = Path(__file__).parent / "programs" / "fake_runc_init.py"
-PYTHON = "/usr/bin/python3"  # not a wrapper that re-executes: `exec -a` must stick
+PROGRAM = Path(__file__).parent / "programs" / "decoys.sh"
+READERS = ("shared", "stdout")  # modes with a reader process beside the writer
 BLOCKED = ("pipe_write", "anon_pipe_write")
+F_GETPIPE_SZ = 1032
 
 
 @dataclass
 class Fake:
     mode: str
-    pids: list[int]  # the process, then its pipe-reader child (decoy-stdout)
+    pids: list[int]  # the writer, then its reader if it has one
     starts: list[int]  # their start times (clock ticks after boot): a reused PID is not theirs
-    marker: Path  # written by `stuck` once its write returned
 
     @property
     def pid(self) -> int:
@@ -37,31 +38,34 @@ class Fake:
 
 
 def start_fakes(run: Callable[[str], object], directory: Path, modes: Iterable[str]) -> list[Fake]:
-    """Start one fake per mode with `run` (a shell on the host) and wait until all block.
+    """Start one decoy per mode with `run` (a shell on the host) and wait until all block.
 
     `directory` must be visible to the host at the same path (/tmp is)."""
-    (directory / "init").write_text(PROGRAM.read_text())
+    shutil.copy(PROGRAM, directory / "decoys.sh")
     modes = list(modes)
-    lines = [f"cd {shlex.quote(str(directory))}"]
-    for mode in modes:
-        argv0 = PYTHON if mode == "not-runc" else "runc"
-        env = f"FAKE_MODE={mode} FAKE_PIDFILE={mode}.pid FAKE_MARKER={mode}.done"
-        command = f"exec -a {argv0} {PYTHON} init"
-        lines.append(f"({env} setsid bash -c {shlex.quote(command)} </dev/null >/dev/null 2>&1 &)")
+    lines = [f"cd {shlex.quote(str(directory))}", "for name in 'runc:[2:INIT]' writer; do"]
+    lines += ['    cp "$(command -v dd)" "$name" || exit 1', "done"]
+    lines += [f"(setsid sh decoys.sh . {mode} </dev/null >/dev/null 2>&1 &)" for mode in modes]
     run("\n".join(lines))
     fakes: list[Fake] = []
     try:
         for mode in modes:
-            pidfile = directory / f"{mode}.pid"
-            wait_for(pidfile.exists, f"{mode} did not start")
-            pids = [int(word) for word in pidfile.read_text().split()]
-            starts = [start_ticks(pid) for pid in pids]
-            fakes.append(Fake(mode, pids, starts, directory / f"{mode}.done"))
+            files = [directory / f"{mode}.w"]
+            if mode in READERS:
+                files.append(directory / f"{mode}.r")
+            for file in files:
+                wait_for(functools.partial(has_pid, file), f"{mode} did not start")
+            pids = [int(file.read_text()) for file in files]
+            fakes.append(Fake(mode, pids, [start_ticks(pid) for pid in pids]))
             wait_for(functools.partial(blocked, pids[0]), f"{mode} did not block")
     except BaseException:
         kill(fakes)
         raise
     return fakes
+
+
+def has_pid(file: Path) -> bool:
+    return file.exists() and file.read_text().strip() != ""
 
 
 def wait_for(condition: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
@@ -105,12 +109,12 @@ def syscall(pid: int) -> str:
     return " ".join(Path(f"/proc/{pid}/syscall").read_text().split()[:2])
 
 
-def queued(pid: int, fd: int) -> int:
-    """Bytes waiting in the pipe behind `pid`'s `fd`, without reading any."""
+def queued(pid: int, fd: int) -> tuple[int, int]:
+    """Bytes waiting in the pipe behind `pid`'s `fd`, and its capacity, without reading any."""
     handle = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
     try:
         buffer = fcntl.ioctl(handle, termios.FIONREAD, struct.pack("i", 0))
-        return int(struct.unpack("i", buffer)[0])
+        return int(struct.unpack("i", buffer)[0]), fcntl.fcntl(handle, F_GETPIPE_SZ)
     finally:
         os.close(handle)
 

@@ -157,9 +157,9 @@ def unstick(
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
-    """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
-    draining that pipe alone; other processes and pipes are never touched. Needs python3 on the
-    hosts. Dry run unless --yes.
+    """Free runc init hung the incident's way (in pipe_write, writing its seccomp program into
+    a pipe only it holds) by draining that pipe alone; other processes and pipes are never
+    touched. Hosts need only POSIX sh. Dry run unless --yes.
 
     Exit 1 when a host could not be examined or a drained process did not go on.
     """

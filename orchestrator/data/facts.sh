@@ -54,7 +54,7 @@ for d in /proc/[0-9]*; do
     { read -r comm < "$d/comm"; } 2>/dev/null
     case $comm in
         dockerd|containerd) kind=$comm ;;
-        __RUNC_COMMS__) kind=runc ;;  # unstick_host.RUNC_COMMS; runc init: runc:[N:...]
+        __RUNC_COMMS__) kind=runc ;;  # runcinfo.RUNC_COMMS; runc init: runc:[N:...]
         *) continue ;;
     esac
     stat=

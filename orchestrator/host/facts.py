@@ -35,10 +35,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Literal
 
-from orchestrator.diagnose.unstick_host import RUNC_COMMS, is_runc_init
 from orchestrator.errors import FactsError
 from orchestrator.host.commands import HostCommand, StepResult
-from orchestrator.host.runcinfo import parse_runc_version
+from orchestrator.host.runcinfo import RUNC_COMMS, is_runc_init, parse_runc_version
 from orchestrator.host.session import (
     CommandResult,
     HostSession,

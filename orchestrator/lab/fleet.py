@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.diagnose.unstick_host import PIPE_WCHANS, is_runc_init
 from orchestrator.errors import BadInput, LabError
 from orchestrator.host import trigger
+from orchestrator.host.runcinfo import PIPE_WCHANS, is_runc_init
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.defaults import (
     DEFAULT_CONTAINERD,

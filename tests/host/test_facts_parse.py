@@ -19,9 +19,9 @@ from orchestrator.diagnose.facts_report import (
     facts_table,
     read_facts_report,
 )
-from orchestrator.diagnose.unstick_host import is_runc_init
 from orchestrator.errors import BadInput, FactsError
 from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_script, facts_to_before, parse_facts
+from orchestrator.host.runcinfo import is_runc_init
 from orchestrator.host.session import HostKeyRejected, HostUnreachable
 from orchestrator.models import FactsReport, HostFacts, SshTarget
 
@@ -616,7 +616,7 @@ def test_stuck_signature_on_older_kernels() -> None:
     ],
 )
 def test_audit_and_unstick_agree_on_what_a_runc_init_is(comm: str, cmdline: str) -> None:
-    """One definition (unstick_host.is_runc_init): the facts script's `case` keeps every comm
+    """One definition (runcinfo.is_runc_init): the facts script's `case` keeps every comm
     it can accept, and the parser applies it."""
     case = next(line for line in facts_script(NONCE).splitlines() if "kind=runc" in line)
     globs = case.split(")")[0].strip().split("|")
