@@ -21,7 +21,7 @@ step "lab trigger on lab-02: the rc93 trigger hangs a fresh runc init there too 
 if "${RUN[@]}" lab trigger --host lab-02; then echo "demo: rc93 did not hang" >&2; exit 1; fi
 
 step "audit: rc93, the raised sysctl and the hung runc init (read-only)"
-"${RUN[@]}" audit -i "$INV"
+"${RUN[@]}" audit -i "$INV" --domain-key zone
 
 step "unstick (dry run), then --yes: drain exactly the hung runc init's own pipe"
 "${RUN[@]}" unstick -i "$INV"
