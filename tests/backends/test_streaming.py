@@ -3,9 +3,12 @@ and what the transmit stream carries (captured by a node command that only store
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shlex
+import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +115,94 @@ def test_the_stream_carries_the_job_and_no_secret(
             if path.is_file():
                 content = path.read_bytes()
                 assert password.encode() not in content and token.encode() not in content, path
+
+
+def _worker_stream(entries: list[tuple[str, int, bytes]], events: list[dict[str, Any]]) -> bytes:
+    """What a hostile worker could send: artifacts zipped from `entries` (name, file mode,
+    content), then `events`, then its last status."""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        for name, mode, content in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3  # unix: the mode is in external_attr
+            info.external_attr = mode << 16
+            archive.writestr(info, content)
+    after = [*events, {"status": "successful"}, {"eof": True}]
+    # The zip's base64 follows its line with no newline of its own, as a worker sends it.
+    return (
+        json.dumps({"zipfile": len(packed.getvalue())}).encode()
+        + b"\n"
+        + base64.b64encode(packed.getvalue())
+        + b"".join(json.dumps(line).encode() + b"\n" for line in after)
+    )
+
+
+def _run_hostile_node(tmp_path: Path, stream: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """One job on a node whose command answers with `stream` whatever it is sent."""
+    answer = tmp_path / "answer"
+    answer.write_bytes(stream)
+    command = f"cat > /dev/null; cat {shlex.quote(str(answer))}"
+    spec = JobSpec(
+        playbook="upgrade.yml",
+        inventory={"all": {"hosts": {"h1": {}}}},
+        hosts=["h1"],
+        extravars={},
+        forks=1,
+        node=ExecutionNode("zone-a", ("sh", "-c", command)),
+    )
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> bool:
+        events.append(event)
+        return True
+
+    status, _ = run_job(tmp_path / "jobs", spec, handler)
+    return status, events
+
+
+def test_a_node_cannot_write_outside_its_job_through_a_link_in_its_artifacts(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    entries = [
+        ("evil", stat.S_IFLNK | 0o777, str(outside).encode()),
+        ("evil/planted.txt", stat.S_IFREG | 0o644, b"planted"),
+    ]
+    status, events = _run_hostile_node(tmp_path, _worker_stream(entries, []))
+
+    assert list(outside.iterdir()) == []
+    assert status == "error"
+    (lost,) = [e for e in events if e["event"] == "runner_on_unreachable"]
+    assert "entry 'evil' refused: a symbolic link" in lost["event_data"]["res"]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "says"),
+    [
+        ("../escaped.txt", stat.S_IFREG | 0o644, "'..'"),
+        ("/tmp/absolute.txt", stat.S_IFREG | 0o644, "an absolute name"),
+        ("fifo", stat.S_IFIFO | 0o644, "not a regular file"),
+    ],
+)
+def test_a_nodes_artifacts_are_only_files_and_folders_inside_the_job(
+    tmp_path: Path, name: str, mode: int, says: str
+) -> None:
+    status, events = _run_hostile_node(tmp_path, _worker_stream([(name, mode, b"x")], []))
+
+    assert status == "error"
+    (lost,) = [e for e in events if e["event"] == "runner_on_unreachable"]
+    assert says in lost["event_data"]["res"]["msg"]
+    assert not (tmp_path / "jobs" / "escaped.txt").exists()
+
+
+def test_a_nodes_event_cannot_name_a_file_outside_the_job(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A folder its artifacts may hold, then an event whose name climbs out through it.
+    climb = "x/" + "../" * 30 + str(outside).lstrip("/") + "/event"
+    event = {"event": "verbose", "counter": 1, "uuid": climb, "stdout": ""}
+    entries = [("job_events/1-x/", stat.S_IFDIR | 0o755, b"")]
+    _run_hostile_node(tmp_path, _worker_stream(entries, [event]))
+
+    assert list(outside.iterdir()) == []
