@@ -260,3 +260,20 @@ def test_resume_and_rollback_check_the_command_lines_policy_not_the_run_folders(
     assert main(["rollback", str(run_dir), "--yes"]) == ExitCode.BAD_INPUT
     assert "applied with 2 required signatures" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_one_key_is_one_signer_however_many_principals_it_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(plan_json(small_plan()))
+    alice, line = reviewer(tmp_path, "alice")
+    key = line.split(" ", 1)[1]
+    allowed = tmp_path / "allowed_signers"
+    # One key under two names, on one line and again on a line of its own.
+    allowed.write_text(f"alice@example.org,bob@example.org {key}carol@example.org {key}")
+    assert main(["sign", str(plan), "--key", str(alice)]) == 0
+    two = ["verify-plan", str(plan), "--allowed-signers", str(allowed)]
+    assert main([*two, "--required-signatures", "2"]) == ExitCode.BAD_INPUT
+    assert "signed by alice@example.org in" in capsys.readouterr().err
+    assert main(two) == 0
