@@ -168,11 +168,13 @@ if [ -f "$held" ] && cp "$held" "$STAGED" 2>/dev/null && [ "$(sha_of "$STAGED")"
 fi
 rm -f "$STAGED"
 [ -n "$URL" ] || {{ echo "why=no copy on the host"; exit {EXIT_NEEDS_PUSH}; }}
+# The URL goes on stdin (printf is built in), never in an argument: a token in its query
+# would be in `ps` for any user of the host. curl reads it as a config line, wget as a list.
 if command -v curl >/dev/null 2>&1; then
-    said=$(timeout -s KILL {int(timeout)} curl -fsS -L --max-redirs 5 --proto =http,https \
-        --proto-redir =http,https -o "$STAGED" -- "$URL" 2>&1)
+    said=$(printf 'url = "%s"\n' "$URL" | timeout -s KILL {int(timeout)} curl -fsS -L \
+        --max-redirs 5 --proto =http,https --proto-redir =http,https -o "$STAGED" -K - 2>&1)
 elif command -v wget >/dev/null 2>&1; then
-    said=$(timeout -s KILL {int(timeout)} wget -q -O "$STAGED" -- "$URL" 2>&1)
+    said=$(printf '%s\n' "$URL" | timeout -s KILL {int(timeout)} wget -q -O "$STAGED" -i - 2>&1)
 else
     echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
 fi
