@@ -4,18 +4,20 @@ and what the transmit stream carries (captured by a node command that only store
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import shlex
 import stat
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible_runner.utils.streaming import unstream_dir
 
-from orchestrator.backends.ansible.runner import JobSpec, run_job
+from orchestrator.backends.ansible.runner import AnsibleBackend, JobSpec, run_job
 from orchestrator.backends.ansible.streaming import (
     ARTIFACT_NAME,
     KNOWN_HOSTS_NAME,
@@ -23,7 +25,11 @@ from orchestrator.backends.ansible.streaming import (
     parse_execution_nodes,
     split_by_node,
 )
+from orchestrator.backends.base import WaveContext
 from orchestrator.errors import BadInput
+from orchestrator.host.procedure import HostOutcome
+from orchestrator.models import Artifact, Wave
+from tests.run.test_journal import small_plan
 
 
 def test_execution_node_values() -> None:
@@ -206,3 +212,51 @@ def test_a_nodes_event_cannot_name_a_file_outside_the_job(tmp_path: Path) -> Non
     _run_hostile_node(tmp_path, _worker_stream(entries, [event]))
 
     assert list(outside.iterdir()) == []
+
+
+def test_each_node_gets_its_own_domains_hosts_and_no_url_in_a_command_line(
+    tmp_path: Path,
+) -> None:
+    """Two domains on two nodes that store what they are sent: each stream's inventory holds
+    that domain's hosts only; the artifact URL (a presigned token) is in the inventory, never in
+    the extra vars, which ansible-runner puts on ansible-playbook's command line."""
+    url = "https://mirror.internal/runc?X-Amz-Signature=s3cr3t"
+    plan = small_plan()
+    hosts = [replace(host, domain="a" if host.name == "h1" else "b") for host in plan.hosts]
+    artifact = tmp_path / "runc"
+    artifact.write_bytes(b"\x7fELF not really runc")
+    sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    plan = plan.model_copy(
+        update={
+            "waves": [Wave(index=0, hosts=hosts, max_failures=3, domains={"a": 1, "b": 2})],
+            "domains": {"a": 1, "b": 2},
+            "artifact": Artifact(path=str(artifact), sha256=sha, size=20, url=url),
+        }
+    ).sealed()
+    streams = {domain: tmp_path / f"stream-{domain}" for domain in ("a", "b")}
+    nodes = {
+        domain: ExecutionNode(domain, ("sh", "-c", f"cat > {shlex.quote(str(path))}"))
+        for domain, path in streams.items()
+    }
+    backend = AnsibleBackend(tmp_path / "jobs", 4, execution_nodes=nodes)
+    outcomes: dict[str, HostOutcome] = {}
+    context = WaveContext(
+        plan=plan,
+        run_id="run-1",
+        on_phase=lambda *args: None,
+        on_outcome=outcomes.__setitem__,
+        phase_of=lambda name: "none",
+    )
+    backend.run_wave({host.name: host for host in hosts}, context)
+
+    assert {outcome.status for outcome in outcomes.values()} == {"unreachable"}
+    for domain, names in (("a", {"h1"}), ("b", {"h2", "h3"})):
+        reader = io.BytesIO(streams[domain].read_bytes())
+        options = json.loads(reader.readline())["kwargs"]
+        unpacked = tmp_path / f"unpacked-{domain}"
+        unpacked.mkdir()
+        unstream_dir(reader, json.loads(reader.readline())["zipfile"], str(unpacked))
+        inventory = json.loads((unpacked / options["inventory"]).read_text())
+        assert set(inventory["all"]["hosts"]) == names
+        assert url not in json.dumps(options["extravars"])
+        assert json.dumps(url) in json.dumps(inventory)
