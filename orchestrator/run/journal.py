@@ -38,14 +38,18 @@ PLAN_LIMIT = 1024 * MiB  # a plan of 100k hosts is ~50 MB
 EVENTS_LIMIT = 1024 * MiB  # ~10 events of ~150 bytes per host: 150 MB at 100k hosts
 SNAPSHOT_SECONDS = 5.0  # between two snapshots while hosts run, at least...
 SNAPSHOT_GROWTH = 0.25  # ...and at least this share of the last snapshot's size in new events
+# Digits of the plan hash a run id names: 96 bits, out of reach of a forger's search (8 digits,
+# 32 bits, were not). Not all 64: hosts name containers after the run id, and containerd refuses
+# ids over 76 characters ("runc-rollout-verify-" + a 48-character run id + "-" + a pid).
+RUN_ID_HASH_DIGITS = 24
 
 
 def new_run_id(plan: Plan, now: float) -> str:
     """Time, plan and a random part: the host lock is taken by run id, so two applies of one
     plan started in the same second (from two run directories or machines) must differ. The
-    whole plan hash: the id the operator types is what binds the run folder to its plan."""
+    id the operator types is what binds the run folder to its plan (`RUN_ID_HASH_DIGITS`)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{plan.plan_hash}-{secrets.token_hex(3)}"
+    return f"{stamp}-{plan.plan_hash[:RUN_ID_HASH_DIGITS]}-{secrets.token_hex(3)}"
 
 
 def _check_run_folder(run_dir: Path, *, private: bool) -> None:
@@ -69,11 +73,11 @@ def _check_run_folder(run_dir: Path, *, private: bool) -> None:
 
 
 def _check_binding(name: str, plan: Plan, plan_path: Path, old_form_allowed: bool) -> None:
-    """The run's id (its folder's name) names its plan's whole hash; the 8 digits an older
-    version named (32 bits: a re-sealed plan that matches is easy to find) only when the
-    caller merely reads the run or knows the full hash (`old_form_allowed`)."""
+    """The run's id (its folder's name) names its plan's hash (`RUN_ID_HASH_DIGITS`); the 8
+    digits an older version named (32 bits: a re-sealed plan that matches is easy to find)
+    only when the caller merely reads the run or knows the full hash (`old_form_allowed`)."""
     named = name.split("-")[1:2]
-    if named == [plan.plan_hash]:
+    if named == [plan.plan_hash[:RUN_ID_HASH_DIGITS]]:
         return
     if named == [plan.plan_hash[:8]]:
         if old_form_allowed:
