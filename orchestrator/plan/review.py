@@ -8,6 +8,7 @@ Pure: a plan in, lines out (Markdown for the change document, plain lines for th
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,26 +56,31 @@ def _verify_settings(verify: VerifySpec) -> Settings:
     )
 
 
-def _flags(target: SshTarget) -> list[tuple[str, str]]:
+def _flags(target: SshTarget) -> tuple[tuple[str, str], ...]:
+    return _flags_of(target.known_hosts_file, target.ssh_args)
+
+
+@functools.lru_cache(maxsize=1024)  # hosts share their settings: parsed once per case
+def _flags_of(
+    known_hosts_file: str | None, ssh_args: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
     """(what it does, value) of each risky setting of a target."""
     found: list[tuple[str, str]] = []
-    if target.known_hosts_file:
+    if known_hosts_file:
         trusted = "a known_hosts file of the inventory's decides which keys are trusted"
-        found.append((trusted, target.known_hosts_file))
+        found.append((trusted, known_hosts_file))
     try:
-        config_file, options = parse_ssh_args(target.ssh_args)
+        config_file, options = parse_ssh_args(ssh_args)
     except SshConfigError as error:
-        return [*found, ("ssh args that cannot be read", str(error))]
+        return (*found, ("ssh args that cannot be read", str(error)))
     if config_file is not None:
         found.append(("-F: this ssh_config file replaces the usual ones", config_file))
     for name, value in options:
         if name == "proxycommand" and value.lower() != "none":
             found.append(("ProxyCommand: runs on the controller to reach the host", value))
-        elif name in ("userknownhostsfile", "globalknownhostsfile") and (
-            value != target.known_hosts_file
-        ):
+        elif name in ("userknownhostsfile", "globalknownhostsfile") and (value != known_hosts_file):
             found.append((f"{name}: decides which host keys are trusted", value))
-    return found
+    return tuple(found)
 
 
 def _grouped(pairs: Iterable[tuple[_Key, str]]) -> dict[_Key, list[str]]:

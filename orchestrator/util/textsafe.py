@@ -36,6 +36,7 @@ def markup_safe(text: object) -> str:
 
 
 _MARKDOWN_PUNCTUATION = frozenset("\\`*_[]()!<>&|~#")  # what makes links, images, emphasis, HTML
+_BACKTICKS = re.compile("`+")
 
 
 def markdown_text(text: object) -> str:
@@ -50,7 +51,9 @@ def markdown_code(text: object) -> str:
     than any run of them inside, padded when it starts or ends with one. Not for table cells
     (a `|` ends a cell even there)."""
     string = terminal_safe(text)
-    longest = max((len(run) for run in re.findall(r"`+", string)), default=0)
+    longest = (
+        max((len(run) for run in _BACKTICKS.findall(string)), default=0) if "`" in string else 0
+    )
     fence = "`" * (longest + 1)
     if not string or string[0] in "` " or string[-1] in "` ":
         string = f" {string} "
