@@ -43,6 +43,11 @@ class PlanError(BadInput):
     """A plan file that cannot be used: unreadable, malformed or edited after review."""
 
 
+class UnreachableAtPlan(RolloutError):
+    """`plan --gather`: selected hosts whose facts could not be gathered (exit 1, no plan
+    written) unless the operator allows planning without them."""
+
+
 class ExecutorError(RolloutError):
     """Something went wrong talking to one host."""
 

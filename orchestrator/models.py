@@ -136,6 +136,54 @@ ArtifactUrl = Annotated[
 Delivery = Literal["staged", "backup", "url", "push-gzip", "push"]
 
 
+# ---------------------------------------------------------------------------------------------
+# The target: its advisories and provenance (plan/target.py, plan/provenance.py)
+
+
+class VersionRange(Model):
+    """[introduced, fixed) of upstream runc versions; None: open on that side."""
+
+    introduced: str | None = None
+    fixed: str | None = None
+
+
+class TargetAdvisory(Model):
+    """An advisory of the target's version, as the reviewer saw it."""
+
+    id: str
+    severity: Severity
+    title: str
+    fixed_in: tuple[str, ...]
+    accepted: bool = False  # --accept-advisory: rolled out knowingly
+
+
+class TargetRefusal(Model):
+    """An advisory each host checks the staged file's version against before its swap, when
+    the plan did not know the target's version."""
+
+    id: str
+    affected: list[VersionRange]  # lists, not tuples: Ansible passes them as task arguments
+    commits: list[str] = Field(default_factory=list)
+
+
+class TargetPolicy(Model):
+    advisories_source: str  # which table decided, and its date
+    refuse_severity: Severity | None = None  # --refuse-severity or runc_rollout_refuse_severity
+    accepted: tuple[str, ...] = ()  # --accept-advisory
+    advisories: tuple[TargetAdvisory, ...] = ()  # the target's, when its version is known
+    refuse: list[TargetRefusal] = Field(default_factory=list)  # checked on each host, if not
+
+
+class Provenance(Model):
+    """What was checked of the artifact's origin before anything else."""
+
+    sha256_file: str | None = None  # a sha256sum-format file, and the name of its line used
+    sha256_name: str | None = None
+    signature: str | None = None  # a detached OpenPGP signature of the artifact (gpgv)
+    keyring: str | None = None
+    fingerprint: str | None = None  # of the key that made the good signature
+
+
 class Artifact(Model):
     """The runc binary to roll out."""
 
@@ -148,6 +196,8 @@ class Artifact(Model):
     # Where hosts fetch it themselves (an internal mirror); the push is the fallback. Left out
     # of the JSON when unset, so plans made before it keep their plan_hash.
     url: ArtifactUrl = Field(default=None, exclude_if=lambda v: v is None)
+    # Checked origin (--sha256-file, --signature); left out when unset, like `url`.
+    provenance: Provenance | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class WaveOptions(Model):
@@ -340,6 +390,7 @@ class HostTask(Model):
     verify: VerifySpec = Field(default_factory=VerifySpec)
     before: HostBefore | None = None  # the plan's: a host that differs is drift
     events: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")  # the job's event nonce
+    refuse: list[TargetRefusal] = Field(default_factory=list)  # the plan's, without a version
 
 
 class Wave(Model):
@@ -366,9 +417,15 @@ class Plan(Model):
     artifact: Artifact
     options: WaveOptions
     waves: list[Wave]
-    skipped: list[Skipped]
+    skipped: list[Skipped]  # held back by the operator (runc_rollout_skip)
+    # Selected hosts whose facts could not be gathered at plan time (unreachable, or facts that
+    # do not say what is needed): not in any wave. Left out of the JSON when empty, so that plans
+    # written before it keep their plan_hash.
+    unreachable: list[Skipped] = Field(default_factory=list, exclude_if=lambda v: not v)
     domains: dict[str, int]  # selected hosts per failure domain
     notes: list[str] = Field(default_factory=list)
+    # The target's advisories and what they refuse; left out of plans made before it.
+    target: TargetPolicy | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def computed_hash(self) -> str:
         """sha256 of the canonical body: everything but `plan_id` and `plan_hash`, as compact

@@ -195,6 +195,7 @@ def start_lab(
     *,
     containerd: int = 0,
     stuck: bool = False,
+    no_python: int = 0,
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -205,6 +206,7 @@ def start_lab(
             inventory_path=inventory,
             first_address=free_first_address(hosts),
             stuck=stuck,
+            no_python=no_python,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -213,14 +215,19 @@ def start_lab(
 
 
 @contextmanager
-def running_lab(base: Path, hosts: int, full: int, containerd: int = 0) -> Iterator[LabFleet]:
+def running_lab(
+    base: Path, hosts: int, full: int, containerd: int = 0, no_python: int = 0
+) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, then `containerd` containerd-only
-    ones), down on exit; skips the test where no lab can run."""
+    ones; the first `no_python` hosts without Python), down on exit; skips the test where no
+    lab can run."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = base / "inventory" / "hosts.yml"
-    fleet = start_lab(base / "state", inventory, hosts, full, containerd=containerd)
+    fleet = start_lab(
+        base / "state", inventory, hosts, full, containerd=containerd, no_python=no_python
+    )
     try:
         yield fleet
     finally:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     AskBecomePassOption,
     BecomeFromInventoryOption,
@@ -92,24 +93,25 @@ def audit(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
+    advisories_file: AdvisoriesOption = None,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
     unless --probe).
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
+    from orchestrator.diagnose.advisories import load_advisories
     from orchestrator.diagnose.audit import (
         audit_fleet,
         audit_targets,
         finding_ids,
-        load_advisories,
         probe_specs,
         report_markdown,
         report_table,
     )
     from orchestrator.diagnose.audit import report_json as audit_json
 
-    advisories = load_advisories()
+    advisories = load_advisories(advisories_file)
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
     if unknown:
         raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")

@@ -66,6 +66,15 @@ def lab_up(
             "its runc init blocked writing its seccomp pipe), as on the incident's nodes.",
         ),
     ] = False,
+    no_python: Annotated[
+        int,
+        typer.Option(
+            "--no-python",
+            min=0,
+            help="Of which hosts, the first ones, without Python (python3 cannot run there), "
+            "as a minimal CentOS 7, Flatcar or Fedora CoreOS node (default 0).",
+        ),
+    ] = 0,
 ) -> None:
     """Start the lab (idempotent: a running lab only gets what died restarted). Every host's
     runc is a real 1.0.0-rc93 build (Debian's runc source with rc93's pipe hang), built once
@@ -80,6 +89,7 @@ def lab_up(
         inventory_path=inventory,
         first_address=first_address,
         stuck=stuck,
+        no_python=no_python,
     )
     typer.echo(text.format_up(info))
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     WAVES_HELP,
     AskBecomePassOption,
@@ -19,13 +20,15 @@ from orchestrator.cli.options import (
     ProbeTimeoutOption,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
+from orchestrator.diagnose.advisories import advisory_table, describe_table
 from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_report,
     gather_fleet,
     read_facts_report,
 )
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, UnreachableAtPlan
+from orchestrator.inventory.patterns import select_hosts
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
     PIPE_USER_PAGES_SOFT_DEFAULT,
@@ -33,9 +36,25 @@ from orchestrator.models import (
 )
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
+from orchestrator.plan.provenance import check_provenance
 from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
+from orchestrator.plan.target import refuse_severity as plan_refuse_severity
+from orchestrator.plan.target import target_policy
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
+from orchestrator.util.textsafe import terminal_safe
+
+
+def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
+    """One line: which selected hosts could not be gathered, the first one's reason, what to do."""
+    names = list(unreachable)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    first = terminal_safe(unreachable[names[0]])
+    return (
+        f"plan: {len(names)} of {selected} selected hosts could not be gathered ({shown}; "
+        f"{names[0]}: {first}): no plan written; bring them back, hold them with "
+        "runc_rollout_skip, or pass --allow-unreachable to plan without them"
+    )
 
 
 def plan(
@@ -43,7 +62,10 @@ def plan(
         list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
-    sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Its expected sha256 (this or --sha256-file is required)."),
+    ] = None,
     runc_version: Annotated[
         str | None,
         typer.Option(
@@ -118,6 +140,15 @@ def plan(
     facts_file: Annotated[
         Path | None, typer.Option("--facts", help="Use facts saved by `facts --format json`.")
     ] = None,
+    allow_unreachable: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unreachable",
+            help="With --gather or --facts: plan without the selected hosts whose facts could "
+            "not be gathered (listed apart in the plan). Without it such a host fails the plan "
+            "(exit 1, no plan written).",
+        ),
+    ] = False,
     verify_image: Annotated[
         str | None,
         typer.Option("--verify-image", help="Image of the verification container."),
@@ -152,6 +183,48 @@ def plan(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = 16,
+    accept_advisory: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-advisory",
+            help="Roll out a target with this advisory knowingly (repeatable; recorded in the "
+            "plan and its hash). The rc93 pipe hang (runc-rc93-pipe-hang) is refused without it.",
+        ),
+    ] = None,
+    refuse_severity: Annotated[
+        str | None,
+        typer.Option(
+            "--refuse-severity",
+            help="Refuse a target with any advisory of this severity or above (low, medium, "
+            "high; also the inventory variable runc_rollout_refuse_severity). Default: list "
+            "them for the reviewer, refuse only the rc93 pipe hang.",
+        ),
+    ] = None,
+    sha256_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sha256-file",
+            help="A sha256sum-format file (upstream's runc.sha256sum): the line for the --runc "
+            "file's name gives the expected sha256.",
+        ),
+    ] = None,
+    sha256_name: Annotated[
+        str | None,
+        typer.Option("--sha256-name", help="The name of that line, if not the --runc file's."),
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="A detached OpenPGP signature of the --runc file (upstream's runc.amd64.asc), "
+            "checked with gpgv against --keyring before anything else.",
+        ),
+    ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", help="The keys it must be signed by (runc.keyring)."),
+    ] = None,
+    advisories_file: AdvisoriesOption = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
     options = wave_options(
@@ -171,10 +244,28 @@ def plan(
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
     )
-    artifact = inspect_artifact(
-        runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
+    expected, provenance = check_provenance(
+        runc,
+        sha256,
+        sha256_file=sha256_file,
+        sha256_name=sha256_name,
+        signature=signature,
+        keyring=keyring,
     )
+    artifact = inspect_artifact(
+        runc, expected, run=run_artifact, version=runc_version, url=artifact_url
+    ).model_copy(update={"provenance": provenance})
+    table = advisory_table(advisories_file)
     loaded = load_inventory(inventory)
+    policy = target_policy(
+        artifact,
+        table.advisories,
+        describe_table(table, advisories_file),
+        accepted=accept_advisory or (),
+        severity=plan_refuse_severity(
+            refuse_severity, (loaded.hosts[name] for name in select_hosts(loaded, limit))
+        ),
+    )
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}
     if gather or facts_file:
@@ -187,7 +278,9 @@ def plan(
             with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
         before, unreachable = before_from_report(report, targets)
-    result = build_plan(loaded, artifact, options, before, unreachable)
+        if unreachable and not allow_unreachable:
+            raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
+    result = build_plan(loaded, artifact, options, before, unreachable, policy)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
     try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -57,8 +57,10 @@ from orchestrator.models import (
     ProbeResult,
     RecordedFile,
     SysctlSetting,
+    TargetRefusal,
     VerifySpec,
 )
+from orchestrator.plan.target import staged_refusal
 
 FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
 
@@ -404,9 +406,11 @@ class HostProcedure(HostSteps):
         sysctl_target: int,
         on_phase: PhaseListener,
         clock: Callable[[], float] = time.time,
+        refuse: Iterable[TargetRefusal] = (),
     ) -> None:
         super().__init__(steps, planned.name, run_id=run_id, on_phase=on_phase, clock=clock)
         self.planned = planned
+        self.refuse = tuple(refuse)  # the plan's refusals, for a version it did not know
         self.artifact = artifact
         self.packed = packed  # the artifact as gzip, made once per run (None: push it as it is)
         self.plan_id = plan_id
@@ -517,6 +521,10 @@ class HostProcedure(HostSteps):
                 f"staged runc reports version {staged_version.version}, the plan says "
                 f"{self.artifact.version}; not touched"
             )
+        if self.artifact.version is None:
+            refusal = staged_refusal(staged_version.version, staged_version.commit, self.refuse)
+            if refusal is not None:
+                raise StepFailed(refusal)
         self.staged_version = staged_version.version
         self._phase("staged", None)
         if not results.ok("backup"):

@@ -32,6 +32,7 @@ class HostRecord(_Record):
     address: str
     zone: str
     kind: HostKind
+    python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
 
@@ -54,6 +55,7 @@ class LabHost:
     address: str
     zone: str
     kind: HostKind
+    python: bool = True
 
 
 @dataclass

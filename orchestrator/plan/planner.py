@@ -27,6 +27,7 @@ from orchestrator.models import (
     PlannedHost,
     Skipped,
     SshTarget,
+    TargetPolicy,
     VerifySpec,
     Wave,
     WaveOptions,
@@ -46,14 +47,16 @@ def build_plan(
     options: WaveOptions,
     before: Mapping[str, HostBefore] | None = None,
     unreachable: Mapping[str, str] | None = None,
+    target: TargetPolicy | None = None,
 ) -> Plan:
     """The plan for `options.limit` of `inventory`.
 
     `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
-    gathered to the reason, and they are held back.
+    gathered to the reason: they are in no wave, and listed apart from the hosts held back.
+    `target`: the target's advisories and refusals (`plan.target`).
     """
     with gc_paused():
-        return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
+        return _build_plan(inventory, artifact, options, before or {}, unreachable or {}, target)
 
 
 def _build_plan(
@@ -62,6 +65,7 @@ def _build_plan(
     options: WaveOptions,
     facts: Mapping[str, HostBefore],
     unreachable: Mapping[str, str],
+    target: TargetPolicy | None,
 ) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
@@ -83,17 +87,16 @@ def _build_plan(
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
         for host in selected
         if held_back(host)
-    ] + [
-        Skipped(name=host.name, reason=f"unreachable: {unreachable[host.name]}")
+    ]
+    not_gathered = [
+        Skipped(name=host.name, reason=unreachable[host.name])
         for host in selected
         if not held_back(host) and host.name in unreachable
     ]
-    held = {item.name for item in skipped}
-    candidates = [host for host in selected if host.name not in held]
+    left_out = {item.name for item in skipped + not_gathered}
+    candidates = [host for host in selected if host.name not in left_out]
     if not candidates:
-        raise BadInput(
-            f"nothing to plan: all {len(selected)} selected hosts are held back by {SKIP_VAR}"
-        )
+        raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
 
     by_domain = _group_by_domain(candidates, options.domain_key)
     if options.seed is not None:
@@ -128,8 +131,10 @@ def _build_plan(
             "options": options,
             "waves": waves,
             "skipped": skipped,
+            "unreachable": not_gathered,
             "domains": domains,
             "notes": _notes(options, domains, cap) + _password_notes(waves),
+            "target": target,
         }
     )
     return plan.sealed()
@@ -147,6 +152,13 @@ def _password_notes(waves: list[Wave]) -> list[str]:
         f"{len(names)} hosts ({shown}) set ansible_become_password in the inventory: it is read "
         f"again and used only with {OPT_IN}"
     ]
+
+
+def nothing_to_plan(selected: int, held: int, unreachable: int) -> str:
+    """Why no selected host is left to plan, naming each cause."""
+    causes = [f"{held} held back by {SKIP_VAR}"] if held else []
+    causes += [f"{unreachable} unreachable at plan time (--gather)"] if unreachable else []
+    return f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
 
 
 def held_back(host: InventoryHost) -> bool:

@@ -30,6 +30,7 @@ from orchestrator.run.journal import PLAN_LIMIT, Journal
 from orchestrator.util.fsutil import read_input
 
 COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachable"})
+SUCCEEDED: frozenset[HostStatus] = frozenset({"done", "noop"})
 
 
 def load_plan(path: Path) -> Plan:
@@ -107,17 +108,10 @@ class Rollout:
         }
         if todo:
             self._run_wave(index, todo)
-        hosts = self.journal.state.hosts
-        failed = [
-            host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
-        ]
-        if len(failed) > wave.max_failures:
-            self._record(
-                "run.halted",
-                wave=index,
-                message=f"wave {index}: {len(failed)} failed or unreachable "
-                f"({', '.join(failed)}), more than its budget of {wave.max_failures}",
-            )
+        statuses = {host.name: self.journal.state.hosts[host.name].status for host in wave.hosts}
+        reason = halt_reason(index, wave.max_failures, statuses)
+        if reason is not None:
+            self._record("run.halted", wave=index, message=reason)
             return ExitCode.BUDGET_EXCEEDED
         if index == len(self.plan.waves) - 1:
             return None
@@ -159,6 +153,23 @@ class Rollout:
 
     def _record(self, type_: str, **fields: object) -> None:
         self.env.on_event(self.journal.record(type_, **fields))
+
+
+def halt_reason(index: int, budget: int, statuses: Mapping[str, HostStatus]) -> str | None:
+    """Why wave `index` halts the run, judged on its hosts' statuses, or None. More failed or
+    unreachable hosts than the budget halts it; so does a wave in which no host succeeded
+    (none upgraded, none already at the target), whatever the budget allows, as Ansible
+    ends a play when every host of a batch failed."""
+    failed = [name for name, status in statuses.items() if status in COUNTED_AGAINST_BUDGET]
+    if len(failed) > budget:
+        return (
+            f"wave {index}: {len(failed)} failed or unreachable ({', '.join(failed)}), "
+            f"more than its budget of {budget}"
+        )
+    if statuses and not any(status in SUCCEEDED for status in statuses.values()):
+        listed = ", ".join(f"{name} {status}" for name, status in statuses.items())
+        return f"wave {index}: no host succeeded ({listed}): a wave without a success halts"
+    return None
 
 
 def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool:

@@ -83,7 +83,7 @@ def host_action(host: HostState, swapped: bool, stopped: bool = False) -> str:
         return "not touched (drift)"
     if host.status == "pending":
         if stopped:
-            return "not started: the run halted over its error budget (roll back, or plan anew)"
+            return "not started: the run halted (roll back, or plan anew)"
         return f"not started: {NEEDS_RESUME}"
     if host.phase in UNSETTLED_PHASES:
         return f"{NEEDS_RESUME}: swapped, then cut off; resume examines the host"

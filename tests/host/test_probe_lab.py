@@ -33,8 +33,13 @@ PROBE_TIMEOUT = "8"
 
 @pytest.fixture(scope="module")
 def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """3 hosts: lab-1 full, lab-2 containerd-only, lab-3 light."""
-    with running_lab(tmp_path_factory.mktemp("probe-lab"), 3, 1, containerd=1) as fleet:
+    """3 hosts, none of which can run Python (as a minimal CentOS 7, Flatcar or CoreOS node):
+    lab-1 full, lab-2 containerd-only, lab-3 light."""
+    base = tmp_path_factory.mktemp("probe-lab")
+    with running_lab(base, 3, 1, containerd=1, no_python=3) as fleet:
+        for host in fleet.hosts:
+            ran = fleet.ssh(host, "python3 -c 'print(1)' || echo no-python")
+            assert "no-python" in ran.stdout, (host.name, ran.stdout)
         yield fleet
 
 

@@ -63,28 +63,36 @@ def test_every_ssh_and_verify_setting_is_shown_and_the_risky_ones_flagged() -> N
     assert "needs attention: ProxyCommand" in table and "needs attention: -F" in table
 
 
-def test_host_derived_text_is_text_in_the_markdown() -> None:
+def _reporting(text: str) -> Plan:
+    """A plan whose host- and inventory-derived strings (target path, a failure domain,
+    held-back and unreachable reasons, a note) are `text`."""
     plan = small_plan()
     h1 = plan.hosts[0]
-    before = HostBefore(runc_path=HOSTILE, runc_sha256="b" * 64)
-    hostile = replace(h1, before=before, domain="a*b*", reason=HOSTILE)
+    before = HostBefore(runc_path=text, runc_sha256="b" * 64)
+    changed = replace(h1, before=before)
     waves = [
-        wave.model_copy(update={"hosts": [hostile if h.name == "h1" else h for h in wave.hosts]})
+        wave.model_copy(update={"hosts": [changed if h.name == "h1" else h for h in wave.hosts]})
         for wave in plan.waves
     ]
-    plan = plan.model_copy(
+    return plan.model_copy(
         update={
             "waves": waves,
-            "skipped": [Skipped(name="h9", reason=f"unreachable: {HOSTILE}")],
-            "notes": [HOSTILE],
+            "skipped": [Skipped(name="h9", reason=f"held: {text}")],
+            "unreachable": [Skipped(name="h8", reason=f"unreachable: {text}")],
+            "notes": [text],
+            "domains": {**plan.domains, text: 0},
         }
     ).sealed()
+
+
+def test_host_derived_text_is_text_in_the_markdown() -> None:
     parser = MarkdownIt("commonmark").enable("table")
-    plain = Counter(t.type for t in _flat(parser, plan_markdown(small_plan())) if t.type in MARKUP)
-    tokens = _flat(parser, plan_markdown(plan))
-    assert Counter(t.type for t in tokens if t.type in MARKUP) == plain  # only the template's
+    benign = _flat(parser, plan_markdown(_reporting("/usr/bin/runc")))
+    tokens = _flat(parser, plan_markdown(_reporting(HOSTILE)))
+    count = Counter(t.type for t in tokens if t.type in MARKUP)
+    assert count == Counter(t.type for t in benign if t.type in MARKUP)  # the template's only
     shown = "".join(t.content for t in tokens if t.type in ("text", "code_inline"))
-    assert shown.count(HOSTILE) >= 3  # the target, the held-back reason, the note
+    assert shown.count(HOSTILE) == 6  # target, held back, unreachable, note, domain twice
 
 
 def _flat(parser: MarkdownIt, text: str) -> list[Token]:

@@ -271,6 +271,34 @@ def test_an_unreachable_host_alone_exceeds_a_budget_of_zero(tmp_path: Path) -> N
     assert run.backend.waves == [["h1"]]
 
 
+@pytest.mark.parametrize("victim", [settled_failure(), UNREACHABLE])
+def test_a_wave_without_a_success_halts_whatever_its_budget(tmp_path: Path, victim: Host) -> None:
+    """A dead canary halts the rollout even when its budget allows one failure, as Ansible
+    ends a play when every host of a batch failed; a resume judges the wave again."""
+    plan = make_plan(4, "1,50%", max_failures="1")
+    assert plan.waves[0].max_failures == 1
+    run = apply(tmp_path, plan, {"h1": victim})
+    assert run.go() == ExitCode.BUDGET_EXCEEDED
+    assert run.backend.waves == [["h1"]]
+    assert run.journal.state.status == "halted"
+    assert run.events[-1].message == (
+        f"wave 0: no host succeeded (h1 {victim.status}): a wave without a success halts"
+    )
+    again = resume(run, {"h1": victim})
+    assert again.go() == ExitCode.BUDGET_EXCEEDED
+    assert again.backend.waves == ([["h1"]] if victim.status == "unreachable" else [])
+    assert resume(run).go() == (
+        ExitCode.OK if victim.status == "unreachable" else ExitCode.BUDGET_EXCEEDED
+    )
+
+
+def test_a_wave_of_drifted_hosts_only_halts(tmp_path: Path) -> None:
+    drift = Host("drift", phases=(), phase="none", message="host changed since the plan")
+    run = apply(tmp_path, make_plan(3, "1,100%", max_failures="1"), {"h1": drift})
+    assert run.go() == ExitCode.BUDGET_EXCEEDED
+    assert run.backend.waves == [["h1"]]
+
+
 @pytest.mark.parametrize(
     ("max_failures", "budgets"),
     [("50%", [1, 2]), ("10%", [0, 0]), ("25%", [0, 1]), ("1", [1, 1]), ("100%", [2, 4])],
