@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     BUDGET_EXCEEDED = 3
     DRIFT = 4
+    PAUSED = 5  # paused (for promotion, or outside the maintenance windows): `resume` later
     INTERRUPTED = 130
 
 

@@ -17,8 +17,9 @@ from orchestrator.errors import ExitCode, RolloutError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
-    "3 rollout halted (a wave over its error budget, or without a success); 4 the plan no "
-    "longer matches the fleet (drift), nothing changed; 130 interrupted."
+    "3 rollout halted (a wave over its error budget, or without a success), or a gate said no; "
+    "4 the plan no longer matches the fleet (drift), nothing changed; 5 paused (for promotion, "
+    "or outside the maintenance windows with --no-wait): resume later; 130 interrupted."
 )
 
 app = typer.Typer(

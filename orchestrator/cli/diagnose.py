@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
@@ -40,7 +41,7 @@ def facts(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     if fmt is Format.markdown:
@@ -92,7 +93,7 @@ def audit(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     advisories_file: AdvisoriesOption = None,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
@@ -153,7 +154,7 @@ def unstick(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
     draining that pipe alone; other processes and pipes are never touched. Needs python3 on the

@@ -61,6 +61,7 @@ from orchestrator.models import (
     VerifySpec,
 )
 from orchestrator.plan.target import staged_refusal
+from orchestrator.util.textsafe import one_line
 
 FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
 
@@ -696,6 +697,15 @@ class HostProcedure(HostSteps):
                 commands.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container)
             )
         steps.append(facts_command())
+        if spec.host_check is not None:  # last: after the tool's own verification passed
+            steps.append(
+                commands.host_check(
+                    spec.host_check,
+                    spec.host_check_timeout_seconds,
+                    host=self.name,
+                    runc=runc_path,
+                )
+            )
         return Verification(steps, method, container, exec=facts.dockerd is not None)
 
     def _judge(self, record: HostRecord, verification: Verification, results: Results) -> HostFacts:
@@ -752,6 +762,8 @@ class HostProcedure(HostSteps):
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
+        if spec.host_check is not None:
+            _judge_host_check(results.get("host-check"), spec.host_check_timeout_seconds)
         return after
 
     # -- sysctl ----------------------------------------------------------------------------
@@ -801,6 +813,24 @@ class HostProcedure(HostSteps):
             raise StepFailed(f"restoring {commands.SYSCTL_KEY} failed: {results.why('set-sysctl')}")
         self._phase("sysctl_restored", record.target_sha256)
         return self._updated(record, "sysctl_restored")
+
+
+HOST_CHECK_REASON = 500  # characters of the host check's output kept as the reason
+
+
+def _judge_host_check(result: StepResult | None, timeout: float) -> None:
+    """A host check that did not exit 0 fails the host; its output, on one line, bounded and
+    with nothing a terminal would obey, is the reason."""
+    if result is None:
+        raise StepFailed("host check: not reached")
+    if result.ok:
+        return
+    if result.exit_status in (commands.EXIT_TIMEOUT, commands.EXIT_KILLED):
+        said = f"timed out after {timeout:g}s"
+    else:
+        said = f"exit {result.exit_status}"
+    output = one_line(result.stdout, HOST_CHECK_REASON)
+    raise StepFailed(f"host check failed ({said})" + (f": {output}" if output else ""))
 
 
 def _daemons(facts: HostFacts) -> dict[str, tuple[int, int]]:

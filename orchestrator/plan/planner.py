@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
+    HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
     PLANNED_HOSTS,
@@ -32,7 +33,8 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.plan.waves import Size, parse_size, parse_sizes, place_in_waves
+from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_in_tiers
+from orchestrator.plan.windows import parse_windows
 from orchestrator.util.destinations import plain_host, plain_user
 from orchestrator.util.memory import gc_paused
 
@@ -82,6 +84,7 @@ def _build_plan(
         raise BadInput("--bake: must be 0 seconds or more")
 
     check_domain_key("--domain-key", options.domain_key)
+    parse_windows(options.windows)  # refused here, not when the first wave would start
     selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
     skipped = [
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
@@ -103,7 +106,8 @@ def _build_plan(
         rng = random.Random(options.seed)
         for hosts in by_domain.values():
             rng.shuffle(hosts)
-    drafts = place_in_waves(by_domain, sizes, cap)
+    tiers = _tiers(inventory, candidates, by_domain, options)
+    drafts = place_in_tiers(tiers, sizes, cap)
     waves = [
         Wave.model_validate(
             {
@@ -133,11 +137,77 @@ def _build_plan(
             "skipped": skipped,
             "unreachable": not_gathered,
             "domains": domains,
-            "notes": _notes(options, domains, cap) + _password_notes(waves),
+            "notes": _notes(options, domains, cap)
+            + _placement_notes(options, tiers, waves)
+            + _password_notes(waves),
             "target": target,
         }
     )
     return plan.sealed()
+
+
+_Tier = Tier[tuple[InventoryHost, str]]
+
+
+def _tiers(
+    inventory: Inventory,
+    candidates: list[InventoryHost],
+    by_domain: dict[str, list[tuple[InventoryHost, str]]],
+    options: WaveOptions,
+) -> list[_Tier]:
+    """The hosts `--canary` matches first, those `--last` matches at the end, the rest between;
+    each tier keeps `by_domain`'s grouping and order. Tiers with no hosts are left out."""
+    canary = _matching(inventory, candidates, "--canary", options.canary)
+    last = _matching(inventory, candidates, "--last", options.last)
+    both = [host.name for host in candidates if host.name in canary and host.name in last]
+    if both:
+        raise BadInput(f"--canary and --last: both match {', '.join(both[:5])}")
+    if not canary and not last:
+        return [Tier(None, by_domain)]
+    labels = ("the --canary hosts", "the hosts before the --last ones", "the --last hosts")
+    ranked: list[dict[str, list[tuple[InventoryHost, str]]]] = [{}, {}, {}]
+    for domain, items in by_domain.items():
+        for item in items:
+            rank = 0 if item[0].name in canary else 2 if item[0].name in last else 1
+            ranked[rank].setdefault(domain, []).append(item)
+    tiers = [Tier(label, hosts) for label, hosts in zip(labels, ranked, strict=True) if hosts]
+    return tiers
+
+
+def _matching(
+    inventory: Inventory, candidates: list[InventoryHost], option: str, pattern: str | None
+) -> set[str]:
+    """The hosts to upgrade that `pattern` (an Ansible host pattern) selects."""
+    if pattern is None:
+        return set()
+    try:
+        selected = set(select_hosts(inventory, pattern))
+    except PatternError as error:
+        raise BadInput(f"{option}: {error}") from None
+    matched = {host.name for host in candidates if host.name in selected}
+    if not matched:
+        raise BadInput(f"{option}: {pattern!r} matches none of the hosts to upgrade")
+    return matched
+
+
+def _placement_notes(options: WaveOptions, tiers: list[_Tier], waves: list[Wave]) -> list[str]:
+    """Where `--canary` and `--last` put their hosts, for the reviewer."""
+    notes = []
+    wave_of = {host.name: wave.index for wave in waves for host in wave.hosts}
+    for option, pattern, label in (
+        ("--canary", options.canary, "the --canary hosts"),
+        ("--last", options.last, "the --last hosts"),
+    ):
+        tier = next((tier for tier in tiers if tier.label == label), None)
+        if pattern is None or tier is None:
+            continue
+        names = [host.name for hosts in tier.by_domain.values() for host, _ in hosts]
+        indexes = sorted({wave_of[name] for name in names})
+        where = f"wave {indexes[0]}" if len(indexes) == 1 else f"waves {indexes[0]}-{indexes[-1]}"
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        count = f"{len(names)} host" + ("" if len(names) == 1 else "s")
+        notes.append(f"{option} {pattern!r}: {count} in {where} ({shown})")
+    return notes
 
 
 def _password_notes(waves: list[Wave]) -> list[str]:
@@ -272,8 +342,11 @@ _VERIFY_SOURCES = {
     "timeout_seconds": "--verify-timeout",
     "exec_container": "--verify-exec-container or runc_rollout_verify_exec_container",
     "probe_timeout_seconds": "--probe-timeout",
+    "host_check": "--host-check or runc_rollout_host_check",
+    "host_check_timeout_seconds": "--host-check-timeout",
 }
 ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+HostCheck = tuple[object, float]  # the command (None: none), its timeout
 
 
 def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
@@ -284,6 +357,10 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
         options.verify_timeout,
         options.verify_exec_container or host.vars.get("runc_rollout_verify_exec_container"),
         _probe_settings(host, options),
+        (
+            options.host_check or host.vars.get("runc_rollout_host_check"),
+            options.host_check_timeout,
+        ),
     )
 
 
@@ -305,9 +382,11 @@ def verify_spec(
     timeout: float,
     exec_container: object,
     probe: ProbeSettings,
+    host_check: HostCheck = (None, HOST_CHECK_TIMEOUT),
 ) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
     enabled, uid, probe_timeout = probe
+    check, check_timeout = host_check
     try:
         return VerifySpec(
             image=None if image in (None, "") else str(image),
@@ -317,6 +396,8 @@ def verify_spec(
             probe=enabled,
             probe_uid=uid,
             probe_timeout_seconds=probe_timeout,
+            host_check=None if check in (None, "") else str(check),
+            host_check_timeout_seconds=check_timeout,
         )
     except ValidationError as error:
         first = error.errors()[0]

@@ -11,6 +11,13 @@ from rich.table import Table
 
 from orchestrator.diagnose.changelog import distribution_build
 from orchestrator.models import Artifact, Plan, TargetAdvisory, Wave
+from orchestrator.plan.controls import (
+    change_markdown,
+    change_table_lines,
+    gates_markdown,
+    windows_markdown,
+    windows_table_lines,
+)
 from orchestrator.plan.review import settings_lines, settings_markdown
 from orchestrator.util.textsafe import markdown_code, markdown_text, markup_safe, terminal_safe
 
@@ -70,7 +77,8 @@ def _targets(plan: Plan) -> list[tuple[str, list[str]]]:
     return list(targets.items())
 
 
-def plan_markdown(plan: Plan) -> str:
+def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
+    """The reviewer's document; `now`: list the maintenance windows' next openings after it."""
     opts = plan.options
     swaps = sum(1 for host in plan.hosts if host.action == "swap")
     noops = len(plan.hosts) - swaps
@@ -80,6 +88,7 @@ def plan_markdown(plan: Plan) -> str:
     out = [
         f"# runc rollout change plan `{plan.plan_id}`",
         "",
+        *change_markdown(plan),
         *target_markdown(plan),
         "## Summary",
         "",
@@ -160,6 +169,8 @@ def plan_markdown(plan: Plan) -> str:
             if opts.pause_after is not None
             else "- No pause between waves."
         ),
+        *gates_markdown(plan),
+        *windows_markdown(plan, now),
         "",
         "## Rolling back",
         "",
@@ -178,7 +189,7 @@ def plan_markdown(plan: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
-def plan_table(plan: Plan, width: int = 120) -> str:
+def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str:
     """The terminal view, rendered to text so the caller decides where it goes."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
@@ -190,6 +201,8 @@ def plan_table(plan: Plan, width: int = 120) -> str:
         + escape(f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}")
         + (escape(f"\nhosts fetch it from {art.url}") if art.url else "")
     )
+    for line in change_table_lines(plan) + windows_table_lines(plan, now):
+        console.print(line, markup=False)
     domains = list(plan.domains)
     table = Table(show_lines=False)
     table.add_column("wave", justify="right")

@@ -69,6 +69,8 @@ def _roll_out(
             "plan", "-i", str(lab.inventory),
             "--runc", str(artifact), "--sha256", sha256(artifact), "--gather",
             "--waves", "100%", "--probe-timeout", PROBE_TIMEOUT, "--verify-timeout", "30",
+            # Accepted, so the hosts run it: the probe, not the version, must catch the bug.
+            "--accept-advisory", "runc-rc93-pipe-hang",
             "-o", str(plan), "--format", "json",
         ]
     )  # fmt: skip

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,6 +143,17 @@ def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> N
         (["--max-per-domain", "0", "--domain-key", "zone"], "--max-per-domain"),
         (["--max-failures", "x"], "--max-failures"),
         (["--pause-after", "99"], "--pause-after"),
+        (["--ticket", "CHG 1234"], "error: --ticket: 'CHG 1234'"),
+        (["--ticket", "-rf"], "error: --ticket: '-rf'"),
+        (["--reason", "two\nlines"], "error: --reason: 'two\\nlines'"),
+        (["--reason", "\x1b[2Jcleared"], "error: --reason: '\\x1b[2Jcleared'"),
+        (["--reason", "x" * 1001], "at most 1000 characters"),
+        (["--canary", "nosuch"], "error: --canary: host pattern 'nosuch' matches no host"),
+        (["--canary", "masters", "--last", "zone_a"], "error: --canary and --last: both match"),
+        (["--limit", "workers", "--last", "masters"], "error: --last: 'masters' matches none"),
+        (["--window", "Mon 22:00-06:00 Europe/Nowhere"], "'Europe/Nowhere' is not an IANA"),
+        (["--host-check", "true\nreboot"], "error: --host-check: 'true\\nreboot'"),
+        (["--wave-gate", ""], "error: --wave-gate: ''"),
         (["--artifact-url", "ftp://mirror/runc"], "--artifact-url: 'ftp://mirror/runc' is not"),
         (["--artifact-url", "https://mirror/a b"], "--artifact-url"),
         (["--artifact-url", "http://m/\x1b[2Jrunc"], "--artifact-url"),
@@ -220,9 +233,9 @@ def test_help_documents_exit_codes_and_wave_semantics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == ExitCode.OK
-    assert "3 rollout halted (a wave over its error budget, or without a success)" in " ".join(
-        capsys.readouterr().out.split()
-    )
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "3 rollout halted (a wave over its error budget, or without a success)" in shown
+    assert "5 paused (for promotion, or outside the maintenance windows with --no-wait)" in shown
     assert main(["plan", "--help"]) == ExitCode.OK
     assert "serial" in capsys.readouterr().out
 
@@ -300,3 +313,61 @@ def test_nothing_to_plan_names_its_real_cause(
         "nothing to plan: of 3 selected hosts, 1 held back by runc_rollout_skip and "
         "2 unreachable at plan time" in capsys.readouterr().err
     )
+
+
+def test_limit_from_a_file_as_ansible_reads_a_retry_file(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-l @FILE`: a host or pattern a line, blank lines and comments skipped."""
+    hosts = tmp_path / "upgrade.retry"
+    hosts.write_text("# failed last time\nnode-a02.k8s.invalid\n\nnode-b02.k8s.invalid\n")
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "-l", f"@{hosts}", "-f", "4")) == ExitCode.OK
+    placed = {h["name"] for w in json.loads(out.read_text())["waves"] for h in w["hosts"]}
+    assert placed == {"node-a02.k8s.invalid", "node-b02.k8s.invalid"}
+    capsys.readouterr()
+    hosts.write_text("# nothing\n")
+    assert main(plan_args(artifact, out, "--limit", f"@{hosts}")) == ExitCode.BAD_INPUT
+    assert f"--limit @{hosts}: {hosts} names no host" in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "-l", f"@{tmp_path}/none")) == ExitCode.BAD_INPUT
+    assert "--limit file" in capsys.readouterr().err
+
+
+def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
+    import typer.main
+
+    from orchestrator.cli.app import app
+    from orchestrator.cli.options import DEFAULT_CONCURRENCY
+
+    def commands(group: Any) -> Iterator[Any]:
+        for command in getattr(group, "commands", {}).values():
+            yield command
+            yield from commands(command)
+
+    found = []
+    for command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.name == "concurrency":
+                found.append(command.name)
+                assert param.default == DEFAULT_CONCURRENCY, command.name
+                assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
+    assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
+
+
+def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same plan again keeps its signatures (they sign its id and hash); a different plan
+    written over it moves them to PLAN.sig.stale and says so, instead of leaving signatures
+    that approve nothing of it beside it."""
+    out = tmp_path / "plan.json"
+    signatures = tmp_path / "plan.json.sig"
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    signatures.write_text("-----BEGIN SSH SIGNATURE-----\nabc=\n-----END SSH SIGNATURE-----\n")
+    capsys.readouterr()
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    assert signatures.is_file() and "moved to" not in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "--waves", "2,100%")) == ExitCode.OK
+    error = capsys.readouterr().err
+    assert not signatures.exists() and (tmp_path / "plan.json.sig.stale").is_file()
+    assert f"{signatures} signed an earlier plan written to {out}: moved to " in error

@@ -347,7 +347,7 @@ def test_noop_hosts_alone_complete_the_run(tmp_path: Path) -> None:
 def test_pause_after_stops_and_resume_continues_from_the_next_wave(tmp_path: Path) -> None:
     plan = make_plan(5, "1,2,100%", pause_after=0)
     first = apply(tmp_path, plan)
-    assert first.go() == ExitCode.OK  # a pause is success: the operator promotes
+    assert first.go() == ExitCode.PAUSED  # not done: the operator promotes with `resume`
     assert first.backend.waves == [["h1"]]
     assert kinds(first.events)[-2:] == ["wave.finished:0", "run.paused:0"]
     assert first.events[-1].message == "paused for promotion: run `resume`"
@@ -384,7 +384,7 @@ def test_no_bake_after_a_halt_or_before_a_pause(tmp_path: Path) -> None:
     halted = apply(tmp_path / "a", make_plan(3, bake=30), {"h1": UNREACHABLE})
     assert halted.go() == ExitCode.BUDGET_EXCEEDED
     paused = apply(tmp_path / "b", make_plan(3, bake=30, pause_after=0))
-    assert paused.go() == ExitCode.OK
+    assert paused.go() == ExitCode.PAUSED
     assert halted.clock.slept == paused.clock.slept == []
 
 
@@ -471,7 +471,7 @@ def test_a_pause_cut_short_by_a_halt_is_still_taken_on_resume(tmp_path: Path) ->
     first = apply(tmp_path, make_plan(3, pause_after=0), {"h1": UNREACHABLE})
     assert first.go() == ExitCode.BUDGET_EXCEEDED
     second = resume(first)
-    assert second.go(resumed=True) == ExitCode.OK
+    assert second.go(resumed=True) == ExitCode.PAUSED
     assert second.backend.waves == [["h1"]]
     assert kinds(second.emitted)[-1] == "run.paused:0"
     third = resume(second)
@@ -507,7 +507,7 @@ def test_a_sigkill_mid_wave_leaves_a_journal_a_resume_finishes(tmp_path: Path) -
     assert kinds(first.events)[-1] == "host.phase:h2:staged"
     second = resume(first)  # the state is folded again from the events on disk
     assert second.journal.state.hosts["h2"].phase == "staged"
-    assert second.go(resumed=True) == ExitCode.OK
+    assert second.go(resumed=True) == ExitCode.PAUSED
     assert second.backend.waves == [["h2", "h3"]]  # then the planned pause after wave 1
     assert kinds(second.events)[-1] == "run.paused:1"
     third = resume(second)
