@@ -164,7 +164,7 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
             probe.probe(
                 "bundle",
                 RUNC,
-                uid=spec.probe_uid,
+                uids=probe.probe_uids("floor"),
                 timeout=spec.probe_timeout_seconds,
                 run_id="floor",
                 holds_lock=True,

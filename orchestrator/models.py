@@ -350,21 +350,24 @@ class SshRoute:
 HostAction = Literal["swap", "noop"]
 
 
-DEFAULT_PROBE_UID = 2_147_000_000  # far above login uids and the usual subordinate-id ranges
+# The probe uid every host once used by default: public, so a tenant could run as it (the lab
+# numbers its hosts' own uids from it). Now each run draws its own (`probe.probe_uids`).
+DEFAULT_PROBE_UID = 2_147_000_000
 MAX_UID = 4_294_967_294  # (uid_t)-1 means "no uid"
 
 
 class VerifySpec(Model):
     """How a host proves its new runc: a Docker container when it runs Docker and has an image,
     else a minimal OCI bundle run by runc itself. Both with no-new-privileges. Then the incident
-    probe (`orchestrator/host/probe.py`) as `probe_uid`, unless the plan turned it off."""
+    probe (`orchestrator/host/probe.py`), unless the plan turned it off, as `probe_uid` if the
+    inventory forces one (`runc_rollout_probe_uid`), else as the first free uid of the run's."""
 
     image: str | None = Field(default=None, pattern=IMAGE_PATTERN)
     command: str = "true"  # split into words as a shell would, on the controller
     timeout_seconds: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
     exec_container: str | None = Field(default=None, pattern=CONTAINER_PATTERN)
     probe: bool = True
-    probe_uid: int = Field(default=DEFAULT_PROBE_UID, ge=1, le=MAX_UID)
+    probe_uid: int | None = Field(default=None, ge=1, le=MAX_UID, exclude_if=lambda v: v is None)
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
     # The operator's own health check (`sh -c`, on the host) after the tool's verification: a
     # non-zero exit fails the host. Left out of the JSON when unset (plans keep their hash).

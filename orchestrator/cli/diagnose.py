@@ -78,8 +78,9 @@ def audit(
         ),
     ] = None,
     domain_key: Annotated[
-        str, typer.Option("--domain-key", help="Host variable naming the zone.")
-    ] = "zone",
+        str | None,
+        typer.Option("--domain-key", help="Host variable naming the zone (hosts per zone)."),
+    ] = None,
     probe: Annotated[
         bool,
         typer.Option(

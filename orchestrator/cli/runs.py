@@ -61,6 +61,7 @@ from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
     SummaryFormat,
+    journal_summary,
     print_summary,
     watch_run,
 )
@@ -73,7 +74,13 @@ def apply(
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            "--check",
+            "-C",
+            help="Show what each host would get; change nothing (Ansible's --check).",
+        ),
     ] = False,
     json_events: JsonEventsOption = False,
     verbose: VerboseOption = False,
@@ -199,7 +206,8 @@ def status(
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
 ) -> int:
-    """Show a run's waves and hosts, from its journal; --watch follows it as it goes."""
+    """Show a run's waves and hosts, from its journal; --watch follows it as it goes. Exits as
+    the run did: 0 completed (or still running), 1 failed, 3 halted, 5 paused."""
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -215,9 +223,19 @@ def status(
         print_summary(summary, screen, fmt)
     if json_out:
         typer.echo(journal.state.model_dump_json(indent=2))
-    else:
+    elif fmt is SummaryFormat.markdown and not watch:  # (--watch printed it already)
+        print_summary(journal_summary(f"status {journal.run_id}", journal), Screen(), fmt)
+    elif fmt is SummaryFormat.text:
         sys.stdout.write(status_text(journal.state))
-    return ExitCode.OK
+    return STATUS_EXIT.get(journal.state.status, ExitCode.OK)
+
+
+# What `status` exits with, by the run's status: a script can tell done from not done.
+STATUS_EXIT: dict[str, ExitCode] = {
+    "failed": ExitCode.HOST_FAILED,
+    "halted": ExitCode.BUDGET_EXCEEDED,
+    "paused": ExitCode.PAUSED,
+}
 
 
 def resume(

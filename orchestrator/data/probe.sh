@@ -10,8 +10,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT PIPE TERM
-uid_procs() {  # live (not zombie) pids whose real, effective or saved uid is the probe uid
-    grep -H -e '^State:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null | awk -v u="$PROBE_UID" '
+uid_procs() {  # live (not zombie) pids whose real, effective or saved uid is $1 (the probe uid)
+    grep -H -e '^State:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null | awk -v u="${1:-$PROBE_UID}" '
         { split($1, p, "/"); pid = p[3] }
         $1 ~ /:State:$/ { zombie[pid] = ($2 == "Z") }
         $1 ~ /:Uid:$/ && ($2 == u || $3 == u || $4 == u) && !zombie[pid] { print pid }'
@@ -21,10 +21,18 @@ fill() {  # $1 with the first $2 in it replaced by $3
 }
 give_up() { say "probe=$1" "method=$METHOD" "reason=$2"; exit "$EXIT_FAILED"; }
 
-case "$PROBE_UID" in ''|*[!0-9]*|0) give_up unavailable "probe uid $PROBE_UID is not a positive number";; esac
-if awk -F: -v u="$PROBE_UID" '$3 == u { found = 1 } END { exit !found }' /etc/passwd 2>/dev/null; then
-    give_up unavailable "probe uid $PROBE_UID belongs to a user in /etc/passwd: choose another (runc_rollout_probe_uid)"
-fi
+for uid in $PROBE_UIDS; do
+    case "$uid" in *[!0-9]*|0) give_up unavailable "probe uid $uid is not a positive number";; esac
+done
+[ -n "$PROBE_UIDS" ] || give_up unavailable "no probe uid given"
+known() {  # whether a user or a group has number $1 (getent: LDAP and SSSD too; 2 is "none")
+    if command -v getent >/dev/null 2>&1; then
+        timeout -s KILL 10 getent passwd "$1" >/dev/null 2>&1; [ $? -eq 2 ] || return 0
+        timeout -s KILL 10 getent group "$1" >/dev/null 2>&1; [ $? -eq 2 ] || return 0
+        return 1
+    fi
+    awk -F: -v u="$1" '$3 == u { found = 1 } END { exit !found }' /etc/passwd /etc/group 2>/dev/null
+}
 case "$METHOD" in
     docker) command -v docker >/dev/null 2>&1 || give_up unavailable "no docker client";;
     containerd) command -v ctr >/dev/null 2>&1 || give_up unavailable "no ctr (containerd's client)";;
@@ -47,13 +55,19 @@ if [ "$STALE" = remove ]; then
         pid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || break
         mine="$mine$pid "
     done
+    case "$PROBE_UIDS" in *" "*) line="PROBE_UIDS='$PROBE_UIDS'";; *) line="PROBE_UIDS=$PROBE_UIDS";; esac
     for cmdline in $(grep -l -a -F "# The incident probe's host script" /proc/[0-9]*/cmdline 2>/dev/null); do
-        # Only those of this probe uid: lab hosts share one machine's processes.
-        grep -q -a -E "(^|[ ;])PROBE_UID=$PROBE_UID($|[ ;])" "$cmdline" 2>/dev/null || continue
+        # Only those of this run's probe uids: lab hosts share one machine's processes.
+        grep -q -a -x -F "$line" "$cmdline" 2>/dev/null || continue
         pid=${cmdline#/proc/}; pid=${pid%/cmdline}
         case "$mine" in *" $pid "*) ;; *) kill -KILL "$pid" 2>/dev/null;; esac
     done
-    for pid in $(uid_procs); do ours "$pid" && kill -KILL "$pid" 2>/dev/null; done
+    killed=
+    for uid in $PROBE_UIDS; do
+        for pid in $(uid_procs "$uid"); do
+            ours "$pid" && kill -KILL "$pid" 2>/dev/null && killed="$killed $uid"
+        done
+    done
     # (Only through the client this probe uses: the others may not reach a daemon, and ctr
     # waits long for a socket that is not there.)
     [ "$METHOD" != docker ] || for c in $(docker ps -aq --filter "name=^$PREFIX" 2>/dev/null); do
@@ -71,9 +85,19 @@ if [ "$STALE" = remove ]; then
     done
     rm -rf "$STATE_DIR"/probe.*
     waited=0  # killed processes take a moment to go
-    while [ -n "$(uid_procs)" ] && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+    for uid in $killed; do
+        while [ -n "$(uid_procs "$uid")" ] && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+    done
 fi
-[ -z "$(uid_procs)" ] || give_up unavailable "processes already run as probe uid $PROBE_UID: choose another (runc_rollout_probe_uid)"
+# The first of the run's uids that nothing on the host uses; one that is busy is skipped.
+PROBE_UID= busy=
+for uid in $PROBE_UIDS; do
+    if known "$uid"; then busy="$busy $uid (a user or group)"
+    elif [ -n "$(uid_procs "$uid")" ]; then busy="$busy $uid (processes)"
+    else PROBE_UID=$uid; break
+    fi
+done
+[ -n "$PROBE_UID" ] || give_up unavailable "probe uid in use:$busy: choose another (runc_rollout_probe_uid)"
 dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
 chmod 0711 "$dir"
 

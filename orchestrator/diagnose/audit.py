@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -56,6 +57,7 @@ from orchestrator.models import (
 )
 from orchestrator.plan.planner import (
     check_domain_key,
+    check_domain_key_used,
     domain_of,
     held_back,
     host_verify_spec,
@@ -63,7 +65,6 @@ from orchestrator.plan.planner import (
 )
 from orchestrator.util.textsafe import markup_safe as escape
 
-DEFAULT_ZONE_KEY = "zone"
 MAY_HAVE_FIXED = "by upstream version; the distribution may have fixed it"
 
 
@@ -397,13 +398,14 @@ def _as_int(text: str) -> int | None:
 
 
 def audit_targets(
-    inventory: Inventory, limit: str | None, zone_key: str = DEFAULT_ZONE_KEY
+    inventory: Inventory, limit: str | None, zone_key: str | None = None
 ) -> tuple[dict[str, SshTarget], dict[str, str], set[str]]:
     """Every selected host (held-back ones too: they are the fleet as well), its zone, and the
     names of the held-back ones."""
     names = select_hosts(inventory, limit)
     targets = {name: ssh_target(inventory.hosts[name]) for name in names}
     check_domain_key("--domain-key", zone_key)
+    check_domain_key_used(zone_key, (inventory.hosts[name] for name in names))
     zones = {name: domain_of(inventory.hosts[name], zone_key) for name in names}
     held = {name for name in names if held_back(inventory.hosts[name])}
     return targets, zones, held
@@ -583,6 +585,7 @@ def audit_fleet(
     specs = probe_specs or {}
     probes: dict[str, ProbeResult] = {}
     changelogs: dict[str, Changelog] = {}
+    run_id = f"audit-{secrets.token_hex(8)}"  # its probe uids are drawn from it: this audit's own
 
     def one(name: str, target: SshTarget) -> HostFacts:
         session = executor.session(target, name=name)
@@ -592,7 +595,7 @@ def audit_fleet(
             changelogs[name] = read_changelog(session, *package)
         if name in specs and facts.runc is not None:
             probes[name] = run_probe(
-                session, facts, facts.runc.file, specs[name], run_id="audit", holds_lock=False
+                session, facts, facts.runc.file, specs[name], run_id=run_id, holds_lock=False
             )
         return facts
 

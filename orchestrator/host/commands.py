@@ -16,11 +16,13 @@ Host-side layout (shared by every backend, so one can roll back what another did
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 
 STATE_DIR = "/var/lib/runc-rollout"
 RECORD = f"{STATE_DIR}/record.json"
@@ -39,6 +41,7 @@ EXIT_TIMEOUT = 124  # `timeout` killed the command (124, or 137 for SIGKILL)
 EXIT_KILLED = 137
 
 VERIFY_CONTAINER_PREFIX = "runc-rollout-verify-"
+EXEC_OUTPUT_CAP = 65536  # bytes of a `docker exec`'d container's output kept on the host
 
 
 @dataclass(frozen=True)
@@ -152,18 +155,24 @@ printf '%s\\n' "$out"
     )
 
 
-def obtain_staged(staged: str, sha256: str, url: str | None, timeout: float) -> HostCommand:
+def obtain_staged(
+    staged: str, sha256: str, size: int, url: str | None, timeout: float
+) -> HostCommand:
     """Put the artifact at `staged` without the controller sending it: a copy this run staged
-    already, the backup store's copy, or a fetch from `url` (curl or wget). Prints `source=`
-    (`staged`, `backup`, `url`); exits `EXIT_NEEDS_PUSH` (with `why=`) if none of them has it,
-    and `EXIT_MISMATCH` if what `url` served is not the artifact. Either way `check_staged`
-    is what proves the file before anything uses it."""
+    already, the backup store's copy, or a fetch from `url` (curl or wget, the URL as it is,
+    never a glob). Prints `source=` (`staged`, `backup`, `url`); exits `EXIT_NEEDS_PUSH` (with
+    `why=`) if none of them has it, and `EXIT_MISMATCH` (with `bytes=` or `actual=`) if what
+    `url` served is not the artifact. What a URL serves is cut at `size` + 1 bytes on its way
+    to the disk, whatever it says its length is; the size is checked before the sha256. Either
+    way `check_staged` is what proves the file before anything uses it."""
     body = f"""
 sha_of() {{ sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }}
-if [ -f "$STAGED" ] && [ "$(sha_of "$STAGED")" = "$SHA" ]; then echo source=staged; exit 0; fi
+size_of() {{ wc -c < "$1" 2>/dev/null | tr -d ' '; }}
+whole() {{ [ -f "$1" ] && [ "$(size_of "$1")" = "$SIZE" ] && [ "$(sha_of "$1")" = "$SHA" ]; }}
+if whole "$STAGED"; then echo source=staged; exit 0; fi
 rm -f "$STAGED"
 held={BACKUP_DIR}/$SHA
-if [ -f "$held" ] && cp "$held" "$STAGED" 2>/dev/null && [ "$(sha_of "$STAGED")" = "$SHA" ]; then
+if whole "$held" && cp "$held" "$STAGED" 2>/dev/null && whole "$STAGED"; then
     echo source=backup; exit 0
 fi
 rm -f "$STAGED"
@@ -171,38 +180,57 @@ rm -f "$STAGED"
 # The URL goes on stdin (printf is built in), never in an argument: a token in its query
 # would be in `ps` for any user of the host. curl reads it as a config line, wget as a list.
 if command -v curl >/dev/null 2>&1; then
-    said=$(printf 'url = "%s"\n' "$URL" | timeout -s KILL {int(timeout)} curl -fsS -L \
-        --max-redirs 5 --proto =http,https --proto-redir =http,https -o "$STAGED" -K - 2>&1)
+    set -- curl -fsS -L --globoff --max-redirs 5 --proto =http,https --proto-redir =http,https \\
+        --max-filesize "$SIZE" -K -
+    feed="url = \"$URL\""
 elif command -v wget >/dev/null 2>&1; then
-    said=$(printf '%s\n' "$URL" | timeout -s KILL {int(timeout)} wget -q -O "$STAGED" -i - 2>&1)
+    set -- wget -q -O - -i -
+    feed=$URL
 else
     echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
 fi
-rc=$?
-if [ "$rc" -ne 0 ]; then
+# What it says goes to "said", its exit status last (rc=N); what it serves through head. curl
+# refuses a Content-Length over the size before reading any (exit 63): another file too.
+said=$({{ {{ printf '%s\\n' "$feed" | timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; \\
+    echo "rc=$?" >&3; }} | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
+rc=${{said##*rc=}}; said=${{said%rc=*}}
+got=$(size_of "$STAGED")
+if [ "${{got:-0}}" -gt "$SIZE" ] || {{ [ "$1" = curl ] && [ "$rc" = 63 ]; }}; then
+    rm -f "$STAGED"; echo "bytes=more than $SIZE"; exit {EXIT_MISMATCH}
+fi
+if [ "$rc" != 0 ]; then
     rm -f "$STAGED"
     echo "why=fetch failed (exit $rc): $(printf '%s' "$said" | tr -s '\n' ' ' | head -c 200)"
     exit {EXIT_NEEDS_PUSH}
 fi
+if [ "$got" != "$SIZE" ]; then rm -f "$STAGED"; echo "bytes=$got"; exit {EXIT_MISMATCH}; fi
 actual=$(sha_of "$STAGED")
 if [ "$actual" != "$SHA" ]; then
     rm -f "$STAGED"; echo "actual=${{actual:-missing}}"; exit {EXIT_MISMATCH}
 fi
 echo source=url
 """
-    params = {"staged": staged, "sha256": sha256, "url": url}
-    script = _script(body, STAGED=staged, SHA=sha256, URL=url or "")
+    params = {"staged": staged, "sha256": sha256, "size": size, "url": url}
+    script = _script(body, STAGED=staged, SHA=sha256, SIZE=str(size), URL=url or "")
     return HostCommand("obtain", script, timeout + 30, params)
 
 
-def push_gzip(staged: str, size: int) -> HostCommand:
-    """Take `size` bytes of gzip on stdin and write what they decompress to at `staged`. The
-    only step that reads stdin; `check_staged` proves the result."""
+def push_gzip(staged: str, size: int, unpacked_size: int) -> HostCommand:
+    """Take `size` bytes of gzip on stdin and write what they decompress to at `staged`, cut
+    at `unpacked_size` + 1 bytes (a gzip bomb fills no disk); anything but `unpacked_size`
+    bytes is refused. The only step that reads stdin; `check_staged` proves the result."""
     body = f"""
 command -v gunzip >/dev/null 2>&1 || {{ echo "why=no gunzip on the host"; exit {EXIT_NO_GUNZIP}; }}
-head -c {size} | gunzip -c > "$STAGED" && chmod 0700 "$STAGED" && echo pushed=gzip
+head -c {size} | gunzip -c | head -c {unpacked_size + 1} > "$STAGED" || exit 1  # (read-only...)
+got=$(wc -c < "$STAGED" | tr -d ' ')
+[ "$got" -le {unpacked_size} ] || got="more than {unpacked_size}"
+if [ "$got" != {unpacked_size} ]; then
+    rm -f "$STAGED"; echo "why=the push unpacked to $got bytes"; exit 1
+fi
+chmod 0700 "$STAGED" && echo pushed=gzip
 """
-    return HostCommand("push", _script(body, STAGED=staged), 300, {"staged": staged, "size": size})
+    params = {"staged": staged, "size": size, "unpacked_size": unpacked_size}
+    return HostCommand("push", _script(body, STAGED=staged), 300, params)
 
 
 def probe_write(staged: str) -> HostCommand:
@@ -223,20 +251,22 @@ actual=$(sha256sum "$TARGET" | cut -d' ' -f1)
 [ "$actual" = "$BEFORE" ] || {{ echo "actual=$actual"; exit {EXIT_MISMATCH}; }}
 dest={BACKUP_DIR}/$BEFORE
 if [ ! -f "$dest" ] || [ "$(sha256sum "$dest" | cut -d' ' -f1)" != "$BEFORE" ]; then
-    cp -p "$TARGET" "$dest.tmp" && sync "$dest.tmp" && mv -f "$dest.tmp" "$dest" || exit 1
+    copy_to "$TARGET" "$dest" || exit 1
 fi
 echo "backup=$dest"
 """
     params = {"target": target, "sha256": before_sha256}
-    return HostCommand("backup", _script(body, TARGET=target, BEFORE=before_sha256), 60, params)
+    script = _script(_COPY_TO + body, TARGET=target, BEFORE=before_sha256)
+    return HostCommand("backup", script, 60, params)
 
 
 def write_record(record_json: str) -> HostCommand:
     """Replace the host-side record atomically. The JSON travels inside the command, not on
     stdin: a controller killed mid-send would leave `cat` a short read to install as the record."""
     body = f"""
-printf '%s\\n' "$RECORD" > {RECORD}.tmp && sync {RECORD}.tmp && mv -f {RECORD}.tmp {RECORD} \\
-    && echo record=written
+t=$(mktemp {RECORD}.XXXXXX) || exit 1
+printf '%s\\n' "$RECORD" > "$t" && sync "$t" && mv -f "$t" {RECORD} && echo record=written \\
+    || {{ rm -f "$t"; exit 1; }}
 """
     return HostCommand("write-record", _script(body, RECORD=record_json), 30, {"json": record_json})
 
@@ -256,7 +286,7 @@ def restore_binary(target: str, sha256: str) -> HostCommand:
     body = f"""
 src={BACKUP_DIR}/$SHA
 [ -f "$src" ] || {{ echo "error=no backup $src"; exit 1; }}
-tmp="${{TARGET%/*}}/.runc-rollout-restore.tmp"
+tmp=$(mktemp "${{TARGET%/*}}/.runc-rollout-restore.XXXXXX") || exit 1
 cp -p "$src" "$tmp" || {{ rm -f "$tmp"; exit 1; }}
 [ "$(sha256sum "$tmp" | cut -d' ' -f1)" = "$SHA" ] || {{ rm -f "$tmp"; exit {EXIT_MISMATCH}; }}
 mv -f "$tmp" "$TARGET" || {{ rm -f "$tmp"; exit 1; }}
@@ -330,9 +360,13 @@ else
     done)
 fi
 [ -n "$id" ] || {{ echo exec=none; exit 0; }}
-timeout -s KILL {int(timeout)} docker exec -- "$id" "$@"
-rc=$?
-[ "$rc" -eq 0 ] || {{ echo "exec=failed container=$id rc=$rc"; exit "$rc"; }}
+# The container is a tenant's: its output (its `true` may print without end) goes to a file,
+# {EXEC_OUTPUT_CAP} bytes of it, the rest read and dropped; its last line explains a failure.
+out=$(mktemp {STATE_DIR}/exec.XXXXXX) || exit 1
+rc=$({{ {{ timeout -s KILL {int(timeout)} docker exec -- "$id" "$@" 2>&1 3>&-; echo "$?" >&3; }} \\
+    | {{ head -c {EXEC_OUTPUT_CAP} > "$out"; cat > /dev/null; }}; }} 3>&1)
+said=$(tail -n 1 "$out" | tr -cd '[:print:]' | cut -c1-200); rm -f "$out"
+[ "$rc" = 0 ] || {{ echo "exec=failed container=$id rc=$rc: $said"; exit "${{rc:-1}}"; }}
 echo "exec=ok container=$id"
 """
     params = {"PREFIX": VERIFY_CONTAINER_PREFIX, "CONTAINER": container or ""}
@@ -389,6 +423,44 @@ echo verify=ok
 
 KEPT_SUFFIX = ".runc-rollout-before"  # beside a file changed since the rollout wrote it
 
+# `copy_to SRC DEST`: a copy (`cp -p`, synced) to a new name made by mktemp beside DEST, then a
+# rename over DEST: a link planted at DEST, or at a fixed temporary name, is replaced, never
+# written through.
+_COPY_TO = """
+copy_to() {
+    t=$(mktemp "$2.runc-rollout.XXXXXX") || return 1
+    cp -p "$1" "$t" && sync "$t" && mv -f "$t" "$2" && return 0
+    rm -f "$t"; return 1
+}
+"""
+
+
+@functools.cache
+def _untrusted() -> str:
+    """`untrusted FILE`, the facts script's rule for what it runs (`data/facts.sh`): prints why
+    FILE (after links), or a folder above it or above its name, is not root's alone."""
+    text = resources.files("orchestrator").joinpath("data/facts.sh").read_text()
+    start = text.index("untrusted() {")
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+def _refuse_untrusted(files: Iterable[str]) -> str:
+    """Sysctl files are changed only where only root can: the first of `files` that is a link
+    or `untrusted` ends the step before anything changed. (A file gone since is written anew,
+    by a rename, which replaces whatever is at its name.)"""
+    args = " ".join(shlex.quote(path) for path in sorted(set(files)))
+    check = f"""
+{_untrusted()}set -- {args}
+for f; do
+    if [ -L "$f" ]; then why="$f is a symbolic link"
+    elif [ -e "$f" ]; then why=$(untrusted "$f") || continue
+    else continue
+    fi
+    printf 'refused: %s\\n' "$why"; exit 1
+done
+"""
+    return check if args else ""
+
 
 def _each_file(body: str, files: list[str], per_file: int = 1) -> str:
     """`body` run once per file, the file in "$f": the names travel as quoted arguments, so
@@ -406,12 +478,13 @@ def set_sysctl(value: int, files: list[str]) -> HostCommand:
     """
     body = f"""
     sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
-    [ -f {FILE_BACKUP_DIR}/$sum ] || cp -p "$f" {FILE_BACKUP_DIR}/$sum || exit 1
+    [ -f {FILE_BACKUP_DIR}/$sum ] || copy_to "$f" {FILE_BACKUP_DIR}/$sum || exit 1
     sed -i -E 's#^([[:space:]]*-?)fs[./]pipe-user-pages-soft[[:space:]]*=.*$#\\1{SYSCTL_KEY} = {value}#' "$f" || exit 1
     printf 'file=%s before=%s after=%s\\n' "$f" "$sum" "$(sha256sum "$f" | cut -d' ' -f1)"
 """.strip("\n")  # noqa: E501
     script = "\n".join(
         [
+            _COPY_TO + _refuse_untrusted(files),
             f"printf '%s\\n' {value} > {SYSCTL_PROC} || exit 1",
             _each_file(body, sorted(files)),
             f"echo runtime=$(cat {SYSCTL_PROC})",
@@ -427,10 +500,10 @@ def backup_files(files: list[str]) -> HostCommand:
     sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
     dest={FILE_BACKUP_DIR}/$sum
     [ "$(sha256sum "$dest" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || \\
-        {{ cp -p "$f" "$dest.tmp" && mv -f "$dest.tmp" "$dest"; }} || exit 1
+        copy_to "$f" "$dest" || exit 1
     printf 'file=%s before=%s\\n' "$f" "$sum"
 """.strip("\n")
-    script = _script(_each_file(body, sorted(files)))
+    script = _script(_COPY_TO + _refuse_untrusted(files) + "\n" + _each_file(body, sorted(files)))
     return HostCommand("backup-files", script, 60, {"files": sorted(files)})
 
 
@@ -460,16 +533,16 @@ def restore_files(files: Sequence[tuple[str, str, str | None]]) -> HostCommand:
     if [ "$now" = "$before" ]; then
         printf 'file=%s sha256=%s\\n' "$f" "$now"
     elif [ -n "$after" ] && [ "$now" != "$after" ]; then
-        cp -p {FILE_BACKUP_DIR}/"$before" "$f{KEPT_SUFFIX}" || exit 1
+        copy_to {FILE_BACKUP_DIR}/"$before" "$f{KEPT_SUFFIX}" || exit 1
         printf 'file=%s sha256=%s kept=1\\n' "$f" "$now"
     else
-        tmp="$f.runc-rollout.tmp"
-        cp -p {FILE_BACKUP_DIR}/"$before" "$tmp" && mv -f "$tmp" "$f" || {{ rm -f "$tmp"; exit 1; }}
+        copy_to {FILE_BACKUP_DIR}/"$before" "$f" || exit 1
         printf 'file=%s sha256=%s\\n' "$f" "$(sha256sum "$f" | cut -d' ' -f1)"
     fi
 """.strip("\n")
     args = [item for path, before, after in sorted(files) for item in (path, before, after or "")]
-    script = _script(_each_file(body, args, 3))
+    paths = [path for path, _, _ in files]
+    script = _script(_COPY_TO + _refuse_untrusted(paths) + "\n" + _each_file(body, args, 3))
     return HostCommand("restore-files", script, 60, {"files": sorted(files)})
 
 

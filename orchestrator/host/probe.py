@@ -1,7 +1,7 @@
 """The incident probe: the rc93 hang's own trigger, run against one runc on one host.
 
 A pipe holder (`data/pipe_holder.sh`, POSIX sh) puts a probe uid, one nothing else on the host
-runs as, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
+uses, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
 with a seccomp profile that compiles well over 8 KiB (`trigger.seccomp_profile`). runc
 1.0.0-rc93 hangs in pipe_write exporting that program into its 2-page pipe; a fixed runc starts
 the container at once. The sysctl is never touched. Three ways to start the container, whichever
@@ -24,7 +24,9 @@ The script prints `key=value` lines (`probe=passed|hung|failed|undecidable|unava
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -36,6 +38,11 @@ PROBE_PREFIX = "runc-rollout-probe-"
 CONTAINERD_NAMESPACE = "runc-rollout"
 EXIT_PROBE_FAILED = 70  # the probe did not pass: see its probe= line
 HOLDER_READY_SECONDS = 60  # how long the holder may take to create its pipes
+# Where each run draws its probe uids: far above login uids, the usual subordinate-id ranges
+# (/etc/subuid) and systemd's dynamic users, below 2^31 (some tools take uids as signed), and
+# below the lab's per-host uids (`lab.hostdef.probe_uid`), which random ones never meet.
+PROBE_UID_RANGE = range(2_000_000_000, 2_147_000_000)
+PROBE_UID_CANDIDATES = 8  # the probe takes the first free one: no user, no group, no process
 
 
 def oci_spec() -> dict[str, Any]:
@@ -87,23 +94,40 @@ def constants() -> dict[str, str]:
     }
 
 
+def probe_uids(run_id: str) -> tuple[int, ...]:
+    """The uids a run's probes try, in order: drawn from `PROBE_UID_RANGE` by the run id's hash
+    (its random part makes them the run's own; a resumed run has the same, so its probe finds
+    what an earlier one of the run left). No uid is public, so a tenant cannot block the probe
+    by running as it; one that is busy anyway is skipped for the next."""
+    uids: list[int] = []
+    counter = 0
+    while len(uids) < PROBE_UID_CANDIDATES:
+        digest = hashlib.sha256(f"{run_id}/probe-uid/{counter}".encode()).digest()
+        uid = PROBE_UID_RANGE[int.from_bytes(digest[:8], "big") % len(PROBE_UID_RANGE)]
+        if uid not in uids:
+            uids.append(uid)
+        counter += 1
+    return tuple(uids)
+
+
 def probe(
     method: ProbeMethod,
     runc_path: str,
     *,
-    uid: int,
+    uids: Sequence[int],
     timeout: float,
     run_id: str,
     image: str | None = None,
     holds_lock: bool,
 ) -> HostCommand:
-    """The probe of `runc_path` on one host (`method` as chosen by `choose_method`). A probe
-    that `holds_lock` (apply's) also removes what an earlier probe whose connection died left."""
+    """The probe of `runc_path` on one host (`method` as chosen by `choose_method`), as the
+    first of `uids` nothing on the host uses. A probe that `holds_lock` (apply's) also removes
+    what an earlier probe whose connection died left."""
     params = {
         "METHOD": method,
         "TARGET": runc_path,
         "IMAGE": image or "",
-        "PROBE_UID": str(uid),
+        "PROBE_UIDS": " ".join(str(uid) for uid in uids),
         "RUN_ID": run_id,
         "TIMEOUT": str(int(timeout)),
         "STALE": "remove" if holds_lock else "keep",

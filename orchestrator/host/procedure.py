@@ -211,14 +211,15 @@ def drift_from_plan(planned: PlannedHost, facts: HostFacts) -> str | None:
 def probe_command(
     facts: HostFacts, runc_path: str, spec: VerifySpec, *, run_id: str, holds_lock: bool
 ) -> tuple[HostCommand, ProbeMethod]:
-    """The incident probe of `runc_path` on a host with these facts, and the path it takes."""
+    """The incident probe of `runc_path` on a host with these facts, and the path it takes; as
+    the uid the inventory forces, else as the first free one of the run's."""
     method = probe.choose_method(
         facts.dockerd is not None, facts.containerd is not None, spec.image
     )
     command = probe.probe(
         method,
         runc_path,
-        uid=spec.probe_uid,
+        uids=probe.probe_uids(run_id) if spec.probe_uid is None else (spec.probe_uid,),
         timeout=spec.probe_timeout_seconds,
         run_id=run_id,
         image=spec.image,
@@ -453,10 +454,12 @@ class HostProcedure(HostSteps):
         obtain = results.get("obtain")
         assert obtain is not None
         if obtain.exit_status == commands.EXIT_MISMATCH:
-            actual = commands.parse_kv(obtain.stdout).get("actual", "?")
+            said = commands.parse_kv(obtain.stdout)
+            served, plans = f"sha256 {said.get('actual', '?')}", self.artifact.sha256
+            if "bytes" in said:
+                served, plans = f"{said['bytes']} bytes", f"{self.artifact.size} bytes"
             raise StepFailed(
-                f"{self.artifact.url} served sha256 {actual}, not the plan's "
-                f"{self.artifact.sha256}; not touched"
+                f"{self.artifact.url} served {served}, not the plan's {plans}; not touched"
             )
         source = _OBTAINED.get(commands.parse_kv(obtain.stdout).get("source", ""))
         if not obtain.ok or source is None:
@@ -469,7 +472,8 @@ class HostProcedure(HostSteps):
         gzip through the shell when the host has gunzip, else as it is."""
         if self.packed is not None:
             data = self.packed.data()
-            pushed = self.steps.send(commands.push_gzip(staged, len(data)), data)
+            push = commands.push_gzip(staged, len(data), self.artifact.size)
+            pushed = self.steps.send(push, data)
             if pushed.ok:
                 self.delivery = "push-gzip"
                 return
@@ -501,7 +505,9 @@ class HostProcedure(HostSteps):
         if files:
             batch.append(commands.backup_files(files))
         artifact = self.artifact
-        obtain = commands.obtain_staged(staged, artifact.sha256, artifact.url, FETCH_TIMEOUT)
+        obtain = commands.obtain_staged(
+            staged, artifact.sha256, artifact.size, artifact.url, FETCH_TIMEOUT
+        )
         results = Results(self.steps.run(obtain, *batch))
         if not self._obtained(results):
             self._push(staged)

@@ -24,11 +24,31 @@ from orchestrator.errors import (
 from orchestrator.host.commands import EXIT_KILLED, EXIT_TIMEOUT
 from orchestrator.models import SshTarget
 
+OUTPUT_CAP = 8 << 20  # bytes of stdout, and of stderr, one command may send back
+
 
 def killed_after(command: str, timeout: float) -> str:
-    """`command` under `sh`, killed on the host (SIGKILL) once `timeout` seconds have passed:
-    what every session runs, whatever the connection does."""
-    return f"timeout -s KILL {math.ceil(timeout)} sh -c {shlex.quote(command)}"
+    """`command` under `sh`, killed on the host (SIGKILL) once `timeout` seconds have passed,
+    its stdout and its stderr each cut on the host after `OUTPUT_CAP` + 1 bytes (a writer past
+    that gets SIGPIPE): what every session runs, whatever the connection does. Exits with
+    `command`'s status."""
+    run = f'timeout -s KILL {math.ceil(timeout)} sh -c "$1"'
+    cut = f"head -c {OUTPUT_CAP + 1}"
+    capped = (
+        f"exec 4>&1 5>&2; rc=$({{ {{ {{ {run} 3>&- 4>&- 5>&-; echo $? >&3; }} | {cut} >&4; }} "
+        f"2>&1 | {cut} >&5; }} 3>&1); exit ${{rc:-1}}"
+    )
+    return f"sh -c {shlex.quote(capped)} sh {shlex.quote(command)}"
+
+
+def over_cap(output: str | bytes) -> bool:
+    """Whether one stream of a command's output was cut (more than `OUTPUT_CAP` bytes)."""
+    size = len(output.encode("utf-8", "surrogateescape") if isinstance(output, str) else output)
+    return size > OUTPUT_CAP
+
+
+def cut_message() -> str:
+    return f"the host sent more than {OUTPUT_CAP >> 20} MiB of output: cut there"
 
 
 def timed_out(exit_status: int, duration: float, timeout: float) -> bool:
@@ -38,12 +58,15 @@ def timed_out(exit_status: int, duration: float, timeout: float) -> bool:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a finished command left: exit status (-1 if killed by a signal), output, wall time."""
+    """What a finished command left: exit status (-1 if killed by a signal), output, wall time.
+    Output over the cap makes a failed command (`cut`), never a lost connection: the steps it
+    was running fail, and the host is rolled back and unlocked as after any failure."""
 
     exit_status: int
     stdout: str
     stderr: str
     duration: float
+    cut: bool = False  # more than `OUTPUT_CAP` bytes of stdout or stderr: the rest was dropped
 
     @property
     def ok(self) -> bool:

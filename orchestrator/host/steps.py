@@ -20,7 +20,7 @@ from orchestrator.host.commands import (
     split_batch,
     stdin_launcher,
 )
-from orchestrator.host.session import HostSession
+from orchestrator.host.session import HostSession, cut_message
 
 INCOMPLETE = 125  # the launcher's exit status when the script arrived short
 
@@ -77,6 +77,9 @@ class SessionSteps:
         self.sent_bytes += len(launcher) + len(script)
         result = self.session.run(launcher, timeout=command.timeout, stdin=script)
         results = split_batch(result.stdout, result.stderr, nonce)
+        if result.cut:  # the step the output was cut in failed, and the batch ended there
+            name = results[-1].name if results else steps[0].name
+            return [*results[:-1], StepResult(name, -1, "", cut_message())]
         if not results and result.exit_status == INCOMPLETE:
             raise ConnectionLost(self.host, "", "the batch script arrived incomplete")
         if not results:  # the shell did not even start it: say why, as the first step's failure
@@ -86,6 +89,8 @@ class SessionSteps:
     def send(self, step: HostCommand, payload: bytes) -> StepResult:
         self.sent_bytes += len(step.script) + len(payload)
         result = self.session.run(step.script, timeout=step.timeout, stdin=payload)
+        if result.cut:
+            return StepResult(step.name, -1, "", cut_message())
         return StepResult(step.name, result.exit_status, result.stdout, result.stderr)
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:

@@ -6,7 +6,7 @@ import functools
 import random
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +15,6 @@ from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
-    DEFAULT_PROBE_UID,
     HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
@@ -101,6 +100,7 @@ def _build_plan(
     if not candidates:
         raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
 
+    check_domain_key_used(options.domain_key, candidates)
     by_domain = _group_by_domain(candidates, options.domain_key)
     if options.seed is not None:
         rng = random.Random(options.seed)
@@ -254,6 +254,20 @@ def check_domain_key(option: str, key: str | None) -> None:
         raise BadInput(f"{option}: {key!r} names a secret; its values would be written out")
 
 
+def check_domain_key_used(key: str | None, hosts: Iterable[InventoryHost]) -> None:
+    """A `--domain-key` that no selected host carries is a typo, not one domain of all hosts."""
+    selected = list(hosts)
+    if (
+        key is None
+        or not selected
+        or any(host.vars.get(key) not in (None, "") for host in selected)
+    ):
+        return
+    raise BadInput(
+        f"--domain-key {key}: none of the {len(selected)} selected hosts has a {key!r} variable"
+    )
+
+
 def domain_of(host: InventoryHost, domain_key: str | None) -> str:
     if domain_key is None:
         return NO_DOMAIN_KEY
@@ -345,7 +359,7 @@ _VERIFY_SOURCES = {
     "host_check": "--host-check or runc_rollout_host_check",
     "host_check_timeout_seconds": "--host-check-timeout",
 }
-ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+ProbeSettings = tuple[bool, int | None, float]  # on, the uid forced (None: the run's), timeout
 HostCheck = tuple[object, float]  # the command (None: none), its timeout
 
 
@@ -366,11 +380,12 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
 
 def _probe_settings(host: InventoryHost, options: WaveOptions) -> ProbeSettings:
     """The incident probe for one host: `--no-probe` or `runc_rollout_probe: false` turn it off;
-    `runc_rollout_probe_uid` picks its uid (hosts that share a kernel need different ones)."""
+    `runc_rollout_probe_uid` forces its uid (hosts that share a kernel need different ones);
+    else each run draws its own."""
     enabled = options.probe and _truthy(host.vars.get("runc_rollout_probe", True))
-    uid_value = host.vars.get("runc_rollout_probe_uid", DEFAULT_PROBE_UID)
-    uid = _whole_number(uid_value, 1, MAX_UID)
-    if uid is None:
+    uid_value = host.vars.get("runc_rollout_probe_uid")
+    uid = None if uid_value is None else _whole_number(uid_value, 1, MAX_UID)
+    if uid_value is not None and uid is None:
         raise BadInput(f"host {host.name}: runc_rollout_probe_uid {uid_value!r} is not a uid")
     return enabled, uid, options.probe_timeout
 
@@ -406,6 +421,11 @@ def verify_spec(
         raise BadInput(f"{_VERIFY_SOURCES.get(field, field)}: {value}: {first['msg']}") from None
 
 
+# ansible_connection values that mean SSH (None: unset). `local` and the others (docker, winrm,
+# kubectl...) would otherwise be ignored without a word and the host reached over SSH anyway.
+SSH_CONNECTIONS = frozenset({None, "ssh", "paramiko", "paramiko_ssh", "smart"})
+
+
 def ssh_target(host: InventoryHost) -> SshTarget:
     return SshTarget(**ssh_fields(host))
 
@@ -413,6 +433,12 @@ def ssh_target(host: InventoryHost) -> SshTarget:
 def ssh_fields(host: InventoryHost) -> dict[str, Any]:
     """Connection settings from Ansible's variables; passwords are never copied."""
     get = host.vars.get
+    connection = get("ansible_connection")
+    if connection not in SSH_CONNECTIONS:
+        raise BadInput(
+            f"host {host.name}: ansible_connection={connection}: runc-rollout reaches hosts over "
+            "SSH only (ssh, paramiko, smart); for the controller itself, give its SSH address"
+        )
     port_value = get("ansible_port") or get("ansible_ssh_port")
     port = None if port_value is None else _port(port_value)
     if port_value is not None and port is None:

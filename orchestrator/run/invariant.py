@@ -57,9 +57,10 @@ if [ -x "$T" ]; then
     echo "version_exit=$?"
     echo "version=$(printf '%s\n' "$out" | head -n 1)"
 fi
-for f in "${T%/*}"/.runc-rollout-*.tmp "$S"/record.json.tmp "$S"/verify.* "$S"/*.cid \
-    /etc/sysctl.conf.runc-rollout.tmp /etc/sysctl.d/*.runc-rollout.tmp \
-    /run/sysctl.d/*.runc-rollout.tmp /usr/lib/sysctl.d/*.runc-rollout.tmp; do
+for f in "${T%/*}"/.runc-rollout-*.tmp "${T%/*}"/.runc-rollout-restore.* "$S"/record.json.* \
+    "$S"/verify.* "$S"/exec.* "$S"/*.cid "$S"/backup/*.runc-rollout.* "$S"/files/*.runc-rollout.* \
+    /etc/sysctl.conf*.runc-rollout.* /etc/sysctl.d/*.runc-rollout.* /run/sysctl.d/*.runc-rollout.* \
+    /usr/lib/sysctl.d/*.runc-rollout.*; do
     [ -e "$f" ] && echo "temp=$f"
 done
 [ -d "$S/lock" ] && echo "lock=$(cat "$S/lock/owner" 2>/dev/null || echo '?')"

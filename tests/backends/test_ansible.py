@@ -4,6 +4,8 @@ event handler, the job's inventory and environment, nothing templated."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import hashlib
 import json
 import os
 import shlex
@@ -19,6 +21,7 @@ from ansible.parsing.dataloader import DataLoader
 from orchestrator.backends.ansible.action import EVENT_PREFIX, run_task
 from orchestrator.backends.ansible.runner import (
     PLAYBOOK_DIR,
+    AnsibleBackend,
     HostEvents,
     host_vars,
     kept_environment,
@@ -27,6 +30,7 @@ from orchestrator.backends.ansible.runner import (
 )
 from orchestrator.host.procedure import HostOutcome
 from orchestrator.models import (
+    Artifact,
     HostBefore,
     HostPhase,
     HostTask,
@@ -259,3 +263,19 @@ def test_the_plans_refusals_reach_the_action_as_its_arguments() -> None:
     as_ansible_reads_it = DataLoader().load(json.dumps(extravars))  # tagged unsafe strings
     args = {"procedure": "upgrade", "refuse": as_ansible_reads_it["runc_rollout_refuse"]}
     assert HostTask.model_validate(args).refuse == refuse
+
+
+def test_a_gzip_this_process_did_not_write_is_never_pushed(tmp_path: Path) -> None:
+    """The jobs' directory is a run's folder: a `runc-*.gz` found there (left by another
+    process, or planted) is replaced by the gzip of the reviewed artifact, not reused."""
+    runc = tmp_path / "runc"
+    runc.write_bytes(b"\x7fELF the reviewed runc" * 100)
+    sha = hashlib.sha256(runc.read_bytes()).hexdigest()
+    artifact = Artifact(path=str(runc), sha256=sha, size=runc.stat().st_size)
+    jobs = tmp_path / "ansible"
+    jobs.mkdir()
+    planted = jobs / f"runc-{sha[:16]}.gz"
+    planted.write_bytes(gzip.compress(b"\x7fELF something else"))
+    backend = AnsibleBackend(jobs, 1)
+    (_, path) = backend._payload(jobs, artifact)["runc_rollout_artifact_gz"]
+    assert path == planted and gzip.decompress(path.read_bytes()) == runc.read_bytes()

@@ -24,12 +24,19 @@ from typing import Any
 import pytest
 
 from orchestrator.backends.group import run_on_hosts
-from orchestrator.backends.ssh.executor import KILL_GRACE, SshExecutor, remote_command
+from orchestrator.backends.ssh.executor import (
+    KILL_GRACE,
+    SshExecutor,
+    _Received,
+    remote_command,
+)
 from orchestrator.host.session import (
+    OUTPUT_CAP,
     AuthenticationFailed,
     CommandTimeout,
     HostKeyRejected,
     HostUnreachable,
+    killed_after,
 )
 from orchestrator.lab.records import LabHost
 from orchestrator.models import BecomePasswords, SshTarget
@@ -128,6 +135,27 @@ def test_a_command_killed_inside_its_timeout_is_a_result_not_a_timeout(lab: LabF
         session = executor.session(target(lab, lab.light_hosts[0]))
         result = session.run("timeout -s KILL 1 sleep 30", timeout=20)
     assert result.exit_status == 137 and result.duration < 10
+
+
+def test_output_over_the_cap_is_a_cut_result_and_the_session_stays(lab: LabFleet) -> None:
+    """100 MB of output: the host stops at the cap, the command is a failed result (`cut`), not
+    a lost connection, and the session runs the next command (a rollback's)."""
+    with SshExecutor() as executor:
+        session = executor.session(target(lab, lab.light_hosts[0]))
+        result = session.run("head -c 100000000 /dev/zero | tr '\\0' a", timeout=30)
+        assert result.cut and len(result.stdout) == OUTPUT_CAP
+        assert session.run("echo alive", timeout=10).stdout == "alive\n"
+
+
+def test_a_hosts_output_is_decoded_a_piece_at_a_time_up_to_the_cap() -> None:
+    """A character split between two reads decodes whole; bytes past the cap are dropped."""
+    received = _Received()
+    smile = "\U0001f600".encode()
+    received.add(b"a" + smile[:2])
+    received.add(smile[2:] + b"\xff")
+    assert (received.text(), received.cut) == ("a\U0001f600\ufffd", False)
+    received.add(b"b" * OUTPUT_CAP)
+    assert received.cut and received.size == OUTPUT_CAP
 
 
 def test_unknown_host_key_is_rejected_before_login(lab: LabFleet, tmp_path: Path) -> None:
@@ -450,7 +478,10 @@ def test_become_with_a_password(sudo_password_host: SshTarget, tmp_path: Path) -
 
 
 def test_remote_command_quoting() -> None:
-    assert remote_command("echo 'a b'", 2.5, sudo=False) == (
-        "exec timeout -s KILL 3 sh -c 'echo '\"'\"'a b'\"'\"''"
+    said = subprocess.run(
+        ["sh", "-c", remote_command("""printf '%s|' "it's" '$HOME' "a  b" """, 2.5, sudo=False)],
+        capture_output=True,
+        text=True,
     )
-    assert remote_command("id", 10, sudo=True) == "exec sudo -n timeout -s KILL 10 sh -c id"
+    assert said.stdout == "it's|$HOME|a  b|"
+    assert remote_command("id", 10, sudo=True) == f"exec sudo -n {killed_after('id', 10)}"

@@ -28,7 +28,7 @@ from orchestrator.diagnose.audit import (
     report_table,
 )
 from orchestrator.diagnose.versions import RELEASE, Version, compare_versions, parse_version
-from orchestrator.errors import ExitCode, HostUnreachable
+from orchestrator.errors import BadInput, ExitCode, HostUnreachable
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import FailOn, HostFacts, ProbeResult, RuncBinary
 
@@ -489,10 +489,14 @@ def test_audit_targets_keep_held_back_hosts(tmp_path: Path) -> None:
         "    n2: {zone: z2, runc_rollout_skip: 'kernel too old'}\n"
         "    n3: {}\n"
     )
-    targets, zones, held = audit_targets(load_inventory([inventory]), None)
+    targets, zones, held = audit_targets(load_inventory([inventory]), None, "zone")
     assert list(targets) == ["n1", "n2", "n3"]
     assert zones == {"n1": "z1", "n2": "z2", "n3": "(no zone)"}
     assert held == {"n2"}
+    _, zones, _ = audit_targets(load_inventory([inventory]), None)  # no --domain-key
+    assert set(zones.values()) == {"all"}
+    with pytest.raises(BadInput, match="--domain-key zoen: none of the 3 selected hosts has"):
+        audit_targets(load_inventory([inventory]), None, "zoen")
 
 
 def test_cli_refuses_an_unknown_ignore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -179,7 +179,7 @@ class FakeHost:
             return commands.EXIT_MISMATCH, f"actual={actual}\n"
         return 0, version_output(self.files[staged])
 
-    def _obtain_(self, staged: str, sha256: str, url: str | None) -> tuple[int, str]:
+    def _obtain_(self, staged: str, sha256: str, size: int, url: str | None) -> tuple[int, str]:
         if staged in self.files and sha(self.files[staged]) == sha256:
             return 0, "source=staged\n"
         self.files.pop(staged, None)
@@ -188,6 +188,10 @@ class FakeHost:
             return 0, "source=backup\n"
         if url is None or url not in self.served:
             return commands.EXIT_NEEDS_PUSH, "why=no copy on the host\n"
+        served = len(self.served[url].encode())
+        if served != size:  # cut at size + 1 on its way
+            cut = served if served < size else f"more than {size}"
+            return commands.EXIT_MISMATCH, f"bytes={cut}\n"
         if sha(self.served[url]) != sha256:
             return commands.EXIT_MISMATCH, f"actual={sha(self.served[url])}\n"
         self.files[staged] = self.served[url]

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from orchestrator.host import probe, trigger
-from orchestrator.models import ProbeResult, VerifySpec
+from orchestrator.host.procedure import probe_command
+from orchestrator.models import HostFacts, ProbeResult, VerifySpec
 
 
 def test_method_is_docker_with_an_image_else_containerd_else_bundle() -> None:
@@ -28,7 +29,7 @@ def test_spec_runs_without_privileges() -> None:
     assert {"type": "network"} in spec["linux"]["namespaces"]
 
 
-PARAMS = ("TARGET", "PROBE_UID", "STALE", "PROFILE_X86_64", "PROFILE_AARCH64", "SPEC", "HOLDER")
+PARAMS = ("TARGET", "PROBE_UIDS", "STALE", "PROFILE_X86_64", "PROFILE_AARCH64", "SPEC", "HOLDER")
 
 
 def _params(script: str) -> dict[str, str]:
@@ -46,14 +47,14 @@ def test_script_carries_profile_spec_and_holder_as_quoted_data() -> None:
     command = probe.probe(
         "bundle",
         hostile,
-        uid=2_147_000_007,
+        uids=(2_147_000_007,),
         timeout=10,
         run_id="r1",
         holds_lock=True,
     )
     params = _params(command.script)
     assert params["TARGET"] == hostile
-    assert params["PROBE_UID"] == "2147000007"
+    assert params["PROBE_UIDS"] == "2147000007"
     assert params["STALE"] == "remove"
     assert json.loads(params["PROFILE_X86_64"])["architectures"][0] == "SCMP_ARCH_X86_64"
     assert json.loads(params["PROFILE_AARCH64"])["architectures"][0] == "SCMP_ARCH_AARCH64"
@@ -67,7 +68,8 @@ def test_script_carries_profile_spec_and_holder_as_quoted_data() -> None:
 
 def test_audit_probe_keeps_what_others_left() -> None:
     command = probe.probe(
-        "docker", "/usr/bin/runc", uid=5, timeout=5, run_id="audit", image="img", holds_lock=False,
+        "docker", "/usr/bin/runc", uids=(5,), timeout=5, run_id="audit", image="img",
+        holds_lock=False,
     )  # fmt: skip
     assert _params(command.script)["STALE"] == "keep"
 
@@ -122,6 +124,35 @@ def test_summaries_say_what_was_proven() -> None:
     assert unsure.summary() == "probe (bundle): cannot decide: soft limit is 0"
 
 
-def test_verify_spec_defaults_to_probing() -> None:
+def test_verify_spec_defaults_to_probing_as_uids_of_the_run() -> None:
     spec = VerifySpec()
-    assert spec.probe and spec.probe_uid > 65535
+    assert spec.probe and spec.probe_uid is None
+    assert "probe_uid" not in spec.model_dump(mode="json")  # plans keep their hash
+    assert VerifySpec.model_validate({"probe_uid": 2_147_000_000}).probe_uid == 2_147_000_000
+
+
+def test_each_run_probes_as_uids_of_its_own_from_a_high_range() -> None:
+    """No public default a tenant could run as: each run draws its own candidates (a resumed
+    run the same ones), from a range documented in the README, above every login and
+    subordinate id range and below the lab's own per-host uids."""
+    first, again, other = (
+        probe.probe_uids("run-a"),
+        probe.probe_uids("run-a"),
+        probe.probe_uids("run-b"),
+    )
+    assert first == again and not set(first) & set(other)
+    assert len(set(first)) == len(first) == probe.PROBE_UID_CANDIDATES
+    assert all(uid in probe.PROBE_UID_RANGE for uid in first + other)
+    assert probe.PROBE_UID_RANGE.stop <= 2_147_000_000 and probe.PROBE_UID_RANGE.start >= 1 << 30
+
+
+@pytest.mark.parametrize(("forced", "expected"), [(None, "run"), (2_147_000_009, "forced")])
+def test_the_probe_tries_the_runs_uids_unless_a_host_forces_one(
+    forced: int | None, expected: str
+) -> None:
+    facts = HostFacts.model_construct(dockerd=None, containerd=None)  # a light host
+    spec = VerifySpec(probe_uid=forced)
+    command, _ = probe_command(facts, "/usr/sbin/runc", spec, run_id="run-a", holds_lock=True)
+    uids = _params(command.script)["PROBE_UIDS"].split()
+    runs = [str(uid) for uid in probe.probe_uids("run-a")]
+    assert uids == (runs if expected == "run" else ["2147000009"])

@@ -176,9 +176,18 @@ def test_an_unanswering_url_falls_back_to_the_push(artifact: Artifact) -> None:
     assert outcome.status == "done" and procedure.delivery == "push-gzip"
 
 
-def test_a_url_serving_another_file_is_refused_before_anything(artifact: Artifact) -> None:
-    host = FakeHost(served={URL: runc_content("1.0.0-rc93-evil")})
-    with pytest.raises(StepFailed, match=r"served sha256 [0-9a-f]{64}, not the plan's"):
+@pytest.mark.parametrize(
+    ("served", "said"),
+    [
+        (runc_content("1.1.6"), r"served sha256 [0-9a-f]{64}, not the plan's [0-9a-f]{64}"),
+        (runc_content("1.0.0-rc93-evil"), r"served more than 18 bytes, not the plan's 18 bytes"),
+    ],
+)
+def test_a_url_serving_another_file_is_refused_before_anything(
+    artifact: Artifact, served: str, said: str
+) -> None:
+    host = FakeHost(served={URL: served})
+    with pytest.raises(StepFailed, match=said):
         upgrade(host, artifact.model_copy(update={"url": URL}), packed=PACKED)
     assert_untouched(host)
     assert host.batches[1][0] == "obtain" and ["push"] not in host.batches

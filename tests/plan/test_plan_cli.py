@@ -352,6 +352,9 @@ def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
                 assert param.default == DEFAULT_CONCURRENCY, command.name
                 assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
     assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
+    apply = next(c for c in commands(typer.main.get_command(app)) if c.name == "apply")
+    dry_run = next(param for param in apply.params if param.name == "dry_run")
+    assert {"--dry-run", "--check", "-C"} <= set(dry_run.opts)  # Ansible's word for it
 
 
 def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
@@ -371,3 +374,33 @@ def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
     error = capsys.readouterr().err
     assert not signatures.exists() and (tmp_path / "plan.json.sig.stale").is_file()
     assert f"{signatures} signed an earlier plan written to {out}: moved to " in error
+
+
+def test_a_domain_key_no_host_carries_is_refused(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "--domain-key", "zoen")) == ExitCode.BAD_INPUT
+    assert "--domain-key zoen: none of the 38 selected hosts has a 'zoen' variable" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("connection", ["local", "docker", "winrm"])
+def test_a_host_that_ansible_reaches_without_ssh_is_refused(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], connection: str
+) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"web1 ansible_host=127.0.0.9\nbuild ansible_connection={connection}\n")
+    path, digest = artifact
+    out = tmp_path / "plan.json"
+    args = ["plan", "-i", str(inventory), "--runc", str(path), "--sha256", digest, "-o", str(out)]
+    assert main(args) == ExitCode.BAD_INPUT
+    error = capsys.readouterr().err
+    assert f"host build: ansible_connection={connection}: runc-rollout reaches hosts over SSH" in (
+        error
+    )
+    assert not out.exists()
+    inventory.write_text("web1 ansible_connection=ssh\n")
+    assert main(args) == ExitCode.OK

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from tests.conftest import LabFleet
+from tests.host.test_commands import Flood, serving_flood
 from tests.run.test_apply_lab import host_state, make_plan, sha256
 
 PUSH_OVERHEAD = 200_000  # bytes a host gets besides the artifact: scripts and records
@@ -55,7 +56,8 @@ def mirror(artifact: Path, tmp_path: Path) -> Iterator[Mirror]:
     root = tmp_path / "mirror"
     root.mkdir()
     (root / "runc").write_bytes(artifact.read_bytes())
-    (root / "other").write_bytes(artifact.read_bytes() + b"\n# not the reviewed binary\n")
+    tail = b"\n# not the reviewed binary\n"  # as long as the artifact: its sha256 tells
+    (root / "other").write_bytes(artifact.read_bytes()[: -len(tail)] + tail)
     served = Mirror(root)
     yield served
     served.close()
@@ -98,6 +100,28 @@ def test_a_url_serving_another_file_is_refused_on_the_host_before_the_swap(
     assert message.endswith("; not touched")
     assert hosts[canary]["phase"] == "none"
     assert mirror.gets == {"/other": 1}
+    for name, state in before.items():
+        assert host_state(clean_lab, name) == state, name  # nothing staged, locked or swapped
+
+
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
+def test_a_url_serving_an_endless_file_fills_no_host(
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
+) -> None:
+    """The host cuts what the URL serves at the artifact's size + 1: the canary fails, not
+    touched, having taken a few MB at most of the 1 GiB on offer, and nothing is left."""
+    before = {host.name: host_state(clean_lab, host.name) for host in clean_lab.hosts}
+    plan = tmp_path / "plan.json"
+    with serving_flood(limit=1 << 30) as flood:
+        make_plan(clean_lab, artifact, plan, "--artifact-url", f"{flood}/runc")
+        code, hosts = apply(plan, tmp_path / "runs", executor)
+    assert code == ExitCode.BUDGET_EXCEEDED
+    (canary,) = [name for name, host in hosts.items() if host["status"] == "failed"]
+    size = artifact.stat().st_size
+    message = str(hosts[canary]["message"])
+    assert f"{flood}/runc served more than {size} bytes, not the plan's {size} bytes" in message
+    assert message.endswith("; not touched") and hosts[canary]["phase"] == "none"
+    assert Flood.sent < size + (32 << 20)
     for name, state in before.items():
         assert host_state(clean_lab, name) == state, name  # nothing staged, locked or swapped
 

@@ -289,9 +289,35 @@ def test_status_watch_of_a_finished_run_prints_its_summary(
     journal = Journal.create(tmp_path, plan, clock)
     Rollout(journal, ScriptedWaves(clock, FAILURES), env=ApplyEnv(clock=clock)).run()
     args = ["status", str(journal.run_dir), "--watch", "--format", "markdown"]
-    assert main(args) == ExitCode.OK
+    assert journal.state.status == "failed"
+    assert main(args) == ExitCode.HOST_FAILED  # as the run ended, not 0
     out = capsys.readouterr().out
     assert "### runc-rollout run " in out and "| h3 | failed | probe hung" in out
+    assert "wave 0" not in out  # the plain table is not appended to the Markdown
+
+
+@pytest.mark.parametrize(
+    ("hosts", "budget", "code"),
+    [
+        ({}, 1, ExitCode.OK),
+        (FAILURES, 5, ExitCode.HOST_FAILED),
+        (FAILURES, 0, ExitCode.BUDGET_EXCEEDED),
+    ],
+)
+def test_status_exits_as_the_run_ended_and_speaks_markdown(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    hosts: dict[str, HostOutcome],
+    budget: int,
+    code: ExitCode,
+) -> None:
+    clock = FakeClock()
+    journal = Journal.create(tmp_path, make_plan((1, 2), budget=budget), clock)
+    Rollout(journal, ScriptedWaves(clock, hosts), env=ApplyEnv(clock=clock)).run()
+    assert main(["status", str(journal.run_dir)]) == code
+    assert "wave 0" in capsys.readouterr().out
+    assert main(["status", str(journal.run_dir), "--format", "markdown"]) == code
+    assert capsys.readouterr().out.startswith("### runc-rollout status ")
 
 
 def test_durations_read_short() -> None:

@@ -41,6 +41,7 @@ from orchestrator.host.session import (
     ExecutorError,
     HostUnreachable,
     killed_after,
+    over_cap,
     timed_out,
 )
 from orchestrator.host.steps import Payload, SessionSteps
@@ -76,12 +77,8 @@ class AnsibleSession:
         status = int(result.get("rc", -1))
         if timed_out(status, duration, timeout):
             raise CommandTimeout(self._host, "", command.split("\n", 1)[0][:100], timeout)
-        return CommandResult(
-            exit_status=status,
-            stdout=str(result.get("stdout", "")),
-            stderr=str(result.get("stderr", "")),
-            duration=duration,
-        )
+        stdout, stderr = str(result.get("stdout", "")), str(result.get("stderr", ""))
+        return CommandResult(status, stdout, stderr, duration, over_cap(stdout) or over_cap(stderr))
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:
         """Ansible's transfer to a temporary name, then into place: as root through become

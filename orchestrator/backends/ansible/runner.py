@@ -197,6 +197,10 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_plan_id": plan.plan_id,
             "runc_rollout_sysctl_target": plan.options.sysctl_target,
             "runc_rollout_events": events,
+            # A job is one wave of the plan: all of it at once, judged by the wave engine (the
+            # playbook's own careful defaults are for running it by hand).
+            "runc_rollout_serial": "100%",
+            "runc_rollout_max_fail_percentage": 100,
         }
         | _refusal_vars(plan)
     )
@@ -358,6 +362,7 @@ class AnsibleBackend:
         self._domains = dict(domains or {})
         self._on_job = on_job
         self.gzip = gzip  # a push sends the artifact compressed (else as it is)
+        self._packed_here: set[Path] = set()  # the gzip files this process wrote
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
         def job(
@@ -468,15 +473,16 @@ class AnsibleBackend:
 
     def _payload(self, directory: Path, artifact: Artifact) -> dict[str, tuple[str, Path]]:
         """The files an upgrade job reads, by the variable that names them: the runc, and its
-        gzip (made once per process, written once into the jobs' directory). With the name each
+        gzip (made once per process, written by it into the jobs' directory). With the name each
         has in a node job's project."""
         payload = {"runc_rollout_artifact": (ARTIFACT_NAME, Path(artifact.path).resolve())}
         if not self.gzip:
             return payload
         packed = directory / f"runc-{artifact.sha256[:16]}.gz"
-        if not packed.is_file():
+        if packed not in self._packed_here:  # never a file this process did not write
             data = packed_artifact(Path(artifact.path), artifact.sha256)
             write_atomic(packed, data, mode=0o600)
+            self._packed_here.add(packed)
         return payload | {"runc_rollout_artifact_gz": (PACKED_NAME, packed)}
 
 

@@ -13,6 +13,7 @@ later and closes the channel if the host did not.
 
 from __future__ import annotations
 
+import codecs
 import getpass
 import logging
 import math
@@ -38,6 +39,7 @@ from invoke.watchers import FailingResponder
 
 from orchestrator.backends.ssh import sshconfig
 from orchestrator.host.session import (
+    OUTPUT_CAP,
     AuthenticationFailed,
     CommandResult,
     CommandTimeout,
@@ -58,7 +60,6 @@ logging.getLogger(PARAMIKO_LOG).addHandler(logging.NullHandler())
 KILL_GRACE = 5.0  # seconds the client waits beyond a timeout for the host to kill the command
 _READ_SIZE = 65536
 _SEND_SIZE = 32768  # paramiko's largest packet
-MAX_OUTPUT = 64 << 20  # bytes of stdout and stderr one command may send back
 # AES-GCM first: paramiko checks every other cipher's MAC in Python, byte by byte, which was
 # most of the controller's CPU per host. OpenSSH has had it since 6.2 (2013); the rest stay.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -235,7 +236,6 @@ class SshSession:
                         raise
             channel.shutdown_write()
             stdout, stderr = _collect(channel, deadline)
-            stderr = early + stderr
         except TimeoutError as error:
             raise CommandTimeout(self._host, self._address, label, timeout) from error
         except (paramiko.SSHException, OSError, EOFError) as error:
@@ -250,9 +250,10 @@ class SshSession:
             raise CommandTimeout(self._host, self._address, label, timeout)
         return CommandResult(
             exit_status=status,
-            stdout=stdout.decode("utf-8", "replace"),
-            stderr=stderr.decode("utf-8", "replace"),
+            stdout=stdout.text(),
+            stderr=early.decode("utf-8", "replace") + stderr.text(),
             duration=duration,
+            cut=stdout.cut or stderr.cut,
         )
 
     def _answer_sudo(self, channel: paramiko.Channel, deadline: float, prompt: str) -> bytes:
@@ -275,8 +276,8 @@ class SshSession:
             poller.poll(min(remaining, 1.0) * 1000)
             while channel.recv_stderr_ready():
                 seen += channel.recv_stderr(_READ_SIZE)
-            if len(seen) > MAX_OUTPUT:
-                raise EOFError("sudo sent more than 64 MiB before the command started")
+            if len(seen) > OUTPUT_CAP:
+                raise EOFError(f"sudo sent more than {OUTPUT_CAP >> 20} MiB before the command")
             try:
                 for response in responder.submit(seen.decode("utf-8", "replace")):
                     channel.sendall(response.encode())
@@ -376,23 +377,39 @@ def _send(channel: paramiko.Channel, stdin: bytes | BinaryIO) -> None:
         channel.sendall(chunk)
 
 
-def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
-    """Read stdout and stderr until EOF and the exit status; TimeoutError at `deadline`.
-    A host is untrusted: more than `MAX_OUTPUT` bytes of output ends the command (EOFError)."""
-    stdout: list[bytes] = []
-    stderr: list[bytes] = []
-    received = 0
+class _Received:
+    """One stream of a command's output, decoded a piece at a time as it arrives (never all of
+    it as bytes and as text at once), up to `OUTPUT_CAP` bytes; `cut` once there was more."""
 
-    def drain() -> None:
-        nonlocal received
-        while channel.recv_ready():
-            stdout.append(channel.recv(_READ_SIZE))
-            received += len(stdout[-1])
-        while channel.recv_stderr_ready():
-            stderr.append(channel.recv_stderr(_READ_SIZE))
-            received += len(stderr[-1])
-        if received > MAX_OUTPUT:
-            raise EOFError(f"the host sent more than {MAX_OUTPUT >> 20} MiB of output")
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pieces: list[str] = []
+        self.size = 0
+        self.cut = False
+
+    def add(self, data: bytes) -> None:
+        room = OUTPUT_CAP - self.size
+        if len(data) > room:
+            data, self.cut = data[: max(room, 0)], True
+        self.size += len(data)
+        self._pieces.append(self._decoder.decode(data))
+
+    def text(self) -> str:
+        return "".join(self._pieces) + self._decoder.decode(b"", final=True)
+
+
+def _collect(channel: paramiko.Channel, deadline: float) -> tuple[_Received, _Received]:
+    """Read stdout and stderr until EOF and the exit status; TimeoutError at `deadline`.
+    A host is untrusted: reading stops as soon as either stream is `cut` (the caller closes
+    the channel, and the command fails)."""
+    stdout, stderr = _Received(), _Received()
+
+    def drain() -> bool:
+        while channel.recv_ready() and not stdout.cut:
+            stdout.add(channel.recv(_READ_SIZE))
+        while channel.recv_stderr_ready() and not stderr.cut:
+            stderr.add(channel.recv_stderr(_READ_SIZE))
+        return stdout.cut or stderr.cut
 
     poller = select.poll()  # not select(): descriptors above 1024 with many hosts
     poller.register(channel.fileno(), select.POLLIN)
@@ -401,12 +418,14 @@ def _collect(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
         if remaining <= 0:
             raise TimeoutError
         poller.poll(remaining * 1000)
-        drain()
-    drain()
+        if drain():
+            return stdout, stderr
+    if drain():
+        return stdout, stderr
     if not channel.status_event.wait(max(deadline - time.monotonic(), 0)):
         raise TimeoutError
     drain()
-    return b"".join(stdout), b"".join(stderr)
+    return stdout, stderr
 
 
 class SshExecutor:
