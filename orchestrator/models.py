@@ -12,9 +12,17 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import field as dataclass_field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+)
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -97,8 +105,31 @@ class Inventory(Model):
 # Plan inputs
 
 
-ARTIFACT_URL_PATTERN = r"^https?://[!-~]+$"  # printable ASCII, no spaces
+# Printable ASCII but `"` and `\` (hosts hand it to curl as a quoted config line), no spaces.
+ARTIFACT_URL_PATTERN = r"^https?://[!#-\[\]-~]+$"
 ARTIFACT_URL_MAX = 2048
+
+
+def url_credentials_problem(url: str) -> str | None:
+    """Why `url` may not be a plan's artifact URL although well formed: a user (and password)
+    before its host would be in the plan, on every host and in their logs."""
+    if "@" in urlsplit(url).netloc:
+        return "credentials (user@) in a URL go into the plan and onto every host: give one without"
+    return None
+
+
+def _without_credentials(url: str | None) -> str | None:
+    problem = None if url is None else url_credentials_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+ArtifactUrl = Annotated[
+    str | None,
+    Field(max_length=ARTIFACT_URL_MAX, pattern=ARTIFACT_URL_PATTERN),
+    AfterValidator(_without_credentials),
+]
 
 # How the new runc reached a host: its own copy (staged by this run already, or in its backup
 # store), fetched from the plan's URL, or pushed by the controller (gzip, or as it is).
@@ -164,12 +195,7 @@ class Artifact(Model):
     version_output: str | None = None
     # Where hosts fetch it themselves (an internal mirror); the push is the fallback. Left out
     # of the JSON when unset, so plans made before it keep their plan_hash.
-    url: str | None = Field(
-        default=None,
-        max_length=ARTIFACT_URL_MAX,
-        pattern=ARTIFACT_URL_PATTERN,
-        exclude_if=lambda v: v is None,
-    )
+    url: ArtifactUrl = Field(default=None, exclude_if=lambda v: v is None)
     # Checked origin (--sha256-file, --signature); left out when unset, like `url`.
     provenance: Provenance | None = Field(default=None, exclude_if=lambda v: v is None)
 
@@ -408,7 +434,7 @@ class HostTask(Model):
     plan_id: str = "ansible-playbook"
     artifact: str | None = None  # on the controller; a relative path is the playbook dir's
     packed: str | None = None  # its gzip, for the push (else it goes as it is); likewise
-    url: str | None = Field(default=None, max_length=ARTIFACT_URL_MAX, pattern=ARTIFACT_URL_PATTERN)
+    url: ArtifactUrl = None
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     version: str | None = None
     sysctl_target: int = Field(default=PIPE_USER_PAGES_SOFT_DEFAULT, ge=0, le=MAX_SYSCTL)

@@ -182,7 +182,7 @@ RequiredSignaturesOption = Annotated[
         "--required-signatures",
         envvar="RUNC_ROLLOUT_REQUIRED_SIGNATURES",
         min=0,
-        help="Distinct reviewers who must have signed the plan (default: 1 with "
+        help="Distinct reviewers (keys) who must have signed the plan (default: 1 with "
         "--allowed-signers, else 0).",
     ),
 ]

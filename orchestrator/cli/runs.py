@@ -38,6 +38,7 @@ from orchestrator.cli.support import (
     check_routes,
     confirm,
     execution_nodes,
+    open_approved_run,
     open_backend,
     run_directory,
     run_rollout,
@@ -259,26 +260,18 @@ def resume(
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
-    The run's plan is checked as apply checked it: --expect-hash, and the signatures apply
-    kept in the run directory (at least as many as the run was applied with)."""
-    from orchestrator.plan.approval import approval_policy, check_approval
+    The run's plan is checked against the approval policy given here, as apply checked it:
+    --expect-hash, and the signatures apply kept in the run directory (at least as many as
+    the run was applied with)."""
+    from orchestrator.plan.approval import approval_policy
     from orchestrator.run.engine import check_artifact
 
     webhooks = parse_webhooks(notify or [])
-    journal = Journal.open(run_directory(run, runs_dir))
+    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+    journal, signers = open_approved_run(run_directory(run, runs_dir), policy)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
     nodes = execution_nodes(execution_node, executor, journal.plan)
-    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
-    applied = journal.approval()
-    if applied.plan_hash != journal.plan.plan_hash:
-        raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
-    if policy.required_signatures < applied.required_signatures:
-        raise BadInput(
-            f"run {journal.run_id} was applied with {applied.required_signatures} required "
-            "signatures: pass --allowed-signers (and --required-signatures) to resume it"
-        )
-    signers = check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
@@ -328,8 +321,14 @@ def rollback(
     verbose: VerboseOption = False,
     fmt: SummaryFormatOption = SummaryFormat.text,
     execution_node: ExecutionNodeOption = None,
+    expect_hash: ExpectHashOption = None,
+    allowed_signers: AllowedSignersOption = None,
+    required_signatures: RequiredSignaturesOption = None,
 ) -> int:
-    """Return hosts to their recorded before: sysctl and its files first, then the old runc."""
+    """Return hosts to their recorded before: sysctl and its files first, then the old runc.
+
+    A RUN's plan is checked against the approval policy given here, as resume checks it."""
+    from orchestrator.plan.approval import approval_policy
     from orchestrator.run.rollback import roll_back
     from orchestrator.view.summary import rollback_summary
 
@@ -337,7 +336,8 @@ def rollback(
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
     journal: Journal | None = None
     if run is not None:
-        journal = Journal.open(run_directory(run, runs_dir))
+        policy = approval_policy(expect_hash, allowed_signers, required_signatures)
+        journal, _ = open_approved_run(run_directory(run, runs_dir), policy)
         targets = {host.name: host.ssh for host in journal.plan.hosts}
         unknown = sorted(set(hosts or []) - set(targets))
         if unknown:

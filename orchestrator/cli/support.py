@@ -17,6 +17,7 @@ from orchestrator.cli.options import ExecutorName, ShowOptions
 from orchestrator.errors import BadInput
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
+    ApprovalPolicy,
     BecomePasswords,
     Event,
     Inventory,
@@ -254,6 +255,24 @@ def run_directory(run: str, runs_dir: Path) -> Path:
     raise BadInput(
         f"RUN: no run {run!r} (looked for the directory {candidate} and {runs_dir / run})"
     )
+
+
+def open_approved_run(run_dir: Path, policy: ApprovalPolicy) -> tuple[Journal, list[str]]:
+    """A run to go on with (resume) or undo (rollback RUN), and who signed its plan: its folder
+    the operator's, its plan approved under `policy`, the command line's. What the run folder
+    records of its approval can only demand more: anyone who could write it could lower it."""
+    from orchestrator.plan.approval import check_approval
+
+    journal = Journal.open(run_dir, expect_hash=policy.expect_hash)
+    applied = journal.approval()
+    if applied.plan_hash != journal.plan.plan_hash:
+        raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
+    if policy.required_signatures < applied.required_signatures:
+        raise BadInput(
+            f"run {journal.run_id} was applied with {applied.required_signatures} required "
+            "signatures: pass --allowed-signers (and --required-signatures) to go on with it"
+        )
+    return journal, check_approval(journal.plan, policy, journal.signatures)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -177,18 +177,22 @@ if whole "$held" && cp "$held" "$STAGED" 2>/dev/null && whole "$STAGED"; then
 fi
 rm -f "$STAGED"
 [ -n "$URL" ] || {{ echo "why=no copy on the host"; exit {EXIT_NEEDS_PUSH}; }}
+# The URL goes on stdin (printf is built in), never in an argument: a token in its query
+# would be in `ps` for any user of the host. curl reads it as a config line, wget as a list.
 if command -v curl >/dev/null 2>&1; then
     set -- curl -fsS -L --globoff --max-redirs 5 --proto =http,https --proto-redir =http,https \\
-        --max-filesize "$SIZE" -- "$URL"
+        --max-filesize "$SIZE" -K -
+    feed="url = \"$URL\""
 elif command -v wget >/dev/null 2>&1; then
-    set -- wget -q -O - -- "$URL"
+    set -- wget -q -O - -i -
+    feed=$URL
 else
     echo "why=neither curl nor wget on the host"; exit {EXIT_NEEDS_PUSH}
 fi
 # What it says goes to "said", its exit status last (rc=N); what it serves through head. curl
 # refuses a Content-Length over the size before reading any (exit 63): another file too.
-said=$({{ {{ timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; echo "rc=$?" >&3; }} \\
-    | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
+said=$({{ {{ printf '%s\\n' "$feed" | timeout -s KILL {int(timeout)} "$@" 2>&3 3>&-; \\
+    echo "rc=$?" >&3; }} | head -c $((SIZE + 1)) > "$STAGED"; }} 3>&1)
 rc=${{said##*rc=}}; said=${{said%rc=*}}
 got=$(size_of "$STAGED")
 if [ "${{got:-0}}" -gt "$SIZE" ] || {{ [ "$1" = curl ] && [ "$rc" = 63 ]; }}; then

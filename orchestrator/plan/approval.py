@@ -7,13 +7,15 @@ edited and re-sealed is as valid as the reviewed one. Two things bind a run to t
 - SSH signatures (`ssh-keygen -Y sign`, namespace `runc-rollout-plan`) of the line
   `runc-rollout plan PLAN_ID sha256 PLAN_HASH`, kept one after another in `PLAN.sig`, checked
   against an `allowed_signers` file as git uses it. `--required-signatures N` distinct
-  principals must have signed (1 by default once `--allowed-signers` is given).
+  keys must have signed (1 by default once `--allowed-signers` is given); a key listed under
+  several principals counts once.
 
 Pure except for running `ssh-keygen`; nothing here touches a host.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -88,11 +90,16 @@ def read_signatures(path: Path) -> list[str]:
 
 
 def signers(plan: Plan, signatures: list[str], allowed_signers: Path) -> list[str]:
-    """The distinct principals of `allowed_signers` whose signature of `plan` verifies."""
+    """One principal of `allowed_signers` per distinct key whose signature of `plan`
+    verifies: a key listed under several names (`alice,bob KEY`) is one signer."""
     read_input(allowed_signers, SIGNATURES_LIMIT, "allowed signers file")  # exists, bounded
     found: list[str] = []
+    keys: set[bytes] = set()
     with tempfile.TemporaryDirectory(prefix="runc-rollout-sig-") as directory:
         for index, signature in enumerate(signatures):
+            key = signing_key(signature)
+            if key is None or key in keys:
+                continue
             path = Path(directory) / f"{index}.sig"
             path.write_text(signature)
             principals = _keygen(
@@ -107,7 +114,24 @@ def signers(plan: Plan, signatures: list[str], allowed_signers: Path) -> list[st
                 ]  # fmt: skip
                 if _keygen(verify, approval_message(plan)).returncode == 0:
                     found.append(principal)
+                    keys.add(key)
+                    break
     return found
+
+
+def signing_key(signature: str) -> bytes | None:
+    """The public key blob an armored SSH signature names (the SSHSIG format: magic, version,
+    then the key as a length-prefixed string); None if it is not one."""
+    body = "".join(line for line in signature.splitlines() if not line.startswith("-----"))
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except ValueError:
+        return None
+    if not blob.startswith(b"SSHSIG") or len(blob) < 14:
+        return None
+    length = int.from_bytes(blob[10:14], "big")
+    key = blob[14 : 14 + length]
+    return key if len(key) == length and key else None
 
 
 def check_approval(plan: Plan, policy: ApprovalPolicy, signatures: Path | None) -> list[str]:

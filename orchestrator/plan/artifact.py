@@ -12,7 +12,12 @@ from pathlib import Path
 
 from orchestrator.errors import ArtifactError
 from orchestrator.host.runcinfo import parse_runc_version
-from orchestrator.models import ARTIFACT_URL_MAX, ARTIFACT_URL_PATTERN, Artifact
+from orchestrator.models import (
+    ARTIFACT_URL_MAX,
+    ARTIFACT_URL_PATTERN,
+    Artifact,
+    url_credentials_problem,
+)
 from orchestrator.plan.target import check_runc_version
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -47,8 +52,11 @@ def check_url(url: str) -> str:
     if not re.fullmatch(ARTIFACT_URL_PATTERN, url) or len(url) > ARTIFACT_URL_MAX:
         raise ArtifactError(
             f"--artifact-url: {url[:200]!r} is not an http:// or https:// URL of printable "
-            f"characters without spaces (at most {ARTIFACT_URL_MAX})"
+            f"characters without spaces, quotes or backslashes (at most {ARTIFACT_URL_MAX})"
         )
+    problem = url_credentials_problem(url)
+    if problem is not None:
+        raise ArtifactError(f"--artifact-url: {problem}")
     return url
 
 

@@ -5,24 +5,8 @@ from __future__ import annotations
 
 from orchestrator.models import Plan
 from orchestrator.plan.windows import next_openings, parse_windows, utc_text
-from orchestrator.util.textsafe import terminal_safe
-
-_MARKDOWN_SPECIAL = "\\`*_[]<>#|"
-
-
-def markdown_text(text: str) -> str:
-    """Operator text as plain Markdown: nothing in it is taken as markup, and nothing hidden
-    (bidi controls...) is left in it."""
-    text = terminal_safe(text)
-    for char in _MARKDOWN_SPECIAL:
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def code(text: str) -> str:
-    """`text` as inline code, whatever backticks it holds."""
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+from orchestrator.util.textsafe import markdown_code as code
+from orchestrator.util.textsafe import markdown_text, terminal_safe
 
 
 def change_markdown(plan: Plan) -> list[str]:

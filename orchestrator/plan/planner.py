@@ -34,6 +34,7 @@ from orchestrator.models import (
 )
 from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_in_tiers
 from orchestrator.plan.windows import parse_windows
+from orchestrator.util.destinations import plain_host, plain_user
 from orchestrator.util.memory import gc_paused
 
 SKIP_VAR = "runc_rollout_skip"
@@ -454,8 +455,15 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
             f"split into words as ssh would ({error})"
         ) from None
     become = _truthy(get("ansible_become", False))
+    address = str(get("ansible_host") or get("ansible_ssh_host") or host.name)
+    if not plain_host(address):
+        raise BadInput(
+            f"host {host.name}: ansible_host {address!r} is not a plain host name or IP address"
+        )
+    if user is not None and not plain_user(str(user)):
+        raise BadInput(f"host {host.name}: ansible_user {str(user)!r} is not a plain user name")
     return {
-        "address": str(get("ansible_host") or get("ansible_ssh_host") or host.name),
+        "address": address,
         "port": port,
         "user": None if user is None else str(user),
         "private_key_file": None if key is None else str(key),

@@ -18,7 +18,8 @@ from orchestrator.plan.controls import (
     windows_markdown,
     windows_table_lines,
 )
-from orchestrator.util.textsafe import terminal_safe
+from orchestrator.plan.review import settings_lines, settings_markdown
+from orchestrator.util.textsafe import markdown_code, markdown_text, markup_safe, terminal_safe
 
 HOST_STEPS = (
     "re-read facts; stop with *drift* if runc or the sysctl no longer match the plan",
@@ -83,6 +84,7 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
     noops = len(plan.hosts) - swaps
     art = plan.artifact
     domains = list(plan.domains)
+    code, text = markdown_code, markdown_text  # for everything an inventory or a host gave
     out = [
         f"# runc rollout change plan `{plan.plan_id}`",
         "",
@@ -93,27 +95,27 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
         f"- **Hosts:** {len(plan.hosts)} selected ({swaps} to swap, {noops} already at target), "
         f"{len(plan.skipped)} held back, {len(plan.unreachable)} unreachable at plan time",
         f"- **Waves:** {len(plan.waves)} (`--waves {','.join(opts.waves)}`)",
-        f"- **Failure domains** (`{opts.domain_key or '-'}`): "
-        + ", ".join(f"{name} ({count})" for name, count in plan.domains.items()),
-        f"- **Artifact:** `{art.path}` ({art.size} bytes), version "
-        f"`{art.version or 'unknown (did not run here)'}`, commit `{art.commit or '-'}`",
+        f"- **Failure domains** ({code(opts.domain_key or '-')}): "
+        + ", ".join(f"{text(name)} ({count})" for name, count in plan.domains.items()),
+        f"- **Artifact:** {code(art.path)} ({art.size} bytes), version "
+        f"{code(art.version or 'unknown (did not run here)')}, commit {code(art.commit or '-')}",
         f"- **sha256:** `{art.sha256}`",
-        f"- **Hosts fetch it from:** `{art.url}` (a host that cannot gets it pushed)"
+        f"- **Hosts fetch it from:** {code(art.url)} (a host that cannot gets it pushed)"
         if art.url
         else "- **Hosts get it:** pushed by the controller (gzip)",
         f"- **Inventory:** {', '.join(_source(plan, source) for source in plan.inventory)}"
-        + (f", limited to `{opts.limit}`" if opts.limit else ""),
+        + (f", limited to {code(opts.limit)}" if opts.limit else ""),
         f"- **Plan hash:** `{plan.plan_hash}` (apply refuses the plan if its body changes)",
         "",
     ]
     if plan.notes:
-        out += ["Notes:", "", *[f"- {note}" for note in plan.notes], ""]
+        out += ["Notes:", "", *[f"- {text(note)}" for note in plan.notes], ""]
     if plan.unreachable:
         left_out = [item.name for item in plan.unreachable]
         out += [
             f"> **WARNING: {_plural(len(left_out), 'selected host')} could not be reached at "
             "plan time and will not be changed by this plan** (see *Unreachable at plan time*): "
-            + ", ".join(f"`{name}`" for name in left_out[:20])
+            + ", ".join(code(name) for name in left_out[:20])
             + (f" and {len(left_out) - 20} more" if len(left_out) > 20 else ""),
             "",
         ]
@@ -123,29 +125,30 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
             f"> **WARNING: the fix is NOT proven on {_plural(len(unproven), 'host')}**: the "
             "incident probe is off (`--no-probe` or `runc_rollout_probe: false`), so nothing "
             "shows that the new runc does not hang the way rc93 does: "
-            + ", ".join(f"`{name}`" for name in unproven[:20])
+            + ", ".join(code(name) for name in unproven[:20])
             + (f" and {len(unproven) - 20} more" if len(unproven) > 20 else ""),
             "",
         ]
     out += [
         "## Waves",
         "",
-        "| wave | hosts | " + " | ".join(domains) + " | error budget | note |",
+        "| wave | hosts | " + " | ".join(map(text, domains)) + " | error budget | note |",
         "|---:|---:|" + "---:|" * len(domains) + "---|---|",
     ]
     for wave in plan.waves:
         cells = [str(wave.index), str(len(wave.hosts)), *_domain_cells(wave, domains)]
-        out.append("| " + " | ".join([*cells, _budget(wave), wave.note or ""]) + " |")
+        out.append("| " + " | ".join([*cells, _budget(wave), text(wave.note or "")]) + " |")
     out += ["", "### Hosts by wave", ""]
     for wave in plan.waves:
         names = ", ".join(
-            f"`{host.name}`" + ("" if host.action == "swap" else f" (noop: {host.reason})")
+            code(host.name) + ("" if host.action == "swap" else f" (noop: {text(host.reason)})")
             for host in wave.hosts
         )
         out.append(f"- wave {wave.index}: {names}")
     out += ["", "### The runc each host gets swapped", ""]
-    out += [f"- `{path}`: {', '.join(f'`{n}`' for n in names)}" for path, names in _targets(plan)]
-    out += ["", "## Steps on each host", ""]
+    out += [f"- {code(path)}: {', '.join(map(code, names))}" for path, names in _targets(plan)]
+    out += ["", *settings_markdown(plan)]
+    out += ["## Steps on each host", ""]
     out += [f"{number}. {step}" for number, step in enumerate(HOST_STEPS, 1)]
     out += [
         "",
@@ -180,11 +183,9 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
         "## Held back",
         "",
     ]
-    out += [f"- `{item.name}`: {item.reason}" for item in plan.skipped] or ["- none"]
+    out += [f"- {code(item.name)}: {text(item.reason)}" for item in plan.skipped] or ["- none"]
     out += ["", "## Unreachable at plan time", ""]
-    out += [f"- `{item.name}`: {terminal_safe(item.reason)}" for item in plan.unreachable] or [
-        "- none"
-    ]
+    out += [f"- {code(item.name)}: {text(item.reason)}" for item in plan.unreachable] or ["- none"]
     return "\n".join(out) + "\n"
 
 
@@ -207,7 +208,7 @@ def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str
     table.add_column("wave", justify="right")
     table.add_column("hosts", justify="right")
     for domain in domains:
-        table.add_column(domain, justify="right")
+        table.add_column(markup_safe(domain), justify="right")
     table.add_column("budget")
     table.add_column("note")
     for wave in plan.waves:
@@ -216,22 +217,24 @@ def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str
             str(len(wave.hosts)),
             *_domain_cells(wave, domains),
             f"≤{wave.max_failures} fail",
-            wave.note or "",
+            markup_safe(wave.note or ""),
         )
     console.print(table)
     for line in target_lines(plan):
         console.print(line, markup=False)
     for path, names in _targets(plan):
-        console.print(f"target {path}: {_plural(len(names), 'host')}", markup=False)
+        console.print(terminal_safe(f"target {path}: {_plural(len(names), 'host')}"), markup=False)
     for item in plan.skipped:
-        console.print(f"held back: {item.name}: {item.reason}")
+        console.print(terminal_safe(f"held back: {item.name}: {item.reason}"), markup=False)
     for item in plan.unreachable:
         console.print(
-            f"UNREACHABLE at plan time, in no wave: {item.name}: {terminal_safe(item.reason)}",
+            terminal_safe(f"UNREACHABLE at plan time, in no wave: {item.name}: {item.reason}"),
             markup=False,
         )
     for note in plan.notes:
-        console.print(f"note: {note}")
+        console.print(terminal_safe(f"note: {note}"), markup=False)
+    for line in settings_lines(plan):
+        console.print(line, markup=False)
     unproven = unprobed_hosts(plan)
     if unproven:
         console.print(

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -37,13 +38,58 @@ PLAN_LIMIT = 1024 * MiB  # a plan of 100k hosts is ~50 MB
 EVENTS_LIMIT = 1024 * MiB  # ~10 events of ~150 bytes per host: 150 MB at 100k hosts
 SNAPSHOT_SECONDS = 5.0  # between two snapshots while hosts run, at least...
 SNAPSHOT_GROWTH = 0.25  # ...and at least this share of the last snapshot's size in new events
+# Digits of the plan hash a run id names: 96 bits, out of reach of a forger's search (8 digits,
+# 32 bits, were not). Not all 64: hosts name containers after the run id, and containerd refuses
+# ids over 76 characters ("runc-rollout-verify-" + a 48-character run id + "-" + a pid).
+RUN_ID_HASH_DIGITS = 24
 
 
 def new_run_id(plan: Plan, now: float) -> str:
     """Time, plan and a random part: the host lock is taken by run id, so two applies of one
-    plan started in the same second (from two run directories or machines) must differ."""
+    plan started in the same second (from two run directories or machines) must differ. The
+    id the operator types is what binds the run folder to its plan (`RUN_ID_HASH_DIGITS`)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{plan.plan_hash[:8]}-{secrets.token_hex(3)}"
+    return f"{stamp}-{plan.plan_hash[:RUN_ID_HASH_DIGITS]}-{secrets.token_hex(3)}"
+
+
+def _check_run_folder(run_dir: Path, *, private: bool) -> None:
+    """A run folder is never a symbolic link; one to be changed (or to change hosts from) is
+    the operator's own and nobody else's to read or write."""
+    try:
+        info = run_dir.lstat()
+    except OSError:
+        raise BadInput(f"{run_dir}: no such run directory") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise BadInput(f"{run_dir}: a symbolic link; run folders are never followed")
+    if not stat.S_ISDIR(info.st_mode):
+        raise BadInput(f"{run_dir}: not a run directory")
+    if not private:
+        return
+    if info.st_uid != os.geteuid():
+        raise BadInput(f"{run_dir}: owned by uid {info.st_uid}, not by you (uid {os.geteuid()})")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        mode = stat.S_IMODE(info.st_mode)
+        raise BadInput(f"{run_dir}: mode {mode:04o}, not 0700: others could change the run")
+
+
+def _check_binding(name: str, plan: Plan, plan_path: Path, old_form_allowed: bool) -> None:
+    """The run's id (its folder's name) names its plan's hash (`RUN_ID_HASH_DIGITS`); the 8
+    digits an older version named (32 bits: a re-sealed plan that matches is easy to find)
+    only when the caller merely reads the run or knows the full hash (`old_form_allowed`)."""
+    named = name.split("-")[1:2]
+    if named == [plan.plan_hash[:RUN_ID_HASH_DIGITS]]:
+        return
+    if named == [plan.plan_hash[:8]]:
+        if old_form_allowed:
+            return
+        raise BadInput(
+            f"{plan_path}: the run's id names only 8 digits of its plan hash (a run of an older "
+            "runc-rollout): pass --expect-hash with the reviewed plan's full hash to change it"
+        )
+    raise BadInput(
+        f"{plan_path}: plan_hash {plan.plan_hash[:12]} is not the hash this run was started "
+        f"with (its id names {name}): the plan was replaced"
+    )
 
 
 def initial_state(run_id: str, plan: Plan) -> RunState:
@@ -145,10 +191,18 @@ class Journal:
 
     @classmethod
     def open(
-        cls, run_dir: Path, clock: Callable[[], float] = time.time, *, read_only: bool = False
+        cls,
+        run_dir: Path,
+        clock: Callable[[], float] = time.time,
+        *,
+        read_only: bool = False,
+        expect_hash: str | None = None,
     ) -> Journal:
         """Open an existing run; the state is rebuilt from the events. Run files are input:
-        read bounded and never through a symbolic link. `read_only` writes nothing (status)."""
+        read bounded and never through a symbolic link. `read_only` writes nothing (status);
+        otherwise the run folder must be the operator's own, mode 0700. A run of an older
+        version, whose id names 8 digits of its plan hash, needs `expect_hash` to be changed."""
+        _check_run_folder(run_dir, private=not read_only)
         plan_path = run_dir / PLAN_FILE
         for name in (PLAN_FILE, EVENTS_FILE, STATE_FILE, SIGNATURES_FILE, APPROVAL_FILE):
             if (run_dir / name).is_symlink():
@@ -167,11 +221,8 @@ class Journal:
             )
         if plan.plan_id != plan.sealed().plan_id:
             raise BadInput(f"{plan_path}: plan_id {plan.plan_id!r} does not match plan_hash")
-        if run_dir.resolve().name.split("-")[1:2] != [plan.plan_hash[:8]]:
-            raise BadInput(
-                f"{plan_path}: plan_hash {plan.plan_hash[:12]} is not the hash this run was "
-                f"started with (its id names {run_dir.resolve().name}): the plan was replaced"
-            )
+        old_form_allowed = read_only or expect_hash == plan.plan_hash
+        _check_binding(run_dir.resolve().name, plan, plan_path, old_form_allowed)
         if not read_only:
             _end_with_newline(run_dir / EVENTS_FILE)
         problems: list[str] = []

@@ -3,11 +3,13 @@
 A host can put terminal escape sequences (cursor moves, colours, a whole fake line such as
 "h1: done") or rich markup (`[/]`, `[red]`) into anything it reports. Every such string is
 passed through `terminal_safe` (control and format characters, newlines included, become
-visible escapes) and, where rich renders it, `markup_safe` (markup escaped as well).
+visible escapes) and, where rich renders it, `markup_safe` (markup escaped as well). In the
+plan's Markdown, `markdown_text` and `markdown_code` keep it from becoming links or emphasis.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from rich.markup import escape
@@ -39,3 +41,28 @@ def one_line(text: str, limit: int) -> str:
 def markup_safe(text: object) -> str:
     """`terminal_safe(text)` with rich markup escaped, for `Console.print` and table cells."""
     return escape(terminal_safe(text))
+
+
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_[]()!<>&|~#")  # what makes links, images, emphasis, HTML
+_BACKTICKS = re.compile("`+")
+
+
+def markdown_text(text: object) -> str:
+    """`terminal_safe(text)` for Markdown prose: every character that could start a link, an
+    image, emphasis, an HTML tag or entity, or end a table cell, backslash-escaped."""
+    string = terminal_safe(text)
+    return "".join(f"\\{char}" if char in _MARKDOWN_PUNCTUATION else char for char in string)
+
+
+def markdown_code(text: object) -> str:
+    """`terminal_safe(text)` as a Markdown code span, shown verbatim: fenced by more backticks
+    than any run of them inside, padded when it starts or ends with one. Not for table cells
+    (a `|` ends a cell even there)."""
+    string = terminal_safe(text)
+    longest = (
+        max((len(run) for run in _BACKTICKS.findall(string)), default=0) if "`" in string else 0
+    )
+    fence = "`" * (longest + 1)
+    if not string or string[0] in "` " or string[-1] in "` ":
+        string = f" {string} "
+    return f"{fence}{string}{fence}"

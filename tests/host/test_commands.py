@@ -241,8 +241,11 @@ def test_a_batch_splits_into_its_steps_up_to_the_first_failure() -> None:
 class _Served(http.server.BaseHTTPRequestHandler):
     content = b""
 
+    asked: ClassVar[list[str]] = []
+
     def do_GET(self) -> None:
-        if self.path != "/runc":
+        self.asked.append(self.path)
+        if self.path.partition("?")[0] != "/runc":
             self.send_error(404)
             return
         self.send_response(200)
@@ -297,6 +300,48 @@ def test_obtain_takes_the_hosts_own_copy_then_the_url(tmp_path: Path) -> None:
         assert obtain_here(tmp_path, sha, url) == (commands.EXIT_MISMATCH, {"bytes": "1999"})
         code, said = obtain_here(tmp_path, sha, url.replace("/runc", "/gone"))
         assert code == commands.EXIT_NEEDS_PUSH and "404" in said["why"] and not staged.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_url_reaches_curl_and_wget_on_stdin_never_in_their_arguments(tmp_path: Path) -> None:
+    """A presigned URL's token is a secret: any user of the host sees a program's arguments
+    (`ps`). curl and wget (each alone on the PATH) are given it on stdin."""
+    new = b"\x7fELF new runc"
+    sha = hashlib.sha256(new).hexdigest()
+    staged = tmp_path / ".runc-rollout-run.tmp"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Served)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/runc?X-Amz-Signature=s3cr3t"
+    tools = ["sh", "sha256sum", "cut", "rm", "cp", "timeout", "tr", "head", "cat", "printf", "wc"]
+    try:
+        _Served.content = new
+        for fetcher in ("curl", "wget"):
+            bin_dir = tmp_path / f"bin-{fetcher}"
+            bin_dir.mkdir()
+            for tool in tools:
+                if real := shutil.which(tool):
+                    (bin_dir / tool).symlink_to(real)
+            argv = tmp_path / f"{fetcher}.argv"
+            wrapper = bin_dir / fetcher
+            wrapper.write_text(
+                f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv}\nexec {shutil.which(fetcher)} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+            script = commands.obtain_staged(str(staged), sha, len(new), url, 20).script
+            done = subprocess.run(
+                ["sh", "-c", script.replace(commands.STATE_DIR, str(tmp_path))],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                env={"PATH": str(bin_dir)},
+            )
+            assert commands.parse_kv(done.stdout) == {"source": "url"}, (fetcher, done)
+            assert staged.read_bytes() == new
+            assert "s3cr3t" not in argv.read_text(), argv.read_text()
+            assert _Served.asked[-1] == "/runc?X-Amz-Signature=s3cr3t"  # the whole URL
+            staged.unlink()
     finally:
         server.shutdown()
         server.server_close()

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orchestrator.backends.ansible.runner import password_groups
 from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.backends.ssh.sshconfig import SshConfigError, check_destination
 from orchestrator.cli.app import main
 from orchestrator.errors import HostKeyRejected, HostUnreachable
 from orchestrator.models import BecomePasswords, SshTarget
@@ -217,3 +221,64 @@ def test_a_proxycommand_that_ends_says_why(
         executor.session(target, name="h1")
     assert words in str(caught.value) and said in str(caught.value)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("variables", "says"),
+    [
+        ("ansible_host='web1;touch${{IFS}}{marker};#'", "ansible_host 'web1;touch"),
+        ("ansible_host='-oProxyCommand=touch${{IFS}}{marker}'", "ansible_host '-oProxyCommand"),
+        ("ansible_host=web1 ansible_user='u$(touch${{IFS}}{marker})'", "ansible_user 'u$(touch"),
+    ],
+)
+def test_addresses_and_users_that_are_not_plain_names_run_nothing(
+    tmp_path: Path, variables: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ssh_config's `Match exec` runs through a shell with %h and %r filled in, as a
+    ProxyCommand does: an address or a user that is not a plain name is refused first."""
+    marker = tmp_path / "ran"
+    config = tmp_path / "ssh_config"
+    config.write_text('Match exec "true %h %r"\n  User matched\n')
+    inventory = tmp_path / "hosts.ini"
+    common = f'ansible_ssh_common_args="-F {config}"'
+    inventory.write_text(f"h1 {variables.format(marker=marker)} {common}\n")
+    output = tmp_path / "plan.json"
+    assert main(plan_argv(inventory, output)) == 2
+    error = one_error(capsys)
+    assert error.startswith("runc-rollout: error: host h1: ") and says in error, error
+    assert "not a plain host name or IP address" in error or "not a plain user name" in error
+    assert not marker.exists() and not output.exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        SshTarget(address="web1;touch${IFS}MARKER;#"),
+        SshTarget(address="web1", user="u`touch${IFS}MARKER`"),
+        SshTarget(address="web1", ssh_args=("-J", "j;touch${IFS}MARKER;#")),
+        SshTarget(address="web1", ssh_args=("-o", "HostName=x$(touch${IFS}MARKER)")),
+    ],
+)
+def test_a_plan_with_such_an_address_runs_nothing_either(
+    tmp_path: Path, target: SshTarget, empty_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan file is input too: the check is made again before any ssh_config lookup."""
+    marker = tmp_path / "ran"
+    (empty_home / ".ssh").mkdir()
+    (empty_home / ".ssh" / "config").write_text('Match exec "true %h %r"\n  User matched\n')
+    hostile = replace(
+        target,
+        address=target.address.replace("MARKER", str(marker)),
+        user=None if target.user is None else target.user.replace("MARKER", str(marker)),
+        ssh_args=tuple(word.replace("MARKER", str(marker)) for word in target.ssh_args),
+    )
+    with open(os.devnull) as nothing, SshExecutor() as executor:
+        monkeypatch.setattr(sys, "stdin", nothing)  # `Match exec` (invoke) reads our stdin
+        with pytest.raises(SshConfigError, match="not a plain"):
+            executor.check({"h1": hostile})
+    assert not marker.exists()
+
+
+def test_plain_names_and_addresses_are_taken() -> None:
+    for address in ("web-1.example.org", "10.0.0.1", "fe80::1%eth0", "2001:db8::1", "node_7"):
+        check_destination(SshTarget(address=address, user="deploy.user@corp"))

@@ -157,6 +157,9 @@ def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> N
         (["--artifact-url", "ftp://mirror/runc"], "--artifact-url: 'ftp://mirror/runc' is not"),
         (["--artifact-url", "https://mirror/a b"], "--artifact-url"),
         (["--artifact-url", "http://m/\x1b[2Jrunc"], "--artifact-url"),
+        (["--artifact-url", "https://ci:t0k3n@mirror/runc"], "credentials (user@) in a URL"),
+        (["--artifact-url", "https://mirror@evil/runc"], "credentials (user@) in a URL"),
+        (["--artifact-url", 'https://mirror/runc"q'], "--artifact-url"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_file(
@@ -185,6 +188,18 @@ def test_the_artifact_url_is_in_the_plan_and_its_hash_only_when_given(
     assert with_url["artifact"]["url"] == url
     assert with_url["plan_hash"] != without["plan_hash"]
     assert load_plan(fetched).artifact.url == url
+
+
+def test_a_plan_whose_artifact_url_carries_credentials_is_refused(
+    artifact: tuple[Path, str], tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    assert main(plan_args(artifact, plan, "--artifact-url", "https://mirror/runc")) == 0
+    data = json.loads(plan.read_text())
+    data["artifact"]["url"] = "https://ci:t0k3n@mirror/runc"
+    plan.write_text(json.dumps(data))
+    with pytest.raises(PlanError, match="credentials"):
+        load_plan(plan)
 
 
 def test_checksum_mismatch_and_missing_artifact(

@@ -172,10 +172,20 @@ def unsafe_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
     return {name: unsafe(value) for name, value in variables.items()}
 
 
-def plan_inventory(plan: Plan, known_hosts: Path | None) -> dict[str, Any]:
-    """Every host of the plan, with the variables `upgrade.yml` needs (all of them unsafe)."""
-    hosts = {host.name: unsafe_vars(host_vars(host.ssh, known_hosts, host)) for host in plan.hosts}
-    return {"all": {"hosts": hosts}}
+def plan_inventory(
+    plan: Plan, known_hosts: Path | None, names: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The plan's hosts (those of `names` only, when given: a job, or an execution node, gets
+    its own hosts), with the variables `upgrade.yml` needs (all of them unsafe). The artifact
+    URL is a variable of the inventory, a file: extra vars go on ansible-playbook's command
+    line, and a presigned URL's token would be in `ps` there."""
+    hosts = {
+        host.name: unsafe_vars(host_vars(host.ssh, known_hosts, host))
+        for host in plan.hosts
+        if names is None or host.name in names
+    }
+    url = {"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {}
+    return {"all": {"hosts": hosts, "vars": unsafe_vars(url)}}
 
 
 def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
@@ -192,7 +202,6 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_serial": "100%",
             "runc_rollout_max_fail_percentage": 100,
         }
-        | ({"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {})
         | _refusal_vars(plan)
     )
 
@@ -312,8 +321,9 @@ def _message(result: dict[str, Any]) -> str:
     return message[:500] or "failed"
 
 
-JobsFor = Callable[[str, Path | None], tuple[dict[str, Any], dict[str, Any]]]
-# (event nonce, the known_hosts path the job's inventory names) -> (inventory, extra vars)
+JobsFor = Callable[[str, Path | None, list[str]], tuple[dict[str, Any], dict[str, Any]]]
+# (event nonce, the known_hosts path the job's inventory names, its hosts)
+# -> (inventory, extra vars)
 OnJob = Callable[[str | None, list[str], str], None]  # execution node's domain, hosts, message
 
 
@@ -355,9 +365,11 @@ class AnsibleBackend:
         self._packed_here: set[Path] = set()  # the gzip files this process wrote
 
     def run_wave(self, hosts: Mapping[str, PlannedHost], context: WaveContext) -> None:
-        def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        def job(
+            nonce: str, known: Path | None, names: list[str]
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
             extravars = upgrade_extravars(context.plan, context.run_id, nonce)
-            return plan_inventory(context.plan, known), extravars
+            return plan_inventory(context.plan, known, set(names)), extravars
 
         handlers = _Handlers(context.on_phase, context.on_outcome, context.phase_of, context.on_job)
         domains = {name: host.domain for name, host in hosts.items()}
@@ -375,8 +387,10 @@ class AnsibleBackend:
         outcomes: dict[str, HostOutcome] = {}
         only_run = {"runc_rollout_run_id": run_id} if run_id else {}
 
-        def job(nonce: str, known: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-            hosts = {n: unsafe_vars(host_vars(t, known)) for n, t in targets.items()}
+        def job(
+            nonce: str, known: Path | None, names: list[str]
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            hosts = {n: unsafe_vars(host_vars(targets[n], known)) for n in names}
             return {"all": {"hosts": hosts}}, unsafe_vars(
                 {"runc_rollout_events": nonce, **only_run}
             )
@@ -431,7 +445,7 @@ class AnsibleBackend:
             payload = {} if artifact is None else self._payload(directory, artifact)
             for password, group in password_groups(names, self._become).items():
                 nonce = secrets.token_hex(8)
-                inventory, extravars = job(nonce, known)
+                inventory, extravars = job(nonce, known, group)
                 shipped = dict(files)
                 for var, (name, path) in payload.items():
                     if node is not None:

@@ -23,17 +23,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ansible_runner.interface import init_runner
+from ansible_runner.utils.base64io import Base64IO
 
 from orchestrator.errors import BadInput
 
@@ -48,6 +54,8 @@ KNOWN_HOSTS_NAME = "known_hosts"  # --known-hosts, in the project dir of a node'
 ENDED = frozenset({"successful", "failed", "canceled", "timeout"})  # a worker's last statuses
 NODE_PERSIST = "15s"  # ControlPersist of a node job's SSH masters
 _ERROR_TAIL = 300  # characters of the node's stderr kept in a host's message
+_CHUNK = 1 << 20  # bytes of a node's artifacts spooled at a time
+_UUID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")  # a worker event's uuid
 
 
 @dataclass(frozen=True)
@@ -209,10 +217,12 @@ def run_on_node(
         private_data_dir=str(data_dir),
         ident="job",
         quiet=True,
-        event_handler=on_event,
+        event_handler=partial(_kept_if_named_plainly, on_event),
         status_handler=lambda data, runner_config: statuses.append(data),
-        artifacts_handler=lambda directory: _scrub_command(Path(directory), kept),
     )
+    # ansible-runner's own unpacking follows the stream's links (a node could write anywhere
+    # here): its artifacts go through `unpack_artifacts` instead.
+    processor.artifacts_callback = partial(_unpack, processor, kept)
     threads = [
         threading.Thread(target=_transmit, args=(transmitter, process.stdin), daemon=True),
         threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True),
@@ -310,6 +320,102 @@ def _lost(hosts: Iterable[str], message: str, on_event: Callable[[dict[str, Any]
                 "event_data": {"host": host, "res": {"msg": message, "unreachable": True}},
             }
         )
+
+
+def _kept_if_named_plainly(on_event: Callable[[dict[str, Any]], bool], event: Any) -> bool:
+    """Handle a node's event; keep it in the artifacts (a file named from its counter and uuid)
+    only if those are what a worker sends: a number and a uuid, never a path."""
+    keep = on_event(event)
+    counter, uuid = str(event.get("counter")), str(event.get("uuid"))
+    return keep and counter.isdigit() and _UUID.fullmatch(uuid) is not None
+
+
+def _unpack(processor: Any, kept: frozenset[str] | set[str], data: dict[str, Any]) -> None:
+    """The worker's artifacts into the job's artifact dir, its environment scrubbed."""
+    artifact_dir = Path(processor.artifact_dir)
+    unpack_artifacts(processor._input, data.get("zipfile"), artifact_dir)
+    _scrub_command(artifact_dir, kept)
+
+
+def unpack_artifacts(stream: BinaryIO, length: object, target: Path) -> None:
+    """The zip of `length` bytes that follows in `stream` (base64), unpacked into `target`:
+    only regular files and folders, each entry checked before anything is written (no link,
+    no `..`, no absolute name), files made anew without following links. Raises
+    `UnsafeArtifacts` naming the first bad entry."""
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        raise UnsafeArtifacts(f"artifacts of length {length!r}")
+    with tempfile.TemporaryFile() as spool:
+        with Base64IO(stream) as source:  # does not close `stream`
+            remaining = length
+            while remaining:
+                chunk = source.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise UnsafeArtifacts("the artifacts ended early")
+                spool.write(chunk)
+                remaining -= len(chunk)
+        spool.seek(0)
+        try:
+            with zipfile.ZipFile(spool) as archive:
+                entries = [(info, _entry_parts(info)) for info in archive.infolist()]
+                for info, parts in entries:
+                    _unpack_entry(archive, info, parts, target)
+        except zipfile.BadZipFile as error:
+            raise UnsafeArtifacts(f"the artifacts are not a zip: {error}") from None
+
+
+class UnsafeArtifacts(Exception):
+    """A worker's artifacts that are not plain files and folders inside the job."""
+
+
+def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The path components of an entry, refused unless they name a regular file or a folder
+    inside the target."""
+    name = info.filename
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    why = None
+    if name.startswith("/"):
+        why = "an absolute name"
+    elif any(part in ("..", ".") for part in name.split("/")):
+        why = "a name with '..' or '.'"
+    elif "\\" in name or "\0" in name:
+        why = "a name with a backslash or NUL"
+    elif kind == stat.S_IFLNK:
+        why = "a symbolic link"
+    elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        why = "not a regular file or a folder"
+    parts = tuple(part for part in name.split("/") if part)
+    if why is None and not parts:
+        why = "an empty name"
+    if why is not None:
+        raise UnsafeArtifacts(f"artifact entry {name!r} refused: {why}")
+    return parts
+
+
+def _unpack_entry(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, parts: tuple[str, ...], target: Path
+) -> None:
+    """One checked entry: its folders made (a link or a file in their place is refused), then
+    the file written through a descriptor opened with O_NOFOLLOW, mode 0600."""
+    is_dir = info.is_dir() or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFDIR
+    folders = parts if is_dir else parts[:-1]
+    here = target
+    for part in folders:
+        here = here / part
+        with contextlib.suppress(FileExistsError):
+            here.mkdir(mode=0o700)
+        if not stat.S_ISDIR(here.lstat().st_mode):
+            raise UnsafeArtifacts(
+                f"artifact entry {info.filename!r} refused: {part!r} is no folder"
+            )
+    if is_dir:
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        descriptor = os.open(here / parts[-1], flags, 0o600)
+    except OSError as error:
+        raise UnsafeArtifacts(f"artifact entry {info.filename!r} refused: {error}") from None
+    with os.fdopen(descriptor, "wb") as out, archive.open(info) as data:
+        shutil.copyfileobj(data, out)
 
 
 def _scrub_command(artifact_dir: Path, kept: frozenset[str] | set[str]) -> None:

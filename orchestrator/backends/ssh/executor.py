@@ -500,6 +500,7 @@ class SshExecutor:
         files: dict[tuple[str, ...], str | None] = {}
         for name, target in targets.items():
             try:
+                sshconfig.check_destination(target)  # a resolved case is not resolved again
                 if target.ssh_args not in files:
                     files[target.ssh_args] = sshconfig.parse_ssh_args(target.ssh_args)[0]
                 blocks = self._blocks(self._config(files[target.ssh_args]))

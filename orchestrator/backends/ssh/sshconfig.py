@@ -25,6 +25,7 @@ from pathlib import Path
 import paramiko
 
 from orchestrator.models import SshHop, SshRoute, SshTarget
+from orchestrator.util.destinations import destination_problem
 
 HONOURED = frozenset(
     {
@@ -90,6 +91,14 @@ MAX_JUMPS = 8
 
 class SshConfigError(ValueError):
     """An ssh setting this backend cannot honour, or a malformed one."""
+
+
+def check_destination(target: SshTarget) -> None:
+    """Refuse, before any ssh_config lookup (`Match exec` runs `%h` and `%r` through a
+    shell), an address or a user that is not a plain name (`util.destinations`)."""
+    problem = destination_problem(target.address, target.user)
+    if problem is not None:
+        raise SshConfigError(f"{problem} (refused before any ssh_config lookup)")
 
 
 def command_line(target: SshTarget) -> tuple[str | None, list[tuple[str, str]]]:
@@ -163,6 +172,7 @@ def resolve(
     `known_hosts` (`--known-hosts`) comes after the inventory's ssh arguments and before
     ssh_config, for the target only: jump hosts get ssh_config's, as OpenSSH gives them.
     """
+    check_destination(target)
     _, options = command_line(target)
     if known_hosts is not None:
         options.append(("userknownhostsfile", known_hosts))
@@ -185,6 +195,10 @@ def _route(
 ) -> tuple[SshHop, ...]:
     if depth > MAX_JUMPS:
         raise SshConfigError(f"more than {MAX_JUMPS} jump hosts (a ProxyJump loop?)")
+    problem = destination_problem(alias, given.get("user"))
+    if problem is not None:
+        jump = f"jump host {alias}: " if depth else ""
+        raise SshConfigError(f"{jump}{problem} (refused before any ssh_config lookup)")
     try:
         looked_up = config.lookup(alias)
     except (KeyError, ValueError, paramiko.ConfigParseError) as error:  # e.g. half a Canonical*
@@ -204,6 +218,9 @@ def _route(
     hostname = settings.get("hostname") or alias  # paramiko expanded its tokens
     port = _port(settings.get("port", "22"))
     user = settings.get("user") or local_user
+    problem = destination_problem(hostname, user)  # pasted into a ProxyCommand's %h and %r
+    if problem is not None:
+        raise SshConfigError(f"host {alias}: HostName or User: {problem}")
     identity = [*given_identity, *_as_list(found.get("identityfile", []))]
     hop = SshHop(
         alias=alias,
