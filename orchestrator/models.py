@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from orchestrator.host.runcinfo import runtime_banner
+
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # An image reference or a container name, never something docker would take as an option.
 IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
@@ -155,6 +157,8 @@ class HostBefore(Model):
     runc_sha256: str = Field(pattern=SHA256_PATTERN)
     runc_version: str | None = None
     sysctl_runtime: int | None = None
+    # The shim the runtime executes this runc through (NVIDIA's): never swapped itself.
+    runc_via: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 # A plan holds one PlannedHost and one SshTarget per host: at 100k hosts, BaseModel's per-instance
@@ -595,7 +599,8 @@ class RuncBinary(Model):
         if self.untrusted is not None:
             return f"{self.file} is not trusted ({self.untrusted})"
         if self.version is None:
-            return f"{self.file} does not answer --version as runc"
+            says = runtime_banner(self.version_output)
+            return f"{self.file} is not runc (--version says {says!r})"
         return None
 
 
@@ -637,6 +642,8 @@ class HostFacts(Model):
     path_source: Literal["dockerd", "containerd", "default"]
     runc: RuncBinary | None  # the runc the container runtime executes
     runc_source: str  # how that one was chosen
+    runc_via: str | None = None  # the shim (NVIDIA's) that executes `runc`: left as it is
+    runc_unused: str | None = None  # why the runtimes execute no runc (a default such as crun)
     shadowed: list[RuncBinary]  # every other runc on the runtime's PATH
     docker_default_runtime: str | None
     docker_runtimes: dict[str, str]  # name -> path, from daemon.json and dockerd's flags

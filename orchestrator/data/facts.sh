@@ -115,6 +115,8 @@ dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
 ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
 if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
 if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
+ncfg=__NVIDIA_CONFIG__
+if [ -f "$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$ncfg"; fi
 
 if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
 elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
@@ -124,13 +126,16 @@ sec runtime-path
 kv source "$src"
 kv path "$rpath"
 
-# Every binary the runtime might execute: runc (and any runtime named in the configs) on the
-# runtime's PATH, and absolute paths named in the configs. Copies of one file are hashed once.
-names=runc abs=
+# Every binary the runtime might execute: runc and docker-runc (Docker <= 18.06), and any runtime
+# named in the configs (NVIDIA's shim's `runtimes` too), on the runtime's PATH, and absolute
+# paths named in the configs. Copies of one file are hashed once.
+names="runc docker-runc" abs=
 set -f
 s='[[:space:]]*' q="[\"']"
 for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
               sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
+              awk '/^[[:space:]]*runtimes[[:space:]]*=/ { on = 1 } on { print } /]/ { on = 0 }' \
+                  "$ncfg" | tr ',[]=' '\n\n\n\n' | sed -n "s/^$s$q\([^\"']*\)$q$s\$/\1/p"
             } 2>/dev/null ); do
     case $v in /*) abs="$abs $v" ;; */*) ;; *) names="$names $v" ;; esac
 done

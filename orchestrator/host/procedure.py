@@ -155,6 +155,8 @@ def decide(
     if record is not None and run_id is not None and record.run_id == run_id:
         return Decision("continue")
     runc = facts.runc
+    if facts.runc_unused is not None:
+        return Decision("noop", f"{facts.runc_unused}; not touched")
     if runc is None or runc.sha256 is None:
         return Decision("fail", f"no runc binary found ({facts.runc_source})")
     drift = drift_from_plan(planned, facts)
@@ -180,8 +182,9 @@ def describe(decision: Decision, artifact: Artifact, facts: HostFacts, sysctl_ta
     runc = facts.runc
     assert runc is not None and runc.sha256 is not None
     files = sysctl_files_to_change(facts, sysctl_target)
+    behind = f" (runc behind {facts.runc_via}, left as it is)" if facts.runc_via else ""
     return (
-        f"swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "
+        f"swap {runc.file}{behind} {runc.version or '?'} ({runc.sha256[:12]}) -> "
         f"{artifact.version or '?'} ({artifact.sha256[:12]}); "
         f"sysctl {facts.sysctl_runtime} -> {sysctl_target}"
         + (f"; rewrite {', '.join(files)}" if files else "")

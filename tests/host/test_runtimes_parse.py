@@ -1,0 +1,162 @@
+"""Which runc a host's runtimes execute when Docker's default runtime is not runc: NVIDIA's shim
+is followed to the runc it execs (its config.toml read as data), a runtime that wraps nothing
+(crun, runsc) means runc is not used by default, unless another configured path runs runc.
+
+Version outputs are real ones (see tests/host/test_runcinfo.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import FactsError
+from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_to_before, parse_facts
+from orchestrator.host.procedure import decide, describe
+from orchestrator.models import Artifact, PlannedHost, SshTarget
+from tests.host.test_facts_parse import (
+    DEBIAN_SHA,
+    DEBIAN_VERSION,
+    RC93_SHA,
+    RC93_VERSION,
+    binary,
+    output,
+    stat,
+)
+from tests.host.test_runcinfo import CRUN, NVIDIA, RUNSC
+
+SHIM = "/usr/bin/nvidia-container-runtime"
+SHIM_SHA = "1" * 64
+CRUN_SHA = "2" * 64
+NVIDIA_DOCKER = (
+    '{"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}},'
+    ' "default-runtime": "nvidia"}'
+)
+CRUN_DOCKER = '{"runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "crun"}'
+DOCKERD = (
+    "proc 977",
+    f"comm=dockerd\nstat={stat(977, 'dockerd', 'S', 1, 2300)}\n"
+    "cmdline=/usr/bin/dockerd -H fd://\n"
+    f"exe=/usr/bin/dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"
+    "version=Docker version 20.10.24+dfsg1, build 297e128\n",
+)
+
+
+def gpu_node(*extra: tuple[str, str], shim_output: str = NVIDIA) -> str:
+    """A GPU node as NVIDIA documents it: the shim is Docker's default runtime; rc93 in
+    /usr/local/sbin, Debian's runc in /usr/sbin."""
+    return output(
+        DOCKERD,
+        ("file docker /etc/docker/daemon.json", NVIDIA_DOCKER),
+        *extra,
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", RC93_SHA, RC93_VERSION),
+        *binary("/usr/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
+        *binary("/usr/bin/crun", CRUN_SHA, CRUN),
+        *binary(SHIM, SHIM_SHA, shim_output),
+    )
+
+
+def test_the_shim_is_followed_to_the_runc_it_execs() -> None:
+    """No config file: its default ["docker-runc", "runc"], on dockerd's PATH: rc93 first."""
+    facts = parse_facts("gpu", gpu_node())
+    assert facts.runc is not None and facts.runc.file == "/usr/local/sbin/runc"
+    assert facts.runc.version == "1.0.0-rc93"
+    assert facts.runc_via == SHIM
+    assert facts.runc_source.startswith("runc behind nvidia-container-runtime")
+    before = facts_to_before(facts)
+    assert (before.runc_path, before.runc_via) == ("/usr/local/sbin/runc", SHIM)
+    planned = PlannedHost(name="gpu", domain="a", ssh=SshTarget(address="gpu"), before=before)
+    artifact = Artifact(path="/a/runc", sha256=DEBIAN_SHA[::-1], size=10, version="1.1.12")
+    assert decide(planned, artifact, facts, None).action == "swap"
+    line = describe(decide(planned, artifact, facts, None), artifact, facts, 16384)
+    assert f"swap /usr/local/sbin/runc (runc behind {SHIM}, left as it is)" in line
+
+
+def test_the_shims_config_names_the_runtime() -> None:
+    config = '[nvidia-container-runtime]\nruntimes = [\n  "/usr/sbin/runc",\n]\nmode = "auto"\n'
+    text = gpu_node(("file nvidia /etc/nvidia-container-runtime/config.toml", config))
+    facts = parse_facts("gpu", text)
+    assert facts.runc is not None and facts.runc.file == "/usr/sbin/runc"
+    assert facts.runc_via == SHIM
+
+
+def test_a_shim_wrapping_crun_uses_no_runc() -> None:
+    config = '[nvidia-container-runtime]\nruntimes = ["crun", "runc"]\n'
+    facts = parse_facts("gpu", gpu_node(("file nvidia /x/config.toml", config)))
+    assert facts.runc is None
+    assert facts.runc_unused == f"{SHIM} runs crun: runc not used by default"
+
+
+def test_a_shim_whose_config_is_not_toml_is_never_guessed() -> None:
+    facts = parse_facts("gpu", gpu_node(("file nvidia /x/config.toml", "runtimes = [")))
+    assert facts.runc is None and facts.runc_via == SHIM
+    assert any("is not valid TOML" in warning for warning in facts.warnings)
+    with pytest.raises(FactsError, match="no runc binary found"):
+        facts_to_before(facts)
+
+
+def test_nvidias_old_patched_runc_is_not_swapped() -> None:
+    """Before 2019 the shim was a runc fork with the hook built in: it answers as runc."""
+    facts = parse_facts("gpu", gpu_node(shim_output=DEBIAN_VERSION))
+    assert facts.runc is None
+    assert facts.runc_unused is not None and "NVIDIA's patched runc" in facts.runc_unused
+    with pytest.raises(FactsError, match="take the GPUs away"):
+        facts_to_before(facts)
+
+
+@pytest.mark.parametrize(("what", "version"), [("crun", CRUN), ("runsc", RUNSC)])
+def test_a_default_runtime_that_wraps_nothing_is_held_back(what: str, version: str) -> None:
+    path = f"/usr/bin/{what}"
+    daemon_json = f'{{"runtimes": {{"{what}": {{"path": "{path}"}}}}, "default-runtime": "{what}"}}'
+    text = output(
+        DOCKERD,
+        ("file docker /etc/docker/daemon.json", daemon_json),
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", RC93_SHA, RC93_VERSION),
+        *binary(path, CRUN_SHA, version),
+    )
+    facts = parse_facts("h", text)
+    assert facts.runc is None
+    assert facts.runc_unused == f"default runtime {what}: runc not used by default"
+    with pytest.raises(FactsError, match=f"default runtime {what}: runc not used by default"):
+        facts_to_before(facts)
+    planned = PlannedHost(name="h", domain="a", ssh=SshTarget(address="h"))
+    artifact = Artifact(path="/a/runc", sha256=DEBIAN_SHA, size=10)
+    decision = decide(planned, artifact, facts, None)
+    assert (decision.action, decision.message) == (
+        "noop",
+        f"default runtime {what}: runc not used by default; not touched",
+    )
+
+
+def test_crun_by_default_but_runc_for_kubelet() -> None:
+    """containerd's CRI BinaryName still runs runc: that one is the host's runc."""
+    config = """version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "/usr/local/sbin/runc"
+"""
+    text = output(
+        DOCKERD,
+        ("file docker /etc/docker/daemon.json", CRUN_DOCKER),
+        ("file containerd /etc/containerd/config.toml", config),
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", RC93_SHA, RC93_VERSION),
+        *binary("/usr/bin/crun", CRUN_SHA, CRUN),
+    )
+    facts = parse_facts("h", text)
+    assert facts.runc is not None and facts.runc.file == "/usr/local/sbin/runc"
+    assert facts.runc_unused is None
+    assert facts.runc_source == (
+        "containerd CRI BinaryName (default runtime crun: runc not used by default)"
+    )
+
+
+def test_docker_18_06_runs_docker_runc() -> None:
+    old = (DOCKERD[0], DOCKERD[1].replace("20.10.24+dfsg1", "18.06.3-ce"))
+    text = output(
+        old,
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/bin/docker-runc", RC93_SHA, RC93_VERSION),
+        *binary("/usr/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
+    )
+    facts = parse_facts("old", text)
+    assert facts.runc is not None and facts.runc.file == "/usr/bin/docker-runc"
