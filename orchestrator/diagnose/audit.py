@@ -64,6 +64,7 @@ _UPSTREAM_COMMIT = re.compile(r"(v?\d+\.\d+\S*-\d+-g)?[0-9a-f]{7,40}(-dirty)?")
 # Findings that are not advisories (`--ignore` accepts these and the advisories' ids).
 CHECK_IDS = (
     "runc-not-found",
+    "runc-not-used",
     "runc-version-unknown",
     "stuck-runc-init",
     "sysctl-raised",
@@ -172,6 +173,7 @@ class HostAudit(Model):
     runc_package: str | None
     runc_package_version: str | None
     runc_sha256: str | None
+    runc_via: str | None = None  # the shim (NVIDIA's) the runtime executes this runc through
     dockerd_version: str | None
     containerd_version: str | None
     sysctl_runtime: int | None
@@ -255,7 +257,17 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
     """Every finding of one host, most severe first."""
     findings: list[Finding] = []
     runc = facts.runc
-    if runc is None:
+    if facts.runc_unused is not None:
+        findings.append(
+            Finding(
+                id="runc-not-used",
+                severity="low",
+                title="the default runtime is not runc",
+                detail=f"{facts.runc_unused} ({facts.runc_source}); runc's bugs do not touch "
+                "the containers it runs, and `plan` holds the host back",
+            )
+        )
+    elif runc is None:
         findings.append(
             Finding(
                 id="runc-not-found",
@@ -456,6 +468,7 @@ def audit_host(
         runc_package=runc.package if runc else None,
         runc_package_version=runc.package_version if runc else None,
         runc_sha256=runc.sha256 if runc else None,
+        runc_via=facts.runc_via,
         dockerd_version=facts.dockerd.version if facts.dockerd else None,
         containerd_version=facts.containerd.version if facts.containerd else None,
         sysctl_runtime=facts.sysctl_runtime,
@@ -622,7 +635,7 @@ def report_table(report: AuditReport, width: int = 200) -> str:
         texts = [
             host.host + (" (held back)" if host.held_back else ""),
             host.zone,
-            host.runc_path or "none",
+            (host.runc_path or "none") + (f" via {host.runc_via}" if host.runc_via else ""),
             f"{host.runc_version or '?'} {_short(host.runc_commit)}" if host.runc_path else "",
             f"{host.runc_package} {host.runc_package_version}" if host.runc_package else "-",
             (host.runc_sha256 or "")[:12],
@@ -688,6 +701,8 @@ def report_markdown(report: AuditReport) -> str:
     ]
     for host in report.hosts:
         runc = f"runc `{host.runc_path or 'none'}` {host.runc_version or '?'}"
+        if host.runc_via:
+            runc += f" (behind `{host.runc_via}`, which is not runc and is never swapped)"
         runc += f" commit {host.runc_commit or '?'}"
         if host.runc_package:
             runc += f", package {host.runc_package} {host.runc_package_version}"

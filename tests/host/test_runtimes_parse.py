@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.diagnose.audit import (
+    audit_host,
+    build_report,
+    host_findings,
+    load_advisories,
+    report_markdown,
+)
 from orchestrator.errors import FactsError
 from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_to_before, parse_facts
 from orchestrator.host.procedure import decide, describe
-from orchestrator.models import Artifact, PlannedHost, SshTarget
+from orchestrator.inventory.read import load_inventory
+from orchestrator.models import Artifact, PlannedHost, SshTarget, WaveOptions
+from orchestrator.plan.planner import build_plan
+from orchestrator.plan.render import plan_json, plan_markdown, plan_table
 from tests.host.test_facts_parse import (
     DEBIAN_SHA,
     DEBIAN_VERSION,
@@ -22,6 +32,7 @@ from tests.host.test_facts_parse import (
     stat,
 )
 from tests.host.test_runcinfo import CRUN, NVIDIA, RUNSC
+from tests.plan.test_plan_stream import ARTIFACT, FLEET40
 
 SHIM = "/usr/bin/nvidia-container-runtime"
 SHIM_SHA = "1" * 64
@@ -160,3 +171,44 @@ def test_docker_18_06_runs_docker_runc() -> None:
     )
     facts = parse_facts("old", text)
     assert facts.runc is not None and facts.runc.file == "/usr/bin/docker-runc"
+
+
+def test_audit_names_the_runc_behind_the_shim_and_its_findings() -> None:
+    advisories = load_advisories()
+    audit = audit_host(parse_facts("gpu", gpu_node()), "zone-a", advisories)
+    assert (audit.runc_path, audit.runc_version, audit.runc_via) == (
+        "/usr/local/sbin/runc",
+        "1.0.0-rc93",
+        SHIM,
+    )
+    assert "runc-rc93-pipe-hang" in [finding.id for finding in audit.findings]
+    report = build_report({"gpu": parse_facts("gpu", gpu_node())}, {"gpu": "a"}, advisories)
+    assert f"(behind `{SHIM}`, which is not runc and is never swapped)" in report_markdown(report)
+
+
+def test_audit_says_runc_is_not_used_by_default() -> None:
+    text = output(
+        DOCKERD,
+        ("file docker /etc/docker/daemon.json", CRUN_DOCKER),
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", RC93_SHA, RC93_VERSION),
+        *binary("/usr/bin/crun", CRUN_SHA, CRUN),
+    )
+    findings = host_findings(parse_facts("h", text), load_advisories())
+    assert [(f.id, f.severity) for f in findings if f.id.startswith("runc-")] == [
+        ("runc-not-used", "low")
+    ]
+    assert findings[0].detail.startswith("default runtime crun: runc not used by default")
+
+
+def test_the_plan_says_runc_behind_the_shim() -> None:
+    inventory = load_inventory([FLEET40])
+    first = next(iter(inventory.hosts))
+    before = {first: facts_to_before(parse_facts(first, gpu_node()))}
+    plan = build_plan(inventory, ARTIFACT, WaveOptions(), before)
+    expected = f"/usr/local/sbin/runc (runc behind nvidia-container-runtime `{SHIM}`"
+    assert expected in plan_markdown(plan)
+    assert expected in plan_table(plan, width=300)
+    assert plan.hosts[0].before is not None and plan.hosts[0].before.runc_via == SHIM
+    plain = build_plan(inventory, ARTIFACT, WaveOptions())
+    assert b"runc_via" not in plan_json(plain)  # absent unless there is a shim: hashes unchanged
