@@ -176,7 +176,7 @@ def plan(
     )
     loaded = load_inventory(inventory)
     before: dict[str, HostBefore] = {}
-    unreachable: dict[str, str] = {}
+    no_before: dict[str, str] = {}
     if gather or facts_file:
         targets = hosts_to_plan(loaded, limit)
         if facts_file is not None:
@@ -186,8 +186,8 @@ def plan(
             become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
             with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
-        before, unreachable = before_from_report(report, targets)
-    result = build_plan(loaded, artifact, options, before, unreachable)
+        before, no_before = before_from_report(report, targets)
+    result = build_plan(loaded, artifact, options, before, no_before)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
     try:

@@ -84,8 +84,8 @@ def read_facts_report(path: Path) -> FactsReport:
 def before_from_report(
     report: FactsReport, targets: Mapping[str, SshTarget]
 ) -> tuple[dict[str, HostBefore], dict[str, str]]:
-    """Each target's "before" from `report`, and why the others have none (unreachable, no
-    runc found, or not in the report)."""
+    """Each target's "before" from `report`, and why the others have none: unreachable (or
+    not in the report), or what their facts say (no runc found, runc not used)."""
     before: dict[str, HostBefore] = {}
     missing: dict[str, str] = {}
     for name in targets:
@@ -96,9 +96,9 @@ def before_from_report(
             except FactsError as error:
                 missing[name] = error.detail
         elif name in report.errors:
-            missing[name] = report.errors[name].message
+            missing[name] = f"unreachable: {report.errors[name].message}"
         else:
-            missing[name] = "no facts for this host in the report"
+            missing[name] = "unreachable: no facts for this host in the report"
     return before, missing
 
 
@@ -141,6 +141,8 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
         table.add_row(
             markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
         )
+        if result.runc_via:
+            notes.append(f"{name}: {result.runc_source}")
         notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
         notes += [f"{name}: {warning}" for warning in result.warnings]
     console.print(table)

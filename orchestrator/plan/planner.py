@@ -44,15 +44,15 @@ def build_plan(
     artifact: Artifact,
     options: WaveOptions,
     before: Mapping[str, HostBefore] | None = None,
-    unreachable: Mapping[str, str] | None = None,
+    no_before: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan for `options.limit` of `inventory`.
 
-    `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
-    gathered to the reason, and they are held back.
+    `before` holds facts gathered from hosts; `no_before` maps hosts that have none (facts not
+    gathered, or saying the host is not to be swapped) to why, and they are held back.
     """
     with gc_paused():
-        return _build_plan(inventory, artifact, options, before or {}, unreachable or {})
+        return _build_plan(inventory, artifact, options, before or {}, no_before or {})
 
 
 def _build_plan(
@@ -60,7 +60,7 @@ def _build_plan(
     artifact: Artifact,
     options: WaveOptions,
     facts: Mapping[str, HostBefore],
-    unreachable: Mapping[str, str],
+    no_before: Mapping[str, str],
 ) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
@@ -83,9 +83,9 @@ def _build_plan(
         for host in selected
         if held_back(host)
     ] + [
-        Skipped(name=host.name, reason=f"unreachable: {unreachable[host.name]}")
+        Skipped(name=host.name, reason=no_before[host.name])
         for host in selected
-        if not held_back(host) and host.name in unreachable
+        if not held_back(host) and host.name in no_before
     ]
     held = {item.name for item in skipped}
     candidates = [host for host in selected if host.name not in held]

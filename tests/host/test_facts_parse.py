@@ -707,8 +707,8 @@ def test_before_from_a_saved_report(tmp_path: Path) -> None:
     assert missing == {
         "bare": "no runc binary found (runc on systemd's default PATH (no dockerd or containerd "
         "running))",
-        "gone": "gone (10.0.0.9:22): cannot connect after 5 attempts",
-        "new": "no facts for this host in the report",
+        "gone": "unreachable: gone (10.0.0.9:22): cannot connect after 5 attempts",
+        "new": "unreachable: no facts for this host in the report",
     }
 
 
