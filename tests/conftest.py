@@ -24,7 +24,7 @@ from orchestrator.host.facts import gather_facts
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_stick, lab_up
 from orchestrator.lab.hostdef import probe_uid
 from orchestrator.lab.procs import check_requirements, port_in_use
-from orchestrator.lab.records import LabHost, LabInfo, StuckSeed
+from orchestrator.lab.records import LabHost, LabInfo, LabRuntime, StuckSeed
 from orchestrator.models import HostFacts, SshTarget
 
 RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script
@@ -195,6 +195,7 @@ def start_lab(
     *,
     containerd: int = 0,
     stuck: bool = False,
+    runtimes: Sequence[LabRuntime] = (),
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -205,6 +206,7 @@ def start_lab(
             inventory_path=inventory,
             first_address=free_first_address(hosts),
             stuck=stuck,
+            runtimes=runtimes,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -213,14 +215,19 @@ def start_lab(
 
 
 @contextmanager
-def running_lab(base: Path, hosts: int, full: int, containerd: int = 0) -> Iterator[LabFleet]:
-    """A lab of its own under `base` (`full` full hosts, then `containerd` containerd-only
-    ones), down on exit; skips the test where no lab can run."""
+def running_lab(
+    base: Path, hosts: int, full: int, containerd: int = 0, runtimes: Sequence[LabRuntime] = ()
+) -> Iterator[LabFleet]:
+    """A lab of its own under `base` (`full` full hosts, the first with Docker default
+    `runtimes`, then `containerd` containerd-only ones), down on exit; skips the test where no
+    lab can run."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = base / "inventory" / "hosts.yml"
-    fleet = start_lab(base / "state", inventory, hosts, full, containerd=containerd)
+    fleet = start_lab(
+        base / "state", inventory, hosts, full, containerd=containerd, runtimes=runtimes
+    )
     try:
         yield fleet
     finally:

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.lab import runtimes
+from orchestrator.lab.records import LabRuntime
 from orchestrator.models import DEFAULT_PROBE_UID
 
 LAB_MOUNT = "/run/runc-rollout-lab"  # where a lab host sees the lab's state directory
@@ -80,8 +82,9 @@ Subsystem sftp internal-sftp
 """
 
 
-def daemon_json(cgroup_parent: str, storage_driver: str) -> str:
-    """/etc/docker/daemon.json of a full host (dockerd is started with no flags but --containerd).
+def daemon_json(cgroup_parent: str, storage_driver: str, runtime: LabRuntime = "runc") -> str:
+    """/etc/docker/daemon.json of a full host (dockerd is started with no flags but --containerd),
+    with `runtime` as Docker's default.
 
     No bridge, no iptables, no IP forwarding: dockerd must not touch the machine's network or
     kernel settings. Its cgroup parent is the host's own, so two hosts' containers never share.
@@ -96,6 +99,7 @@ def daemon_json(cgroup_parent: str, storage_driver: str) -> str:
         "exec-opts": ["native.cgroupdriver=cgroupfs"],
         "storage-driver": storage_driver,
         "log-level": "warn",
+        **runtimes.docker_runtime(runtime),
     }
     return json.dumps(config, indent=2) + "\n"
 
@@ -143,7 +147,12 @@ state = "/run/containerd"
 
 
 def holder_ops(
-    *, state_dir: str, host_dir: str, kind: str, sysctl_conf_exists: bool
+    *,
+    state_dir: str,
+    host_dir: str,
+    kind: str,
+    sysctl_conf_exists: bool,
+    runtime: LabRuntime = "runc",
 ) -> list[dict[str, Any]]:
     """The mount operations the supervisor applies in a new lab host's namespace, in order.
 
@@ -157,6 +166,18 @@ def holder_ops(
         {"op": "mkdir", "path": "/run/user", "mode": 0o755},
         {"op": "symlink", "path": "/run/shm", "to": "/dev/shm"},
         {"op": "bind", "source": state_dir, "target": LAB_MOUNT},
+    ]
+    if runtime == "nvidia":  # before the other binds under /etc: this one shadows /etc
+        ops.append(
+            {
+                "op": "bind",
+                "source": f"{host_dir}/etc-nvidia-container-runtime",
+                "target": runtimes.NVIDIA_CONFIG_DIR,
+            }
+        )
+    if runtime == "crun":
+        ops.append({"op": "tmpfs", "target": runtimes.CGROUP2_MOUNT, "mode": "0755"})
+    ops += [
         {"op": "bind", "source": f"{host_dir}/usr-local-sbin", "target": "/usr/local/sbin"},
         {"op": "bind", "source": f"{host_dir}/usr-local-bin", "target": "/usr/local/bin"},
         {"op": "bind", "source": f"{host_dir}/etc-sysctl.d", "target": "/etc/sysctl.d"},
@@ -193,6 +214,8 @@ def holder_ops(
         {"op": "readonly", "path": "/proc/sys"},
         {"op": "bind", "source": f"{host_dir}/pipe-user-pages-soft", "target": PIPE_SYSCTL},
     ]
+    if runtime == "crun":  # crun writes Docker's net sysctls of the container through this /proc
+        ops.append({"op": "bind", "source": runtimes.NET_SYSCTLS, "target": runtimes.NET_SYSCTLS})
     return ops
 
 

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 HostKind = Literal["full", "containerd", "light"]
 KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
+# A full host's Docker default runtime (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim
+# in front of runc, or Debian's crun.
+LabRuntime = Literal["runc", "nvidia", "crun"]
+RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,6 +36,7 @@ class HostRecord(_Record):
     address: str
     zone: str
     kind: HostKind
+    runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
 
@@ -54,6 +59,7 @@ class LabHost:
     address: str
     zone: str
     kind: HostKind
+    runtime: LabRuntime = "runc"
 
 
 @dataclass
