@@ -150,6 +150,14 @@ class WaveOptions(Model):
 # Facts about a host, as far as the plan needs them
 
 
+class BeforeRunc(Model):
+    """Another runc file the host's runtimes execute (CRI's BinaryName, another Docker runtime)."""
+
+    path: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    version: str | None = None
+
+
 class HostBefore(Model):
     """A host's state when the plan was made; `apply` refuses a host that no longer matches."""
 
@@ -159,6 +167,7 @@ class HostBefore(Model):
     sysctl_runtime: int | None = None
     # The shim the runtime executes this runc through (NVIDIA's): never swapped itself.
     runc_via: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    also: list[BeforeRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
 
 
 # A plan holds one PlannedHost and one SshTarget per host: at 100k hosts, BaseModel's per-instance
@@ -546,6 +555,14 @@ class RecordedFile(Model):
 RecordOutcome = Literal["in_progress", "done", "failed", "rolled_back"]
 
 
+class RecordedRunc(Model):
+    """Another runc file a host's runtimes execute, swapped under the same record."""
+
+    path: str
+    before_sha256: str = Field(pattern=SHA256_PATTERN)
+    before_version: str | None = None
+
+
 class HostRecord(Model):
     """Written on the host before the swap and at every phase after it, so that rollback needs
     nothing but the host itself."""
@@ -565,6 +582,16 @@ class HostRecord(Model):
     daemons: dict[str, tuple[int, int]] = Field(default_factory=dict)  # name -> (pid, start ticks)
     stuck_runc_init_before: int = 0
     updated: float
+    # Every other runc file swapped with `runc_path` (to the same target), under this one record.
+    also: list[RecordedRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+
+    @property
+    def runcs(self) -> list[tuple[str, str]]:
+        """(path, sha256 before) of every runc file this record swaps, `runc_path` first."""
+        return [
+            (self.runc_path, self.before_sha256),
+            *((r.path, r.before_sha256) for r in self.also),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,6 +629,13 @@ class RuncBinary(Model):
             says = runtime_banner(self.version_output)
             return f"{self.file} is not runc (--version says {says!r})"
         return None
+
+
+class ExecutedRunc(Model):
+    """A runc file a host's runtimes execute besides `HostFacts.runc`, and which runtime does."""
+
+    source: str  # "containerd CRI BinaryName", "Docker runtime 'old'"
+    runc: RuncBinary
 
 
 class Daemon(Model):
@@ -644,6 +678,7 @@ class HostFacts(Model):
     runc_source: str  # how that one was chosen
     runc_via: str | None = None  # the shim (NVIDIA's) that executes `runc`: left as it is
     runc_unused: str | None = None  # why the runtimes execute no runc (a default such as crun)
+    also_runc: list[ExecutedRunc] = Field(default_factory=list)  # other runc files executed
     shadowed: list[RuncBinary]  # every other runc on the runtime's PATH
     docker_default_runtime: str | None
     docker_runtimes: dict[str, str]  # name -> path, from daemon.json and dockerd's flags

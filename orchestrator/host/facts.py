@@ -45,7 +45,9 @@ from orchestrator.host.session import (
     HostSession,
 )
 from orchestrator.models import (
+    BeforeRunc,
     Daemon,
+    ExecutedRunc,
     HostBefore,
     HostFacts,
     Model,
@@ -154,9 +156,7 @@ def parse_facts(host: str, output: str) -> HostFacts:
         warnings.append(f"{runc.path} was not run: {runc.untrusted}")
     elif runc.version_exit != 0:
         warnings.append(f"{runc.path} --version failed (exit {runc.version_exit})")
-    cri_binary = _resolve(cri, runtime_path, binaries) if cri and docker_in_play else None
-    if cri_binary is not None and runc is not None and cri_binary.file != runc.file:
-        warnings.append(f"containerd's CRI runtime executes {cri_binary.file}, Docker {runc.file}")
+    also = _also_executed(runc, lookup, cri if docker_in_play else None, docker, docker_in_play)
     shadowed: list[RuncBinary] = []
     files = {runc.file} if runc is not None else set()
     for entry in runtime_path:
@@ -181,6 +181,7 @@ def parse_facts(host: str, output: str) -> HostFacts:
         runc_source=how,
         runc_via=via,
         runc_unused=unused,
+        also_runc=also,
         shadowed=shadowed,
         docker_default_runtime=docker.default_runtime,
         docker_runtimes=docker.runtimes,
@@ -206,12 +207,21 @@ def facts_to_before(facts: HostFacts) -> HostBefore:
     problem = facts.runc.target_problem
     if problem is not None:
         raise FactsError(facts.host, f"{problem}; it is not swapped")
+    for item in facts.also_runc:
+        if item.runc.target_problem is not None or item.runc.sha256 is None:
+            why = item.runc.target_problem or "no sha256"
+            raise FactsError(facts.host, f"{item.source}: {why}; nothing is swapped")
     return HostBefore(
         runc_path=facts.runc.file,
         runc_sha256=facts.runc.sha256,
         runc_version=facts.runc.version,
         sysctl_runtime=facts.sysctl_runtime,
         runc_via=facts.runc_via,
+        also=[
+            BeforeRunc(path=item.runc.file, sha256=item.runc.sha256, version=item.runc.version)
+            for item in facts.also_runc
+            if item.runc.sha256 is not None
+        ],
     )
 
 
@@ -421,6 +431,28 @@ def _runtime_binary(
         return docker.runtimes[wanted], f"Docker default runtime {wanted!r}"
     warnings.append(f"Docker's default runtime {wanted!r} is not defined; assuming runc")
     return "runc", on_path
+
+
+def _also_executed(
+    runc: RuncBinary | None,
+    lookup: _Lookup,
+    cri: str | None,
+    docker: _DockerConfig,
+    docker_in_play: bool,
+) -> list[ExecutedRunc]:
+    """Every other runc file a configured runtime executes: containerd CRI's BinaryName (what
+    kubelet uses) beside Docker's, and Docker's other named runtimes that are runc."""
+    named = [("containerd CRI BinaryName", cri)] if cri else []
+    if docker_in_play:
+        named += [(f"Docker runtime {name!r}", path) for name, path in docker.runtimes.items()]
+    seen = {runc.file} if runc is not None else set()
+    found: list[ExecutedRunc] = []
+    for source, configured in named:
+        other = lookup.executed(configured, source, [])[0]
+        if other is not None and other.version is not None and other.file not in seen:
+            seen.add(other.file)
+            found.append(ExecutedRunc(source=source, runc=other))
+    return found
 
 
 def _ships_docker_runc(dockerd: Daemon | None) -> bool:
