@@ -174,6 +174,7 @@ class HostAudit(Model):
     runc_package_version: str | None
     runc_sha256: str | None
     runc_via: str | None = None  # the shim (NVIDIA's) the runtime executes this runc through
+    also_runc: list[str] = Field(default_factory=list)  # other runc files runtimes execute
     dockerd_version: str | None
     containerd_version: str | None
     sysctl_runtime: int | None
@@ -278,6 +279,15 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
         )
     else:
         findings += _version_findings(runc, advisories)
+    for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
+        for finding in _version_findings(item.runc, advisories):
+            where = f"also {item.runc.file} ({item.source}): {finding.detail}"
+            same = next((i for i, f in enumerate(findings) if f.id == finding.id), None)
+            if same is None:
+                findings.append(finding.model_copy(update={"detail": where}))
+            else:
+                detail = f"{findings[same].detail}; {where}"
+                findings[same] = findings[same].model_copy(update={"detail": detail})
     findings += _sysctl_findings(facts, PIPE_USER_PAGES_SOFT_DEFAULT)
     if facts.stuck:
         listed = ", ".join(
@@ -469,6 +479,7 @@ def audit_host(
         runc_package_version=runc.package_version if runc else None,
         runc_sha256=runc.sha256 if runc else None,
         runc_via=facts.runc_via,
+        also_runc=[f"{i.runc.file} {_describe(i.runc)} ({i.source})" for i in facts.also_runc],
         dockerd_version=facts.dockerd.version if facts.dockerd else None,
         containerd_version=facts.containerd.version if facts.containerd else None,
         sysctl_runtime=facts.sysctl_runtime,
@@ -703,6 +714,7 @@ def report_markdown(report: AuditReport) -> str:
         runc = f"runc `{host.runc_path or 'none'}` {host.runc_version or '?'}"
         if host.runc_via:
             runc += f" (behind `{host.runc_via}`, which is not runc and is never swapped)"
+        runc += "".join(f"; also runc `{also}`" for also in host.also_runc)
         runc += f" commit {host.runc_commit or '?'}"
         if host.runc_package:
             runc += f", package {host.runc_package} {host.runc_package_version}"

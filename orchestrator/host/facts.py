@@ -159,6 +159,7 @@ def parse_facts(host: str, output: str) -> HostFacts:
     also = _also_executed(runc, lookup, cri if docker_in_play else None, docker, docker_in_play)
     shadowed: list[RuncBinary] = []
     files = {runc.file} if runc is not None else set()
+    files |= {item.runc.file for item in also}
     for entry in runtime_path:
         other = binaries.get(f"{entry}/runc")
         if other is not None and other.file not in files:

@@ -320,7 +320,9 @@ class _Lab:
             write_file(bin_dir / "nvidia-container-runtime-hook", lab_runtimes.HOOK_TEXT, 0o755)
         if host.kind != "light":
             (hdir / "var-lib-containerd").mkdir(mode=0o711, exist_ok=True)
-            config = hostdef.containerd_config(cri=host.kind == "containerd")
+            cri = host.kind == "containerd" or host.runtime == "cri"
+            binary = lab_runtimes.CRI_RUNC if host.runtime == "cri" else hostdef.HOST_RUNC
+            config = hostdef.containerd_config(cri=cri, binary_name=binary)
             write_file(hdir / "etc-containerd" / "config.toml", config)
         write_file(hdir / ".prepared", "")
 
@@ -339,6 +341,11 @@ class _Lab:
                 else:
                     os.unlink(entry.path)
         copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
+        for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
+            if entry.name.startswith(".runc-rollout-"):
+                os.unlink(entry.path)
+        if host.runtime == "cri":
+            copy_executable(self.rc93_copy, hdir / "usr-local-bin" / "runc")
         sysctl_d = hdir / "etc-sysctl.d"
         if os.path.isdir("/etc/sysctl.d"):
             for entry in os.scandir("/etc/sysctl.d"):

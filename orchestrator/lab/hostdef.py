@@ -104,7 +104,7 @@ def daemon_json(cgroup_parent: str, storage_driver: str, runtime: LabRuntime = "
     return json.dumps(config, indent=2) + "\n"
 
 
-def containerd_config(*, cri: bool) -> str:
+def containerd_config(*, cri: bool, binary_name: str = HOST_RUNC) -> str:
     """/etc/containerd/config.toml: default paths (the host's own /run and /var/lib).
 
     A full host's containerd is dockerd's, without CRI. A containerd-only host's is a
@@ -141,7 +141,7 @@ state = "/run/containerd"
   runtime_type = "io.containerd.runc.v2"
 
 {cri_section}.containerd.runtimes.runc.options]
-  BinaryName = "{HOST_RUNC}"
+  BinaryName = "{binary_name}"
 """
     return text
 

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 HostKind = Literal["full", "containerd", "light"]
 KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
-# A full host's Docker default runtime (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim
-# in front of runc, or Debian's crun.
-LabRuntime = Literal["runc", "nvidia", "crun"]
-RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun")
+# A full host's runtimes (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim in front of
+# runc, or Debian's crun as Docker's default; or runc, with containerd's CRI running another file.
+LabRuntime = Literal["runc", "nvidia", "crun", "cri"]
+RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri")
 
 
 # ---------------------------------------------------------------------------------------------

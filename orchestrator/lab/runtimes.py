@@ -8,6 +8,9 @@
   first found on its PATH with its own arguments; on `create` it first adds its prestart hook to
   the bundle's config.json. Lab hosts are Debian with python3, so the shim is a Python script; its
   hook, instead of mounting GPU driver files, logs the container it ran for (HOOK_LOG).
+- `cri`: Docker's default runtime is runc (/usr/local/sbin/runc, on PATH) and containerd's CRI
+  plugin is on, its runc pinned by `BinaryName` to another copy of rc93 (CRI_RUNC), as on a
+  Kubernetes node where kubelet's runc and Docker's are different files.
 - `crun`: Debian's crun as the default runtime (a runtime that wraps no runc). crun refuses a
   hybrid cgroup layout, so the host's namespace hides the empty cgroup2 mount under a tmpfs
   (CGROUP2_MOUNT) and is pure cgroup v1, as CentOS 7 is. Its /proc/sys/net stays writable
@@ -26,6 +29,7 @@ HOOK = "/usr/local/bin/nvidia-container-runtime-hook"
 HOOK_LOG = "/var/log/nvidia-container-runtime-hook.log"  # one line per container: "prestart ID"
 NVIDIA_CONFIG_DIR = "/etc/nvidia-container-runtime"
 CRUN = "/usr/bin/crun"
+CRI_RUNC = "/usr/local/bin/runc"
 CGROUP2_MOUNT = "/sys/fs/cgroup/unified"
 # crun writes the net sysctls Docker puts in every spec (ip_unprivileged_port_start,
 # ping_group_range) in the container's network namespace, but through the /proc it starts with,

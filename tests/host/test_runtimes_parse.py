@@ -212,3 +212,26 @@ def test_the_plan_says_runc_behind_the_shim() -> None:
     assert plan.hosts[0].before is not None and plan.hosts[0].before.runc_via == SHIM
     plain = build_plan(inventory, ARTIFACT, WaveOptions())
     assert b"runc_via" not in plan_json(plain)  # absent unless there is a shim: hashes unchanged
+
+
+def test_audit_reports_kubelets_runc_beside_dockers() -> None:
+    """Docker runs a fixed runc, containerd CRI's BinaryName rc93: the hang is found there."""
+    config = """version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "/usr/local/bin/runc"
+"""
+    text = output(
+        DOCKERD,
+        ("file containerd /etc/containerd/config.toml", config),
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
+        *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),
+    )
+    facts = parse_facts("k8s", text)
+    assert facts.shadowed == []  # kubelet's runc is executed, not shadowed
+    audit = audit_host(facts, "a", load_advisories())
+    (hang,) = [finding for finding in audit.findings if finding.id == "runc-rc93-pipe-hang"]
+    assert hang.detail.startswith("also /usr/local/bin/runc (containerd CRI BinaryName): ")
+    assert audit.also_runc == [
+        "/usr/local/bin/runc 1.0.0-rc93 (commit 12644e614e25) (containerd CRI BinaryName)"
+    ]

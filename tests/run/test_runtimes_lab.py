@@ -5,7 +5,9 @@ Runtime, a shim. The lab's shim follows the real one's documented behaviour (see
 orchestrator/lab/runtimes.py): `--version` prints its banner, then the wrapped runc's; it reads
 /etc/nvidia-container-runtime/config.toml for the runtime to exec (first found on PATH: the
 host's rc93 in /usr/local/sbin); on `create` it adds its prestart hook to the OCI spec; then it
-execs that runc. lab-02's default runtime is Debian's crun, which wraps no runc.
+execs that runc. lab-02's default runtime is Debian's crun, which wraps no runc. lab-03 runs
+Docker's containers with /usr/local/sbin/runc and containerd CRI's (kubelet's) with another
+file, /usr/local/bin/runc, named by CRI's BinaryName.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from orchestrator.errors import ExitCode
 from orchestrator.lab import runtimes
 from tests.conftest import LabFleet, running_lab
 
-SHIM_HOST, CRUN_HOST = "lab-01", "lab-02"
-WATCHED = (runtimes.SHIM, runtimes.HOOK, runtimes.CRUN, "/usr/local/sbin/runc", "/usr/sbin/runc")
+SHIM_HOST, CRUN_HOST, CRI_HOST = "lab-01", "lab-02", "lab-03"
+RUNC = "/usr/local/sbin/runc"
+WATCHED = (runtimes.SHIM, runtimes.HOOK, runtimes.CRUN, RUNC, runtimes.CRI_RUNC, "/usr/sbin/runc")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def runtimes_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]
     if not os.access(runtimes.CRUN, os.X_OK):
         pytest.skip("lab unavailable: Debian's crun is not installed (scripts/setup.sh does)")
     base = tmp_path_factory.mktemp("runtimes")
-    with running_lab(base, 2, 2, runtimes=("nvidia", "crun")) as fleet:
+    with running_lab(base, 3, 3, runtimes=("nvidia", "crun", "cri")) as fleet:
         yield fleet
 
 
@@ -91,6 +94,7 @@ def test_audit_finds_rc93_behind_the_shim_and_says_crun_uses_no_runc(
     (not_used,) = [finding for finding in crun.findings if finding.id == "runc-not-used"]
     assert not_used.detail.startswith("default runtime crun: runc not used by default")
     assert "runc-not-found" not in [finding.id for finding in crun.findings]
+    assert [text.split()[0] for text in hosts[CRI_HOST].also_runc] == [runtimes.CRI_RUNC]
     assert lab.probe_processes() == []
 
 
@@ -105,7 +109,8 @@ def test_apply_swaps_the_runc_behind_the_shim_and_leaves_shim_and_crun(
 
     plan = tmp_path / "plan.json"
     common = ["-i", str(lab.inventory), "--runc", str(artifact), "--sha256", sha256(artifact)]
-    assert main(["plan", *common, "--gather", "--format", "json", "-o", str(plan)]) == 0
+    limit = ["--limit", f"{SHIM_HOST}:{CRUN_HOST}"]
+    assert main(["plan", *common, *limit, "--gather", "--format", "json", "-o", str(plan)]) == 0
     body = json.loads(plan.read_text())
     (planned,) = [host for wave in body["waves"] for host in wave["hosts"]]
     assert planned["name"] == SHIM_HOST
@@ -152,3 +157,42 @@ def test_apply_without_facts_leaves_a_crun_host_alone(
     assert host["status"] == "noop"
     assert host["message"] == "default runtime crun: runc not used by default; not touched"
     assert sums(lab, CRUN_HOST) == before
+
+
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
+def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
+    runtimes_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
+) -> None:
+    lab = runtimes_lab
+    lab.reset()
+    before = sums(lab, CRI_HOST)
+    assert before[RUNC] == before[runtimes.CRI_RUNC]  # both rc93, two files
+    facts = lab.facts(lab.host(CRI_HOST))
+    assert facts.runc is not None and facts.runc.file == RUNC
+    assert [(item.source, item.runc.file) for item in facts.also_runc] == [
+        ("containerd CRI BinaryName", runtimes.CRI_RUNC)
+    ]
+
+    plan = tmp_path / "plan.json"
+    common = ["-i", str(lab.inventory), "--runc", str(artifact), "--sha256", sha256(artifact)]
+    limit = ["--limit", CRI_HOST, "--gather", "--format", "json", "-o", str(plan)]
+    assert main(["plan", *common, *limit]) == 0
+    (planned,) = [host for wave in json.loads(plan.read_text())["waves"] for host in wave["hosts"]]
+    assert [item["path"] for item in planned["before"]["also"]] == [runtimes.CRI_RUNC]
+
+    runs = tmp_path / "runs"
+    argv = ["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs)]
+    assert main(argv) == ExitCode.OK
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "state.json").read_text())["hosts"][CRI_HOST]["status"] == "done"
+    new = sha256(artifact)
+    assert sums(lab, CRI_HOST) == before | {RUNC: new, runtimes.CRI_RUNC: new}
+    record = json.loads(lab.ssh(lab.host(CRI_HOST), "cat /var/lib/runc-rollout/record.json").stdout)
+    assert record["runc_path"] == RUNC
+    assert [item["path"] for item in record["also"]] == [runtimes.CRI_RUNC]
+    leftovers = lab.ssh(lab.host(CRI_HOST), "ls -a /usr/local/bin /usr/local/sbin").stdout
+    assert ".runc-rollout-" not in leftovers and lab.probe_processes() == []
+
+    assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
+    assert sums(lab, CRI_HOST) == before
+    lab.reset()
