@@ -51,6 +51,15 @@ DOCKERD = (
 )
 
 
+def cri_config(binary_name: str) -> tuple[str, str]:
+    """The facts section of a containerd config whose CRI runs runc `binary_name`."""
+    config = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n'
+        f'  BinaryName = "{binary_name}"\n'
+    )
+    return "file containerd /etc/containerd/config.toml", config
+
+
 def gpu_node(*extra: tuple[str, str], shim_output: str = NVIDIA) -> str:
     """A GPU node as NVIDIA documents it: the shim is Docker's default runtime; rc93 in
     /usr/local/sbin, Debian's runc in /usr/sbin."""
@@ -141,14 +150,10 @@ def test_a_default_runtime_that_wraps_nothing_is_held_back(what: str, version: s
 
 def test_crun_by_default_but_runc_for_kubelet() -> None:
     """containerd's CRI BinaryName still runs runc: that one is the host's runc."""
-    config = """version = 2
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-  BinaryName = "/usr/local/sbin/runc"
-"""
     text = output(
         DOCKERD,
         ("file docker /etc/docker/daemon.json", CRUN_DOCKER),
-        ("file containerd /etc/containerd/config.toml", config),
+        cri_config("/usr/local/sbin/runc"),
         ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
         *binary("/usr/local/sbin/runc", RC93_SHA, RC93_VERSION),
         *binary("/usr/bin/crun", CRUN_SHA, CRUN),
@@ -216,13 +221,9 @@ def test_the_plan_says_runc_behind_the_shim() -> None:
 
 def test_audit_reports_kubelets_runc_beside_dockers() -> None:
     """Docker runs a fixed runc, containerd CRI's BinaryName rc93: the hang is found there."""
-    config = """version = 2
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-  BinaryName = "/usr/local/bin/runc"
-"""
     text = output(
         DOCKERD,
-        ("file containerd /etc/containerd/config.toml", config),
+        cri_config("/usr/local/bin/runc"),
         ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
         *binary("/usr/local/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
         *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),

@@ -32,12 +32,19 @@ WATCHED = (runtimes.SHIM, runtimes.HOOK, runtimes.CRUN, RUNC, runtimes.CRI_RUNC,
 
 
 @pytest.fixture(scope="module")
-def runtimes_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """This module's lab (conftest's `clean_lab` resets it around each test)."""
     if not os.access(runtimes.CRUN, os.X_OK):
         pytest.skip("lab unavailable: Debian's crun is not installed (scripts/setup.sh does)")
     base = tmp_path_factory.mktemp("runtimes")
     with running_lab(base, 3, 3, runtimes=("nvidia", "crun", "cri")) as fleet:
         yield fleet
+
+
+@pytest.fixture(params=["ssh", "ansible"])
+def executor(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
 
 
 def sha256(path: Path) -> str:
@@ -67,6 +74,11 @@ def hook_ran_for_a_new_container(lab: LabFleet) -> bool:
     return len(cid) == 64 and f"prestart {cid}" in log
 
 
+def daemon_logs(lab: LabFleet, name: str) -> str:
+    """What dockerd and containerd last logged on a host (why a container failed)."""
+    return lab.ssh(lab.host(name), "tail -n 15 /var/log/dockerd.log /var/log/containerd.log").stdout
+
+
 def audit(lab: LabFleet, capsys: pytest.CaptureFixture[str], *extra: str) -> AuditReport:
     capsys.readouterr()
     main(["audit", "-i", str(lab.inventory), "--format", "json", *extra])
@@ -74,10 +86,9 @@ def audit(lab: LabFleet, capsys: pytest.CaptureFixture[str], *extra: str) -> Aud
 
 
 def test_audit_finds_rc93_behind_the_shim_and_says_crun_uses_no_runc(
-    runtimes_lab: LabFleet, capsys: pytest.CaptureFixture[str]
+    clean_lab: LabFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lab = runtimes_lab
-    lab.reset()
+    lab = clean_lab
     report = audit(lab, capsys, "--probe")
     hosts = {host.host: host for host in report.hosts}
     gpu = hosts[SHIM_HOST]
@@ -98,12 +109,10 @@ def test_audit_finds_rc93_behind_the_shim_and_says_crun_uses_no_runc(
     assert lab.probe_processes() == []
 
 
-@pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_apply_swaps_the_runc_behind_the_shim_and_leaves_shim_and_crun(
-    runtimes_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
 ) -> None:
-    lab = runtimes_lab
-    lab.reset()
+    lab = clean_lab
     before = {name: sums(lab, name) for name in (SHIM_HOST, CRUN_HOST)}
     assert hook_ran_for_a_new_container(lab)
 
@@ -122,7 +131,7 @@ def test_apply_swaps_the_runc_behind_the_shim_and_leaves_shim_and_crun(
 
     runs = tmp_path / "runs"
     argv = ["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs)]
-    assert main(argv) == ExitCode.OK
+    assert main(argv) == ExitCode.OK, daemon_logs(lab, planned["name"])
     (run_dir,) = runs.iterdir()
     state = json.loads((run_dir / "state.json").read_text())
     assert state["hosts"][SHIM_HOST]["status"] == "done"
@@ -137,15 +146,13 @@ def test_apply_swaps_the_runc_behind_the_shim_and_leaves_shim_and_crun(
     assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
     assert sums(lab, SHIM_HOST) == before[SHIM_HOST]
     assert hook_ran_for_a_new_container(lab)
-    lab.reset()
 
 
 def test_apply_without_facts_leaves_a_crun_host_alone(
-    runtimes_lab: LabFleet, artifact: Path, tmp_path: Path
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path
 ) -> None:
     """A plan made without --gather finds out on the host: not failed, not swapped."""
-    lab = runtimes_lab
-    lab.reset()
+    lab = clean_lab
     before = sums(lab, CRUN_HOST)
     plan = tmp_path / "plan.json"
     common = ["-i", str(lab.inventory), "--runc", str(artifact), "--sha256", sha256(artifact)]
@@ -159,12 +166,10 @@ def test_apply_without_facts_leaves_a_crun_host_alone(
     assert sums(lab, CRUN_HOST) == before
 
 
-@pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
-    runtimes_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
 ) -> None:
-    lab = runtimes_lab
-    lab.reset()
+    lab = clean_lab
     before = sums(lab, CRI_HOST)
     assert before[RUNC] == before[runtimes.CRI_RUNC]  # both rc93, two files
     facts = lab.facts(lab.host(CRI_HOST))
@@ -182,7 +187,7 @@ def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
 
     runs = tmp_path / "runs"
     argv = ["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs)]
-    assert main(argv) == ExitCode.OK
+    assert main(argv) == ExitCode.OK, daemon_logs(lab, planned["name"])
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "state.json").read_text())["hosts"][CRI_HOST]["status"] == "done"
     new = sha256(artifact)
@@ -195,4 +200,3 @@ def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
 
     assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
     assert sums(lab, CRI_HOST) == before
-    lab.reset()
