@@ -239,7 +239,9 @@ def _planned(
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
     ssh, named, verify = settings
-    at_target = before is not None and before.runc_sha256 == artifact.sha256
+    at_target = before is not None and all(
+        sha == artifact.sha256 for sha in (before.runc_sha256, *(r.sha256 for r in before.also))
+    )
     return {
         "name": host.name,
         "domain": domain,

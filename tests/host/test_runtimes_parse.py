@@ -19,7 +19,14 @@ from orchestrator.errors import FactsError
 from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_to_before, parse_facts
 from orchestrator.host.procedure import decide, describe
 from orchestrator.inventory.read import load_inventory
-from orchestrator.models import Artifact, PlannedHost, SshTarget, WaveOptions
+from orchestrator.models import (
+    Artifact,
+    BeforeRunc,
+    HostBefore,
+    PlannedHost,
+    SshTarget,
+    WaveOptions,
+)
 from orchestrator.plan.planner import build_plan
 from orchestrator.plan.render import plan_json, plan_markdown, plan_table
 from tests.host.test_facts_parse import (
@@ -236,3 +243,14 @@ def test_audit_reports_kubelets_runc_beside_dockers() -> None:
     assert audit.also_runc == [
         "/usr/local/bin/runc 1.0.0-rc93 (commit 12644e614e25) (containerd CRI BinaryName)"
     ]
+
+
+def test_a_host_is_at_the_target_only_when_every_runc_it_executes_is() -> None:
+    inventory = load_inventory([FLEET40])
+    first = next(iter(inventory.hosts))
+    fixed = HostBefore(runc_path="/usr/local/sbin/runc", runc_sha256=ARTIFACT.sha256)
+    kubelets = BeforeRunc(path="/usr/local/bin/runc", sha256=RC93_SHA)
+    both = fixed.model_copy(update={"also": [kubelets]})
+    for before, action in ((fixed, "noop"), (both, "swap")):
+        plan = build_plan(inventory, ARTIFACT, WaveOptions(), {first: before})
+        assert plan.hosts[0].action == action
