@@ -610,6 +610,9 @@ class RuncBinary(Model):
     version_exit: int | None
     package: str | None = None  # the dpkg/rpm package owning the file
     package_version: str | None = None
+    # Whether the package manager's own checksum of the file matches (False: not the package's
+    # content, e.g. swapped by hand; None: not known).
+    package_intact: bool | None = None
     free_bytes: int | None  # available to root in the file system of its directory
     # Why it was not run (`--version`): someone other than root could have placed or changed it.
     untrusted: str | None = None

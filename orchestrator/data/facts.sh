@@ -158,11 +158,25 @@ if [ -d /var/lib/dpkg/info ]; then
         printf '%s\n' "${f%.list}"
     }
     pkgversion() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null; }
+    # 1 when dpkg's md5sum of the file (package $1, found as $2, really $3) matches, 0 if not.
+    intact() {
+        want=$(awk -v a="${2#/}" -v b="${3#/}" '$2 == a || $2 == b { print $1; exit }' \
+            "/var/lib/dpkg/info/$1.md5sums" 2>/dev/null)
+        [ -n "$want" ] || return 0
+        have=$(md5sum "$3" 2>/dev/null)
+        if [ "${have%% *}" = "$want" ]; then echo 1; else echo 0; fi
+    }
 elif command -v rpm >/dev/null 2>&1; then
     owner() { o=$(rpm -qf --qf '%{NAME}\n' "$2" 2>/dev/null) && printf '%s\n' "$o" | head -n 1; }
     pkgversion() { rpm -q --qf '%{VERSION}-%{RELEASE}\n' "$1" 2>/dev/null | head -n 1; }
+    intact() {  # rpm -V prints a line for a changed file; a 5 in its third column: the digest
+        case $(rpm -Vf "$3" 2>/dev/null | grep -F -e " $3" | head -n 1) in
+            ??5*) echo 0 ;; *) echo 1 ;;
+        esac
+    }
 else
     owner() { :; }
+    intact() { :; }
 fi
 
 seen=
@@ -186,6 +200,7 @@ for b in $cands; do
     if [ -n "$pkg" ]; then
         kv package "$pkg"
         kv package_version "$(pkgversion "$pkg")"
+        kv package_intact "$(intact "$pkg" "$b" "$real")"
     fi
     sec version "$b"
     printf '%s\n' "$out"

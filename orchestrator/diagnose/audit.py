@@ -65,6 +65,7 @@ _UPSTREAM_COMMIT = re.compile(r"(v?\d+\.\d+\S*-\d+-g)?[0-9a-f]{7,40}(-dirty)?")
 CHECK_IDS = (
     "runc-not-found",
     "runc-not-used",
+    "runc-not-package-content",
     "runc-version-unknown",
     "stuck-runc-init",
     "sysctl-raised",
@@ -279,6 +280,17 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
         )
     else:
         findings += _version_findings(runc, advisories)
+    if runc is not None and runc.package and runc.package_intact is False:
+        findings.append(
+            Finding(
+                id="runc-not-package-content",
+                severity="medium",
+                title="runc is not its package's file",
+                detail=f"{runc.file} belongs to {runc.package} {runc.package_version or ''}, "
+                "but the package manager's checksum of it disagrees (swapped by hand?): the "
+                "package's backported fixes say nothing about it, its version does",
+            )
+        )
     for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
         for finding in _version_findings(item.runc, advisories):
             where = f"also {item.runc.file} ({item.source}): {finding.detail}"
@@ -354,7 +366,7 @@ def distribution_of(runc: RuncBinary) -> str | None:
     """Who may have backported fixes into `runc`: the package owning it, or, for a copy outside
     any package, the distribution whose package version its `commit:` line shows (Debian prints
     "1.1.5+ds1-1+deb12u1" where upstream prints a git commit)."""
-    if runc.package:
+    if runc.package and runc.package_intact is not False:
         return f"distribution package {runc.package} {runc.package_version or ''}".rstrip()
     commit = runc.commit
     if commit and commit != runc.version and not _UPSTREAM_COMMIT.fullmatch(commit):

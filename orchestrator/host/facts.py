@@ -607,6 +607,7 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 version_exit=_int(values.get("version_exit")),
                 package=package,
                 package_version=(values.get("package_version") or None) if package else None,
+                package_intact={"1": True, "0": False}.get(values.get("package_intact", "")),
                 free_bytes=_free_bytes(values.get("df", "")),
                 untrusted=None
                 if values.get("trusted") == "1"

@@ -670,6 +670,9 @@ def test_script_runs_under_posix_shells(shell: list[str]) -> None:
     facts = parse_facts("here", result.stdout)
     assert facts.arch and facts.boot_time > 0
     assert facts.sysctl_runtime is not None
+    # Debian's runc as installed: dpkg's own md5sum of it matches.
+    packaged = [b for b in [facts.runc, *facts.shadowed] if b is not None and b.package]
+    assert all(binary.package_intact is True for binary in packaged)
 
 
 def test_report_keeps_facts_and_classifies_errors() -> None:

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.diagnose.audit import (
     audit_host,
     build_report,
+    distribution_of,
     host_findings,
     load_advisories,
     report_markdown,
@@ -30,6 +31,7 @@ from orchestrator.models import (
 from orchestrator.plan.planner import build_plan
 from orchestrator.plan.render import plan_json, plan_markdown, plan_table
 from tests.host.test_facts_parse import (
+    DEBIAN_HOST,
     DEBIAN_SHA,
     DEBIAN_VERSION,
     RC93_SHA,
@@ -254,3 +256,24 @@ def test_a_host_is_at_the_target_only_when_every_runc_it_executes_is() -> None:
     for before, action in ((fixed, "noop"), (both, "swap")):
         plan = build_plan(inventory, ARTIFACT, WaveOptions(), {first: before})
         assert plan.hosts[0].action == action
+
+
+def debian_host(intact: str) -> str:
+    """This build machine's capture, with dpkg's verdict on /usr/sbin/runc."""
+    line = "package_version=1.1.5+ds1-1+deb12u1\n"
+    return DEBIAN_HOST.replace(line, f"{line}package_intact={intact}\n", 1)
+
+
+def test_a_packaged_path_whose_content_is_not_the_packages() -> None:
+    """dpkg's md5sum of /usr/sbin/runc disagrees (rc93 copied over it by hand): audit says so,
+    instead of crediting the package's backports to a binary that is not the package's."""
+    facts = parse_facts("build", debian_host("0"))
+    assert facts.runc is not None and facts.runc.package_intact is False
+    assert distribution_of(facts.runc) == "distribution build 1.1.5+ds1-1+deb12u1"
+    findings = host_findings(facts, load_advisories())
+    (finding,) = [f for f in findings if f.id == "runc-not-package-content"]
+    assert finding.severity == "medium" and "checksum of it disagrees" in finding.detail
+    intact = parse_facts("build", debian_host("1"))
+    assert intact.runc is not None and intact.runc.package_intact is True
+    assert distribution_of(intact.runc) == "distribution package runc 1.1.5+ds1-1+deb12u1"
+    assert "runc-not-package-content" not in [f.id for f in host_findings(intact, ())]
