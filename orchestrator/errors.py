@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     BUDGET_EXCEEDED = 3
     DRIFT = 4
+    PAUSED = 5  # paused (for promotion, or outside the maintenance windows): `resume` later
     INTERRUPTED = 130
 
 
@@ -41,6 +42,11 @@ class ArtifactError(BadInput):
 
 class PlanError(BadInput):
     """A plan file that cannot be used: unreadable, malformed or edited after review."""
+
+
+class UnreachableAtPlan(RolloutError):
+    """`plan --gather`: selected hosts whose facts could not be gathered (exit 1, no plan
+    written) unless the operator allows planning without them."""
 
 
 class ExecutorError(RolloutError):

@@ -107,6 +107,54 @@ ARTIFACT_URL_MAX = 2048
 Delivery = Literal["staged", "backup", "url", "push-gzip", "push"]
 
 
+# ---------------------------------------------------------------------------------------------
+# The target: its advisories and provenance (plan/target.py, plan/provenance.py)
+
+
+class VersionRange(Model):
+    """[introduced, fixed) of upstream runc versions; None: open on that side."""
+
+    introduced: str | None = None
+    fixed: str | None = None
+
+
+class TargetAdvisory(Model):
+    """An advisory of the target's version, as the reviewer saw it."""
+
+    id: str
+    severity: Severity
+    title: str
+    fixed_in: tuple[str, ...]
+    accepted: bool = False  # --accept-advisory: rolled out knowingly
+
+
+class TargetRefusal(Model):
+    """An advisory each host checks the staged file's version against before its swap, when
+    the plan did not know the target's version."""
+
+    id: str
+    affected: list[VersionRange]  # lists, not tuples: Ansible passes them as task arguments
+    commits: list[str] = Field(default_factory=list)
+
+
+class TargetPolicy(Model):
+    advisories_source: str  # which table decided, and its date
+    refuse_severity: Severity | None = None  # --refuse-severity or runc_rollout_refuse_severity
+    accepted: tuple[str, ...] = ()  # --accept-advisory
+    advisories: tuple[TargetAdvisory, ...] = ()  # the target's, when its version is known
+    refuse: list[TargetRefusal] = Field(default_factory=list)  # checked on each host, if not
+
+
+class Provenance(Model):
+    """What was checked of the artifact's origin before anything else."""
+
+    sha256_file: str | None = None  # a sha256sum-format file, and the name of its line used
+    sha256_name: str | None = None
+    signature: str | None = None  # a detached OpenPGP signature of the artifact (gpgv)
+    keyring: str | None = None
+    fingerprint: str | None = None  # of the key that made the good signature
+
+
 class Artifact(Model):
     """The runc binary to roll out."""
 
@@ -123,6 +171,35 @@ class Artifact(Model):
         max_length=ARTIFACT_URL_MAX,
         pattern=ARTIFACT_URL_PATTERN,
         exclude_if=lambda v: v is None,
+    )
+    # Checked origin (--sha256-file, --signature); left out when unset, like `url`.
+    provenance: Provenance | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/#-]*$"  # JIRA-123, CHG0012345, org/repo#42
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable text on one line
+COMMAND_MAX = 4096
+HOST_CHECK_TIMEOUT = 60.0  # seconds
+GATE_TIMEOUT = 300.0  # seconds
+
+
+def _unset(value: object) -> bool:
+    return value is None or value == ()
+
+
+def _command_field() -> Any:
+    """An optional operator command on one line; left out of the JSON when unset."""
+    return Field(default=None, pattern=ONE_LINE_PATTERN, max_length=COMMAND_MAX, exclude_if=_unset)
+
+
+def _timeout_field(default: float) -> Any:
+    """A timeout in seconds; left out of the JSON at its default."""
+    return Field(
+        default=default,
+        gt=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
+        exclude_if=lambda value: value == default,
     )
 
 
@@ -144,6 +221,23 @@ class WaveOptions(Model):
     verify_exec_container: str | None = None  # else runc_rollout_verify_exec_container
     probe: bool = True  # the incident probe after the swap; off: the fix is NOT proven
     probe_timeout: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    # Around the rollout: who and why, which hosts go first and last, the operator's own health
+    # checks and gates, maintenance windows. Each is left out of the JSON when unset, so that a
+    # plan made without them keeps its plan_hash.
+    ticket: str | None = Field(
+        default=None, pattern=TICKET_PATTERN, max_length=128, exclude_if=_unset
+    )
+    reason: str | None = Field(
+        default=None, pattern=ONE_LINE_PATTERN, max_length=1000, exclude_if=_unset
+    )
+    canary: str | None = Field(default=None, max_length=4096, exclude_if=_unset)  # host pattern
+    last: str | None = Field(default=None, max_length=4096, exclude_if=_unset)  # host pattern
+    host_check: str | None = _command_field()  # else each host's runc_rollout_host_check
+    host_check_timeout: float = _timeout_field(HOST_CHECK_TIMEOUT)
+    pre_gate: str | None = _command_field()
+    wave_gate: str | None = _command_field()
+    gate_timeout: float = _timeout_field(GATE_TIMEOUT)
+    windows: tuple[str, ...] = Field(default=(), max_length=64, exclude_if=_unset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +353,10 @@ class VerifySpec(Model):
     probe: bool = True
     probe_uid: int = Field(default=DEFAULT_PROBE_UID, ge=1, le=MAX_UID)
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    # The operator's own health check (`sh -c`, on the host) after the tool's verification: a
+    # non-zero exit fails the host. Left out of the JSON when unset (plans keep their hash).
+    host_check: str | None = _command_field()
+    host_check_timeout_seconds: float = _timeout_field(HOST_CHECK_TIMEOUT)
 
     @field_validator("command")
     @classmethod
@@ -327,6 +425,7 @@ class HostTask(Model):
     verify: VerifySpec = Field(default_factory=VerifySpec)
     before: HostBefore | None = None  # the plan's: a host that differs is drift
     events: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")  # the job's event nonce
+    refuse: list[TargetRefusal] = Field(default_factory=list)  # the plan's, without a version
 
 
 class Wave(Model):
@@ -353,9 +452,15 @@ class Plan(Model):
     artifact: Artifact
     options: WaveOptions
     waves: list[Wave]
-    skipped: list[Skipped]
+    skipped: list[Skipped]  # held back by the operator (runc_rollout_skip)
+    # Selected hosts whose facts could not be gathered at plan time (unreachable, or facts that
+    # do not say what is needed): not in any wave. Left out of the JSON when empty, so that plans
+    # written before it keep their plan_hash.
+    unreachable: list[Skipped] = Field(default_factory=list, exclude_if=lambda v: not v)
     domains: dict[str, int]  # selected hosts per failure domain
     notes: list[str] = Field(default_factory=list)
+    # The target's advisories and what they refuse; left out of plans made before it.
+    target: TargetPolicy | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def computed_hash(self) -> str:
         """sha256 of the canonical body: everything but `plan_id` and `plan_hash`, as compact
@@ -475,6 +580,22 @@ UNSETTLED_PHASES: frozenset[HostPhase] = frozenset({"swapped", "verified", "sysc
 RunStatus = Literal["running", "paused", "halted", "completed", "failed", "rolled_back"]
 
 
+class Operator(Model):
+    """Who applied or resumed a run: the local user and machine, and the reviewers whose
+    signatures approved the plan (none when no signature was required)."""
+
+    user: str
+    host: str
+    signers: list[str] = Field(default_factory=list)
+
+    def describe(self) -> str:
+        signed = f", approved by {', '.join(self.signers)}" if self.signers else ""
+        return f"{self.user}@{self.host}{signed}"
+
+
+GateName = Literal["pre-gate", "wave-gate"]
+
+
 class Event(Model):
     """One line of a run's append-only event log."""
 
@@ -492,6 +613,10 @@ class Event(Model):
         "run.halted",
         "run.finished",
         "run.interrupted",
+        "run.waiting",  # outside every maintenance window: the next wave waits for one
+        "gate.passed",  # a pre-gate or wave gate said yes
+        "gate.failed",  # ...or no: the run halts
+        "notify.failed",  # a webhook could not be told (never fails the run)
     ]
     wave: int | None = None
     host: str | None = None
@@ -504,6 +629,11 @@ class Event(Model):
     sent_bytes: int | None = None  # host.finished: what the controller sent the host
     hosts: list[str] | None = None  # wave.job: its hosts
     execution_node: str | None = None  # wave.job: the domain whose node runs it (None: here)
+    operator: Operator | None = None  # run.started, run.resumed: who
+    counts: dict[str, int] | None = None  # wave.finished: the wave's hosts by status
+    budget: int | None = None  # wave.finished: its error budget
+    gate: GateName | None = None  # gate.*: which gate
+    until: float | None = None  # run.waiting: when the next window opens
 
 
 class HostState(Model):
@@ -536,6 +666,7 @@ class RunState(Model):
     status: RunStatus = "running"
     next_wave: int = 0
     paused_after: int | None = None  # the wave the run last paused after (pause is taken once)
+    gates_passed: list[int] = Field(default_factory=list)  # waves whose wave gate said yes
     last_seq: int = 0
     hosts: dict[str, HostState]
 

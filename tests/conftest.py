@@ -195,6 +195,7 @@ def start_lab(
     *,
     containerd: int = 0,
     stuck: bool = False,
+    no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
 ) -> LabFleet:
     try:
@@ -206,6 +207,7 @@ def start_lab(
             inventory_path=inventory,
             first_address=free_first_address(hosts),
             stuck=stuck,
+            no_python=no_python,
             runtimes=runtimes,
         )
     except BaseException:
@@ -216,17 +218,29 @@ def start_lab(
 
 @contextmanager
 def running_lab(
-    base: Path, hosts: int, full: int, containerd: int = 0, runtimes: Sequence[LabRuntime] = ()
+    base: Path,
+    hosts: int,
+    full: int,
+    containerd: int = 0,
+    no_python: int = 0,
+    runtimes: Sequence[LabRuntime] = (),
 ) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, the first with Docker default
-    `runtimes`, then `containerd` containerd-only ones), down on exit; skips the test where no
+    `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
+    Python), down on exit; skips the test where no
     lab can run."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = base / "inventory" / "hosts.yml"
     fleet = start_lab(
-        base / "state", inventory, hosts, full, containerd=containerd, runtimes=runtimes
+        base / "state",
+        inventory,
+        hosts,
+        full,
+        containerd=containerd,
+        no_python=no_python,
+        runtimes=runtimes,
     )
     try:
         yield fleet

@@ -781,7 +781,16 @@ def killed_during_probe(bench: Bench, rng: random.Random) -> list[str]:
     # The lab's own rc93 with a byte appended: still the bug, but another sha256 to swap in.
     artifact.write_bytes(Path(ensure_rc93_runc().path).read_bytes() + b"\0")
     artifact.chmod(0o755)
-    options = ("--waves", "100%", "--probe-timeout", "10", "--verify-timeout", "20")
+    options: tuple[str, ...] = (
+        "--waves",
+        "100%",
+        "--probe-timeout",
+        "10",
+        "--verify-timeout",
+        "20",
+    )
+    # Accepted, so the host runs it: the probe, not its version, is what must catch the bug.
+    options = (*options, "--accept-advisory", "runc-rc93-pipe-hang")
     plan_path = bench.plan([host], *options, artifact=artifact, cache=False)
     baseline = bench.baseline(plan_path)
     bench.reset([host])

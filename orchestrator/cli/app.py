@@ -17,8 +17,9 @@ from orchestrator.errors import ExitCode, RolloutError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a host or wave failed; 2 bad usage or bad input (nothing changed); "
-    "3 error budget exceeded, rollout halted; 4 the plan no longer matches the fleet (drift), "
-    "nothing changed; 130 interrupted."
+    "3 rollout halted (a wave over its error budget, or without a success), or a gate said no; "
+    "4 the plan no longer matches the fleet (drift), nothing changed; 5 paused (for promotion, "
+    "or outside the maintenance windows with --no-wait): resume later; 130 interrupted."
 )
 
 app = typer.Typer(
@@ -52,7 +53,7 @@ def _global_options(
     """Options that come before the subcommand."""
 
 
-from orchestrator.cli import diagnose, lab, plan, runs  # noqa: E402 (the app first)
+from orchestrator.cli import advisories, diagnose, lab, plan, runs  # noqa: E402 (the app first)
 
 app.command()(plan.plan)
 app.command()(diagnose.facts)
@@ -64,6 +65,7 @@ app.command("verify-plan")(runs.verify_plan)
 app.command()(runs.status)
 app.command()(runs.resume)
 app.command()(runs.rollback)
+app.command()(advisories.advisories)
 app.add_typer(lab.lab_app, name="lab")
 
 

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
@@ -39,7 +41,7 @@ def facts(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     if fmt is Format.markdown:
@@ -91,25 +93,26 @@ def audit(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    advisories_file: AdvisoriesOption = None,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
     unless --probe).
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
+    from orchestrator.diagnose.advisories import load_advisories
     from orchestrator.diagnose.audit import (
         audit_fleet,
         audit_targets,
         finding_ids,
-        load_advisories,
         probe_specs,
         report_markdown,
         report_table,
     )
     from orchestrator.diagnose.audit import report_json as audit_json
 
-    advisories = load_advisories()
+    advisories = load_advisories(advisories_file)
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
     if unknown:
         raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
@@ -151,7 +154,7 @@ def unstick(
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write on its own 8192-byte pipe) by
     draining that pipe alone; other processes and pipes are never touched. Needs python3 on the

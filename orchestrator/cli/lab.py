@@ -66,6 +66,15 @@ def lab_up(
             "its runc init blocked writing its seccomp pipe), as on the incident's nodes.",
         ),
     ] = False,
+    no_python: Annotated[
+        int,
+        typer.Option(
+            "--no-python",
+            min=0,
+            help="Of which hosts, the first ones, without Python (python3 cannot run there), "
+            "as a minimal CentOS 7, Flatcar or Fedora CoreOS node (default 0).",
+        ),
+    ] = 0,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -93,6 +102,7 @@ def lab_up(
         inventory_path=inventory,
         first_address=first_address,
         stuck=stuck,
+        no_python=no_python,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

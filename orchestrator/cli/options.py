@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.errors import BadInput
 from orchestrator.view import (
     SummaryFormat,
 )
@@ -46,8 +47,13 @@ BecomeFromInventoryOption = Annotated[
 ]
 
 
+DEFAULT_CONCURRENCY = 16  # every command's; Ansible's `forks` is 5
+
 ConcurrencyOption = Annotated[
-    int, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")
+    int,
+    typer.Option(
+        "--concurrency", "-f", "--forks", min=1, help="Hosts worked on at once (Ansible's forks)."
+    ),
 ]
 
 
@@ -67,8 +73,33 @@ ProbeTimeoutOption = Annotated[
 ]
 
 
+LIMIT_FILE_MAX = 16 * 1024 * 1024
+
+
+def expand_limit(value: str | None) -> str | None:
+    """`--limit @FILE`, as Ansible reads a retry file: one host or pattern a line (blank lines
+    and `#` comments skipped), joined into one pattern."""
+    if value is None or not value.startswith("@"):
+        return value
+    from orchestrator.util.fsutil import read_input
+
+    path = Path(value[1:])
+    text = read_input(path, LIMIT_FILE_MAX, "--limit file").decode(errors="replace")
+    entries = [line.strip() for line in text.splitlines()]
+    names = [entry for entry in entries if entry and not entry.startswith("#")]
+    if not names:
+        raise BadInput(f"--limit {value}: {path} names no host")
+    return ":".join(names)
+
+
 LimitOption = Annotated[
-    str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
+    str | None,
+    typer.Option(
+        "-l",
+        "--limit",
+        callback=expand_limit,
+        help="Ansible host pattern (a:b, a:&b, a:!b), or @FILE: a host or pattern a line.",
+    ),
 ]
 
 
@@ -90,6 +121,29 @@ SummaryFormatOption = Annotated[
 JsonEventsOption = Annotated[
     bool,
     typer.Option("--json", help="Stream one JSON event per line on stdout (the journal's events)."),
+]
+
+
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Outside the plan's maintenance windows, pause the run and exit 5 (for a scheduler "
+        "to `resume` later) instead of waiting for the next window to open.",
+    ),
+]
+
+
+NotifyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify",
+        envvar="RUNC_ROLLOUT_NOTIFY",
+        help="Webhook URL (repeatable; or in RUNC_ROLLOUT_NOTIFY, space-separated, which other "
+        "local users cannot read in `ps`): a JSON POST, with a Slack-compatible `text`, at the "
+        "start, each wave's end, every halt, pause and failed host, and the end. A secret: only "
+        "its host name is ever shown or recorded; one that is down never holds up the run.",
+    ),
 ]
 
 

@@ -2,40 +2,93 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     WAVES_HELP,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
     Format,
     KnownHostsOption,
+    LimitOption,
     ProbeTimeoutOption,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
+from orchestrator.diagnose.advisories import advisory_table, describe_table
 from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_report,
     gather_fleet,
     read_facts_report,
 )
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, UnreachableAtPlan
+from orchestrator.inventory.patterns import select_hosts
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
+    GATE_TIMEOUT,
+    HOST_CHECK_TIMEOUT,
     PIPE_USER_PAGES_SOFT_DEFAULT,
     HostBefore,
 )
+from orchestrator.plan.approval import default_signatures
 from orchestrator.plan.artifact import inspect_artifact
 from orchestrator.plan.planner import build_plan, hosts_to_plan
+from orchestrator.plan.provenance import check_provenance
 from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
+from orchestrator.plan.target import refuse_severity as plan_refuse_severity
+from orchestrator.plan.target import target_policy
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
+from orchestrator.util.textsafe import terminal_safe
+
+
+def written_plan_hash(path: Path) -> str | None:
+    """The `plan_hash` of the plan file at `path` (from its first bytes), or None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r'"plan_hash": "([0-9a-f]{64})"', head)
+    return found.group(1) if found else None
+
+
+def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: str) -> None:
+    """A plan written over another one with a different hash: the signatures beside it are
+    the old plan's and approve nothing of the new one. They are renamed, and the operator told."""
+    signatures = default_signatures(output)
+    if replaced == plan_hash or not signatures.is_file() or signatures.is_symlink():
+        return
+    stale = signatures.with_name(signatures.name + ".stale")
+    os.replace(signatures, stale)
+    typer.echo(
+        f"{signatures} signed an earlier plan written to {output}: moved to {stale}; "
+        "this plan needs its own signatures (runc-rollout sign)",
+        err=True,
+    )
+
+
+def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
+    """One line: which selected hosts could not be gathered, the first one's reason, what to do."""
+    names = list(unreachable)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    first = terminal_safe(unreachable[names[0]])
+    return (
+        f"plan: {len(names)} of {selected} selected hosts could not be gathered ({shown}; "
+        f"{names[0]}: {first}): no plan written; bring them back, hold them with "
+        "runc_rollout_skip, or pass --allow-unreachable to plan without them"
+    )
 
 
 def plan(
@@ -43,7 +96,10 @@ def plan(
         list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
-    sha256: Annotated[str, typer.Option("--sha256", help="Its expected sha256 (required).")],
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Its expected sha256 (this or --sha256-file is required)."),
+    ] = None,
     runc_version: Annotated[
         str | None,
         typer.Option(
@@ -70,9 +126,7 @@ def plan(
         ),
     ] = False,
     waves: Annotated[str, typer.Option("--waves", help=WAVES_HELP)] = "1,10%,50%,100%",
-    limit: Annotated[
-        str | None, typer.Option("-l", "--limit", help="Ansible host pattern (a:b, a:&b, a:!b).")
-    ] = None,
+    limit: LimitOption = None,
     domain_key: Annotated[
         str | None,
         typer.Option("--domain-key", help="Host variable naming the failure domain (zone, rack)."),
@@ -118,6 +172,15 @@ def plan(
     facts_file: Annotated[
         Path | None, typer.Option("--facts", help="Use facts saved by `facts --format json`.")
     ] = None,
+    allow_unreachable: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unreachable",
+            help="With --gather or --facts: plan without the selected hosts whose facts could "
+            "not be gathered (listed apart in the plan). Without it such a host fails the plan "
+            "(exit 1, no plan written).",
+        ),
+    ] = False,
     verify_image: Annotated[
         str | None,
         typer.Option("--verify-image", help="Image of the verification container."),
@@ -148,10 +211,117 @@ def plan(
             "outcome).",
         ),
     ] = None,
+    ticket: Annotated[
+        str | None,
+        typer.Option("--ticket", help="The change ticket this rollout belongs to (e.g. CHG-1234)."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why: one line, shown first to the reviewer.")
+    ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            "--canary",
+            help="Ansible host pattern: its hosts fill wave 0 (and the next waves, in order) "
+            "before any other host.",
+        ),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option(
+            "--last",
+            help="Ansible host pattern: its hosts go in the final waves of their own (e.g. "
+            "control-plane nodes last).",
+        ),
+    ] = None,
+    host_check: Annotated[
+        str | None,
+        typer.Option(
+            "--host-check",
+            help="A shell command each host runs after the tool's own verification (else its "
+            "runc_rollout_host_check), e.g. 'curl -sf http://127.0.0.1:10248/healthz': a "
+            "non-zero exit fails the host, which is rolled back; its output is the reason. "
+            "RUNC_ROLLOUT_HOST and RUNC_ROLLOUT_RUNC are set for it.",
+        ),
+    ] = None,
+    host_check_timeout: Annotated[
+        float, typer.Option("--host-check-timeout", help="Hard timeout of the host check.")
+    ] = HOST_CHECK_TIMEOUT,
+    pre_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--pre-gate",
+            help="A shell command run here before the first wave (and at every resume): a "
+            "non-zero exit halts the run (exit 3) before any host is touched.",
+        ),
+    ] = None,
+    wave_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--wave-gate",
+            help="A shell command run here after each wave (after --bake), the wave's hosts "
+            "and outcomes as JSON on stdin and in RUNC_ROLLOUT_* variables: a non-zero exit "
+            "halts the run (exit 3) with its output as the reason; `resume` runs it again.",
+        ),
+    ] = None,
+    gate_timeout: Annotated[
+        float, typer.Option("--gate-timeout", help="Hard timeout of each gate, in seconds.")
+    ] = GATE_TIMEOUT,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            help="A maintenance window, 'DAYS HH:MM-HH:MM [ZONE]' (e.g. 'Mon-Fri 22:00-06:00 "
+            "Europe/Berlin'; IANA zones, UTC if none; repeatable): a wave starts only inside "
+            "one; a wave that started finishes.",
+        ),
+    ] = None,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
-    concurrency: ConcurrencyOption = 16,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    accept_advisory: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-advisory",
+            help="Roll out a target with this advisory knowingly (repeatable; recorded in the "
+            "plan and its hash). The rc93 pipe hang (runc-rc93-pipe-hang) is refused without it.",
+        ),
+    ] = None,
+    refuse_severity: Annotated[
+        str | None,
+        typer.Option(
+            "--refuse-severity",
+            help="Refuse a target with any advisory of this severity or above (low, medium, "
+            "high; also the inventory variable runc_rollout_refuse_severity). Default: list "
+            "them for the reviewer, refuse only the rc93 pipe hang.",
+        ),
+    ] = None,
+    sha256_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sha256-file",
+            help="A sha256sum-format file (upstream's runc.sha256sum): the line for the --runc "
+            "file's name gives the expected sha256.",
+        ),
+    ] = None,
+    sha256_name: Annotated[
+        str | None,
+        typer.Option("--sha256-name", help="The name of that line, if not the --runc file's."),
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="A detached OpenPGP signature of the --runc file (upstream's runc.amd64.asc), "
+            "checked with gpgv against --keyring before anything else.",
+        ),
+    ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", help="The keys it must be signed by (runc.keyring)."),
+    ] = None,
+    advisories_file: AdvisoriesOption = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
     options = wave_options(
@@ -170,13 +340,42 @@ def plan(
         probe=probe,
         probe_timeout=probe_timeout,
         verify_exec_container=verify_exec_container,
+        ticket=ticket,
+        reason=reason,
+        canary=canary,
+        last=last,
+        host_check=host_check,
+        host_check_timeout=host_check_timeout,
+        pre_gate=pre_gate,
+        wave_gate=wave_gate,
+        gate_timeout=gate_timeout,
+        windows=tuple(window or ()),
+    )
+    expected, provenance = check_provenance(
+        runc,
+        sha256,
+        sha256_file=sha256_file,
+        sha256_name=sha256_name,
+        signature=signature,
+        keyring=keyring,
     )
     artifact = inspect_artifact(
-        runc, sha256, run=run_artifact, version=runc_version, url=artifact_url
-    )
+        runc, expected, run=run_artifact, version=runc_version, url=artifact_url
+    ).model_copy(update={"provenance": provenance})
+    table = advisory_table(advisories_file)
     loaded = load_inventory(inventory)
+    policy = target_policy(
+        artifact,
+        table.advisories,
+        describe_table(table, advisories_file),
+        accepted=accept_advisory or (),
+        severity=plan_refuse_severity(
+            refuse_severity, (loaded.hosts[name] for name in select_hosts(loaded, limit))
+        ),
+    )
     before: dict[str, HostBefore] = {}
-    no_before: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
+    held: dict[str, str] = {}
     if gather or facts_file:
         targets = hosts_to_plan(loaded, limit)
         if facts_file is not None:
@@ -186,19 +385,25 @@ def plan(
             become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
             with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
-        before, no_before = before_from_report(report, targets)
-    result = build_plan(loaded, artifact, options, before, no_before)
+        before, unreachable, held = before_from_report(report, targets)
+        if unreachable and not allow_unreachable:
+            raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
+    result = build_plan(loaded, artifact, options, before, unreachable, policy, held)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
+    replaced = written_plan_hash(output)
     try:
         with gc_paused():
             write_atomic(output, plan_json_chunks(result))
     except OSError as error:
         raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
+    set_aside_stale_signatures(output, replaced, result.plan_hash)
     if fmt is Format.json:
         with output.open("rb") as written:  # the same bytes, without serializing them again
             shutil.copyfileobj(written, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        sys.stdout.write(plan_markdown(result) if fmt is Format.markdown else plan_table(result))
+        now = time.time()  # for the next opening times of the maintenance windows
+        view = plan_markdown if fmt is Format.markdown else plan_table
+        sys.stdout.write(view(result, now=now))
     typer.echo(f"plan written to {output} ({result.plan_id})", err=True)

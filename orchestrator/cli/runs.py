@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import (
+    DEFAULT_CONCURRENCY,
     AllowedSignersOption,
     AskBecomePassOption,
     BecomeFromInventoryOption,
@@ -21,6 +22,8 @@ from orchestrator.cli.options import (
     JsonEventsOption,
     KnownHostsOption,
     LimitOption,
+    NotifyOption,
+    NoWaitOption,
     PushName,
     PushOption,
     RequiredSignaturesOption,
@@ -52,6 +55,7 @@ from orchestrator.models import (
 from orchestrator.plan.approval import SIGNATURES_LIMIT
 from orchestrator.plan.planner import hosts_to_plan
 from orchestrator.run.journal import Journal
+from orchestrator.run.notify import parse_webhooks
 from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view import (
     Screen,
@@ -65,7 +69,7 @@ from orchestrator.view.progress import ProgressPrinter, status_text
 def apply(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
     executor: ExecutorOption = ExecutorName.ssh,
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what each host would get; change nothing.")
@@ -83,6 +87,8 @@ def apply(
     signatures: SignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Carry out a reviewed plan wave by wave (refused if the plan was edited after review).
 
@@ -93,6 +99,7 @@ def apply(
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
+    webhooks = parse_webhooks(notify or [])
     nodes = execution_nodes(execution_node, executor, plan)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     signatures = signatures or default_signatures(plan_file)
@@ -124,7 +131,15 @@ def apply(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events))
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(
+            journal,
+            backend,
+            show,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
+        )
 
 
 def sign(
@@ -207,7 +222,7 @@ def status(
 def resume(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
     runs_dir: RunsDirOption = Path("runs"),
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_events: JsonEventsOption = False,
     verbose: VerboseOption = False,
@@ -221,6 +236,8 @@ def resume(
     required_signatures: RequiredSignaturesOption = None,
     execution_node: ExecutionNodeOption = None,
     push: PushOption = PushName.gzip,
+    no_wait: NoWaitOption = False,
+    notify: NotifyOption = None,
 ) -> int:
     """Continue a paused, halted or crashed run; hosts caught mid-step are examined first.
 
@@ -229,6 +246,7 @@ def resume(
     from orchestrator.plan.approval import approval_policy, check_approval
     from orchestrator.run.engine import check_artifact
 
+    webhooks = parse_webhooks(notify or [])
     journal = Journal.open(run_directory(run, runs_dir))
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
@@ -242,7 +260,7 @@ def resume(
             f"run {journal.run_id} was applied with {applied.required_signatures} required "
             "signatures: pass --allowed-signers (and --required-signatures) to resume it"
         )
-    check_approval(journal.plan, policy, journal.signatures)
+    signers = check_approval(journal.plan, policy, journal.signatures)
     check_artifact(journal.plan)
     if journal.state.status == "completed":
         typer.echo(f"run {journal.run_id} is already completed", err=True)
@@ -258,7 +276,16 @@ def resume(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        return run_rollout(journal, backend, ShowOptions(verbose, fmt, json_events), resumed=True)
+        show = ShowOptions(verbose, fmt, json_events)
+        return run_rollout(
+            journal,
+            backend,
+            show,
+            resumed=True,
+            signers=signers,
+            wait_for_window=not no_wait,
+            webhooks=webhooks,
+        )
 
 
 def rollback(
@@ -274,7 +301,7 @@ def rollback(
     ] = None,
     limit: LimitOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    concurrency: ConcurrencyOption = 8,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,

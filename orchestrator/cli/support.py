@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from orchestrator.errors import BadInput
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
     BecomePasswords,
+    Event,
     Inventory,
     SshTarget,
     WaveOptions,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from orchestrator.backends.base import Backend
     from orchestrator.backends.ssh.executor import SshExecutor
     from orchestrator.models import Plan
+    from orchestrator.run.notify import Webhook
 
 
 _OPTION_OF_FIELD = {
@@ -179,17 +181,49 @@ def open_backend(
 
 
 def run_rollout(
-    journal: Journal, backend: Backend, show: ShowOptions, resumed: bool = False
+    journal: Journal,
+    backend: Backend,
+    show: ShowOptions,
+    resumed: bool = False,
+    *,
+    signers: Sequence[str] = (),
+    wait_for_window: bool = True,
+    webhooks: Sequence[Webhook] = (),
 ) -> int:
     from orchestrator.run.engine import ApplyEnv, Rollout
+    from orchestrator.run.notify import Notifier
+    from orchestrator.run.operator import current_operator
 
     screen = Screen()
     view, on_event = make_view(
         journal.plan, journal.state, screen, verbose=show.verbose, json_events=show.json_events
     )
-    rollout = Rollout(journal, backend, env=ApplyEnv(on_event=on_event, sleep=view.sleep))
-    with view:
-        code = rollout.run(resumed=resumed)
+    operator = current_operator(signers)
+    notifier = None
+    if webhooks:
+        typer.echo(f"notifying {', '.join(hook.host for hook in webhooks)}", err=True)
+        notifier = Notifier(
+            list(webhooks),
+            journal.plan,
+            journal.run_id,
+            operator=operator,
+            on_failure=lambda message: journal.record("notify.failed", message=message),
+        )
+        on_event = _both(on_event, notifier)
+    env = ApplyEnv(
+        on_event=on_event,
+        sleep=view.sleep,
+        operator=operator,
+        wait_for_window=wait_for_window,
+        sleep_until_window=screen.sleep,
+    )
+    rollout = Rollout(journal, backend, env=env)
+    try:
+        with view:
+            code = rollout.run(resumed=resumed)
+    finally:
+        if notifier is not None:
+            notifier.close()
     title = "resume" if resumed else "apply"
     summary = journal_summary(f"{title} {journal.run_id}", journal)
     print_summary(summary, screen, show.fmt, json_events=show.json_events)
@@ -198,6 +232,17 @@ def run_rollout(
         where = shlex.quote(str(journal.run_dir))
         typer.echo(f"continue with: runc-rollout resume {where}", err=True)
     return code
+
+
+EventSink = Callable[[Event], None]
+
+
+def _both(first: EventSink, second: EventSink) -> EventSink:
+    def both(event: Event) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def run_directory(run: str, runs_dir: Path) -> Path:

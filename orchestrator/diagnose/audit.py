@@ -7,8 +7,10 @@ range (`data/advisories.json`), `fs.pipe-user-pages-soft` off its default at run
 summary counts hosts per runc version, per finding and per zone.
 
 Everything but `audit_fleet` is pure: facts in, report out, so it is tested on constructed facts.
-A package-owned runc may carry backported fixes its version string does not show: its version
-findings say "distribution package ...: check its changelog" instead of asserting them.
+A distribution's runc may carry backported fixes its version string does not show: the audit
+reads the package's own changelog on the host (`changelog.py`); an advisory it names as fixed is
+reported "fixed by the distribution (changelog)", not as a finding, and one it does not name is
+worded "by upstream version; the distribution may have fixed it".
 """
 
 from __future__ import annotations
@@ -17,16 +19,22 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.advisories import RC93_HANG, Advisory
+from orchestrator.diagnose.changelog import (
+    Changelog,
+    distribution_build,
+    package_of,
+    read_changelog,
+)
 from orchestrator.diagnose.facts_report import facts_report
-from orchestrator.diagnose.versions import Version, parse_version
+from orchestrator.diagnose.versions import parse_version
 from orchestrator.host.facts import gather_facts
 from orchestrator.host.procedure import run_probe
 from orchestrator.host.session import Executor
@@ -56,9 +64,7 @@ from orchestrator.plan.planner import (
 from orchestrator.util.textsafe import markup_safe as escape
 
 DEFAULT_ZONE_KEY = "zone"
-CHANGELOG_NOTE = "check its changelog"
-# What upstream builds print after `commit:`: a git hash, or `git describe` output.
-_UPSTREAM_COMMIT = re.compile(r"(v?\d+\.\d+\S*-\d+-g)?[0-9a-f]{7,40}(-dirty)?")
+MAY_HAVE_FIXED = "by upstream version; the distribution may have fixed it"
 
 
 # Findings that are not advisories (`--ignore` accepts these and the advisories' ids).
@@ -84,62 +90,6 @@ def rank(severity: Severity) -> int:
 # Advisories
 
 
-class AffectedRange(Model):
-    """[introduced, fixed): `introduced` inclusive (None: from the first version), `fixed`
-    exclusive (None: not fixed on this line)."""
-
-    introduced: str | None = None
-    fixed: str | None = None
-
-    @model_validator(mode="after")
-    def _versions(self) -> AffectedRange:
-        for text in (self.introduced, self.fixed):
-            if text is not None and parse_version(text) is None:
-                raise ValueError(f"not a version: {text!r}")
-        return self
-
-    def contains(self, version: Version) -> bool:
-        low = parse_version(self.introduced) if self.introduced else None
-        high = parse_version(self.fixed) if self.fixed else None
-        return (low is None or version >= low) and (high is None or version < high)
-
-
-class Advisory(Model):
-    id: str
-    aliases: tuple[str, ...] = ()
-    kind: Literal["bug", "security"]
-    title: str
-    severity: Severity
-    affected: tuple[AffectedRange, ...]
-    fixed_in: tuple[str, ...]
-    commits: tuple[str, ...] = ()  # commit prefixes identifying an affected build
-    source: str
-    references: tuple[str, ...] = ()
-
-    def affects(self, binary: RuncBinary) -> bool:
-        """Whether `binary`'s upstream version (or its commit) is in an affected range."""
-        commit = (binary.commit or "").rpartition("-g")[2]  # `git describe`: the hash after -g
-        if commit and any(commit.startswith(prefix) for prefix in self.commits):
-            return True
-        version = parse_version(binary.version) if binary.version else None
-        return version is not None and any(r.contains(version) for r in self.affected)
-
-
-class AdvisoryData(Model):
-    schema_version: Literal[1]
-    about: str
-    advisories: tuple[Advisory, ...]
-
-
-def load_advisories() -> tuple[Advisory, ...]:
-    """The advisory table shipped with the package (`orchestrator/data/advisories.json`)."""
-    text = resources.files("orchestrator").joinpath("data/advisories.json").read_text()
-    try:
-        return AdvisoryData.model_validate_json(text).advisories
-    except ValidationError as error:  # a packaging bug, not a user error
-        raise RuntimeError(f"orchestrator/data/advisories.json is invalid: {error}") from error
-
-
 def finding_ids(advisories: Iterable[Advisory]) -> set[str]:
     """Every id a finding can have."""
     return {advisory.id for advisory in advisories} | set(CHECK_IDS)
@@ -159,7 +109,6 @@ class Finding(Model):
     ignored: bool = False  # listed in `--ignore`: reported, never fails the audit
 
 
-RC93_HANG = "runc-rc93-pipe-hang"
 PROBE_WOULD_DECIDE = "decided by the version alone; `audit --probe` runs the incident's trigger"
 
 
@@ -185,6 +134,9 @@ class HostAudit(Model):
     findings: list[Finding]
     warnings: list[str]
     probe: ProbeResult | None = None  # `audit --probe`: the incident probe of the installed runc
+    # The distribution package's changelog: what was read, and the advisories it names as fixed.
+    changelog: str | None = None
+    fixed_by_distribution: list[str] = Field(default_factory=list)
 
     @property
     def active(self) -> list[Finding]:
@@ -255,8 +207,10 @@ def probe_decides(findings: list[Finding], probe: ProbeResult | None) -> list[Fi
     return sorted([*decided, *others], key=lambda finding: -rank(finding.severity))
 
 
-def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Finding]:
-    """Every finding of one host, most severe first."""
+def host_findings(
+    facts: HostFacts, advisories: Iterable[Advisory], changelog: Changelog | None = None
+) -> list[Finding]:
+    """Every finding of one host, most severe first; `changelog`: its runc package's."""
     findings: list[Finding] = []
     runc = facts.runc
     if facts.runc_unused is not None:
@@ -279,7 +233,9 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
             )
         )
     else:
-        findings += _version_findings(runc, advisories)
+        # A package's changelog says nothing of a file that is not the package's.
+        packaged = changelog if runc.package_intact is not False else None
+        findings += _version_findings(runc, advisories, packaged)
     if runc is not None and runc.package and runc.package_intact is False:
         findings.append(
             Finding(
@@ -292,7 +248,7 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
             )
         )
     for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
-        for finding in _version_findings(item.runc, advisories):
+        for finding in _version_findings(item.runc, advisories, None):
             where = f"also {item.runc.file} ({item.source}): {finding.detail}"
             same = next((i for i, f in enumerate(findings) if f.id == finding.id), None)
             if same is None:
@@ -330,7 +286,9 @@ def host_findings(facts: HostFacts, advisories: Iterable[Advisory]) -> list[Find
     return sorted(findings, key=lambda finding: -rank(finding.severity))
 
 
-def _version_findings(runc: RuncBinary, advisories: Iterable[Advisory]) -> list[Finding]:
+def _version_findings(
+    runc: RuncBinary, advisories: Iterable[Advisory], changelog: Changelog | None
+) -> list[Finding]:
     findings = []
     if runc.version is None or parse_version(runc.version) is None:
         findings.append(
@@ -344,11 +302,14 @@ def _version_findings(runc: RuncBinary, advisories: Iterable[Advisory]) -> list[
         )
     distribution = distribution_of(runc)
     for advisory in advisories:  # without a version, only a known commit can match
-        if not advisory.affects(runc):
+        if not advisory.affects_build(runc.version, runc.commit):
             continue
         detail = f"runc {_describe(runc)}; fixed in {', '.join(advisory.fixed_in)}"
+        fixed_at = changelog.fixed_at(advisory) if changelog is not None else None
+        if fixed_at is not None and advisory.id != RC93_HANG:
+            continue  # `fixed_by_distribution` lists it
         if distribution:
-            detail += f" ({distribution}: {CHANGELOG_NOTE})"
+            detail += f" ({MAY_HAVE_FIXED}: {distribution}; {_changelog_says(changelog, fixed_at)})"
         findings.append(
             Finding(
                 id=advisory.id,
@@ -362,16 +323,46 @@ def _version_findings(runc: RuncBinary, advisories: Iterable[Advisory]) -> list[
     return findings
 
 
+def _changelog_says(changelog: Changelog | None, fixed_at: str | None) -> str:
+    if changelog is None:
+        return "its changelog was not read"
+    if changelog.problem is not None:
+        return f"changelog not read: {changelog.problem}"
+    if fixed_at is not None:  # the rc93 hang: a patch the probe proves or not
+        return (
+            f"the changelog of {changelog.describe()} names a fix at {fixed_at}; the probe decides"
+        )
+    return f"the changelog of {changelog.describe()} does not name it"
+
+
+def fixed_by_distribution(
+    runc: RuncBinary | None, advisories: Iterable[Advisory], changelog: Changelog | None
+) -> list[str]:
+    """The advisories `runc` has by upstream version that its package's changelog names as
+    fixed at or below the installed version (the rc93 hang stays a finding: the probe decides)."""
+    if runc is None or changelog is None:
+        return []
+    found = []
+    for advisory in advisories:
+        if advisory.id == RC93_HANG or not advisory.affects_build(runc.version, runc.commit):
+            continue
+        fixed_at = changelog.fixed_at(advisory)
+        if fixed_at is not None:
+            found.append(
+                f"{advisory.id} ({advisory.severity}): fixed by the distribution (changelog of "
+                f"{changelog.describe()}: {fixed_at})"
+            )
+    return found
+
+
 def distribution_of(runc: RuncBinary) -> str | None:
     """Who may have backported fixes into `runc`: the package owning it, or, for a copy outside
     any package, the distribution whose package version its `commit:` line shows (Debian prints
     "1.1.5+ds1-1+deb12u1" where upstream prints a git commit)."""
     if runc.package and runc.package_intact is not False:
         return f"distribution package {runc.package} {runc.package_version or ''}".rstrip()
-    commit = runc.commit
-    if commit and commit != runc.version and not _UPSTREAM_COMMIT.fullmatch(commit):
-        return f"distribution build {commit}"
-    return None
+    build = distribution_build(runc.version, runc.commit)
+    return f"distribution build {build}" if build is not None else None
 
 
 def _sysctl_findings(facts: HostFacts, default: int) -> list[Finding]:
@@ -471,13 +462,15 @@ def audit_host(
     ignore: Iterable[str] = (),
     held: bool = False,
     probe: ProbeResult | None = None,
+    changelog: Changelog | None = None,
 ) -> HostAudit:
     ignored = set(ignore)
+    advisories = tuple(advisories)
     runc = facts.runc
     boot = facts.sysctl_persistent
     findings = [
         finding.model_copy(update={"ignored": True}) if finding.id in ignored else finding
-        for finding in probe_decides(host_findings(facts, advisories), probe)
+        for finding in probe_decides(host_findings(facts, advisories, changelog), probe)
     ]
     return HostAudit(
         host=facts.host,
@@ -501,7 +494,17 @@ def audit_host(
         findings=findings,
         warnings=facts.warnings,
         probe=probe,
+        changelog=_changelog_read(changelog),
+        fixed_by_distribution=fixed_by_distribution(runc, advisories, changelog),
     )
+
+
+def _changelog_read(changelog: Changelog | None) -> str | None:
+    if changelog is None:
+        return None
+    if changelog.problem is not None:
+        return f"{changelog.package}: not read: {changelog.problem}"
+    return f"{changelog.describe()}: {len(changelog.entries)} entries read"
 
 
 def build_report(
@@ -513,9 +516,11 @@ def build_report(
     ignore: Iterable[str] = (),
     held: Iterable[str] = (),
     probes: Mapping[str, ProbeResult] | None = None,
+    changelogs: Mapping[str, Changelog] | None = None,
 ) -> AuditReport:
     """The audit of every host in `results` (facts, or the error that stopped gathering them),
-    with the incident probe's result for the hosts in `probes`."""
+    with the incident probe's result for the hosts in `probes` and the runc package's changelog
+    for those in `changelogs`."""
     advisories = tuple(advisories)
     ignored, held_names = sorted(set(ignore)), set(held)
     errors = facts_report(results).errors
@@ -527,6 +532,7 @@ def build_report(
             ignore=ignored,
             held=name in held_names,
             probe=(probes or {}).get(name),
+            changelog=(changelogs or {}).get(name),
         )
         for name, r in results.items()
         if isinstance(r, HostFacts)
@@ -614,10 +620,14 @@ def audit_fleet(
     incident probe against each of those hosts' installed runc (it starts a container)."""
     specs = probe_specs or {}
     probes: dict[str, ProbeResult] = {}
+    changelogs: dict[str, Changelog] = {}
 
     def one(name: str, target: SshTarget) -> HostFacts:
         session = executor.session(target, name=name)
         facts = gather_facts(session)
+        package = package_of(facts.runc) if facts.runc is not None else None
+        if package is not None:
+            changelogs[name] = read_changelog(session, *package)
         if name in specs and facts.runc is not None:
             probes[name] = run_probe(
                 session, facts, facts.runc.file, specs[name], run_id="audit", holds_lock=False
@@ -626,7 +636,14 @@ def audit_fleet(
 
     results = run_on_hosts(targets, one, concurrency=concurrency)
     return build_report(
-        results, zones, advisories, fail_on=fail_on, ignore=ignore, held=held, probes=probes
+        results,
+        zones,
+        advisories,
+        fail_on=fail_on,
+        ignore=ignore,
+        held=held,
+        probes=probes,
+        changelogs=changelogs,
     )
 
 
@@ -674,10 +691,14 @@ def report_table(report: AuditReport, width: int = 200) -> str:
         table.add_row(escape(item.host), escape(item.zone), kind, *[""] * 9)
     console.print(table)
     for host in report.hosts:
-        if host.findings or host.warnings or host.probe:
+        if host.findings or host.warnings or host.probe or host.changelog:
             console.print(f"\n[bold]{escape(host.host)}[/]")
         if host.probe is not None:
             console.print(f"  [bold]probe[/] {escape(host.probe.summary())}")
+        if host.changelog is not None:
+            console.print(f"  [dim]changelog[/] {escape(host.changelog)}")
+        for line in host.fixed_by_distribution:
+            console.print(f"  [green]   fixed[/] {escape(line)}")
         for finding in host.findings:
             console.print(f"  {_tag(finding)} {escape(_finding_line(finding))}")
         for warning in host.warnings:
@@ -743,6 +764,9 @@ def report_markdown(report: AuditReport) -> str:
         ]
         if host.probe is not None:
             lines.append(f"- {host.probe.summary()}")
+        if host.changelog is not None:
+            lines.append(f"- changelog: {host.changelog}")
+        lines += [f"- {line}" for line in host.fixed_by_distribution]
         lines += [
             f"- **{f.severity}**{' (ignored)' if f.ignored else ''} {_finding_line(f)}"
             for f in host.findings

@@ -83,23 +83,27 @@ def read_facts_report(path: Path) -> FactsReport:
 
 def before_from_report(
     report: FactsReport, targets: Mapping[str, SshTarget]
-) -> tuple[dict[str, HostBefore], dict[str, str]]:
-    """Each target's "before" from `report`, and why the others have none: unreachable (or
-    not in the report), or what their facts say (no runc found, runc not used)."""
+) -> tuple[dict[str, HostBefore], dict[str, str], dict[str, str]]:
+    """Each target's "before" from `report`; why the others have none (unreachable, no runc
+    found, or not in the report); and the targets held back for what their facts say (a default
+    runtime that is not runc), and why."""
     before: dict[str, HostBefore] = {}
     missing: dict[str, str] = {}
+    held: dict[str, str] = {}
     for name in targets:
         facts = report.hosts.get(name)
-        if facts is not None:
+        if facts is not None and facts.runc_unused is not None:
+            held[name] = facts.runc_unused
+        elif facts is not None:
             try:
                 before[name] = facts_to_before(facts)
             except FactsError as error:
                 missing[name] = error.detail
         elif name in report.errors:
-            missing[name] = f"unreachable: {report.errors[name].message}"
+            missing[name] = report.errors[name].message
         else:
-            missing[name] = "unreachable: no facts for this host in the report"
-    return before, missing
+            missing[name] = "no facts for this host in the report"
+    return before, missing, held
 
 
 def _error_kind(error: Exception) -> ErrorKind:

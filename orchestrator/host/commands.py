@@ -337,6 +337,26 @@ echo "exec=ok container=$id"
     return HostCommand("verify-exec", _script(body, **params), timeout + 60, params)
 
 
+HOST_CHECK_OUTPUT = 4096  # bytes of the host check's output brought back
+
+
+def host_check(command: str, timeout: float, *, host: str, runc: str) -> HostCommand:
+    """The operator's own health check, `sh -c COMMAND` (e.g. kubelet's healthz), with a hard
+    timeout, stdin closed, and the host's inventory name and runc path in its environment;
+    the first `HOST_CHECK_OUTPUT` bytes of its output come back, its exit status is ours."""
+    body = f"""
+out=$(mktemp {STATE_DIR}/host-check.XXXXXX) || exit 1
+RUNC_ROLLOUT_HOST=$HOST RUNC_ROLLOUT_RUNC=$RUNC \
+    timeout -s KILL {int(timeout)} sh -c "$CHECK" </dev/null >"$out" 2>&1
+rc=$?
+head -c {HOST_CHECK_OUTPUT} "$out"
+rm -f "$out"
+exit "$rc"
+"""
+    params = {"CHECK": command, "HOST": host, "RUNC": runc}
+    return HostCommand("host-check", _script(body, **params), timeout + 30, params)
+
+
 def verify_runc_bundle(target: str, run_id: str, timeout: float) -> HostCommand:
     """Hosts without Docker: run a minimal OCI bundle (`noNewPrivileges: true`) with runc itself.
 

@@ -1,7 +1,7 @@
 """The incident probe: the rc93 hang's own trigger, run against one runc on one host.
 
-A pipe holder (`pipe_holder.py`) puts a probe uid, one nothing else on the host runs
-as, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
+A pipe holder (`data/pipe_holder.sh`, POSIX sh) puts a probe uid, one nothing else on the host
+runs as, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
 with a seccomp profile that compiles well over 8 KiB (`trigger.seccomp_profile`). runc
 1.0.0-rc93 hangs in pipe_write exporting that program into its 2-page pipe; a fixed runc starts
 the container at once. The sysctl is never touched. Three ways to start the container, whichever
@@ -40,27 +40,29 @@ HOLDER_READY_SECONDS = 60  # how long the holder may take to create its pipes
 
 def oci_spec() -> dict[str, Any]:
     """A minimal OCI runtime spec: no-new-privileges, no capabilities, its own namespaces (no
-    network). The host script adds the process and its uid, the rootfs (absolute, as `ctr run
-    --config` wants it) and the seccomp profile of its machine."""
+    network), running the rootfs's `/true`. The host script fills in its three blanks (no JSON
+    tool needed there): the probe uid, the rootfs (absolute, as `ctr run --config` wants it) and
+    the seccomp profile of its machine."""
     namespaces = ["pid", "ipc", "uts", "mount", "network"]
     return {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": [],
+            "user": {"uid": "@UID@", "gid": "@UID@"},
+            "args": ["/true"],
             "env": ["PATH=/usr/bin:/bin"],
             "cwd": "/",
             "noNewPrivileges": True,
             "capabilities": {"bounding": [], "effective": [], "permitted": []},
         },
-        "root": {"path": "", "readonly": True},
+        "root": {"path": "@ROOTFS@", "readonly": True},
         "hostname": "runc-rollout-probe",
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
         "linux": {
             "namespaces": [{"type": name} for name in namespaces],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+            "seccomp": "@SECCOMP@",
         },
     }
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,8 +59,11 @@ from orchestrator.models import (
     RecordedRunc,
     RuncBinary,
     SysctlSetting,
+    TargetRefusal,
     VerifySpec,
 )
+from orchestrator.plan.target import staged_refusal
+from orchestrator.util.textsafe import one_line
 
 FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
 
@@ -458,9 +461,11 @@ class HostProcedure(HostSteps):
         sysctl_target: int,
         on_phase: PhaseListener,
         clock: Callable[[], float] = time.time,
+        refuse: Iterable[TargetRefusal] = (),
     ) -> None:
         super().__init__(steps, planned.name, run_id=run_id, on_phase=on_phase, clock=clock)
         self.planned = planned
+        self.refuse = tuple(refuse)  # the plan's refusals, for a version it did not know
         self.artifact = artifact
         self.packed = packed  # the artifact as gzip, made once per run (None: push it as it is)
         self.plan_id = plan_id
@@ -581,6 +586,10 @@ class HostProcedure(HostSteps):
                 f"staged runc reports version {staged_version.version}, the plan says "
                 f"{self.artifact.version}; not touched"
             )
+        if self.artifact.version is None:
+            refusal = staged_refusal(staged_version.version, staged_version.commit, self.refuse)
+            if refusal is not None:
+                raise StepFailed(refusal)
         self.staged_version = staged_version.version
         self._phase("staged", None)
         if not results.ok("backup"):
@@ -789,6 +798,15 @@ class HostProcedure(HostSteps):
                 commands.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container)
             )
         steps.append(facts_command())
+        if spec.host_check is not None:  # last: after the tool's own verification passed
+            steps.append(
+                commands.host_check(
+                    spec.host_check,
+                    spec.host_check_timeout_seconds,
+                    host=self.name,
+                    runc=runc_path,
+                )
+            )
         checks = [(path, command.name, method) for path, command, method in also]
         return Verification(steps, method, container, exec=facts.dockerd is not None, also=checks)
 
@@ -877,6 +895,8 @@ class HostProcedure(HostSteps):
             raise StepFailed(
                 f"{stuck - record.stuck_runc_init_before} new stuck `runc init` after the swap"
             )
+        if spec.host_check is not None:
+            _judge_host_check(results.get("host-check"), spec.host_check_timeout_seconds)
         return after
 
     # -- sysctl ----------------------------------------------------------------------------
@@ -926,6 +946,24 @@ class HostProcedure(HostSteps):
             raise StepFailed(f"restoring {commands.SYSCTL_KEY} failed: {results.why('set-sysctl')}")
         self._phase("sysctl_restored", record.target_sha256)
         return self._updated(record, "sysctl_restored")
+
+
+HOST_CHECK_REASON = 500  # characters of the host check's output kept as the reason
+
+
+def _judge_host_check(result: StepResult | None, timeout: float) -> None:
+    """A host check that did not exit 0 fails the host; its output, on one line, bounded and
+    with nothing a terminal would obey, is the reason."""
+    if result is None:
+        raise StepFailed("host check: not reached")
+    if result.ok:
+        return
+    if result.exit_status in (commands.EXIT_TIMEOUT, commands.EXIT_KILLED):
+        said = f"timed out after {timeout:g}s"
+    else:
+        said = f"exit {result.exit_status}"
+    output = one_line(result.stdout, HOST_CHECK_REASON)
+    raise StepFailed(f"host check failed ({said})" + (f": {output}" if output else ""))
 
 
 def _daemons(facts: HostFacts) -> dict[str, tuple[int, int]]:

@@ -9,10 +9,11 @@ while exporting and passes. Three parts, all pure here:
 - `seccomp_profile(architectures)`: a Docker/OCI seccomp profile that compiles (libseccomp
   2.5.4, x86_64+x86+x32) to about 14 KiB: well over the 8 KiB pipe, well under the kernel's
   4096-instruction limit (32 KiB). Docker's default profile compiles to under 8 KiB.
-- the pipe holder (`orchestrator/host/pipe_holder.py`; `holder_args()`, `holder_command()`): a host
-  program that, as uid U, holds enough pipes that U is over the soft limit, and says so in one
-  line (`parse_holder_line()`). The pipes stay held until stdin reaches EOF, so a dropped
-  session releases them; a pipe created while U was over stays small after the release.
+- the pipe holder (`orchestrator/data/pipe_holder.sh`, POSIX sh and util-linux's setpriv;
+  `holder_args()`, `holder_command()`): as uid U it holds enough pipes that U is over the soft
+  limit, proves it by measurement, and says so in one line (`parse_holder_line()`). The pipes
+  stay held until stdin reaches EOF, so a dropped session releases them; a pipe created while U
+  was over stays small after the release.
 - `docker_run_argv()`: the no-new-privileges container, run as U, with that profile.
 
 The kernel counts pipe pages per uid for the whole machine: lab hosts share one kernel, so every
@@ -22,11 +23,12 @@ use of the trigger needs a uid of its own (`SEED_UID_BASE` here; the incident pr
 (32 KiB at most), and rc93 cannot hang.
 """
 
+import functools
 import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 # uids for the lab's uses of the trigger, each base + the lab host's index (1...): two lab hosts
@@ -148,37 +150,28 @@ def docker_run_argv(
 
 
 # The holder's exit codes (besides 0: released by EOF, a signal or its lifetime).
-HOLDER_EXIT_ERROR = 1  # not root, a uid it cannot drop to, out of fds: see stderr
-HOLDER_EXIT_USAGE = 2  # bad arguments (argparse)
+HOLDER_EXIT_ERROR = 1  # bad arguments, no setpriv to drop to the uid, out of processes: stderr
 HOLDER_EXIT_SOFT_ZERO = 3  # fs.pipe-user-pages-soft is 0: the kernel never shrinks pipes
 HOLDER_EXIT_HARD_LIMIT = 4  # fs.pipe-user-pages-hard is set and holding would reach it
-HOLDER_EXIT_NOT_OVER = 5  # all its pipes and a fresh one still 16 pages: the uid is privileged?
+HOLDER_EXIT_NOT_OVER = 5  # a fresh pipe of the uid was still large: the uid is privileged?
 
 
-HOLDER_PATH = Path(__file__).with_name("pipe_holder.py")
-
-
+@functools.cache
 def holder_source() -> str:
-    """The pipe holder's program text (`orchestrator/host/pipe_holder.py`)."""
-    return HOLDER_PATH.read_text()
+    """The pipe holder's program text (`orchestrator/data/pipe_holder.sh`)."""
+    return resources.files("orchestrator").joinpath("data/pipe_holder.sh").read_text()
 
 
-def holder_args(uid: int, gid: int | None = None, max_seconds: float = 600.0) -> list[str]:
-    """The holder's arguments: hold as `uid`:`gid` (default: `uid`) until stdin reaches EOF,
-    SIGTERM or SIGHUP, or `max_seconds` pass."""
-    gid = uid if gid is None else gid
-    return ["--uid", str(uid), "--gid", str(gid), "--max-seconds", str(max_seconds), "--stdin"]
+def holder_args(uid: int, max_seconds: float = 600.0) -> list[str]:
+    """The holder's arguments: hold as `uid` until stdin reaches EOF, SIGTERM or SIGHUP, or
+    `max_seconds` pass."""
+    return [str(uid), str(int(max_seconds))]
 
 
-def holder_command(
-    uid: int, gid: int | None = None, max_seconds: float = 600.0, python: str = "python3"
-) -> str:
-    """A shell command for a remote host: Python reads the holder's program (exactly
-    `len(holder_source().encode())` bytes) from stdin and runs it. Send `holder_source()` and
-    keep stdin open: its EOF (the session ends) releases the pipes."""
-    size = len(holder_source().encode())
-    stub = f"import sys; exec(compile(sys.stdin.buffer.read({size}), 'pipe_holder', 'exec'))"
-    return shlex.join([python, "-I", "-c", stub, *holder_args(uid, gid, max_seconds)])
+def holder_command(uid: int, max_seconds: float = 600.0) -> str:
+    """A shell command line for a host: the holder's program and its arguments. Keep its stdin
+    open: its EOF (the session ends) releases the pipes."""
+    return shlex.join(["sh", "-c", holder_source(), "pipe_holder", *holder_args(uid, max_seconds)])
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,7 @@ class HolderReport:
     soft: int  # fs.pipe-user-pages-soft as the host shows it
     hard: int
     pagesize: int
-    capacity: int  # F_GETPIPE_SZ of a fresh pipe of that uid: 8192 (2 pages) proves it is over
+    capacity: int  # a fresh pipe of that uid blocked its writer at 2 pages (8192): it is over
     uid: int
     pid: int
 

@@ -28,6 +28,7 @@ from orchestrator.inventory.common import (
     SCRIPT_TIMEOUT_SECONDS,
     YAML_SUFFIXES,
     InvalidValue,
+    parse_address,
     read_text,
 )
 from orchestrator.inventory.ini import parse_ini
@@ -121,14 +122,36 @@ def _plain(value: Any) -> Any:
 def _load_natively(sources: Sequence[Path]) -> Inventory:
     builder = Builder()
     for source in sources:
+        if is_host_list(source):
+            _parse_host_list(builder, str(source))
+            continue
         if not os.path.exists(source):
             raise InventoryError(f"{source}: no such inventory file or directory")
         if not _parse_source(builder, Path(source)):
             what = "no inventory files in" if os.path.isdir(source) else "not a regular file or"
             raise InventoryError(f"{source}: {what} directory")
     builder.reconcile()
+    # A host list's group_vars/ and host_vars/ are the working directory's, as in Ansible.
     vars_dirs = [vars_base(Path(source)) for source in sources]
     return builder.build(tuple(str(source) for source in sources), VarsFiles(vars_dirs))
+
+
+def is_host_list(source: Path | str) -> bool:
+    """`-i 'web1,web2:2222,'`: a comma-separated list of hosts, as Ansible's host_list plugin
+    reads a source that has a comma and is no existing path."""
+    return "," in str(source) and not os.path.exists(source)
+
+
+def _parse_host_list(builder: Builder, source: str) -> None:
+    """The hosts of a host list, in `ungrouped`; each a name or address with an optional
+    `:port`, no ranges and no variables (as Ansible's host_list)."""
+    for entry in (part.strip() for part in source.split(",")):
+        if not entry:
+            continue
+        parsed = parse_address(entry)
+        if parsed is None or "[" in parsed[0]:
+            raise InventoryError(f"-i {source!r}: {entry!r} is not a host name or address")
+        builder.add_host(parsed[0], builder.ungrouped, parsed[1])
 
 
 # ---------------------------------------------------------------------------------------------

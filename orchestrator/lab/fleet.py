@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -309,6 +310,7 @@ class _Lab:
             write_file(hdir / "var-log" / name, b"", 0o600 if name == "btmp" else 0o664)
         keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
         write_file(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
+        write_file(hdir / hostdef.NOT_A_PROGRAM, b"", 0o644)
         if host.kind == "full":
             (hdir / "var-lib-docker").mkdir(mode=0o710, exist_ok=True)
             self.write_daemon_json(host, "overlay2")
@@ -425,6 +427,7 @@ class _Lab:
             host_dir=str(hdir),
             kind=host.kind,
             sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
+            hidden_programs=() if host.python else python_programs(),
             runtime=host.runtime,
         )
         log = hdir / "holder.log"
@@ -616,8 +619,8 @@ class _Lab:
 
     @contextlib.contextmanager
     def pipes_held(self, host: HostRecord, uid: int) -> Iterator[None]:
-        """The trigger's pipe holder on the host (`trigger.holder_command`, its program sent on
-        stdin): `uid` is over the soft limit inside the block, released after it."""
+        """The trigger's pipe holder on the host (`trigger.holder_command`): `uid` is over the
+        soft limit inside the block, released (its stdin closed) after it."""
         holder = subprocess.Popen(
             [*self.nsenter(host), "/bin/sh", "-c", trigger.holder_command(uid, max_seconds=120)],
             stdin=subprocess.PIPE,
@@ -628,8 +631,6 @@ class _Lab:
         )
         assert holder.stdin is not None and holder.stdout is not None
         try:
-            holder.stdin.write(trigger.holder_source())
-            holder.stdin.flush()
             ready, _, _ = select.select([holder.stdout], [], [], TRIGGER_TIMEOUT)
             line = holder.stdout.readline() if ready else ""
             if trigger.parse_holder_line(line) is None:
@@ -695,7 +696,13 @@ class _Lab:
         self.record.created_dirs += _mkdirs(inventory.parent, 0o755)
         text = hostdef.inventory_yaml(
             hosts=[
-                {"name": h.name, "address": h.address, "zone": h.zone, "kind": h.kind}
+                {
+                    "name": h.name,
+                    "address": h.address,
+                    "zone": h.zone,
+                    "kind": h.kind,
+                    "python": "yes" if h.python else "no",
+                }
                 for h in self.record.hosts
             ],
             private_key=str(self.private_key),
@@ -885,6 +892,18 @@ def _plan_hosts(
     ]
 
 
+def python_programs() -> tuple[str, ...]:
+    """The machine's Python interpreters (regular files, links resolved) in the directories a
+    host's PATH searches: what a host without Python must not be able to run."""
+    found = set()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for path in Path(directory).glob("python*"):
+            real = Path(os.path.realpath(path))
+            if re.fullmatch(r"python[0-9.]*", real.name) and real.is_file():
+                found.add(str(real))
+    return tuple(sorted(found))
+
+
 def _count(hosts: list[HostRecord], kind: HostKind) -> int:
     return sum(host.kind == kind for host in hosts)
 
@@ -902,12 +921,14 @@ def lab_up(
     inventory_path: Path | None = None,
     first_address: str | None = None,
     stuck: bool = False,
+    no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
-    full, the next `containerd` containerd-only. Without counts, a running lab keeps its size
-    and a new one gets 4 hosts, 2 full, none containerd-only. `runtimes`: Docker's default
-    runtime on the first full hosts, in order (`runtimes.py`; the others run plain runc).
+    full, the next `containerd` containerd-only; the first `no_python` of them with no Python
+    (as a minimal CentOS 7, Flatcar or Fedora CoreOS node). Without counts, a running lab keeps
+    its size and a new one gets 4 hosts, 2 full, none containerd-only. `runtimes`: Docker's
+    default runtime on the first full hosts, in order (`runtimes.py`; the others run plain runc).
     `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
@@ -960,7 +981,11 @@ def lab_up(
         if state_dir.exists() and any(state_dir.iterdir()):
             raise BadInput(f"{state_dir} exists, is not empty and holds no lab (no {RECORD_NAME})")
         first = first_address or os.environ.get(FIRST_ADDRESS_ENV) or DEFAULT_FIRST_ADDRESS
+        if not 0 <= no_python <= count:
+            raise BadInput(f"lab: --no-python {no_python}: between 0 and the {count} hosts")
         planned = _plan_hosts(count, full, ctr_only, first, runtimes)
+        for host in planned[:no_python]:
+            host.python = False
         busy = [h.address for h in planned if port_in_use(h.address)]
         if busy:
             raise BadInput(
@@ -998,7 +1023,10 @@ def lab_up(
         inventory_path=Path(record.inventory_path),
         private_key=lab.private_key,
         known_hosts=lab.known_hosts,
-        hosts=[LabHost(h.name, h.address, h.zone, h.kind, h.runtime) for h in record.hosts],
+        hosts=[
+            LabHost(h.name, h.address, h.zone, h.kind, python=h.python, runtime=h.runtime)
+            for h in record.hosts
+        ],
         already_running=already and not lab.started,
         started=lab.started,
         seconds=time.monotonic() - began,

@@ -36,6 +36,7 @@ class HostRecord(_Record):
     address: str
     zone: str
     kind: HostKind
+    python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
@@ -59,6 +60,7 @@ class LabHost:
     address: str
     zone: str
     kind: HostKind
+    python: bool = True
     runtime: LabRuntime = "runc"
 
 

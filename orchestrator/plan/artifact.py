@@ -13,6 +13,7 @@ from pathlib import Path
 from orchestrator.errors import ArtifactError
 from orchestrator.host.runcinfo import parse_runc_version
 from orchestrator.models import ARTIFACT_URL_MAX, ARTIFACT_URL_PATTERN, Artifact
+from orchestrator.plan.target import check_runc_version
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 VERSION_TIMEOUT_SECONDS = 10
@@ -63,6 +64,8 @@ def inspect_artifact(
     is run here (`--version`, as whoever plans) only when `run` asks for it; else its version is
     `version` as the operator states it, or unknown until each host runs it before the swap."""
     expected = normalize_sha256(expected_sha256)
+    if version is not None:
+        check_runc_version(version)
     if url is not None:
         check_url(url)
     if not path.is_file():

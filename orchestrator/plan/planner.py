@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PROBE_UID,
+    HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
     PLANNED_HOSTS,
@@ -27,11 +28,13 @@ from orchestrator.models import (
     PlannedHost,
     Skipped,
     SshTarget,
+    TargetPolicy,
     VerifySpec,
     Wave,
     WaveOptions,
 )
-from orchestrator.plan.waves import Size, parse_size, parse_sizes, place_in_waves
+from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_in_tiers
+from orchestrator.plan.windows import parse_windows
 from orchestrator.util.memory import gc_paused
 
 SKIP_VAR = "runc_rollout_skip"
@@ -44,15 +47,21 @@ def build_plan(
     artifact: Artifact,
     options: WaveOptions,
     before: Mapping[str, HostBefore] | None = None,
-    no_before: Mapping[str, str] | None = None,
+    unreachable: Mapping[str, str] | None = None,
+    target: TargetPolicy | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan for `options.limit` of `inventory`.
 
-    `before` holds facts gathered from hosts; `no_before` maps hosts that have none (facts not
-    gathered, or saying the host is not to be swapped) to why, and they are held back.
+    `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
+    gathered to the reason: they are in no wave, and listed apart from the hosts held back.
+    `target`: the target's advisories and refusals (`plan.target`). `held`: hosts whose facts
+    say they are not to be swapped (their default runtime is not runc), and why: held back.
     """
     with gc_paused():
-        return _build_plan(inventory, artifact, options, before or {}, no_before or {})
+        return _build_plan(
+            inventory, artifact, options, before or {}, unreachable or {}, target, held or {}
+        )
 
 
 def _build_plan(
@@ -60,7 +69,9 @@ def _build_plan(
     artifact: Artifact,
     options: WaveOptions,
     facts: Mapping[str, HostBefore],
-    no_before: Mapping[str, str],
+    unreachable: Mapping[str, str],
+    target: TargetPolicy | None,
+    held: Mapping[str, str],
 ) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
@@ -77,29 +88,34 @@ def _build_plan(
         raise BadInput("--bake: must be 0 seconds or more")
 
     check_domain_key("--domain-key", options.domain_key)
+    parse_windows(options.windows)  # refused here, not when the first wave would start
     selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
     skipped = [
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
         for host in selected
         if held_back(host)
     ] + [
-        Skipped(name=host.name, reason=no_before[host.name])
+        Skipped(name=host.name, reason=held[host.name])
         for host in selected
-        if not held_back(host) and host.name in no_before
+        if not held_back(host) and host.name in held
     ]
-    held = {item.name for item in skipped}
-    candidates = [host for host in selected if host.name not in held]
+    not_gathered = [
+        Skipped(name=host.name, reason=unreachable[host.name])
+        for host in selected
+        if not held_back(host) and host.name in unreachable
+    ]
+    left_out = {item.name for item in skipped + not_gathered}
+    candidates = [host for host in selected if host.name not in left_out]
     if not candidates:
-        raise BadInput(
-            f"nothing to plan: all {len(selected)} selected hosts are held back by {SKIP_VAR}"
-        )
+        raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
 
     by_domain = _group_by_domain(candidates, options.domain_key)
     if options.seed is not None:
         rng = random.Random(options.seed)
         for hosts in by_domain.values():
             rng.shuffle(hosts)
-    drafts = place_in_waves(by_domain, sizes, cap)
+    tiers = _tiers(inventory, candidates, by_domain, options)
+    drafts = place_in_tiers(tiers, sizes, cap)
     waves = [
         Wave.model_validate(
             {
@@ -127,11 +143,79 @@ def _build_plan(
             "options": options,
             "waves": waves,
             "skipped": skipped,
+            "unreachable": not_gathered,
             "domains": domains,
-            "notes": _notes(options, domains, cap) + _password_notes(waves),
+            "notes": _notes(options, domains, cap)
+            + _placement_notes(options, tiers, waves)
+            + _password_notes(waves),
+            "target": target,
         }
     )
     return plan.sealed()
+
+
+_Tier = Tier[tuple[InventoryHost, str]]
+
+
+def _tiers(
+    inventory: Inventory,
+    candidates: list[InventoryHost],
+    by_domain: dict[str, list[tuple[InventoryHost, str]]],
+    options: WaveOptions,
+) -> list[_Tier]:
+    """The hosts `--canary` matches first, those `--last` matches at the end, the rest between;
+    each tier keeps `by_domain`'s grouping and order. Tiers with no hosts are left out."""
+    canary = _matching(inventory, candidates, "--canary", options.canary)
+    last = _matching(inventory, candidates, "--last", options.last)
+    both = [host.name for host in candidates if host.name in canary and host.name in last]
+    if both:
+        raise BadInput(f"--canary and --last: both match {', '.join(both[:5])}")
+    if not canary and not last:
+        return [Tier(None, by_domain)]
+    labels = ("the --canary hosts", "the hosts before the --last ones", "the --last hosts")
+    ranked: list[dict[str, list[tuple[InventoryHost, str]]]] = [{}, {}, {}]
+    for domain, items in by_domain.items():
+        for item in items:
+            rank = 0 if item[0].name in canary else 2 if item[0].name in last else 1
+            ranked[rank].setdefault(domain, []).append(item)
+    tiers = [Tier(label, hosts) for label, hosts in zip(labels, ranked, strict=True) if hosts]
+    return tiers
+
+
+def _matching(
+    inventory: Inventory, candidates: list[InventoryHost], option: str, pattern: str | None
+) -> set[str]:
+    """The hosts to upgrade that `pattern` (an Ansible host pattern) selects."""
+    if pattern is None:
+        return set()
+    try:
+        selected = set(select_hosts(inventory, pattern))
+    except PatternError as error:
+        raise BadInput(f"{option}: {error}") from None
+    matched = {host.name for host in candidates if host.name in selected}
+    if not matched:
+        raise BadInput(f"{option}: {pattern!r} matches none of the hosts to upgrade")
+    return matched
+
+
+def _placement_notes(options: WaveOptions, tiers: list[_Tier], waves: list[Wave]) -> list[str]:
+    """Where `--canary` and `--last` put their hosts, for the reviewer."""
+    notes = []
+    wave_of = {host.name: wave.index for wave in waves for host in wave.hosts}
+    for option, pattern, label in (
+        ("--canary", options.canary, "the --canary hosts"),
+        ("--last", options.last, "the --last hosts"),
+    ):
+        tier = next((tier for tier in tiers if tier.label == label), None)
+        if pattern is None or tier is None:
+            continue
+        names = [host.name for hosts in tier.by_domain.values() for host, _ in hosts]
+        indexes = sorted({wave_of[name] for name in names})
+        where = f"wave {indexes[0]}" if len(indexes) == 1 else f"waves {indexes[0]}-{indexes[-1]}"
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        count = f"{len(names)} host" + ("" if len(names) == 1 else "s")
+        notes.append(f"{option} {pattern!r}: {count} in {where} ({shown})")
+    return notes
 
 
 def _password_notes(waves: list[Wave]) -> list[str]:
@@ -146,6 +230,13 @@ def _password_notes(waves: list[Wave]) -> list[str]:
         f"{len(names)} hosts ({shown}) set ansible_become_password in the inventory: it is read "
         f"again and used only with {OPT_IN}"
     ]
+
+
+def nothing_to_plan(selected: int, held: int, unreachable: int) -> str:
+    """Why no selected host is left to plan, naming each cause."""
+    causes = [f"{held} held back by {SKIP_VAR}"] if held else []
+    causes += [f"{unreachable} unreachable at plan time (--gather)"] if unreachable else []
+    return f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
 
 
 def held_back(host: InventoryHost) -> bool:
@@ -261,8 +352,11 @@ _VERIFY_SOURCES = {
     "timeout_seconds": "--verify-timeout",
     "exec_container": "--verify-exec-container or runc_rollout_verify_exec_container",
     "probe_timeout_seconds": "--probe-timeout",
+    "host_check": "--host-check or runc_rollout_host_check",
+    "host_check_timeout_seconds": "--host-check-timeout",
 }
 ProbeSettings = tuple[bool, int, float]  # on, uid, timeout
+HostCheck = tuple[object, float]  # the command (None: none), its timeout
 
 
 def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
@@ -273,6 +367,10 @@ def host_verify_spec(host: InventoryHost, options: WaveOptions) -> VerifySpec:
         options.verify_timeout,
         options.verify_exec_container or host.vars.get("runc_rollout_verify_exec_container"),
         _probe_settings(host, options),
+        (
+            options.host_check or host.vars.get("runc_rollout_host_check"),
+            options.host_check_timeout,
+        ),
     )
 
 
@@ -294,9 +392,11 @@ def verify_spec(
     timeout: float,
     exec_container: object,
     probe: ProbeSettings,
+    host_check: HostCheck = (None, HOST_CHECK_TIMEOUT),
 ) -> VerifySpec:
     """Shared between hosts: the image and command are usually group variables."""
     enabled, uid, probe_timeout = probe
+    check, check_timeout = host_check
     try:
         return VerifySpec(
             image=None if image in (None, "") else str(image),
@@ -306,6 +406,8 @@ def verify_spec(
             probe=enabled,
             probe_uid=uid,
             probe_timeout_seconds=probe_timeout,
+            host_check=None if check in (None, "") else str(check),
+            host_check_timeout_seconds=check_timeout,
         )
     except ValidationError as error:
         first = error.errors()[0]

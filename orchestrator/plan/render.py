@@ -9,7 +9,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.models import Plan, Wave
+from orchestrator.diagnose.changelog import distribution_build
+from orchestrator.models import Artifact, Plan, TargetAdvisory, Wave
+from orchestrator.plan.controls import (
+    change_markdown,
+    change_table_lines,
+    gates_markdown,
+    windows_markdown,
+    windows_table_lines,
+)
+from orchestrator.util.textsafe import terminal_safe
 
 HOST_STEPS = (
     "re-read facts; stop with *drift* if runc or the sysctl no longer match the plan",
@@ -71,7 +80,8 @@ def _targets(plan: Plan) -> list[tuple[str, list[str]]]:
     return list(targets.items())
 
 
-def plan_markdown(plan: Plan) -> str:
+def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
+    """The reviewer's document; `now`: list the maintenance windows' next openings after it."""
     opts = plan.options
     swaps = sum(1 for host in plan.hosts if host.action == "swap")
     noops = len(plan.hosts) - swaps
@@ -80,10 +90,12 @@ def plan_markdown(plan: Plan) -> str:
     out = [
         f"# runc rollout change plan `{plan.plan_id}`",
         "",
+        *change_markdown(plan),
+        *target_markdown(plan),
         "## Summary",
         "",
         f"- **Hosts:** {len(plan.hosts)} selected ({swaps} to swap, {noops} already at target), "
-        f"{len(plan.skipped)} held back",
+        f"{len(plan.skipped)} held back, {len(plan.unreachable)} unreachable at plan time",
         f"- **Waves:** {len(plan.waves)} (`--waves {','.join(opts.waves)}`)",
         f"- **Failure domains** (`{opts.domain_key or '-'}`): "
         + ", ".join(f"{name} ({count})" for name, count in plan.domains.items()),
@@ -100,6 +112,15 @@ def plan_markdown(plan: Plan) -> str:
     ]
     if plan.notes:
         out += ["Notes:", "", *[f"- {note}" for note in plan.notes], ""]
+    if plan.unreachable:
+        left_out = [item.name for item in plan.unreachable]
+        out += [
+            f"> **WARNING: {_plural(len(left_out), 'selected host')} could not be reached at "
+            "plan time and will not be changed by this plan** (see *Unreachable at plan time*): "
+            + ", ".join(f"`{name}`" for name in left_out[:20])
+            + (f" and {len(left_out) - 20} more" if len(left_out) > 20 else ""),
+            "",
+        ]
     unproven = unprobed_hosts(plan)
     if unproven:
         out += [
@@ -140,6 +161,8 @@ def plan_markdown(plan: Plan) -> str:
         f"- `--max-failures {opts.max_failures}` per wave: a failed or **unreachable** host "
         "counts; a wave with more failures than its budget halts the rollout (exit 3) and no "
         "further wave starts.",
+        "- A wave in which no host succeeded (none upgraded, none already at the target) halts "
+        "the rollout too (exit 3), whatever its budget allows.",
         "- A host that fails verification is rolled back at once.",
         f"- Bake time between waves: {opts.bake_seconds:g} s.",
         (
@@ -147,6 +170,8 @@ def plan_markdown(plan: Plan) -> str:
             if opts.pause_after is not None
             else "- No pause between waves."
         ),
+        *gates_markdown(plan),
+        *windows_markdown(plan, now),
         "",
         "## Rolling back",
         "",
@@ -160,20 +185,27 @@ def plan_markdown(plan: Plan) -> str:
         "",
     ]
     out += [f"- `{item.name}`: {item.reason}" for item in plan.skipped] or ["- none"]
+    out += ["", "## Unreachable at plan time", ""]
+    out += [f"- `{item.name}`: {terminal_safe(item.reason)}" for item in plan.unreachable] or [
+        "- none"
+    ]
     return "\n".join(out) + "\n"
 
 
-def plan_table(plan: Plan, width: int = 120) -> str:
+def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str:
     """The terminal view, rendered to text so the caller decides where it goes."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
     art = plan.artifact
     console.print(
         f"[bold]{plan.plan_id}[/]  {_plural(len(plan.hosts), 'host')} in "
-        f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back\n"
+        f"{_plural(len(plan.waves), 'wave')}, {len(plan.skipped)} held back, "
+        f"{len(plan.unreachable)} unreachable\n"
         + escape(f"artifact {art.path} version {art.version or '?'} sha256 {art.sha256}")
         + (escape(f"\nhosts fetch it from {art.url}") if art.url else "")
     )
+    for line in change_table_lines(plan) + windows_table_lines(plan, now):
+        console.print(line, markup=False)
     domains = list(plan.domains)
     table = Table(show_lines=False)
     table.add_column("wave", justify="right")
@@ -191,10 +223,17 @@ def plan_table(plan: Plan, width: int = 120) -> str:
             wave.note or "",
         )
     console.print(table)
+    for line in target_lines(plan):
+        console.print(line, markup=False)
     for path, names in _targets(plan):
         console.print(f"target {path}: {_plural(len(names), 'host')}", markup=False)
     for item in plan.skipped:
         console.print(f"held back: {item.name}: {item.reason}")
+    for item in plan.unreachable:
+        console.print(
+            f"UNREACHABLE at plan time, in no wave: {item.name}: {terminal_safe(item.reason)}",
+            markup=False,
+        )
     for note in plan.notes:
         console.print(f"note: {note}")
     unproven = unprobed_hosts(plan)
@@ -215,3 +254,78 @@ def _source(plan: Plan, source: str) -> str:
     """An inventory source and what read it (native, or ansible-core for plugins)."""
     reader = plan.inventory_readers.get(source)
     return f"`{source}`" + (f" (read by {reader})" if reader else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The target's advisories and provenance
+
+
+def _advisory_line(advisory: TargetAdvisory) -> str:
+    accepted = " (accepted: `--accept-advisory`)" if advisory.accepted else ""
+    return (
+        f"**{advisory.severity}** `{advisory.id}`{accepted}: {advisory.title}; fixed in "
+        f"{', '.join(advisory.fixed_in)}"
+    )
+
+
+def _provenance_line(artifact: Artifact) -> str:
+    found = artifact.provenance
+    if found is None or (found.sha256_file is None and found.signature is None):
+        return "not checked: the sha256 was given on the command line, no signature"
+    parts = []
+    if found.sha256_file is not None:
+        parts.append(f"sha256 from `{found.sha256_file}`, line `{found.sha256_name}`")
+    if found.signature is not None:
+        parts.append(
+            f"good OpenPGP signature `{found.signature}` by key `{found.fingerprint}` "
+            f"(keyring `{found.keyring}`, checked with gpgv)"
+        )
+    return "; ".join(parts)
+
+
+def target_markdown(plan: Plan) -> list[str]:
+    """The top of the review: what the target is known to carry, and where it comes from."""
+    target = plan.target
+    out = ["## Target: advisories and provenance", ""]
+    if target is None:
+        return [*out, "- not checked (a plan made before target checks)", ""]
+    if plan.artifact.version is None and plan.artifact.commit is None:
+        refused = ", ".join(f"`{r.id}`" for r in target.refuse) or "nothing"
+        out.append(
+            "- **Version unknown to the plan**: each host runs the staged file's `--version` "
+            f"and refuses, before its swap, a target with: {refused}"
+        )
+    elif target.advisories:
+        out.append(f"- **Advisories of runc {plan.artifact.version}** (by upstream version):")
+        out += [f"  - {_advisory_line(advisory)}" for advisory in target.advisories]
+        build = distribution_build(plan.artifact.version, plan.artifact.commit)
+        if build is not None:
+            out.append(
+                f"  - it is the distribution build {build}: its changelog may name some of "
+                "these fixed (`audit` reads it on hosts where its package is installed)"
+            )
+    else:
+        out.append(f"- **Advisories of runc {plan.artifact.version}**: none known")
+    refuses = f"severity {target.refuse_severity} and above, " if target.refuse_severity else ""
+    out += [
+        f"- **Refused:** {refuses}the rc93 pipe hang"
+        + (
+            f"; accepted: {', '.join(f'`{a}`' for a in target.accepted)}" if target.accepted else ""
+        ),
+        f"- **Advisory table:** {target.advisories_source}",
+        f"- **Provenance:** {_provenance_line(plan.artifact)}",
+        "",
+    ]
+    return out
+
+
+def target_lines(plan: Plan) -> list[str]:
+    """The target's advisories and provenance for the terminal, one line each."""
+    target = plan.target
+    if target is None:
+        return []
+    lines = [f"advisory {a.severity} {a.id}: fixed in {', '.join(a.fixed_in)}"
+             + (" (accepted)" if a.accepted else "") for a in target.advisories]  # fmt: skip
+    if target.refuse:
+        lines.append("refused on each host: " + ", ".join(r.id for r in target.refuse))
+    return [*lines, f"provenance: {_provenance_line(plan.artifact)}".replace("`", "")]

@@ -91,32 +91,61 @@ def place_in_waves(
 
     `by_domain` keeps its own order (the inventory's, or a seeded shuffle): that order breaks ties.
     """
-    total = sum(len(items) for items in by_domain.values())
+    return place_in_tiers([Tier(None, by_domain)], sizes, max_per_domain)
+
+
+@dataclass(frozen=True)
+class Tier(Generic[T]):
+    """Hosts that go before all later tiers' (`--canary` first, `--last` at the end); a tier's
+    hosts never share a wave with another tier's. `label` names them in a wave's note."""
+
+    label: str | None
+    by_domain: Mapping[str, Sequence[T]]
+
+
+def place_in_tiers(
+    tiers: Sequence[Tier[T]], sizes: Sequence[Size], max_per_domain: Size | None = None
+) -> list[WaveDraft[T]]:
+    """Place every item of every tier in exactly one wave, tier after tier; the wave sizes run
+    on across tiers as if there were one, and the cap counts each domain's hosts of all tiers."""
+    totals: dict[str, int] = {}
+    for tier in tiers:
+        for domain, items in tier.by_domain.items():
+            totals[domain] = totals.get(domain, 0) + len(items)
+    total = sum(totals.values())
     baseline = len(serial_batches(sizes, total))
     caps = {
-        domain: (max_per_domain.of(len(items)) if max_per_domain else total)
-        for domain, items in by_domain.items()
+        domain: (max_per_domain.of(count) if max_per_domain else total)
+        for domain, count in totals.items()
     }
-    queues = {domain: deque(items) for domain, items in by_domain.items()}
-    order = {domain: index for index, domain in enumerate(by_domain)}
+    order = {domain: index for index, domain in enumerate(totals)}
     waves: list[WaveDraft[T]] = []
     remaining = total
     targets = _target_sizes(sizes, total)
-    while remaining > 0:
-        size = next(targets)
-        target = remaining if size <= 0 else min(size, remaining)
-        wave = _fill_wave(queues, caps, order, target)
-        remaining -= len(wave.items)
-        notes = []
-        if len(wave.items) < target:
-            notes.append(
-                f"holds {len(wave.items)} of {target} hosts: --max-per-domain "
-                f"{max_per_domain.text if max_per_domain else ''} caps each domain"
-            )
-        if len(waves) >= baseline:
-            notes.append("added because --max-per-domain kept earlier waves smaller")
-        wave.note = "; ".join(notes) or None
-        waves.append(wave)
+    for tier in tiers:
+        queues = {domain: deque(items) for domain, items in tier.by_domain.items() if items}
+        left = sum(len(queue) for queue in queues.values())
+        while left > 0:
+            size = next(targets)
+            asked = remaining if size <= 0 else min(size, remaining)
+            target = min(asked, left)
+            wave = _fill_wave(queues, caps, order, target)
+            left -= len(wave.items)
+            remaining -= len(wave.items)
+            notes = []
+            if target < asked:
+                notes.append(f"holds {tier.label} alone: {target} of {asked} hosts")
+            if len(wave.items) < target:
+                notes.append(
+                    f"holds {len(wave.items)} of {target} hosts: --max-per-domain "
+                    f"{max_per_domain.text if max_per_domain else ''} caps each domain"
+                )
+            if len(waves) >= baseline:
+                causes = ["--max-per-domain"] if max_per_domain else []
+                causes += [] if len(tiers) == 1 else ["--canary/--last"]
+                notes.append(f"added because {' or '.join(causes)} kept earlier waves smaller")
+            wave.note = "; ".join(notes) or None
+            waves.append(wave)
     return waves
 
 

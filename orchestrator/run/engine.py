@@ -8,6 +8,7 @@ judges each wave after all of its hosts have finished, as fabric judges a group.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +23,18 @@ from orchestrator.models import (
     HostFacts,
     HostPhase,
     HostStatus,
+    Operator,
     Plan,
     PlannedHost,
 )
 from orchestrator.plan.artifact import sha256_file
+from orchestrator.plan.windows import next_opening, parse_windows, utc_text
+from orchestrator.run.gates import GateCall, GateRunner, gate_call, run_gate
 from orchestrator.run.journal import PLAN_LIMIT, Journal
 from orchestrator.util.fsutil import read_input
 
 COUNTED_AGAINST_BUDGET: frozenset[HostStatus] = frozenset({"failed", "unreachable"})
+SUCCEEDED: frozenset[HostStatus] = frozenset({"done", "noop"})
 
 
 def load_plan(path: Path) -> Plan:
@@ -68,6 +73,10 @@ class ApplyEnv:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     on_event: Callable[[Event], None] = field(default=lambda event: None)
+    operator: Operator | None = None  # who applies: recorded when the run starts or resumes
+    run_gate: GateRunner = run_gate  # the operator's --pre-gate and --wave-gate commands
+    wait_for_window: bool = True  # outside the maintenance windows: wait (else pause and exit)
+    sleep_until_window: Callable[[float], None] = time.sleep  # (the view counts it down)
 
 
 class Rollout:
@@ -76,10 +85,12 @@ class Rollout:
         self.plan = journal.plan
         self.backend = backend
         self.env = env
+        self.windows = parse_windows(self.plan.options.windows)
+        self._pre_gated = False
 
     def run(self, *, resumed: bool = False) -> ExitCode:
         """Run every wave that still has work; return the exit code the CLI should use."""
-        self._record("run.resumed" if resumed else "run.started")
+        self._record("run.resumed" if resumed else "run.started", operator=self.env.operator)
         try:
             for wave in self.plan.waves:
                 code = self._wave(wave.index)
@@ -106,27 +117,72 @@ class Rollout:
             host.name: host for host in wave.hosts if self.journal.state.hosts[host.name].needs_work
         }
         if todo:
+            code = self._await_window(index) or self._pre_gate()
+            if code is not None:
+                return code
             self._run_wave(index, todo)
-        hosts = self.journal.state.hosts
-        failed = [
-            host.name for host in wave.hosts if hosts[host.name].status in COUNTED_AGAINST_BUDGET
-        ]
-        if len(failed) > wave.max_failures:
-            self._record(
-                "run.halted",
-                wave=index,
-                message=f"wave {index}: {len(failed)} failed or unreachable "
-                f"({', '.join(failed)}), more than its budget of {wave.max_failures}",
-            )
+        statuses = {host.name: self.journal.state.hosts[host.name].status for host in wave.hosts}
+        reason = halt_reason(index, wave.max_failures, statuses)
+        if reason is not None:
+            self._record("run.halted", wave=index, message=reason)
             return ExitCode.BUDGET_EXCEEDED
-        if index == len(self.plan.waves) - 1:
-            return None
-        if self.plan.options.pause_after == index and self.journal.state.paused_after != index:
+        last = index == len(self.plan.waves) - 1
+        options = self.plan.options
+        pausing = not last and options.pause_after == index
+        pausing = pausing and self.journal.state.paused_after != index
+        if todo and not last and not pausing and options.bake_seconds > 0:
+            self.env.sleep(options.bake_seconds)
+        code = self._wave_gate(index)
+        if code is not None or last:
+            return code
+        if pausing:
             self._record("run.paused", wave=index, message="paused for promotion: run `resume`")
-            return ExitCode.OK
-        if todo and self.plan.options.bake_seconds > 0:
-            self.env.sleep(self.plan.options.bake_seconds)
+            return ExitCode.PAUSED
         return None
+
+    def _await_window(self, index: int) -> ExitCode | None:
+        """Start wave `index` only inside a maintenance window: outside, wait for the next one
+        to open (or, without waiting, pause the run)."""
+        while True:
+            now = self.env.clock()
+            opens = next_opening(self.windows, now)
+            if opens <= now:
+                return None
+            said = f"wave {index} waits for a maintenance window, next opening {utc_text(opens)}"
+            if not self.env.wait_for_window:
+                self._record("run.paused", wave=index, until=opens, message=f"{said}: resume then")
+                return ExitCode.PAUSED
+            self._record("run.waiting", wave=index, until=opens, message=said)
+            self.env.sleep_until_window(opens - now)
+
+    def _pre_gate(self) -> ExitCode | None:
+        """`--pre-gate`, before the first wave this apply (or resume) works on."""
+        command = self.plan.options.pre_gate
+        if command is None or self._pre_gated:
+            return None
+        self._pre_gated = True
+        return self._gate(gate_call("pre-gate", command, self.plan, self.journal.state, None))
+
+    def _wave_gate(self, index: int) -> ExitCode | None:
+        """`--wave-gate` after wave `index`, unless it already said yes (a resume runs a gate
+        that said no, or never ran, again)."""
+        command = self.plan.options.wave_gate
+        if command is None or index in self.journal.state.gates_passed:
+            return None
+        return self._gate(gate_call("wave-gate", command, self.plan, self.journal.state, index))
+
+    def _gate(self, call: GateCall) -> ExitCode | None:
+        """Run a gate; a gate that says no halts the run, as an exhausted error budget does."""
+        result = self.env.run_gate(call)
+        wave = call.wave
+        reason = result.reason(call)
+        if result.passed:
+            self._record("gate.passed", wave=wave, gate=call.gate, message=reason)
+            return None
+        self._record("gate.failed", wave=wave, gate=call.gate, message=reason)
+        where = "before the first wave" if wave is None else f"after wave {wave}"
+        self._record("run.halted", wave=wave, message=f"{where}: {reason}")
+        return ExitCode.BUDGET_EXCEEDED
 
     def _run_wave(self, index: int, todo: Mapping[str, PlannedHost]) -> None:
         self._record("wave.started", wave=index, message=f"{len(todo)} hosts")
@@ -149,7 +205,14 @@ class Rollout:
             f"{len(wave.hosts) - failed} ok, {failed} failed or unreachable "
             f"(budget {wave.max_failures})"
         )
-        self._record("wave.finished", wave=index, message=summary)
+        counts = Counter(hosts[host.name].status for host in wave.hosts)
+        self._record(
+            "wave.finished",
+            wave=index,
+            message=summary,
+            counts=dict(sorted(counts.items())),
+            budget=wave.max_failures,
+        )
 
     def _on_outcome(self, name: str, outcome: HostOutcome) -> None:
         self._record("host.finished", host=name, **outcome.event_fields())
@@ -159,6 +222,23 @@ class Rollout:
 
     def _record(self, type_: str, **fields: object) -> None:
         self.env.on_event(self.journal.record(type_, **fields))
+
+
+def halt_reason(index: int, budget: int, statuses: Mapping[str, HostStatus]) -> str | None:
+    """Why wave `index` halts the run, judged on its hosts' statuses, or None. More failed or
+    unreachable hosts than the budget halts it; so does a wave in which no host succeeded
+    (none upgraded, none already at the target), whatever the budget allows, as Ansible
+    ends a play when every host of a batch failed."""
+    failed = [name for name, status in statuses.items() if status in COUNTED_AGAINST_BUDGET]
+    if len(failed) > budget:
+        return (
+            f"wave {index}: {len(failed)} failed or unreachable ({', '.join(failed)}), "
+            f"more than its budget of {budget}"
+        )
+    if statuses and not any(status in SUCCEEDED for status in statuses.values()):
+        listed = ", ".join(f"{name} {status}" for name, status in statuses.items())
+        return f"wave {index}: no host succeeded ({listed}): a wave without a success halts"
+    return None
 
 
 def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool:

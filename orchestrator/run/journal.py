@@ -80,9 +80,12 @@ def fold(state: RunState, event: Event) -> None:
         state.status = "running"
     elif event.type == "run.paused":
         state.status = "paused"
-        state.paused_after = event.wave
+        if event.until is None:  # paused for promotion (a window's pause says until when)
+            state.paused_after = event.wave
     elif event.type == "run.halted":
         state.status = "halted"
+    elif event.type == "gate.passed" and event.gate == "wave-gate" and event.wave is not None:
+        state.gates_passed.append(event.wave)
     elif event.type == "run.finished" and event.status is not None:
         state.status = event.status  # type: ignore[assignment]
 

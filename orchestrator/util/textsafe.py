@@ -28,6 +28,14 @@ def terminal_safe(text: object) -> str:
     return string if string.isprintable() else "".join(map(_visible, string))
 
 
+def one_line(text: str, limit: int) -> str:
+    """A command's output as a reason: its lines joined, nothing a terminal would obey, at
+    most `limit` characters (and "..." when cut)."""
+    lines = (line.strip() for line in text.splitlines())
+    joined = terminal_safe(" / ".join(line for line in lines if line))
+    return joined if len(joined) <= limit else joined[:limit] + "..."
+
+
 def markup_safe(text: object) -> str:
     """`terminal_safe(text)` with rich markup escaped, for `Console.print` and table cells."""
     return escape(terminal_safe(text))

@@ -51,7 +51,9 @@ def event_line(event: Event, verbose: bool) -> str | None:
         return f"[bold]wave {event.wave} started[/]: {message}"
     if event.type == "wave.job":
         return f"  wave {event.wave}: {message}"
-    if event.type in ("run.halted", "run.paused", "run.interrupted"):
+    if event.type.startswith("gate."):
+        return f"  {message}"
+    if event.type in ("run.halted", "run.paused", "run.interrupted", "run.waiting"):
         style = "red" if event.type == "run.halted" else "yellow"
         return f"[{style}]{event.type.replace('.', ' ')}[/]: {message}"
     return None
@@ -148,6 +150,9 @@ class LiveView:
                     f"{budget_text}"
                 )
             )
+        if tally.window_until is not None:
+            left = math.ceil(tally.window_until - now)
+            lines.append(Text(f"outside the maintenance windows: next opening in {duration(left)}"))
         if tally.bake_until is not None:
             left = math.ceil(tally.bake_until - now)  # a countdown shows 1s until the end
             lines.append(Text(f"bake: {duration(left)} left before the next wave"))

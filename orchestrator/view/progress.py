@@ -83,6 +83,8 @@ class ProgressPrinter:
             return f"{flag}[{style}]{host}: {status}[/]{detail}"
         if event.type == "wave.job":
             return f"  wave {event.wave}: {message}"
+        if event.type.startswith("gate."):
+            return f"  {message}"
         if event.type == "wave.started" and event.wave is not None:
             self.wave_started[event.wave] = event.time
         if event.type in ("wave.started", "wave.finished"):

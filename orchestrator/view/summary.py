@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.models import UNSETTLED_PHASES, Event, HostBefore, HostState, Plan, RunState
+from orchestrator.plan.controls import change_table_lines
 from orchestrator.util.textsafe import terminal_safe
 from orchestrator.view.live import duration
 
@@ -46,6 +47,7 @@ class Summary:
     hosts: list[HostLine]
     waves: list[WaveTime]
     seconds: float | None
+    who: list[str] = field(default_factory=list)  # the ticket and reason, who applied, resumed
 
     @property
     def counts(self) -> Counter[str]:
@@ -83,7 +85,7 @@ def host_action(host: HostState, swapped: bool, stopped: bool = False) -> str:
         return "not touched (drift)"
     if host.status == "pending":
         if stopped:
-            return "not started: the run halted over its error budget (roll back, or plan anew)"
+            return "not started: the run halted (roll back, or plan anew)"
         return f"not started: {NEEDS_RESUME}"
     if host.phase in UNSETTLED_PHASES:
         return f"{NEEDS_RESUME}: swapped, then cut off; resume examines the host"
@@ -103,6 +105,8 @@ class RunHistory:
     last: float | None = None
     wave_seconds: dict[int, float] = field(default_factory=dict)
     open_wave: tuple[int, float] | None = None  # a wave started and not yet ended: since when
+    operators: list[str] = field(default_factory=list)  # "applied by ...", "resumed by ..."
+    halted_by_gate: bool = False  # the last halt was a gate's: a resume runs it again
 
     @classmethod
     def of(cls, events: Iterable[Event]) -> RunHistory:
@@ -120,6 +124,13 @@ class RunHistory:
             self.swapped.add(event.host)
         elif event.type == "run.halted" and event.wave is not None:
             self.halted_at = event.wave
+        elif event.type == "gate.failed":
+            self.halted_by_gate = True
+        elif event.type in ("run.started", "run.resumed"):
+            self.halted_by_gate = False
+        if event.operator is not None:
+            verb = "resumed" if event.type == "run.resumed" else "applied"
+            self.operators.append(f"{verb} by {event.operator.describe()}")
         if event.type == "wave.started" and event.wave is not None:
             self.open_wave = (event.wave, event.time)
         elif self.open_wave is not None and event.type in ("wave.finished", "run.interrupted"):
@@ -142,6 +153,7 @@ def run_summary(title: str, plan: Plan, state: RunState, history: RunHistory) ->
     swapped, halted_at = history.swapped, history.halted_at
     stopped = (
         state.status == "halted"
+        and not history.halted_by_gate
         and halted_at is not None
         and not any(state.hosts[host.name].needs_work for host in plan.waves[halted_at].hosts)
     )
@@ -168,7 +180,13 @@ def run_summary(title: str, plan: Plan, state: RunState, history: RunHistory) ->
         )
     first, last = history.first, history.last
     seconds = last - first if first is not None and last is not None else None
-    return Summary(title, state.status, hosts, wave_times(history, plan, state), seconds)
+    times = wave_times(history, plan, state)
+    return Summary(title, state.status, hosts, times, seconds, who_and_why(plan, history))
+
+
+def who_and_why(plan: Plan, history: RunHistory) -> list[str]:
+    """The change ticket and reason the plan gives, then who applied and resumed the run."""
+    return change_table_lines(plan) + history.operators
 
 
 def rollback_summary(
@@ -226,6 +244,7 @@ def summary_text(summary: Summary) -> str:
     safe = terminal_safe
     took = f" in {duration(summary.seconds)}" if summary.seconds is not None else ""
     lines = [f"{summary.title}: {summary.status}{took}: {_hosts(len(summary.hosts))}"]
+    lines += [f"  {safe(line)}" for line in summary.who]
     lines.append(f"  outcomes: {_outcomes(summary)}")
     for wave in summary.waves:
         lines.append(
@@ -272,6 +291,8 @@ def summary_markdown(summary: Summary) -> str:
         f"**{_hosts(len(summary.hosts))}**: {_outcomes(summary)}",
         "",
     ]
+    if summary.who:
+        lines += [*(f"- {_cell(line)}" for line in summary.who), ""]
     if summary.waves:
         lines += ["| wave | hosts | time | failed or unreachable |", "|---:|---:|---:|---:|"]
         lines += [

@@ -53,6 +53,7 @@ class Tally:
     seconds_in_waves: float = 0.0  # this session's wave time, for the run's estimate
     finished_in_waves: int = 0  # hosts finished in this session's waves
     bake_until: float | None = None  # a wave finished and the next one waits until then
+    window_until: float | None = None  # the next wave waits for a maintenance window until then
 
     @classmethod
     def start(cls, plan: Plan, state: RunState | None = None) -> Tally:
@@ -69,7 +70,9 @@ class Tally:
 
     def add(self, event: Event) -> None:
         if event.type.startswith(("run.", "wave.")):
-            self.bake_until = None
+            self.bake_until = self.window_until = None
+        if event.type == "run.waiting":
+            self.window_until = event.until
         if event.type in ("run.started", "run.resumed") and self.run_started is None:
             self.run_started = event.time
         elif event.type == "wave.started" and event.wave is not None:

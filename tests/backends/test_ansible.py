@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.parsing.dataloader import DataLoader
 
 from orchestrator.backends.ansible.action import EVENT_PREFIX, run_task
 from orchestrator.backends.ansible.runner import (
@@ -25,7 +26,16 @@ from orchestrator.backends.ansible.runner import (
     upgrade_extravars,
 )
 from orchestrator.host.procedure import HostOutcome
-from orchestrator.models import HostBefore, HostPhase, SshTarget, VerifySpec
+from orchestrator.models import (
+    HostBefore,
+    HostPhase,
+    HostTask,
+    SshTarget,
+    TargetPolicy,
+    TargetRefusal,
+    VerifySpec,
+    VersionRange,
+)
 from tests.run.test_journal import small_plan
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -235,3 +245,17 @@ def test_ssh_arguments_keep_their_quoting_for_ansible() -> None:
             "-o",
             "GlobalKnownHostsFile=/dev/null",
         ]
+
+
+def test_the_plans_refusals_reach_the_action_as_its_arguments() -> None:
+    """A plan that did not know its runc's version: the refusals go to each host's task as
+    `runc_rollout_refuse`, which the action's arguments (`HostTask`) accept as they come."""
+    plan = small_plan()
+    assert "runc_rollout_refuse" not in upgrade_extravars(plan, "run-1", "0123456789abcdef")
+    refuse = [TargetRefusal(id="runc-rc93-pipe-hang", affected=[VersionRange(fixed="1.0")])]
+    policy = TargetPolicy(advisories_source="shipped", refuse=refuse)
+    planned = plan.model_copy(update={"target": policy}).sealed()
+    extravars = upgrade_extravars(planned, "run-1", "0123456789abcdef")
+    as_ansible_reads_it = DataLoader().load(json.dumps(extravars))  # tagged unsafe strings
+    args = {"procedure": "upgrade", "refuse": as_ansible_reads_it["runc_rollout_refuse"]}
+    assert HostTask.model_validate(args).refuse == refuse

@@ -4,6 +4,9 @@ rollback, the hanging candidate, check mode, idempotency, host keys, secrets, re
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +22,7 @@ from orchestrator.errors import ExitCode
 from orchestrator.models import HostRecord
 from orchestrator.run.engine import load_plan
 from orchestrator.run.journal import EVENTS_FILE, read_events
-from tests.conftest import HANGING_RUNC, LabFleet
+from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 from tests.run.test_apply_lab import (
     INCIDENT_FILE,
     apply_killed_after_swap,
@@ -278,3 +281,51 @@ def test_resume_after_sigkill_with_ansible(
         assert state["runc"] == target and state["sysctl"] == "16384", host.name
         assert state["lock"] == "free" and state["sbin"] == "runc", host.name
         assert len(state["backups"].split()) == 1 and state["record"]["outcome"] == "done"
+
+
+def test_apply_as_the_readme_shows_it_from_the_project_folder(
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path
+) -> None:
+    """`plan` and `apply --executor ansible` run from the project folder as the README shows
+    them: the default runs folder (relative, `RUNC_ROLLOUT_RUNS` unset), a relative
+    `--known-hosts`, an inventory naming its key file relatively. Every path handed to an
+    Ansible job must still name the same file from inside the job's own folder."""
+    lab = clean_lab
+    project = Path(__file__).resolve().parents[2]
+    key = os.path.relpath(lab.private_key, project)
+    known = os.path.relpath(lab.known_hosts, project)
+    inventory = tmp_path / "hosts.yml"
+    text = lab.inventory.read_text().replace(str(lab.private_key), key)
+    inventory.write_text(re.sub(r"-o UserKnownHostsFile=\S+ ", "", text))
+    assert key in inventory.read_text() and "UserKnownHostsFile" not in inventory.read_text()
+    environment = {k: v for k, v in os.environ.items() if k != "RUNC_ROLLOUT_RUNS"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RUNC_ROLLOUT, *args, "--known-hosts", known],
+            cwd=project,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    plan = tmp_path / "plan.json"
+    planned = run(
+        "plan", "-i", str(inventory), "--runc", str(artifact), "--sha256", sha256(artifact),
+        "--gather", "--waves", "1,100%", "-o", str(plan), "--format", "json",
+    )  # fmt: skip
+    assert planned.returncode == ExitCode.OK, planned.stderr
+    runs = project / "runs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    result = run("apply", str(plan), "--yes", "--executor", "ansible")
+    created = set(runs.iterdir()) - before if runs.is_dir() else set()
+    try:
+        assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+        (run_dir,) = created
+        state = json.loads((run_dir / "state.json").read_text())
+        assert state["status"] == "completed"
+        assert {host["status"] for host in state["hosts"].values()} == {"done"}
+    finally:
+        for path in created:
+            shutil.rmtree(path)

@@ -32,6 +32,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "lab trigger": (["--host"], ["--state-dir"]),
     "sign": (["plan.json"], ["plan.json", "--key"]),
     "verify-plan": ([], ["plan.json", "--required-signatures", "some"]),
+    "advisories": (["--check"], ["surplus"]),
 }  # fmt: skip
 
 

@@ -17,9 +17,9 @@ UPGRADE = (
     "/usr/local/sbin/runc && sysctl -q -w fs.pipe-user-pages-soft=16384 && "
     "rm /etc/sysctl.d/90-runc-incident.conf"
 )
-# What Debian's runc 1.1.5 matches by version alone; its changelog decides.
+# What Debian's runc 1.1.5 matches by upstream version that its changelog does not name (it
+# names CVE-2024-21626, fixed in 1.1.5+ds1-1+deb12u1).
 DEBIAN_ADVISORIES = [
-    "CVE-2024-21626",
     "CVE-2024-45310",
     "CVE-2025-31133",
     "CVE-2025-52565",
@@ -45,8 +45,11 @@ def test_audit_reports_the_incident_and_not_the_upgraded_host(
             if host.host == upgraded.name:
                 assert not set(found) & (INCIDENT | {"stuck-runc-init"})
                 assert (host.runc_version, host.sysctl_runtime) == ("1.1.5+ds1", 16384)
-                assert sorted(found) == DEBIAN_ADVISORIES
+                assert sorted(found) == DEBIAN_ADVISORIES  # no false CVE-2024-21626
                 assert all(finding.check_changelog for finding in found.values())
+                assert host.fixed_by_distribution[0].startswith(
+                    "CVE-2024-21626 (high): fixed by the distribution (changelog of package runc"
+                )
                 continue
             assert set(found) >= INCIDENT, host.host
             assert (host.runc_version, host.sysctl_runtime) == ("1.0.0-rc93", 163840)
@@ -77,3 +80,28 @@ def test_audit_reports_the_incident_and_not_the_upgraded_host(
         assert "- pass" in capsys.readouterr().out
     finally:
         lab.reset()
+
+
+def test_a_packaged_runc_is_audited_with_its_changelog(
+    lab: LabFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no runc in /usr/local/sbin the runtime executes Debian's packaged /usr/sbin/runc:
+    its changelog.Debian.gz names CVE-2024-21626 as fixed, so that is no finding."""
+    host = lab.light_hosts[0]
+    try:
+        lab.ssh(host, "rm /usr/local/sbin/runc")
+        args = ["audit", "-i", str(lab.inventory), "--limit", host.name, "--format", "json"]
+        assert main(args) == ExitCode.OK
+        (audited,) = AuditReport.model_validate_json(capsys.readouterr().out).hosts
+        assert (audited.runc_path, audited.runc_package) == ("/usr/sbin/runc", "runc")
+        assert sorted(f.id for f in audited.findings if f.id.startswith("CVE")) == (
+            DEBIAN_ADVISORIES
+        )
+        assert [line.split(" ")[0] for line in audited.fixed_by_distribution] == ["CVE-2024-21626"]
+        assert audited.changelog is not None and "entries read" in audited.changelog
+        assert main([*args[:-2], "--format", "markdown"]) == ExitCode.OK
+        review = capsys.readouterr().out
+        assert "CVE-2024-21626 (high): fixed by the distribution" in review
+        assert "by upstream version; the distribution may have fixed it" in review
+    finally:
+        lab.reset(host)

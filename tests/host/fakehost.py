@@ -63,6 +63,8 @@ class FakeHost:
     puts: int = 0
     served: dict[str, str] = field(default_factory=dict)  # URL -> what a fetch of it gets
     gunzip: bool = True  # the host takes a compressed push
+    host_check: tuple[int, str] = (0, "ok\n")  # the operator's host check: status, output
+    host_checks: list[dict[str, object]] = field(default_factory=list)  # each one's params
     probe_of: dict[str, str] = field(default_factory=dict)  # runc path -> the probe's verdict
 
     # -- StepRunner ---------------------------------------------------------------------------
@@ -118,6 +120,10 @@ class FakeHost:
             self, f"_{first}_{rest.replace('-', '_')}"
         )
         return handler(**step.params)
+
+    def _host_check(self, **params: object) -> tuple[int, str]:
+        self.host_checks.append(params)
+        return self.host_check
 
     def _facts_(self) -> tuple[int, str]:
         sections: list[tuple[str, str]] = [("host", "uid=0\nclk_tck=100\nbtime=1700000000\n")]

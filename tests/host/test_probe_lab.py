@@ -33,8 +33,13 @@ PROBE_TIMEOUT = "8"
 
 @pytest.fixture(scope="module")
 def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """3 hosts: lab-1 full, lab-2 containerd-only, lab-3 light."""
-    with running_lab(tmp_path_factory.mktemp("probe-lab"), 3, 1, containerd=1) as fleet:
+    """3 hosts, none of which can run Python (as a minimal CentOS 7, Flatcar or CoreOS node):
+    lab-1 full, lab-2 containerd-only, lab-3 light."""
+    base = tmp_path_factory.mktemp("probe-lab")
+    with running_lab(base, 3, 1, containerd=1, no_python=3) as fleet:
+        for host in fleet.hosts:
+            ran = fleet.ssh(host, "python3 -c 'print(1)' || echo no-python")
+            assert "no-python" in ran.stdout, (host.name, ran.stdout)
         yield fleet
 
 
@@ -64,6 +69,8 @@ def _roll_out(
             "plan", "-i", str(lab.inventory),
             "--runc", str(artifact), "--sha256", sha256(artifact), "--gather",
             "--waves", "100%", "--probe-timeout", PROBE_TIMEOUT, "--verify-timeout", "30",
+            # Accepted, so the hosts run it: the probe, not the version, must catch the bug.
+            "--accept-advisory", "runc-rc93-pipe-hang",
             "-o", str(plan), "--format", "json",
         ]
     )  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.diagnose.advisories import RC93_HANG, load_advisories
 from orchestrator.host import commands
 from orchestrator.host.facts import facts_to_before, parse_facts
 from orchestrator.host.procedure import (
@@ -21,7 +22,15 @@ from orchestrator.host.procedure import (
 )
 from orchestrator.host.session import ConnectionLost
 from orchestrator.host.steps import Payload
-from orchestrator.models import Artifact, HostBefore, HostPhase, PlannedHost, SshTarget, VerifySpec
+from orchestrator.models import (
+    Artifact,
+    HostBefore,
+    HostPhase,
+    PlannedHost,
+    SshTarget,
+    TargetRefusal,
+    VerifySpec,
+)
 from tests.host.fakehost import (
     CRI_RUNC,
     INCIDENT_FILE,
@@ -248,6 +257,30 @@ def test_a_staged_runc_of_another_version_is_refused(artifact: Artifact) -> None
     with pytest.raises(StepFailed, match=r"reports version 1\.1\.5, the plan says 9\.9"):
         upgrade(host, artifact.model_copy(update={"version": "9.9"}))
     assert_untouched(host)
+
+
+def test_a_staged_runc_the_plan_refuses_is_not_swapped(tmp_path: Path) -> None:
+    """A plan that did not know the version carries its refusals: the host checks the staged
+    file's own --version before its swap."""
+    content = runc_content("1.0.0-rc93+patched")  # another file than the host's own rc93
+    path = tmp_path / "runc"
+    path.write_text(content)
+    unknown = Artifact(path=str(path), sha256=sha(content), size=len(content))
+    hang = next(a for a in load_advisories() if a.id == RC93_HANG)
+    refuse = [TargetRefusal(id=hang.id, affected=list(hang.affected), commits=list(hang.commits))]
+    host = FakeHost()
+    procedure = HostProcedure(
+        host, planned(), unknown, run_id=RUN, plan_id="plan-1", sysctl_target=16384,
+        on_phase=Phases(), refuse=refuse,
+    )  # fmt: skip
+    with pytest.raises(
+        StepFailed, match=r"staged runc 1\.0\.0-rc93\+patched has runc-rc93-pipe-hang"
+    ):
+        procedure.upgrade()
+    assert_untouched(host)
+    accepted = FakeHost()
+    outcome, _ = upgrade(accepted, unknown)  # no refusals: accepted at plan time
+    assert outcome.status == "done" and accepted.files[RUNC] == content
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.diagnose.advisories import load_advisories
 from orchestrator.diagnose.audit import (
     audit_host,
     build_report,
     distribution_of,
     host_findings,
-    load_advisories,
     report_markdown,
 )
 from orchestrator.errors import FactsError

@@ -1,18 +1,22 @@
 """The rc93 trigger without the lab: the profile's compiled size (libseccomp through Debian's
-python3-seccomp, where installed), the holder's line, and the holder itself run as root under
-Python 3.6, over the real soft limit and over a fake one in a mount namespace."""
+python3-seccomp, where installed), the holder's line, and the holder itself (POSIX sh) run as
+root under dash, bash and busybox sh, over the real soft limit and over fake ones in a mount
+namespace."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.host import pipe_holder, trigger
+from orchestrator.host import trigger
 from orchestrator.host.trigger import (
     HOLDER_EXIT_HARD_LIMIT,
     HOLDER_EXIT_SOFT_ZERO,
@@ -23,9 +27,8 @@ from orchestrator.host.trigger import (
 )
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-PYTHON36 = Path("/root/.pyenv/versions/3.6.15/bin/python3.6")
-HOLDER = Path(trigger.__file__).with_name("pipe_holder.py")
 TEST_UID = 61999  # a trigger uid no lab host gets
+SHELLS = {"dash": ["dash"], "bash": ["bash", "--posix"], "busybox": ["busybox", "sh"]}
 
 # Compiles a profile on stdin as runc does (libseccomp, default action ERRNO, each rule added
 # with its conditions) and prints the size of the exported BPF program in bytes.
@@ -101,12 +104,6 @@ def test_profile_compiles_well_over_the_shrunk_pipe(machine: str) -> None:
     assert compiled_size(plain) < 8192
 
 
-def test_exit_codes_agree_with_the_holder() -> None:
-    codes = (pipe_holder.EXIT_ERROR, pipe_holder.EXIT_SOFT_ZERO, pipe_holder.EXIT_HARD_LIMIT)
-    assert codes == (trigger.HOLDER_EXIT_ERROR, HOLDER_EXIT_SOFT_ZERO, HOLDER_EXIT_HARD_LIMIT)
-    assert pipe_holder.EXIT_NOT_OVER == trigger.HOLDER_EXIT_NOT_OVER
-
-
 def test_holder_line() -> None:
     line = "held=1033 soft=16384 hard=0 pagesize=4096 capacity=8192 uid=61001 pid=42\n"
     assert parse_holder_line(line) == HolderReport(1033, 16384, 0, 4096, 8192, 61001, 42)
@@ -115,26 +112,82 @@ def test_holder_line() -> None:
     assert parse_holder_line("") is None
 
 
-def root_only() -> None:
-    if os.geteuid() != 0 or not PYTHON36.exists():
-        pytest.skip("needs root and Python 3.6 at " + str(PYTHON36))
+def shell(name: str) -> list[str]:
+    if os.geteuid() != 0:
+        pytest.skip("the holder drops to a uid: needs root")
+    if shutil.which(SHELLS[name][0]) is None:
+        pytest.skip(f"no {SHELLS[name][0]} here")
+    return SHELLS[name]
 
 
-def test_holder_puts_its_uid_over_the_soft_limit_and_releases_at_eof() -> None:
-    root_only()
-    command = [str(PYTHON36), "-I", str(HOLDER), *trigger.holder_args(TEST_UID)]
+def uid_processes(uid: int) -> list[str]:
+    """Processes (not zombies) whose real uid is `uid`."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and "zombie" not in fields["State"]:
+            found.append(status.parent.name)
+    return found
+
+
+def comm(pid: str) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
+def held_fifos(uid: int) -> int:
+    """Open FIFOs among the file descriptors of the processes of `uid`."""
+    count = 0
+    for pid in uid_processes(uid):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                count += stat.S_ISFIFO(fd.stat().st_mode)
+    return count
+
+
+def end(holder: subprocess.Popen[str], uid: int) -> None:
+    """After a failed test: the holder and its processes (of the test's own uid) are gone."""
+    holder.kill()
+    holder.wait()
+    subprocess.run(["pkill", "-KILL", "-u", str(uid)], check=False)
+
+
+def wait_for_no_processes(uid: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while uid_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert uid_processes(uid) == []
+
+
+@pytest.mark.parametrize("name", SHELLS)
+def test_holder_puts_its_uid_over_the_soft_limit_and_releases_at_eof(name: str) -> None:
+    """Under each shell: the line comes once the uid is over (a fresh pipe of it blocked its
+    writer at 2 pages), every pipe is held by processes of that uid, and EOF on stdin ends all
+    of them."""
+    uid = TEST_UID - list(SHELLS).index(name)
+    command = [*shell(name), "-c", trigger.holder_source(), "pipe_holder",
+               *trigger.holder_args(uid, 60)]  # fmt: skip
     holder = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None and holder.stdin is not None
-    report = parse_holder_line(holder.stdout.readline())
-    soft = int(Path("/proc/sys/fs/pipe-user-pages-soft").read_text())
-    assert report is not None and report.capacity == 8192 and report.uid == TEST_UID
-    assert report.held > soft // 16
-    status = Path(f"/proc/{holder.pid}/status").read_text()
-    assert f"Uid:\t{TEST_UID}\t{TEST_UID}" in status
-    holder.stdin.close()
-    assert holder.wait(timeout=5) == 0
+    try:
+        report = parse_holder_line(holder.stdout.readline())
+        soft = int(Path("/proc/sys/fs/pipe-user-pages-soft").read_text())
+        assert report is not None and report.capacity == 8192 and report.uid == uid
+        assert report.held > soft // 16 and report.pid == holder.pid
+        sleeps = [pid for pid in uid_processes(uid) if comm(pid) == "sleep"]
+        assert held_fifos(uid) >= report.held and len(sleeps) == -(-report.held // 10)
+        holder.stdin.close()
+        assert holder.wait(timeout=10) == 0
+    finally:
+        end(holder, uid)
+    wait_for_no_processes(uid)
 
 
 @pytest.mark.parametrize(
@@ -146,15 +199,16 @@ def test_holder_puts_its_uid_over_the_soft_limit_and_releases_at_eof() -> None:
 )
 def test_holder_refuses(tmp_path: Path, soft: str, hard: str, code: int, reason: str) -> None:
     """Fake limits bound over /proc/sys in a mount namespace of its own: nothing is created."""
-    root_only()
+    dash = shell("dash")
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare")
     (tmp_path / "soft").write_text(soft + "\n")
     (tmp_path / "hard").write_text(hard + "\n")
+    (tmp_path / "holder.sh").write_text(trigger.holder_source())
     script = (
         f"mount --bind {tmp_path}/soft /proc/sys/fs/pipe-user-pages-soft && "
         f"mount --bind {tmp_path}/hard /proc/sys/fs/pipe-user-pages-hard && "
-        f"exec {PYTHON36} -I {HOLDER} --uid {TEST_UID} --gid {TEST_UID} --max-seconds 5"
+        f"exec {dash[0]} {tmp_path}/holder.sh {TEST_UID} 5"
     )
     done = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -165,19 +219,45 @@ def test_holder_refuses(tmp_path: Path, soft: str, hard: str, code: int, reason:
     assert done.returncode == code, done.stderr
     assert done.stdout.startswith(f"refused={reason} soft={soft} hard={hard}")
     assert "pipe_holder: " in done.stderr
+    assert uid_processes(TEST_UID) == []
 
 
-def test_holder_command_runs_the_program_sent_on_stdin() -> None:
-    """The remote form: the program on stdin, then stdin kept open until the release."""
-    root_only()
-    command = trigger.holder_command(TEST_UID, max_seconds=30, python=str(PYTHON36))
+def test_holder_without_util_linux_setpriv_says_so(tmp_path: Path) -> None:
+    """A host whose only setpriv is busybox's (it cannot change uids): one clear line, exit 1."""
+    dash = shell("dash")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(shutil.which("busybox") or "/bin/busybox", bin_dir / "setpriv")
+    (tmp_path / "holder.sh").write_text(trigger.holder_source())
+    hidden = " ".join(
+        f"mount --bind {bin_dir}/setpriv {path} &&"
+        for path in ("/usr/bin/setpriv", "/bin/setpriv")
+        if Path(path).exists() and not Path(path).is_symlink()
+    )
+    script = f"{hidden} PATH={bin_dir}:$PATH exec {dash[0]} {tmp_path}/holder.sh {TEST_UID} 5"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == trigger.HOLDER_EXIT_ERROR, done.stderr
+    assert "no setpriv with --reuid (util-linux)" in done.stderr
+
+
+def test_holder_command_is_one_line_for_a_remote_shell() -> None:
+    """The remote form: program and arguments in the command line, stdin kept for the release."""
+    shell("dash")
+    command = trigger.holder_command(TEST_UID, max_seconds=30)
     holder = subprocess.Popen(
         ["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None and holder.stdin is not None
-    holder.stdin.write(trigger.holder_source())
-    holder.stdin.flush()
-    report = parse_holder_line(holder.stdout.readline())
-    assert report is not None and report.capacity == 8192
-    holder.stdin.close()
-    assert holder.wait(timeout=5) == 0
+    try:
+        report = parse_holder_line(holder.stdout.readline())
+        assert report is not None and report.capacity == 8192
+        holder.stdin.close()
+        assert holder.wait(timeout=10) == 0
+    finally:
+        end(holder, TEST_UID)
+    wait_for_no_processes(TEST_UID)

@@ -1049,3 +1049,32 @@ def test_errors_never_echo_inventory_lines_or_values(tmp_path: Path) -> None:
     for key in ("ansible_become_password", "ansible_ssh_pass", "api_token"):
         with pytest.raises(BadInput, match="names a secret"):
             build_plan(inventory, artifact, WaveOptions(domain_key=key))
+
+
+@needs_ansible
+@pytest.mark.parametrize(
+    "source", ["web1,", "web1,web2:2222, 10.0.0.7 ,", "[2001:db8::1]:2200,db1,web1"]
+)
+def test_a_host_list_is_read_as_ansible_reads_it(source: str, tmp_path: Path) -> None:
+    """`-i 'a,b,'`: Ansible's host_list, hosts in `ungrouped`, ports kept, and the working
+    directory's group_vars/ applying to them."""
+    write_tree(tmp_path, {"group_vars/all.yml": "zone: from-cwd\n"})
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        inventory = load_inventory([Path(source)])
+    finally:
+        os.chdir(cwd)
+    ours, theirs = our_view(inventory), ansible_view([Path(source)], tmp_path)
+    # (ansible-inventory shows the working directory's group_vars as each host's, not the group's)
+    assert (ours.order, ours.groups, ours.hostvars) == (
+        theirs.order,
+        theirs.groups,
+        theirs.hostvars,
+    )
+    assert inventory.groups["ungrouped"].hosts
+
+
+def test_a_host_list_entry_that_is_no_host_is_refused() -> None:
+    with pytest.raises(InventoryError, match=r"-i 'web1,we b2,': 'we b2' is not a host name"):
+        load_inventory([Path("web1,we b2,")])

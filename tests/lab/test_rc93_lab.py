@@ -36,8 +36,6 @@ def pipes_held(lab: LabFleet, host: LabHost, uid: int) -> Iterator[trigger.Holde
     )
     assert holder.stdin is not None and holder.stdout is not None
     try:
-        holder.stdin.write(trigger.holder_source())
-        holder.stdin.flush()
         report = trigger.parse_holder_line(holder.stdout.readline())
         assert report is not None and report.capacity == 8192 and report.uid == uid
         yield report

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,13 +20,16 @@ FLEET40 = ROOT / "inventories" / "fleet40" / "hosts.ini"
 FLEET40_YAML = ROOT / "inventories" / "fleet40-yaml" / "hosts.yml"
 
 
-@pytest.fixture
-def artifact(tmp_path: Path) -> tuple[Path, str]:
-    """A stand-in runc that runs here and reports a version, like the real one."""
-    path = tmp_path / "runc"
-    path.write_text("#!/bin/sh\nprintf 'runc version 1.1.12\\ncommit: v1.1.12-0-g51d5e94\\n'\n")
+def stand_in_runc(path: Path, version: str, commit: str) -> tuple[Path, str]:
+    """A stand-in runc that runs here and reports a version, like the real one; its sha256."""
+    path.write_text(f"#!/bin/sh\nprintf 'runc version {version}\\ncommit: {commit}\\n'\n")
     path.chmod(0o755)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> tuple[Path, str]:
+    return stand_in_runc(tmp_path / "runc", "1.1.12", "v1.1.12-0-g51d5e94")
 
 
 def plan_args(artifact: tuple[Path, str], out: Path, *extra: str) -> list[str]:
@@ -138,6 +143,17 @@ def test_edited_plan_is_refused(artifact: tuple[Path, str], tmp_path: Path) -> N
         (["--max-per-domain", "0", "--domain-key", "zone"], "--max-per-domain"),
         (["--max-failures", "x"], "--max-failures"),
         (["--pause-after", "99"], "--pause-after"),
+        (["--ticket", "CHG 1234"], "error: --ticket: 'CHG 1234'"),
+        (["--ticket", "-rf"], "error: --ticket: '-rf'"),
+        (["--reason", "two\nlines"], "error: --reason: 'two\\nlines'"),
+        (["--reason", "\x1b[2Jcleared"], "error: --reason: '\\x1b[2Jcleared'"),
+        (["--reason", "x" * 1001], "at most 1000 characters"),
+        (["--canary", "nosuch"], "error: --canary: host pattern 'nosuch' matches no host"),
+        (["--canary", "masters", "--last", "zone_a"], "error: --canary and --last: both match"),
+        (["--limit", "workers", "--last", "masters"], "error: --last: 'masters' matches none"),
+        (["--window", "Mon 22:00-06:00 Europe/Nowhere"], "'Europe/Nowhere' is not an IANA"),
+        (["--host-check", "true\nreboot"], "error: --host-check: 'true\\nreboot'"),
+        (["--wave-gate", ""], "error: --wave-gate: ''"),
         (["--artifact-url", "ftp://mirror/runc"], "--artifact-url: 'ftp://mirror/runc' is not"),
         (["--artifact-url", "https://mirror/a b"], "--artifact-url"),
         (["--artifact-url", "http://m/\x1b[2Jrunc"], "--artifact-url"),
@@ -202,6 +218,141 @@ def test_help_documents_exit_codes_and_wave_semantics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == ExitCode.OK
-    assert "3 error budget exceeded" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "3 rollout halted (a wave over its error budget, or without a success)" in shown
+    assert "5 paused (for promotion, or outside the maintenance windows with --no-wait)" in shown
     assert main(["plan", "--help"]) == ExitCode.OK
     assert "serial" in capsys.readouterr().out
+
+
+def gathered(tmp_path: Path, down: list[str]) -> tuple[Path, Path]:
+    """An inventory of web1..web3 and a facts report (as `facts --format json` writes it) in
+    which the hosts `down` could not be reached."""
+    from orchestrator.diagnose.facts_report import facts_json
+    from orchestrator.errors import HostUnreachable
+    from orchestrator.host.facts import parse_facts
+    from tests.host.test_facts_parse import FULL_HOST
+
+    names = ["web1", "web2", "web3"]
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[web]\n" + "".join(f"{n} ansible_host=127.0.0.{i}\n" for i, n in
+                                             enumerate(names, 1)))  # fmt: skip
+    results: dict[str, object] = {
+        name: HostUnreachable(name, "127.0.0.9", "connection refused")
+        if name in down
+        else parse_facts(name, FULL_HOST)
+        for name in names
+    }
+    facts = tmp_path / "facts.json"
+    facts.write_text(facts_json(results))  # type: ignore[arg-type]
+    return inventory, facts
+
+
+def test_an_unreachable_host_fails_the_plan_unless_allowed(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A selected host whose facts could not be gathered is never dropped silently: the plan
+    fails (exit 1, nothing written) unless --allow-unreachable, and then lists it apart from
+    the hosts held back, in every view."""
+    inventory, facts = gathered(tmp_path, ["web2"])
+    out = tmp_path / "plan.json"
+    path, digest = artifact
+    args = ["plan", "-i", str(inventory), "--runc", str(path), "--sha256", digest,
+            "-o", str(out), "--facts", str(facts)]  # fmt: skip
+    assert main(args) == ExitCode.HOST_FAILED
+    error = capsys.readouterr().err
+    assert "1 of 3 selected hosts could not be gathered (web2; web2:" in error
+    assert "--allow-unreachable" in error and not out.exists()
+
+    assert main([*args, "--allow-unreachable", "--format", "json"]) == ExitCode.OK
+    body = json.loads(out.read_text())
+    assert body["skipped"] == []
+    assert [item["name"] for item in body["unreachable"]] == ["web2"]
+    assert "connection refused" in body["unreachable"][0]["reason"]
+    placed = [host["name"] for wave in body["waves"] for host in wave["hosts"]]
+    assert placed == ["web1", "web3"]
+    capsys.readouterr()
+    assert main([*args, "--allow-unreachable", "--format", "markdown"]) == ExitCode.OK
+    markdown = capsys.readouterr().out
+    assert "0 held back, 1 unreachable at plan time" in markdown
+    assert "WARNING: 1 selected host could not be reached" in markdown
+    assert "## Unreachable at plan time\n\n- `web2`: " in markdown
+    assert main([*args, "--allow-unreachable", "--format", "table"]) == ExitCode.OK
+    assert "UNREACHABLE at plan time, in no wave: web2: " in capsys.readouterr().out
+
+
+def test_nothing_to_plan_names_its_real_cause(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory, facts = gathered(tmp_path, ["web1", "web2", "web3"])
+    path, digest = artifact
+    args = ["plan", "-i", str(inventory), "--runc", str(path), "--sha256", digest,
+            "-o", str(tmp_path / "plan.json"), "--facts", str(facts)]  # fmt: skip
+    assert main([*args, "--allow-unreachable"]) == ExitCode.BAD_INPUT
+    error = capsys.readouterr().err
+    assert "nothing to plan: of 3 selected hosts, 3 unreachable at plan time" in error
+    assert "runc_rollout_skip" not in error
+    inventory.write_text(inventory.read_text().replace("web1 ", "web1 runc_rollout_skip=later "))
+    assert main([*args, "--allow-unreachable"]) == ExitCode.BAD_INPUT
+    assert (
+        "nothing to plan: of 3 selected hosts, 1 held back by runc_rollout_skip and "
+        "2 unreachable at plan time" in capsys.readouterr().err
+    )
+
+
+def test_limit_from_a_file_as_ansible_reads_a_retry_file(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-l @FILE`: a host or pattern a line, blank lines and comments skipped."""
+    hosts = tmp_path / "upgrade.retry"
+    hosts.write_text("# failed last time\nnode-a02.k8s.invalid\n\nnode-b02.k8s.invalid\n")
+    out = tmp_path / "plan.json"
+    assert main(plan_args(artifact, out, "-l", f"@{hosts}", "-f", "4")) == ExitCode.OK
+    placed = {h["name"] for w in json.loads(out.read_text())["waves"] for h in w["hosts"]}
+    assert placed == {"node-a02.k8s.invalid", "node-b02.k8s.invalid"}
+    capsys.readouterr()
+    hosts.write_text("# nothing\n")
+    assert main(plan_args(artifact, out, "--limit", f"@{hosts}")) == ExitCode.BAD_INPUT
+    assert f"--limit @{hosts}: {hosts} names no host" in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "-l", f"@{tmp_path}/none")) == ExitCode.BAD_INPUT
+    assert "--limit file" in capsys.readouterr().err
+
+
+def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
+    import typer.main
+
+    from orchestrator.cli.app import app
+    from orchestrator.cli.options import DEFAULT_CONCURRENCY
+
+    def commands(group: Any) -> Iterator[Any]:
+        for command in getattr(group, "commands", {}).values():
+            yield command
+            yield from commands(command)
+
+    found = []
+    for command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.name == "concurrency":
+                found.append(command.name)
+                assert param.default == DEFAULT_CONCURRENCY, command.name
+                assert {"-f", "--forks", "--concurrency"} <= set(param.opts), command.name
+    assert {"plan", "apply", "resume", "rollback", "facts", "audit", "unstick"} <= set(found)
+
+
+def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(
+    artifact: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same plan again keeps its signatures (they sign its id and hash); a different plan
+    written over it moves them to PLAN.sig.stale and says so, instead of leaving signatures
+    that approve nothing of it beside it."""
+    out = tmp_path / "plan.json"
+    signatures = tmp_path / "plan.json.sig"
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    signatures.write_text("-----BEGIN SSH SIGNATURE-----\nabc=\n-----END SSH SIGNATURE-----\n")
+    capsys.readouterr()
+    assert main(plan_args(artifact, out)) == ExitCode.OK
+    assert signatures.is_file() and "moved to" not in capsys.readouterr().err
+    assert main(plan_args(artifact, out, "--waves", "2,100%")) == ExitCode.OK
+    error = capsys.readouterr().err
+    assert not signatures.exists() and (tmp_path / "plan.json.sig.stale").is_file()
+    assert f"{signatures} signed an earlier plan written to {out}: moved to " in error

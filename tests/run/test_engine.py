@@ -271,6 +271,34 @@ def test_an_unreachable_host_alone_exceeds_a_budget_of_zero(tmp_path: Path) -> N
     assert run.backend.waves == [["h1"]]
 
 
+@pytest.mark.parametrize("victim", [settled_failure(), UNREACHABLE])
+def test_a_wave_without_a_success_halts_whatever_its_budget(tmp_path: Path, victim: Host) -> None:
+    """A dead canary halts the rollout even when its budget allows one failure, as Ansible
+    ends a play when every host of a batch failed; a resume judges the wave again."""
+    plan = make_plan(4, "1,50%", max_failures="1")
+    assert plan.waves[0].max_failures == 1
+    run = apply(tmp_path, plan, {"h1": victim})
+    assert run.go() == ExitCode.BUDGET_EXCEEDED
+    assert run.backend.waves == [["h1"]]
+    assert run.journal.state.status == "halted"
+    assert run.events[-1].message == (
+        f"wave 0: no host succeeded (h1 {victim.status}): a wave without a success halts"
+    )
+    again = resume(run, {"h1": victim})
+    assert again.go() == ExitCode.BUDGET_EXCEEDED
+    assert again.backend.waves == ([["h1"]] if victim.status == "unreachable" else [])
+    assert resume(run).go() == (
+        ExitCode.OK if victim.status == "unreachable" else ExitCode.BUDGET_EXCEEDED
+    )
+
+
+def test_a_wave_of_drifted_hosts_only_halts(tmp_path: Path) -> None:
+    drift = Host("drift", phases=(), phase="none", message="host changed since the plan")
+    run = apply(tmp_path, make_plan(3, "1,100%", max_failures="1"), {"h1": drift})
+    assert run.go() == ExitCode.BUDGET_EXCEEDED
+    assert run.backend.waves == [["h1"]]
+
+
 @pytest.mark.parametrize(
     ("max_failures", "budgets"),
     [("50%", [1, 2]), ("10%", [0, 0]), ("25%", [0, 1]), ("1", [1, 1]), ("100%", [2, 4])],
@@ -319,7 +347,7 @@ def test_noop_hosts_alone_complete_the_run(tmp_path: Path) -> None:
 def test_pause_after_stops_and_resume_continues_from_the_next_wave(tmp_path: Path) -> None:
     plan = make_plan(5, "1,2,100%", pause_after=0)
     first = apply(tmp_path, plan)
-    assert first.go() == ExitCode.OK  # a pause is success: the operator promotes
+    assert first.go() == ExitCode.PAUSED  # not done: the operator promotes with `resume`
     assert first.backend.waves == [["h1"]]
     assert kinds(first.events)[-2:] == ["wave.finished:0", "run.paused:0"]
     assert first.events[-1].message == "paused for promotion: run `resume`"
@@ -356,7 +384,7 @@ def test_no_bake_after_a_halt_or_before_a_pause(tmp_path: Path) -> None:
     halted = apply(tmp_path / "a", make_plan(3, bake=30), {"h1": UNREACHABLE})
     assert halted.go() == ExitCode.BUDGET_EXCEEDED
     paused = apply(tmp_path / "b", make_plan(3, bake=30, pause_after=0))
-    assert paused.go() == ExitCode.OK
+    assert paused.go() == ExitCode.PAUSED
     assert halted.clock.slept == paused.clock.slept == []
 
 
@@ -443,7 +471,7 @@ def test_a_pause_cut_short_by_a_halt_is_still_taken_on_resume(tmp_path: Path) ->
     first = apply(tmp_path, make_plan(3, pause_after=0), {"h1": UNREACHABLE})
     assert first.go() == ExitCode.BUDGET_EXCEEDED
     second = resume(first)
-    assert second.go(resumed=True) == ExitCode.OK
+    assert second.go(resumed=True) == ExitCode.PAUSED
     assert second.backend.waves == [["h1"]]
     assert kinds(second.emitted)[-1] == "run.paused:0"
     third = resume(second)
@@ -479,7 +507,7 @@ def test_a_sigkill_mid_wave_leaves_a_journal_a_resume_finishes(tmp_path: Path) -
     assert kinds(first.events)[-1] == "host.phase:h2:staged"
     second = resume(first)  # the state is folded again from the events on disk
     assert second.journal.state.hosts["h2"].phase == "staged"
-    assert second.go(resumed=True) == ExitCode.OK
+    assert second.go(resumed=True) == ExitCode.PAUSED
     assert second.backend.waves == [["h2", "h3"]]  # then the planned pause after wave 1
     assert kinds(second.events)[-1] == "run.paused:1"
     third = resume(second)

@@ -308,7 +308,7 @@ def test_hosts_a_halt_left_pending_say_so(tmp_path: Path) -> None:
     text = summary_text(run_summary("apply r", plan, journal.state, RunHistory.of(events)))
     # A resume would judge the wave the same and halt again: it is not what to do next.
     assert "h2: pending: run halted" in text
-    assert "did: not started: the run halted over its error budget" in text
+    assert "did: not started: the run halted (roll back, or plan anew)" in text
     assert "needs resume" not in text
 
 

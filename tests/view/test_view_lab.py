@@ -33,7 +33,13 @@ class Terminal:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
         self.proc = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, start_new_session=True
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            start_new_session=True,
+            env=terminal_environment(),
         )
         os.close(slave)
         self.master = master
@@ -56,6 +62,14 @@ class Terminal:
         self.reader.join(timeout=30)
         os.close(self.master)
         return code, self.output.decode(errors="replace")
+
+
+def terminal_environment() -> dict[str, str]:
+    """Ours, as a capable terminal's: the caller's TERM (`dumb` in some CI systems and editor
+    shells) and its colour and size settings would change what is drawn."""
+    overridden = {"TERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TTY_COMPATIBLE"}
+    kept = {key: value for key, value in os.environ.items() if key not in overridden}
+    return kept | {"TERM": "xterm-256color"}
 
 
 def plain(text: str) -> str:

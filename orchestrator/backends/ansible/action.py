@@ -162,6 +162,7 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
             plan_id=task.plan_id,
             sysctl_target=task.sysctl_target,
             on_phase=events.phase,
+            refuse=task.refuse,
         )
         if action._play_context.check_mode:
             return _preview(name, planned, artifact, procedure.facts(), task)

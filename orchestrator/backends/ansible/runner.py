@@ -189,7 +189,15 @@ def upgrade_extravars(plan: Plan, run_id: str, events: str) -> dict[str, Any]:
             "runc_rollout_events": events,
         }
         | ({"runc_rollout_artifact_url": plan.artifact.url} if plan.artifact.url else {})
+        | _refusal_vars(plan)
     )
+
+
+def _refusal_vars(plan: Plan) -> dict[str, Any]:
+    """The plan's refusals of a target version it did not know, for each host to check."""
+    if plan.target is None or not plan.target.refuse:
+        return {}
+    return {"runc_rollout_refuse": [item.model_dump(mode="json") for item in plan.target.refuse]}
 
 
 class HostEvents:
@@ -331,9 +339,10 @@ class AnsibleBackend:
         on_job: OnJob = lambda node, hosts, message: None,
         gzip: bool = True,
     ):
-        self.jobs_dir = jobs_dir
+        # A job runs in its own folder: every path handed to it must be absolute.
+        self.jobs_dir = None if jobs_dir is None else jobs_dir.absolute()
         self.concurrency = concurrency
-        self.known_hosts = known_hosts
+        self.known_hosts = None if known_hosts is None else known_hosts.absolute()
         self._become = become or BecomePasswords()
         self.execution_nodes = dict(execution_nodes or {})
         self._domains = dict(domains or {})
@@ -528,6 +537,10 @@ def run_job(
     )
     runner.config.env = kept_environment(runner.config.env, environment)
     runner.config.command = _dies_with_us(runner.config.command)
+    # ansible-playbook runs where runc-rollout runs (ansible-runner would use the job's
+    # project folder), so a relative path the inventory gives (a key file, known_hosts, `-F`)
+    # names the file the SSH backend and a hand-run ansible-playbook would use.
+    runner.config.cwd = os.getcwd()
     failures: list[BaseException] = []
 
     def run() -> None:

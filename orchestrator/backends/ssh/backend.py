@@ -74,6 +74,7 @@ class SshBackend:
                 sysctl_target=context.plan.options.sysctl_target,
                 on_phase=context.on_phase,
                 clock=context.clock,
+                refuse=context.plan.target.refuse if context.plan.target else (),
             )
             outcome = procedure.upgrade()
         except (HostUnreachable, ConnectionLost) as error:
