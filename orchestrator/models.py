@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from orchestrator.host.runcinfo import runtime_banner
+
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # An image reference or a container name, never something docker would take as an option.
 IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
@@ -268,6 +270,14 @@ class WaveOptions(Model):
 # Facts about a host, as far as the plan needs them
 
 
+class BeforeRunc(Model):
+    """Another runc file the host's runtimes execute (CRI's BinaryName, another Docker runtime)."""
+
+    path: str
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    version: str | None = None
+
+
 class HostBefore(Model):
     """A host's state when the plan was made; `apply` refuses a host that no longer matches."""
 
@@ -275,6 +285,9 @@ class HostBefore(Model):
     runc_sha256: str = Field(pattern=SHA256_PATTERN)
     runc_version: str | None = None
     sysctl_runtime: int | None = None
+    # The shim the runtime executes this runc through (NVIDIA's): never swapped itself.
+    runc_via: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    also: list[BeforeRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
 
 
 # A plan holds one PlannedHost and one SshTarget per host: at 100k hosts, BaseModel's per-instance
@@ -702,6 +715,14 @@ class RecordedFile(Model):
 RecordOutcome = Literal["in_progress", "done", "failed", "rolled_back"]
 
 
+class RecordedRunc(Model):
+    """Another runc file a host's runtimes execute, swapped under the same record."""
+
+    path: str
+    before_sha256: str = Field(pattern=SHA256_PATTERN)
+    before_version: str | None = None
+
+
 class HostRecord(Model):
     """Written on the host before the swap and at every phase after it, so that rollback needs
     nothing but the host itself."""
@@ -721,6 +742,16 @@ class HostRecord(Model):
     daemons: dict[str, tuple[int, int]] = Field(default_factory=dict)  # name -> (pid, start ticks)
     stuck_runc_init_before: int = 0
     updated: float
+    # Every other runc file swapped with `runc_path` (to the same target), under this one record.
+    also: list[RecordedRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+
+    @property
+    def runcs(self) -> list[tuple[str, str]]:
+        """(path, sha256 before) of every runc file this record swaps, `runc_path` first."""
+        return [
+            (self.runc_path, self.before_sha256),
+            *((r.path, r.before_sha256) for r in self.also),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -739,6 +770,9 @@ class RuncBinary(Model):
     version_exit: int | None
     package: str | None = None  # the dpkg/rpm package owning the file
     package_version: str | None = None
+    # Whether the package manager's own checksum of the file matches (False: not the package's
+    # content, e.g. swapped by hand; None: not known).
+    package_intact: bool | None = None
     free_bytes: int | None  # available to root in the file system of its directory
     # Why it was not run (`--version`): someone other than root could have placed or changed it.
     untrusted: str | None = None
@@ -755,8 +789,16 @@ class RuncBinary(Model):
         if self.untrusted is not None:
             return f"{self.file} is not trusted ({self.untrusted})"
         if self.version is None:
-            return f"{self.file} does not answer --version as runc"
+            says = runtime_banner(self.version_output)
+            return f"{self.file} is not runc (--version says {says!r})"
         return None
+
+
+class ExecutedRunc(Model):
+    """A runc file a host's runtimes execute besides `HostFacts.runc`, and which runtime does."""
+
+    source: str  # "containerd CRI BinaryName", "Docker runtime 'old'"
+    runc: RuncBinary
 
 
 class Daemon(Model):
@@ -797,6 +839,9 @@ class HostFacts(Model):
     path_source: Literal["dockerd", "containerd", "default"]
     runc: RuncBinary | None  # the runc the container runtime executes
     runc_source: str  # how that one was chosen
+    runc_via: str | None = None  # the shim (NVIDIA's) that executes `runc`: left as it is
+    runc_unused: str | None = None  # why the runtimes execute no runc (a default such as crun)
+    also_runc: list[ExecutedRunc] = Field(default_factory=list)  # other runc files executed
     shadowed: list[RuncBinary]  # every other runc on the runtime's PATH
     docker_default_runtime: str | None
     docker_runtimes: dict[str, str]  # name -> path, from daemon.json and dockerd's flags

@@ -24,7 +24,7 @@ from orchestrator.host.facts import gather_facts
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_stick, lab_up
 from orchestrator.lab.hostdef import probe_uid
 from orchestrator.lab.procs import check_requirements, port_in_use
-from orchestrator.lab.records import LabHost, LabInfo, StuckSeed
+from orchestrator.lab.records import LabHost, LabInfo, LabRuntime, StuckSeed
 from orchestrator.models import HostFacts, SshTarget
 
 RUNC_ROLLOUT = str(Path(sys.executable).parent / "runc-rollout")  # the installed console script
@@ -196,6 +196,7 @@ def start_lab(
     containerd: int = 0,
     stuck: bool = False,
     no_python: int = 0,
+    runtimes: Sequence[LabRuntime] = (),
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -207,6 +208,7 @@ def start_lab(
             first_address=free_first_address(hosts),
             stuck=stuck,
             no_python=no_python,
+            runtimes=runtimes,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -216,17 +218,29 @@ def start_lab(
 
 @contextmanager
 def running_lab(
-    base: Path, hosts: int, full: int, containerd: int = 0, no_python: int = 0
+    base: Path,
+    hosts: int,
+    full: int,
+    containerd: int = 0,
+    no_python: int = 0,
+    runtimes: Sequence[LabRuntime] = (),
 ) -> Iterator[LabFleet]:
-    """A lab of its own under `base` (`full` full hosts, then `containerd` containerd-only
-    ones; the first `no_python` hosts without Python), down on exit; skips the test where no
+    """A lab of its own under `base` (`full` full hosts, the first with Docker default
+    `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
+    Python), down on exit; skips the test where no
     lab can run."""
     reason = lab_unavailable()
     if reason:
         pytest.skip(f"lab unavailable: {reason}")
     inventory = base / "inventory" / "hosts.yml"
     fleet = start_lab(
-        base / "state", inventory, hosts, full, containerd=containerd, no_python=no_python
+        base / "state",
+        inventory,
+        hosts,
+        full,
+        containerd=containerd,
+        no_python=no_python,
+        runtimes=runtimes,
     )
     try:
         yield fleet

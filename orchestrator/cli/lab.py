@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import ExitCode
+from orchestrator.errors import BadInput, ExitCode
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 
@@ -75,12 +75,25 @@ def lab_up(
             "as a minimal CentOS 7, Flatcar or Fedora CoreOS node (default 0).",
         ),
     ] = 0,
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            help="Docker's default runtime on the next full host, once per host from the first: "
+            "runc, nvidia (NVIDIA's Container Runtime shim in front of runc) or crun (Debian's).",
+        ),
+    ] = None,
 ) -> None:
     """Start the lab (idempotent: a running lab only gets what died restarted). Every host's
     runc is a real 1.0.0-rc93 build (Debian's runc source with rc93's pipe hang), built once
     and cached in /var/cache/runc-rollout-lab."""
     from orchestrator.lab import fleet, text
+    from orchestrator.lab.records import RUNTIMES, LabRuntime
 
+    by_name: dict[str, LabRuntime] = {name: name for name in RUNTIMES}
+    unknown = [name for name in runtime or [] if name not in by_name]
+    if unknown:
+        raise BadInput(f"--runtime: {unknown[0]!r} is not one of {', '.join(RUNTIMES)}")
     info = fleet.lab_up(
         hosts,
         docker,
@@ -90,6 +103,7 @@ def lab_up(
         first_address=first_address,
         stuck=stuck,
         no_python=no_python,
+        runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))
 

@@ -375,6 +375,7 @@ def plan(
     )
     before: dict[str, HostBefore] = {}
     unreachable: dict[str, str] = {}
+    held: dict[str, str] = {}
     if gather or facts_file:
         targets = hosts_to_plan(loaded, limit)
         if facts_file is not None:
@@ -384,10 +385,10 @@ def plan(
             become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
             with ssh_executor(known_hosts, become) as executor:
                 report = facts_report(gather_fleet(executor, targets, concurrency))
-        before, unreachable = before_from_report(report, targets)
+        before, unreachable, held = before_from_report(report, targets)
         if unreachable and not allow_unreachable:
             raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
-    result = build_plan(loaded, artifact, options, before, unreachable, policy)
+    result = build_plan(loaded, artifact, options, before, unreachable, policy, held)
     del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
     check_routes({host.name: host.ssh for host in result.hosts})
     replaced = written_plan_hash(output)

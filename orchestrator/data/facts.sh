@@ -115,6 +115,8 @@ dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
 ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
 if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
 if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
+ncfg=__NVIDIA_CONFIG__
+if [ -f "$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$ncfg"; fi
 
 if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
 elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
@@ -124,13 +126,16 @@ sec runtime-path
 kv source "$src"
 kv path "$rpath"
 
-# Every binary the runtime might execute: runc (and any runtime named in the configs) on the
-# runtime's PATH, and absolute paths named in the configs. Copies of one file are hashed once.
-names=runc abs=
+# Every binary the runtime might execute: runc and docker-runc (Docker <= 18.06), and any runtime
+# named in the configs (NVIDIA's shim's `runtimes` too), on the runtime's PATH, and absolute
+# paths named in the configs. Copies of one file are hashed once.
+names="runc docker-runc" abs=
 set -f
 s='[[:space:]]*' q="[\"']"
 for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
               sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
+              awk '/^[[:space:]]*runtimes[[:space:]]*=/ { on = 1 } on { print } /]/ { on = 0 }' \
+                  "$ncfg" | tr ',[]=' '\n\n\n\n' | sed -n "s/^$s$q\([^\"']*\)$q$s\$/\1/p"
             } 2>/dev/null ); do
     case $v in /*) abs="$abs $v" ;; */*) ;; *) names="$names $v" ;; esac
 done
@@ -153,11 +158,25 @@ if [ -d /var/lib/dpkg/info ]; then
         printf '%s\n' "${f%.list}"
     }
     pkgversion() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null; }
+    # 1 when dpkg's md5sum of the file (package $1, found as $2, really $3) matches, 0 if not.
+    intact() {
+        want=$(awk -v a="${2#/}" -v b="${3#/}" '$2 == a || $2 == b { print $1; exit }' \
+            "/var/lib/dpkg/info/$1.md5sums" 2>/dev/null)
+        [ -n "$want" ] || return 0
+        have=$(md5sum "$3" 2>/dev/null)
+        if [ "${have%% *}" = "$want" ]; then echo 1; else echo 0; fi
+    }
 elif command -v rpm >/dev/null 2>&1; then
     owner() { o=$(rpm -qf --qf '%{NAME}\n' "$2" 2>/dev/null) && printf '%s\n' "$o" | head -n 1; }
     pkgversion() { rpm -q --qf '%{VERSION}-%{RELEASE}\n' "$1" 2>/dev/null | head -n 1; }
+    intact() {  # rpm -V prints a line for a changed file; a 5 in its third column: the digest
+        case $(rpm -Vf "$3" 2>/dev/null | grep -F -e " $3" | head -n 1) in
+            ??5*) echo 0 ;; *) echo 1 ;;
+        esac
+    }
 else
     owner() { :; }
+    intact() { :; }
 fi
 
 seen=
@@ -181,6 +200,7 @@ for b in $cands; do
     if [ -n "$pkg" ]; then
         kv package "$pkg"
         kv package_version "$(pkgversion "$pkg")"
+        kv package_intact "$(intact "$pkg" "$b" "$real")"
     fi
     sec version "$b"
     printf '%s\n' "$out"

@@ -71,6 +71,8 @@ MAY_HAVE_FIXED = "by upstream version; the distribution may have fixed it"
 # Findings that are not advisories (`--ignore` accepts these and the advisories' ids).
 CHECK_IDS = (
     "runc-not-found",
+    "runc-not-used",
+    "runc-not-package-content",
     "runc-version-unknown",
     "stuck-runc-init",
     "sysctl-raised",
@@ -122,6 +124,8 @@ class HostAudit(Model):
     runc_package: str | None
     runc_package_version: str | None
     runc_sha256: str | None
+    runc_via: str | None = None  # the shim (NVIDIA's) the runtime executes this runc through
+    also_runc: list[str] = Field(default_factory=list)  # other runc files runtimes execute
     dockerd_version: str | None
     containerd_version: str | None
     sysctl_runtime: int | None
@@ -210,7 +214,17 @@ def host_findings(
     """Every finding of one host, most severe first; `changelog`: its runc package's."""
     findings: list[Finding] = []
     runc = facts.runc
-    if runc is None:
+    if facts.runc_unused is not None:
+        findings.append(
+            Finding(
+                id="runc-not-used",
+                severity="low",
+                title="the default runtime is not runc",
+                detail=f"{facts.runc_unused} ({facts.runc_source}); runc's bugs do not touch "
+                "the containers it runs, and `plan` holds the host back",
+            )
+        )
+    elif runc is None:
         findings.append(
             Finding(
                 id="runc-not-found",
@@ -220,7 +234,29 @@ def host_findings(
             )
         )
     else:
-        findings += _version_findings(runc, advisories, changelog)
+        # A package's changelog says nothing of a file that is not the package's.
+        packaged = changelog if runc.package_intact is not False else None
+        findings += _version_findings(runc, advisories, packaged)
+    if runc is not None and runc.package and runc.package_intact is False:
+        findings.append(
+            Finding(
+                id="runc-not-package-content",
+                severity="medium",
+                title="runc is not its package's file",
+                detail=f"{runc.file} belongs to {runc.package} {runc.package_version or ''}, "
+                "but the package manager's checksum of it disagrees (swapped by hand?): the "
+                "package's backported fixes say nothing about it, its version does",
+            )
+        )
+    for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
+        for finding in _version_findings(item.runc, advisories, None):
+            where = f"also {item.runc.file} ({item.source}): {finding.detail}"
+            same = next((i for i, f in enumerate(findings) if f.id == finding.id), None)
+            if same is None:
+                findings.append(finding.model_copy(update={"detail": where}))
+            else:
+                detail = f"{findings[same].detail}; {where}"
+                findings[same] = findings[same].model_copy(update={"detail": detail})
     findings += _sysctl_findings(facts, PIPE_USER_PAGES_SOFT_DEFAULT)
     if facts.stuck:
         listed = ", ".join(
@@ -324,7 +360,7 @@ def distribution_of(runc: RuncBinary) -> str | None:
     """Who may have backported fixes into `runc`: the package owning it, or, for a copy outside
     any package, the distribution whose package version its `commit:` line shows (Debian prints
     "1.1.5+ds1-1+deb12u1" where upstream prints a git commit)."""
-    if runc.package:
+    if runc.package and runc.package_intact is not False:
         return f"distribution package {runc.package} {runc.package_version or ''}".rstrip()
     build = distribution_build(runc.version, runc.commit)
     return f"distribution build {build}" if build is not None else None
@@ -449,6 +485,8 @@ def audit_host(
         runc_package=runc.package if runc else None,
         runc_package_version=runc.package_version if runc else None,
         runc_sha256=runc.sha256 if runc else None,
+        runc_via=facts.runc_via,
+        also_runc=[f"{i.runc.file} {_describe(i.runc)} ({i.source})" for i in facts.also_runc],
         dockerd_version=facts.dockerd.version if facts.dockerd else None,
         containerd_version=facts.containerd.version if facts.containerd else None,
         sysctl_runtime=facts.sysctl_runtime,
@@ -640,7 +678,7 @@ def report_table(report: AuditReport, width: int = 200) -> str:
         texts = [
             host.host + (" (held back)" if host.held_back else ""),
             host.zone,
-            host.runc_path or "none",
+            (host.runc_path or "none") + (f" via {host.runc_via}" if host.runc_via else ""),
             f"{host.runc_version or '?'} {_short(host.runc_commit)}" if host.runc_path else "",
             f"{host.runc_package} {host.runc_package_version}" if host.runc_package else "-",
             (host.runc_sha256 or "")[:12],
@@ -710,6 +748,9 @@ def report_markdown(report: AuditReport) -> str:
     ]
     for host in report.hosts:
         runc = f"runc `{host.runc_path or 'none'}` {host.runc_version or '?'}"
+        if host.runc_via:
+            runc += f" (behind `{host.runc_via}`, which is not runc and is never swapped)"
+        runc += "".join(f"; also runc `{also}`" for also in host.also_runc)
         runc += f" commit {host.runc_commit or '?'}"
         if host.runc_package:
             runc += f", package {host.runc_package} {host.runc_package_version}"

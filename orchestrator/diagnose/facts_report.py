@@ -83,14 +83,18 @@ def read_facts_report(path: Path) -> FactsReport:
 
 def before_from_report(
     report: FactsReport, targets: Mapping[str, SshTarget]
-) -> tuple[dict[str, HostBefore], dict[str, str]]:
-    """Each target's "before" from `report`, and why the others have none (unreachable, no
-    runc found, or not in the report)."""
+) -> tuple[dict[str, HostBefore], dict[str, str], dict[str, str]]:
+    """Each target's "before" from `report`; why the others have none (unreachable, no runc
+    found, or not in the report); and the targets held back for what their facts say (a default
+    runtime that is not runc), and why."""
     before: dict[str, HostBefore] = {}
     missing: dict[str, str] = {}
+    held: dict[str, str] = {}
     for name in targets:
         facts = report.hosts.get(name)
-        if facts is not None:
+        if facts is not None and facts.runc_unused is not None:
+            held[name] = facts.runc_unused
+        elif facts is not None:
             try:
                 before[name] = facts_to_before(facts)
             except FactsError as error:
@@ -99,7 +103,7 @@ def before_from_report(
             missing[name] = report.errors[name].message
         else:
             missing[name] = "no facts for this host in the report"
-    return before, missing
+    return before, missing, held
 
 
 def _error_kind(error: Exception) -> ErrorKind:
@@ -141,6 +145,8 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
         table.add_row(
             markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
         )
+        if result.runc_via:
+            notes.append(f"{name}: {result.runc_source}")
         notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
         notes += [f"{name}: {warning}" for warning in result.warnings]
     console.print(table)

@@ -32,18 +32,26 @@ import secrets
 import shlex
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
 from orchestrator.errors import FactsError
 from orchestrator.host.commands import HostCommand, StepResult
-from orchestrator.host.runcinfo import RUNC_COMMS, is_runc_init, parse_runc_version
+from orchestrator.host.runcinfo import (
+    RUNC_COMMS,
+    is_runc_init,
+    parse_runc_version,
+    runtime_banner,
+)
 from orchestrator.host.session import (
     CommandResult,
     HostSession,
 )
 from orchestrator.models import (
+    BeforeRunc,
     Daemon,
+    ExecutedRunc,
     HostBefore,
     HostFacts,
     Model,
@@ -68,6 +76,14 @@ SYSCTL_CONF = "/etc/sysctl.conf"  # read last, after every sysctl.d file
 FACTS_TIMEOUT = 60.0
 FACTS_LIMIT = 1024 * MiB  # a facts file of 100k hosts is a few hundred MB
 _RUNC_RUNTIMES = ("runc", "io.containerd.runc.v2")
+# NVIDIA's Container Runtime: a shim that adds its hook to the spec and execs a runtime it finds
+# by its config file (read here as data), never runc itself.
+NVIDIA_SHIMS = frozenset(
+    {"nvidia-container-runtime", "nvidia-container-runtime.cdi", "nvidia-container-runtime.legacy"}
+)
+NVIDIA_BANNER = "NVIDIA Container Runtime"
+NVIDIA_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+NVIDIA_DEFAULT_RUNTIMES = ("docker-runc", "runc")
 _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
     "dockerd": "dockerd",
     "containerd": "containerd",
@@ -84,6 +100,7 @@ def facts_script(nonce: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
         raise ValueError("nonce must be 8-64 lowercase hex digits")
     script = _script_text().replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
+    script = script.replace("__NVIDIA_CONFIG__", shlex.quote(NVIDIA_CONFIG))
     return script.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
 
 
@@ -120,19 +137,33 @@ def parse_facts(host: str, output: str) -> HostFacts:
     binaries = _binaries(sections)
     docker_in_play = dockerd is not None or bool(_files(sections, "docker"))
     cri = containerd_runtimes.get(containerd_default or "runc")
-    name, how = _runtime_binary(docker if docker_in_play else None, cri, path_source, warnings)
-    runc = _resolve(name, runtime_path, binaries)
-    if runc is None:
+    name, how = _runtime_binary(
+        docker if docker_in_play else None, cri, path_source, dockerd, warnings
+    )
+    lookup = _Lookup(runtime_path, binaries, _nvidia_runtimes(sections, warnings))
+    runc, how, via, unused = lookup.executed(name, how, warnings)
+    if unused is not None and docker_in_play:
+        # The default wraps no runc: runc still runs where another configured path names it.
+        others = [("containerd CRI BinaryName", cri)] if cri else []
+        others += [(f"Docker runtime {n!r}", path) for n, path in docker.runtimes.items()]
+        for source, configured in others:
+            found = lookup.executed(configured, source, [])[0]
+            if found is not None and found.version is not None:
+                warnings.append(f"{unused}; runc is still used by {source}")
+                runc, how, via, unused = found, f"{source} ({unused})", None, None
+                break
+    if runc is None and unused is None:
         warnings.append(f"no {name} found ({how}; PATH {':'.join(runtime_path)})")
+    elif runc is None:
+        warnings.append(unused or "")
     elif runc.untrusted is not None:
         warnings.append(f"{runc.path} was not run: {runc.untrusted}")
     elif runc.version_exit != 0:
         warnings.append(f"{runc.path} --version failed (exit {runc.version_exit})")
-    cri_binary = _resolve(cri, runtime_path, binaries) if cri and docker_in_play else None
-    if cri_binary is not None and runc is not None and cri_binary.file != runc.file:
-        warnings.append(f"containerd's CRI runtime executes {cri_binary.file}, Docker {runc.file}")
+    also = _also_executed(runc, lookup, cri if docker_in_play else None, docker, docker_in_play)
     shadowed: list[RuncBinary] = []
     files = {runc.file} if runc is not None else set()
+    files |= {item.runc.file for item in also}
     for entry in runtime_path:
         other = binaries.get(f"{entry}/runc")
         if other is not None and other.file not in files:
@@ -153,6 +184,9 @@ def parse_facts(host: str, output: str) -> HostFacts:
         path_source=path_source,
         runc=runc,
         runc_source=how,
+        runc_via=via,
+        runc_unused=unused,
+        also_runc=also,
         shadowed=shadowed,
         docker_default_runtime=docker.default_runtime,
         docker_runtimes=docker.runtimes,
@@ -171,16 +205,28 @@ def parse_facts(host: str, output: str) -> HostFacts:
 
 def facts_to_before(facts: HostFacts) -> HostBefore:
     """The plan's "before" of a host: the file to swap, its checksum and version, the sysctl."""
+    if facts.runc_unused is not None:
+        raise FactsError(facts.host, facts.runc_unused)
     if facts.runc is None or facts.runc.sha256 is None:
         raise FactsError(facts.host, f"no runc binary found ({facts.runc_source})")
     problem = facts.runc.target_problem
     if problem is not None:
         raise FactsError(facts.host, f"{problem}; it is not swapped")
+    for item in facts.also_runc:
+        if item.runc.target_problem is not None or item.runc.sha256 is None:
+            why = item.runc.target_problem or "no sha256"
+            raise FactsError(facts.host, f"{item.source}: {why}; nothing is swapped")
     return HostBefore(
         runc_path=facts.runc.file,
         runc_sha256=facts.runc.sha256,
         runc_version=facts.runc.version,
         sysctl_runtime=facts.sysctl_runtime,
+        runc_via=facts.runc_via,
+        also=[
+            BeforeRunc(path=item.runc.file, sha256=item.runc.sha256, version=item.runc.version)
+            for item in facts.also_runc
+            if item.runc.sha256 is not None
+        ],
     )
 
 
@@ -370,10 +416,12 @@ def _runtime_binary(
     docker: _DockerConfig | None,
     cri_binary: str | None,
     path_source: str,
+    dockerd: Daemon | None,
     warnings: list[str],
 ) -> tuple[str, str]:
     """The name or path of the binary the runtime executes, and how it was chosen."""
-    on_path = f"runc on {path_source}'s PATH"
+    runc = "docker-runc" if _ships_docker_runc(dockerd) else "runc"
+    on_path = f"{runc} on {path_source}'s PATH"
     if path_source == "default":
         on_path = "runc on systemd's default PATH (no dockerd or containerd running)"
     if docker is None:
@@ -382,12 +430,113 @@ def _runtime_binary(
         return "runc", on_path
     wanted = docker.default_runtime or "runc"
     if wanted in _RUNC_RUNTIMES:
-        return "runc", on_path
+        return runc, on_path
     if wanted in docker.runtimes:
         warnings.append(f"Docker's default runtime is {wanted!r}, not runc")
         return docker.runtimes[wanted], f"Docker default runtime {wanted!r}"
     warnings.append(f"Docker's default runtime {wanted!r} is not defined; assuming runc")
     return "runc", on_path
+
+
+def _also_executed(
+    runc: RuncBinary | None,
+    lookup: _Lookup,
+    cri: str | None,
+    docker: _DockerConfig,
+    docker_in_play: bool,
+) -> list[ExecutedRunc]:
+    """Every other runc file a configured runtime executes: containerd CRI's BinaryName (what
+    kubelet uses) beside Docker's, and Docker's other named runtimes that are runc."""
+    named = [("containerd CRI BinaryName", cri)] if cri else []
+    if docker_in_play:
+        named += [(f"Docker runtime {name!r}", path) for name, path in docker.runtimes.items()]
+    seen = {runc.file} if runc is not None else set()
+    found: list[ExecutedRunc] = []
+    for source, configured in named:
+        other = lookup.executed(configured, source, [])[0]
+        if other is not None and other.version is not None and other.file not in seen:
+            seen.add(other.file)
+            found.append(ExecutedRunc(source=source, runc=other))
+    return found
+
+
+def _ships_docker_runc(dockerd: Daemon | None) -> bool:
+    """Docker 18.06 and older run their runc as `docker-runc`."""
+    match = re.match(r"(\d+)\.(\d+)", dockerd.version or "") if dockerd is not None else None
+    return match is not None and (int(match.group(1)), int(match.group(2))) <= (18, 6)
+
+
+def _nvidia_runtimes(sections: list[Section], warnings: list[str]) -> list[str] | None:
+    """The runtimes NVIDIA's shim looks for, first found wins: `runtimes` under
+    [nvidia-container-runtime] in its config.toml, else its default; None when the file is not
+    TOML (the shim itself cannot start then)."""
+    found = _files(sections, "nvidia")
+    if not found:
+        return list(NVIDIA_DEFAULT_RUNTIMES)
+    path, body = found[-1]
+    try:
+        config = tomllib.loads(body)
+    except tomllib.TOMLDecodeError as error:
+        warnings.append(f"{path} is not valid TOML: {error}")
+        return None
+    section = config.get("nvidia-container-runtime")
+    listed = section.get("runtimes") if isinstance(section, dict) else None
+    if isinstance(listed, list) and listed and all(isinstance(n, str) for n in listed):
+        return [str(n) for n in listed]
+    return list(NVIDIA_DEFAULT_RUNTIMES)
+
+
+def is_nvidia_shim(binary: RuncBinary) -> bool:
+    """NVIDIA's Container Runtime, by its name (also the .cdi and .legacy variants) or banner."""
+    names = {binary.path.rpartition("/")[2], binary.file.rpartition("/")[2]}
+    banner = runtime_banner(binary.version_output) or ""
+    return bool(names & NVIDIA_SHIMS) or banner.startswith(NVIDIA_BANNER)
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """Binaries as the runtime finds them: on its PATH, and through NVIDIA's shim."""
+
+    path: list[str]
+    binaries: Mapping[str, RuncBinary]
+    nvidia_runtimes: list[str] | None
+
+    def executed(
+        self, name: str, how: str, warnings: list[str]
+    ) -> tuple[RuncBinary | None, str, str | None, str | None]:
+        """The runc that running `name` executes, how it was found, the shim it is run through,
+        and, when `name` is a runtime that runs no runc, why not."""
+        binary = _resolve(name, self.path, self.binaries)
+        if binary is None or not is_nvidia_shim(binary):
+            answers = binary is not None and binary.untrusted is None and binary.version_exit == 0
+            if binary is not None and answers and binary.version is None:
+                what = (runtime_banner(binary.version_output) or "?").split()[0]
+                return None, how, None, f"default runtime {what}: runc not used by default"
+            return binary, how, None, None
+        shim = binary.path
+        if parse_runc_version(binary.version_output).version is not None:
+            return (
+                None,
+                how,
+                None,
+                (
+                    f"default runtime {shim} is NVIDIA's patched runc (a release before 2019): "
+                    "upstream runc in its place would take the GPUs away"
+                ),
+            )
+        if self.nvidia_runtimes is None:
+            return None, how, shim, None
+        behind = next(
+            (n for n in self.nvidia_runtimes if _resolve(n, self.path, self.binaries)), None
+        )
+        via = f"{how}: {shim}, runtimes {self.nvidia_runtimes}"
+        if behind is None:
+            warnings.append(f"{shim} finds none of {self.nvidia_runtimes} on its PATH")
+            return None, f"behind nvidia-container-runtime ({via})", shim, None
+        runc, _, _, unused = _Lookup(self.path, self.binaries, None).executed(behind, how, [])
+        if unused is not None:
+            return None, how, shim, unused.replace("default runtime", f"{shim} runs", 1)
+        return runc, f"runc behind nvidia-container-runtime ({via})", shim, None
 
 
 def _proc_cmdline(sections: list[Section], daemon: Daemon | None) -> list[str]:
@@ -462,6 +611,7 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 version_exit=_int(values.get("version_exit")),
                 package=package,
                 package_version=(values.get("package_version") or None) if package else None,
+                package_intact={"1": True, "0": False}.get(values.get("package_intact", "")),
                 free_bytes=_free_bytes(values.get("df", "")),
                 untrusted=None
                 if values.get("trusted") == "1"

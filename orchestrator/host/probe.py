@@ -134,7 +134,8 @@ def probe(
         **constants(),
     }
     script = commands._script(probe_script(), **params)
-    return HostCommand("probe", script, timeout=timeout + HOLDER_READY_SECONDS + 90)
+    timeout += HOLDER_READY_SECONDS + 90
+    return HostCommand("probe", script, timeout=timeout, params={"target": runc_path})
 
 
 @functools.cache

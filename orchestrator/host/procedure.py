@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,6 +56,8 @@ from orchestrator.models import (
     ProbeMethod,
     ProbeResult,
     RecordedFile,
+    RecordedRunc,
+    RuncBinary,
     SysctlSetting,
     TargetRefusal,
     VerifySpec,
@@ -158,33 +160,66 @@ def decide(
     if record is not None and run_id is not None and record.run_id == run_id:
         return Decision("continue")
     runc = facts.runc
+    if facts.runc_unused is not None:
+        return Decision("noop", f"{facts.runc_unused}; not touched")
     if runc is None or runc.sha256 is None:
         return Decision("fail", f"no runc binary found ({facts.runc_source})")
     drift = drift_from_plan(planned, facts)
     if drift:
         return Decision("drift", drift)
-    if runc.sha256 == artifact.sha256:
+    targets = swap_targets(facts, artifact)
+    if not targets:
         return Decision("noop", f"{runc.file} already at the target")
-    if runc.target_problem is not None:
-        return Decision("fail", f"{runc.target_problem}; not touched")
-    if runc.free_bytes is not None and runc.free_bytes < artifact.size * 2:
-        return Decision(
-            "fail",
-            f"only {runc.free_bytes} bytes free beside {runc.file}; need {artifact.size * 2}; "
-            "not touched",
-        )
+    for target in targets:
+        if target.target_problem is not None:
+            return Decision("fail", f"{target.target_problem}; not touched")
+        if target.free_bytes is not None and target.free_bytes < artifact.size * 2:
+            return Decision(
+                "fail",
+                f"only {target.free_bytes} bytes free beside {target.file}; need "
+                f"{artifact.size * 2}; not touched",
+            )
     return Decision("swap")
+
+
+def executed_runcs(facts: HostFacts) -> list[RuncBinary]:
+    """Every runc file the host's runtimes execute: Docker's default (or CRI's) first."""
+    return ([facts.runc] if facts.runc is not None else []) + [
+        item.runc for item in facts.also_runc
+    ]
+
+
+def swap_targets(facts: HostFacts, artifact: Artifact) -> list[RuncBinary]:
+    """The runc files the host's runtimes execute that do not have the artifact yet."""
+    return [runc for runc in executed_runcs(facts) if runc.sha256 != artifact.sha256]
+
+
+def _sha_of(facts: HostFacts, path: str) -> str | None:
+    """The sha256 of the runc file `path` as the facts saw it."""
+    every = [*executed_runcs(facts), *facts.shadowed]
+    return next((runc.sha256 for runc in every if runc.file == path), None)
+
+
+def _step(command: HostCommand, index: int) -> HostCommand:
+    """Step `command` for the index-th runc of a record (the first keeps its own name)."""
+    return command if index == 0 else dataclasses.replace(command, name=f"{command.name}-{index}")
+
+
+def _name(name: str, index: int) -> str:
+    return name if index == 0 else f"{name}-{index}"
 
 
 def describe(decision: Decision, artifact: Artifact, facts: HostFacts, sysctl_target: int) -> str:
     """What a decision means for this host, in one line (`--dry-run`, Ansible's check mode)."""
     if decision.action != "swap":
         return f"{decision.action}: {decision.message or 'this run left it mid-way'}"
-    runc = facts.runc
-    assert runc is not None and runc.sha256 is not None
+    runc, *others = swap_targets(facts, artifact)
+    assert runc.sha256 is not None
     files = sysctl_files_to_change(facts, sysctl_target)
+    behind = f" (runc behind {facts.runc_via}, left as it is)" if facts.runc_via else ""
+    behind += "".join(f" and {other.file}" for other in others)
     return (
-        f"swap {runc.file} {runc.version or '?'} ({runc.sha256[:12]}) -> "
+        f"swap {runc.file}{behind} {runc.version or '?'} ({runc.sha256[:12]}) -> "
         f"{artifact.version or '?'} ({artifact.sha256[:12]}); "
         f"sysctl {facts.sysctl_runtime} -> {sysctl_target}"
         + (f"; rewrite {', '.join(files)}" if files else "")
@@ -200,12 +235,25 @@ def drift_from_plan(planned: PlannedHost, facts: HostFacts) -> str | None:
     sysctl_now = None if before.sysctl_runtime is None else facts.sysctl_runtime
     now = (facts.runc.file, facts.runc.sha256, sysctl_now)
     then = (before.runc_path, before.runc_sha256, before.sysctl_runtime)
-    if now == then:
+    also_now = sorted((item.runc.file, item.runc.sha256) for item in facts.also_runc)
+    also_then = sorted((item.path, item.sha256) for item in before.also)
+    if now == then and also_now == also_then:
         return None
+    if now == then:
+        return (
+            f"host changed since the plan: the other runc files its runtimes execute are "
+            f"{[path for path, _ in also_now]}, with other checksums than the plan's "
+            f"{[path for path, _ in also_then]}; not touched"
+        )
     return (
         f"host changed since the plan: runc {now[0]} sha256 {str(now[1])[:12]} sysctl {now[2]}"
         f" (plan: {then[0]} sha256 {then[1][:12]} sysctl {then[2]}); not touched"
     )
+
+
+def probe_uids(spec: VerifySpec, run_id: str) -> tuple[int, ...]:
+    """The uids a probe may run as: the one the inventory forces, else the run's own."""
+    return probe.probe_uids(run_id) if spec.probe_uid is None else (spec.probe_uid,)
 
 
 def probe_command(
@@ -219,7 +267,7 @@ def probe_command(
     command = probe.probe(
         method,
         runc_path,
-        uids=probe.probe_uids(run_id) if spec.probe_uid is None else (spec.probe_uid,),
+        uids=probe_uids(spec, run_id),
         timeout=spec.probe_timeout_seconds,
         run_id=run_id,
         image=spec.image,
@@ -280,6 +328,9 @@ class Verification:
     probe_method: ProbeMethod | None  # None: the plan turned the probe off
     container: str  # the step that runs the no-new-privileges container
     exec: bool  # whether `docker exec` is checked (dockerd runs)
+    # Each other runc swapped: its path, the step that runs a container through it, and the
+    # probe method of that step (None: a plain no-new-privileges bundle, the probe is off).
+    also: list[tuple[str, str, ProbeMethod | None]] = dataclasses.field(default_factory=list)
 
 
 def _record_step(record: HostRecord, name: str) -> HostCommand:
@@ -329,10 +380,11 @@ class HostSteps:
             batch.append(commands.restore_files(triples))
         if record.sysctl_before is not None:
             batch.append(commands.set_runtime_sysctl(record.sysctl_before))
-        batch += [
-            commands.restore_binary(record.runc_path, record.before_sha256),
-            commands.runc_version(record.runc_path, 30),
-        ]
+        for index, (path, before) in enumerate(record.runcs):
+            batch += [
+                _step(commands.restore_binary(path, before), index),
+                _step(commands.runc_version(path, 30), index),
+            ]
         results = Results(self.steps.run(*batch))
         self._check_lock(results)
         kept: list[str] = []
@@ -347,13 +399,17 @@ class HostSteps:
         if record.sysctl_before is not None and not results.ok("set-runtime-sysctl"):
             why = results.why("set-runtime-sysctl")
             raise StepFailed(f"rollback: setting the sysctl failed: {why}")
-        if results.kv("restore-binary").get("sha256") != record.before_sha256:
-            why = results.why("restore-binary")
-            raise StepFailed(f"rollback: restoring the old runc failed: {why}")
+        for index, (path, before) in enumerate(record.runcs):
+            step = _name("restore-binary", index)
+            if results.kv(step).get("sha256") != before:
+                runc = "the old runc" if index == 0 else path
+                raise StepFailed(f"rollback: restoring {runc} failed: {results.why(step)}")
         self._phase("finished", record.before_sha256)
-        if not results.ok("runc-version"):
-            why = results.why("runc-version")
-            raise StepFailed(f"rollback: restored runc does not run: {why}")
+        for index, (path, _) in enumerate(record.runcs):
+            if not results.ok(_name("runc-version", index)):
+                why = results.why(_name("runc-version", index))
+                runc = "runc" if index == 0 else path
+                raise StepFailed(f"rollback: restored {runc} does not run: {why}")
         finished = self._updated(record, "finished", outcome="rolled_back")
         done = Results(self.steps.run(_record_step(finished, "record"), *self._release(record)))
         if not done.ok("record"):
@@ -367,21 +423,24 @@ class HostSteps:
             )
         return HostOutcome("rolled_back", "finished", record.before_sha256, note)
 
-    def release(self, runc_path: str | None) -> None:
-        """Remove this run's staged file beside `runc_path` (if any) and its lock."""
-        staged = [] if runc_path is None else [commands.discard_staged(self._staged(runc_path))]
-        self.steps.run(*staged, commands.unlock(self.run_id))
+    def release(self, runc_paths: Sequence[str]) -> None:
+        """Remove this run's staged files beside `runc_paths` (if any) and its lock."""
+        self.steps.run(*self._discard_staged(runc_paths), commands.unlock(self.run_id))
 
-    def _release(self, record: HostRecord) -> list[HostCommand]:
+    def _discard_staged(self, runc_paths: Sequence[str]) -> list[HostCommand]:
         return [
-            commands.discard_staged(self._staged(record.runc_path)),
-            commands.unlock(self.run_id),
+            _step(commands.discard_staged(self._staged(path)), index)
+            for index, path in enumerate(runc_paths)
         ]
 
-    def _release_quietly(self, runc_path: str) -> None:
+    def _release(self, record: HostRecord) -> list[HostCommand]:
+        paths = [path for path, _ in record.runcs]
+        return [*self._discard_staged(paths), commands.unlock(self.run_id)]
+
+    def _release_quietly(self, runc_paths: Sequence[str]) -> None:
         """`release` while another error is being handled: its own failure must not hide it."""
         with contextlib.suppress(Exception):
-            self.release(runc_path)
+            self.release(runc_paths)
 
     def _staged(self, target: str) -> str:
         return commands.staging_path(target, self.run_id)
@@ -441,11 +500,11 @@ class HostProcedure(HostSteps):
     def _fresh(self, facts: HostFacts) -> HostOutcome:
         """Stage (pushing only if the host cannot get it), lock and back up; swap and verify;
         restore the sysctl."""
-        assert facts.runc is not None
+        targets = [runc.file for runc in swap_targets(facts, self.artifact)]
         try:
             record = self._stage_and_back_up(facts)
         except BaseException:
-            self._release_quietly(facts.runc.file)
+            self._release_quietly(targets)
             raise
         return self._swap_and_verify(record, facts)
 
@@ -491,19 +550,34 @@ class HostProcedure(HostSteps):
         self.delivery = "push"
 
     def _stage_and_back_up(self, facts: HostFacts) -> HostRecord:
-        assert facts.runc is not None and facts.runc.sha256 is not None
-        target, before = facts.runc.file, facts.runc.sha256
+        main, *others = swap_targets(facts, self.artifact)
+        assert main.sha256 is not None and all(other.sha256 for other in others)
+        target, before = main.file, main.sha256
         staged = self._staged(target)
         files = sysctl_files_to_change(facts, self.sysctl_target)
+        timeout = self.planned.verify.timeout_seconds
         batch = [
             commands.lock(self.run_id),
-            commands.check_staged(
-                staged, self.artifact.sha256, self.planned.verify.timeout_seconds
-            ),
+            commands.check_staged(staged, self.artifact.sha256, timeout),
             commands.backup_binary(target, before),
         ]
         if files:
             batch.append(commands.backup_files(files))
+        if others:  # the checked new runc to the backup store, whence each other staged copy
+            keep = commands.backup_binary(staged, self.artifact.sha256)
+            batch.append(dataclasses.replace(keep, name="keep-new"))
+        for index, other in enumerate(others, 1):
+            copy = self._staged(other.file)
+            batch += [
+                _step(
+                    commands.obtain_staged(
+                        copy, self.artifact.sha256, self.artifact.size, None, 30
+                    ),
+                    index,
+                ),
+                _step(commands.check_staged(copy, self.artifact.sha256, timeout), index),
+                _step(commands.backup_binary(other.file, other.sha256 or ""), index),
+            ]
         artifact = self.artifact
         obtain = commands.obtain_staged(
             staged, artifact.sha256, artifact.size, artifact.url, FETCH_TIMEOUT
@@ -545,13 +619,21 @@ class HostProcedure(HostSteps):
             assert backed is not None
             for path, sums in commands.parse_file_lines(backed.stdout, files).items():
                 recorded.append(RecordedFile(path=path, before_sha256=sums["before"]))
+        if others and not results.ok("keep-new"):
+            why = results.why("keep-new")
+            raise StepFailed(f"could not keep the new runc in the backup store: {why}; not touched")
+        for index, other in enumerate(others, 1):
+            for step in ("obtain", "check-staged", "backup"):
+                if not results.ok(_name(step, index)):
+                    why = results.why(_name(step, index))
+                    raise StepFailed(f"{step} beside {other.file} failed: {why}; not touched")
         return HostRecord(
             run_id=self.run_id,
             plan_id=self.plan_id,
             phase="backed_up",
             runc_path=target,
             before_sha256=before,
-            before_version=facts.runc.version,
+            before_version=main.version,
             target_sha256=self.artifact.sha256,
             sysctl_before=facts.sysctl_runtime,
             sysctl_target=self.sysctl_target,
@@ -559,30 +641,38 @@ class HostProcedure(HostSteps):
             daemons=_daemons(facts),
             stuck_runc_init_before=sum(1 for process in facts.runc_init if process.stuck),
             updated=self._clock(),
+            also=[
+                RecordedRunc(
+                    path=other.file, before_sha256=other.sha256 or "", before_version=other.version
+                )
+                for other in others
+            ],
         )
 
     def _swap_and_verify(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Record, swap, record and verify in one round trip; then judge what came back."""
         swapped = self._updated(record, "swapped")
-        verification = self._verification(record.runc_path, facts)
+        verification = self._verification(record, facts)
+        swaps = [
+            _step(commands.swap(self._staged(path), path, record.target_sha256), index)
+            for index, (path, _) in enumerate(record.runcs)
+        ]
         results = Results(
             self.steps.run(
                 _record_step(record, "record-backed-up"),
-                commands.swap(
-                    self._staged(record.runc_path), record.runc_path, record.target_sha256
-                ),
+                *swaps,
                 _record_step(swapped, "record-swapped"),
                 *verification.steps,
             )
         )
         if not results.ok("record-backed-up"):
-            self._release_quietly(record.runc_path)
+            self._release_quietly([path for path, _ in record.runcs])
             why = results.why("record-backed-up")
             raise StepFailed(f"could not write {commands.RECORD}: {why}; not touched")
         self._phase("backed_up", None)
-        sha = results.kv("swap").get("sha256")
-        if not results.ok("swap") or sha != record.target_sha256:
-            self._swap_failed(record, sha, results.why("swap"))
+        for swap in swaps:
+            if results.kv(swap.name).get("sha256") != record.target_sha256:
+                self._swap_failed(record, results, results.why(swap.name))
         if not results.ok("record-swapped"):
             why = (
                 f"could not write {commands.RECORD} after the swap: {results.why('record-swapped')}"
@@ -591,18 +681,22 @@ class HostProcedure(HostSteps):
         self._phase("swapped", record.target_sha256)
         return self._after_swap(swapped, facts, (verification, results))
 
-    def _swap_failed(self, record: HostRecord, sha: str | None, why: str) -> None:
-        """The rename did not leave the new runc: put the old one back if it is not there,
+    def _swap_failed(self, record: HostRecord, swapped: Results, why: str) -> None:
+        """A rename did not leave the new runc: put the old one back wherever it is not there,
         end the record and release the host."""
-        if sha != record.before_sha256:
-            results = Results(
-                self.steps.run(commands.restore_binary(record.runc_path, record.before_sha256))
-            )
-            if results.kv("restore-binary").get("sha256") != record.before_sha256:
-                raise StepFailed(
-                    f"swap failed: {why}; restoring the old runc failed too: "
-                    f"{results.why('restore-binary')}"
-                )
+        restores = [
+            _step(commands.restore_binary(path, before), index)
+            for index, (path, before) in enumerate(record.runcs)
+            if swapped.kv(_name("swap", index)).get("sha256") != before
+        ]
+        if restores:
+            results = Results(self.steps.run(*restores))
+            for restore in restores:
+                if results.kv(restore.name).get("sha256") != restore.params["sha256"]:
+                    raise StepFailed(
+                        f"swap failed: {why}; restoring the old runc failed too: "
+                        f"{results.why(restore.name)}"
+                    )
             self._phase("finished", record.before_sha256)
         failed = self._updated(record, "finished", outcome="failed")
         self.steps.run(_record_step(failed, "record"), *self._release(record))
@@ -619,7 +713,7 @@ class HostProcedure(HostSteps):
         try:
             if not phase_at_least(record.phase, "verified"):
                 if verified is None:
-                    verification = self._verification(record.runc_path, facts)
+                    verification = self._verification(record, facts)
                     verified = (verification, Results(self.steps.run(*verification.steps)))
                 facts = self._judge(record, *verified)
             if not phase_at_least(record.phase, "sysctl_restored"):
@@ -647,49 +741,57 @@ class HostProcedure(HostSteps):
 
     def _continue(self, record: HostRecord, facts: HostFacts) -> HostOutcome:
         """Pick up a host this run left mid-way (resume after a crash): never redo a step."""
-        current = facts.runc.sha256 if facts.runc else None
+        shas = [_sha_of(facts, path) for path, _ in record.runcs]
+        current = shas[0]
         if record.phase == "finished":
-            self.release(record.runc_path)
+            self.release([path for path, _ in record.runcs])
             if record.outcome == "done":
                 return HostOutcome("done", "finished", current, "already finished by this run")
             return HostOutcome("failed", "finished", current, f"this run ended it {record.outcome}")
-        if not phase_at_least(record.phase, "swapped") and current == record.target_sha256:
-            record = self._updated(record, "swapped")  # the rename ran; its record did not
+        renamed = [sha == record.target_sha256 for sha in shas]
+        if not phase_at_least(record.phase, "swapped") and any(renamed):
+            record = self._updated(record, "swapped")  # a rename ran; its record did not
             results = Results(self.steps.run(_record_step(record, "record")))
             if not results.ok("record"):
                 raise StepFailed(f"could not write {commands.RECORD}: {results.why('record')}")
             self._phase("swapped", current)
-        if phase_at_least(record.phase, "swapped") and current != record.target_sha256:
+        if phase_at_least(record.phase, "swapped") and not all(renamed):
             # Not the target after the swap: a rollback was cut short (or someone replaced the
             # binary). Verifying this runc as if it were the new one would be a lie: finish it.
             self.rollback(record)
+            path, sha = next(
+                (p, h) for (p, _), h, r in zip(record.runcs, shas, renamed, strict=True) if not r
+            )
+            runc = "runc" if path == record.runc_path else path
             return HostOutcome(
                 "failed",
                 "finished",
                 record.before_sha256,
-                f"runc was {str(current)[:12]}, not the target, after the swap (a rollback cut "
+                f"{runc} was {str(sha)[:12]}, not the target, after the swap (a rollback cut "
                 "short?); rolled back to old runc",
             )
         if phase_at_least(record.phase, "swapped"):
             return self._after_swap(record, facts)
-        # Interrupted before the swap: the binary is untouched; start over under our own lock.
-        if facts.runc is None or facts.runc.sha256 != record.before_sha256:
+        # Interrupted before the swap: the binaries are untouched; start over under our own lock.
+        if any(sha != before for sha, (_, before) in zip(shas, record.runcs, strict=True)):
             raise StepFailed("runc changed while this run held the host; inspect it by hand")
         return self._fresh(facts)
 
     # -- verify ----------------------------------------------------------------------------
 
-    def _verification(self, runc_path: str, facts: HostFacts) -> Verification:
-        """`runc --version`; the incident probe first of the containers (it also clears what a
-        probe cut short by a crash left); a no-new-privileges container; `docker exec` into a
-        running container; facts again."""
+    def _verification(self, record: HostRecord, facts: HostFacts) -> Verification:
+        """`runc --version` of each runc swapped; the incident probe first of the containers
+        (it also clears what a probe cut short by a crash left); a no-new-privileges container;
+        a container through each other runc swapped (containerd's `ctr --runc-binary`, else an
+        OCI bundle); `docker exec` into a running container; facts again."""
         spec = self.planned.verify
-        steps = [commands.runc_version(runc_path, 30)]
+        runc_path, *others = (path for path, _ in record.runcs)
+        steps = [
+            _step(commands.runc_version(path, 30), i) for i, (path, _) in enumerate(record.runcs)
+        ]
         method: ProbeMethod | None = None
         if spec.probe:
-            command, method = probe_command(
-                facts, runc_path, spec, run_id=self.run_id, holds_lock=True
-            )
+            command, method = self._probe_of(facts, runc_path)
             steps.append(command)
         if facts.dockerd is not None and spec.image:
             steps.append(
@@ -698,6 +800,15 @@ class HostProcedure(HostSteps):
         else:
             steps.append(commands.verify_runc_bundle(runc_path, self.run_id, spec.timeout_seconds))
         container = steps[-1].name
+        also: list[tuple[str, HostCommand, ProbeMethod | None]] = []
+        for index, path in enumerate(others, 1):
+            if spec.probe:
+                command, other_method = self._probe_of(facts, path)
+                also.append((path, _step(command, index), other_method))
+            else:
+                check = commands.verify_runc_bundle(path, self.run_id, spec.timeout_seconds)
+                also.append((path, _step(check, index), None))
+        steps += [command for _, command, _ in also]
         if facts.dockerd is not None:
             steps.append(
                 commands.verify_exec(spec.command, spec.timeout_seconds, spec.exec_container)
@@ -712,17 +823,38 @@ class HostProcedure(HostSteps):
                     runc=runc_path,
                 )
             )
-        return Verification(steps, method, container, exec=facts.dockerd is not None)
+        checks = [(path, command.name, method) for path, command, method in also]
+        return Verification(steps, method, container, exec=facts.dockerd is not None, also=checks)
+
+    def _probe_of(self, facts: HostFacts, path: str) -> tuple[HostCommand, ProbeMethod]:
+        """The incident probe of `path`: through Docker's default runtime when that is what
+        executes it, else through containerd's client told to use it (else an OCI bundle)."""
+        spec = self.planned.verify
+        if facts.runc is not None and facts.runc.file == path:
+            return probe_command(facts, path, spec, run_id=self.run_id, holds_lock=True)
+        method = probe.choose_method(False, facts.containerd is not None, None)
+        command = probe.probe(
+            method,
+            path,
+            uids=probe_uids(spec, self.run_id),
+            timeout=spec.probe_timeout_seconds,
+            run_id=self.run_id,
+            holds_lock=True,
+        )
+        return command, method
 
     def _judge(self, record: HostRecord, verification: Verification, results: Results) -> HostFacts:
         """Each verification in order; the first that did not pass fails the host (a batch
         ends at its first failing step, so the later ones are absent). The facts gathered last."""
         spec = self.planned.verify
-        parsed = parse_runc_version(results.stdout("runc-version"))
         expected = self.artifact.version or self.staged_version
-        if not results.ok("runc-version") or (expected is not None and parsed.version != expected):
-            said = parsed.version or results.why("runc-version")
-            raise StepFailed(f"runc --version reports {said!r}, expected {expected!r}")
+        for index, (path, _) in enumerate(record.runcs):
+            step = _name("runc-version", index)
+            parsed = parse_runc_version(results.stdout(step))
+            if not results.ok(step) or (expected is not None and parsed.version != expected):
+                said = parsed.version or results.why(step)
+                runc = "runc" if index == 0 else path
+                raise StepFailed(f"{runc} --version reports {said!r}, expected {expected!r}")
         after_result = results.get("facts")
         after = facts_from(self.name, after_result) if after_result is not None else None
         if after is not None:
@@ -754,6 +886,17 @@ class HostProcedure(HostSteps):
                 else f"failed: {results.why(verification.container)}"
             )
             raise StepFailed(f"verification container ({verification.container}) {why}")
+        for path, step, method in verification.also:
+            ran = results.get(step)
+            if method is None:
+                if ran is None or not ran.ok:
+                    raise StepFailed(f"a container through {path} failed: {results.why(step)}")
+                continue
+            outcome = probe.parse_probe(
+                results.stdout(step), ran.exit_status if ran else -1, method
+            )
+            if outcome.outcome != "passed":
+                raise StepFailed(f"{path}: {outcome.summary()}")
         if verification.exec:
             if not results.ok("verify-exec"):
                 raise StepFailed(
@@ -866,7 +1009,7 @@ def rollback_host(
     if run_id is not None and (record is None or record.run_id != run_id):
         # The run never wrote its record here, so it never swapped: nothing to put back, but
         # the lock and staged file a crash may have left go.
-        first.release(facts.runc.file if facts.runc else None)
+        first.release([runc.file for runc in executed_runcs(facts)])
         mine = "" if record is None else f" (its record is of run {record.run_id})"
         message = f"run {run_id} never changed this host{mine}: nothing to roll back"
         return HostOutcome("rolled_back", "none", current, message)

@@ -31,7 +31,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from orchestrator.errors import BadInput, LabError
 from orchestrator.host import trigger
 from orchestrator.host.runcinfo import PIPE_WCHANS, is_runc_init
 from orchestrator.lab import hostdef, rc93
+from orchestrator.lab import runtimes as lab_runtimes
 from orchestrator.lab.defaults import (
     DEFAULT_CONTAINERD,
     DEFAULT_FIRST_ADDRESS,
@@ -82,6 +83,7 @@ from orchestrator.lab.records import (
     LabHostStatus,
     LabInfo,
     LabRecord,
+    LabRuntime,
     ProcRef,
     StuckSeed,
     TriggerRun,
@@ -312,9 +314,17 @@ class _Lab:
         if host.kind == "full":
             (hdir / "var-lib-docker").mkdir(mode=0o710, exist_ok=True)
             self.write_daemon_json(host, "overlay2")
+        if host.runtime == "nvidia":
+            bin_dir, config_dir = hdir / "usr-local-bin", hdir / "etc-nvidia-container-runtime"
+            config_dir.mkdir(mode=0o755, exist_ok=True)
+            write_file(config_dir / "config.toml", lab_runtimes.NVIDIA_CONFIG_TEXT)
+            write_file(bin_dir / "nvidia-container-runtime", lab_runtimes.SHIM_TEXT, 0o755)
+            write_file(bin_dir / "nvidia-container-runtime-hook", lab_runtimes.HOOK_TEXT, 0o755)
         if host.kind != "light":
             (hdir / "var-lib-containerd").mkdir(mode=0o711, exist_ok=True)
-            config = hostdef.containerd_config(cri=host.kind == "containerd")
+            cri = host.kind == "containerd" or host.runtime == "cri"
+            binary = lab_runtimes.CRI_RUNC if host.runtime == "cri" else hostdef.HOST_RUNC
+            config = hostdef.containerd_config(cri=cri, binary_name=binary)
             write_file(hdir / "etc-containerd" / "config.toml", config)
         write_file(hdir / ".prepared", "")
 
@@ -333,6 +343,11 @@ class _Lab:
                 else:
                     os.unlink(entry.path)
         copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
+        for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
+            if entry.name.startswith(".runc-rollout-"):
+                os.unlink(entry.path)
+        if host.runtime == "cri":
+            copy_executable(self.rc93_copy, hdir / "usr-local-bin" / "runc")
         sysctl_d = hdir / "etc-sysctl.d"
         if os.path.isdir("/etc/sysctl.d"):
             for entry in os.scandir("/etc/sysctl.d"):
@@ -350,7 +365,7 @@ class _Lab:
     def write_daemon_json(self, host: HostRecord, driver: str) -> None:
         parent = f"/{self.cgroup_root}/{host.name}"
         path = self.host_dir(host) / "etc-docker" / "daemon.json"
-        write_file(path, hostdef.daemon_json(parent, driver))
+        write_file(path, hostdef.daemon_json(parent, driver, host.runtime))
         host.storage_driver = driver
 
     # -- starting -----------------------------------------------------------------------------
@@ -413,6 +428,7 @@ class _Lab:
             kind=host.kind,
             sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
             hidden_programs=() if host.python else python_programs(),
+            runtime=host.runtime,
         )
         log = hdir / "holder.log"
         request = {"op": "holder", "name": host.name, "ops": ops, "log": str(log)}
@@ -851,8 +867,11 @@ def _lab_id(state_dir: Path) -> str:
     return hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]
 
 
-def _plan_hosts(count: int, full: int, containerd: int, first: str) -> list[HostRecord]:
-    """`count` hosts: `full` full ones first, then `containerd` containerd-only ones."""
+def _plan_hosts(
+    count: int, full: int, containerd: int, first: str, runtimes: Sequence[LabRuntime] = ()
+) -> list[HostRecord]:
+    """`count` hosts: `full` full ones first (the first ones with Docker default `runtimes`),
+    then `containerd` containerd-only ones."""
     addresses = addresses_from(first, count)
     width = max(2, len(str(count)))
     counts: tuple[tuple[HostKind, int], ...] = (
@@ -867,6 +886,7 @@ def _plan_hosts(count: int, full: int, containerd: int, first: str) -> list[Host
             address=addresses[i],
             zone="zone-a" if i % 2 == 0 else "zone-b",
             kind=kinds[i],
+            runtime=runtimes[i] if i < len(runtimes) else "runc",
         )
         for i in range(count)
     ]
@@ -902,11 +922,13 @@ def lab_up(
     first_address: str | None = None,
     stuck: bool = False,
     no_python: int = 0,
+    runtimes: Sequence[LabRuntime] = (),
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
     full, the next `containerd` containerd-only; the first `no_python` of them with no Python
     (as a minimal CentOS 7, Flatcar or Fedora CoreOS node). Without counts, a running lab keeps
-    its size and a new one gets 4 hosts, 2 full, none containerd-only.
+    its size and a new one gets 4 hosts, 2 full, none containerd-only. `runtimes`: Docker's
+    default runtime on the first full hosts, in order (`runtimes.py`; the others run plain runc).
     `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
@@ -917,6 +939,7 @@ def lab_up(
             (hosts is not None and hosts != len(record.hosts))
             or (docker is not None and docker != have_full)
             or (containerd is not None and containerd != have_ctr)
+            or (runtimes and list(runtimes) != [h.runtime for h in record.hosts[: len(runtimes)]])
         ):
             raise BadInput(
                 f"a lab of {len(record.hosts)} hosts ({kinds_text(record.hosts)}) is in "
@@ -946,6 +969,12 @@ def lab_up(
             raise BadInput("lab: at most 250 hosts")
     kinds = {"full": full, "containerd": ctr_only, "light": count - full - ctr_only}
     check_requirements(tuple(kind for kind in KINDS if kinds[kind]))
+    if len(runtimes) > full:
+        raise BadInput(f"lab: {len(runtimes)} --runtime given for {full} full hosts")
+    if "crun" in runtimes and not os.access(lab_runtimes.CRUN, os.X_OK):
+        raise BadInput(
+            "runc-rollout lab needs Debian's crun for --runtime crun: apt-get install -y crun"
+        )
     if stuck and not full:
         raise BadInput("lab up --stuck needs a full host (--docker 1 or more)")
     if record is None:
@@ -954,7 +983,7 @@ def lab_up(
         first = first_address or os.environ.get(FIRST_ADDRESS_ENV) or DEFAULT_FIRST_ADDRESS
         if not 0 <= no_python <= count:
             raise BadInput(f"lab: --no-python {no_python}: between 0 and the {count} hosts")
-        planned = _plan_hosts(count, full, ctr_only, first)
+        planned = _plan_hosts(count, full, ctr_only, first, runtimes)
         for host in planned[:no_python]:
             host.python = False
         busy = [h.address for h in planned if port_in_use(h.address)]
@@ -994,7 +1023,10 @@ def lab_up(
         inventory_path=Path(record.inventory_path),
         private_key=lab.private_key,
         known_hosts=lab.known_hosts,
-        hosts=[LabHost(h.name, h.address, h.zone, h.kind, h.python) for h in record.hosts],
+        hosts=[
+            LabHost(h.name, h.address, h.zone, h.kind, python=h.python, runtime=h.runtime)
+            for h in record.hosts
+        ],
         already_running=already and not lab.started,
         started=lab.started,
         seconds=time.monotonic() - began,

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.lab import runtimes
+from orchestrator.lab.records import LabRuntime
 from orchestrator.models import DEFAULT_PROBE_UID
 
 LAB_MOUNT = "/run/runc-rollout-lab"  # where a lab host sees the lab's state directory
@@ -81,8 +83,9 @@ Subsystem sftp internal-sftp
 """
 
 
-def daemon_json(cgroup_parent: str, storage_driver: str) -> str:
-    """/etc/docker/daemon.json of a full host (dockerd is started with no flags but --containerd).
+def daemon_json(cgroup_parent: str, storage_driver: str, runtime: LabRuntime = "runc") -> str:
+    """/etc/docker/daemon.json of a full host (dockerd is started with no flags but --containerd),
+    with `runtime` as Docker's default.
 
     No bridge, no iptables, no IP forwarding: dockerd must not touch the machine's network or
     kernel settings. Its cgroup parent is the host's own, so two hosts' containers never share.
@@ -97,11 +100,12 @@ def daemon_json(cgroup_parent: str, storage_driver: str) -> str:
         "exec-opts": ["native.cgroupdriver=cgroupfs"],
         "storage-driver": storage_driver,
         "log-level": "warn",
+        **runtimes.docker_runtime(runtime),
     }
     return json.dumps(config, indent=2) + "\n"
 
 
-def containerd_config(*, cri: bool) -> str:
+def containerd_config(*, cri: bool, binary_name: str = HOST_RUNC) -> str:
     """/etc/containerd/config.toml: default paths (the host's own /run and /var/lib).
 
     A full host's containerd is dockerd's, without CRI. A containerd-only host's is a
@@ -138,7 +142,7 @@ state = "/run/containerd"
   runtime_type = "io.containerd.runc.v2"
 
 {cri_section}.containerd.runtimes.runc.options]
-  BinaryName = "{HOST_RUNC}"
+  BinaryName = "{binary_name}"
 """
     return text
 
@@ -150,6 +154,7 @@ def holder_ops(
     kind: str,
     sysctl_conf_exists: bool,
     hidden_programs: tuple[str, ...] = (),
+    runtime: LabRuntime = "runc",
 ) -> list[dict[str, Any]]:
     """The mount operations the supervisor applies in a new lab host's namespace, in order.
 
@@ -165,6 +170,18 @@ def holder_ops(
         {"op": "mkdir", "path": "/run/user", "mode": 0o755},
         {"op": "symlink", "path": "/run/shm", "to": "/dev/shm"},
         {"op": "bind", "source": state_dir, "target": LAB_MOUNT},
+    ]
+    if runtime == "nvidia":  # before the other binds under /etc: this one shadows /etc
+        ops.append(
+            {
+                "op": "bind",
+                "source": f"{host_dir}/etc-nvidia-container-runtime",
+                "target": runtimes.NVIDIA_CONFIG_DIR,
+            }
+        )
+    if runtime == "crun":
+        ops.append({"op": "tmpfs", "target": runtimes.CGROUP2_MOUNT, "mode": "0755"})
+    ops += [
         {"op": "bind", "source": f"{host_dir}/usr-local-sbin", "target": "/usr/local/sbin"},
         {"op": "bind", "source": f"{host_dir}/usr-local-bin", "target": "/usr/local/bin"},
         {"op": "bind", "source": f"{host_dir}/etc-sysctl.d", "target": "/etc/sysctl.d"},
@@ -205,6 +222,8 @@ def holder_ops(
         {"op": "readonly", "path": "/proc/sys"},
         {"op": "bind", "source": f"{host_dir}/pipe-user-pages-soft", "target": PIPE_SYSCTL},
     ]
+    if runtime == "crun":  # crun writes Docker's net sysctls of the container through this /proc
+        ops.append({"op": "bind", "source": runtimes.NET_SYSCTLS, "target": runtimes.NET_SYSCTLS})
     return ops
 
 

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 HostKind = Literal["full", "containerd", "light"]
 KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
+# A full host's runtimes (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim in front of
+# runc, or Debian's crun as Docker's default; or runc, with containerd's CRI running another file.
+LabRuntime = Literal["runc", "nvidia", "crun", "cri"]
+RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,6 +37,7 @@ class HostRecord(_Record):
     zone: str
     kind: HostKind
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
+    runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
 
@@ -56,6 +61,7 @@ class LabHost:
     zone: str
     kind: HostKind
     python: bool = True
+    runtime: LabRuntime = "runc"
 
 
 @dataclass

@@ -49,15 +49,19 @@ def build_plan(
     before: Mapping[str, HostBefore] | None = None,
     unreachable: Mapping[str, str] | None = None,
     target: TargetPolicy | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan for `options.limit` of `inventory`.
 
     `before` holds facts gathered from hosts; `unreachable` maps hosts whose facts could not be
     gathered to the reason: they are in no wave, and listed apart from the hosts held back.
-    `target`: the target's advisories and refusals (`plan.target`).
+    `target`: the target's advisories and refusals (`plan.target`). `held`: hosts whose facts
+    say they are not to be swapped (their default runtime is not runc), and why: held back.
     """
     with gc_paused():
-        return _build_plan(inventory, artifact, options, before or {}, unreachable or {}, target)
+        return _build_plan(
+            inventory, artifact, options, before or {}, unreachable or {}, target, held or {}
+        )
 
 
 def _build_plan(
@@ -67,6 +71,7 @@ def _build_plan(
     facts: Mapping[str, HostBefore],
     unreachable: Mapping[str, str],
     target: TargetPolicy | None,
+    held: Mapping[str, str],
 ) -> Plan:
     sizes = parse_sizes(options.waves, option="--waves")
     cap = (
@@ -89,6 +94,10 @@ def _build_plan(
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
         for host in selected
         if held_back(host)
+    ] + [
+        Skipped(name=host.name, reason=held[host.name])
+        for host in selected
+        if not held_back(host) and host.name in held
     ]
     not_gathered = [
         Skipped(name=host.name, reason=unreachable[host.name])
@@ -336,7 +345,9 @@ def _planned(
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
     ssh, named, verify = settings
-    at_target = before is not None and before.runc_sha256 == artifact.sha256
+    at_target = before is not None and all(
+        sha == artifact.sha256 for sha in (before.runc_sha256, *(r.sha256 for r in before.also))
+    )
     return {
         "name": host.name,
         "domain": domain,

@@ -72,7 +72,11 @@ def _targets(plan: Plan) -> list[tuple[str, list[str]]]:
     """Each file to be swapped (the plan's "before"), and the hosts that have it."""
     targets: dict[str, list[str]] = {}
     for host in plan.hosts:
-        path = host.before.runc_path if host.before is not None else UNKNOWN_TARGET
+        before = host.before
+        path = before.runc_path if before is not None else UNKNOWN_TARGET
+        if before is not None and before.runc_via:
+            shim = before.runc_via.rpartition("/")[2]
+            path += f" (runc behind {shim} `{before.runc_via}`, which is left as it is)"
         targets.setdefault(path, []).append(host.name)
     return list(targets.items())
 

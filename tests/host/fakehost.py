@@ -20,6 +20,7 @@ from orchestrator.host.session import ConnectionLost
 from tests.host.test_facts_parse import output, stat
 
 RUNC = "/usr/local/sbin/runc"
+CRI_RUNC = "/usr/local/bin/runc"  # containerd CRI's BinaryName, on hosts that have one
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 INCIDENT_TEXT = "# raised during the incident\nfs.pipe-user-pages-soft = 163840\n"
 
@@ -64,6 +65,7 @@ class FakeHost:
     gunzip: bool = True  # the host takes a compressed push
     host_check: tuple[int, str] = (0, "ok\n")  # the operator's host check: status, output
     host_checks: list[dict[str, object]] = field(default_factory=list)  # each one's params
+    probe_of: dict[str, str] = field(default_factory=dict)  # runc path -> the probe's verdict
 
     # -- StepRunner ---------------------------------------------------------------------------
 
@@ -111,7 +113,9 @@ class FakeHost:
     def _step(self, step: HostCommand) -> tuple[int, str]:
         if step.name in self.fail:
             return self.fail.pop(step.name), "error=injected\n"
-        first, _, rest = step.name.partition("-")
+        # A step for the N-th other runc of a record is the step's own name and "-N".
+        base, _, index = step.name.rpartition("-")
+        first, _, rest = (base if index.isdigit() else step.name).partition("-")
         handler: Callable[..., tuple[int, str]] = getattr(
             self, f"_{first}_{rest.replace('-', '_')}"
         )
@@ -136,14 +140,22 @@ class FakeHost:
                 "cmdline=runc init\nwchan=pipe_write\n"
             )
             sections.append((f"proc {pid}", body))
+        if CRI_RUNC in self.files:
+            config = (
+                '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n'
+                f'  BinaryName = "{CRI_RUNC}"\n'
+            )
+            sections.append(("file containerd /etc/containerd/config.toml", config))
         sections.append(("runtime-path", "source=dockerd\npath=/usr/local/sbin:/usr/sbin\n"))
-        if RUNC in self.files:
-            content = self.files[RUNC]
+        for path in (RUNC, CRI_RUNC):
+            if path not in self.files:
+                continue
+            content = self.files[path]
             body = (
-                f"real={RUNC}\nexecutable=1\ntrusted=1\nversion_exit=0\nsize={len(content)}\n"
+                f"real={path}\nexecutable=1\ntrusted=1\nversion_exit=0\nsize={len(content)}\n"
                 f"sha256={sha(content)}\ndf=/dev/sda1 100000000 500 90000000 1% /\n"
             )
-            sections += [(f"binary {RUNC}", body), (f"version {RUNC}", version_output(content))]
+            sections += [(f"binary {path}", body), (f"version {path}", version_output(content))]
         sections.append(("sysctl-runtime", f"{self.sysctl}\n"))
         confs = sorted(path for path in self.files if path.startswith("/etc/sysctl.d/"))
         sections.append(("sysctl-files", "".join(f"{path}\n" for path in confs)))
@@ -214,6 +226,7 @@ class FakeHost:
         self.record = json
         return 0, "record=written\n"
 
+    _keep_new = _backup_  # the checked new runc to the backup store
     _write_record = _record_
     _record_backed_up = _record_
     _record_swapped = _record_
@@ -238,8 +251,9 @@ class FakeHost:
         return 0, version_output(self.files[target])
 
     def _probe_(self, **params: object) -> tuple[int, str]:
-        status = 0 if self.probe == "passed" else 1
-        return status, f"method=docker\nprobe={self.probe}\nseconds=0.3\nwchan=pipe_write\n"
+        verdict = self.probe_of.get(str(params.get("target")), self.probe)
+        status = 0 if verdict == "passed" else 1
+        return status, f"probe={verdict}\nseconds=0.3\nwchan=pipe_write\n"
 
     def _verify_docker(self, **params: object) -> tuple[int, str]:
         return 0, "verify=ok\n"

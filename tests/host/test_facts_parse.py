@@ -670,6 +670,9 @@ def test_script_runs_under_posix_shells(shell: list[str]) -> None:
     facts = parse_facts("here", result.stdout)
     assert facts.arch and facts.boot_time > 0
     assert facts.sysctl_runtime is not None
+    # Debian's runc as installed: dpkg's own md5sum of it matches.
+    packaged = [b for b in [facts.runc, *facts.shadowed] if b is not None and b.package]
+    assert all(binary.package_intact is True for binary in packaged)
 
 
 def test_report_keeps_facts_and_classifies_errors() -> None:
@@ -702,7 +705,7 @@ def test_before_from_a_saved_report(tmp_path: Path) -> None:
     saved.write_text(facts_json(results))
     report = read_facts_report(saved)
     targets = {name: SshTarget(address=name) for name in ("node-a1", "bare", "gone", "new")}
-    before, missing = before_from_report(report, targets)
+    before, missing, held = before_from_report(report, targets)
     assert before == {"node-a1": facts_to_before(results["node-a1"])}  # type: ignore[arg-type]
     assert missing == {
         "bare": "no runc binary found (runc on systemd's default PATH (no dockerd or containerd "
@@ -710,6 +713,7 @@ def test_before_from_a_saved_report(tmp_path: Path) -> None:
         "gone": "gone (10.0.0.9:22): cannot connect after 5 attempts",
         "new": "no facts for this host in the report",
     }
+    assert held == {}
 
 
 def test_a_bad_facts_file_is_bad_input(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.diagnose.advisories import RC93_HANG, load_advisories
 from orchestrator.host import commands
+from orchestrator.host.facts import facts_to_before, parse_facts
 from orchestrator.host.procedure import (
     PHASE_ORDER,
     HostOutcome,
@@ -31,6 +32,7 @@ from orchestrator.models import (
     VerifySpec,
 )
 from tests.host.fakehost import (
+    CRI_RUNC,
     INCIDENT_FILE,
     INCIDENT_TEXT,
     NEW,
@@ -424,3 +426,101 @@ def test_rollback_of_a_run_that_never_recorded_releases_what_it_left(artifact: A
     assert_untouched(host)
     with pytest.raises(StepFailed, match="no host-side record"):
         rollback(host, run_id=None)
+
+
+# -- a host whose runtimes execute two runc files --------------------------------------------
+# Docker's default runs /usr/local/sbin/runc, containerd CRI's BinaryName (kubelet's)
+# /usr/local/bin/runc: both are swapped under one host record, one lock and one rollback, and
+# each is proven by a container of its own.
+
+OLDER = "runc binary 1.0.0-rc92\n"
+
+
+def two_runc_host() -> FakeHost:
+    return FakeHost(files={RUNC: OLD, CRI_RUNC: OLDER, **FakeHost().files})
+
+
+def test_facts_and_the_plan_name_both_runc_files() -> None:
+    facts = parse_facts("fake", two_runc_host()._facts_()[1])
+    assert facts.runc is not None and facts.runc.file == RUNC
+    assert [(item.source, item.runc.file) for item in facts.also_runc] == [
+        ("containerd CRI BinaryName", CRI_RUNC)
+    ]
+    before = facts_to_before(facts)
+    assert [(b.path, b.sha256) for b in before.also] == [(CRI_RUNC, sha(OLDER))]
+
+
+def test_both_are_swapped_under_one_record_and_each_is_proven(artifact: Artifact) -> None:
+    host = two_runc_host()
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done", outcome.message
+    assert host.files[RUNC] == NEW and host.files[CRI_RUNC] == NEW
+    assert host.backups[sha(OLD)] == OLD and host.backups[sha(OLDER)] == OLDER
+    record = host.record_data()
+    assert (record["runc_path"], record["outcome"]) == (RUNC, "done")
+    assert record["also"] == [
+        {"path": CRI_RUNC, "before_sha256": sha(OLDER), "before_version": "1.0.0-rc92"}
+    ]
+    (swapping,) = [batch for batch in host.batches if "swap" in batch]  # one round trip
+    assert {"swap-1", "runc-version", "runc-version-1", "probe", "probe-1"} <= set(swapping)
+    assert not [path for path in host.files if "/.runc-rollout-" in path]  # no staged copy left
+
+    assert rollback(host).status == "rolled_back"
+    assert host.files[RUNC] == OLD and host.files[CRI_RUNC] == OLDER
+    assert host.lock_owner is None
+
+
+def test_a_failing_container_through_the_cri_runc_rolls_both_back(artifact: Artifact) -> None:
+    host = two_runc_host()
+    host.probe_of[CRI_RUNC] = "hung"
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "failed"
+    assert outcome.message is not None and outcome.message.startswith(f"{CRI_RUNC}: ")
+    assert host.files[RUNC] == OLD and host.files[CRI_RUNC] == OLDER
+    assert host.record_data()["outcome"] == "rolled_back" and host.lock_owner is None
+
+
+def test_a_failed_second_rename_puts_the_first_back(artifact: Artifact) -> None:
+    host = two_runc_host()
+    host.fail["swap-1"] = 1
+    with pytest.raises(StepFailed, match="swap failed"):
+        upgrade(host, artifact)
+    assert host.files[RUNC] == OLD and host.files[CRI_RUNC] == OLDER
+    assert host.record_data()["outcome"] == "failed" and host.lock_owner is None
+
+
+def test_a_resume_cut_between_the_two_renames_rolls_both_back(artifact: Artifact) -> None:
+    host = two_runc_host()
+    host.lose_connection_after = "swap"
+    procedure = HostProcedure(
+        host,
+        planned(),
+        artifact,
+        run_id=RUN,
+        plan_id="plan-1",
+        sysctl_target=16384,
+        on_phase=Phases(),
+    )
+    with pytest.raises(Exception, match="lost after swap"):
+        procedure.upgrade()
+    host.down = False
+    assert host.files[RUNC] == NEW and host.files[CRI_RUNC] == OLDER  # one renamed, not both
+    outcome = procedure.upgrade()  # the resume of the same run
+    assert outcome.status == "failed" and "not the target" in (outcome.message or "")
+    assert host.files[RUNC] == OLD and host.files[CRI_RUNC] == OLDER
+    assert host.lock_owner is None and not [p for p in host.files if p.endswith(".tmp")]
+    assert host.record_data()["outcome"] == "rolled_back"
+
+
+def test_only_the_runc_not_at_the_target_is_swapped(artifact: Artifact) -> None:
+    host = FakeHost(
+        files={
+            RUNC: NEW,
+            CRI_RUNC: OLDER,
+            **{k: v for k, v in FakeHost().files.items() if k != RUNC},
+        }
+    )
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done", outcome.message
+    assert host.record_data()["runc_path"] == CRI_RUNC
+    assert host.files[CRI_RUNC] == NEW

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from orchestrator.errors import BadInput, LabError
 from orchestrator.inventory.read import load_inventory
-from orchestrator.lab import hostdef, rc93
+from orchestrator.lab import hostdef, rc93, runtimes
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,
     _Lab,
@@ -31,7 +32,7 @@ from orchestrator.lab.fleet import (
     load_record,
 )
 from orchestrator.lab.procs import check_requirements, port_in_use, proc_start
-from orchestrator.lab.records import ProcRef
+from orchestrator.lab.records import LabRuntime, ProcRef
 from tests.conftest import LabFleet, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
@@ -130,6 +131,31 @@ def test_holder_mounts_keep_the_machines_kernel_settings_out_of_reach() -> None:
     assert not any(target == hostdef.HOST_RUNC for _, target in kinds)
     binds = [op for op in ops if op["op"] == "bind"]
     assert all(op["source"].startswith("/s") for op in binds)
+
+
+def test_runtime_hosts_mounts() -> None:
+    """A GPU host's /etc/nvidia-container-runtime is its own, bound before the other /etc binds
+    (its mount point is made by shadowing /etc); a crun host hides the cgroup2 mount and keeps
+    only /proc/sys/net writable, after /proc/sys is made read-only."""
+    hosts = _plan_hosts(3, 2, 0, "127.0.0.11", ["nvidia", "crun"])
+    assert [h.runtime for h in hosts] == ["nvidia", "crun", "runc"]
+
+    def targets(runtime: LabRuntime) -> list[tuple[str, str]]:
+        ops = hostdef.holder_ops(
+            state_dir="/s", host_dir="/s/h", kind="full", sysctl_conf_exists=True, runtime=runtime
+        )
+        return [(op["op"], op.get("target") or op["path"]) for op in ops]
+
+    gpu = targets("nvidia")
+    nvidia = gpu.index(("bind", runtimes.NVIDIA_CONFIG_DIR))
+    assert nvidia < min(i for i, (_, t) in enumerate(gpu) if t.startswith("/etc/") and i != nvidia)
+    crun = targets("crun")
+    assert ("tmpfs", runtimes.CGROUP2_MOUNT) in crun
+    assert crun.index(("bind", runtimes.NET_SYSCTLS)) > crun.index(("readonly", "/proc/sys"))
+    assert runtimes.NET_SYSCTLS not in dict(targets("runc")).values()
+    config = json.loads(hostdef.daemon_json("/p", "vfs", "nvidia"))
+    assert config["default-runtime"] == "nvidia"
+    assert config["runtimes"] == {"nvidia": {"path": runtimes.SHIM}}
 
 
 def test_requirements_name_the_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from orchestrator.host.procedure import (
     decide,
     describe,
     rollback_host,
+    swap_targets,
     sysctl_settings_to_change,
 )
 from orchestrator.host.session import (
@@ -215,14 +216,14 @@ def _preview(
     _say(f"{name}: would {describe(decision, artifact, facts, task.sysctl_target)}")
     if decision.action != "swap":
         return {"changed": False, "msg": decision.message or decision.action}
-    assert facts.runc is not None
     diff = [
         {
-            "before_header": facts.runc.file,
-            "after_header": facts.runc.file,
-            "before": f"runc {facts.runc.version} sha256 {facts.runc.sha256}\n",
+            "before_header": runc.file,
+            "after_header": runc.file,
+            "before": f"runc {runc.version} sha256 {runc.sha256}\n",
             "after": f"runc {artifact.version or '?'} sha256 {artifact.sha256}\n",
         }
+        for runc in swap_targets(facts, artifact)
     ]
     target = f"{SYSCTL_KEY} = {task.sysctl_target}\n"
     for setting in sysctl_settings_to_change(facts, task.sysctl_target):
