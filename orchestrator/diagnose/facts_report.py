@@ -84,9 +84,9 @@ def read_facts_report(path: Path) -> FactsReport:
 def before_from_report(
     report: FactsReport, targets: Mapping[str, SshTarget]
 ) -> tuple[dict[str, HostBefore], dict[str, str], dict[str, str]]:
-    """Each target's "before" from `report`; why the others have none (unreachable, no runc
-    found, or not in the report); and the targets held back for what their facts say (a default
-    runtime that is not runc), and why."""
+    """Each target's "before" from `report`; why the unreachable ones have none (or are not in
+    the report); and the targets held back for what their facts say (no runc, one not to be
+    trusted, a default runtime that is not runc), and why."""
     before: dict[str, HostBefore] = {}
     missing: dict[str, str] = {}
     held: dict[str, str] = {}
@@ -98,7 +98,7 @@ def before_from_report(
             try:
                 before[name] = facts_to_before(facts)
             except FactsError as error:
-                missing[name] = error.detail
+                held[name] = error.detail
         elif name in report.errors:
             missing[name] = report.errors[name].message
         else:

@@ -90,15 +90,17 @@ def _build_plan(
     check_domain_key("--domain-key", options.domain_key)
     parse_windows(options.windows)  # refused here, not when the first wave would start
     selected = [inventory.hosts[name] for name in select_hosts(inventory, options.limit)]
-    skipped = [
+    skipped_by_operator = [
         Skipped(name=host.name, reason=str(host.vars[SKIP_VAR]))
         for host in selected
         if held_back(host)
-    ] + [
+    ]
+    skipped_by_facts = [
         Skipped(name=host.name, reason=held[host.name])
         for host in selected
         if not held_back(host) and host.name in held
     ]
+    skipped = skipped_by_operator + skipped_by_facts
     not_gathered = [
         Skipped(name=host.name, reason=unreachable[host.name])
         for host in selected
@@ -107,7 +109,11 @@ def _build_plan(
     left_out = {item.name for item in skipped + not_gathered}
     candidates = [host for host in selected if host.name not in left_out]
     if not candidates:
-        raise BadInput(nothing_to_plan(len(selected), len(skipped), len(not_gathered)))
+        raise BadInput(
+            nothing_to_plan(
+                len(selected), len(skipped_by_operator), len(skipped_by_facts), len(not_gathered)
+            )
+        )
 
     check_domain_key_used(options.domain_key, candidates)
     by_domain = _group_by_domain(candidates, options.domain_key)
@@ -233,9 +239,10 @@ def _password_notes(waves: list[Wave]) -> list[str]:
     ]
 
 
-def nothing_to_plan(selected: int, held: int, unreachable: int) -> str:
+def nothing_to_plan(selected: int, held: int, by_facts: int, unreachable: int) -> str:
     """Why no selected host is left to plan, naming each cause."""
     causes = [f"{held} held back by {SKIP_VAR}"] if held else []
+    causes += [f"{by_facts} held back for what their facts say"] if by_facts else []
     causes += [f"{unreachable} unreachable at plan time (--gather)"] if unreachable else []
     return f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
 
