@@ -101,7 +101,7 @@ measure_once() {  # yes (the writer blocked: a small pipe), no (it wrote it all)
     waited=0
     while [ -n "$writer" ] && [ -z "$small" ] && [ "$waited" -lt 200 ]; do
         case "$(cat "/proc/$writer/wchan" 2>/dev/null)" in
-            *pipe_write*) small=yes;;
+            *pipe_write*|pipe_wait) small=yes;;  # head only writes: it waits to write
             *) state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$writer/stat" 2>/dev/null)
                case "$state" in ''|Z|X) small=no;; esac;;  # it wrote everything: a large pipe
         esac

@@ -176,7 +176,7 @@ for pid in $(uid_procs); do
     case "$(cat /proc/$pid/comm 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
     for task in /proc/$pid/task/*/wchan; do  # the blocked write may be on any of its threads
         now=$(cat "$task" 2>/dev/null)
-        case "$now" in *pipe_write*) wchan=$now; break 2;; esac
+        case "$now" in *pipe_write*|pipe_wait) wchan=$now; break 2;; esac
         [ -n "$wchan" ] || wchan=$now
     done
 done
@@ -194,7 +194,7 @@ case "$METHOD" in
 esac
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     case "$wchan" in
-        *pipe_write*) say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan";;
+        *pipe_write*|pipe_wait) say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan";;
         '') say probe=failed "method=$METHOD" "seconds=$took" \
             "reason=timed out after ${TIMEOUT}s, with no runc init of the probe uid";;
         *) say probe=failed "method=$METHOD" "seconds=$took" \

@@ -10,7 +10,7 @@
 # those in this session's mount namespace or whose parent is). It matches when all of these
 # hold, checked in order; `fail=` names the first that does not:
 #
-# 1. state  asleep (S or D) in pipe_write or anon_pipe_write (its wchan);
+# 1. state  asleep (S or D) in pipe_write, anon_pipe_write or (before Linux 5.8) pipe_wait;
 # 2.        inside write(2) or writev(2) on fd W (/proc/PID/syscall, per-architecture numbers;
 #           `arch`/`nosyscall`/`notwrite` when that cannot be told or is not so);
 # 3.        fd W is a pipe opened write-only (`notpipe`) and another fd R is the same pipe (same

@@ -39,6 +39,7 @@ from typing import Any, Literal
 from orchestrator.errors import FactsError
 from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.runcinfo import (
+    PIPE_WCHANS,
     RUNC_COMMS,
     is_runc_init,
     parse_runc_version,
@@ -353,7 +354,7 @@ def _processes(
                 wchan=wchan,
                 cmdline=cmdline,
                 start_time=started,
-                stuck="pipe_write" in wchan or (state in ("D", "S") and "pipe" in wchan),
+                stuck=state in ("D", "S") and wchan in PIPE_WCHANS,
             )
         )
     chosen: dict[str, Daemon | None] = {}

@@ -17,8 +17,10 @@ BANNER_MAX = 120  # characters of a banner kept (a host's output is data, and bo
 # comm of runc before its init renames itself: its binary's name, or `exe` when re-executed
 # through /proc/self/exe (globs: rendered into the facts and unstick scripts' `case`).
 RUNC_COMMS = ("*runc*", "exe")
-# wchan of a process asleep writing a pipe (anon_pipe_write from Linux 6.x).
-PIPE_WCHANS = ("pipe_write", "anon_pipe_write")
+# wchan of a process asleep writing a pipe: pipe_write, anon_pipe_write from Linux 6.x, and
+# pipe_wait before 5.8 (the incident's 5.4 and CentOS 7's 3.10 put a blocked writer to sleep
+# there; readers too, so a check that it is inside write(2) goes with it).
+PIPE_WCHANS = ("pipe_write", "anon_pipe_write", "pipe_wait")
 
 
 def is_runc_init(comm: str, argv: list[str]) -> bool:

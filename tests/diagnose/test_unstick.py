@@ -64,7 +64,7 @@ def test_unstick_script_header() -> None:
         "SETTLE_CS=100",
         "DEADLINE_CS=6000",
         "RUNC_COMMS='*runc* exe'",
-        "PIPE_WCHANS='pipe_write anon_pipe_write'",
+        "PIPE_WCHANS='pipe_write anon_pipe_write pipe_wait'",
         "WRITE_CALLS='x86_64:1:20 aarch64:64:66'",
         "CAPACITY=8192",
         "MAX_PROGRAM=32768",

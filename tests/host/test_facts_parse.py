@@ -707,13 +707,14 @@ def test_before_from_a_saved_report(tmp_path: Path) -> None:
     targets = {name: SshTarget(address=name) for name in ("node-a1", "bare", "gone", "new")}
     before, missing, held = before_from_report(report, targets)
     assert before == {"node-a1": facts_to_before(results["node-a1"])}  # type: ignore[arg-type]
-    assert missing == {
-        "bare": "no runc binary found (runc on systemd's default PATH (no dockerd or containerd "
-        "running))",
+    assert missing == {  # could not be reached: the plan fails unless --allow-unreachable
         "gone": "gone (10.0.0.9:22): cannot connect after 5 attempts",
         "new": "no facts for this host in the report",
     }
-    assert held == {}
+    assert held == {  # reached, and its facts rule it out: held back with the reason
+        "bare": "no runc binary found (runc on systemd's default PATH (no dockerd or containerd "
+        "running))",
+    }
 
 
 def test_a_bad_facts_file_is_bad_input(tmp_path: Path) -> None:
