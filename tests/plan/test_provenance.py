@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,18 @@ def make_signer(home: Path, name: str) -> Signer:
     listing = signer.gpg("--with-colons", "--list-keys").decode()
     fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line[:4] == "fpr:")
     return Signer(home, fingerprint)
+
+
+@pytest.fixture(autouse=True)
+def no_agent_left(tmp_path: Path) -> Iterator[None]:
+    """gpg starts an agent per home directory: the test's are stopped when it ends."""
+    yield
+    for ring in tmp_path.glob("*/pubring.kbx"):
+        subprocess.run(
+            ["gpgconf", "--homedir", str(ring.parent), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
 
 
 @pytest.fixture
