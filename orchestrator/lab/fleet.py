@@ -893,10 +893,11 @@ def _plan_hosts(
 
 
 def python_programs() -> tuple[str, ...]:
-    """The machine's Python interpreters (regular files, links resolved) in the directories a
-    host's PATH searches: what a host without Python must not be able to run."""
+    """The machine's Python interpreters (regular files, links resolved) in the directories of
+    a host's PATH that it shares with the machine (its /usr/local ones are its own, empty): what
+    a host without Python must not be able to run."""
     found = set()
-    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+    for directory in ("/usr/bin", "/bin"):
         for path in Path(directory).glob("python*"):
             real = Path(os.path.realpath(path))
             if re.fullmatch(r"python[0-9.]*", real.name) and real.is_file():
