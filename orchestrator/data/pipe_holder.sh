@@ -87,11 +87,12 @@ until ready; do
 done
 # As uid: 2 pages + 1 byte into a fresh pipe (FIFO 0) that nobody reads; again while it is
 # large, for a few seconds: the sleeps open their own last three FIFOs after the shell is done.
-measure_once() {  # yes (the writer blocked: a small pipe), no (it wrote it all), or nothing
+measure_once() {  # sets small: yes (the writer blocked: a small pipe), no (it wrote it all)
     rm -f "$work/writer"
-    $as_uid sh -c 'echo $$ >&3; exec head -c "$0" /dev/zero 1<>0' "$((2 * pagesize + 1))" \
-        3> "$work/writer" 2>/dev/null &
-    measure=$!
+    # The writer's lifetime is its own (a killer in its group), should this script be killed.
+    $as_uid sh -c '(sleep 30; kill -KILL $$) & echo $$ >&3; exec head -c "$0" /dev/zero 1<>0' \
+        "$((2 * pagesize + 1))" 3> "$work/writer" 2>/dev/null &
+    measure=$!  # in this shell, so that release() ends it whenever this script ends
     waited=0
     writer=
     while [ -z "$writer" ] && [ "$waited" -lt 200 ]; do
@@ -108,13 +109,14 @@ measure_once() {  # yes (the writer blocked: a small pipe), no (it wrote it all)
         [ -n "$small" ] || { sleep 0.02; waited=$((waited + 1)); }
     done
     kill -KILL "-$measure" 2>/dev/null; measure=
-    echo "$small"
 }
 tries=0
-until [ "$(measure_once)" = yes ]; do
+measure_once
+until [ "$small" = yes ]; do
     tries=$((tries + 1))
     [ "$tries" -lt 25 ] || refuse not-over 5 "pipes of uid $uid never shrank (a privileged uid?)"
     sleep 0.2
+    measure_once
 done
 say "held=$pipes soft=$soft hard=$hard pagesize=$pagesize capacity=$((2 * pagesize)) uid=$uid pid=$$"
 exec 4<&0  # the caller's stdin: an asynchronous command's own is /dev/null
