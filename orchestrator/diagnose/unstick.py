@@ -1,6 +1,6 @@
 """`unstick`: free `runc init` processes hung the incident's way, and nothing else.
 
-Each host runs `data/unstick.sh` (POSIX sh, sent on stdin through the checksummed launcher; no
+Each host runs `hostside/unstick.sh` (POSIX sh, sent on stdin through the checksummed launcher; no
 Python needed) which examines every `runc init` process against the whole signature: asleep in
 pipe_write, inside one write(2) of a seccomp program's size on a pipe whose read end it also
 holds and that no other process holds. sh cannot measure the pipe's capacity (8192 in the
@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from importlib import resources
 from typing import Literal
 
 from pydantic import ValidationError
@@ -24,6 +23,7 @@ from orchestrator.backends.group import run_on_hosts
 from orchestrator.errors import FactsError
 from orchestrator.host.commands import _script, stdin_launcher
 from orchestrator.host.runcinfo import PIPE_WCHANS, RUNC_COMMS
+from orchestrator.host.scripts import hostside_script
 from orchestrator.host.session import Executor, HostSession
 from orchestrator.models import Model, SshTarget
 from orchestrator.util.textsafe import terminal_safe
@@ -77,7 +77,7 @@ class HostScan(Model):
 
 @functools.cache
 def _script_text() -> str:
-    return resources.files("orchestrator").joinpath("data/unstick.sh").read_text()
+    return hostside_script("unstick.sh")
 
 
 def unstick_script(*, drain: bool, max_bytes: int, max_seconds: float, deadline: float) -> str:

@@ -22,7 +22,8 @@ import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
+
+from orchestrator.host.scripts import hostside_script
 
 STATE_DIR = "/var/lib/runc-rollout"
 RECORD = f"{STATE_DIR}/record.json"
@@ -437,9 +438,9 @@ copy_to() {
 
 @functools.cache
 def _untrusted() -> str:
-    """`untrusted FILE`, the facts script's rule for what it runs (`data/facts.sh`): prints why
+    """`untrusted FILE`, the facts script's rule for what it runs (`hostside/facts.sh`): prints why
     FILE (after links), or a folder above it or above its name, is not root's alone."""
-    text = resources.files("orchestrator").joinpath("data/facts.sh").read_text()
+    text = hostside_script("facts.sh")
     start = text.index("untrusted() {")
     return text[start : text.index("\n}\n", start) + 3]
 

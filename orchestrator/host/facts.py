@@ -33,7 +33,6 @@ import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 from orchestrator.errors import FactsError
@@ -45,6 +44,7 @@ from orchestrator.host.runcinfo import (
     parse_runc_version,
     runtime_banner,
 )
+from orchestrator.host.scripts import hostside_script
 from orchestrator.host.session import (
     CommandResult,
     HostSession,
@@ -93,7 +93,7 @@ _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
 
 @functools.cache
 def _script_text() -> str:
-    return resources.files("orchestrator").joinpath("data/facts.sh").read_text()
+    return hostside_script("facts.sh")
 
 
 def facts_script(nonce: str) -> str:

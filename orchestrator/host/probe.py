@@ -1,6 +1,6 @@
 """The incident probe: the rc93 hang's own trigger, run against one runc on one host.
 
-A pipe holder (`data/pipe_holder.sh`, POSIX sh) puts a probe uid, one nothing else on the host
+A pipe holder (`hostside/pipe_holder.sh`, POSIX sh) puts a probe uid, one nothing else on the host
 uses, over `fs.pipe-user-pages-soft`; a no-new-privileges container then runs `true` as that uid
 with a seccomp profile that compiles well over 8 KiB (`trigger.seccomp_profile`). runc
 1.0.0-rc93 hangs in pipe_write exporting that program into its 2-page pipe; a fixed runc starts
@@ -27,11 +27,11 @@ import functools
 import hashlib
 import json
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from orchestrator.host import commands, trigger
 from orchestrator.host.commands import STATE_DIR, HostCommand, parse_kv
+from orchestrator.host.scripts import hostside_script
 from orchestrator.models import ProbeMethod, ProbeOutcome, ProbeResult
 
 PROBE_PREFIX = "runc-rollout-probe-"
@@ -140,8 +140,8 @@ def probe(
 
 @functools.cache
 def probe_script() -> str:
-    """The probe's host script, `orchestrator/data/probe.sh`, without its parameters."""
-    return resources.files("orchestrator").joinpath("data/probe.sh").read_text()
+    """The probe's host script, `orchestrator/hostside/probe.sh`, without its parameters."""
+    return hostside_script("probe.sh")
 
 
 def choose_method(dockerd: bool, containerd: bool, image: str | None) -> ProbeMethod:

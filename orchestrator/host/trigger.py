@@ -9,7 +9,7 @@ while exporting and passes. Three parts, all pure here:
 - `seccomp_profile(architectures)`: a Docker/OCI seccomp profile that compiles (libseccomp
   2.5.4, x86_64+x86+x32) to about 14 KiB: well over the 8 KiB pipe, well under the kernel's
   4096-instruction limit (32 KiB). Docker's default profile compiles to under 8 KiB.
-- the pipe holder (`orchestrator/data/pipe_holder.sh`, POSIX sh and util-linux's setpriv;
+- the pipe holder (`orchestrator/hostside/pipe_holder.sh`, POSIX sh and util-linux's setpriv;
   `holder_args()`, `holder_command()`): as uid U it holds enough pipes that U is over the soft
   limit, proves it by measurement, and says so in one line (`parse_holder_line()`). The pipes
   stay held until stdin reaches EOF, so a dropped session releases them; a pipe created while U
@@ -28,8 +28,9 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
+
+from orchestrator.host.scripts import hostside_script
 
 # uids for the lab's uses of the trigger, each base + the lab host's index (1...): two lab hosts
 # never share one (the incident probe's uids are far above, see lab.hostdef.probe_uid).
@@ -158,8 +159,8 @@ HOLDER_EXIT_NOT_OVER = 5  # a fresh pipe of the uid was still large: the uid is 
 
 @functools.cache
 def holder_source() -> str:
-    """The pipe holder's program text (`orchestrator/data/pipe_holder.sh`)."""
-    return resources.files("orchestrator").joinpath("data/pipe_holder.sh").read_text()
+    """The pipe holder's program text (`orchestrator/hostside/pipe_holder.sh`)."""
+    return hostside_script("pipe_holder.sh")
 
 
 def holder_args(uid: int, max_seconds: float = 600.0) -> list[str]:
