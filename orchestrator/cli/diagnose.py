@@ -15,13 +15,17 @@ from orchestrator.cli.options import (
     ConcurrencyOption,
     Format,
     InventoryOption,
+    JsonFlagOption,
     KnownHostsOption,
     LimitOption,
     ProbeTimeoutOption,
+    chosen_format,
+    format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
 from orchestrator.diagnose.facts_report import (
     facts_json,
+    facts_markdown,
     facts_table,
     gather_fleet,
 )
@@ -37,22 +41,26 @@ from orchestrator.util.textsafe import terminal_safe
 def facts(
     inventory: InventoryOption,
     limit: LimitOption = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    fmt: Annotated[
+        Format,
+        format_option(
+            "text: a table; markdown: the same for a ticket; json: the report `plan --facts` reads"
+        ),
+    ] = Format.text,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
-    if fmt is Format.markdown:
-        raise BadInput("--format: facts prints table or json")
     loaded = load_inventory(inventory)
     targets = hosts_to_plan(loaded, limit)
     check_routes(targets)
     become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
     with ssh_executor(known_hosts, become) as executor:
         results = gather_fleet(executor, targets, concurrency)
-    sys.stdout.write(facts_json(results) if fmt is Format.json else facts_table(results))
+    views = {Format.json: facts_json, Format.markdown: facts_markdown, Format.text: facts_table}
+    sys.stdout.write(views[fmt](results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
     return ExitCode.HOST_FAILED if failed else ExitCode.OK
 
@@ -60,7 +68,9 @@ def facts(
 def audit(
     inventory: InventoryOption,
     limit: LimitOption = None,
-    fmt: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.table,
+    fmt: Annotated[
+        Format, format_option("text: a table; markdown: for a ticket; json: every finding")
+    ] = Format.text,
     fail_on: Annotated[
         FailOn,
         typer.Option(
@@ -134,7 +144,7 @@ def audit(
             held=held,
             probe_specs=specs,
         )
-    views = {Format.json: audit_json, Format.markdown: report_markdown, Format.table: report_table}
+    views = {Format.json: audit_json, Format.markdown: report_markdown, Format.text: report_table}
     sys.stdout.write(views[fmt](report))
     return ExitCode.HOST_FAILED if report.failed else ExitCode.OK
 
@@ -151,7 +161,11 @@ def unstick(
     max_seconds: Annotated[
         float, typer.Option("--max-seconds", min=0.1, help="Drain each process at most this long.")
     ] = 10.0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    fmt: Annotated[
+        Format,
+        format_option("text: a line per host and process; markdown: the same as a list; json"),
+    ] = Format.text,
+    json_flag: JsonFlagOption = False,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -166,7 +180,9 @@ def unstick(
     from orchestrator.diagnose.audit import audit_targets
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
+    from orchestrator.diagnose.unstick import report_markdown as unstick_markdown
 
+    fmt = chosen_format(fmt, json_flag, "unstick")
     loaded = load_inventory(inventory)
     targets, _, _ = audit_targets(loaded, limit)
     check_routes(targets)
@@ -180,6 +196,10 @@ def unstick(
             max_bytes=max_bytes,
             max_seconds=max_seconds,
         )
-    lines = map(terminal_safe, report_lines(results))
-    sys.stdout.write(unstick_json(results) if json_out else "\n".join(lines) + "\n")
+    if fmt is Format.json:
+        sys.stdout.write(unstick_json(results))
+    elif fmt is Format.markdown:
+        sys.stdout.write(unstick_markdown(results))
+    else:
+        sys.stdout.write("\n".join(map(terminal_safe, report_lines(results))) + "\n")
     return ExitCode.HOST_FAILED if failed_hosts(results) else ExitCode.OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,9 +16,52 @@ from orchestrator.view import (
 
 
 class Format(StrEnum):
-    table = "table"
+    """What a command prints its report as: `--format text|markdown|json`, one vocabulary for
+    every command. `table` is accepted as another name of `text` (plan's, audit's and facts'
+    word for it before there was one vocabulary)."""
+
+    text = "text"
     markdown = "markdown"
     json = "json"
+
+
+FORMAT_ALIASES = {"table": Format.text}
+FORMAT_METAVAR = "[text|markdown|json]"
+
+
+def parse_format(value: str) -> Format:
+    """`--format`'s parser: a format's name, or `table` for text; anything else is a usage
+    error (exit 2) naming the choices."""
+    word = str(value).strip().lower()
+    if word in FORMAT_ALIASES:
+        return FORMAT_ALIASES[word]
+    try:
+        return Format(word)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not one of text, markdown, json (table is text)"
+        ) from None
+
+
+def format_option(help_text: str) -> Any:
+    """`--format` with the one vocabulary; `help_text` says what each format prints here."""
+    return typer.Option(
+        "--format", parser=parse_format, metavar=FORMAT_METAVAR, help=help_text + " (table: text)"
+    )
+
+
+def deprecated_json_option() -> Any:
+    """The old `--json` flag, kept working for scripts and hidden from --help: `--format json`
+    is its name now."""
+    return typer.Option("--json", hidden=True, help="Deprecated: --format json.")
+
+
+def chosen_format(fmt: Format, json_flag: bool, command: str) -> Format:
+    """`--format`, or json for the deprecated `--json` (with a warning on stderr)."""
+    if not json_flag:
+        return fmt
+    typer.echo(f"runc-rollout: warning: {command} --json is deprecated: --format json", err=True)
+    return Format.json
 
 
 KnownHostsOption = Annotated[
@@ -108,20 +151,17 @@ VerboseOption = Annotated[
 ]
 
 
-SummaryFormatOption = Annotated[
-    SummaryFormat,
-    typer.Option(
-        "--format",
-        help="The summary at the end (on stdout; on stderr with --json): text, or markdown to "
-        "paste into the change ticket.",
+RunFormatOption = Annotated[
+    Format,
+    format_option(
+        "text or markdown: the summary at the end on stdout (markdown to paste into the change "
+        "ticket); json: every journal event as one JSON line on stdout, the summary (text) on "
+        "stderr"
     ),
 ]
 
 
-JsonEventsOption = Annotated[
-    bool,
-    typer.Option("--json", help="Stream one JSON event per line on stdout (the journal's events)."),
-]
+JsonFlagOption = Annotated[bool, deprecated_json_option()]
 
 
 NoWaitOption = Annotated[
@@ -154,6 +194,24 @@ class ShowOptions:
     verbose: bool = False
     fmt: SummaryFormat = SummaryFormat.text
     json_events: bool = False
+
+    @classmethod
+    def of(cls, verbose: bool, fmt: Format) -> ShowOptions:
+        """`--format json` streams the journal's events on stdout, the summary in text on
+        stderr; text and markdown are the summary's format."""
+        if fmt is Format.json:
+            return cls(verbose, SummaryFormat.text, json_events=True)
+        return cls(verbose, SummaryFormat(fmt.value), json_events=False)
+
+    @classmethod
+    def of_run(cls, verbose: bool, fmt: Format, json_flag: bool, command: str) -> ShowOptions:
+        """apply's and resume's: as `of`, and the deprecated `--json` as it always was (the
+        events on stdout, the summary on stderr in --format's text or markdown)."""
+        if not json_flag:
+            return cls.of(verbose, fmt)
+        chosen_format(fmt, json_flag, command)  # the warning
+        summary = SummaryFormat.markdown if fmt is Format.markdown else SummaryFormat.text
+        return cls(verbose, summary, json_events=True)
 
 
 ExpectHashOption = Annotated[

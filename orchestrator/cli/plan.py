@@ -23,6 +23,7 @@ from orchestrator.cli.options import (
     KnownHostsOption,
     LimitOption,
     ProbeTimeoutOption,
+    format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
 from orchestrator.diagnose.advisories import advisory_table, describe_table
@@ -160,9 +161,13 @@ def plan(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Where to write the plan file (JSON).")
     ] = Path("plan.json"),
-    fmt: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = (
-        Format.table
-    ),
+    fmt: Annotated[
+        Format,
+        format_option(
+            "What to print on stdout: text (the review as a table), markdown (the review "
+            "document) or json (the plan file's bytes)"
+        ),
+    ] = Format.text,
     gather: Annotated[
         bool,
         typer.Option(

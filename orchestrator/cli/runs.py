@@ -19,7 +19,8 @@ from orchestrator.cli.options import (
     ExecutorName,
     ExecutorOption,
     ExpectHashOption,
-    JsonEventsOption,
+    Format,
+    JsonFlagOption,
     KnownHostsOption,
     LimitOption,
     NotifyOption,
@@ -27,11 +28,13 @@ from orchestrator.cli.options import (
     PushName,
     PushOption,
     RequiredSignaturesOption,
+    RunFormatOption,
     RunsDirOption,
     ShowOptions,
     SignaturesOption,
-    SummaryFormatOption,
     VerboseOption,
+    chosen_format,
+    format_option,
 )
 from orchestrator.cli.support import (
     become_passwords,
@@ -82,9 +85,9 @@ def apply(
             help="Show what each host would get; change nothing (Ansible's --check).",
         ),
     ] = False,
-    json_events: JsonEventsOption = False,
+    json_flag: JsonFlagOption = False,
     verbose: VerboseOption = False,
-    fmt: SummaryFormatOption = SummaryFormat.text,
+    fmt: RunFormatOption = Format.text,
     runs_dir: RunsDirOption = Path("runs"),
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
@@ -139,7 +142,7 @@ def apply(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        show = ShowOptions(verbose, fmt, json_events)
+        show = ShowOptions.of_run(verbose, fmt, json_flag, "apply")
         return run_rollout(
             journal,
             backend,
@@ -191,7 +194,6 @@ def verify_plan(
 def status(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run directory.")],
     runs_dir: RunsDirOption = Path("runs"),
-    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
     watch: Annotated[
         bool,
         typer.Option(
@@ -204,28 +206,40 @@ def status(
         float, typer.Option("--interval", min=0.1, max=60, help="Seconds between reads.")
     ] = 0.5,
     verbose: VerboseOption = False,
-    fmt: SummaryFormatOption = SummaryFormat.text,
+    fmt: Annotated[
+        Format,
+        format_option(
+            "text: the waves and hosts; markdown: the run's summary for a change ticket; json: "
+            "the run's state (with --watch: every journal event as a JSON line, the summary on "
+            "stderr)"
+        ),
+    ] = Format.text,
+    json_flag: JsonFlagOption = False,
 ) -> int:
     """Show a run's waves and hosts, from its journal; --watch follows it as it goes. Exits as
     the run did: 0 completed (or still running), 1 failed, 3 halted, 5 paused."""
+    fmt = chosen_format(fmt, json_flag, "status")
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
         typer.echo(f"runc-rollout: warning: {problem}", err=True)
     if watch:
-        if json_out:
-            raise BadInput("--watch shows the run; --json prints its state: one or the other")
+        show = ShowOptions.of(verbose, fmt)
         screen = Screen()
         try:
-            summary = watch_run(journal, screen, interval=interval, verbose=verbose)
+            summary = watch_run(
+                journal, screen, interval=interval, verbose=verbose, json_events=show.json_events
+            )
         except KeyboardInterrupt:
             typer.echo(f"stopped watching run {journal.run_id}; the run goes on", err=True)
             return ExitCode.INTERRUPTED
-        print_summary(summary, screen, fmt)
-    if json_out:
+        # The summary alone on stdout (on stderr beside the JSON events): never the table too.
+        print_summary(summary, screen, show.fmt, json_events=show.json_events)
+    elif fmt is Format.json:
         typer.echo(journal.state.model_dump_json(indent=2))
-    elif fmt is SummaryFormat.markdown and not watch:  # (--watch printed it already)
-        print_summary(journal_summary(f"status {journal.run_id}", journal), Screen(), fmt)
-    elif fmt is SummaryFormat.text:
+    elif fmt is Format.markdown:
+        summary = journal_summary(f"status {journal.run_id}", journal)
+        print_summary(summary, Screen(), SummaryFormat.markdown)
+    else:
         sys.stdout.write(status_text(journal.state))
     return STATUS_EXIT.get(journal.state.status, ExitCode.OK)
 
@@ -243,9 +257,9 @@ def resume(
     runs_dir: RunsDirOption = Path("runs"),
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_events: JsonEventsOption = False,
+    json_flag: JsonFlagOption = False,
     verbose: VerboseOption = False,
-    fmt: SummaryFormatOption = SummaryFormat.text,
+    fmt: RunFormatOption = Format.text,
     known_hosts: KnownHostsOption = None,
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
@@ -287,7 +301,7 @@ def resume(
     with open_backend(
         executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
     ) as backend:
-        show = ShowOptions(verbose, fmt, json_events)
+        show = ShowOptions.of_run(verbose, fmt, json_flag, "resume")
         return run_rollout(
             journal,
             backend,
@@ -319,7 +333,13 @@ def rollback(
     become_from_inventory: BecomeFromInventoryOption = False,
     executor: ExecutorOption = ExecutorName.ssh,
     verbose: VerboseOption = False,
-    fmt: SummaryFormatOption = SummaryFormat.text,
+    fmt: Annotated[
+        Format,
+        format_option(
+            "The summary at the end, on stdout: text, markdown to paste into the change "
+            "ticket, or json (its hosts: status, runc, reason, what was done)"
+        ),
+    ] = Format.text,
     execution_node: ExecutionNodeOption = None,
     expect_hash: ExpectHashOption = None,
     allowed_signers: AllowedSignersOption = None,
@@ -330,7 +350,7 @@ def rollback(
     A RUN's plan is checked against the approval policy given here, as resume checks it."""
     from orchestrator.plan.approval import approval_policy
     from orchestrator.run.rollback import roll_back
-    from orchestrator.view.summary import rollback_summary
+    from orchestrator.view.summary import rollback_summary, summary_json
 
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
@@ -369,5 +389,8 @@ def rollback(
         )
     plan = journal.plan if journal else None
     summary = rollback_summary(plan, outcomes, screen.clock() - started)
-    print_summary(summary, screen, fmt)
+    if fmt is Format.json:
+        sys.stdout.write(summary_json(summary))
+    else:
+        print_summary(summary, screen, SummaryFormat(fmt.value))
     return ExitCode.HOST_FAILED if failed else ExitCode.OK

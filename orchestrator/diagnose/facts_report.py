@@ -33,7 +33,7 @@ from orchestrator.models import (
     SshTarget,
 )
 from orchestrator.util.fsutil import read_input
-from orchestrator.util.textsafe import markup_safe, terminal_safe
+from orchestrator.util.textsafe import markdown_text, markup_safe, terminal_safe
 
 
 def gather_fleet(
@@ -114,19 +114,22 @@ def facts_json(results: Mapping[str, HostFacts | Exception]) -> str:
     return facts_report(results).model_dump_json(indent=2) + "\n"
 
 
-def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) -> str:
-    """The terminal view: one row per host, warnings and errors below the table."""
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
-    table = Table(show_lines=False)
-    for column in ("host", "runc", "version", "sha256", "sysctl", "at boot", "dockerd"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("containerd", no_wrap=True)
-    table.add_column("stuck", justify="right")
+FACTS_COLUMNS = (
+    "host", "runc", "version", "sha256", "sysctl", "at boot", "dockerd", "containerd", "stuck",
+)  # fmt: skip
+
+
+def _facts_rows(
+    results: Mapping[str, HostFacts | Exception],
+) -> tuple[list[tuple[str, str | None, list[str | None]]], list[str]]:
+    """Per host: its name, the error kind of a host not gathered (else None) and its cells (None:
+    no runc); and the notes below the table. Everything here came from the host: the views show
+    it as text, never as markup."""
+    rows: list[tuple[str, str | None, list[str | None]]] = []
     notes: list[str] = []
     for name, result in results.items():
         if not isinstance(result, HostFacts):
-            table.add_row(markup_safe(name), f"[red]{_error_kind(result).upper()}[/]", *[""] * 7)
+            rows.append((name, _error_kind(result).upper(), []))
             notes.append(f"{name}: {result}")
             continue
         runc = result.runc
@@ -141,18 +144,53 @@ def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) 
             _daemon(result.containerd),
             str(len(result.stuck)) if result.stuck else "",
         ]
-        # Everything here came from the host: shown as text, never as markup or escapes.
-        table.add_row(
-            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
-        )
+        rows.append((name, None, cells))
         if result.runc_via:
             notes.append(f"{name}: {result.runc_source}")
         notes += [f"{name}: shadowed {b.path} ({b.version or '?'})" for b in result.shadowed]
         notes += [f"{name}: {warning}" for warning in result.warnings]
+    return rows, notes
+
+
+def facts_table(results: Mapping[str, HostFacts | Exception], width: int = 180) -> str:
+    """The terminal view: one row per host, warnings and errors below the table."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
+    table = Table(show_lines=False)
+    for column in FACTS_COLUMNS:
+        table.add_column(column, no_wrap=True, justify="right" if column == "stuck" else "left")
+    rows, notes = _facts_rows(results)
+    for name, error, cells in rows:
+        if error is not None:
+            table.add_row(markup_safe(name), f"[red]{error}[/]", *[""] * 7)
+            continue
+        table.add_row(
+            markup_safe(name), *("[red]none[/]" if c is None else markup_safe(c) for c in cells)
+        )
     console.print(table)
     for note in notes:
         console.print(terminal_safe(note), markup=False)
     return buffer.getvalue()
+
+
+def facts_markdown(results: Mapping[str, HostFacts | Exception]) -> str:
+    """`facts --format markdown`: the same table and notes, for a ticket (host text escaped)."""
+    rows, notes = _facts_rows(results)
+    lines = [
+        f"### runc-rollout facts: {len(rows)} hosts",
+        "",
+        "| " + " | ".join(FACTS_COLUMNS) + " |",
+        "|" + "---|" * (len(FACTS_COLUMNS) - 1) + "---:|",
+    ]
+    for name, error, cells in rows:
+        if error is not None:  # our own word for what went wrong; the reason is in the notes
+            shown = [f"**{error}**", *[""] * 7]
+        else:
+            shown = [markdown_text("none" if c is None else c) for c in cells]
+        lines.append("| " + " | ".join([markdown_text(name), *shown]) + " |")
+    if notes:
+        lines += ["", *(f"- {markdown_text(note)}" for note in notes)]
+    return "\n".join(lines) + "\n"
 
 
 def _short(commit: str | None) -> str:

@@ -26,7 +26,7 @@ from orchestrator.host.runcinfo import PIPE_WCHANS, RUNC_COMMS
 from orchestrator.host.scripts import hostside_script
 from orchestrator.host.session import Executor, HostSession
 from orchestrator.models import Model, SshTarget
-from orchestrator.util.textsafe import terminal_safe
+from orchestrator.util.textsafe import markdown_text, terminal_safe
 
 SETTLE_SECONDS = 1.0
 DEADLINE = 240.0  # seconds the host script may spend draining; later drains are skipped
@@ -259,6 +259,16 @@ def report_lines(results: Mapping[str, HostScan | Exception]) -> list[str]:
         )
         lines += [f"  {_process_line(process)}" for process in result.processes]
     return lines
+
+
+def report_markdown(results: Mapping[str, HostScan | Exception]) -> str:
+    """`unstick --format markdown`: the same lines as a list, a host's processes under it, for
+    the incident's ticket (host text escaped)."""
+    items = [
+        ("  - " if line.startswith("  ") else "- ") + markdown_text(line.strip())
+        for line in report_lines(results)
+    ]
+    return "\n".join([f"### runc-rollout unstick: {len(results)} hosts", "", *items]) + "\n"
 
 
 def _process_line(process: ExaminedProcess) -> str:

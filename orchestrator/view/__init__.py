@@ -121,10 +121,13 @@ def journal_summary(title: str, journal: Journal) -> Summary:
     return run_summary(title, journal.plan, journal.state, history)
 
 
-def watch_run(journal: Journal, screen: Screen, *, interval: float, verbose: bool) -> Summary:
-    """`status --watch`: the run's journal so far and as it grows, into the view, until the run
-    settles; then its summary. Reads only. Ctrl-C (KeyboardInterrupt) goes to the caller."""
-    view, on_event = make_view(journal.plan, None, screen, verbose=verbose, json_events=False)
+def watch_run(
+    journal: Journal, screen: Screen, *, interval: float, verbose: bool, json_events: bool = False
+) -> Summary:
+    """`status --watch`: the run's journal so far and as it grows, into the view (and as JSON
+    lines on stdout with `json_events`), until the run settles; then its summary. Reads only.
+    Ctrl-C (KeyboardInterrupt) goes to the caller."""
+    view, on_event = make_view(journal.plan, None, screen, verbose=verbose, json_events=json_events)
     state = initial_state(journal.run_id, journal.plan)
     history = RunHistory()
 

@@ -5,9 +5,10 @@ probe's result, the time per wave. Plain text, or Markdown to paste into a chang
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from orchestrator.models import UNSETTLED_PHASES, Event, HostBefore, HostState, Plan, RunState
 from orchestrator.plan.controls import change_table_lines
@@ -322,3 +323,9 @@ def summary_markdown(summary: Summary) -> str:
         for h in summary.hosts
     ]
     return "\n".join(lines) + "\n"
+
+
+def summary_json(summary: Summary) -> str:
+    """The summary as one JSON document (`rollback --format json`): its fields, and `counts`."""
+    document = asdict(summary) | {"counts": dict(summary.counts)}
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
