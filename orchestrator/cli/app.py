@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli.helptext import ReadableGroup
 from orchestrator.errors import ExitCode, RolloutError
 
 EXIT_CODES_HELP = (
@@ -24,6 +25,7 @@ EXIT_CODES_HELP = (
 
 app = typer.Typer(
     name="runc-rollout",
+    cls=ReadableGroup,
     help="Fleet-wide runc upgrade orchestrator: plan canary waves, swap runc alone, verify, "
     "restore fs.pipe-user-pages-soft, roll back.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,

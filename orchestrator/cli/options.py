@@ -66,7 +66,11 @@ def chosen_format(fmt: Format, json_flag: bool, command: str) -> Format:
 
 KnownHostsOption = Annotated[
     Path | None,
-    typer.Option("--known-hosts", help="known_hosts file (else the inventory's, else ~/.ssh)."),
+    typer.Option(
+        "--known-hosts",
+        metavar="FILE",
+        help="known_hosts file (else the inventory's, else ~/.ssh).",
+    ),
 ]
 
 
@@ -107,7 +111,13 @@ RunsDirOption = Annotated[
 
 
 InventoryOption = Annotated[
-    list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
+    list[Path],
+    typer.Option(
+        "-i",
+        "--inventory",
+        metavar="INVENTORY",
+        help="Ansible inventory file, dir or script, or a host list ('a,b,').",
+    ),
 ]
 
 
@@ -141,6 +151,7 @@ LimitOption = Annotated[
         "-l",
         "--limit",
         callback=expand_limit,
+        metavar="PATTERN",
         help="Ansible host pattern (a:b, a:&b, a:!b), or @FILE: a host or pattern a line.",
     ),
 ]

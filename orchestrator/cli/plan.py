@@ -94,7 +94,13 @@ def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
 
 def plan(
     inventory: Annotated[
-        list[Path], typer.Option("-i", "--inventory", help="Ansible inventory file, dir or script.")
+        list[Path],
+        typer.Option(
+            "-i",
+            "--inventory",
+            metavar="INVENTORY",
+            help="Ansible inventory file, dir or script, or a host list ('a,b,').",
+        ),
     ],
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
     sha256: Annotated[

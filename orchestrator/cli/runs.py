@@ -315,14 +315,17 @@ def resume(
 
 def rollback(
     run: Annotated[
-        str | None, typer.Argument(metavar="[RUN]", help="Run id or directory to roll back.")
+        str | None, typer.Argument(metavar="RUN", help="Run id or directory to roll back.")
     ] = None,
     hosts: Annotated[
-        list[str] | None, typer.Option("--host", help="Only this host (repeatable).")
+        list[str] | None,
+        typer.Option("--host", metavar="HOST", help="Only this host (repeatable)."),
     ] = None,
     inventory: Annotated[
         list[Path] | None,
-        typer.Option("-i", "--inventory", help="Roll back from the hosts' own records."),
+        typer.Option(
+            "-i", "--inventory", metavar="INVENTORY", help="Roll back from the hosts' own records."
+        ),
     ] = None,
     limit: LimitOption = None,
     runs_dir: RunsDirOption = Path("runs"),

@@ -21,6 +21,7 @@ from orchestrator.diagnose.unstick import (
     parse_scan,
     report_json,
     report_lines,
+    report_markdown,
     unstick_script,
 )
 from orchestrator.errors import FactsError, HostUnreachable
@@ -176,6 +177,14 @@ def test_report_and_verdict() -> None:
     )
     assert "gone: FAILED: gone (10.0.0.9): connection refused" in lines
     assert failed_hosts(results) == ["hung", "late", "gone"]
+    markdown = report_markdown(results).splitlines()
+    assert markdown[:3] == [
+        "### runc-rollout unstick: 5 hosts",
+        "",
+        "- dry: 2 runc init processes, 1 hung the incident's way \\(dry run: nothing changed\\)",
+    ]
+    assert markdown[3].startswith("  - PID 4242 \\(runc:\\[2:INIT\\], S in pipe\\_write\\)")
+    assert len(markdown) == len(lines) + 2
     data = report_json(results)
     assert '"outcome": "exited"' in data and '"gone": "gone (10.0.0.9): connection refused"' in data
 

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.diagnose.facts_report import (
     before_from_report,
     facts_json,
+    facts_markdown,
     facts_table,
     read_facts_report,
 )
@@ -692,6 +693,13 @@ def test_report_keeps_facts_and_classifies_errors() -> None:
     table = facts_table(results)
     assert "1.0.0-rc93 12644e6" in table and "HOST_KEY" in table
     assert "gone (10.0.0.9:22): cannot connect after 5 attempts" in table
+    markdown = facts_markdown(results).splitlines()
+    assert markdown[0] == "### runc-rollout facts: 4 hosts"
+    assert markdown[2].startswith("| host | runc | version |")
+    assert any(line.startswith("| node-a1 | /usr/local/sbin/runc | 1.0.0-rc93 12644e6 |")
+               for line in markdown), markdown  # fmt: skip
+    assert "| moved | **HOST_KEY** |" in "\n".join(markdown)
+    assert "- gone: gone \\(10.0.0.9:22\\): cannot connect after 5 attempts" in markdown
 
 
 def test_before_from_a_saved_report(tmp_path: Path) -> None:

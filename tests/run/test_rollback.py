@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from orchestrator.host.procedure import HostOutcome, PhaseListener, StepFailed
 from orchestrator.models import HostState, PlannedHost, RunState, SshTarget
 from orchestrator.run.journal import STATE_FILE, Journal
 from orchestrator.run.rollback import contradicting_journal, roll_back, swapped_by_run
+from orchestrator.view.summary import rollback_summary, summary_json
 from tests.run.test_journal import clock, small_plan
 
 NEVER = HostOutcome("rolled_back", "none", "a" * 64, "run r never changed this host")
@@ -69,3 +71,15 @@ def test_a_rollback_leaves_the_state_snapshot_current(tmp_path: Path) -> None:
     saved = RunState.model_validate_json((journal.run_dir / STATE_FILE).read_text())
     assert saved == journal.state
     assert {host.status for host in saved.hosts.values()} == {"rolled_back"}
+
+
+def test_rollback_summary_as_json_names_each_host_and_the_counts() -> None:
+    outcomes = {
+        "a": ("rolled_back", "ab" * 32, ""),
+        "b": ("failed", None, "no record of the run\x1b[31m"),
+    }
+    document = json.loads(summary_json(rollback_summary(None, outcomes, 2.5)))
+    assert document["status"] == "failed" and document["counts"] == {"rolled_back": 1, "failed": 1}
+    hosts = {host["name"]: host for host in document["hosts"]}
+    assert hosts["a"]["action"] == "rolled back to its before"
+    assert hosts["b"]["reason"] == "no record of the run\x1b[31m"  # JSON escapes it: data

@@ -320,6 +320,40 @@ def test_status_exits_as_the_run_ended_and_speaks_markdown(
     assert capsys.readouterr().out.startswith("### runc-rollout status ")
 
 
+def test_status_speaks_json_and_keeps_the_old_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeClock()
+    journal = Journal.create(tmp_path, make_plan((1, 2), budget=5), clock)
+    Rollout(journal, ScriptedWaves(clock, FAILURES), env=ApplyEnv(clock=clock)).run()
+    run = str(journal.run_dir)
+    assert main(["status", run, "--format", "json"]) == ExitCode.HOST_FAILED
+    state = json.loads(capsys.readouterr().out)
+    assert state["status"] == "failed" and state["hosts"]["h3"]["status"] == "failed"
+    assert main(["status", run, "--json"]) == ExitCode.HOST_FAILED  # deprecated, still works
+    done = capsys.readouterr()
+    assert json.loads(done.out) == state and "--json is deprecated" in done.err
+    assert main(["status", run, "--format", "table"]) == ExitCode.HOST_FAILED  # table is text
+    assert "wave 0" in capsys.readouterr().out
+    assert main(["status", run, "--format", "yaml"]) == ExitCode.BAD_INPUT
+
+
+def test_status_watch_as_json_is_the_journal_and_the_summary_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeClock()
+    journal = Journal.create(tmp_path, make_plan((1, 2), budget=5), clock)
+    Rollout(journal, ScriptedWaves(clock, FAILURES), env=ApplyEnv(clock=clock)).run()
+    code = main(["status", str(journal.run_dir), "--watch", "--format", "json"])
+    assert code == ExitCode.HOST_FAILED
+    done = capsys.readouterr()
+    written = (journal.run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in done.out.splitlines()] == [
+        json.loads(line) for line in written
+    ]
+    assert "run " in done.err and "h3" in done.err  # the summary, beside the events
+
+
 def test_durations_read_short() -> None:
     assert [duration(s) for s in (0.4, 42, 185, 7620)] == ["0s", "42s", "3m05s", "2h07m"]
 
