@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shlex
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Collection, Iterator
 from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -522,6 +523,18 @@ class Plan(Model):
     def hosts(self) -> list[PlannedHost]:
         return [host for wave in self.waves for host in wave.hosts]
 
+    def limited_to(self, names: Collection[str]) -> Plan:
+        """This plan with only the hosts `names` in its waves (`apply --limit`): the waves keep
+        their indices, budgets and options, a wave left without hosts is empty. The copy's body
+        is no longer what `plan_hash` covers: approve the plan itself, never this copy."""
+        keep = set(names)
+        waves = []
+        for wave in self.waves:
+            hosts = [host for host in wave.hosts if host.name in keep]
+            domains = dict(Counter(host.domain for host in hosts))
+            waves.append(wave.model_copy(update={"hosts": hosts, "domains": domains}))
+        return self.model_copy(update={"waves": waves})
+
 
 HOSTS_PER_CHUNK = 2000  # hosts validated or serialized at a time (~1 MB of JSON)
 PLANNED_HOSTS = TypeAdapter(list[PlannedHost])
@@ -631,6 +644,7 @@ class Event(Model):
     seq: int
     time: float
     type: Literal[
+        "run.limited",  # apply --limit: the run works on these hosts of the plan only
         "run.started",
         "run.resumed",
         "wave.started",
@@ -656,7 +670,8 @@ class Event(Model):
     probe: ProbeResult | None = None  # host.finished: the incident probe's result, if it ran
     delivery: Delivery | None = None  # host.finished: how the new runc reached the host
     sent_bytes: int | None = None  # host.finished: what the controller sent the host
-    hosts: list[str] | None = None  # wave.job: its hosts
+    hosts: list[str] | None = None  # wave.job: its hosts; run.limited: the hosts of the run
+    limit: str | None = None  # run.limited, run.started: the --limit pattern as given
     execution_node: str | None = None  # wave.job: the domain whose node runs it (None: here)
     operator: Operator | None = None  # run.started, run.resumed: who
     counts: dict[str, int] | None = None  # wave.finished: the wave's hosts by status
@@ -698,6 +713,8 @@ class RunState(Model):
     gates_passed: list[int] = Field(default_factory=list)  # waves whose wave gate said yes
     last_seq: int = 0
     hosts: dict[str, HostState]
+    # apply --limit: the pattern; `hosts` then holds only the hosts of the plan it selected.
+    limit: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from orchestrator.cli.options import (
     SignaturesOption,
     VerboseOption,
     chosen_format,
+    expand_limit,
     format_option,
 )
 from orchestrator.cli.support import (
@@ -73,6 +74,18 @@ from orchestrator.view.progress import ProgressPrinter, status_text
 
 def apply(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A reviewed plan file.")],
+    limit: Annotated[
+        str | None,
+        typer.Option(
+            "-l",
+            "--limit",
+            callback=expand_limit,
+            metavar="PATTERN",
+            help="Apply only the plan's hosts this Ansible host pattern (or @FILE) selects, "
+            "with the plan's approval: a host outside the plan is refused. The run records the "
+            "limit; resume, status and rollback keep to it.",
+        ),
+    ] = None,
     executor: ExecutorOption = ExecutorName.ssh,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -107,6 +120,7 @@ def apply(
     signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
     from orchestrator.plan.approval import approval_policy, check_approval, default_signatures
     from orchestrator.run.engine import check_artifact, load_plan, preview, preview_fails
+    from orchestrator.run.limit import plan_subset
     from orchestrator.util.fsutil import read_input
 
     plan = load_plan(plan_file)
@@ -117,6 +131,12 @@ def apply(
     signers = check_approval(plan, policy, signatures)
     if signers:
         typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
+    approved = plan
+    subset = plan_subset(plan, limit) if limit is not None else None
+    if subset is not None:  # approved as a whole: the run works on its subset alone
+        plan = plan.limited_to(subset.hosts)
+        said = f"--limit {limit}: {len(subset.hosts)} of the plan's {len(approved.hosts)} hosts"
+        typer.echo(terminal_safe(said), err=True)
     check_artifact(plan)
     targets = {host.name: host.ssh for host in plan.hosts}
     check_routes(targets)
@@ -128,14 +148,15 @@ def apply(
             typer.echo(terminal_safe(line))
         # As apply would end: a host it could not reach or would fail on is not a success.
         return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
-    confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {len(plan.waves)} waves?", yes)
+    waves = sum(1 for wave in plan.waves if wave.hosts)
+    confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {waves} waves?", yes)
     approval = RunApproval(
         plan_hash=plan.plan_hash,
         required_signatures=policy.required_signatures,
         signers=signers,
     )
     kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
-    journal = Journal.create(runs_dir, plan, approval=approval, signatures=kept)
+    journal = Journal.create(runs_dir, approved, approval=approval, signatures=kept, limit=subset)
     typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
     run_dir = journal.run_dir
     gzip = push is PushName.gzip

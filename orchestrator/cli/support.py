@@ -265,14 +265,14 @@ def open_approved_run(run_dir: Path, policy: ApprovalPolicy) -> tuple[Journal, l
 
     journal = Journal.open(run_dir, expect_hash=policy.expect_hash)
     applied = journal.approval()
-    if applied.plan_hash != journal.plan.plan_hash:
+    if applied.plan_hash != journal.approved_plan.plan_hash:
         raise BadInput(f"{journal.run_dir}: the run's plan is not the one it was applied with")
     if policy.required_signatures < applied.required_signatures:
         raise BadInput(
             f"run {journal.run_id} was applied with {applied.required_signatures} required "
             "signatures: pass --allowed-signers (and --required-signatures) to go on with it"
         )
-    return journal, check_approval(journal.plan, policy, journal.signatures)
+    return journal, check_approval(journal.approved_plan, policy, journal.signatures)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -90,7 +90,11 @@ class Rollout:
 
     def run(self, *, resumed: bool = False) -> ExitCode:
         """Run every wave that still has work; return the exit code the CLI should use."""
-        self._record("run.resumed" if resumed else "run.started", operator=self.env.operator)
+        self._record(
+            "run.resumed" if resumed else "run.started",
+            operator=self.env.operator,
+            limit=self.journal.state.limit,
+        )
         try:
             for wave in self.plan.waves:
                 code = self._wave(wave.index)
@@ -113,6 +117,8 @@ class Rollout:
         """Run the wave's hosts that need work, then judge the whole wave: a wave over its
         budget halts the run on every pass, also when a resume found nothing in it to redo."""
         wave = self.plan.waves[index]
+        if not wave.hosts:  # a wave `apply --limit` left no host of: nothing to run or judge
+            return None
         todo = {
             host.name: host for host in wave.hosts if self.journal.state.hosts[host.name].needs_work
         }
@@ -126,7 +132,7 @@ class Rollout:
         if reason is not None:
             self._record("run.halted", wave=index, message=reason)
             return ExitCode.BUDGET_EXCEEDED
-        last = index == len(self.plan.waves) - 1
+        last = not any(later.hosts for later in self.plan.waves[index + 1 :])
         options = self.plan.options
         pausing = not last and options.pause_after == index
         pausing = pausing and self.journal.state.paused_after != index

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -92,6 +93,14 @@ def _check_binding(name: str, plan: Plan, plan_path: Path, old_form_allowed: boo
     )
 
 
+@dataclass(frozen=True)
+class RunLimit:
+    """`apply --limit PATTERN`: the pattern as given and the plan's hosts it selected."""
+
+    pattern: str
+    hosts: tuple[str, ...]
+
+
 def initial_state(run_id: str, plan: Plan) -> RunState:
     hosts = {host.name: HostState(wave=wave.index) for wave in plan.waves for host in wave.hosts}
     return RunState(run_id=run_id, plan_id=plan.plan_id, hosts=hosts)
@@ -122,6 +131,10 @@ def fold(state: RunState, event: Event) -> None:
             host.sent_bytes += event.sent_bytes
     elif event.type == "wave.finished" and event.wave is not None:
         state.next_wave = max(state.next_wave, event.wave + 1)
+    elif event.type == "run.limited":
+        keep = set(event.hosts or ())
+        state.limit = event.limit
+        state.hosts = {name: host for name, host in state.hosts.items() if name in keep}
     elif event.type in ("run.started", "run.resumed"):
         state.status = "running"
     elif event.type == "run.paused":
@@ -149,7 +162,8 @@ class Journal:
 
     def __init__(self, run_dir: Path, plan: Plan, state: RunState, clock: Callable[[], float]):
         self.run_dir = run_dir
-        self.plan = plan
+        self.approved_plan = plan  # the reviewed plan, as in the run folder (approval checks)
+        self.plan = plan  # what the run works on: the approved plan, or its --limit subset
         self.state = state
         self._clock = clock
         self._lock = threading.Lock()
@@ -172,7 +186,11 @@ class Journal:
         *,
         approval: RunApproval | None = None,
         signatures: bytes | None = None,
+        limit: RunLimit | None = None,
     ) -> Journal:
+        """A new run of `plan` (the reviewed plan, written whole into the run folder). With
+        `limit`, its first event records the pattern and the hosts it selected, and the run
+        works on those alone (`journal.plan`); `journal.approved_plan` stays the whole plan."""
         run_id = new_run_id(plan, clock())
         run_dir = runs_root / run_id
         run_dir.mkdir(parents=True, mode=0o700)
@@ -186,6 +204,12 @@ class Journal:
         fd = os.open(run_dir / EVENTS_FILE, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         journal = cls(run_dir, plan, initial_state(run_id, plan), clock)
+        if limit is not None:
+            total = len(plan.hosts)
+            said = f"limited to {limit.pattern}: {len(limit.hosts)} of the plan's {total} hosts"
+            hosts = list(limit.hosts)
+            journal.record("run.limited", limit=limit.pattern, hosts=hosts, message=said)
+            journal.plan = plan.limited_to(journal.state.hosts)
         journal._save_state()
         return journal
 
@@ -229,6 +253,8 @@ class Journal:
         events = iter_events(run_dir / EVENTS_FILE, problems)
         state = fold_all(initial_state(run_dir.resolve().name, plan), events)
         journal = cls(run_dir, plan, state, clock)
+        if state.limit is not None:  # apply --limit: the run's hosts alone
+            journal.plan = plan.limited_to(state.hosts)
         journal.problems = problems
         if not read_only:
             journal._save_state()

@@ -109,6 +109,8 @@ def status_text(state: RunState) -> str:
     lines = [
         f"run {state.run_id} plan {state.plan_id}: {state.status}, next wave {state.next_wave}"
     ]
+    if state.limit is not None:
+        lines.append(f"  limited to {terminal_safe(state.limit)}: {len(state.hosts)} hosts")
     for name, host in sorted(state.hosts.items(), key=lambda item: (item[1].wave, item[0])):
         runc = terminal_safe((host.runc_sha256 or "-")[:12])
         message = f"  {terminal_safe(host.message)}" if host.message else ""

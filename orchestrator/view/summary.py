@@ -108,6 +108,7 @@ class RunHistory:
     open_wave: tuple[int, float] | None = None  # a wave started and not yet ended: since when
     operators: list[str] = field(default_factory=list)  # "applied by ...", "resumed by ..."
     halted_by_gate: bool = False  # the last halt was a gate's: a resume runs it again
+    limit: str | None = None  # apply --limit: what the run.limited event said
 
     @classmethod
     def of(cls, events: Iterable[Event]) -> RunHistory:
@@ -127,6 +128,8 @@ class RunHistory:
             self.halted_at = event.wave
         elif event.type == "gate.failed":
             self.halted_by_gate = True
+        elif event.type == "run.limited":
+            self.limit = event.message
         elif event.type in ("run.started", "run.resumed"):
             self.halted_by_gate = False
         if event.operator is not None:
@@ -187,7 +190,8 @@ def run_summary(title: str, plan: Plan, state: RunState, history: RunHistory) ->
 
 def who_and_why(plan: Plan, history: RunHistory) -> list[str]:
     """The change ticket and reason the plan gives, then who applied and resumed the run."""
-    return change_table_lines(plan) + history.operators
+    limit = [history.limit] if history.limit else []
+    return change_table_lines(plan) + limit + history.operators
 
 
 def rollback_summary(
