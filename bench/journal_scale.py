@@ -1,5 +1,5 @@
 """What `apply` costs the controller per host at 1k, 10k and 100k hosts: the journal, the state,
-the events, the view and the summary, with no hosts at all (issue 17).
+the events, the view and the summary, with no hosts at all.
 
 Each size runs in a child process of its own: a plan of N hosts in 4 zones is made by the
 planner in memory, then `apply`'s own run path (`cli.support.run_rollout`: the engine, the real

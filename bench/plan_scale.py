@@ -3,7 +3,7 @@
 Generates the same inventory in 4 zones as INI and as YAML for each size, then runs
 `runc-rollout plan` (3 times: the median) and `ansible-inventory --list` (once) on the same
 file as separate processes, and prints wall time, CPU time, peak RSS and the ratios, with the
-load average before and after. Targets (issue 17): at 100k hosts, plan takes at most 1/20 of
+load average before and after. Targets: at 100k hosts, plan takes at most 1/20 of
 ansible-inventory's time and 1/4 of its memory, on either format.
 
     python bench/plan_scale.py [--sizes 1000,10000,100000] [--formats ini,yaml] [--skip-ansible]

@@ -5,7 +5,7 @@ events of a 1,000-host wave (locked ... finished, 8 per host), timed in the call
 
 live: the terminal view (rich, redrawing 4 times a second from its own thread) on /dev/null
 made to look like a terminal; lines: the plain lines (-v: with every phase, what apply printed
-before issue 18); none: no view at all.
+before the live view); none: no view at all.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
         views: dict[str, Callable[[Event], None]] = {
             "none": lambda event: None,
             "lines": ProgressPrinter(null),
-            "lines -v": ProgressPrinter(null, verbose=True),  # every phase: as before issue 18
+            "lines -v": ProgressPrinter(null, verbose=True),  # every phase: as before the live view
             "live": live,
         }
         for name, view in views.items():

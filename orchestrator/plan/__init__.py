@@ -1,1 +1,2 @@
-"""Planning, pure: waves, the change plan, its rendering and its approval."""
+"""Planning: waves, placement and maintenance windows (pure), the change plan, its views and
+its approval (ssh-keygen signatures), the artifact and its provenance (sha256, gpgv)."""

@@ -1,4 +1,4 @@
-"""The Ansible backend on real lab hosts (issue 5): parity with the SSH backend, cross-backend
+"""The Ansible backend on real lab hosts: parity with the SSH backend, cross-backend
 rollback, the hanging candidate, check mode, idempotency, host keys, secrets, resume."""
 
 from __future__ import annotations

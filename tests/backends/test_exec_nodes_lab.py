@@ -1,4 +1,4 @@
-"""Execution nodes (issue 17) on the lab: two lab hosts run `ansible-runner worker` for zone-a
+"""Execution nodes on the lab: two lab hosts run `ansible-runner worker` for zone-a
 and zone-b, reached over real ssh; a rollout over four other hosts goes through them.
 
 Each worker runs in a mount namespace of its own where the test's controller directory (the

@@ -1,4 +1,4 @@
-"""Low findings of issue 14: option values that docker would take as options, verification
+"""Low findings of the first review: option values that docker would take as options, verification
 commands split as a shell would, unbounded numbers, unparsable ssh arguments, unwritable
 outputs: each one line and exit 2 (nothing changed), or a correct argument vector."""
 

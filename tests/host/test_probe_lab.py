@@ -1,4 +1,4 @@
-"""The incident probe on real lab hosts, with the real bug-bearing runc (issue 13).
+"""The incident probe on real lab hosts, with the real bug-bearing runc.
 
 A lab of its own, one host per path: a full host (docker), a containerd-only host (containerd
 with CRI and no dockerd, as a Kubernetes 1.24+ node: `ctr run`), a light host (an OCI bundle).

@@ -1,5 +1,5 @@
 """Binding apply to the reviewers' approval: --expect-hash, SSH-signed plans, re-sealed plans,
-and the run directory's copy of the plan (issue 14, finding 4)."""
+and the run directory's copy of the plan (first review, finding 4)."""
 
 from __future__ import annotations
 

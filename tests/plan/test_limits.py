@@ -1,5 +1,5 @@
 """Oversized and endless inputs, under a memory limit: one line and exit 2, never a
-MemoryError or the kernel's OOM killer (issue 14, finding 9)."""
+MemoryError or the kernel's OOM killer (first review, finding 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""plan --gather -> apply -> status -> rollback, on real lab hosts (issue 4)."""
+"""plan --gather -> apply -> status -> rollback, on real lab hosts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How the new runc reaches real lab hosts (issue 17): fetched by each host from the plan's URL
+"""How the new runc reaches real lab hosts: fetched by each host from the plan's URL
 (a local HTTP server on a loopback address), refused on the host when the URL serves another
 file, taken from the host's own backup store, else pushed as gzip; with the bytes the
 controller sent each host in the journal. Both backends."""

@@ -1,6 +1,6 @@
 """The wave engine (`Rollout`) over a scripted backend, a fake clock and sleep, and a real
 journal: the error budget, pause, bake, what a resume runs again, the journal's events, and
-runs cut off by Ctrl-C or by a SIGKILL (issue 15)."""
+runs cut off by Ctrl-C or by a SIGKILL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Host-side state left by an older runc-rollout (`tests/data/records`, made at commit 89120ff)
-is resumed or rolled back by this one (issue 15): a host started by one version of the tool is
+is resumed or rolled back by this one: a host started by one version of the tool is
 finished by the next.
 
 Each fixture is planted on a lab host as that code left it: record.json, the lock, the staged

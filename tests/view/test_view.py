@@ -1,4 +1,4 @@
-"""The operator's view (issue 18), driven by the real engine over a scripted backend, a fake
+"""The operator's view, driven by the real engine over a scripted backend, a fake
 clock and rich consoles that record what they were given."""
 
 from __future__ import annotations

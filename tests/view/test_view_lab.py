@@ -1,4 +1,4 @@
-"""The operator's view on real lab hosts (issue 18): apply under a pseudo-terminal shows the live
+"""The operator's view on real lab hosts: apply under a pseudo-terminal shows the live
 view, the failed host's reason and the summary; `status --watch` follows the same run from
 another process; Ctrl-C leaves the terminal clean and says how to resume."""
 
