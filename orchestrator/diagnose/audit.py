@@ -80,6 +80,7 @@ CHECK_IDS = (
     "sysctl-raised-at-boot",
     "sysctl-lowered-at-boot",
     "shadowed-runc",
+    "daemon-mount-namespace",
 )
 
 
@@ -126,6 +127,8 @@ class HostAudit(Model):
     runc_sha256: str | None
     runc_via: str | None = None  # the shim (NVIDIA's) the runtime executes this runc through
     also_runc: list[str] = Field(default_factory=list)  # other runc files runtimes execute
+    # dockerd/containerd running in a mount namespace of their own: PID, namespace, root
+    daemon_namespaces: list[str] = Field(default_factory=list)
     dockerd_version: str | None
     containerd_version: str | None
     sysctl_runtime: int | None
@@ -271,6 +274,7 @@ def host_findings(
                 "the processes that match it",
             )
         )
+    findings += _namespace_findings(facts)
     differing = [b for b in facts.shadowed if runc is None or b.sha256 != runc.sha256]
     if differing:
         active = runc.path if runc else "none"
@@ -285,6 +289,46 @@ def host_findings(
             )
         )
     return sorted(findings, key=lambda finding: -rank(finding.severity))
+
+
+def daemon_namespaces(facts: HostFacts) -> list[str]:
+    """Each daemon that runs in a mount namespace other than the facts session's, one line."""
+    return [
+        f"{name} PID {daemon.pid} in {daemon.mount_ns} (its files seen through {daemon.root})"
+        for name, daemon in (("dockerd", facts.dockerd), ("containerd", facts.containerd))
+        if daemon is not None and daemon.mount_ns is not None
+    ]
+
+
+def _namespace_findings(facts: HostFacts) -> list[Finding]:
+    """Daemons in a mount namespace of their own: where their runc lives, and whether `plan`
+    can swap it (only the very file this session sees at that path) or refuses, and why."""
+    daemons = daemon_namespaces(facts)
+    if not daemons:
+        return []
+    runcs = [facts.runc] if facts.runc is not None else []
+    runcs += [item.runc for item in facts.also_runc]
+    problems = [b.namespace_problem for b in runcs if b.namespace_problem is not None]
+    seen = [f"{b.file} seen at {b.seen_at}" for b in runcs if b.seen_at is not None]
+    where = "; ".join(daemons) + (f"; runc {', '.join(seen)}" if seen else "")
+    if problems:
+        return [
+            Finding(
+                id="daemon-mount-namespace",
+                severity="medium",
+                title="the daemons run in a mount namespace of their own: runc not swappable",
+                detail=f"{where}; {'; '.join(problems)}; `plan` holds the host back",
+            )
+        ]
+    return [
+        Finding(
+            id="daemon-mount-namespace",
+            severity="low",
+            title="the daemons run in a mount namespace of their own",
+            detail=f"{where}; the runc they execute is the file this session sees at the same "
+            "path, so `plan` swaps it here",
+        )
+    ]
 
 
 def _version_findings(
@@ -487,6 +531,7 @@ def audit_host(
         runc_sha256=runc.sha256 if runc else None,
         runc_via=facts.runc_via,
         also_runc=[f"{i.runc.file} {_describe(i.runc)} ({i.source})" for i in facts.also_runc],
+        daemon_namespaces=daemon_namespaces(facts),
         dockerd_version=facts.dockerd.version if facts.dockerd else None,
         containerd_version=facts.containerd.version if facts.containerd else None,
         sysctl_runtime=facts.sysctl_runtime,
