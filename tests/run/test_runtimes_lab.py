@@ -105,7 +105,15 @@ def test_audit_finds_rc93_behind_the_shim_and_says_crun_uses_no_runc(
     (not_used,) = [finding for finding in crun.findings if finding.id == "runc-not-used"]
     assert not_used.detail.startswith("default runtime crun: runc not used by default")
     assert "runc-not-found" not in [finding.id for finding in crun.findings]
-    assert [text.split()[0] for text in hosts[CRI_HOST].also_runc] == [runtimes.CRI_RUNC]
+    kubelets = hosts[CRI_HOST]
+    assert [text.split()[0] for text in kubelets.also_runc] == [runtimes.CRI_RUNC]
+    # Each runc the runtimes execute is probed: Docker's through docker, CRI's through ctr.
+    assert kubelets.probe is not None and kubelets.probe.outcome == "hung", kubelets.probe
+    (cri_probe,) = kubelets.also_probes.items()
+    assert cri_probe[0] == runtimes.CRI_RUNC
+    assert (cri_probe[1].method, cri_probe[1].outcome) == ("containerd", "hung"), cri_probe
+    (hang,) = [finding for finding in kubelets.findings if finding.id == "runc-rc93-pipe-hang"]
+    assert f"also {runtimes.CRI_RUNC} (containerd CRI BinaryName)" in hang.detail
     assert lab.probe_processes() == []
 
 
