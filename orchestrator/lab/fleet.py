@@ -1014,6 +1014,10 @@ def lab_up(
         raise BadInput(
             "runc-rollout lab needs Debian's crun for --runtime crun: apt-get install -y crun"
         )
+    if "runsc" in runtimes and not os.access(lab_runtimes.RUNSC, os.X_OK):
+        raise BadInput(
+            "runc-rollout lab needs Debian's runsc for --runtime runsc: apt-get install -y runsc"
+        )
     if stuck and not full:
         raise BadInput("lab up --stuck needs a full host (--docker 1 or more)")
     if record is None:

@@ -12,9 +12,10 @@ HostKind = Literal["full", "containerd", "light"]
 KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
 # A full host's runtimes (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim in front of
 # runc, or Debian's crun as Docker's default; or runc, with containerd's CRI running another file;
-# or runc, with dockerd and containerd in a mount namespace of their own (`mountns`).
-LabRuntime = Literal["runc", "nvidia", "crun", "cri", "mountns"]
-RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri", "mountns")
+# or runc, with dockerd and containerd in a mount namespace of their own (`mountns`); or gVisor's
+# runsc (Debian's) as Docker's default.
+LabRuntime = Literal["runc", "nvidia", "crun", "cri", "mountns", "runsc"]
+RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri", "mountns", "runsc")
 
 
 # ---------------------------------------------------------------------------------------------
