@@ -123,8 +123,9 @@ def test_stuck_runc_init_and_the_daemons_namespace_are_found_and_unstuck(
     assert lab.ssh(host, inspect).stdout == "created\n"
 
 
+@pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_plan_swaps_the_daemons_runc_when_it_is_this_sessions_file(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, executor: str
 ) -> None:
     lab = clean_lab
     pids = daemon_pids(lab)
@@ -138,7 +139,7 @@ def test_plan_swaps_the_daemons_runc_when_it_is_this_sessions_file(
     assert (planned["action"], planned["before"]["runc_path"]) == ("swap", RUNC)
 
     runs = tmp_path / "runs"
-    argv = ["apply", str(plan), "--yes", "--runs-dir", str(runs)]
+    argv = ["apply", str(plan), "--yes", "--executor", executor, "--runs-dir", str(runs)]
     assert main(argv) == ExitCode.OK
     (run_dir,) = runs.iterdir()
     state_json = json.loads((run_dir / "state.json").read_text())["hosts"][NS_HOST]
@@ -147,7 +148,7 @@ def test_plan_swaps_the_daemons_runc_when_it_is_this_sessions_file(
     assert sha256(theirs) == sha256(artifact)
     assert daemon_pids(lab) == pids and all(Path(f"/proc/{p}").exists() for p in pids.values())
 
-    assert main(["rollback", str(run_dir), "--yes"]) == ExitCode.OK
+    assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
     assert sha256(theirs) == before
 
 
