@@ -153,7 +153,7 @@ def test_plan_swaps_the_daemons_runc_when_it_is_this_sessions_file(
 
 
 def test_plan_refuses_a_runc_only_the_daemons_namespace_has(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """As in a snap: the daemons' /usr/local/sbin is a read-only folder of their own, with a runc
     that this session's namespace does not have at that path."""
@@ -183,6 +183,13 @@ def test_plan_refuses_a_runc_only_the_daemons_namespace_has(
         assert skipped["name"] == NS_HOST
         assert "in the daemons' mount namespace" in skipped["reason"]
         assert "is not this session's /usr/local/sbin/runc" in skipped["reason"]
+        # That host alone: nothing to plan, and the error says why.
+        capsys.readouterr()
+        alone = ["--limit", NS_HOST, "--gather", "-o", str(tmp_path / "alone.json")]
+        assert main(["plan", *common, *alone]) == ExitCode.BAD_INPUT
+        error = capsys.readouterr().err
+        assert "nothing to plan: of 1 selected hosts, 1 held back for what their facts" in error
+        assert f"{NS_HOST}: /usr/local/sbin/runc in the daemons' mount namespace" in error
     finally:
         subprocess.run([*enter, "umount", runtimes.DAEMON_NS_READONLY], check=True)
         shutil.rmtree(own)
