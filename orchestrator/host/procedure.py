@@ -910,6 +910,12 @@ class HostProcedure(HostSteps):
             self.verified_exec = said.partition("container=")[2] or None
         if after is None:
             raise StepFailed(f"facts after the verification failed: {results.why('facts')}")
+        for seen in executed_runcs(after):  # read through the daemons' own mount namespace
+            if seen.mount_ns is not None and seen.sha256 != self.artifact.sha256:
+                raise StepFailed(
+                    f"the daemons' mount namespace {seen.mount_ns} still sees another "
+                    f"{seen.file} ({seen.seen_at}, sha256 {str(seen.sha256)[:12]})"
+                )
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
             raise StepFailed(
