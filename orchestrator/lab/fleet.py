@@ -340,8 +340,10 @@ class _Lab:
             for entry in os.scandir(hdir / name):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
-                else:
+                elif not (name == "usr-local-sbin" and entry.name == "runc"):
                     os.unlink(entry.path)
+        # Replaced in one rename, never removed first: the host's daemons run all along, and a
+        # container started while it was missing would fail ("executable file not found").
         copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
             if entry.name.startswith(".runc-rollout-"):
