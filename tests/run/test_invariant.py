@@ -276,7 +276,7 @@ def two_runc_done(run_id: str) -> HostSnapshot:
     return dataclasses.replace(
         done(run_id),
         also=cri(TARGET),
-        backups={BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE},
+        backups={BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE, TARGET: TARGET},  # as apply keeps them
         record_json=two_runc_record(run_id),
     )
 
@@ -303,7 +303,11 @@ def test_every_swapped_runc_is_checked_not_only_the_first(
     assert f"h1: {CRI} --version exits 126" in problems(broken)
     half_done = dataclasses.replace(done_host, also=cri(CRI_BEFORE))
     assert any("not the target, though the record says done" in p for p in problems(half_done))
-    no_backup = dataclasses.replace(done_host, backups={BEFORE: BEFORE})
+    again = {BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE, TARGET: TARGET, OTHER: OTHER}
+    assert any(
+        "swapped again" in p for p in problems(dataclasses.replace(done_host, backups=again))
+    )
+    no_backup = dataclasses.replace(done_host, backups={BEFORE: BEFORE, TARGET: TARGET})
     assert any(f"({CRI_BEFORE[:12]}, {CRI}) is missing" in p for p in problems(no_backup))
     rolled_back = dataclasses.replace(
         snapshot(also=cri(TARGET)),

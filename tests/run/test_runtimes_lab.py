@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
 from orchestrator.diagnose.audit import AuditReport
 from orchestrator.errors import ExitCode
 from orchestrator.lab import runtimes
+from orchestrator.run.invariant import check_runs
 from tests.conftest import LabFleet, running_lab
 
 SHIM_HOST, CRUN_HOST, CRI_HOST, RUNSC_HOST = "lab-01", "lab-02", "lab-03", "lab-04"
@@ -218,6 +220,21 @@ def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
     assert [item["path"] for item in record["also"]] == [runtimes.CRI_RUNC]
     leftovers = lab.ssh(lab.host(CRI_HOST), "ls -a /usr/local/bin /usr/local/sbin").stdout
     assert ".runc-rollout-" not in leftovers and lab.probe_processes() == []
+    # The lab's end-of-run oracle holds, and it looks past the first runc: kubelet's replaced
+    # behind the tool's back is a violation.
+    with SshExecutor() as ssh:
+        assert check_runs([run_dir], ssh) == []
+        cri = runtimes.CRI_RUNC
+        lab.ssh(
+            lab.host(CRI_HOST),
+            f"cp {cri} /root/cri-runc.keep && cp /bin/true {cri}.x && mv {cri}.x {cri}",
+        )
+        try:
+            problems = check_runs([run_dir], ssh)
+        finally:
+            lab.ssh(lab.host(CRI_HOST), f"mv /root/cri-runc.keep {cri}")
+        assert any(f"{CRI_HOST}: {cri} has sha256 " in problem for problem in problems), problems
+        assert any("not the target, though the record says done" in p for p in problems)
 
     assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
     assert sums(lab, CRI_HOST) == before
