@@ -793,6 +793,16 @@ class RuncBinary(Model):
     free_bytes: int | None  # available to root in the file system of its directory
     # Why it was not run (`--version`): someone other than root could have placed or changed it.
     untrusted: str | None = None
+    # Found in the mount namespace of daemons that run in one of their own (`path` as they see
+    # it, read through `seen_at`, /proc/PID/root/...), not in the facts session's namespace.
+    mount_ns: str | None = None  # "mnt:[4026532176]"
+    seen_at: str | None = None
+    fs_type: str | None = None  # of the file there (`stat -f`): squashfs is a snap's
+    writable_there: bool | None = None  # its folder, in that namespace (not a read-only mount)
+    # Whether the same path in the session's namespace is that very file (device and inode, its
+    # folder too), trusted: then a swap here is what the daemons execute, and stays so when their
+    # namespace is rebuilt at their next start.
+    same_here: bool | None = None
 
     @property
     def file(self) -> str:
@@ -808,7 +818,27 @@ class RuncBinary(Model):
         if self.version is None:
             says = runtime_banner(self.version_output)
             return f"{self.file} is not runc (--version says {says!r})"
-        return None
+        return self.namespace_problem
+
+    @property
+    def namespace_problem(self) -> str | None:
+        """Why a runc the daemons execute in a mount namespace of their own is not swapped: only
+        one that is the very file this session's namespace has at the same path (so the swap,
+        its backup and a rollback happen here, where they last) is."""
+        if self.mount_ns is None or self.same_here:
+            return None
+        where = f"{self.file} in the daemons' mount namespace {self.mount_ns} ({self.seen_at})"
+        if self.fs_type == "squashfs":
+            return (
+                f"{where} is on a read-only squashfs (a snap's): upgrade the snap that ships it "
+                "(snap refresh), not the file"
+            )
+        if self.writable_there is False:
+            return f"{where} is on a read-only mount there and is not this session's {self.file}"
+        return (
+            f"{where} is not the file this session sees at {self.file}: a swap made only in "
+            "that namespace would not outlive the daemons' next start, nor could it be rolled back"
+        )
 
 
 class ExecutedRunc(Model):
@@ -825,6 +855,10 @@ class Daemon(Model):
     exe: str | None
     version: str | None
     path: str | None  # its PATH environment variable
+    # Set when it runs in a mount namespace other than the facts session's (a snap, a systemd
+    # unit with ProtectSystem= or PrivateTmp=): that namespace, and where its files are seen.
+    mount_ns: str | None = None  # "mnt:[4026532176]"
+    root: str | None = None  # "/proc/PID/root"
 
 
 class SysctlSetting(Model):

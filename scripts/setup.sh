@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 # golang-go (with gcc, libc6-dev and pkg-config for cgo), libseccomp-dev and
 # golang-github-opencontainers-runc-dev build the lab's runc 1.0.0-rc93 from Debian's runc
 # source; python3-seccomp measures the trigger profile in the tests. gpgv checks an artifact's
-# signature (`plan --signature`); gpg makes the tests' throwaway signing key. crun is a lab
-# host's Docker default runtime that is not runc.
-APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static crun
+# signature (`plan --signature`); gpg makes the tests' throwaway signing key. crun and runsc
+# (gVisor) are lab hosts' Docker default runtimes that are not runc.
+APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static crun runsc
               iproute2 procps util-linux python3-venv sudo
               golang-go gcc libc6-dev pkg-config libseccomp-dev golang-github-opencontainers-runc-dev
               python3-seccomp gpgv gpg)

@@ -80,6 +80,7 @@ CHECK_IDS = (
     "sysctl-raised-at-boot",
     "sysctl-lowered-at-boot",
     "shadowed-runc",
+    "daemon-mount-namespace",
 )
 
 
@@ -126,6 +127,8 @@ class HostAudit(Model):
     runc_sha256: str | None
     runc_via: str | None = None  # the shim (NVIDIA's) the runtime executes this runc through
     also_runc: list[str] = Field(default_factory=list)  # other runc files runtimes execute
+    # dockerd/containerd running in a mount namespace of their own: PID, namespace, root
+    daemon_namespaces: list[str] = Field(default_factory=list)
     dockerd_version: str | None
     containerd_version: str | None
     sysctl_runtime: int | None
@@ -135,6 +138,9 @@ class HostAudit(Model):
     findings: list[Finding]
     warnings: list[str]
     probe: ProbeResult | None = None  # `audit --probe`: the incident probe of the installed runc
+    # `audit --probe`: the probe of each other runc file the runtimes execute (CRI's BinaryName,
+    # another Docker runtime's), by path: through containerd's client told to use that file.
+    also_probes: dict[str, ProbeResult] = Field(default_factory=dict)
     # The distribution package's changelog: what was read, and the advisories it names as fixed.
     changelog: str | None = None
     fixed_by_distribution: list[str] = Field(default_factory=list)
@@ -209,9 +215,19 @@ def probe_decides(findings: list[Finding], probe: ProbeResult | None) -> list[Fi
 
 
 def host_findings(
-    facts: HostFacts, advisories: Iterable[Advisory], changelog: Changelog | None = None
+    facts: HostFacts,
+    advisories: Iterable[Advisory],
+    changelog: Changelog | None = None,
+    probes: Mapping[str, ProbeResult] | None = None,
 ) -> list[Finding]:
-    """Every finding of one host, most severe first; `changelog`: its runc package's."""
+    """Every finding of one host, most severe first; `changelog`: its runc package's. With
+    `probes` (by runc file; `audit` passes them, an empty mapping without `--probe`), the rc93
+    hang of each runc the runtimes execute is decided by that file's own probe
+    (`probe_decides`), else by its version."""
+
+    def decided(found: list[Finding], binary: RuncBinary) -> list[Finding]:
+        return found if probes is None else probe_decides(found, probes.get(binary.file))
+
     findings: list[Finding] = []
     runc = facts.runc
     if facts.runc_unused is not None:
@@ -236,7 +252,7 @@ def host_findings(
     else:
         # A package's changelog says nothing of a file that is not the package's.
         packaged = changelog if runc.package_intact is not False else None
-        findings += _version_findings(runc, advisories, packaged)
+        findings += decided(_version_findings(runc, advisories, packaged), runc)
     if runc is not None and runc.package and runc.package_intact is False:
         findings.append(
             Finding(
@@ -249,7 +265,7 @@ def host_findings(
             )
         )
     for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
-        for finding in _version_findings(item.runc, advisories, None):
+        for finding in decided(_version_findings(item.runc, advisories, None), item.runc):
             where = f"also {item.runc.file} ({item.source}): {finding.detail}"
             same = next((i for i, f in enumerate(findings) if f.id == finding.id), None)
             if same is None:
@@ -271,6 +287,7 @@ def host_findings(
                 "the processes that match it",
             )
         )
+    findings += _namespace_findings(facts)
     differing = [b for b in facts.shadowed if runc is None or b.sha256 != runc.sha256]
     if differing:
         active = runc.path if runc else "none"
@@ -285,6 +302,46 @@ def host_findings(
             )
         )
     return sorted(findings, key=lambda finding: -rank(finding.severity))
+
+
+def daemon_namespaces(facts: HostFacts) -> list[str]:
+    """Each daemon that runs in a mount namespace other than the facts session's, one line."""
+    return [
+        f"{name} PID {daemon.pid} in {daemon.mount_ns} (its files seen through {daemon.root})"
+        for name, daemon in (("dockerd", facts.dockerd), ("containerd", facts.containerd))
+        if daemon is not None and daemon.mount_ns is not None
+    ]
+
+
+def _namespace_findings(facts: HostFacts) -> list[Finding]:
+    """Daemons in a mount namespace of their own: where their runc lives, and whether `plan`
+    can swap it (only the very file this session sees at that path) or refuses, and why."""
+    daemons = daemon_namespaces(facts)
+    if not daemons:
+        return []
+    runcs = [facts.runc] if facts.runc is not None else []
+    runcs += [item.runc for item in facts.also_runc]
+    problems = [b.namespace_problem for b in runcs if b.namespace_problem is not None]
+    seen = [f"{b.file} seen at {b.seen_at}" for b in runcs if b.seen_at is not None]
+    where = "; ".join(daemons) + (f"; runc {', '.join(seen)}" if seen else "")
+    if problems:
+        return [
+            Finding(
+                id="daemon-mount-namespace",
+                severity="medium",
+                title="the daemons run in a mount namespace of their own: runc not swappable",
+                detail=f"{where}; {'; '.join(problems)}; `plan` holds the host back",
+            )
+        ]
+    return [
+        Finding(
+            id="daemon-mount-namespace",
+            severity="low",
+            title="the daemons run in a mount namespace of their own",
+            detail=f"{where}; the runc they execute is the file this session sees at the same "
+            "path, so `plan` swaps it here",
+        )
+    ]
 
 
 def _version_findings(
@@ -465,14 +522,20 @@ def audit_host(
     held: bool = False,
     probe: ProbeResult | None = None,
     changelog: Changelog | None = None,
+    also_probes: Mapping[str, ProbeResult] | None = None,
 ) -> HostAudit:
+    """One host's audit; `probe`: the incident probe of its runc, `also_probes`: of each other
+    runc file its runtimes execute (by path)."""
     ignored = set(ignore)
     advisories = tuple(advisories)
     runc = facts.runc
     boot = facts.sysctl_persistent
+    probes = dict(also_probes or {})
+    if runc is not None and probe is not None:
+        probes[runc.file] = probe
     findings = [
         finding.model_copy(update={"ignored": True}) if finding.id in ignored else finding
-        for finding in probe_decides(host_findings(facts, advisories, changelog), probe)
+        for finding in host_findings(facts, advisories, changelog, probes)
     ]
     return HostAudit(
         host=facts.host,
@@ -487,6 +550,7 @@ def audit_host(
         runc_sha256=runc.sha256 if runc else None,
         runc_via=facts.runc_via,
         also_runc=[f"{i.runc.file} {_describe(i.runc)} ({i.source})" for i in facts.also_runc],
+        daemon_namespaces=daemon_namespaces(facts),
         dockerd_version=facts.dockerd.version if facts.dockerd else None,
         containerd_version=facts.containerd.version if facts.containerd else None,
         sysctl_runtime=facts.sysctl_runtime,
@@ -496,6 +560,7 @@ def audit_host(
         findings=findings,
         warnings=facts.warnings,
         probe=probe,
+        also_probes=dict(also_probes or {}),
         changelog=_changelog_read(changelog),
         fixed_by_distribution=fixed_by_distribution(runc, advisories, changelog),
     )
@@ -519,10 +584,12 @@ def build_report(
     held: Iterable[str] = (),
     probes: Mapping[str, ProbeResult] | None = None,
     changelogs: Mapping[str, Changelog] | None = None,
+    also_probes: Mapping[str, Mapping[str, ProbeResult]] | None = None,
 ) -> AuditReport:
     """The audit of every host in `results` (facts, or the error that stopped gathering them),
-    with the incident probe's result for the hosts in `probes` and the runc package's changelog
-    for those in `changelogs`."""
+    with the incident probe's result for the hosts in `probes` (and of their other runc files in
+    `also_probes`, by host and path) and the runc package's changelog for those in
+    `changelogs`."""
     advisories = tuple(advisories)
     ignored, held_names = sorted(set(ignore)), set(held)
     errors = facts_report(results).errors
@@ -535,6 +602,7 @@ def build_report(
             held=name in held_names,
             probe=(probes or {}).get(name),
             changelog=(changelogs or {}).get(name),
+            also_probes=(also_probes or {}).get(name),
         )
         for name, r in results.items()
         if isinstance(r, HostFacts)
@@ -622,6 +690,7 @@ def audit_fleet(
     incident probe against each of those hosts' installed runc (it starts a container)."""
     specs = probe_specs or {}
     probes: dict[str, ProbeResult] = {}
+    also_probes: dict[str, dict[str, ProbeResult]] = {}
     changelogs: dict[str, Changelog] = {}
     run_id = f"audit-{secrets.token_hex(8)}"  # its probe uids are drawn from it: this audit's own
 
@@ -635,6 +704,14 @@ def audit_fleet(
             probes[name] = run_probe(
                 session, facts, facts.runc.file, specs[name], run_id=run_id, holds_lock=False
             )
+        if name in specs:  # each other runc the runtimes execute, one after the other
+            also_probes[name] = {
+                item.runc.file: run_probe(
+                    session, facts, item.runc.file, specs[name], run_id=run_id, holds_lock=False
+                )
+                for item in facts.also_runc
+                if item.runc.target_problem is None
+            }
         return facts
 
     results = run_on_hosts(targets, one, concurrency=concurrency)
@@ -647,6 +724,7 @@ def audit_fleet(
         held=held,
         probes=probes,
         changelogs=changelogs,
+        also_probes=also_probes,
     )
 
 
@@ -698,6 +776,8 @@ def report_table(report: AuditReport, width: int = 200) -> str:
             console.print(f"\n[bold]{escape(host.host)}[/]")
         if host.probe is not None:
             console.print(f"  [bold]probe[/] {escape(host.probe.summary())}")
+        for path, result in host.also_probes.items():
+            console.print(f"  [bold]probe[/] {escape(path)}: {escape(result.summary())}")
         if host.changelog is not None:
             console.print(f"  [dim]changelog[/] {escape(host.changelog)}")
         for line in host.fixed_by_distribution:
@@ -767,6 +847,7 @@ def report_markdown(report: AuditReport) -> str:
         ]
         if host.probe is not None:
             lines.append(f"- {host.probe.summary()}")
+        lines += [f"- {path}: {result.summary()}" for path, result in host.also_probes.items()]
         if host.changelog is not None:
             lines.append(f"- changelog: {host.changelog}")
         lines += [f"- {line}" for line in host.fixed_by_distribution]

@@ -13,10 +13,14 @@ runc the container runtime actually executes:
   default. Every other `runc` on that PATH is reported as shadowed.
 
 `runc init` processes count as this host's when the session runs in the machine's initial mount
-namespace; otherwise (a lab host is a mount namespace of its own) only those in the session's
-namespace, and those whose parent is. A dockerd or containerd is the host's own only when it
-runs as root in the session's mount namespace: one inside a container is skipped, one of
-another user reported and ignored (its PATH, flags and binary never used).
+namespace; otherwise (a lab host is a mount namespace of its own) those in the session's mount
+or UTS namespace, and those whose parent is. A dockerd or containerd is the host's own when it
+runs as root in the session's mount namespace, or in another one that keeps the session's UTS
+and PID namespaces with no container runtime among its ancestors (a snap's, a systemd unit's
+with ProtectSystem= or PrivateTmp=): its configuration and runc are then read as it sees them,
+through /proc/PID/root, under the same trust rules, and its runc is swapped only if it is the
+very file the session sees at that path (`RuncBinary.namespace_problem`). One inside a container
+is skipped, one of another user reported and ignored (its PATH, flags and binary never used).
 
 Nothing an unprivileged user or a container could have placed is ever executed: a binary is run
 (`--version`) only when it, and every directory above it, is owned by root and not group or
@@ -339,8 +343,16 @@ def _processes(
                     exe=values.get("exe") or None,
                     version=_daemon_version(comm, values.get("version", "")),
                     path=values.get("path") or None,
+                    mount_ns=values.get("mntns") or None,
+                    root=values.get("root") or None,
                 )
             )
+            if values.get("mntns"):
+                warnings.append(
+                    f"{comm} PID {pid} runs in a mount namespace of its own "
+                    f"({values['mntns']}, not this session's): its files are read as it sees "
+                    f"them, through {values.get('root') or '?'}"
+                )
             continue
         cmdline = values.get("cmdline", "").strip()
         if not is_runc_init(comm, cmdline.split()):
@@ -617,6 +629,11 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 untrusted=None
                 if values.get("trusted") == "1"
                 else values.get("untrusted") or "ownership not checked",
+                mount_ns=values.get("mntns") or None,
+                seen_at=values.get("seen_at") or None,
+                fs_type=values.get("fstype") or None,
+                writable_there=_flag(values.get("writable_there")),
+                same_here=_flag(values.get("same_here")),
             )
             by_real[real] = binary
             found[argument] = binary
@@ -625,6 +642,10 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 update={"path": argument, "real_path": real if real != argument else None}
             )
     return found
+
+
+def _flag(text: str | None) -> bool | None:
+    return {"1": True, "0": False}.get(text or "")
 
 
 def _free_bytes(df_line: str) -> int | None:

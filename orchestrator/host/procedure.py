@@ -260,9 +260,13 @@ def probe_command(
     facts: HostFacts, runc_path: str, spec: VerifySpec, *, run_id: str, holds_lock: bool
 ) -> tuple[HostCommand, ProbeMethod]:
     """The incident probe of `runc_path` on a host with these facts, and the path it takes; as
-    the uid the inventory forces, else as the first free one of the run's."""
+    the uid the inventory forces, else as the first free one of the run's. Through Docker's
+    default runtime only when that is what executes `runc_path`; another runc file the runtimes
+    execute (CRI's BinaryName) through containerd's client told to use it (else an OCI bundle)."""
+    default = facts.runc is not None and facts.runc.file == runc_path
+    image = spec.image if default else None
     method = probe.choose_method(
-        facts.dockerd is not None, facts.containerd is not None, spec.image
+        default and facts.dockerd is not None, facts.containerd is not None, image
     )
     command = probe.probe(
         method,
@@ -270,7 +274,7 @@ def probe_command(
         uids=probe_uids(spec, run_id),
         timeout=spec.probe_timeout_seconds,
         run_id=run_id,
-        image=spec.image,
+        image=image,
         holds_lock=holds_lock,
     )
     return command, method
@@ -906,6 +910,12 @@ class HostProcedure(HostSteps):
             self.verified_exec = said.partition("container=")[2] or None
         if after is None:
             raise StepFailed(f"facts after the verification failed: {results.why('facts')}")
+        for seen in executed_runcs(after):  # read through the daemons' own mount namespace
+            if seen.mount_ns is not None and seen.sha256 != self.artifact.sha256:
+                raise StepFailed(
+                    f"the daemons' mount namespace {seen.mount_ns} still sees another "
+                    f"{seen.file} ({seen.seen_at}, sha256 {str(seen.sha256)[:12]})"
+                )
         stuck = sum(1 for process in after.runc_init if process.stuck)
         if stuck > record.stuck_runc_init_before:
             raise StepFailed(

@@ -9,9 +9,53 @@ printf 'runc-rollout-facts 1 %s\n' "$N"
 
 self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
 init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
+self_uts=$(readlink /proc/$$/ns/uts 2>/dev/null)
+self_pidns=$(readlink /proc/$$/ns/pid 2>/dev/null)
+# A process is this host's when the session runs in the machine's initial mount namespace, or
+# it runs in the session's mount namespace, or in its UTS namespace (the hostname's: daemons in
+# a mount namespace of their own keep it; containers get their own).
 ours() {
     [ "$self_ns" = "$init_ns" ] && return 0
-    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
+    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ] && return 0
+    [ "$(readlink "/proc/$1/ns/uts" 2>/dev/null)" = "$self_uts" ]
+}
+# A daemon in another mount namespace is the host's (a snap's, a systemd unit's with
+# ProtectSystem= or PrivateTmp=) when it shares the session's UTS and PID namespaces and no
+# container runtime is among its ancestors; else it runs inside a container.
+home() {
+    [ "$(readlink "/proc/$1/ns/uts" 2>/dev/null)" = "$self_uts" ] || return 1
+    [ "$(readlink "/proc/$1/ns/pid" 2>/dev/null)" = "$self_pidns" ] || return 1
+    a=$1 n=0
+    while [ "$a" -gt 1 ] 2>/dev/null && [ $n -lt 64 ]; do
+        c=
+        { read -r c < "/proc/$a/comm"; } 2>/dev/null
+        case $c in containerd-shim*|runc|runc:*|conmon|crun) return 1 ;; esac
+        s=
+        { read -r s < "/proc/$a/stat"; } 2>/dev/null
+        set -f; set -- ${s##*") "}; set +f
+        a=${2:-0} n=$((n + 1))
+    done
+    return 0
+}
+# Path $2 as a process whose root is $1 (/proc/PID/root) sees it, every symlink resolved there
+# (readlink -f would resolve an absolute link in this namespace instead).
+inroot() {
+    root=$1 rest=${2#/} out= n=0
+    while [ -n "$rest" ]; do
+        c=${rest%%/*}
+        case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
+        case $c in '' | .) continue ;; ..) out=${out%/*}; continue ;; esac
+        if [ -L "$root$out/$c" ]; then
+            n=$((n + 1))
+            [ $n -le 40 ] || return 1
+            l=$(readlink "$root$out/$c") || return 1
+            case $l in /*) out= ;; esac
+            rest=${l#/}${rest:+/$rest}
+        else
+            out=$out/$c
+        fi
+    done
+    printf '%s\n' "${out:-/}"
 }
 # A daemon is the host's own when it runs in this session's mount namespace (not inside a
 # container: those are skipped) as root (another user's is reported: prints why).
@@ -23,13 +67,20 @@ foreign() {
 }
 # A file only root could have placed or changed: the file (after symlinks) and every directory
 # above it, and above the name it was found by, owned by root and not group or world writable.
-# Prints why not, if not. Nothing is ever executed unless this says nothing.
+# Prints why not, if not. Nothing is ever executed unless this says nothing. $2: the root
+# (/proc/PID/root) of another mount namespace to judge $1 in, as a process there sees it.
 untrusted() {
-    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
-    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    r=${2:-}
+    if [ -z "$r" ]; then
+        f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
+        dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    else
+        f=$(inroot "$r" "$1") && [ -f "$r$f" ] || { echo "not a regular file"; return 0; }
+        dir=$(inroot "$r" "${1%/*}") || { echo "its directory is unreadable"; return 0; }
+    fi
     for top in "$f" "$dir"; do
         while :; do
-            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            set -- $(stat -L -c '%u %a' "$r$top" 2>/dev/null)
             [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
             case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
             [ "$top" != / ] || break
@@ -47,7 +98,7 @@ kv now "$(date +%s)"
 kv clk_tck "$(getconf CLK_TCK 2>/dev/null || echo 100)"
 while read -r k v; do [ "$k" = btime ] && kv btime "$v"; done < /proc/stat
 
-dpid= cpid= dpath= cpath=
+dpid= cpid= dpath= cpath= droot= croot=
 for d in /proc/[0-9]*; do
     p=${d#/proc/}
     comm=
@@ -61,15 +112,18 @@ for d in /proc/[0-9]*; do
     { read -r stat < "$d/stat"; } 2>/dev/null
     [ -n "$stat" ] || continue
     set -f; set -- ${stat##*") "}; set +f
+    R= ns=
     if [ "$kind" = runc ]; then
         ours "$p" || ours "$2" || continue
     else
-        [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+        ns=$(readlink "$d/ns/mnt" 2>/dev/null)
+        if [ "$ns" != "$self_ns" ]; then home "$p" || continue; R=$d/root; fi
         if why=$(foreign "$p"); then sec foreign "$p"; kv comm "$comm"; kv why "$why"; continue; fi
     fi
     sec proc "$p"
     kv comm "$comm"
     kv stat "$stat"
+    [ -z "$R" ] || { kv mntns "$ns"; kv root "$R"; }
     cmdline=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
     kv cmdline "${cmdline% }"
     if [ "$kind" = runc ]; then
@@ -84,14 +138,14 @@ for d in /proc/[0-9]*; do
     kv path "$path"
     # Its version from the file it runs, only if that file is still the one running (same inode)
     # and only root could have put it there.
-    if ! [ "$d/exe" -ef "$exe" ]; then kv untrusted "$exe is no longer the file it runs"
-    elif why=$(untrusted "$exe"); then kv untrusted "$why"
-    else kv version "$(timeout -s KILL 10 "$exe" --version 2>/dev/null | head -n 1)"
+    if ! [ "$d/exe" -ef "$R$exe" ]; then kv untrusted "$exe is no longer the file it runs"
+    elif why=$(untrusted "$exe" "$R"); then kv untrusted "$why"
+    else kv version "$(timeout -s KILL 10 "$R$exe" --version 2>/dev/null | head -n 1)"
     fi
     if [ "$kind" = dockerd ] && { [ -z "$dpid" ] || [ "$p" -lt "$dpid" ]; }; then
-        dpid=$p dpath=$path
+        dpid=$p dpath=$path droot=$R
     elif [ "$kind" = containerd ] && { [ -z "$cpid" ] || [ "$p" -lt "$cpid" ]; }; then
-        cpid=$p cpath=$path
+        cpid=$p cpath=$path croot=$R
     fi
 done
 
@@ -111,12 +165,16 @@ argval() {
         printf '%s\n' "$val"
     }
 }
+# Files are read where the daemon reading them sees them: through /proc/PID/root when it runs in
+# a mount namespace of its own (paths are printed as it sees them). The runtime's, R: the
+# namespace the shim and runc run in, containerd's (dockerd's without one).
+[ -n "$cpid" ] && R=$croot || R=$droot
 dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
 ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
-if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
-if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
+if [ -f "$droot$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$droot$dcfg"; fi
+if [ -f "$croot$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$croot$ccfg"; fi
 ncfg=__NVIDIA_CONFIG__
-if [ -f "$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$ncfg"; fi
+if [ -f "$R$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$R$ncfg"; fi
 
 if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
 elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
@@ -132,10 +190,10 @@ kv path "$rpath"
 names="runc docker-runc" abs=
 set -f
 s='[[:space:]]*' q="[\"']"
-for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
-              sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
+for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$droot$dcfg"
+              sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$croot$ccfg"
               awk '/^[[:space:]]*runtimes[[:space:]]*=/ { on = 1 } on { print } /]/ { on = 0 }' \
-                  "$ncfg" | tr ',[]=' '\n\n\n\n' | sed -n "s/^$s$q\([^\"']*\)$q$s\$/\1/p"
+                  "$R$ncfg" | tr ',[]=' '\n\n\n\n' | sed -n "s/^$s$q\([^\"']*\)$q$s\$/\1/p"
             } 2>/dev/null ); do
     case $v in /*) abs="$abs $v" ;; */*) ;; *) names="$names $v" ;; esac
 done
@@ -146,9 +204,9 @@ rest=$rpath:
 while [ -n "$rest" ]; do
     dir=${rest%%:*} rest=${rest#*:}
     [ -n "$dir" ] || continue
-    for n in $names; do [ -f "$dir/$n" ] && add "$dir/$n"; done
+    for n in $names; do [ -f "$R$dir/$n" ] && add "$dir/$n"; done
 done
-for a in $abs; do [ -f "$a" ] && add "$a"; done
+for a in $abs; do [ -f "$R$a" ] && add "$a"; done
 
 # The package owning a file (packages never install under /usr/local), and its version.
 if [ -d /var/lib/dpkg/info ]; then
@@ -179,24 +237,59 @@ else
     intact() { :; }
 fi
 
+ident() { stat -L -c '%d:%i' "$1" 2>/dev/null; }
+# ro or rw: the per-mount flag of the last-mounted, longest mount point holding folder $2 in
+# /proc/PID $1's mount table (as that process sees it).
+mountmode() {
+    awk -v p="$2" '{
+        m = $5; gsub(/\\040/, " ", m)
+        if ((p == m || index(p "/", m == "/" ? "/" : m "/") == 1) && length(m) >= best) {
+            best = length(m); o = $6
+        }
+    } END { split(o, f, ","); print f[1] }' "$1/mountinfo" 2>/dev/null
+}
 seen=
 for b in $cands; do
-    real=$(readlink -f "$b" 2>/dev/null) || real=$b
+    if [ -z "$R" ]; then real=$(readlink -f "$b" 2>/dev/null) || real=$b
+    else real=$(inroot "$R" "$b") || real=$b
+    fi
     case " $seen " in *" $real "*) sec alias "$b"; kv real "$real"; continue ;; esac
     seen="$seen $real"
-    if why=$(untrusted "$b"); then out="not run: $why" rc=
-    else out=$(timeout -s KILL 10 "$real" --version 2>&1); rc=$?
+    if why=$(untrusted "$b" "$R"); then out="not run: $why" rc=
+    else out=$(timeout -s KILL 10 "$R$real" --version 2>&1); rc=$?
     fi
     sec binary "$b"
     kv real "$real"
     if [ -n "$rc" ]; then kv trusted 1; else kv untrusted "$why"; fi
-    if [ -x "$b" ]; then kv executable 1; else kv executable 0; fi
+    if [ -x "$R$b" ]; then kv executable 1; else kv executable 0; fi
     kv version_exit "$rc"
-    kv size "$(wc -c < "$b" 2>/dev/null)"
-    sum=$(sha256sum "$b" 2>/dev/null)
+    kv size "$(wc -c < "$R$b" 2>/dev/null)"
+    sum=$(sha256sum "$R$b" 2>/dev/null)
     kv sha256 "${sum%% *}"
-    kv df "$(df -Pk "${b%/*}" 2>/dev/null | tail -n 1)"
-    case $real in /usr/local/*) pkg= ;; *) pkg=$(owner "$b" "$real") ;; esac
+    kv df "$(df -Pk "$R${b%/*}" 2>/dev/null | tail -n 1)"
+    if [ -n "$R" ]; then
+        # Seen through the daemons' namespace: is this session's file at that path the same one
+        # (device and inode, its folder's too), itself trusted here?
+        kv mntns "$(readlink "${R%/root}/ns/mnt" 2>/dev/null)"
+        kv seen_at "$R$real"
+        kv fstype "$(stat -f -c %T "$R$real" 2>/dev/null)"
+        # (from the mount table: busybox's `test -w` as root ignores a read-only mount)
+        case $(mountmode "${R%/root}" "${real%/*}") in
+            ro) kv writable_there 0 ;; rw) kv writable_there 1 ;;
+        esac
+        here=0
+        if [ "$(ident "$R$real")" = "$(ident "$real")" ] && [ -n "$(ident "$real")" ] &&
+            [ "$(ident "$R${real%/*}")" = "$(ident "${real%/*}")" ] &&
+            ! untrusted "$b" > /dev/null && [ "$(readlink -f "$b")" = "$real" ]; then
+            here=1
+        fi
+        kv same_here "$here"
+    fi
+    pkg=  # (the package database describes this session's files only)
+    case $real in
+        /usr/local/*) ;;
+        *) [ -n "$R" ] && [ "$here" != 1 ] || pkg=$(owner "$b" "$real") ;;
+    esac
     if [ -n "$pkg" ]; then
         kv package "$pkg"
         kv package_version "$(pkgversion "$pkg")"

@@ -7,7 +7,8 @@
 #
 # A process is examined when it is a runc init (`runc_init`, as runcinfo.is_runc_init) and this
 # host's (as in the facts script: every process in the machine's initial mount namespace, else
-# those in this session's mount namespace or whose parent is). It matches when all of these
+# those in this session's mount or UTS namespace, or whose parent is: a daemon in a mount
+# namespace of its own keeps the host's UTS namespace). It matches when all of these
 # hold, checked in order; `fail=` names the first that does not:
 #
 # 1. state  asleep (S or D) in pipe_write, anon_pipe_write or (before Linux 5.8) pipe_wait;
@@ -78,9 +79,11 @@ done
 
 self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
 init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
-ours() {
+self_uts=$(readlink /proc/$$/ns/uts 2>/dev/null)
+ours() { # as the facts script's: daemons in a mount namespace of their own keep the UTS one
     [ "$self_ns" = "$init_ns" ] && return 0
-    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ]
+    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$self_ns" ] && return 0
+    [ "$(readlink "/proc/$1/ns/uts" 2>/dev/null)" = "$self_uts" ]
 }
 
 runc_init() { # $1 comm, $2 /proc/PID: what runcinfo.is_runc_init says

@@ -340,8 +340,10 @@ class _Lab:
             for entry in os.scandir(hdir / name):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
-                else:
+                elif not (name == "usr-local-sbin" and entry.name == "runc"):
                     os.unlink(entry.path)
+        # Replaced in one rename, never removed first: the host's daemons run all along, and a
+        # container started while it was missing would fail ("executable file not found").
         copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
             if entry.name.startswith(".runc-rollout-"):
@@ -437,11 +439,48 @@ class _Lab:
             raise LabError(f"{host.name}: cannot set up its mount namespace: {reply.get('error')}")
         self.note(host, "holder", int(reply["pid"]), log)
 
-    def spawn(self, host: HostRecord, what: str, argv: list[str], log: str) -> ProcRef:
+    def daemon_nsenter(self, host: HostRecord) -> list[str]:
+        """`nsenter` into the mount namespace the host's daemons run in: the host's own, or on a
+        `mountns` host the daemons' namespace (`ensure_daemon_ns`), with the host's hostname."""
+        if host.runtime != "mountns":
+            return self.nsenter(host)
+        return [
+            "/usr/bin/nsenter",
+            f"--mount=/proc/{host.procs['daemon-ns'].pid}/ns/mnt",
+            f"--uts=/proc/{host.procs['holder'].pid}/ns/uts",
+            "--",
+        ]
+
+    def ensure_daemon_ns(self, host: HostRecord) -> None:
+        """On a `mountns` host, the daemons' own mount namespace, a child of the host's, held by
+        a `sleep` (runtimes.DAEMON_NS_SCRIPT). A namespace gone takes its daemons' with it."""
+        if host.runtime != "mountns" or alive(host.procs.get("daemon-ns")):
+            return
+        daemons = [host.procs.get("containerd"), host.procs.get("dockerd")]
+        stop_processes([ref for ref in daemons if ref is not None and alive(ref)], 10.0)
+        unshare = ["/usr/bin/unshare", "--mount", "--propagation", "private", "--"]
+        argv = [*unshare, "/bin/sh", "-c", lab_runtimes.DAEMON_NS_SCRIPT]
+        self.spawn(host, "daemon-ns", argv, "daemon-ns.log", enter=self.nsenter(host))
+        ref = host.procs["daemon-ns"]
+        if not wait_for(lambda: mount_ns(ref.pid) != mount_ns(host.procs["holder"].pid), ref, 10):
+            raise LabError(f"{host.name}: the daemons' mount namespace did not come up")
+        if not wait_for(lambda: "sleep" in read_proc_text(ref.pid, "comm"), ref, 10):
+            log = self.host_dir(host) / "var-log" / "daemon-ns.log"
+            raise LabError(f"{host.name}: the daemons' mount namespace failed: {file_tail(log)}")
+
+    def spawn(
+        self,
+        host: HostRecord,
+        what: str,
+        argv: list[str],
+        log: str,
+        enter: list[str] | None = None,
+    ) -> ProcRef:
+        """Start `argv` in the host (`enter`: the nsenter command, default the daemons')."""
         log_path = self.host_dir(host) / "var-log" / log
         request = {
             "op": "spawn",
-            "argv": [*self.nsenter(host), *argv],
+            "argv": [*(self.daemon_nsenter(host) if enter is None else enter), *argv],
             "env": DAEMON_ENV,
             "log": str(log_path),
         }
@@ -458,7 +497,7 @@ class _Lab:
             raise LabError(f"{host.name}: {host.address}:22 is in use by another process")
         config = f"{self.inside(host)}/sshd_config"
         argv = ["/usr/sbin/sshd", "-D", "-f", config, "-E", "/var/log/sshd.log"]
-        self.spawn(host, "sshd", argv, "sshd.log")
+        self.spawn(host, "sshd", argv, "sshd.log", enter=self.nsenter(host))
 
     def wait_sshd(self, host: HostRecord) -> None:
         ref = host.procs["sshd"]
@@ -489,6 +528,7 @@ class _Lab:
             answered = ref is None or wait_for(http_answers(sock, request), ref, 30.0)
             if not answered and alive(ref):
                 raise LabError(f"{host.name}: {what} (pid {ref and ref.pid}) does not answer")
+        self.ensure_daemon_ns(host)
         if not alive(host.procs.get("containerd")):
             ref = self.spawn(host, "containerd", ["/usr/bin/containerd"], "containerd.log")
             if not wait_for(lambda: unix_http_ok(containerd_sock, b""), ref, 30.0):
@@ -975,6 +1015,10 @@ def lab_up(
     if "crun" in runtimes and not os.access(lab_runtimes.CRUN, os.X_OK):
         raise BadInput(
             "runc-rollout lab needs Debian's crun for --runtime crun: apt-get install -y crun"
+        )
+    if "runsc" in runtimes and not os.access(lab_runtimes.RUNSC, os.X_OK):
+        raise BadInput(
+            "runc-rollout lab needs Debian's runsc for --runtime runsc: apt-get install -y runsc"
         )
     if stuck and not full:
         raise BadInput("lab up --stuck needs a full host (--docker 1 or more)")

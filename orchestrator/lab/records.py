@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict
 HostKind = Literal["full", "containerd", "light"]
 KINDS: tuple[HostKind, ...] = ("full", "containerd", "light")
 # A full host's runtimes (orchestrator/lab/runtimes.py): plain runc, NVIDIA's shim in front of
-# runc, or Debian's crun as Docker's default; or runc, with containerd's CRI running another file.
-LabRuntime = Literal["runc", "nvidia", "crun", "cri"]
-RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri")
+# runc, or Debian's crun as Docker's default; or runc, with containerd's CRI running another file;
+# or runc, with dockerd and containerd in a mount namespace of their own (`mountns`); or gVisor's
+# runsc (Debian's) as Docker's default.
+LabRuntime = Literal["runc", "nvidia", "crun", "cri", "mountns", "runsc"]
+RUNTIMES: tuple[LabRuntime, ...] = ("runc", "nvidia", "crun", "cri", "mountns", "runsc")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,7 +41,8 @@ class HostRecord(_Record):
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
-    procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
+    # holder, sshd, containerd (not light), dockerd (full), daemon-ns (runtime mountns)
+    procs: dict[str, ProcRef] = {}
 
 
 class LabRecord(_Record):

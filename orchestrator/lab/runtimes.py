@@ -16,6 +16,12 @@
   (CGROUP2_MOUNT) and is pure cgroup v1, as CentOS 7 is. Its /proc/sys/net stays writable
   (NET_SYSCTLS): the host's own processes share the machine's network namespace and write
   nothing there (dockerd runs without bridge, iptables and IP forwarding).
+- `runsc`: Debian's runsc (gVisor) as the default runtime, another runtime that wraps no runc.
+- `mountns`: Docker's default runtime is plain runc, but dockerd and containerd run in a mount
+  namespace of their own, not the one SSH sessions get, as a systemd unit with
+  `ProtectSystem=`/`PrivateTmp=` or Ubuntu's snap-packaged docker runs them: a child of the
+  host's namespace (DAEMON_NS_SCRIPT) where /usr/local/sbin, the runc's folder, is read-only
+  and /tmp is private. The runc there is the same file as the one SSH sessions see.
 """
 
 from __future__ import annotations
@@ -29,12 +35,20 @@ HOOK = "/usr/local/bin/nvidia-container-runtime-hook"
 HOOK_LOG = "/var/log/nvidia-container-runtime-hook.log"  # one line per container: "prestart ID"
 NVIDIA_CONFIG_DIR = "/etc/nvidia-container-runtime"
 CRUN = "/usr/bin/crun"
+RUNSC = "/usr/bin/runsc"  # Debian 12's runsc package (gVisor 20221219)
 CRI_RUNC = "/usr/local/bin/runc"
 CGROUP2_MOUNT = "/sys/fs/cgroup/unified"
 # crun writes the net sysctls Docker puts in every spec (ip_unprivileged_port_start,
 # ping_group_range) in the container's network namespace, but through the /proc it starts with,
 # where runc uses the container's own: on a crun host this directory stays writable.
 NET_SYSCTLS = "/proc/sys/net"
+# `mountns`: what makes the daemons' namespace (made by `unshare --mount --propagation private`)
+# differ from the host's, as ProtectSystem= and PrivateTmp= would; then it only holds it open.
+DAEMON_NS_READONLY = "/usr/local/sbin"
+DAEMON_NS_SCRIPT = (
+    f"mount -o remount,bind,ro {DAEMON_NS_READONLY} && mount -t tmpfs -o mode=1777 tmpfs /tmp "
+    "&& exec sleep infinity"
+)
 
 SHIM_TEXT = f'''#!/usr/bin/python3
 """runc-rollout lab: NVIDIA Container Runtime's documented behaviour (orchestrator/lab)."""
@@ -95,4 +109,8 @@ def docker_runtime(runtime: LabRuntime) -> dict[str, Any]:
         return {"runtimes": {"nvidia": {"path": SHIM}}, "default-runtime": "nvidia"}
     if runtime == "crun":
         return {"runtimes": {"crun": {"path": CRUN}}, "default-runtime": "crun"}
+    if runtime == "runsc":
+        # The lab hosts share the machine's network namespace: runsc sets up no network.
+        runsc = {"path": RUNSC, "runtimeArgs": ["--network=none"]}
+        return {"runtimes": {"runsc": runsc}, "default-runtime": "runsc"}
     return {}

@@ -36,6 +36,7 @@ from orchestrator.plan.waves import Size, Tier, parse_size, parse_sizes, place_i
 from orchestrator.plan.windows import parse_windows
 from orchestrator.util.destinations import plain_host, plain_user
 from orchestrator.util.memory import gc_paused
+from orchestrator.util.textsafe import terminal_safe
 
 SKIP_VAR = "runc_rollout_skip"
 NO_DOMAIN_KEY = "all"
@@ -111,7 +112,11 @@ def _build_plan(
     if not candidates:
         raise BadInput(
             nothing_to_plan(
-                len(selected), len(skipped_by_operator), len(skipped_by_facts), len(not_gathered)
+                len(selected),
+                len(skipped_by_operator),
+                len(skipped_by_facts),
+                len(not_gathered),
+                skipped_by_facts,
             )
         )
 
@@ -239,12 +244,17 @@ def _password_notes(waves: list[Wave]) -> list[str]:
     ]
 
 
-def nothing_to_plan(selected: int, held: int, by_facts: int, unreachable: int) -> str:
-    """Why no selected host is left to plan, naming each cause."""
+def nothing_to_plan(
+    selected: int, held: int, by_facts: int, unreachable: int, why: Iterable[Skipped] = ()
+) -> str:
+    """Why no selected host is left to plan, naming each cause, and (`why`) what the facts of
+    the first few hosts held back by them say."""
     causes = [f"{held} held back by {SKIP_VAR}"] if held else []
     causes += [f"{by_facts} held back for what their facts say"] if by_facts else []
     causes += [f"{unreachable} unreachable at plan time (--gather)"] if unreachable else []
-    return f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
+    text = f"nothing to plan: of {selected} selected hosts, " + " and ".join(causes)
+    said = [f"{item.name}: {terminal_safe(item.reason)}" for item in list(why)[:3]]
+    return text + "".join(f"\n  {line}" for line in said)
 
 
 def held_back(host: InventoryHost) -> bool:

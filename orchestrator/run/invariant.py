@@ -1,12 +1,14 @@
 """The invariant every failure must leave intact: one checker for the fault tests and the bench.
 
-After any failure, every host has a working runc: the file at the runtime's runc path exists, is
-executable, `--version` runs, and its sha256 is the plan's "before" or the artifact, never a
-partial or missing file. Once a run has been resumed or rolled back ("settled"), no temporary or
-lock file is left. The local journal's final status and runc checksum of each host, the
-host-side record and the host's real state agree. The sysctl matches the outcome: a host done
-has the target at runtime and in every file that sets it; a host rolled back or untouched has
-its "before" value and the files' original bytes.
+After any failure, every host has a working runc: each file the runtimes execute (the plan's
+runc path and every other one it swaps with it: CRI's BinaryName, another Docker runtime's)
+exists, is executable, `--version` runs, and its sha256 is its own "before" in the plan or the
+artifact, never a partial or missing file; a host done has the artifact in every one of them, a
+host rolled back or untouched its before in every one. Once a run has been resumed or rolled
+back ("settled"), no temporary or lock file is left. The local journal's final status and runc
+checksum of each host, the host-side record and the host's real state agree. The sysctl matches
+the outcome: a host done has the target at runtime and in every file that sets it; a host rolled
+back or untouched has its "before" value and the files' original bytes.
 
 `snapshot_hosts` reads the real state (one round trip per host, read-only); `judge` compares it
 with the journals (pure); `check_runs` does both.
@@ -49,6 +51,17 @@ _SCRIPT = r"""
 export LC_ALL=C
 T=$RUNC
 S=__STATE__
+for a in $ALSO; do  # every other runc the plan swaps: path exists executable sha256 exit
+    x=0 e=0 sum= rc=
+    [ -e "$a" ] && x=1
+    [ -x "$a" ] && e=1
+    [ -f "$a" ] && sum=$(sha256sum "$a" | cut -d' ' -f1)
+    [ "$e" = 1 ] && { timeout -s KILL 20 "$a" --version >/dev/null 2>&1; rc=$?; }
+    echo "also=$a $x $e ${sum:--} ${rc:--}"
+    for f in "${a%/*}"/.runc-rollout-*.tmp "${a%/*}"/.runc-rollout-restore.*; do
+        [ -e "$f" ] && echo "temp=$f"
+    done
+done
 [ -e "$T" ] && echo exists=1
 [ -x "$T" ] && echo executable=1
 [ -f "$T" ] && echo "sha256=$(sha256sum "$T" | cut -d' ' -f1)"
@@ -88,6 +101,17 @@ exit 0
 
 
 @dataclass(frozen=True)
+class RuncFile:
+    """One more runc file the plan swaps on a host, as found."""
+
+    path: str
+    exists: bool
+    executable: bool
+    sha256: str | None
+    version_exit: int | None  # None: not executable, so not run
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     """What the invariant looks at on one host, as found."""
 
@@ -105,16 +129,19 @@ class HostSnapshot:
     modes: dict[str, int]  # host-side store paths -> permission bits
     verify_containers: int  # runc-rollout verification containers left (hosts with Docker)
     record_json: str | None
+    also: tuple[RuncFile, ...] = ()  # the other runc files the plan swaps, in its order
 
 
-def snapshot_script(runc_path: str, mark: str) -> str:
+def snapshot_script(runc_path: str, mark: str, also: Sequence[str] = ()) -> str:
+    """The read-only snapshot script of a host whose runtimes execute `runc_path` and `also`."""
     body = (
         _SCRIPT.replace("__STATE__", commands.STATE_DIR)
         .replace("__SYSCTL_GLOBS__", " ".join(SYSCTL_FILE_GLOBS))
         .replace("__PREFIX__", commands.VERIFY_CONTAINER_PREFIX)
         .replace("__MARK__", mark)
     )
-    return f"RUNC={shlex.quote(runc_path)}\n{body.strip()}\n"
+    others = shlex.quote(" ".join(also))  # paths with no spaces: facts split them on spaces
+    return f"RUNC={shlex.quote(runc_path)}\nALSO={others}\n{body.strip()}\n"
 
 
 def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:
@@ -126,7 +153,7 @@ def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:
         key, sep, value = line.partition("=")
         if not sep:
             continue
-        if key in ("temp", "backup", "sysctl_file", "mode"):
+        if key in ("temp", "backup", "sysctl_file", "mode", "also"):
             multi.setdefault(key, []).append(value)
         else:
             single[key] = value
@@ -139,6 +166,18 @@ def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:
         path, sha, values_text = [*entry.split(" ", 2), "", ""][:3]
         values = tuple(value for value in values_text.split(",") if value)
         sysctl_files[path] = (sha, values)
+    also = []
+    for entry in multi.get("also", []):
+        path, exists, executable, sha, code = [*entry.rsplit(" ", 4), "", "", "", ""][:5]
+        also.append(
+            RuncFile(
+                path=path,
+                exists=exists == "1",
+                executable=executable == "1",
+                sha256=sha if sha != "-" and sha else None,
+                version_exit=_int(code) if code != "-" else None,
+            )
+        )
     modes = {}
     for entry in multi.get("mode", []):
         path, _, bits = entry.rpartition(" ")
@@ -158,6 +197,7 @@ def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:
         modes=modes,
         verify_containers=_int(single.get("verify_containers")) or 0,
         record_json=record if record.strip() else None,
+        also=tuple(also),
     )
 
 
@@ -175,6 +215,12 @@ def runc_path_of(planned: PlannedHost) -> str:
     return planned.before.runc_path
 
 
+def also_paths_of(planned: PlannedHost) -> list[str]:
+    """The other runc files the plan swaps on the host with the first (CRI's, another
+    Docker runtime's)."""
+    return [item.path for item in planned.before.also] if planned.before is not None else []
+
+
 def snapshot_hosts(
     executor: Executor, hosts: Sequence[PlannedHost], *, concurrency: int = 8
 ) -> dict[str, HostSnapshot | Exception]:
@@ -185,7 +231,8 @@ def snapshot_hosts(
         session = executor.session(planned.ssh, name=name)
         mark = f"@@record-{secrets.token_hex(8)}@@"
         runc_path = runc_path_of(planned)
-        result = session.run(snapshot_script(runc_path, mark), timeout=SNAPSHOT_TIMEOUT)
+        script = snapshot_script(runc_path, mark, also_paths_of(planned))
+        result = session.run(script, timeout=SNAPSHOT_TIMEOUT)
         return parse_snapshot(runc_path, result.stdout, mark)
 
     return run_on_hosts({host.name: host for host in hosts}, one, concurrency=concurrency)
@@ -246,6 +293,7 @@ class Expectations:
     before_sha256: str | None
     before_sysctl: int | None
     before_files: dict[str, str] | None  # path -> sha256, when a baseline was taken
+    also_before: dict[str, str] = field(default_factory=dict)  # other runc path -> before sha256
 
 
 def judge(
@@ -289,10 +337,21 @@ def judge(
             before_files={path: sha for path, (sha, _) in before.sysctl_files.items()}
             if before
             else None,
+            also_before=_also_before(host, before),
         )
         verdicts = _judge_host(name, snapshot, runs, expect, settled, single_rollout)
         problems += [f"{name}: {text}" for text in verdicts]
     return problems
+
+
+def _also_before(host: PlannedHost, before: HostSnapshot | None) -> dict[str, str]:
+    """Each other runc file's before: from the baseline snapshot when one was taken, else the
+    plan's facts."""
+    planned = {item.path: item.sha256 for item in host.before.also} if host.before else {}
+    if before is None:
+        return planned
+    found = {item.path: item.sha256 for item in before.also if item.sha256 is not None}
+    return {path: found.get(path, sha) for path, sha in planned.items()}
 
 
 def _judge_host(
@@ -324,7 +383,11 @@ def _judge_host(
         swaps = sum(run.swaps.get(name, 0) for run, _ in views)
         if swaps > 1:
             problems.append(f"swapped {swaps} times (journals)")
-        if len(snap.backups) > 1:
+        # One backup per distinct before; with other runc files, the artifact too (apply keeps
+        # the checked new runc there, whence each other file's staged copy comes).
+        kept = {expect.before_sha256, *expect.also_before.values()} - {None}
+        kept |= {expect.artifact_sha256} if expect.also_before else set()
+        if len(snap.backups) > max(1, len(kept)):
             problems.append(f"backup store holds {len(snap.backups)} binaries: swapped again")
     owner = record.run_id if record is not None else None
     owner_views = [(run, state) for run, state in views if run.run_id == owner]
@@ -344,9 +407,9 @@ def _judge_host(
 
 
 def _working_runc(snap: HostSnapshot, expect: Expectations) -> list[str]:
+    problems = _working_also(snap, expect)
     if not snap.runc_exists:
-        return [f"{snap.runc_path} is missing"]
-    problems = []
+        return [f"{snap.runc_path} is missing", *problems]
     if not snap.runc_executable:
         problems.append(f"{snap.runc_path} is not executable")
     elif snap.version_exit != 0:
@@ -360,11 +423,43 @@ def _working_runc(snap: HostSnapshot, expect: Expectations) -> list[str]:
     return problems
 
 
+def _working_also(snap: HostSnapshot, expect: Expectations) -> list[str]:
+    """Every other runc file the plan swaps: there, working, its before or the artifact."""
+    found = {item.path: item for item in snap.also}
+    problems = []
+    for path, before in expect.also_before.items():
+        item = found.get(path)
+        if item is None or not item.exists:
+            problems.append(f"{path} is missing")
+            continue
+        if not item.executable:
+            problems.append(f"{path} is not executable")
+        elif item.version_exit != 0:
+            problems.append(f"{path} --version exits {item.version_exit}")
+        if item.sha256 not in (before, expect.artifact_sha256):
+            problems.append(
+                f"{path} has sha256 {str(item.sha256)[:12]}: neither the before "
+                f"({before[:12]}) nor the artifact ({expect.artifact_sha256[:12]})"
+            )
+    return problems
+
+
+def _also_at(snap: HostSnapshot, wanted: Mapping[str, str], what: str) -> list[str]:
+    """Each other runc file holds the sha256 `wanted` says, else a problem naming it."""
+    found = {item.path: item.sha256 for item in snap.also}
+    return [
+        f"{path} is {str(found.get(path))[:12]}, not {what}"
+        for path, sha in wanted.items()
+        if found.get(path) != sha
+    ]
+
+
 def _untouched(snap: HostSnapshot, expect: Expectations) -> list[str]:
     """A host no run changed (or one rolled back): its before, exactly."""
     problems = []
     if expect.before_sha256 is not None and snap.runc_sha256 != expect.before_sha256:
         problems.append(f"runc is {str(snap.runc_sha256)[:12]}, not its before")
+    problems += _also_at(snap, expect.also_before, "its before")
     problems += _sysctl_before(snap, expect.before_sysctl, expect.before_files)
     return problems
 
@@ -393,8 +488,9 @@ def _owned(
     """The host's record is of the run whose journal says `state`: the record, the journal and
     the host must agree."""
     problems = []
-    if record.before_sha256 not in snap.backups:  # the record is written after the backup
-        problems.append(f"the backup of its before ({record.before_sha256[:12]}) is missing")
+    for path, sha in record.runcs:  # the record is written after the backups
+        if sha not in snap.backups:
+            problems.append(f"the backup of its before ({sha[:12]}, {path}) is missing")
     final = state.status not in ("running", "unreachable") and not (
         state.status == "failed" and record.outcome == "in_progress"
     )
@@ -407,6 +503,8 @@ def _owned(
             problems.append(f"record says done, journal says {state.status}")
         if snap.runc_sha256 != record.target_sha256:
             problems.append("record says done but runc is not the target")
+        targets = {item.path: record.target_sha256 for item in record.also}
+        problems += _also_at(snap, targets, "the target, though the record says done")
         if snap.sysctl_runtime != record.sysctl_target:
             problems.append(f"done but sysctl runtime is {snap.sysctl_runtime}")
         wrong = sorted(
@@ -421,6 +519,8 @@ def _owned(
             problems.append(f"record says {record.outcome}, journal says {state.status}")
         if snap.runc_sha256 != record.before_sha256:
             problems.append(f"record says {record.outcome} but runc is not its before")
+        befores = {item.path: item.before_sha256 for item in record.also}
+        problems += _also_at(snap, befores, f"its before, though the record says {record.outcome}")
         files = expect.before_files
         if files is None:
             files = {item.path: item.before_sha256 for item in record.files}

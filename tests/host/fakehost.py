@@ -58,7 +58,8 @@ class FakeHost:
     fail: dict[str, int] = field(default_factory=dict)  # step name -> exit status, once
     lose_connection_after: str | None = None  # the connection drops once this step ran
     down: bool = False  # the connection is lost: every call fails until a test sets it back
-    on_swap: list[str] = field(default_factory=list)  # "restart-dockerd", "stick"
+    # "restart-dockerd", "stick", "diverge" (the daemons' namespace keeps seeing the old runc)
+    on_swap: list[str] = field(default_factory=list)
     batches: list[list[str]] = field(default_factory=list)  # the step names of each round trip
     puts: int = 0
     served: dict[str, str] = field(default_factory=dict)  # URL -> what a fetch of it gets
@@ -66,6 +67,10 @@ class FakeHost:
     host_check: tuple[int, str] = (0, "ok\n")  # the operator's host check: status, output
     host_checks: list[dict[str, object]] = field(default_factory=list)  # each one's params
     probe_of: dict[str, str] = field(default_factory=dict)  # runc path -> the probe's verdict
+    # The daemons run in a mount namespace of their own (a snap's, a ProtectSystem= unit's):
+    # its id, and the runc files it sees otherwise than this session (path -> content).
+    mount_ns: str | None = None
+    ns_files: dict[str, str] = field(default_factory=dict)
 
     # -- StepRunner ---------------------------------------------------------------------------
 
@@ -132,6 +137,8 @@ class FakeHost:
                 f"comm={name}\nstat={stat(pid, name, 'S', 1, ticks)}\ncmdline=/usr/bin/{name}\n"
                 f"exe=/usr/bin/{name}\npath=/usr/local/sbin:/usr/sbin:/usr/bin\nversion={name} 1\n"
             )
+            if self.mount_ns is not None:
+                body += f"mntns={self.mount_ns}\nroot=/proc/{pid}/root\n"
             sections.append((f"proc {pid}", body))
         for index in range(self.stuck):
             pid = 5000 + index
@@ -150,11 +157,17 @@ class FakeHost:
         for path in (RUNC, CRI_RUNC):
             if path not in self.files:
                 continue
-            content = self.files[path]
+            content = self.ns_files.get(path, self.files[path])
             body = (
                 f"real={path}\nexecutable=1\ntrusted=1\nversion_exit=0\nsize={len(content)}\n"
                 f"sha256={sha(content)}\ndf=/dev/sda1 100000000 500 90000000 1% /\n"
             )
+            if self.mount_ns is not None:
+                same = 0 if path in self.ns_files else 1
+                body += (
+                    f"mntns={self.mount_ns}\nseen_at=/proc/812/root{path}\nfstype=ext2/ext3\n"
+                    f"writable_there=0\nsame_here={same}\n"
+                )
             sections += [(f"binary {path}", body), (f"version {path}", version_output(content))]
         sections.append(("sysctl-runtime", f"{self.sysctl}\n"))
         confs = sorted(path for path in self.files if path.startswith("/etc/sysctl.d/"))
@@ -233,8 +246,11 @@ class FakeHost:
     _record_verified = _record_
 
     def _swap_(self, staged: str, target: str, sha256: str) -> tuple[int, str]:
+        old = self.files.get(target)
         self.files[target] = self.files.pop(staged)
         for change in self.on_swap:
+            if change == "diverge" and old is not None:
+                self.ns_files[target] = old
             if change == "restart-dockerd":
                 self.daemons["dockerd"] = (1234, 99999)
             elif change == "stick":

@@ -92,14 +92,15 @@ def kill(pid: int) -> None:
     ("how", "why"),
     [
         ("setpriv --reuid=65534 --regid=65534 --clear-groups", "owner uid 65534, not root"),
-        ("unshare --mount --propagation private", None),  # a container's: skipped silently
+        # A container's (mount and UTS namespaces of its own): skipped silently.
+        ("unshare --mount --uts --propagation private", None),
     ],
 )
 def test_a_daemon_that_is_not_the_hosts_own_is_ignored_and_never_run(
     lab: LabFleet, fake_daemon: Path, open_dir: Path, how: str, why: str | None
 ) -> None:
-    """An unprivileged user's process, or one in another mount namespace (a container), named
-    dockerd: its binary, its PATH and its runc are never run."""
+    """An unprivileged user's process, or one in a container's namespaces, named dockerd: its
+    binary, its PATH and its runc are never run."""
     host = lab.light_hosts[0]
     evil_runc = open_dir / "runc"
     evil_runc.write_text(f"#!/bin/sh\ntouch {open_dir}/runc-ran\necho 'runc version 9.9.9'\n")
@@ -118,6 +119,36 @@ def test_a_daemon_that_is_not_the_hosts_own_is_ignored_and_never_run(
     assert not any(str(pid) in warning for warning in facts.warnings if why is None)
     assert facts.runc is not None and facts.runc.path == "/usr/local/sbin/runc"
     assert facts.runtime_path[0] == "/usr/local/sbin"
+
+
+def test_a_root_daemon_in_a_mount_namespace_of_its_own_is_judged_by_the_same_rules(
+    lab: LabFleet, fake_daemon: Path, open_dir: Path
+) -> None:
+    """A root dockerd in a mount namespace of its own but the host's UTS namespace (as a snap's
+    or a ProtectSystem= unit's): reported with its namespace, its files read through
+    /proc/PID/root; from a world-writable folder, neither it nor the runc on its PATH is run,
+    and the host gets no "before"."""
+    host = lab.light_hosts[0]
+    evil_runc = open_dir / "runc"
+    evil_runc.write_text(f"#!/bin/sh\ntouch {open_dir}/runc-ran\necho 'runc version 9.9.9'\n")
+    evil_runc.chmod(0o755)
+    how = "unshare --mount --propagation private"
+    env = f"env PATH={open_dir}:/usr/bin:/bin"
+    pid = start(lab, host, f"exec {how} {env} {fake_daemon} 300", fake_daemon)
+    try:
+        its_own = str(Path(f"/proc/{pid}/ns/mnt").readlink())
+        facts = lab.facts(host)
+    finally:
+        kill(pid)
+    assert not (open_dir / "dockerd-ran").exists()
+    assert not (open_dir / "runc-ran").exists()
+    assert facts.dockerd is not None and facts.dockerd.pid == pid
+    assert facts.dockerd.mount_ns == its_own
+    assert facts.dockerd.root == f"/proc/{pid}/root" and facts.dockerd.version is None
+    assert facts.runc is not None and facts.runc.path == f"{open_dir}/runc"
+    assert facts.runc.untrusted == f"{open_dir} is writable by others"
+    with pytest.raises(FactsError, match="is not trusted"):
+        facts_to_before(facts)
 
 
 def test_binaries_anyone_could_have_placed_are_never_run_nor_swapped(

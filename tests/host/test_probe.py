@@ -150,7 +150,7 @@ def test_each_run_probes_as_uids_of_its_own_from_a_high_range() -> None:
 def test_the_probe_tries_the_runs_uids_unless_a_host_forces_one(
     forced: int | None, expected: str
 ) -> None:
-    facts = HostFacts.model_construct(dockerd=None, containerd=None)  # a light host
+    facts = HostFacts.model_construct(dockerd=None, containerd=None, runc=None)  # a light host
     spec = VerifySpec(probe_uid=forced)
     command, _ = probe_command(facts, "/usr/sbin/runc", spec, run_id="run-a", holds_lock=True)
     uids = _params(command.script)["PROBE_UIDS"].split()

@@ -305,6 +305,10 @@ def test_a_staged_runc_the_plan_refuses_is_not_swapped(tmp_path: Path) -> None:
         ({"fail": {"runc-version": 1}}, "runc --version reports"),
         ({"on_swap": ["restart-dockerd"]}, "dockerd restarted or stopped during the swap"),
         ({"on_swap": ["stick"]}, "1 new stuck `runc init` after the swap"),
+        (
+            {"mount_ns": "mnt:[7]", "on_swap": ["diverge"]},
+            "the daemons' mount namespace mnt:[7] still sees another /usr/local/sbin/runc",
+        ),
         ({"fail": {"set-sysctl": 1}}, "restoring fs.pipe-user-pages-soft failed"),
         ({"fail": {"record-swapped": 1}}, "record.json after the swap"),
     ],
@@ -319,6 +323,16 @@ def test_a_failure_after_the_swap_rolls_the_host_back(
     assert message in str(outcome.message), outcome.message
     assert_rolled_back(host)
     assert phases[-1] == "finished"
+
+
+def test_daemons_in_a_mount_namespace_of_their_own_get_the_swap_here(
+    artifact: Artifact,
+) -> None:
+    """Their runc is this session's file: swapped here, and their namespace sees it after."""
+    host = FakeHost(mount_ns="mnt:[7]")
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done", outcome.message
+    assert host.files[RUNC] == NEW
 
 
 def test_a_failed_swap_keeps_the_old_runc(artifact: Artifact) -> None:

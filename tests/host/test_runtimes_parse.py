@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.diagnose.advisories import load_advisories
 from orchestrator.diagnose.audit import (
+    HostAudit,
     audit_host,
     build_report,
     distribution_of,
@@ -18,14 +19,16 @@ from orchestrator.diagnose.audit import (
 )
 from orchestrator.errors import FactsError
 from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_to_before, parse_facts
-from orchestrator.host.procedure import decide, describe
+from orchestrator.host.procedure import decide, describe, probe_command
 from orchestrator.inventory.read import load_inventory
 from orchestrator.models import (
     Artifact,
     BeforeRunc,
     HostBefore,
     PlannedHost,
+    ProbeResult,
     SshTarget,
+    VerifySpec,
     WaveOptions,
 )
 from orchestrator.plan.planner import build_plan
@@ -245,6 +248,68 @@ def test_audit_reports_kubelets_runc_beside_dockers() -> None:
     assert audit.also_runc == [
         "/usr/local/bin/runc 1.0.0-rc93 (commit 12644e614e25) (containerd CRI BinaryName)"
     ]
+
+
+def kubelet_rc93() -> str:
+    """Docker's runc fixed (Debian's 1.1.5), containerd CRI's BinaryName rc93: two files."""
+    containerd = (
+        "proc 961",
+        f"comm=containerd\nstat={stat(961, 'containerd', 'S', 1, 2200)}\n"
+        f"cmdline=/usr/bin/containerd\nexe=/usr/bin/containerd\npath={SYSTEMD_DEFAULT_PATH}\n",
+    )
+    return output(
+        containerd,
+        DOCKERD,
+        cri_config("/usr/local/bin/runc"),
+        ("runtime-path", f"source=dockerd\npath={SYSTEMD_DEFAULT_PATH}\n"),
+        *binary("/usr/local/sbin/runc", DEBIAN_SHA, DEBIAN_VERSION),
+        *binary("/usr/local/bin/runc", RC93_SHA, RC93_VERSION),
+    )
+
+
+def test_audit_probe_of_dockers_runc_does_not_decide_kubelets() -> None:
+    """`audit --probe`: Docker's runc passing the probe clears the hang for that file only;
+    kubelet's rc93 is decided by its own probe, else by its version."""
+    facts = parse_facts("k8s", kubelet_rc93())
+    passed = ProbeResult(outcome="passed", method="docker", seconds=0.4)
+    hung = ProbeResult(outcome="hung", method="containerd", seconds=10, detail="anon_pipe_write")
+
+    def hang(audit: HostAudit) -> str | None:
+        found = [f.detail for f in audit.findings if f.id == "runc-rc93-pipe-hang"]
+        return found[0] if found else None
+
+    only_docker = audit_host(facts, "a", load_advisories(), probe=passed)
+    detail = hang(only_docker)
+    assert detail is not None and detail.startswith("also /usr/local/bin/runc (containerd CRI")
+    assert "decided by the version alone" in detail
+    kubelet = {"/usr/local/bin/runc": hung}
+    both = audit_host(facts, "a", load_advisories(), probe=passed, also_probes=kubelet)
+    detail = hang(both)
+    assert detail is not None and "probe (containerd): hung in anon_pipe_write" in detail
+    assert both.also_probes == kubelet
+    assert "/usr/local/bin/runc: probe (containerd): hung" in report_markdown(
+        build_report(
+            {"k8s": facts},
+            {"k8s": "a"},
+            load_advisories(),
+            probes={"k8s": passed},
+            also_probes={"k8s": kubelet},
+        )
+    )
+    fixed = {"/usr/local/bin/runc": passed}
+    clear = audit_host(facts, "a", load_advisories(), probe=passed, also_probes=fixed)
+    assert hang(clear) is None
+
+
+def test_the_probe_of_kubelets_runc_goes_through_containerd() -> None:
+    """Docker's default runtime executes /usr/local/sbin/runc: a probe through docker would
+    prove nothing about CRI's file, so that one is probed with containerd's client."""
+    facts = parse_facts("k8s", kubelet_rc93())
+    spec = VerifySpec(image="busybox", probe_uid=61000)
+    docker_one = probe_command(facts, "/usr/local/sbin/runc", spec, run_id="r", holds_lock=False)
+    kubelets = probe_command(facts, "/usr/local/bin/runc", spec, run_id="r", holds_lock=False)
+    assert (docker_one[1], kubelets[1]) == ("docker", "containerd")
+    assert kubelets[0].params == {"target": "/usr/local/bin/runc"}
 
 
 def test_a_host_is_at_the_target_only_when_every_runc_it_executes_is() -> None:

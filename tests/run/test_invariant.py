@@ -10,16 +10,26 @@ import pytest
 
 from orchestrator.models import (
     Artifact,
+    BeforeRunc,
     HostBefore,
     HostRecord,
     Plan,
     PlannedHost,
     RecordedFile,
+    RecordedRunc,
     SshTarget,
     Wave,
     WaveOptions,
 )
-from orchestrator.run.invariant import HostSnapshot, RunView, judge, load_run, parse_snapshot
+from orchestrator.run.invariant import (
+    HostSnapshot,
+    RuncFile,
+    RunView,
+    judge,
+    load_run,
+    parse_snapshot,
+    snapshot_script,
+)
 from orchestrator.run.journal import Journal
 
 BEFORE, TARGET, OTHER = "b" * 64, "a" * 64, "c" * 64
@@ -217,3 +227,107 @@ def test_snapshot_output_is_parsed() -> None:
     assert parsed.record_json == '{"x": 1}\n'
     empty = parse_snapshot(RUNC, f"sysctl=\n{mark}\n", mark)
     assert not empty.runc_exists and empty.sysctl_runtime is None and empty.record_json is None
+
+
+# ---------------------------------------------------------------------------------------------
+# A host whose runtimes execute two runc files (Docker's and containerd CRI's): both are checked
+
+CRI = "/usr/local/bin/runc"
+CRI_BEFORE = "d" * 64
+
+
+def two_runc_plan() -> Plan:
+    """As `plan()`, each host's runtimes also executing CRI's runc (another before)."""
+    before = HostBefore(
+        runc_path=RUNC,
+        runc_sha256=BEFORE,
+        sysctl_runtime=163840,
+        also=[BeforeRunc(path=CRI, sha256=CRI_BEFORE)],
+    )
+    body = plan().model_dump()
+    for wave in body["waves"]:
+        for host in wave["hosts"]:
+            host["before"] = before.model_dump()
+    return Plan.model_validate(body).sealed()
+
+
+def cri(sha256: str | None = CRI_BEFORE, **changes: object) -> tuple[RuncFile, ...]:
+    file = RuncFile(path=CRI, exists=True, executable=True, sha256=sha256, version_exit=0)
+    return (dataclasses.replace(file, **changes),)  # type: ignore[arg-type]
+
+
+def two_runc_record(run_id: str, outcome: str = "done") -> str:
+    body = HostRecord.model_validate_json(record(run_id, outcome))
+    also = [RecordedRunc(path=CRI, before_sha256=CRI_BEFORE)]
+    return body.model_copy(update={"also": also}).model_dump_json()
+
+
+@pytest.fixture
+def two_runc_run(tmp_path: Path) -> tuple[Journal, RunView]:
+    journal = Journal.create(tmp_path, two_runc_plan())
+    journal.record("run.started")
+    journal.record("host.phase", host="h1", phase="swapped", runc_sha256=TARGET)
+    journal.record("host.finished", host="h1", status="done", phase="finished", runc_sha256=TARGET)
+    journal.record("run.halted")
+    return journal, load_run(journal.run_dir)
+
+
+def two_runc_done(run_id: str) -> HostSnapshot:
+    return dataclasses.replace(
+        done(run_id),
+        also=cri(TARGET),
+        backups={BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE, TARGET: TARGET},  # as apply keeps them
+        record_json=two_runc_record(run_id),
+    )
+
+
+def test_every_swapped_runc_is_checked_not_only_the_first(
+    two_runc_run: tuple[Journal, RunView],
+) -> None:
+    journal, view = two_runc_run
+    untouched = snapshot(also=cri())
+    clean = {"h1": two_runc_done(journal.run_id), "h2": untouched}
+    assert judge([view], clean) == []
+    with_baseline = {"h1": snapshot(also=cri()), "h2": snapshot(also=cri())}
+    assert judge([view], clean, baseline=with_baseline) == []
+
+    def problems(h1: HostSnapshot, h2: HostSnapshot = untouched) -> list[str]:
+        return judge([view], {"h1": h1, "h2": h2})
+
+    done_host = two_runc_done(journal.run_id)
+    missing = dataclasses.replace(done_host, also=cri(None, exists=False, executable=False))
+    assert f"h1: {CRI} is missing" in problems(missing)
+    partial = dataclasses.replace(done_host, also=cri(OTHER))
+    assert any(f"{CRI} has sha256 {OTHER[:12]}: neither the before" in p for p in problems(partial))
+    broken = dataclasses.replace(done_host, also=cri(TARGET, version_exit=126))
+    assert f"h1: {CRI} --version exits 126" in problems(broken)
+    half_done = dataclasses.replace(done_host, also=cri(CRI_BEFORE))
+    assert any("not the target, though the record says done" in p for p in problems(half_done))
+    again = {BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE, TARGET: TARGET, OTHER: OTHER}
+    assert any(
+        "swapped again" in p for p in problems(dataclasses.replace(done_host, backups=again))
+    )
+    no_backup = dataclasses.replace(done_host, backups={BEFORE: BEFORE, TARGET: TARGET})
+    assert any(f"({CRI_BEFORE[:12]}, {CRI}) is missing" in p for p in problems(no_backup))
+    rolled_back = dataclasses.replace(
+        snapshot(also=cri(TARGET)),
+        backups={BEFORE: BEFORE, CRI_BEFORE: CRI_BEFORE},
+        record_json=two_runc_record(journal.run_id, "failed"),
+    )
+    assert any("not its before, though the record says failed" in p for p in problems(rolled_back))
+    touched = snapshot(also=cri(TARGET))
+    assert f"h2: {CRI} is {TARGET[:12]}, not its before" in problems(done_host, touched)
+
+
+def test_snapshot_output_of_another_runc_is_parsed() -> None:
+    mark = "@@record-2@@"
+    output = f"also={CRI} 1 1 {TARGET} 0\nalso=/opt/x/runc 0 0 - -\n{mark}\n"
+    parsed = parse_snapshot(RUNC, output, mark)
+    assert parsed.also == (
+        RuncFile(path=CRI, exists=True, executable=True, sha256=TARGET, version_exit=0),
+        RuncFile(
+            path="/opt/x/runc", exists=False, executable=False, sha256=None, version_exit=None
+        ),
+    )
+    script = snapshot_script(RUNC, mark, [CRI])
+    assert f"ALSO={CRI}\n" in script and f"RUNC={RUNC}\n" in script

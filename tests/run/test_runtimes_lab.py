@@ -7,7 +7,8 @@ orchestrator/lab/runtimes.py): `--version` prints its banner, then the wrapped r
 host's rc93 in /usr/local/sbin); on `create` it adds its prestart hook to the OCI spec; then it
 execs that runc. lab-02's default runtime is Debian's crun, which wraps no runc. lab-03 runs
 Docker's containers with /usr/local/sbin/runc and containerd CRI's (kubelet's) with another
-file, /usr/local/bin/runc, named by CRI's BinaryName.
+file, /usr/local/bin/runc, named by CRI's BinaryName. lab-04's default runtime is gVisor's runsc
+(Debian 12's package), which wraps no runc either.
 """
 
 from __future__ import annotations
@@ -20,15 +21,25 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.ssh.executor import SshExecutor
 from orchestrator.cli.app import main
 from orchestrator.diagnose.audit import AuditReport
 from orchestrator.errors import ExitCode
 from orchestrator.lab import runtimes
+from orchestrator.run.invariant import check_runs
 from tests.conftest import LabFleet, running_lab
 
-SHIM_HOST, CRUN_HOST, CRI_HOST = "lab-01", "lab-02", "lab-03"
+SHIM_HOST, CRUN_HOST, CRI_HOST, RUNSC_HOST = "lab-01", "lab-02", "lab-03", "lab-04"
 RUNC = "/usr/local/sbin/runc"
-WATCHED = (runtimes.SHIM, runtimes.HOOK, runtimes.CRUN, RUNC, runtimes.CRI_RUNC, "/usr/sbin/runc")
+WATCHED = (
+    runtimes.SHIM,
+    runtimes.HOOK,
+    runtimes.CRUN,
+    runtimes.RUNSC,
+    RUNC,
+    runtimes.CRI_RUNC,
+    "/usr/sbin/runc",
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +47,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
     """This module's lab (conftest's `clean_lab` resets it around each test)."""
     if not os.access(runtimes.CRUN, os.X_OK):
         pytest.skip("lab unavailable: Debian's crun is not installed (scripts/setup.sh does)")
+    if not os.access(runtimes.RUNSC, os.X_OK):
+        pytest.skip("lab unavailable: Debian's runsc is not installed (scripts/setup.sh does)")
     base = tmp_path_factory.mktemp("runtimes")
-    with running_lab(base, 3, 3, runtimes=("nvidia", "crun", "cri")) as fleet:
+    with running_lab(base, 4, 4, runtimes=("nvidia", "crun", "cri", "runsc")) as fleet:
         yield fleet
 
 
@@ -100,12 +113,21 @@ def test_audit_finds_rc93_behind_the_shim_and_says_crun_uses_no_runc(
     assert "runc-rc93-pipe-hang" in [finding.id for finding in gpu.findings]
     # The probe's container went through the shim, and the runc behind it hung.
     assert gpu.probe is not None and gpu.probe.outcome == "hung", gpu.probe
-    crun = hosts[CRUN_HOST]
-    assert crun.runc_path is None and crun.probe is None
-    (not_used,) = [finding for finding in crun.findings if finding.id == "runc-not-used"]
-    assert not_used.detail.startswith("default runtime crun: runc not used by default")
-    assert "runc-not-found" not in [finding.id for finding in crun.findings]
-    assert [text.split()[0] for text in hosts[CRI_HOST].also_runc] == [runtimes.CRI_RUNC]
+    for name, what in ((CRUN_HOST, "crun"), (RUNSC_HOST, "runsc")):
+        other = hosts[name]
+        assert other.runc_path is None and other.probe is None
+        (not_used,) = [finding for finding in other.findings if finding.id == "runc-not-used"]
+        assert not_used.detail.startswith(f"default runtime {what}: runc not used by default")
+        assert "runc-not-found" not in [finding.id for finding in other.findings]
+    kubelets = hosts[CRI_HOST]
+    assert [text.split()[0] for text in kubelets.also_runc] == [runtimes.CRI_RUNC]
+    # Each runc the runtimes execute is probed: Docker's through docker, CRI's through ctr.
+    assert kubelets.probe is not None and kubelets.probe.outcome == "hung", kubelets.probe
+    (cri_probe,) = kubelets.also_probes.items()
+    assert cri_probe[0] == runtimes.CRI_RUNC
+    assert (cri_probe[1].method, cri_probe[1].outcome) == ("containerd", "hung"), cri_probe
+    (hang,) = [finding for finding in kubelets.findings if finding.id == "runc-rc93-pipe-hang"]
+    assert f"also {runtimes.CRI_RUNC} (containerd CRI BinaryName)" in hang.detail
     assert lab.probe_processes() == []
 
 
@@ -148,22 +170,23 @@ def test_apply_swaps_the_runc_behind_the_shim_and_leaves_shim_and_crun(
     assert hook_ran_for_a_new_container(lab)
 
 
-def test_apply_without_facts_leaves_a_crun_host_alone(
-    clean_lab: LabFleet, artifact: Path, tmp_path: Path
+@pytest.mark.parametrize(("name", "what"), [(CRUN_HOST, "crun"), (RUNSC_HOST, "runsc")])
+def test_apply_without_facts_leaves_a_crun_or_runsc_host_alone(
+    clean_lab: LabFleet, artifact: Path, tmp_path: Path, name: str, what: str
 ) -> None:
     """A plan made without --gather finds out on the host: not failed, not swapped."""
     lab = clean_lab
-    before = sums(lab, CRUN_HOST)
+    before = sums(lab, name)
     plan = tmp_path / "plan.json"
     common = ["-i", str(lab.inventory), "--runc", str(artifact), "--sha256", sha256(artifact)]
-    assert main(["plan", *common, "--limit", CRUN_HOST, "-o", str(plan)]) == 0
+    assert main(["plan", *common, "--limit", name, "-o", str(plan)]) == 0
     runs = tmp_path / "runs"
     assert main(["apply", str(plan), "--yes", "--runs-dir", str(runs)]) == ExitCode.OK
     state = json.loads(next(runs.glob("*/state.json")).read_text())
-    host = state["hosts"][CRUN_HOST]
+    host = state["hosts"][name]
     assert host["status"] == "noop"
-    assert host["message"] == "default runtime crun: runc not used by default; not touched"
-    assert sums(lab, CRUN_HOST) == before
+    assert host["message"] == f"default runtime {what}: runc not used by default; not touched"
+    assert sums(lab, name) == before
 
 
 def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
@@ -197,6 +220,21 @@ def test_apply_swaps_dockers_runc_and_kubelets_and_proves_each(
     assert [item["path"] for item in record["also"]] == [runtimes.CRI_RUNC]
     leftovers = lab.ssh(lab.host(CRI_HOST), "ls -a /usr/local/bin /usr/local/sbin").stdout
     assert ".runc-rollout-" not in leftovers and lab.probe_processes() == []
+    # The lab's end-of-run oracle holds, and it looks past the first runc: kubelet's replaced
+    # behind the tool's back is a violation.
+    with SshExecutor() as ssh:
+        assert check_runs([run_dir], ssh) == []
+        cri = runtimes.CRI_RUNC
+        lab.ssh(
+            lab.host(CRI_HOST),
+            f"cp {cri} /root/cri-runc.keep && cp /bin/true {cri}.x && mv {cri}.x {cri}",
+        )
+        try:
+            problems = check_runs([run_dir], ssh)
+        finally:
+            lab.ssh(lab.host(CRI_HOST), f"mv /root/cri-runc.keep {cri}")
+        assert any(f"{CRI_HOST}: {cri} has sha256 " in problem for problem in problems), problems
+        assert any("not the target, though the record says done" in p for p in problems)
 
     assert main(["rollback", str(run_dir), "--yes", "--executor", executor]) == ExitCode.OK
     assert sums(lab, CRI_HOST) == before
