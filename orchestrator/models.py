@@ -265,6 +265,9 @@ class WaveOptions(Model):
     wave_gate: str | None = _command_field()
     gate_timeout: float = _timeout_field(GATE_TIMEOUT)
     windows: tuple[str, ...] = Field(default=(), max_length=64, exclude_if=_unset)
+    # For every packaged runc (else each host's runc_rollout_package_policy, else the package
+    # manager's default: divert for dpkg, hold for rpm).
+    package_policy: PackagePolicy | None = Field(default=None, exclude_if=_unset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +282,28 @@ class BeforeRunc(Model):
     version: str | None = None
 
 
+PackageManager = Literal["dpkg", "rpm"]
+# What the rollout does about the package owning a runc it swaps: a local diversion (dpkg), a
+# hold (rpm: an `exclude=` in the dnf/yum configuration), or nothing (the package manager will
+# put its own runc back at the next install, reinstall or upgrade of the package).
+PackagePolicy = Literal["divert", "hold", "leave"]
+PACKAGE_POLICIES: tuple[PackagePolicy, ...] = ("divert", "hold", "leave")
+DEFAULT_PACKAGE_POLICY: dict[str, PackagePolicy] = {"dpkg": "divert", "rpm": "hold"}
+# A package name as dpkg and rpm spell them (dpkg's multi-arch ":amd64" included): host data,
+# checked before it goes anywhere near a command line or a review document.
+PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9+._:~-]{0,127}$"
+
+
+class PackagedRunc(Model):
+    """A runc file to swap that belongs to a package, and what the rollout does about that."""
+
+    path: str  # the file swapped
+    package: str = Field(pattern=PACKAGE_NAME_PATTERN)
+    version: str | None = Field(default=None, pattern=ONE_LINE_PATTERN, max_length=256)
+    manager: PackageManager
+    policy: PackagePolicy
+
+
 class HostBefore(Model):
     """A host's state when the plan was made; `apply` refuses a host that no longer matches."""
 
@@ -289,6 +314,12 @@ class HostBefore(Model):
     # The shim the runtime executes this runc through (NVIDIA's): never swapped itself.
     runc_via: str | None = Field(default=None, exclude_if=lambda v: v is None)
     also: list[BeforeRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+    # The packages owning the runc files to swap, and the plan's policy for each; left out of
+    # the JSON when empty, so that plans written before it keep their plan_hash.
+    packages: list[PackagedRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+
+    def package_of(self, path: str) -> PackagedRunc | None:
+        return next((item for item in self.packages if item.path == path), None)
 
 
 # A plan holds one PlannedHost and one SshTarget per host: at 100k hosts, BaseModel's per-instance
@@ -729,6 +760,27 @@ class RecordedFile(Model):
     after_sha256: str | None = None
 
 
+class RecordedPackage(Model):
+    """What the rollout did about the package owning a runc it swapped: written to the host
+    record before anything is changed, so that rollback needs nothing but the host."""
+
+    path: str  # the runc file swapped
+    package: str = Field(pattern=PACKAGE_NAME_PATTERN)
+    version: str | None = None  # the package's version before the rollout
+    manager: PackageManager
+    policy: PackagePolicy
+    # dpkg, divert: the name dpkg puts the package's file at (its copy of the file is put
+    # there before the diversion is registered), and whether this run added the diversion
+    # (False: one was there already, and rollback leaves it).
+    diverted_to: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    diversion_added: bool = Field(default=False, exclude_if=lambda v: not v)
+    # rpm, hold: the dnf/yum configuration file given an `exclude=` of the package, as it was
+    # (kept in the file backup store) and as the hold left it.
+    hold_file: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    hold_before_sha256: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    hold_after_sha256: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
 RecordOutcome = Literal["in_progress", "done", "failed", "rolled_back"]
 
 
@@ -761,6 +813,11 @@ class HostRecord(Model):
     updated: float
     # Every other runc file swapped with `runc_path` (to the same target), under this one record.
     also: list[RecordedRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+    # What was done about each packaged runc swapped (left out when none was packaged).
+    packages: list[RecordedPackage] = Field(default_factory=list, exclude_if=lambda v: not v)
+
+    def package_of(self, path: str) -> RecordedPackage | None:
+        return next((item for item in self.packages if item.path == path), None)
 
     @property
     def runcs(self) -> list[tuple[str, str]]:
@@ -787,6 +844,11 @@ class RuncBinary(Model):
     version_exit: int | None
     package: str | None = None  # the dpkg/rpm package owning the file
     package_version: str | None = None
+    package_manager: PackageManager | None = None  # which one said so
+    # dpkg: where a diversion of the file puts the package's copy, and whose diversion it is
+    # ("LOCAL", or the diverting package's name); None: not diverted.
+    diverted_to: str | None = None
+    diverted_by: str | None = None
     # Whether the package manager's own checksum of the file matches (False: not the package's
     # content, e.g. swapped by hand; None: not known).
     package_intact: bool | None = None

@@ -7,6 +7,7 @@ import re
 import shutil
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,12 @@ from orchestrator.plan.target import target_policy
 from orchestrator.util.fsutil import write_atomic
 from orchestrator.util.memory import gc_paused
 from orchestrator.util.textsafe import terminal_safe
+
+
+class PackagePolicyChoice(StrEnum):
+    divert = "divert"
+    hold = "hold"
+    leave = "leave"
 
 
 def written_plan_hash(path: Path) -> str | None:
@@ -222,6 +229,17 @@ def plan(
             "outcome).",
         ),
     ] = None,
+    package_policy: Annotated[
+        PackagePolicyChoice | None,
+        typer.Option(
+            "--package-policy",
+            help="For a runc a package owns: divert (dpkg: a local diversion, so the package's "
+            "next install or upgrade puts its runc beside the rolled-out one), hold (rpm: an "
+            "exclude= of the package in the dnf/yum configuration) or leave (the plan warns "
+            "that the package manager will undo the swap). Else each host's "
+            "runc_rollout_package_policy, else divert for dpkg and hold for rpm.",
+        ),
+    ] = None,
     ticket: Annotated[
         str | None,
         typer.Option("--ticket", help="The change ticket this rollout belongs to (e.g. CHG-1234)."),
@@ -361,6 +379,7 @@ def plan(
         wave_gate=wave_gate,
         gate_timeout=gate_timeout,
         windows=tuple(window or ()),
+        package_policy=package_policy.value if package_policy is not None else None,
     )
     expected, provenance = check_provenance(
         runc,

@@ -612,3 +612,72 @@ def stdin_launcher(script: bytes) -> str:
         "else echo 'runc-rollout: the script arrived incomplete' >&2; rc=125; fi; "
         'rm -f "$t"; exit "$rc"'
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The package owning a swapped runc (hostside/package.sh)
+
+DIVERT_SUFFIX = ".distrib"  # dpkg-divert's own default name for a diverted file
+
+
+def diverted_name(target: str) -> str:
+    """Where a local diversion of `target` puts the package's copy of it."""
+    return target + DIVERT_SUFFIX
+
+
+def _package_step(name: str, timeout: float, **params: str) -> HostCommand:
+    script = _script(hostside_script("package.sh"), **params)
+    return HostCommand(name, script, timeout, dict(params))
+
+
+def divert_package(target: str, package: str, divert: str) -> HostCommand:
+    """dpkg: the package's copy of `target` to `divert`, then a local diversion registered
+    (nothing renamed): `target` is never missing; prints `diversion=added` (or `present`)."""
+    return _package_step(
+        "divert", 60, ACTION="divert", TARGET=target, PKG=package, DIVERT=divert, MANAGER="dpkg"
+    )
+
+
+def restore_package(target: str, package: str, divert: str, before_sha256: str) -> HostCommand:
+    """dpkg rollback: the package's own file (or the backup of `before_sha256`) back at
+    `target` by rename, the diversion removed; prints `restored=`, `sha256=`, `md5=`, `verify=`."""
+    return _package_step(
+        "restore-binary",
+        60,
+        ACTION="restore",
+        TARGET=target,
+        PKG=package,
+        DIVERT=divert,
+        BEFORE=before_sha256,
+        BACKUP=f"{BACKUP_DIR}/{before_sha256}",
+        MANAGER="dpkg",
+    )
+
+
+def prepare_hold(package: str) -> HostCommand:
+    """rpm: the dnf/yum configuration file a hold of `package` will change, kept in the file
+    backup store; changes nothing; prints `file=PATH before=SHA` (`parse_file_lines`)."""
+    return _package_step(
+        "hold-prepare", 60, ACTION="hold-prepare", PKG=package, FILES=FILE_BACKUP_DIR, MANAGER="rpm"
+    )
+
+
+def hold_package(package: str, conf: str, before_sha256: str) -> HostCommand:
+    """rpm: an `exclude=` of `package` in `conf` (still `before_sha256`, else nothing changes);
+    prints `file=PATH before=SHA after=SHA` (`parse_file_lines`)."""
+    return _package_step(
+        "hold",
+        60,
+        ACTION="hold",
+        PKG=package,
+        CONF=conf,
+        BEFORE=before_sha256,
+        MANAGER="rpm",
+    )
+
+
+def verify_package(target: str, package: str, manager: str) -> HostCommand:
+    """What `dpkg --verify` / `rpm -V` say of `target` now: `verify=clean` or `verify=changed`."""
+    return _package_step(
+        "verify-package", 60, ACTION="verify", TARGET=target, PKG=package, MANAGER=manager
+    )

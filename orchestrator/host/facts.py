@@ -54,12 +54,16 @@ from orchestrator.host.session import (
     HostSession,
 )
 from orchestrator.models import (
+    DEFAULT_PACKAGE_POLICY,
+    PACKAGE_NAME_PATTERN,
     BeforeRunc,
     Daemon,
     ExecutedRunc,
     HostBefore,
     HostFacts,
     Model,
+    PackagedRunc,
+    PackageManager,
     RuncBinary,
     RuncInit,
     SysctlSetting,
@@ -222,6 +226,7 @@ def facts_to_before(facts: HostFacts) -> HostBefore:
             why = item.runc.target_problem or "no sha256"
             raise FactsError(facts.host, f"{item.source}: {why}; nothing is swapped")
     return HostBefore(
+        packages=packaged_runcs(facts),
         runc_path=facts.runc.file,
         runc_sha256=facts.runc.sha256,
         runc_version=facts.runc.version,
@@ -233,6 +238,33 @@ def facts_to_before(facts: HostFacts) -> HostBefore:
             if item.runc.sha256 is not None
         ],
     )
+
+
+def packaged_runcs(facts: HostFacts) -> list[PackagedRunc]:
+    """The runc files to swap that a package owns, each with its package manager's default
+    policy (the planner applies the operator's). A package name or version that is not one
+    (host data) makes the host unplannable rather than reach a plan or a command line."""
+    found = []
+    binaries = [facts.runc] if facts.runc is not None else []
+    binaries += [item.runc for item in facts.also_runc]
+    for runc in binaries:
+        if runc.package is None or runc.package_manager is None:
+            continue
+        if not re.fullmatch(PACKAGE_NAME_PATTERN[1:-1], runc.package):
+            raise FactsError(facts.host, f"{runc.file}: its package name is not a package name")
+        version = runc.package_version
+        if version is not None and not re.fullmatch(r"[0-9A-Za-z.+~:_-]{1,256}", version):
+            raise FactsError(facts.host, f"{runc.file}: its package version is not a version")
+        found.append(
+            PackagedRunc(
+                path=runc.file,
+                package=runc.package,
+                version=version,
+                manager=runc.package_manager,
+                policy=DEFAULT_PACKAGE_POLICY[runc.package_manager],
+            )
+        )
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,6 +631,9 @@ def _same_plugin(configured: str, listed: str) -> bool:
     return configured.rsplit(".", 1)[-1] == listed.rsplit(".", 1)[-1]
 
 
+_MANAGERS: dict[str, PackageManager] = {"dpkg": "dpkg", "rpm": "rpm"}
+
+
 def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
     """Every binary the script examined, by path; aliases share their file's facts."""
     by_real: dict[str, RuncBinary] = {}
@@ -625,6 +660,11 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 package=package,
                 package_version=(values.get("package_version") or None) if package else None,
                 package_intact={"1": True, "0": False}.get(values.get("package_intact", "")),
+                package_manager=_MANAGERS.get(values.get("package_manager", ""))
+                if package
+                else None,
+                diverted_to=(values.get("diverted_to") or None) if package else None,
+                diverted_by=(values.get("diverted_by") or None) if package else None,
                 free_bytes=_free_bytes(values.get("df", "")),
                 untrusted=None
                 if values.get("trusted") == "1"

@@ -34,9 +34,10 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from orchestrator.errors import FactsError
 from orchestrator.host import commands, probe
 from orchestrator.host.commands import HostCommand, StepResult
-from orchestrator.host.facts import facts_command, facts_from
+from orchestrator.host.facts import facts_command, facts_from, packaged_runcs
 from orchestrator.host.runcinfo import parse_runc_version
 from orchestrator.host.session import (
     CommandTimeout,
@@ -52,10 +53,12 @@ from orchestrator.models import (
     HostPhase,
     HostRecord,
     HostStatus,
+    PackagedRunc,
     PlannedHost,
     ProbeMethod,
     ProbeResult,
     RecordedFile,
+    RecordedPackage,
     RecordedRunc,
     RuncBinary,
     SysctlSetting,
@@ -384,13 +387,28 @@ class HostSteps:
             batch.append(commands.restore_files(triples))
         if record.sysctl_before is not None:
             batch.append(commands.set_runtime_sysctl(record.sysctl_before))
+        holds = [item for item in record.packages if item.hold_file and item.hold_before_sha256]
+        for index, item in enumerate(holds):
+            assert item.hold_file is not None and item.hold_before_sha256 is not None
+            triple = (item.hold_file, item.hold_before_sha256, item.hold_after_sha256)
+            restore = dataclasses.replace(commands.restore_files([triple]), name="restore-hold")
+            batch.append(_step(restore, index))
         for index, (path, before) in enumerate(record.runcs):
             batch += [
-                _step(commands.restore_binary(path, before), index),
+                _step(_restore_runc(record, path, before), index),
                 _step(commands.runc_version(path, 30), index),
             ]
+        packaged = [item for item in record.packages if item.policy != "leave"]
+        batch += [
+            _step(commands.verify_package(item.path, item.package, item.manager), index)
+            for index, item in enumerate(packaged)
+        ]
         results = Results(self.steps.run(*batch))
         self._check_lock(results)
+        for index, item in enumerate(holds):
+            if not results.ok(_name("restore-hold", index)):
+                why = results.why(_name("restore-hold", index))
+                raise StepFailed(f"rollback: removing the hold of {item.package} failed: {why}")
         kept: list[str] = []
         if record.files:
             if not results.ok("restore-files"):
@@ -405,7 +423,7 @@ class HostSteps:
             raise StepFailed(f"rollback: setting the sysctl failed: {why}")
         for index, (path, before) in enumerate(record.runcs):
             step = _name("restore-binary", index)
-            if results.kv(step).get("sha256") != before:
+            if not _restored(record, path, before, results, step):
                 runc = "the old runc" if index == 0 else path
                 raise StepFailed(f"rollback: restoring {runc} failed: {results.why(step)}")
         self._phase("finished", record.before_sha256)
@@ -418,13 +436,13 @@ class HostSteps:
         done = Results(self.steps.run(_record_step(finished, "record"), *self._release(record)))
         if not done.ok("record"):
             raise StepFailed(f"could not write {commands.RECORD}: {done.why('record')}")
-        note = None
-        if kept:
-            note = "; ".join(
-                f"{path} was edited after the rollout changed it: kept as it is, the version from "
-                f"before the rollout is {path}{commands.KEPT_SUFFIX}"
-                for path in kept
-            )
+        notes = [
+            f"{path} was edited after the rollout changed it: kept as it is, the version from "
+            f"before the rollout is {path}{commands.KEPT_SUFFIX}"
+            for path in kept
+        ]
+        notes += _package_notes(record, packaged, results)
+        note = "; ".join(notes) or None
         return HostOutcome("rolled_back", "finished", record.before_sha256, note)
 
     def release(self, runc_paths: Sequence[str]) -> None:
@@ -484,6 +502,7 @@ class HostProcedure(HostSteps):
         self.verified_exec: str | None = None  # the running container `docker exec` checked
         self.staged_version: str | None = None  # what the staged file reported on this host
         self.delivery: Delivery | None = None
+        self.previous: HostRecord | None = None  # this run's record from before a crash
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -567,6 +586,10 @@ class HostProcedure(HostSteps):
         ]
         if files:
             batch.append(commands.backup_files(files))
+        paths = [main.file, *(other.file for other in others)]
+        packages = package_plan(self.planned, facts, paths)
+        to_hold = sorted({item.package for item in packages if item.policy == "hold"})
+        batch += [_step(commands.prepare_hold(name), i) for i, name in enumerate(to_hold)]
         if others:  # the checked new runc to the backup store, whence each other staged copy
             keep = commands.backup_binary(staged, self.artifact.sha256)
             batch.append(dataclasses.replace(keep, name="keep-new"))
@@ -631,7 +654,16 @@ class HostProcedure(HostSteps):
                 if not results.ok(_name(step, index)):
                     why = results.why(_name(step, index))
                     raise StepFailed(f"{step} beside {other.file} failed: {why}; not touched")
+        held: dict[str, tuple[str, str]] = {}
+        for index, name in enumerate(to_hold):
+            step = _name("hold-prepare", index)
+            if not results.ok(step):
+                raise StepFailed(f"cannot hold {name}: {results.why(step)}; not touched")
+            said = results.kv(step).get("file", "")
+            conf, _, before_sha = said.rpartition(" before=")
+            held[name] = (conf, before_sha)
         return HostRecord(
+            packages=record_packages(packages, facts, self.previous, held),
             run_id=self.run_id,
             plan_id=self.plan_id,
             phase="backed_up",
@@ -661,9 +693,11 @@ class HostProcedure(HostSteps):
             _step(commands.swap(self._staged(path), path, record.target_sha256), index)
             for index, (path, _) in enumerate(record.runcs)
         ]
+        protect = package_steps(record)
         results = Results(
             self.steps.run(
                 _record_step(record, "record-backed-up"),
+                *protect,
                 *swaps,
                 _record_step(swapped, "record-swapped"),
                 *verification.steps,
@@ -674,6 +708,13 @@ class HostProcedure(HostSteps):
             why = results.why("record-backed-up")
             raise StepFailed(f"could not write {commands.RECORD}: {why}; not touched")
         self._phase("backed_up", None)
+        for step in protect:
+            if not results.ok(step.name):
+                # Whatever of it was done is undone from the record, as after a failed swap.
+                self.rollback(record)
+                why = f"{step.name} {step.params.get('PKG')} failed: {results.why(step.name)}"
+                raise StepFailed(f"{why}; runc not swapped, host rolled back")
+        swapped = _held(swapped, protect, results)
         for swap in swaps:
             if results.kv(swap.name).get("sha256") != record.target_sha256:
                 self._swap_failed(record, results, results.why(swap.name))
@@ -687,7 +728,11 @@ class HostProcedure(HostSteps):
 
     def _swap_failed(self, record: HostRecord, swapped: Results, why: str) -> None:
         """A rename did not leave the new runc: put the old one back wherever it is not there,
-        end the record and release the host."""
+        end the record and release the host (a packaged runc: a full rollback, which undoes the
+        diversion or hold too)."""
+        if record.packages:
+            self.rollback(record)
+            raise StepFailed(f"swap failed: {why}; old runc kept, package given back")
         restores = [
             _step(commands.restore_binary(path, before), index)
             for index, (path, before) in enumerate(record.runcs)
@@ -776,9 +821,11 @@ class HostProcedure(HostSteps):
             )
         if phase_at_least(record.phase, "swapped"):
             return self._after_swap(record, facts)
-        # Interrupted before the swap: the binaries are untouched; start over under our own lock.
+        # Interrupted before the swap: the binaries are untouched; start over under our own lock
+        # (a diversion this run added before the crash stays its own, to remove at rollback).
         if any(sha != before for sha, (_, before) in zip(shas, record.runcs, strict=True)):
             raise StepFailed("runc changed while this run held the host; inspect it by hand")
+        self.previous = record
         return self._fresh(facts)
 
     # -- verify ----------------------------------------------------------------------------
@@ -974,6 +1021,150 @@ class HostProcedure(HostSteps):
         return self._updated(record, "sysctl_restored")
 
 
+def _restore_runc(record: HostRecord, path: str, before: str) -> HostCommand:
+    """The rollback step for one runc: the package's own file back and the diversion gone when
+    this rollout diverted it, else the old runc from the backup store."""
+    item = record.package_of(path)
+    if item is not None and item.diversion_added and item.diverted_to:
+        return commands.restore_package(path, item.package, item.diverted_to, before)
+    return commands.restore_binary(path, before)
+
+
+def _restored(record: HostRecord, path: str, before: str, results: Results, step: str) -> bool:
+    """Whether the rollback step `step` put runc `path` back: the old runc's checksum, or (a
+    diversion undone) the package's own file, which a package upgrade since may have changed."""
+    said = results.kv(step)
+    item = record.package_of(path)
+    if item is not None and item.diversion_added and item.diverted_to:
+        return results.ok(step) and said.get("restored") in ("package", "before")
+    return said.get("sha256") == before
+
+
+def _package_notes(
+    record: HostRecord, packaged: Sequence[RecordedPackage], results: Results
+) -> list[str]:
+    """What the rollback did about each package, and what its package manager says now."""
+    notes = []
+    for index, item in enumerate(packaged):
+        said = results.kv(_name("restore-binary", record.runcs.index(_runc_of(record, item))))
+        verify = results.kv(_name("verify-package", index)).get("verify", "unknown")
+        tool = "dpkg --verify" if item.manager == "dpkg" else "rpm -V"
+        if item.diversion_added:
+            whose = (
+                "the package's own file"
+                if said.get("restored") == "package"
+                else "the runc from before the rollout (the diverted file did not match the "
+                "package's md5sum)"
+            )
+            notes.append(
+                f"{item.path}: {whose} of {item.package} put back, diversion removed; "
+                f"{tool}: {verify}"
+            )
+        elif item.hold_file:
+            where = f"removed from {item.hold_file}"
+            notes.append(f"{item.path}: hold of {item.package} {where}; {tool}: {verify}")
+        else:
+            notes.append(f"{item.path} of {item.package}: {tool}: {verify}")
+    return notes
+
+
+def _runc_of(record: HostRecord, item: RecordedPackage) -> tuple[str, str]:
+    return next(runc for runc in record.runcs if runc[0] == item.path)
+
+
+def package_plan(
+    planned: PlannedHost, facts: HostFacts, paths: Sequence[str]
+) -> list[PackagedRunc]:
+    """The plan's packaged runc files among `paths` (those to swap); a plan made without facts
+    gets each package manager's default policy from the facts of now."""
+    if planned.before is not None:
+        chosen = planned.before.packages
+    else:
+        try:
+            chosen = packaged_runcs(facts)
+        except FactsError as error:
+            raise StepFailed(f"{error.detail}; not touched") from None
+    return [item for item in chosen if item.path in paths]
+
+
+def record_packages(
+    packages: Sequence[PackagedRunc],
+    facts: HostFacts,
+    previous: HostRecord | None,
+    held: dict[str, tuple[str, str]],
+) -> list[RecordedPackage]:
+    """What the host record says will be done about each packaged runc, before it is done.
+    `previous`: this run's own record, from before a crash (a diversion it added is still its
+    own). `held`: the dnf/yum file a hold will change and its sha256, by package."""
+    found = {runc.file: runc for runc in executed_runcs(facts)}
+    recorded = []
+    for item in packages:
+        fields: dict[str, object] = {}
+        runc = found.get(item.path)
+        if item.policy == "divert":
+            by = runc.diverted_by if runc is not None else None
+            before = previous.package_of(item.path) if previous is not None else None
+            if by is not None and by != "LOCAL":
+                raise StepFailed(f"{item.path} is diverted by {by} already; not touched")
+            if by == "LOCAL" and runc is not None and runc.diverted_to:
+                added = before is not None and before.diversion_added
+                fields = {"diverted_to": runc.diverted_to, "diversion_added": added}
+            else:
+                fields = {
+                    "diverted_to": commands.diverted_name(item.path),
+                    "diversion_added": True,
+                }
+        elif item.policy == "hold" and item.package in held:
+            conf, sha = held[item.package]
+            fields = {"hold_file": conf, "hold_before_sha256": sha}
+        recorded.append(
+            RecordedPackage(
+                path=item.path,
+                package=item.package,
+                version=item.version,
+                manager=item.manager,
+                policy=item.policy,
+                **fields,  # type: ignore[arg-type]
+            )
+        )
+    return recorded
+
+
+def package_steps(record: HostRecord) -> list[HostCommand]:
+    """The steps between the record of the "before" and the swap: each diversion (dpkg) and
+    hold (rpm) the record names."""
+    steps = []
+    for index, item in enumerate(record.packages):
+        if item.policy == "divert" and item.diversion_added and item.diverted_to:
+            steps.append(
+                _step(commands.divert_package(item.path, item.package, item.diverted_to), index)
+            )
+        elif item.policy == "hold" and item.hold_file and item.hold_before_sha256:
+            hold = commands.hold_package(item.package, item.hold_file, item.hold_before_sha256)
+            steps.append(_step(hold, index))
+    return steps
+
+
+def _held(record: HostRecord, steps: Sequence[HostCommand], results: Results) -> HostRecord:
+    """`record` with what each hold left its dnf/yum file as (its next write records it)."""
+    after: dict[str, str] = {}
+    for step in steps:
+        if step.name.partition("-")[0] == "hold":
+            conf = str(step.params.get("CONF", ""))
+            sums = commands.parse_file_lines(results.stdout(step.name), [conf]).get(conf, {})
+            if sums.get("after"):
+                after[str(step.params.get("PKG"))] = sums["after"]
+    if not after:
+        return record
+    packages = [
+        item.model_copy(update={"hold_after_sha256": after[item.package]})
+        if item.package in after and item.hold_file
+        else item
+        for item in record.packages
+    ]
+    return record.model_copy(update={"packages": packages})
+
+
 HOST_CHECK_REASON = 500  # characters of the host check's output kept as the reason
 
 
@@ -1025,7 +1216,8 @@ def rollback_host(
         return HostOutcome("rolled_back", "none", current, message)
     if record is None:
         raise StepFailed("no host-side record: runc-rollout never changed this host")
-    if record.outcome == "rolled_back" and current == record.before_sha256:
+    given_back = (main := record.package_of(record.runc_path)) is not None and main.diversion_added
+    if record.outcome == "rolled_back" and (current == record.before_sha256 or given_back):
         return HostOutcome("rolled_back", "finished", current, "already rolled back")
     host = HostSteps(steps, name, run_id=record.run_id, on_phase=on_phase, clock=clock)
     outcome = host.rollback(record)

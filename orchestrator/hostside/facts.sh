@@ -210,6 +210,15 @@ for a in $abs; do [ -f "$R$a" ] && add "$a"; done
 
 # The package owning a file (packages never install under /usr/local), and its version.
 if [ -d /var/lib/dpkg/info ]; then
+    manager=dpkg
+    # A diversion of the file: where dpkg puts the package's copy, and whose diversion it is.
+    diversion() {
+        command -v dpkg-divert >/dev/null 2>&1 || return 0
+        by=$(dpkg-divert --listpackage "$1" 2>/dev/null | head -n 1)
+        [ -n "$by" ] || return 0
+        kv diverted_by "$by"
+        kv diverted_to "$(dpkg-divert --truename "$1" 2>/dev/null | head -n 1)"
+    }
     owner() {
         f=$(grep -l -x -F -e "$1" -e "$2" /var/lib/dpkg/info/*.list 2>/dev/null | head -n 1)
         f=${f##*/}
@@ -225,6 +234,8 @@ if [ -d /var/lib/dpkg/info ]; then
         if [ "${have%% *}" = "$want" ]; then echo 1; else echo 0; fi
     }
 elif command -v rpm >/dev/null 2>&1; then
+    manager=rpm
+    diversion() { :; }
     owner() { o=$(rpm -qf --qf '%{NAME}\n' "$2" 2>/dev/null) && printf '%s\n' "$o" | head -n 1; }
     pkgversion() { rpm -q --qf '%{VERSION}-%{RELEASE}\n' "$1" 2>/dev/null | head -n 1; }
     intact() {  # rpm -V prints a line for a changed file; a 5 in its third column: the digest
@@ -233,6 +244,8 @@ elif command -v rpm >/dev/null 2>&1; then
         esac
     }
 else
+    manager=
+    diversion() { :; }
     owner() { :; }
     intact() { :; }
 fi
@@ -294,6 +307,8 @@ for b in $cands; do
         kv package "$pkg"
         kv package_version "$(pkgversion "$pkg")"
         kv package_intact "$(intact "$pkg" "$b" "$real")"
+        kv package_manager "$manager"
+        diversion "$real"
     fi
     sec version "$b"
     printf '%s\n' "$out"

@@ -15,9 +15,11 @@ from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
+    DEFAULT_PACKAGE_POLICY,
     HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
+    PACKAGE_POLICIES,
     PLANNED_HOSTS,
     Artifact,
     HostBefore,
@@ -326,7 +328,12 @@ def _planned_hosts(
         chunk = items[start : start + HOSTS_PER_CHUNK]
         data = [
             _planned(
-                host, domain, artifact, facts.get(host.name), _settings(host, options, settings)
+                host,
+                domain,
+                artifact,
+                facts.get(host.name),
+                _settings(host, options, settings),
+                options,
             )
             for host, domain in chunk
         ]
@@ -359,9 +366,12 @@ def _planned(
     artifact: Artifact,
     before: HostBefore | None,
     settings: _Settings,
+    options: WaveOptions,
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
     ssh, named, verify = settings
+    if before is not None and before.packages:
+        before = with_package_policy(host, options, before)
     at_target = before is not None and all(
         sha == artifact.sha256 for sha in (before.runc_sha256, *(r.sha256 for r in before.also))
     )
@@ -376,6 +386,37 @@ def _planned(
         "verify": verify,
         "before": before,
     }
+
+
+PACKAGE_POLICY_VAR = "runc_rollout_package_policy"
+
+
+def with_package_policy(
+    host: InventoryHost, options: WaveOptions, before: HostBefore
+) -> HostBefore:
+    """`before` with the policy for each packaged runc: `--package-policy`, else the host's
+    runc_rollout_package_policy, else the package manager's default. A policy the package
+    manager cannot do (rpm has no diversion; a hold is for rpm) is refused, naming where it
+    came from."""
+    value: object = options.package_policy
+    source = "--package-policy"
+    if value is None and host.vars.get(PACKAGE_POLICY_VAR) is not None:
+        value, source = host.vars[PACKAGE_POLICY_VAR], f"host {host.name}: {PACKAGE_POLICY_VAR}"
+    if value is None:
+        return before
+    if value not in PACKAGE_POLICIES:
+        raise BadInput(f"{source}: {str(value)[:80]!r} is not one of {', '.join(PACKAGE_POLICIES)}")
+    policy = PACKAGE_POLICIES[PACKAGE_POLICIES.index(value)]
+    packages = []
+    for item in before.packages:
+        if policy != "leave" and policy != DEFAULT_PACKAGE_POLICY[item.manager]:
+            raise BadInput(
+                f"{source}: {policy} is not for {item.manager} (host {host.name}, {item.path} "
+                f"of {item.package}): {item.manager} takes "
+                f"{DEFAULT_PACKAGE_POLICY[item.manager]} or leave"
+            )
+        packages.append(item.model_copy(update={"policy": policy}))
+    return before.model_copy(update={"packages": packages})
 
 
 _VERIFY_SOURCES = {

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.diagnose.changelog import distribution_build
-from orchestrator.models import Artifact, Plan, TargetAdvisory, Wave
+from orchestrator.models import Artifact, PackagedRunc, Plan, TargetAdvisory, Wave
 from orchestrator.plan.controls import (
     change_markdown,
     change_table_lines,
@@ -133,6 +133,7 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
             + (f" and {len(unproven) - 20} more" if len(unproven) > 20 else ""),
             "",
         ]
+    out += packages_markdown(plan)
     out += [
         "## Waves",
         "",
@@ -193,6 +194,63 @@ def plan_markdown(plan: Plan, *, now: float | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+POLICY_WORDS = {
+    "divert": "local diversion (`dpkg-divert --local`): the package's next install or upgrade "
+    "puts its runc beside the rolled-out one, not over it; rollback gives the package its own "
+    "file back and removes the diversion",
+    "hold": "held: an `exclude=` of the package in the dnf/yum configuration, so the package "
+    "manager cannot bring its runc back; `rpm -V` reports the file changed (audit explains "
+    "it); rollback restores the file and removes the exclude",
+    "leave": "**left as it is: the next install, reinstall or upgrade of the package puts its "
+    "own runc back over the rolled-out one, silently**",
+}
+
+
+def packaged_hosts(plan: Plan) -> list[tuple[str, PackagedRunc]]:
+    """(host, packaged runc) of every host to swap whose runc a package owns, in wave order."""
+    return [
+        (host.name, item)
+        for host in plan.hosts
+        if host.action == "swap" and host.before is not None
+        for item in host.before.packages
+    ]
+
+
+def packages_markdown(plan: Plan) -> list[str]:
+    """The packaged runc files, their packages and what the rollout does about them: where the
+    reviewer sees them, before the waves."""
+    packaged = packaged_hosts(plan)
+    if not packaged:
+        return []
+    code = markdown_code
+    left = [name for name, item in packaged if item.policy == "leave"]
+    out = [
+        f"## Packaged runc ({_plural(len({name for name, _ in packaged}), 'host')})",
+        "",
+        "A package owns the runc these hosts' runtimes execute: its next install, reinstall or "
+        "upgrade would put the package's runc back.",
+        "",
+    ]
+    if left:
+        out += [
+            f"> **WARNING: the package manager will undo the swap on {_plural(len(left), 'host')}"
+            "** (package policy `leave`): "
+            + ", ".join(code(name) for name in left[:20])
+            + (f" and {len(left) - 20} more" if len(left) > 20 else ""),
+            "",
+        ]
+    out += ["| host | runc | package | version | manager | policy |", "|---|---|---|---|---|---|"]
+    for name, item in packaged[:200]:
+        cells = [code(name), code(item.path), code(item.package), code(item.version or "?")]
+        out.append("| " + " | ".join([*cells, item.manager, f"**{item.policy}**"]) + " |")
+    if len(packaged) > 200:
+        out.append(f"| and {len(packaged) - 200} more | | | | | |")
+    out += ["", "Policies:", ""]
+    for policy in sorted({item.policy for _, item in packaged}):
+        out.append(f"- **{policy}**: {POLICY_WORDS[policy]}")
+    return [*out, ""]
+
+
 def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str:
     """The terminal view, rendered to text so the caller decides where it goes."""
     buffer = io.StringIO()
@@ -228,6 +286,12 @@ def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str
         console.print(line, markup=False)
     for path, names in _targets(plan):
         console.print(terminal_safe(f"target {path}: {_plural(len(names), 'host')}"), markup=False)
+    for name, packaged in packaged_hosts(plan):
+        line = f"package: {name}: {packaged.path} of {packaged.package} {packaged.version or '?'}"
+        line += f" ({packaged.manager}), policy {packaged.policy}"
+        if packaged.policy == "leave":
+            line += " (WARNING: the package manager will undo the swap)"
+        console.print(terminal_safe(line), markup=False)
     for item in plan.skipped:
         console.print(terminal_safe(f"held back: {item.name}: {item.reason}"), markup=False)
     for item in plan.unreachable:
