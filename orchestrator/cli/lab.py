@@ -75,6 +75,16 @@ def lab_up(
             "as a minimal CentOS 7, Flatcar or Fedora CoreOS node (default 0).",
         ),
     ] = 0,
+    packaged_runc: Annotated[
+        int,
+        typer.Option(
+            "--packaged-runc",
+            min=0,
+            help="Of which hosts, the first ones, with runc as a Debian package's file, as on a "
+            "docker.io host: /usr/sbin/runc of the lab's `runc` package (its rc93 build), "
+            "installed by dpkg into the host's own dpkg database and /usr/sbin (default 0).",
+        ),
+    ] = 0,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -103,6 +113,7 @@ def lab_up(
         first_address=first_address,
         stuck=stuck,
         no_python=no_python,
+        packaged_runc=packaged_runc,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

@@ -18,11 +18,12 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -35,8 +36,9 @@ from orchestrator.diagnose.changelog import (
     read_changelog,
 )
 from orchestrator.diagnose.facts_report import facts_report
-from orchestrator.diagnose.versions import parse_version
+from orchestrator.diagnose.versions import compare_versions, parse_version
 from orchestrator.host.facts import gather_facts
+from orchestrator.host.procedure import executed_runcs as executed_runcs_of
 from orchestrator.host.procedure import run_probe
 from orchestrator.host.session import Executor
 from orchestrator.inventory.patterns import select_hosts
@@ -46,9 +48,11 @@ from orchestrator.models import (
     FailOn,
     HostError,
     HostFacts,
+    HostRecord,
     Inventory,
     Model,
     ProbeResult,
+    RecordedPackage,
     RuncBinary,
     Severity,
     SshTarget,
@@ -81,6 +85,8 @@ CHECK_IDS = (
     "sysctl-lowered-at-boot",
     "shadowed-runc",
     "daemon-mount-namespace",
+    "runc-reverted",
+    "package-newer",
 )
 
 
@@ -253,7 +259,14 @@ def host_findings(
         # A package's changelog says nothing of a file that is not the package's.
         packaged = changelog if runc.package_intact is not False else None
         findings += decided(_version_findings(runc, advisories, packaged), runc)
-    if runc is not None and runc.package and runc.package_intact is False:
+    record = _record(facts)
+    rolled_out = (
+        record is not None
+        and record.outcome == "done"
+        and runc is not None
+        and runc.sha256 == record.target_sha256
+    )
+    if runc is not None and runc.package and runc.package_intact is False and not rolled_out:
         findings.append(
             Finding(
                 id="runc-not-package-content",
@@ -264,6 +277,10 @@ def host_findings(
                 "package's backported fixes say nothing about it, its version does",
             )
         )
+    elif runc is not None and runc.package and runc.package_intact is False and record:
+        findings.append(_rolled_out_package(runc, record))
+    if record is not None:
+        findings += rollout_findings(facts, record)
     for item in facts.also_runc:  # kubelet's runc (CRI's BinaryName), other Docker runtimes
         for finding in decided(_version_findings(item.runc, advisories, None), item.runc):
             where = f"also {item.runc.file} ({item.source}): {finding.detail}"
@@ -342,6 +359,108 @@ def _namespace_findings(facts: HostFacts) -> list[Finding]:
             "path, so `plan` swaps it here",
         )
     ]
+
+
+def _record(facts: HostFacts) -> HostRecord | None:
+    """The host-side record of the last rollout, if it is one this audit can read."""
+    if not facts.record_json or not facts.record_json.strip():
+        return None
+    try:
+        return HostRecord.model_validate_json(facts.record_json)
+    except ValidationError:
+        return None
+
+
+def _rolled_out_package(runc: RuncBinary, record: HostRecord) -> Finding:
+    """`runc-not-package-content`, explained: a rollout put the file there on purpose."""
+    item = record.package_of(runc.file)
+    tool = "rpm -V" if runc.package_manager == "rpm" else "dpkg --verify"
+    if item is not None and item.policy == "divert" and item.diverted_to:
+        how = f"the package's own file is at {item.diverted_to} (a local diversion)"
+    elif item is not None and item.policy == "hold" and item.hold_file:
+        how = f"the package is held (exclude= in {item.hold_file})"
+    else:
+        how = "the package is neither diverted nor held: its next install puts its runc back"
+    return Finding(
+        id="runc-not-package-content",
+        severity="low",
+        title="runc is not its package's file: a rollout put it there",
+        detail=f"{runc.file} belongs to {runc.package} {runc.package_version or ''}; runc-rollout "
+        f"run {record.run_id} replaced it, so {tool} reports it changed; {how}",
+    )
+
+
+def rollout_findings(facts: HostFacts, record: HostRecord) -> list[Finding]:
+    """What became of the last finished rollout on this host (its host-side record):
+    `runc-reverted`, a runc it swapped is no longer what it put there; `package-newer`, the
+    package whose runc it diverted or held is now newer than the rolled-out runc."""
+    if record.outcome != "done":
+        return []
+    binaries = {b.file: b for b in [*executed_runcs_of(facts), *facts.shadowed]}
+    findings = []
+    for path, _ in record.runcs:
+        now = binaries.get(path)
+        if now is None or now.sha256 == record.target_sha256:
+            continue
+        item = record.package_of(path)
+        if now.package and now.package_intact:
+            who = f"its package {now.package} {now.package_version or ''} put its own file back"
+            if item is not None and item.policy == "leave":
+                who += " (the plan's package policy was leave)"
+        else:
+            who = "a person or another tool replaced it"
+        findings.append(
+            Finding(
+                id="runc-reverted",
+                severity="high",
+                title="runc is no longer the one a rollout put there",
+                detail=f"{path} is {str(now.sha256)[:12]} {now.version or '?'}, not the "
+                f"{record.target_sha256[:12]} run {record.run_id} put there: {who}",
+            )
+        )
+    for item in record.packages:
+        now = binaries.get(item.path)
+        if item.policy == "leave" or now is None or now.sha256 != record.target_sha256:
+            continue
+        package_version = (now.package_version or "").split(":", 1)[-1]
+        if not package_version or now.version is None:
+            continue
+        try:
+            newer = compare_versions(package_version, now.version) > 0
+        except ValueError:
+            continue
+        if not newer:
+            continue
+        findings.append(
+            Finding(
+                id="package-newer",
+                severity="low",
+                title="the package's runc is newer than the rolled-out one",
+                detail=f"{item.package} {now.package_version} is newer than the rolled-out runc "
+                f"{now.version} at {item.path}: the {item.policy} may go, and the host return "
+                f"to its distribution's updates: {drop_command(item)}",
+            )
+        )
+    return findings
+
+
+def drop_command(item: RecordedPackage) -> str:
+    """The shell commands that end a diversion or hold and give the package its file back."""
+    path = shlex.quote(item.path)
+    if item.policy == "divert" and item.diverted_to:
+        diverted = shlex.quote(item.diverted_to)
+        new = shlex.quote(item.path + ".new")
+        return (
+            f"`cp -p {diverted} {new} && mv -f {new} {path} && "
+            f"dpkg-divert --local --no-rename --remove {path} && rm -f {diverted}`"
+        )
+    if item.policy == "hold" and item.hold_file:
+        where = shlex.quote(item.hold_file)
+        return (
+            f"remove {item.package} from the exclude= line of {where}, then "
+            f"`dnf upgrade {shlex.quote(item.package)}` (or yum)"
+        )
+    return "(nothing to drop)"
 
 
 def _version_findings(

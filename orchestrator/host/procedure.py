@@ -426,7 +426,10 @@ class HostSteps:
             if not _restored(record, path, before, results, step):
                 runc = "the old runc" if index == 0 else path
                 raise StepFailed(f"rollback: restoring {runc} failed: {results.why(step)}")
-        self._phase("finished", record.before_sha256)
+        # What is at runc's path now: the old runc, or the package's own file (a package
+        # upgraded while diverted gives back its newer runc, not the old one).
+        now = results.kv("restore-binary").get("sha256") or record.before_sha256
+        self._phase("finished", now)
         for index, (path, _) in enumerate(record.runcs):
             if not results.ok(_name("runc-version", index)):
                 why = results.why(_name("runc-version", index))
@@ -443,7 +446,7 @@ class HostSteps:
         ]
         notes += _package_notes(record, packaged, results)
         note = "; ".join(notes) or None
-        return HostOutcome("rolled_back", "finished", record.before_sha256, note)
+        return HostOutcome("rolled_back", "finished", now, note)
 
     def release(self, runc_paths: Sequence[str]) -> None:
         """Remove this run's staged files beside `runc_paths` (if any) and its lock."""
@@ -1222,7 +1225,8 @@ def rollback_host(
     host = HostSteps(steps, name, run_id=record.run_id, on_phase=on_phase, clock=clock)
     outcome = host.rollback(record)
     version = record.before_version or ""
-    if any(bad in version for bad in KNOWN_HANG_VERSIONS):
+    back = outcome.runc_sha256 == record.before_sha256  # not so: the package's newer file
+    if back and any(bad in version for bad in KNOWN_HANG_VERSIONS):
         warning = f"WARNING: rolled back to runc {version}, which hangs in runc init (rc93 bug)"
         message = "; ".join(filter(None, [warning, outcome.message]))
         return HostOutcome(outcome.status, outcome.phase, outcome.runc_sha256, message)

@@ -38,7 +38,7 @@ from typing import Any
 from orchestrator.errors import BadInput, LabError
 from orchestrator.host import trigger
 from orchestrator.host.runcinfo import PIPE_WCHANS, is_runc_init
-from orchestrator.lab import hostdef, rc93
+from orchestrator.lab import hostdef, packaged, rc93
 from orchestrator.lab import runtimes as lab_runtimes
 from orchestrator.lab.defaults import (
     DEFAULT_CONTAINERD,
@@ -233,6 +233,27 @@ class _Lab:
         self.install_rc93()
         if full_hosts:
             self.build_image()
+        if any(host.packaged for host in self.record.hosts):
+            packaged.build_debs(self.dir, self.rc93_copy, hostdef.LAB_MOUNT)
+
+    def package_inside(self, version: str) -> str:
+        """Where a lab host sees the lab's `runc` package of `version`."""
+        return f"{hostdef.LAB_MOUNT}/{packaged.DEBS_DIR}/{packaged.deb_name(version)}"
+
+    def ensure_package(self, host: HostRecord) -> None:
+        """A packaged host's runc: the old package installed by dpkg in the host, unless its
+        own dpkg database has the package already."""
+        if not host.packaged:
+            return
+        status = (self.host_dir(host) / "var-lib-dpkg" / "status").read_text()
+        if f"Package: {packaged.PACKAGE}\n" not in status:
+            self.reset_package(host)
+            self.started.append(f"{host.name} package {packaged.PACKAGE} {packaged.OLD_VERSION}")
+
+    def reset_package(self, host: HostRecord) -> None:
+        """No diversion, the old package's own /usr/sbin/runc (dpkg installs it)."""
+        for argv in packaged.reset_commands(self.package_inside(packaged.OLD_VERSION)):
+            self.in_host(host, argv)
 
     def install_rc93(self) -> None:
         """The lab's copy of runc 1.0.0-rc93 (`rc93.py`), built and cached first when missing."""
@@ -300,9 +321,12 @@ class _Lab:
             ("root/.ssh", 0o700),
             ("var-log", 0o755),
             ("var-lib-runc-rollout", 0o700),
+            *((("var-lib-dpkg", 0o755),) if host.packaged else ()),
         ):
             (hdir / name).mkdir(mode=mode, exist_ok=True)
             os.chmod(hdir / name, mode)
+        if host.packaged:
+            packaged.init_dpkg_dir(hdir / "var-lib-dpkg")
         self.write_incident_state(host)
         public = (self.dir / "ssh" / "id_ed25519.pub").read_text()
         write_file(hdir / "root" / ".ssh" / "authorized_keys", public, 0o600)
@@ -340,11 +364,12 @@ class _Lab:
             for entry in os.scandir(hdir / name):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
-                elif not (name == "usr-local-sbin" and entry.name == "runc"):
+                elif host.packaged or not (name == "usr-local-sbin" and entry.name == "runc"):
                     os.unlink(entry.path)
         # Replaced in one rename, never removed first: the host's daemons run all along, and a
         # container started while it was missing would fail ("executable file not found").
-        copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
+        if not host.packaged:  # a packaged host's runc is its package's, in /usr/sbin
+            copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
             if entry.name.startswith(".runc-rollout-"):
                 os.unlink(entry.path)
@@ -431,6 +456,7 @@ class _Lab:
             sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
             hidden_programs=() if host.python else python_programs(),
             runtime=host.runtime,
+            packaged=host.packaged,
         )
         log = hdir / "holder.log"
         request = {"op": "holder", "name": host.name, "ops": ops, "log": str(log)}
@@ -964,6 +990,7 @@ def lab_up(
     stuck: bool = False,
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
+    packaged_runc: int = 0,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
     full, the next `containerd` containerd-only; the first `no_python` of them with no Python
@@ -1031,6 +1058,10 @@ def lab_up(
         planned = _plan_hosts(count, full, ctr_only, first, runtimes)
         for host in planned[:no_python]:
             host.python = False
+        if not 0 <= packaged_runc <= count:
+            raise BadInput(f"lab: --packaged-runc {packaged_runc}: between 0 and the {count} hosts")
+        for host in planned[:packaged_runc]:
+            host.packaged = True
         busy = [h.address for h in planned if port_in_use(h.address)]
         if busy:
             raise BadInput(
@@ -1069,7 +1100,15 @@ def lab_up(
         private_key=lab.private_key,
         known_hosts=lab.known_hosts,
         hosts=[
-            LabHost(h.name, h.address, h.zone, h.kind, python=h.python, runtime=h.runtime)
+            LabHost(
+                h.name,
+                h.address,
+                h.zone,
+                h.kind,
+                python=h.python,
+                runtime=h.runtime,
+                packaged=h.packaged,
+            )
             for h in record.hosts
         ],
         already_running=already and not lab.started,
@@ -1091,6 +1130,7 @@ def _bring_up(lab: _Lab) -> None:
     in_parallel(lab.prepare_host, hosts, workers=8)
     lab.ensure_supervisor()
     in_parallel(lab.ensure_holder, hosts, workers=8)
+    in_parallel(lab.ensure_package, hosts, workers=4)
     in_parallel(lab.ensure_sshd, hosts, workers=8)
     in_parallel(lab.wait_sshd, hosts, workers=32)
     lab.write_client_files()
@@ -1118,6 +1158,8 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
             if host.kind == "full":
                 lab.remove_stuck(host)
             lab.write_incident_state(host)
+            if host.packaged:
+                lab.reset_package(host)
     return [host.name for host in chosen]
 
 

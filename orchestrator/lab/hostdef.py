@@ -15,6 +15,8 @@ A lab host `lab-NN` is a mount namespace (held by the supervisor's holder proces
     /var/log                      hosts/NAME/var-log          (sshd, containerd, dockerd logs)
     /var/lib                      a tmpfs re-binding the machine's /var/lib entries, plus
     /var/lib/runc-rollout         hosts/NAME/var-lib-runc-rollout
+    /var/lib/dpkg, /usr/sbin      `--packaged-runc` hosts: hosts/NAME/var-lib-dpkg, and a tmpfs
+                                  re-binding the machine's /usr/sbin but runc (packaged.py)
     /var/lib/docker               hosts/NAME/var-lib-docker   (full hosts)
     /var/lib/containerd           hosts/NAME/var-lib-containerd (full and containerd hosts)
     /proc/sys                     read-only (so no lab process can change the machine's kernel)
@@ -155,6 +157,7 @@ def holder_ops(
     sysctl_conf_exists: bool,
     hidden_programs: tuple[str, ...] = (),
     runtime: LabRuntime = "runc",
+    packaged: bool = False,
 ) -> list[dict[str, Any]]:
     """The mount operations the supervisor applies in a new lab host's namespace, in order.
 
@@ -202,6 +205,11 @@ def holder_ops(
             "target": "/var/lib/runc-rollout",
         },
     ]
+    if packaged:  # its own dpkg database and /usr/sbin, where the package puts runc
+        ops += [
+            {"op": "bind", "source": f"{host_dir}/var-lib-dpkg", "target": "/var/lib/dpkg"},
+            {"op": "shadow", "path": "/usr/sbin", "except": ["runc"]},
+        ]
     if kind == "full":
         ops.append(
             {"op": "bind", "source": f"{host_dir}/var-lib-docker", "target": "/var/lib/docker"}

@@ -40,6 +40,7 @@ class HostRecord(_Record):
     kind: HostKind
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
+    packaged: bool = False  # its runc is /usr/sbin/runc of a Debian package (`--packaged-runc`)
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     # holder, sshd, containerd (not light), dockerd (full), daemon-ns (runtime mountns)
     procs: dict[str, ProcRef] = {}
@@ -65,6 +66,7 @@ class LabHost:
     kind: HostKind
     python: bool = True
     runtime: LabRuntime = "runc"
+    packaged: bool = False
 
 
 @dataclass

@@ -92,6 +92,7 @@ class _Mounter:
                                                        (directories and files bound back,
                                                        symlinks copied): new entries can then be
                                                        created in P without touching the machine
+                                                       ("except": [names] leaves those out)
       {"op": "readonly", "path": P}                    bind P over itself, read-only
     """
 
@@ -106,13 +107,15 @@ class _Mounter:
     def via_fd(self, path: str) -> str:
         return f"/proc/self/fd/{self.fds[path]}"
 
-    def shadow(self, path: str) -> None:
+    def shadow(self, path: str, leave_out: tuple[str, ...] = ()) -> None:
         original = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         st = os.stat(path)
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={stat.S_IMODE(st.st_mode):o}")
         self.ours.add(path)
         base = f"/proc/self/fd/{original}"
         for entry in sorted(os.listdir(base)):
+            if entry in leave_out:
+                continue
             src = f"{base}/{entry}"
             dst = os.path.join(path, entry)
             info = os.lstat(src)
@@ -165,7 +168,7 @@ class _Mounter:
                 self.ensure_target(op["target"], is_dir)
                 _mount(self.via_fd(op["source"]), op["target"], None, MS_BIND, None)
             elif kind == "shadow":
-                self.shadow(op["path"])
+                self.shadow(op["path"], tuple(op.get("except", ())))
             elif kind == "readonly":
                 path = op["path"]
                 _mount(path, path, None, MS_BIND, None)
