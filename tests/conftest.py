@@ -197,6 +197,7 @@ def start_lab(
     stuck: bool = False,
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
+    packaged_runc: int = 0,
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -209,6 +210,7 @@ def start_lab(
             stuck=stuck,
             no_python=no_python,
             runtimes=runtimes,
+            packaged_runc=packaged_runc,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -224,6 +226,7 @@ def running_lab(
     containerd: int = 0,
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
+    packaged_runc: int = 0,
 ) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, the first with Docker default
     `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
@@ -241,6 +244,7 @@ def running_lab(
         containerd=containerd,
         no_python=no_python,
         runtimes=runtimes,
+        packaged_runc=packaged_runc,
     )
     try:
         yield fleet
