@@ -118,7 +118,10 @@ def test_plans_without_a_packaged_runc_keep_their_hash() -> None:
 
 def test_policy_from_option_then_host_var_then_the_managers_default() -> None:
     before = BEFORE.model_copy(update={"packages": [DPKG_RUNC]})
-    policy = lambda plan: plan.hosts[0].before.packages[0].policy  # noqa: E731
+
+    def policy(plan: Any) -> str:
+        return str(plan.hosts[0].before.packages[0].policy)
+
     assert policy(plan_with(before)) == "divert"
     assert policy(plan_with(before, runc_rollout_package_policy="leave")) == "leave"
     option = WaveOptions(package_policy="divert")
