@@ -198,6 +198,7 @@ def start_lab(
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
+    rpm_runc: int = 0,
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -211,6 +212,7 @@ def start_lab(
             no_python=no_python,
             runtimes=runtimes,
             packaged_runc=packaged_runc,
+            rpm_runc=rpm_runc,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -227,6 +229,7 @@ def running_lab(
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
+    rpm_runc: int = 0,
 ) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, the first with Docker default
     `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
@@ -245,6 +248,7 @@ def running_lab(
         no_python=no_python,
         runtimes=runtimes,
         packaged_runc=packaged_runc,
+        rpm_runc=rpm_runc,
     )
     try:
         yield fleet

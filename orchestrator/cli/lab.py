@@ -85,6 +85,17 @@ def lab_up(
             "installed by dpkg into the host's own dpkg database and /usr/sbin (default 0).",
         ),
     ] = 0,
+    rpm_runc: Annotated[
+        int,
+        typer.Option(
+            "--rpm-runc",
+            min=0,
+            help="Of which hosts, the next ones after --packaged-runc's, with runc as an rpm "
+            "package's file (/usr/sbin/runc of the lab's `runc` rpm, rc93), installed by rpm "
+            "into the host's own rpm database, with its own /etc/dnf and no dpkg database "
+            "(default 0; needs Debian's rpm).",
+        ),
+    ] = 0,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -114,6 +125,7 @@ def lab_up(
         stuck=stuck,
         no_python=no_python,
         packaged_runc=packaged_runc,
+        rpm_runc=rpm_runc,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

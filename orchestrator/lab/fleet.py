@@ -235,6 +235,8 @@ class _Lab:
             self.build_image()
         if any(host.packaged for host in self.record.hosts):
             packaged.build_debs(self.dir, self.rc93_copy, hostdef.LAB_MOUNT)
+        if any(host.packaged and host.package_manager == "rpm" for host in self.record.hosts):
+            packaged.build_rpms(self.dir, self.rc93_copy)
 
     def package_inside(self, version: str) -> str:
         """Where a lab host sees the lab's `runc` package of `version`."""
@@ -245,14 +247,27 @@ class _Lab:
         own dpkg database has the package already."""
         if not host.packaged:
             return
-        status = (self.host_dir(host) / "var-lib-dpkg" / "status").read_text()
-        if f"Package: {packaged.PACKAGE}\n" not in status:
+        if host.package_manager == "rpm":
+            installed = (self.host_dir(host) / "var-lib-rpm" / "rpmdb.sqlite").exists()
+        else:
+            status = (self.host_dir(host) / "var-lib-dpkg" / "status").read_text()
+            installed = f"Package: {packaged.PACKAGE}\n" in status
+        if not installed:
             self.reset_package(host)
-            self.started.append(f"{host.name} package {packaged.PACKAGE} {packaged.OLD_VERSION}")
+            self.started.append(f"{host.name} {host.package_manager} package {packaged.PACKAGE}")
 
     def reset_package(self, host: HostRecord) -> None:
-        """No diversion, the old package's own /usr/sbin/runc (dpkg installs it)."""
-        for argv in packaged.reset_commands(self.package_inside(packaged.OLD_VERSION)):
+        """No diversion or hold, the old package's own /usr/sbin/runc (dpkg or rpm installs it)."""
+        if host.package_manager == "rpm":
+            hdir = self.host_dir(host)
+            packaged.init_dnf_dir(hdir / "etc-dnf")
+            packaged.init_rpm_dir(hdir / "var-lib-rpm", hdir / "root")
+            name = packaged.rpm_name(packaged.RPM_OLD_VERSION)
+            inside = f"{hostdef.LAB_MOUNT}/{packaged.RPMS_DIR}/{name}"
+            commands = packaged.rpm_reset_commands(inside)
+        else:
+            commands = packaged.reset_commands(self.package_inside(packaged.OLD_VERSION))
+        for argv in commands:
             self.in_host(host, argv)
 
     def install_rc93(self) -> None:
@@ -322,10 +337,14 @@ class _Lab:
             ("var-log", 0o755),
             ("var-lib-runc-rollout", 0o700),
             *((("var-lib-dpkg", 0o755),) if host.packaged else ()),
+            *((("var-lib-rpm", 0o755),) if host.package_manager == "rpm" else ()),
         ):
             (hdir / name).mkdir(mode=mode, exist_ok=True)
             os.chmod(hdir / name, mode)
-        if host.packaged:
+        if host.packaged and host.package_manager == "rpm":
+            packaged.init_dnf_dir(hdir / "etc-dnf")  # and an empty dpkg database
+            packaged.init_rpm_dir(hdir / "var-lib-rpm", hdir / "root")
+        elif host.packaged:
             packaged.init_dpkg_dir(hdir / "var-lib-dpkg")
         self.write_incident_state(host)
         public = (self.dir / "ssh" / "id_ed25519.pub").read_text()
@@ -457,6 +476,7 @@ class _Lab:
             hidden_programs=() if host.python else python_programs(),
             runtime=host.runtime,
             packaged=host.packaged,
+            rpm=host.package_manager == "rpm",
         )
         log = hdir / "holder.log"
         request = {"op": "holder", "name": host.name, "ops": ops, "log": str(log)}
@@ -991,6 +1011,7 @@ def lab_up(
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
+    rpm_runc: int = 0,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
     full, the next `containerd` containerd-only; the first `no_python` of them with no Python
@@ -1060,8 +1081,16 @@ def lab_up(
             host.python = False
         if not 0 <= packaged_runc <= count:
             raise BadInput(f"lab: --packaged-runc {packaged_runc}: between 0 and the {count} hosts")
+        if not 0 <= rpm_runc <= count - packaged_runc:
+            raise BadInput(
+                f"lab: --rpm-runc {rpm_runc}: between 0 and the hosts after the dpkg ones"
+            )
+        if rpm_runc and not shutil.which("rpmbuild"):
+            raise BadInput("runc-rollout lab needs rpm for --rpm-runc: apt-get install -y rpm")
         for host in planned[:packaged_runc]:
             host.packaged = True
+        for host in planned[packaged_runc : packaged_runc + rpm_runc]:
+            host.packaged, host.package_manager = True, "rpm"
         busy = [h.address for h in planned if port_in_use(h.address)]
         if busy:
             raise BadInput(
@@ -1108,6 +1137,7 @@ def lab_up(
                 python=h.python,
                 runtime=h.runtime,
                 packaged=h.packaged,
+                package_manager=h.package_manager,
             )
             for h in record.hosts
         ],

@@ -17,6 +17,8 @@ A lab host `lab-NN` is a mount namespace (held by the supervisor's holder proces
     /var/lib/runc-rollout         hosts/NAME/var-lib-runc-rollout
     /var/lib/dpkg, /usr/sbin      `--packaged-runc` hosts: hosts/NAME/var-lib-dpkg, and a tmpfs
                                   re-binding the machine's /usr/sbin but runc (packaged.py)
+    /etc/dnf, /var/lib/rpm        `--rpm-runc` hosts: hosts/NAME/etc-dnf, var-lib-rpm (their
+                                  var-lib-dpkg is empty; /root/.rpmmacros names /var/lib/rpm)
     /var/lib/docker               hosts/NAME/var-lib-docker   (full hosts)
     /var/lib/containerd           hosts/NAME/var-lib-containerd (full and containerd hosts)
     /proc/sys                     read-only (so no lab process can change the machine's kernel)
@@ -158,6 +160,7 @@ def holder_ops(
     hidden_programs: tuple[str, ...] = (),
     runtime: LabRuntime = "runc",
     packaged: bool = False,
+    rpm: bool = False,
 ) -> list[dict[str, Any]]:
     """The mount operations the supervisor applies in a new lab host's namespace, in order.
 
@@ -209,6 +212,11 @@ def holder_ops(
         ops += [
             {"op": "bind", "source": f"{host_dir}/var-lib-dpkg", "target": "/var/lib/dpkg"},
             {"op": "shadow", "path": "/usr/sbin", "except": ["runc"]},
+        ]
+    if packaged and rpm:  # an empty dpkg database (above), its own /etc/dnf and rpm database
+        ops += [
+            {"op": "bind", "source": f"{host_dir}/etc-dnf", "target": "/etc/dnf"},
+            {"op": "bind", "source": f"{host_dir}/var-lib-rpm", "target": "/var/lib/rpm"},
         ]
     if kind == "full":
         ops.append(

@@ -144,3 +144,120 @@ def reset_commands(old_deb_inside: str) -> list[list[str]]:
         f"dpkg -i {old_deb_inside} >/dev/null\n"
     )
     return [["/bin/sh", "-c", script]]
+
+
+# ---------------------------------------------------------------------------------------------
+# rpm (`lab up --rpm-runc N`): the same runc files as an rpm package `runc`, installed by rpm
+# into the host's own rpm database: its own /var/lib/rpm (where dnf looks too), named in its own
+# /root/.rpmmacros (Debian's rpm would use ~/.rpmdb). The host hides the dpkg database (an empty
+# /var/lib/dpkg of its own, so facts see an rpm host) and has its own /etc/dnf (a copy of the
+# machine's, where a hold writes its exclude=).
+
+RPM_OLD_VERSION = ("1.0.0~rc93", "1")  # rpm's Version and Release
+RPM_NEW_VERSION = ("1.1.12", "1")
+RPMS_DIR = "rpms"
+DNF_MARKER = ".runc-rollout-lab-host"  # in a host's own /etc/dnf and /var/lib/rpm
+RPM_DB = "/var/lib/rpm"
+RPM_MACROS = f"%_dbpath {RPM_DB}\n"  # the host's /root/.rpmmacros
+
+
+def init_rpm_dir(path: Path, root: Path) -> None:
+    """The host's own, empty rpm database directory, and the macro that points rpm at it."""
+    path.mkdir(mode=0o755, exist_ok=True)
+    for entry in os.scandir(path):
+        os.unlink(entry.path)
+    (path / DNF_MARKER).write_text("the rpm database of one runc-rollout lab host\n")
+    (root / ".rpmmacros").write_text(RPM_MACROS)
+
+
+def rpm_name(version: tuple[str, str]) -> str:
+    return f"{PACKAGE}-{version[0]}-{version[1]}.{_rpm_arch()}.rpm"
+
+
+def _rpm_arch() -> str:
+    done = subprocess.run(["rpm", "--eval", "%{_arch}"], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def spec_text(version: tuple[str, str], source: str) -> str:
+    return f"""Name: {PACKAGE}
+Version: {version[0]}
+Release: {version[1]}
+Summary: runc-rollout lab: runc as an rpm package
+License: Apache-2.0
+AutoReqProv: no
+
+%description
+Built by `runc-rollout lab up --rpm-runc`; only /usr/sbin/runc.
+
+%install
+mkdir -p %{{buildroot}}/usr/sbin
+install -m 0755 {source} %{{buildroot}}/usr/sbin/runc
+
+%files
+/usr/sbin/runc
+"""
+
+
+def build_rpm(binary: Path, version: tuple[str, str], out_dir: Path) -> Path:
+    """An rpm `runc` of `version` holding `binary` as /usr/sbin/runc (rpmbuild, in a
+    temporary top directory, its rpm database there too: nothing under ~/rpmbuild or ~/.rpmdb)."""
+    target = out_dir / rpm_name(version)
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(dir=out_dir) as work:
+        top = Path(work)
+        spec = top / "runc.spec"
+        spec.write_text(spec_text(version, str(binary)))
+        subprocess.run(
+            [
+                "rpmbuild", "-bb", "--define", f"_topdir {top}", "--define", f"_dbpath {top}/db",
+                "--define", "_build_id_links none", "--define", "debug_package %{nil}",
+                "--define", "__strip /bin/true", str(spec),
+            ],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        (built,) = (top / "RPMS").rglob("*.rpm")
+        os.replace(built, target)
+    return target
+
+
+def build_rpms(state_dir: Path, rc93_copy: Path) -> tuple[Path, Path]:
+    """The old and the new rpm in STATE/rpms (built once; the new one is the debs' stand-in)."""
+    out = state_dir / RPMS_DIR
+    out.mkdir(mode=0o755, exist_ok=True)
+    stand_in = state_dir / DEBS_DIR / "stand-in-runc"
+    return build_rpm(rc93_copy, RPM_OLD_VERSION, out), build_rpm(stand_in, RPM_NEW_VERSION, out)
+
+
+def init_dnf_dir(path: Path, machine: Path = Path("/etc/dnf")) -> None:
+    """The host's /etc/dnf: a copy of the machine's (or a bare dnf.conf where it has none).
+    Emptied and filled in place: the directory itself is bound into the host."""
+    path.mkdir(mode=0o755, exist_ok=True)
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    if (machine / "dnf.conf").is_file():
+        shutil.copytree(machine, path, symlinks=True, dirs_exist_ok=True)
+    else:
+        (path / "dnf.conf").write_text("[main]\ngpgcheck=True\n")
+    (path / DNF_MARKER).write_text("the /etc/dnf of one runc-rollout lab host\n")
+
+
+def rpm_reset_commands(old_rpm_inside: str) -> list[list[str]]:
+    """Inside the host: the old rpm installed afresh (any other `runc` removed first)."""
+    guard = (
+        f"[ -f /etc/dnf/{DNF_MARKER} ] || {{ echo 'not a lab /etc/dnf' >&2; exit 1; }}\n"
+        f"[ -f {RPM_DB}/{DNF_MARKER} ] || {{ echo 'not a lab rpm database' >&2; exit 1; }}\n"
+        '[ "$(stat -f -c %T /usr/sbin)" = tmpfs ] || { echo "/usr/sbin: not own" >&2; exit 1; }\n'
+        '[ ! -d /var/lib/dpkg/info ] || { echo "a dpkg host" >&2; exit 1; }\n'
+    )
+    script = (
+        "set -e\n" + guard + f'rpm="rpm --dbpath {RPM_DB}"\n'
+        f"if $rpm -q {PACKAGE} >/dev/null 2>&1; then $rpm -e --nodeps {PACKAGE}; fi\n"
+        f"rm -f {RUNC_PATH} /usr/sbin/.runc-rollout-*\n"
+        f"$rpm -i --nodeps {old_rpm_inside} 2>/dev/null\n"
+    )
+    return [["/bin/sh", "-c", script]]

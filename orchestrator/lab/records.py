@@ -40,7 +40,8 @@ class HostRecord(_Record):
     kind: HostKind
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
-    packaged: bool = False  # its runc is /usr/sbin/runc of a Debian package (`--packaged-runc`)
+    packaged: bool = False  # its runc is /usr/sbin/runc of a package (`--packaged-runc`)
+    package_manager: Literal["dpkg", "rpm"] = "dpkg"  # which one (`--rpm-runc`: rpm)
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     # holder, sshd, containerd (not light), dockerd (full), daemon-ns (runtime mountns)
     procs: dict[str, ProcRef] = {}
@@ -67,6 +68,7 @@ class LabHost:
     python: bool = True
     runtime: LabRuntime = "runc"
     packaged: bool = False
+    package_manager: Literal["dpkg", "rpm"] = "dpkg"
 
 
 @dataclass

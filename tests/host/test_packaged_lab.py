@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -216,3 +217,74 @@ def test_leave_warns_and_audit_sees_the_package_undo_the_swap(
     assert "runc-reverted" in findings, findings
     assert "its package runc 1.0.0~rc93+ds1-1 put its own file back" in findings["runc-reverted"]
     assert "policy was leave" in findings["runc-reverted"]
+
+
+# -- rpm: a host with its own rpm database, /etc/dnf and no dpkg database ---------------------
+
+DNF = (
+    "timeout -s KILL 120 dnf --setopt=cachedir=/root/dnf-cache --setopt=persistdir=/root/dnf-db "
+    "--setopt=reposdir=/root/no-repos --releasever=lab"
+)
+NEW_RPM = f"{LAB_MOUNT}/{packaged.RPMS_DIR}/{packaged.rpm_name(packaged.RPM_NEW_VERSION)}"
+
+
+@pytest.fixture(scope="module")
+def rpm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    """One full host whose runc is the old rpm's /usr/sbin/runc (rc93)."""
+    if not (shutil.which("rpmbuild") and shutil.which("dnf")):
+        pytest.skip("needs Debian's rpm and dnf (apt-get install -y rpm dnf)")
+    with running_lab(tmp_path_factory.mktemp("rpmlab"), 1, 1, rpm_runc=1) as fleet:
+        yield fleet
+
+
+def test_hold_keeps_dnf_from_bringing_the_packages_runc_back_and_rollback_removes_it(
+    rpm_lab: LabFleet, artifact: Path, tmp_path: Path
+) -> None:
+    lab = rpm_lab
+    lab.reset()
+    conf_before = host_sh(lab, "sha256sum /etc/dnf/dnf.conf | cut -d' ' -f1")
+    plan_file = tmp_path / "plan.json"
+    review = plan(lab, artifact, plan_file)
+    assert "| `lab-01` | `/usr/sbin/runc` | `runc` | `1.0.0~rc93-1` | rpm | **hold** |" in review
+    runs = tmp_path / "runs"
+    with PathWatch(lab, sizes(lab, artifact)) as watch:
+        code = main(
+            ["apply", str(plan_file), "--yes", "--executor", "ansible", "--runs-dir", str(runs)]
+        )
+    assert code == ExitCode.OK
+    assert watch.result["missing"] == 0 and watch.result["partial"] == 0, watch.result
+    target = sha256(artifact)
+    assert host_sh(lab, "grep -x 'exclude=runc' /etc/dnf/dnf.conf") == "exclude=runc\n"
+    # dnf would upgrade the package (and its runc over the rolled-out one) but for the hold:
+    blocked = lab.ssh(lab.hosts[0], f"{DNF} -y upgrade {NEW_RPM}", check=False)
+    assert blocked.returncode != 0
+    unheld = lab.ssh(
+        lab.hosts[0], f"{DNF} --disableexcludes=all --assumeno upgrade {NEW_RPM}", check=False
+    )
+    assert "Upgrading:" in unheld.stdout, unheld.stdout + unheld.stderr
+    assert host_sh(lab, "rpm -q runc") == "runc-1.0.0~rc93-1.x86_64\n"
+    assert host_sh(lab, f"sha256sum {RUNC} | cut -d' ' -f1").strip() == target
+    findings = audit_ids(lab)
+    assert "rpm -V reports it changed" in findings["runc-not-package-content"]
+    assert "held (exclude= in /etc/dnf/dnf.conf)" in findings["runc-not-package-content"]
+
+    code = main(
+        [
+            "rollback",
+            "-i",
+            str(lab.inventory),
+            "--yes",
+            "--executor",
+            "ssh",
+            "--runs-dir",
+            str(runs),
+        ]
+    )
+    assert code == ExitCode.OK
+    assert host_sh(lab, "sha256sum /etc/dnf/dnf.conf | cut -d' ' -f1") == conf_before
+    verify = lab.ssh(lab.hosts[0], "rpm -V runc", check=False)
+    assert (verify.returncode, verify.stdout) == (0, "")
+    assert (
+        "Upgrading:"
+        in lab.ssh(lab.hosts[0], f"{DNF} --assumeno upgrade {NEW_RPM}", check=False).stdout
+    )
