@@ -813,6 +813,8 @@ class HostRecord(Model):
     updated: float
     # Every other runc file swapped with `runc_path` (to the same target), under this one record.
     also: list[RecordedRunc] = Field(default_factory=list, exclude_if=lambda v: not v)
+    # The rolled-out runc's version, as it reported itself (left out of records without it).
+    target_version: str | None = Field(default=None, exclude_if=lambda v: v is None)
     # What was done about each packaged runc swapped (left out when none was packaged).
     packages: list[RecordedPackage] = Field(default_factory=list, exclude_if=lambda v: not v)
 

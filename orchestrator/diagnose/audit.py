@@ -409,13 +409,18 @@ def rollout_findings(facts: HostFacts, record: HostRecord) -> list[Finding]:
                 who += " (the plan's package policy was leave)"
         else:
             who = "a person or another tool replaced it"
+        # Replaced by a runc no older than the one rolled out (the operator returned to the
+        # distribution's newer package, as `package-newer` suggests): said, not alarmed.
+        no_older = _no_older(now.version, record.target_version)
         findings.append(
             Finding(
                 id="runc-reverted",
-                severity="high",
-                title="runc is no longer the one a rollout put there",
+                severity="low" if no_older else "high",
+                title="runc is no longer the one a rollout put there"
+                + (" (replaced by a version no older)" if no_older else ""),
                 detail=f"{path} is {str(now.sha256)[:12]} {now.version or '?'}, not the "
-                f"{record.target_sha256[:12]} run {record.run_id} put there: {who}",
+                f"{record.target_sha256[:12]} {record.target_version or ''} run "
+                f"{record.run_id} put there: {who}",
             )
         )
     for item in record.packages:
@@ -442,6 +447,16 @@ def rollout_findings(facts: HostFacts, record: HostRecord) -> list[Finding]:
             )
         )
     return findings
+
+
+def _no_older(version: str | None, target: str | None) -> bool:
+    """Whether runc `version` is known to be no older than the rolled-out `target`."""
+    if version is None or target is None:
+        return False
+    try:
+        return compare_versions(version, target) >= 0
+    except ValueError:
+        return False
 
 
 def drop_command(item: RecordedPackage) -> str:

@@ -667,6 +667,7 @@ class HostProcedure(HostSteps):
             held[name] = (conf, before_sha)
         return HostRecord(
             packages=record_packages(packages, facts, self.previous, held),
+            target_version=staged_version.version,
             run_id=self.run_id,
             plan_id=self.plan_id,
             phase="backed_up",

@@ -87,6 +87,7 @@ class PathWatch:
         out = self.proc.stdout.read()
         self.proc.wait(timeout=30)
         self.result = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out)}
+        print(f"path watch: {self.result}")  # shown with -s / -rA
 
 
 def host_sh(lab: LabFleet, command: str) -> str:
@@ -120,6 +121,16 @@ def plan(lab: LabFleet, artifact: Path, out: Path, *extra: str) -> str:
     )  # fmt: skip
     review.write_text(done.stdout)
     return done.stdout
+
+
+def audit_report(lab: LabFleet) -> dict[str, dict[str, str]]:
+    """Each finding of `audit --format json` of the host, by id."""
+    done = subprocess.run(
+        [RUNC_ROLLOUT, "audit", "-i", str(lab.inventory), "--format", "json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    return {f["id"]: f for host in report["hosts"] for f in host["findings"]}
 
 
 def audit_ids(lab: LabFleet) -> dict[str, str]:
@@ -217,6 +228,28 @@ def test_leave_warns_and_audit_sees_the_package_undo_the_swap(
     assert "runc-reverted" in findings, findings
     assert "its package runc 1.0.0~rc93+ds1-1 put its own file back" in findings["runc-reverted"]
     assert "policy was leave" in findings["runc-reverted"]
+
+
+def test_the_audits_command_drops_the_diversion_and_gives_the_package_back(
+    lab: LabFleet, artifact: Path, tmp_path: Path
+) -> None:
+    """What `package-newer` tells the operator to run works as it says, by itself."""
+    plan_file = tmp_path / "plan.json"
+    plan(lab, artifact, plan_file)
+    runs = tmp_path / "runs"
+    assert main(["apply", str(plan_file), "--yes", "--runs-dir", str(runs)]) == ExitCode.OK
+    host_sh(lab, f"dpkg -i {NEW_DEB} >/dev/null")
+    (command,) = re.findall(r"`([^`]+)`", audit_ids(lab)["package-newer"])
+    host_sh(lab, command)
+    assert host_sh(lab, "dpkg-divert --list") == ""
+    assert host_sh(lab, f"md5sum {RUNC} | cut -d' ' -f1") == package_md5(lab)
+    assert host_sh(lab, f"{RUNC} --version").startswith(f"runc version {packaged.NEW_UPSTREAM}")
+    verify = lab.ssh(lab.hosts[0], "dpkg --verify runc", check=False)
+    assert (verify.returncode, verify.stdout) == (0, "")
+    report = audit_report(lab)
+    assert "package-newer" not in report, report
+    # the record's runc was replaced, by the operator, with a newer one: said, at low severity
+    assert report["runc-reverted"]["severity"] == "low", report
 
 
 # -- rpm: a host with its own rpm database, /etc/dnf and no dpkg database ---------------------

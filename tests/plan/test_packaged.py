@@ -352,6 +352,19 @@ def test_runc_reverted_by_the_package_or_by_a_person() -> None:
     assert "policy was leave" in found["runc-reverted"]
     by_hand = audited({**rc93, "package_intact": False}, record())
     assert "a person or another tool replaced it" in by_hand["runc-reverted"]
+    facts = audit_facts(
+        runc=runc_binary(**rc93).model_dump(),
+        record_json=record(target_version="1.1.5").model_dump_json(),
+    )
+    (reverted,) = [f for f in host_findings(facts, ()) if f.id == "runc-reverted"]
+    assert reverted.severity == "high"  # rc93 back where 1.1.5 was rolled out
+    newer = {**rc93, "version": "1.1.12", "package_version": "1.1.12+ds1-1"}
+    facts = audit_facts(
+        runc=runc_binary(**newer).model_dump(),
+        record_json=record(target_version="1.1.5").model_dump_json(),
+    )
+    (reverted,) = [f for f in host_findings(facts, ()) if f.id == "runc-reverted"]
+    assert reverted.severity == "low" and "no older" in reverted.title
     rolled_back = audited(rc93, record(outcome="rolled_back"))
     assert "runc-reverted" not in rolled_back
 
