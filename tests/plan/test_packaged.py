@@ -374,3 +374,34 @@ def test_plan_json_of_a_packaged_host_round_trips() -> None:
     data = json.loads(plan_json(plan))
     (host,) = [h for w in data["waves"] for h in w["hosts"] if h.get("before")]
     assert host["before"]["packages"][0]["policy"] == "divert"
+
+
+# -- the lab's packaged hosts: their own dpkg / rpm state, never the machine's ----------------
+
+
+def test_a_packaged_lab_host_has_its_own_package_database_and_usr_sbin() -> None:
+    from orchestrator.lab import hostdef
+    from orchestrator.lab import packaged as lab_packaged
+
+    common = {"state_dir": "/s", "host_dir": "/s/h", "kind": "full", "sysctl_conf_exists": True}
+    plain = hostdef.holder_ops(**common)  # type: ignore[arg-type]
+    assert not [op for op in plain if "/usr/sbin" in (op.get("path"), op.get("target"))]
+    dpkg = hostdef.holder_ops(**common, packaged=True)  # type: ignore[arg-type]
+    assert {"op": "bind", "source": "/s/h/var-lib-dpkg", "target": "/var/lib/dpkg"} in dpkg
+    assert {"op": "shadow", "path": "/usr/sbin", "except": ["runc"]} in dpkg
+    shadow_var_lib = dpkg.index({"op": "shadow", "path": "/var/lib"})
+    assert dpkg.index(dpkg[[op.get("target") for op in dpkg].index("/var/lib/dpkg")]) > (
+        shadow_var_lib
+    )  # bound after /var/lib is shadowed, so it is not hidden again
+    rpm = hostdef.holder_ops(**common, packaged=True, rpm=True)  # type: ignore[arg-type]
+    assert {"op": "bind", "source": "/s/h/etc-dnf", "target": "/etc/dnf"} in rpm
+    assert {"op": "bind", "source": "/s/h/var-lib-rpm", "target": "/var/lib/rpm"} in rpm
+    # dpkg and rpm run in a host only where its own database and /usr/sbin are in place
+    (deb_reset,) = lab_packaged.reset_commands("/x.deb")
+    assert f"[ -f /var/lib/dpkg/{lab_packaged.MARKER} ]" in deb_reset[2]
+    assert 'stat -f -c %T /usr/sbin)" = tmpfs' in deb_reset[2]
+    assert deb_reset[2].index("tmpfs") < deb_reset[2].index("dpkg -i")
+    (rpm_reset,) = lab_packaged.rpm_reset_commands("/x.rpm")
+    assert rpm_reset[2].index(f"{lab_packaged.RPM_DB}/{lab_packaged.DNF_MARKER}") < (
+        rpm_reset[2].index("-i --nodeps")
+    )
