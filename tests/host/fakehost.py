@@ -71,6 +71,10 @@ class FakeHost:
     # its id, and the runc files it sees otherwise than this session (path -> content).
     mount_ns: str | None = None
     ns_files: dict[str, str] = field(default_factory=dict)
+    # dpkg: the content of RUNC as the `runc` package ships it (None: RUNC is no package's),
+    # and where a local diversion of RUNC puts the package's copy (None: not diverted).
+    package_file: str | None = None
+    diverted_to: str | None = None
 
     # -- StepRunner ---------------------------------------------------------------------------
 
@@ -168,6 +172,12 @@ class FakeHost:
                     f"mntns={self.mount_ns}\nseen_at=/proc/812/root{path}\nfstype=ext2/ext3\n"
                     f"writable_there=0\nsame_here={same}\n"
                 )
+            if path == RUNC and self.package_file is not None:
+                intact = int(content == self.package_file)
+                body += "package=runc\npackage_version=1.0.0~rc93+ds1-1\n"
+                body += f"package_intact={intact}\npackage_manager=dpkg\n"
+                if self.diverted_to:
+                    body += f"diverted_by=LOCAL\ndiverted_to={self.diverted_to}\n"
             sections += [(f"binary {path}", body), (f"version {path}", version_output(content))]
         sections.append(("sysctl-runtime", f"{self.sysctl}\n"))
         confs = sorted(path for path in self.files if path.startswith("/etc/sysctl.d/"))
@@ -257,7 +267,37 @@ class FakeHost:
                 self.stuck += 1
         return 0, f"sha256={sha(self.files[target])}\n"
 
-    def _restore_binary(self, target: str, sha256: str) -> tuple[int, str]:
+    def _divert_(self, **params: str) -> tuple[int, str]:
+        """hostside/package.sh ACTION=divert: copy, then record the diversion."""
+        target, divert = params["TARGET"], params["DIVERT"]
+        if self.diverted_to is not None:
+            if self.diverted_to == divert and divert in self.files:
+                return 0, "diversion=present\n"
+            return 1, f"why={target} is diverted already\n"
+        self.files[divert] = self.files[target]
+        self.diverted_to = divert
+        return 0, f"diversion=added\ndiverted_sha256={sha(self.files[divert])}\n"
+
+    def _verify_package(self, **params: str) -> tuple[int, str]:
+        clean = self.files.get(params["TARGET"]) == self.package_file
+        return 0, "verify=clean\n" if clean else "verify=changed ??5??????\n"
+
+    def _restore_binary(
+        self, target: str = "", sha256: str = "", **package: str
+    ) -> tuple[int, str]:
+        if package:  # hostside/package.sh ACTION=restore
+            target, divert = package["TARGET"], package["DIVERT"]
+            if self.files.get(divert) == self.package_file:
+                self.files[target], restored = self.files[divert], "package"
+            elif package["BEFORE"] in self.backups:
+                self.files[target], restored = self.backups[package["BEFORE"]], "before"
+            else:
+                return 1, "why=neither\n"
+            if self.diverted_to is not None or restored == "package":
+                self.files.pop(divert, None)
+            self.diverted_to = None
+            verify = "clean" if self.files[target] == self.package_file else "changed"
+            return 0, f"restored={restored}\nsha256={sha(self.files[target])}\nverify={verify}\n"
         if sha256 not in self.backups:
             return 1, f"error=no backup {sha256}\n"
         self.files[target] = self.backups[sha256]

@@ -26,6 +26,7 @@ from orchestrator.models import (
     Artifact,
     HostBefore,
     HostPhase,
+    HostRecord,
     PlannedHost,
     SshTarget,
     TargetRefusal,
@@ -538,3 +539,104 @@ def test_only_the_runc_not_at_the_target_is_swapped(artifact: Artifact) -> None:
     assert outcome.status == "done", outcome.message
     assert host.record_data()["runc_path"] == CRI_RUNC
     assert host.files[CRI_RUNC] == NEW
+
+
+# -- a packaged runc (dpkg, divert): the fake host models the package's file and a diversion ----
+
+DIVERTED = RUNC + commands.DIVERT_SUFFIX
+
+
+def packages_of(host: FakeHost) -> dict[str, object]:
+    """The one packaged runc the host record names."""
+    (package,) = HostRecord.model_validate_json(host.record or "").packages
+    return package.model_dump()
+
+
+def packaged_host(**changes: object) -> FakeHost:
+    return FakeHost(package_file=OLD, **changes)  # type: ignore[arg-type]
+
+
+def test_a_packaged_runc_is_diverted_in_the_swaps_round_trip(artifact: Artifact) -> None:
+    host = packaged_host()
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done", outcome
+    assert host.files[RUNC] == NEW and host.files[DIVERTED] == OLD
+    assert host.diverted_to == DIVERTED
+    # recorded with the "before", diverted after it, then swapped: one round trip
+    (swap_batch,) = [batch for batch in host.batches if "swap" in batch]
+    assert swap_batch.index("record-backed-up") < swap_batch.index("divert")
+    assert swap_batch.index("divert") < swap_batch.index("swap")
+    package = packages_of(host)
+    assert package["diverted_to"] == DIVERTED and package["diversion_added"] is True
+    assert host.record_data()["target_version"] == "1.1.5"
+
+
+def test_a_failed_divert_swaps_nothing_and_leaves_no_diversion(artifact: Artifact) -> None:
+    host = packaged_host(fail={"divert": 1})
+    with pytest.raises(StepFailed, match=r"divert runc failed.*runc not swapped, host rolled back"):
+        upgrade(host, artifact)
+    assert host.files[RUNC] == OLD and host.diverted_to is None and DIVERTED not in host.files
+    assert host.record_data()["outcome"] == "rolled_back" and host.lock_owner is None
+
+
+def test_a_failed_swap_of_a_packaged_runc_gives_the_package_back(artifact: Artifact) -> None:
+    host = packaged_host(fail={"swap": 1})
+    with pytest.raises(StepFailed, match=r"swap failed.*package given back"):
+        upgrade(host, artifact)
+    assert host.files[RUNC] == OLD and host.diverted_to is None and DIVERTED not in host.files
+
+
+def test_a_failed_verification_gives_the_package_back(artifact: Artifact) -> None:
+    host = packaged_host(probe="hung")
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "failed"
+    assert host.files[RUNC] == OLD and host.diverted_to is None and DIVERTED not in host.files
+
+
+def test_rollback_gives_back_the_packages_file_even_after_its_upgrade(artifact: Artifact) -> None:
+    host = packaged_host()
+    upgrade(host, artifact)
+    newer = runc_content("1.1.12")
+    host.files[DIVERTED], host.package_file = newer, newer  # the package upgraded while diverted
+    outcome = rollback(host)
+    assert outcome.status == "rolled_back" and outcome.runc_sha256 == sha(newer)
+    assert host.files[RUNC] == newer and host.diverted_to is None and DIVERTED not in host.files
+    assert "the package's own file of runc put back, diversion removed" in str(outcome.message)
+    assert "dpkg --verify: clean" in str(outcome.message)
+    assert "rc93" not in str(outcome.message)  # not the old runc: no warning about it
+    again = rollback(host)
+    assert (again.status, again.message) == ("rolled_back", "already rolled back")
+    assert host.files[RUNC] == newer
+
+
+def test_rollback_from_the_record_alone_undoes_the_diversion(artifact: Artifact) -> None:
+    host = packaged_host()
+    upgrade(host, artifact)
+    outcome = rollback(host, run_id=None)  # `rollback -i`: whichever run the record names
+    assert outcome.status == "rolled_back" and host.files[RUNC] == OLD
+    assert host.diverted_to is None
+
+
+def test_a_run_cut_after_the_divert_is_resumed_and_its_diversion_stays_its_own(
+    artifact: Artifact,
+) -> None:
+    host = packaged_host(lose_connection_after="divert")
+    with pytest.raises(ConnectionLost):
+        upgrade(host, artifact)
+    assert host.diverted_to == DIVERTED and host.files[RUNC] == OLD
+    host.down = False
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done", outcome
+    package = packages_of(host)
+    assert package["diversion_added"] is True  # so rollback removes it
+    rollback(host)
+    assert host.diverted_to is None and host.files[RUNC] == OLD
+
+
+def test_a_diversion_there_before_the_rollout_stays(artifact: Artifact) -> None:
+    host = packaged_host(diverted_to=RUNC + ".old", files={RUNC: OLD, RUNC + ".old": OLD})
+    host.files[INCIDENT_FILE] = INCIDENT_TEXT
+    outcome, _ = upgrade(host, artifact)
+    assert outcome.status == "done" and all("divert" not in batch for batch in host.batches)
+    rollback(host)
+    assert host.files[RUNC] == OLD and host.diverted_to == RUNC + ".old"
