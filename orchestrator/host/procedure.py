@@ -212,8 +212,15 @@ def _name(name: str, index: int) -> str:
     return name if index == 0 else f"{name}-{index}"
 
 
-def describe(decision: Decision, artifact: Artifact, facts: HostFacts, sysctl_target: int) -> str:
-    """What a decision means for this host, in one line (`--dry-run`, Ansible's check mode)."""
+def describe(
+    decision: Decision,
+    artifact: Artifact,
+    facts: HostFacts,
+    sysctl_target: int,
+    planned: PlannedHost | None = None,
+) -> str:
+    """What a decision means for this host, in one line (`--dry-run`, Ansible's check mode);
+    with `planned`, what is done about each packaged runc too."""
     if decision.action != "swap":
         return f"{decision.action}: {decision.message or 'this run left it mid-way'}"
     runc, *others = swap_targets(facts, artifact)
@@ -221,11 +228,20 @@ def describe(decision: Decision, artifact: Artifact, facts: HostFacts, sysctl_ta
     files = sysctl_files_to_change(facts, sysctl_target)
     behind = f" (runc behind {facts.runc_via}, left as it is)" if facts.runc_via else ""
     behind += "".join(f" and {other.file}" for other in others)
+    packages = ""
+    if planned is not None:
+        with contextlib.suppress(StepFailed):
+            paths = [runc.file, *(other.file for other in others)]
+            packages = "".join(
+                f"; {item.policy} {item.package} {item.version or '?'} ({item.manager})"
+                for item in package_plan(planned, facts, paths)
+            )
     return (
         f"swap {runc.file}{behind} {runc.version or '?'} ({runc.sha256[:12]}) -> "
         f"{artifact.version or '?'} ({artifact.sha256[:12]}); "
         f"sysctl {facts.sysctl_runtime} -> {sysctl_target}"
         + (f"; rewrite {', '.join(files)}" if files else "")
+        + packages
     )
 
 

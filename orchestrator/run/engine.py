@@ -269,6 +269,6 @@ def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
             lines.append(f"{host.name}: unreachable: {result}")
             continue
         decision = decide(host, plan.artifact, result, run_id=None)
-        line = describe(decision, plan.artifact, result, plan.options.sysctl_target)
+        line = describe(decision, plan.artifact, result, plan.options.sysctl_target, host)
         lines.append(f"{host.name}: {line}")
     return lines

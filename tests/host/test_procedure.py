@@ -640,3 +640,19 @@ def test_a_diversion_there_before_the_rollout_stays(artifact: Artifact) -> None:
     assert outcome.status == "done" and all("divert" not in batch for batch in host.batches)
     rollback(host)
     assert host.files[RUNC] == OLD and host.diverted_to == RUNC + ".old"
+
+
+def test_the_dry_run_says_what_is_done_about_the_package(artifact: Artifact) -> None:
+    from orchestrator.host.procedure import describe
+    from orchestrator.models import PackagedRunc
+
+    host = packaged_host()
+    facts = parse_facts("fake", host._facts_()[1])
+    package = PackagedRunc(
+        path=RUNC, package="runc", version="1.0.0~rc93+ds1-1", manager="dpkg", policy="divert"
+    )
+    before = facts_to_before(facts).model_copy(update={"packages": [package]})
+    decision = decide(planned(before), artifact, facts, None)
+    line = describe(decision, artifact, facts, 16384, planned(before))
+    assert line.endswith("; divert runc 1.0.0~rc93+ds1-1 (dpkg)"), line
+    assert "divert" not in describe(decision, artifact, facts, 16384)

@@ -213,7 +213,7 @@ def _preview(
 ) -> dict[str, Any]:
     """Check mode: the decision, as `apply --dry-run` words it, and a diff of what changes."""
     decision = decide(planned, artifact, facts, task.run_id)
-    _say(f"{name}: would {describe(decision, artifact, facts, task.sysctl_target)}")
+    _say(f"{name}: would {describe(decision, artifact, facts, task.sysctl_target, planned)}")
     if decision.action != "swap":
         return {"changed": False, "msg": decision.message or decision.action}
     diff = [
