@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from orchestrator.models import (
 from orchestrator.plan.target import staged_refusal
 from orchestrator.util.textsafe import one_line
 
+HOLD_FILES = ("/etc/dnf/dnf.conf", "/etc/yum.conf")  # where hostside/package.sh holds a package
 FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
 
 _OBTAINED: dict[str, Delivery] = {"staged": "staged", "backup": "backup", "url": "url"}
@@ -680,6 +682,8 @@ class HostProcedure(HostSteps):
                 raise StepFailed(f"cannot hold {name}: {results.why(step)}; not touched")
             said = results.kv(step).get("file", "")
             conf, _, before_sha = said.rpartition(" before=")
+            if conf not in HOLD_FILES or not re.fullmatch(r"[0-9a-f]{64}", before_sha):
+                raise StepFailed(f"cannot hold {name}: the host said {said[:120]!r}; not touched")
             held[name] = (conf, before_sha)
         return HostRecord(
             packages=record_packages(packages, facts, self.previous, held),
@@ -1067,7 +1071,12 @@ def _package_notes(
     notes = []
     for index, item in enumerate(packaged):
         said = results.kv(_name("restore-binary", record.runcs.index(_runc_of(record, item))))
-        verify = results.kv(_name("verify-package", index)).get("verify", "unknown")
+        said_verify = results.kv(_name("verify-package", index)).get("verify", "")
+        verify = (
+            said_verify
+            if re.fullmatch(r"(clean|changed [.?0-9A-Za-z]{0,11})", said_verify)
+            else "unknown"
+        )
         tool = "dpkg --verify" if item.manager == "dpkg" else "rpm -V"
         if item.diversion_added:
             whose = (
