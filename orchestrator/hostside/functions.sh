@@ -1,0 +1,56 @@
+# Functions the host-side scripts share. Not run by itself: orchestrator/host/scripts.py puts
+# each function a script calls (and those it calls) into that script's header.
+
+# `copy_to SRC DEST`: a copy (`cp -p`, synced) to a new name made by mktemp beside DEST, then a
+# rename over DEST: a link planted at DEST, or at a fixed temporary name, is replaced, never
+# written through.
+copy_to() {
+    t=$(mktemp "$2.runc-rollout.XXXXXX") || return 1
+    cp -p "$1" "$t" && sync "$t" && mv -f "$t" "$2" && return 0
+    rm -f "$t"
+    return 1
+}
+
+# `untrusted FILE`: a file only root could have placed or changed is one where the file (after
+# links) and every directory above it, and above the name it was found by, is owned by root and
+# not group or world writable. Prints why not, if not (status 0); status 1 if it is root's alone.
+# Nothing is ever executed, and no sysctl file changed, unless this says nothing.
+untrusted() {
+    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
+    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
+    for top in "$f" "$dir"; do
+        while :; do
+            # shellcheck disable=SC2046 # stat's two fields, split on purpose
+            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
+            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
+            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
+            [ "$top" != / ] || break
+            top=${top%/*} && top=${top:-/}
+        done
+    done
+    return 1
+}
+
+# `refuse_untrusted N ARG...`: sysctl files are changed only where only root can. Every N-th
+# argument (the first, then the N+1-th, ...) is a file; the first that is a link or `untrusted`
+# ends the script (exit 1, `refused: WHY`) before anything changed. A file gone since is written
+# anew by a rename, which replaces whatever is at its name.
+refuse_untrusted() {
+    n=$1
+    shift
+    while [ $# -ge "$n" ]; do
+        if [ -L "$1" ]; then
+            printf 'refused: %s is a symbolic link\n' "$1"
+            exit 1
+        elif [ -e "$1" ] && why=$(untrusted "$1"); then
+            printf 'refused: %s\n' "$why"
+            exit 1
+        fi
+        shift "$n"
+    done
+}
+
+# `sha_of FILE`: its sha256 in hex ('' if unreadable).
+sha_of() {
+    sha256sum "$1" 2>/dev/null | cut -d' ' -f1
+}
