@@ -51,6 +51,12 @@ EXIT_NO_GUNZIP = 68  # the host cannot take a compressed push
 EXIT_TIMEOUT = 124  # `timeout` killed the command (124, or 137 for SIGKILL)
 EXIT_KILLED = 137
 
+# The pipe holder's exit codes (besides 0: released by EOF, a signal or its lifetime).
+HOLDER_EXIT_ERROR = 1  # bad arguments, no setpriv to drop to the uid, out of processes: stderr
+HOLDER_EXIT_SOFT_ZERO = 3  # fs.pipe-user-pages-soft is 0: the kernel never shrinks pipes
+HOLDER_EXIT_HARD_LIMIT = 4  # fs.pipe-user-pages-hard is set and holding would reach it
+HOLDER_EXIT_NOT_OVER = 5  # a fresh pipe of the uid was still large: the uid is privileged?
+
 VERIFY_CONTAINER_PREFIX = "runc-rollout-verify-"
 EXEC_OUTPUT_CAP = 65536  # bytes of a `docker exec`'d container's output kept on the host
 HOST_CHECK_OUTPUT = 4096  # bytes of the operator's host check's output brought back
@@ -74,6 +80,9 @@ SHELL: dict[str, str] = {
     "EXIT_WONT_RUN": str(EXIT_WONT_RUN),
     "EXIT_NEEDS_PUSH": str(EXIT_NEEDS_PUSH),
     "EXIT_NO_GUNZIP": str(EXIT_NO_GUNZIP),
+    "HOLDER_EXIT_SOFT_ZERO": str(HOLDER_EXIT_SOFT_ZERO),
+    "HOLDER_EXIT_HARD_LIMIT": str(HOLDER_EXIT_HARD_LIMIT),
+    "HOLDER_EXIT_NOT_OVER": str(HOLDER_EXIT_NOT_OVER),
     "VERIFY_PREFIX": VERIFY_CONTAINER_PREFIX,
     "EXEC_OUTPUT_CAP": str(EXEC_OUTPUT_CAP),
     "HOST_CHECK_OUTPUT": str(HOST_CHECK_OUTPUT),

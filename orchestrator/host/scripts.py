@@ -20,6 +20,7 @@ from importlib import resources
 from orchestrator.host.constants import SHELL
 
 _NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_COMMENT = re.compile(r"(^|\s)#.*", re.M)  # a comment, near enough (never inside a quoted #)
 
 
 def hostside_script(name: str) -> str:
@@ -54,7 +55,7 @@ def _calls(text: str) -> list[str]:
     wanted: set[str] = set()
     todo = [text]
     while todo:
-        part = todo.pop()
+        part = _COMMENT.sub("", todo.pop())
         for name, body in defined.items():
             if name not in wanted and re.search(rf"(^|[\s;|&({{$`]){name}(\s|$|\))", part, re.M):
                 wanted.add(name)

@@ -1,11 +1,10 @@
-# The facts script (orchestrator/host/facts.py fills in __NONCE__, __RUNC_COMMS__ and
-# __RECORD__, and parses what it prints).
+# The facts script: reads, never changes. orchestrator/host/facts.py renders it (NONCE delimits
+# its sections, NVIDIA_CONFIG is the NVIDIA runtime's config file) and parses what it prints.
 export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-N=__NONCE__
-sec() { printf '\n@@%s@@ %s\n' "$N" "$*"; }
+PATH=$SYSTEMD_PATH:$PATH
+sec() { printf '\n@@%s@@ %s\n' "$NONCE" "$*"; }
 kv() { printf '%s=%s\n' "$1" "$2"; }
-printf 'runc-rollout-facts 1 %s\n' "$N"
+printf 'runc-rollout-facts 1 %s\n' "$NONCE"
 
 self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
 init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
@@ -21,23 +20,7 @@ foreign() {
     [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
     return 1
 }
-# A file only root could have placed or changed: the file (after symlinks) and every directory
-# above it, and above the name it was found by, owned by root and not group or world writable.
-# Prints why not, if not. Nothing is ever executed unless this says nothing.
-untrusted() {
-    f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
-    dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
-    for top in "$f" "$dir"; do
-        while :; do
-            set -- $(stat -L -c '%u %a' "$top" 2>/dev/null)
-            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
-            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
-            [ "$top" != / ] || break
-            top=${top%/*} && top=${top:-/}
-        done
-    done
-    return 1
-}
+# untrusted FILE: functions.sh
 
 sec host
 kv arch "$(uname -m)"
@@ -47,20 +30,22 @@ kv now "$(date +%s)"
 kv clk_tck "$(getconf CLK_TCK 2>/dev/null || echo 100)"
 while read -r k v; do [ "$k" = btime ] && kv btime "$v"; done < /proc/stat
 
-dpid= cpid= dpath= cpath=
+dpid='' cpid='' dpath='' cpath=''
 for d in /proc/[0-9]*; do
     p=${d#/proc/}
     comm=
     { read -r comm < "$d/comm"; } 2>/dev/null
     case $comm in
         dockerd|containerd) kind=$comm ;;
-        __RUNC_COMMS__) kind=runc ;;  # runcinfo.RUNC_COMMS; runc init: runc:[N:...]
-        *) continue ;;
+        *) runc_comm "$comm" || continue; kind=runc ;;  # runcinfo.RUNC_COMMS
     esac
     stat=
     { read -r stat < "$d/stat"; } 2>/dev/null
     [ -n "$stat" ] || continue
-    set -f; set -- ${stat##*") "}; set +f
+    set -f
+    # shellcheck disable=SC2086 # stat's fields after the command name, split on purpose
+    set -- ${stat##*") "}
+    set +f
     if [ "$kind" = runc ]; then
         ours "$p" || ours "$2" || continue
     else
@@ -115,12 +100,12 @@ dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
 ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
 if [ -f "$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$dcfg"; fi
 if [ -f "$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$ccfg"; fi
-ncfg=__NVIDIA_CONFIG__
+ncfg=$NVIDIA_CONFIG
 if [ -f "$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$ncfg"; fi
 
 if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
 elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
-else rpath=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin src=default
+else rpath=$SYSTEMD_PATH src=default
 fi
 sec runtime-path
 kv source "$src"
@@ -132,6 +117,7 @@ kv path "$rpath"
 names="runc docker-runc" abs=
 set -f
 s='[[:space:]]*' q="[\"']"
+# shellcheck disable=SC2020 # tr maps each of , [ ] = to a newline
 for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$dcfg"
               sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$ccfg"
               awk '/^[[:space:]]*runtimes[[:space:]]*=/ { on = 1 } on { print } /]/ { on = 0 }' \
@@ -207,10 +193,11 @@ for b in $cands; do
 done
 
 sec sysctl-runtime
-cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null
+cat "$SYSCTL_PROC" 2>/dev/null
 sec sysctl-files
 set --
-for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d; do
+# shellcheck disable=SC2086 # a list of folders, split on purpose (no glob characters)
+for d in $SYSCTL_DIRS; do
     for f in "$d"/*.conf; do
         [ -e "$f" ] || continue
         if [ -L "$f" ]; then printf '%s\t%s\n' "$f" "$(readlink -f "$f")"
@@ -219,10 +206,10 @@ for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /
         set -- "$@" "$f"
     done
 done
-if [ -e /etc/sysctl.conf ]; then printf '%s\n' /etc/sysctl.conf; set -- "$@" /etc/sysctl.conf; fi
+if [ -e "$SYSCTL_CONF" ]; then printf '%s\n' "$SYSCTL_CONF"; set -- "$@" "$SYSCTL_CONF"; fi
 sec sysctl-lines
-key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*='
+key="^[[:space:]]*-?${SYSCTL_KEY_ERE}[[:space:]]*="
 [ $# -eq 0 ] || grep -n -H -E "$key" "$@" 2>/dev/null
 
-if [ -f __RECORD__ ]; then sec record; head -c 1048576 __RECORD__; fi
+if [ -f "$RECORD_PATH" ]; then sec record; head -c 1048576 "$RECORD_PATH"; fi
 sec end

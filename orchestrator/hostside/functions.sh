@@ -54,3 +54,27 @@ refuse_untrusted() {
 sha_of() {
     sha256sum "$1" 2>/dev/null | cut -d' ' -f1
 }
+
+# `runc_comm COMM`: whether COMM is the comm of a runc before its init renames itself
+# (runcinfo.RUNC_COMMS: globs, matched with file name globbing off).
+runc_comm() {
+    case $- in *f*) noglob=1 ;; *) noglob= ;; esac
+    set -f
+    m=1
+    for g in $RUNC_COMMS; do
+        # shellcheck disable=SC2254 # RUNC_COMMS are globs, matched as such
+        case $1 in $g) m=0 ;; esac
+    done
+    [ -n "$noglob" ] || set +f
+    return "$m"
+}
+
+# `pipe_wchan WCHAN`: whether a process asleep in WCHAN is blocked writing a pipe (runcinfo's
+# PIPE_WCHANS: pipe_write, anon_pipe_write from Linux 6.x, pipe_wait before 5.8). What a stuck
+# runc init is, for the probe, the pipe holder's measurement and unstick alike.
+pipe_wchan() {
+    for w in $PIPE_WCHANS; do
+        [ "$1" = "$w" ] && return 0
+    done
+    return 1
+}

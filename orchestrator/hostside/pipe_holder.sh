@@ -31,13 +31,13 @@ trap 'exit 1' INT PIPE
 fail() { say "pipe_holder: $1" >&2; exit 1; }
 case "$uid" in ''|*[!0-9]*|0) fail "uid $uid is not a positive number";; esac
 case "$seconds" in ''|*[!0-9]*) fail "seconds $seconds is not a whole number";; esac
-soft=$(cat /proc/sys/fs/pipe-user-pages-soft) || fail "cannot read fs.pipe-user-pages-soft"
-hard=$(cat /proc/sys/fs/pipe-user-pages-hard 2>/dev/null) || hard=0
+soft=$(cat "$SYSCTL_PROC") || fail "cannot read fs.pipe-user-pages-soft"
+hard=$(cat "$SYSCTL_HARD_PROC" 2>/dev/null) || hard=0
 refuse() { say "refused=$1 soft=$soft hard=$hard"; say "pipe_holder: $3" >&2; exit "$2"; }
-[ "$soft" -gt 0 ] || refuse soft-zero 3 "fs.pipe-user-pages-soft is 0"
+[ "$soft" -gt 0 ] || refuse soft-zero "$HOLDER_EXIT_SOFT_ZERO" "fs.pipe-user-pages-soft is 0"
 # The probe container's own pipes (2 pages each once over) must still fit under the hard limit.
 if [ "$hard" -gt 0 ] && [ "$hard" -lt $((soft + 16 + 16 + 1024)) ]; then
-    refuse hard-limit 4 "fs.pipe-user-pages-hard=$hard would be reached over soft=$soft"
+    refuse hard-limit "$HOLDER_EXIT_HARD_LIMIT" "fs.pipe-user-pages-hard=$hard would be reached over soft=$soft"
 fi
 # util-linux's setpriv, by its path: busybox's (preferred by its own shell) cannot change uids.
 setpriv=
@@ -101,11 +101,12 @@ measure_once() {  # sets small: yes (the writer blocked: a small pipe), no (it w
     small=
     waited=0
     while [ -n "$writer" ] && [ -z "$small" ] && [ "$waited" -lt 200 ]; do
-        case "$(cat "/proc/$writer/wchan" 2>/dev/null)" in
-            *pipe_write*|pipe_wait) small=yes;;  # head only writes: it waits to write
-            *) state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$writer/stat" 2>/dev/null)
-               case "$state" in ''|Z|X) small=no;; esac;;  # it wrote everything: a large pipe
-        esac
+        if pipe_wchan "$(cat "/proc/$writer/wchan" 2>/dev/null)"; then
+            small=yes  # head only writes: it waits to write
+        else
+            state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$writer/stat" 2>/dev/null)
+            case "$state" in ''|Z|X) small=no;; esac  # it wrote everything: a large pipe
+        fi
         [ -n "$small" ] || { sleep 0.02; waited=$((waited + 1)); }
     done
     kill -KILL "-$measure" 2>/dev/null; measure=
@@ -114,7 +115,7 @@ tries=0
 measure_once
 until [ "$small" = yes ]; do
     tries=$((tries + 1))
-    [ "$tries" -lt 25 ] || refuse not-over 5 "pipes of uid $uid never shrank (a privileged uid?)"
+    [ "$tries" -lt 25 ] || refuse not-over "$HOLDER_EXIT_NOT_OVER" "pipes of uid $uid never shrank (a privileged uid?)"
     sleep 0.2
     measure_once
 done

@@ -176,7 +176,7 @@ for pid in $(uid_procs); do
     case "$(cat /proc/$pid/comm 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
     for task in /proc/$pid/task/*/wchan; do  # the blocked write may be on any of its threads
         now=$(cat "$task" 2>/dev/null)
-        case "$now" in *pipe_write*|pipe_wait) wchan=$now; break 2;; esac
+        if pipe_wchan "$now"; then wchan=$now; break 2; fi
         [ -n "$wchan" ] || wchan=$now
     done
 done
@@ -193,13 +193,14 @@ case "$METHOD" in
     *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
 esac
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    case "$wchan" in
-        *pipe_write*|pipe_wait) say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan";;
+    if pipe_wchan "$wchan"; then
+        say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan"
+    else case "$wchan" in
         '') say probe=failed "method=$METHOD" "seconds=$took" \
             "reason=timed out after ${TIMEOUT}s, with no runc init of the probe uid";;
         *) say probe=failed "method=$METHOD" "seconds=$took" \
             "reason=timed out after ${TIMEOUT}s, runc init in $wchan, not pipe_write";;
-    esac
+    esac; fi
 else
     say probe=failed "method=$METHOD" "seconds=$took" "rc=$rc" "reason=$(tail -n 1 "$dir/out" | tr -cd '[:print:]' | cut -c1-200)"
 fi

@@ -6,7 +6,7 @@ printf '%s\n' "$VALUE" > "$SYSCTL_PROC" || exit 1
 for f; do
     sum=$(sha256sum "$f" | cut -d' ' -f1) || exit 1
     [ -f "$FILE_BACKUP_DIR/$sum" ] || copy_to "$f" "$FILE_BACKUP_DIR/$sum" || exit 1
-    sed -i -E "s#^([[:space:]]*-?)$SYSCTL_KEY_ERE[[:space:]]*=.*\$#\\1$SYSCTL_KEY = $VALUE#" "$f" \
+    sed -i -E "s#^([[:space:]]*-?)${SYSCTL_KEY_ERE}[[:space:]]*=.*\$#\\1$SYSCTL_KEY = $VALUE#" "$f" \
         || exit 1
     printf 'file=%s before=%s after=%s\n' "$f" "$sum" "$(sha256sum "$f" | cut -d' ' -f1)"
 done
