@@ -74,9 +74,16 @@ def render(body: str, *, args: Sequence[str] | None = None, **params: str) -> st
         for name, value in SHELL.items()
         if name not in params and re.search(rf"\$\{{?{name}\b", body + "".join(_fn(body)))
     }
-    header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in {**used, **params}.items())
+    header = "".join(_assign(key, value) for key, value in {**used, **params}.items())
     positional = f"set -- {shlex.join(args)}\n" if args else "set --\n" if args is not None else ""
     return "set -u\numask 077\n" + header + positional + "".join(_fn(body)) + body.strip() + "\n"
+
+
+def _assign(name: str, value: str) -> str:
+    quoted = shlex.quote(value)
+    # A value is data: a `$` in it is never expanded (what shellcheck's SC2016 asks about).
+    note = "# shellcheck disable=SC2016 # data\n" if quoted.startswith("'") and "$" in value else ""
+    return f"{note}{name}={quoted}\n"
 
 
 def _fn(body: str) -> list[str]:

@@ -30,15 +30,16 @@ from typing import Any
 
 import yaml
 
+from orchestrator.host import constants
 from orchestrator.lab import runtimes
 from orchestrator.lab.records import LabRuntime
 from orchestrator.models import DEFAULT_PROBE_UID
 
 LAB_MOUNT = "/run/runc-rollout-lab"  # where a lab host sees the lab's state directory
-SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEMD_PATH = constants.SYSTEMD_PATH
 DEBIAN_RUNC = "/usr/sbin/runc"
 HOST_RUNC = "/usr/local/sbin/runc"
-PIPE_SYSCTL = "/proc/sys/fs/pipe-user-pages-soft"
+PIPE_SYSCTL = constants.SYSCTL_PROC
 INCIDENT_SYSCTL_VALUE = 163840
 INCIDENT_CONF_NAME = "90-runc-incident.conf"
 VERIFY_IMAGE = "lab/busybox:latest"

@@ -13,6 +13,7 @@ if [ "$rc" -ne 0 ]; then
     # the shim or the daemons), then remove the container.
     id=$(cat "$cidfile" 2>/dev/null)
     if [ -n "$id" ]; then
+        # shellcheck disable=SC2013 # file names of /proc: no blanks in them
         for pid in $(grep -l -a -F "$id" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
             case "$(cat "/proc/$pid/comm" 2>/dev/null)" in containerd-shim*|dockerd|containerd) ;;
             *) pkill -KILL -P "$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null;; esac
