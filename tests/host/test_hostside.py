@@ -21,6 +21,7 @@ import pytest
 from orchestrator.diagnose.unstick import unstick_script
 from orchestrator.host import commands, constants, probe, scripts, trigger
 from orchestrator.host.facts import facts_script, parse_facts
+from orchestrator.host.runcinfo import PIPE_WCHANS
 from orchestrator.run.invariant import parse_snapshot, snapshot_script
 
 SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"], "bash": ["bash", "--posix"]}
@@ -127,7 +128,7 @@ def test_each_shared_constant_is_spelled_only_in_constants_py() -> None:
         **{f"SYSCTL_DIRS {d}": d for d in constants.SYSCTL_DIRS},
         "SYSCTL_CONF": constants.SYSCTL_CONF,
         "SYSCTL_KEY_ERE": constants.SYSCTL_KEY_ERE,
-        **{f"PIPE_WCHANS {w}": w for w in constants.PIPE_WCHANS},
+        **{f"PIPE_WCHANS {w}": w for w in PIPE_WCHANS},
         "VERIFY_PREFIX": constants.VERIFY_CONTAINER_PREFIX,
     }
     for path in HOSTSIDE.rglob("*.sh"):
