@@ -604,6 +604,7 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 package_version=(values.get("package_version") or None) if package else None,
                 package_intact={"1": True, "0": False}.get(values.get("package_intact", "")),
                 free_bytes=_free_bytes(values.get("df", "")),
+                read_only_mount=_read_only_mount(values.get("mount", "")),
                 untrusted=None
                 if values.get("trusted") == "1"
                 else values.get("untrusted") or "ownership not checked",
@@ -615,6 +616,15 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 update={"path": argument, "real_path": real if real != argument else None}
             )
     return found
+
+
+def _read_only_mount(line: str) -> str | None:
+    """The mount point from the facts' `mount=ro MOUNTPOINT` line; None for `rw ...` or none."""
+    mode, _, mount = line.partition(" ")
+    return terminal_safe(mount[:_MOUNT_MAX]) or "?" if mode == "ro" else None
+
+
+_MOUNT_MAX = 300  # characters of a mount point kept (a host's output is data, and bounded)
 
 
 def _free_bytes(df_line: str) -> int | None:

@@ -165,6 +165,31 @@ else
     intact() { :; }
 fi
 
+# `mount_of DIR`: "ro MOUNTPOINT" or "rw MOUNTPOINT" for the mount DIR is on, as this process
+# sees it (/proc/self/mountinfo: the last of the longest mount points above DIR; read-only when
+# its own options or its file system's say ro). A runc on a read-only mount (Flatcar's and Fedora
+# CoreOS's /usr) cannot be replaced by a rename beside it. Nothing is written to find out.
+mount_of() {
+    awk -v p="$1" '
+        function unescape(s) {
+            gsub(/\\040/, " ", s); gsub(/\\011/, "\t", s); gsub(/\\012/, "\n", s)
+            gsub(/\\134/, "\\", s)
+            return s
+        }
+        {
+            mp = unescape($5)
+            if (mp != "/" && p != mp && index(p, mp "/") != 1) next
+            if (length(mp) < best) next
+            best = length(mp); at = mp; opts = $6; super = ""
+            for (i = 7; i < NF; i++) if ($i == "-") { super = $(i + 3); break }
+        }
+        END {
+            if (at == "") exit
+            ro = (("," opts ",") ~ /,ro,/ || ("," super ",") ~ /,ro,/)
+            printf "%s %s\n", (ro ? "ro" : "rw"), at
+        }' /proc/self/mountinfo 2>/dev/null
+}
+
 seen=
 for b in $cands; do
     real=$(readlink -f "$b" 2>/dev/null) || real=$b
@@ -182,6 +207,7 @@ for b in $cands; do
     sum=$(sha256sum "$b" 2>/dev/null)
     kv sha256 "${sum%% *}"
     kv df "$(df -Pk "${b%/*}" 2>/dev/null | tail -n 1)"
+    kv mount "$(mount_of "${real%/*}")"
     case $real in /usr/local/*) pkg= ;; *) pkg=$(owner "$b" "$real") ;; esac
     if [ -n "$pkg" ]; then
         kv package "$pkg"
