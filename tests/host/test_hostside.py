@@ -25,6 +25,8 @@ from orchestrator.host.runcinfo import PIPE_WCHANS
 from orchestrator.run.invariant import parse_snapshot, snapshot_script
 
 SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"], "bash": ["bash", "--posix"]}
+# busybox sh with nothing on PATH but busybox's applets: a host whose userland is busybox.
+USERLANDS = {**SHELLS, "busybox-userland": ["busybox", "sh"]}
 HOSTSIDE = Path(scripts.__file__).resolve().parent.parent / "hostside"
 RUN = "r-test-1"
 SHA = "ab" * 32
@@ -181,8 +183,9 @@ def root() -> Iterator[Path]:
 class Host:
     """Steps run by one shell, the host's paths moved under `root` (in each script's header)."""
 
-    def __init__(self, shell: list[str], root: Path) -> None:
+    def __init__(self, shell: list[str], root: Path, path: str | None = None) -> None:
         self.shell, self.root = shell, root
+        self.env = {**os.environ, "PATH": path} if path else None
         self.moved = {
             constants.STATE_DIR: str(root / "state"),
             constants.SYSCTL_PROC: str(root / "pipe-user-pages-soft"),
@@ -195,7 +198,7 @@ class Host:
         for host_path in self.moved:
             assert host_path not in script, f"{step.name}: {host_path} outside the header"
         done = subprocess.run(
-            [*self.shell, "-c", script], input=stdin, capture_output=True, timeout=60
+            [*self.shell, "-c", script], input=stdin, capture_output=True, timeout=60, env=self.env
         )
         return done.returncode, done.stdout.decode() + done.stderr.decode()
 
@@ -207,12 +210,34 @@ def fake_runc(version: str) -> bytes:
 RAISED = "# raised\nfs.pipe-user-pages-soft = 163840\n"
 
 
-@pytest.mark.parametrize("name", list(SHELLS))
+def busybox_userland(root: Path) -> str:
+    """A folder of every busybox applet (links to busybox), to be the whole PATH."""
+    busybox = shutil.which("busybox")
+    assert busybox is not None
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split()
+    folder = root / "busybox-bin"
+    folder.mkdir()
+    for applet in applets:
+        (folder / applet).symlink_to(busybox)
+    return str(folder)
+
+
+@pytest.mark.parametrize("name", list(USERLANDS))
 def test_every_step_from_lock_to_unlock(root: Path, name: str) -> None:
-    shell = SHELLS[name]
+    shell = USERLANDS[name]
     if shutil.which(shell[0]) is None:
         pytest.skip(f"no {shell[0]} here")
-    host = Host(shell, root)
+    host = Host(shell, root, busybox_userland(root) if name == "busybox-userland" else None)
+    if host.env is not None:  # every tool the steps use is busybox's
+        tools = "sha256sum od tr cut uname timeout head gunzip wc mktemp cp sync mv sed stat"
+        where = host.run(
+            commands.HostCommand("which", f"for t in {tools}; do command -v $t; done", 9)
+        )
+        # (busybox sh names its own applets bare: it runs them without a PATH search)
+        assert all(
+            "/" not in line or line.startswith(host.env["PATH"]) for line in where[1].split()
+        )
+        assert len(where[1].split()) == len(tools.split()), where
     (root / "pipe-user-pages-soft").write_text("163840\n")
     bin_dir = root / "sbin"
     bin_dir.mkdir()
