@@ -197,6 +197,8 @@ def start_lab(
     stuck: bool = False,
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
+    busybox: int = 0,
+    read_only: int = 0,
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -209,6 +211,8 @@ def start_lab(
             stuck=stuck,
             no_python=no_python,
             runtimes=runtimes,
+            busybox=busybox,
+            read_only=read_only,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -224,10 +228,13 @@ def running_lab(
     containerd: int = 0,
     no_python: int = 0,
     runtimes: Sequence[LabRuntime] = (),
+    busybox: int = 0,
+    read_only: int = 0,
 ) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, the first with Docker default
     `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
-    Python), down on exit; skips the test where no
+    Python, the first `busybox` with a busybox userland, the last `read_only` with their runc's
+    folder read-only), down on exit; skips the test where no
     lab can run."""
     reason = lab_unavailable()
     if reason:
@@ -241,6 +248,8 @@ def running_lab(
         containerd=containerd,
         no_python=no_python,
         runtimes=runtimes,
+        busybox=busybox,
+        read_only=read_only,
     )
     try:
         yield fleet

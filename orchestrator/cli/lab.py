@@ -75,6 +75,24 @@ def lab_up(
             "as a minimal CentOS 7, Flatcar or Fedora CoreOS node (default 0).",
         ),
     ] = 0,
+    busybox: Annotated[
+        int,
+        typer.Option(
+            "--busybox",
+            min=0,
+            help="Of which hosts, the first ones, with a busybox userland (sh, awk, sed, "
+            "coreutils are busybox's applets; util-linux stays) and no Python (default 0).",
+        ),
+    ] = 0,
+    read_only: Annotated[
+        int,
+        typer.Option(
+            "--read-only",
+            min=0,
+            help="Of which hosts, the last ones, with their runc's folder mounted read-only, as "
+            "/usr on Flatcar and Fedora CoreOS: plan holds them back (default 0).",
+        ),
+    ] = 0,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -103,6 +121,8 @@ def lab_up(
         first_address=first_address,
         stuck=stuck,
         no_python=no_python,
+        busybox=busybox,
+        read_only=read_only,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

@@ -37,6 +37,8 @@ class HostRecord(_Record):
     zone: str
     kind: HostKind
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
+    busybox: bool = False  # its userland is busybox's applets, and no Python (`lab up --busybox`)
+    read_only_runc: bool = False  # its runc's folder is mounted read-only (`lab up --read-only`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     storage_driver: str | None = None  # full hosts: the one dockerd runs with
     procs: dict[str, ProcRef] = {}  # holder, sshd, containerd (not light), dockerd (full)
@@ -62,6 +64,8 @@ class LabHost:
     kind: HostKind
     python: bool = True
     runtime: LabRuntime = "runc"
+    busybox: bool = False
+    read_only_runc: bool = False
 
 
 @dataclass
