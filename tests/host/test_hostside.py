@@ -332,3 +332,21 @@ def test_facts_under_each_shell(name: str) -> None:
     assert done.returncode == 0, done.stderr
     facts = parse_facts("here", done.stdout)
     assert facts.arch == os.uname().machine
+
+
+@pytest.mark.parametrize("name", list(USERLANDS))
+def test_verify_runc_runs_a_bundle_and_leaves_nothing(root: Path, name: str) -> None:
+    """The bundle verification with this machine's runc: the container runs and is deleted,
+    the bundle removed; busybox is found by its file even where `command -v` names the applet."""
+    runc = shutil.which("runc", path="/usr/sbin:/usr/bin")
+    if runc is None or shutil.which("busybox") is None:
+        pytest.skip("needs runc and busybox")
+    shell = USERLANDS[name]
+    host = Host(shell, root, busybox_userland(root) if name == "busybox-userland" else None)
+    (root / "state").mkdir(mode=0o700)
+    code, out = host.run(commands.verify_runc_bundle(runc, f"{RUN}-{name}", 30))
+    assert (code, out.splitlines()[-1:]) == (0, ["verify=ok"]), out
+    assert [p.name for p in (root / "state").iterdir() if p.name.startswith("verify.")] == []
+    listed = subprocess.run([runc, "--root", str(root / "state" / "runc-state"), "list", "-q"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert listed.stdout.strip() == ""

@@ -52,8 +52,9 @@ def test_the_busybox_hosts_userland_is_busybox(odd_lab: LabFleet) -> None:
         assert said[0] == "busybox-sh", said  # root's login shell: busybox's sh
         assert all(line.startswith("BusyBox") for line in said[1:4]), said
         assert said[4] == "no-python", said
-    # util-linux stays: the pipe holder needs its setpriv
-    assert "--reuid" in odd_lab.ssh(odd_lab.hosts[0], "setpriv --help").stdout
+    # util-linux stays: the pipe holder needs its setpriv (by its path: busybox's sh runs its
+    # own applet for a bare `setpriv`, which cannot change uids)
+    assert "--reuid" in odd_lab.ssh(odd_lab.hosts[0], "/usr/bin/setpriv --help").stdout
 
 
 def test_a_read_only_runc_is_held_back_by_plan(

@@ -8,7 +8,12 @@ root=$STATE_DIR/runc-state
 cleanup() { "$TARGET" --root "$root" delete -f "$name" >/dev/null 2>&1; rm -rf "$bundle"; }
 trap cleanup EXIT
 trap 'exit 1' HUP INT PIPE TERM  # a dropped connection too: clean up on the way out
-bb=$(command -v busybox) || { echo "error=no busybox for the verify bundle"; exit 1; }
+# busybox's own file, by its path: where sh is busybox, `command -v busybox` names the applet.
+bb=
+for d in $(printf '%s' "$PATH" | tr ':' ' ') /bin /usr/bin /sbin /usr/sbin; do
+    if [ -f "$d/busybox" ] && [ -x "$d/busybox" ]; then bb=$d/busybox; break; fi
+done
+[ -n "$bb" ] || { echo "error=no busybox for the verify bundle"; exit 1; }
 mkdir -p "$bundle/rootfs/bin" && cp "$bb" "$bundle/rootfs/bin/busybox" || exit 1
 cd "$bundle" && "$TARGET" spec || exit 1
 sed -i -e 's/"terminal": true/"terminal": false/' \
