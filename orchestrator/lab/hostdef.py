@@ -20,7 +20,10 @@ A lab host `lab-NN` is a mount namespace (held by the supervisor's holder proces
     /proc/sys                     read-only (so no lab process can change the machine's kernel)
     /proc/sys/fs/pipe-user-pages-soft   hosts/NAME/pipe-user-pages-soft (a plain file, writable)
 
-Everything else (/usr, the rest of /etc, /tmp, /home) is the machine's own, shared.
+Everything else (/usr, the rest of /etc, /tmp, /home) is the machine's own, shared, except on
+a host without Python (its interpreters hidden), a busybox host (busybox bound over every
+program in /usr/bin it has an applet for, but util-linux's and sleep; /etc/passwd its own, root's
+shell /bin/sh) and a host whose runc is read-only (/usr/local/sbin bound read-only over itself).
 """
 
 from __future__ import annotations
