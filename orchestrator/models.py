@@ -867,6 +867,9 @@ class RuncBinary(Model):
     # folder too), trusted: then a swap here is what the daemons execute, and stays so when their
     # namespace is rebuilt at their next start.
     same_here: bool | None = None
+    # The mount point of the read-only file system its folder is on (Flatcar's and Fedora
+    # CoreOS's /usr): it cannot be swapped in place. None: a writable one, or not known.
+    read_only_mount: str | None = None
 
     @property
     def file(self) -> str:
@@ -882,6 +885,12 @@ class RuncBinary(Model):
         if self.version is None:
             says = runtime_banner(self.version_output)
             return f"{self.file} is not runc (--version says {says!r})"
+        if self.read_only_mount is not None:
+            return (
+                f"{self.file} is on a read-only file system ({self.read_only_mount} is mounted "
+                "read-only, as /usr on Flatcar and Fedora CoreOS): it cannot be swapped in "
+                "place; update the OS image to one that ships a fixed runc instead"
+            )
         return self.namespace_problem
 
     @property

@@ -199,6 +199,8 @@ def start_lab(
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
     rpm_runc: int = 0,
+    busybox: int = 0,
+    read_only: int = 0,
 ) -> LabFleet:
     try:
         info = lab_up(
@@ -213,6 +215,8 @@ def start_lab(
             runtimes=runtimes,
             packaged_runc=packaged_runc,
             rpm_runc=rpm_runc,
+            busybox=busybox,
+            read_only=read_only,
         )
     except BaseException:
         lab_down(state_dir, inventory)
@@ -230,10 +234,13 @@ def running_lab(
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
     rpm_runc: int = 0,
+    busybox: int = 0,
+    read_only: int = 0,
 ) -> Iterator[LabFleet]:
     """A lab of its own under `base` (`full` full hosts, the first with Docker default
     `runtimes`, then `containerd` containerd-only ones; the first `no_python` hosts without
-    Python), down on exit; skips the test where no
+    Python, the first `busybox` with a busybox userland, the last `read_only` with their runc's
+    folder read-only), down on exit; skips the test where no
     lab can run."""
     reason = lab_unavailable()
     if reason:
@@ -249,6 +256,8 @@ def running_lab(
         runtimes=runtimes,
         packaged_runc=packaged_runc,
         rpm_runc=rpm_runc,
+        busybox=busybox,
+        read_only=read_only,
     )
     try:
         yield fleet

@@ -1247,7 +1247,8 @@ def _read_only(bench: Bench, rng: random.Random) -> list[str]:
         bench,
         rng,
         name="read-only",
-        words=["Read-only file system"],
+        # The facts see the read-only mount: the host is refused before any step is sent.
+        words=["is on a read-only file system", "update the OS image"],
         around=lambda host: read_only_dir(bench.fleet, host),
     )
 

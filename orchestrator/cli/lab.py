@@ -96,12 +96,31 @@ def lab_up(
             "(default 0; needs Debian's rpm).",
         ),
     ] = 0,
+    busybox: Annotated[
+        int,
+        typer.Option(
+            "--busybox",
+            min=0,
+            help="Of which hosts, the first ones, with a busybox userland (sh, awk, sed, "
+            "coreutils are busybox's applets; util-linux stays) and no Python (default 0).",
+        ),
+    ] = 0,
+    read_only: Annotated[
+        int,
+        typer.Option(
+            "--read-only",
+            min=0,
+            help="Of which hosts, the last ones, with their runc's folder mounted read-only, as "
+            "/usr on Flatcar and Fedora CoreOS: plan holds them back (default 0).",
+        ),
+    ] = 0,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
             "--runtime",
             help="Docker's default runtime on the next full host, once per host from the first: "
-            "runc, nvidia (NVIDIA's Container Runtime shim in front of runc) or crun (Debian's).",
+            "runc, nvidia (NVIDIA's Container Runtime shim in front of runc), crun or runsc "
+            "(Debian's), or mountns (dockerd and containerd in a mount namespace of their own).",
         ),
     ] = None,
 ) -> None:
@@ -126,6 +145,8 @@ def lab_up(
         no_python=no_python,
         packaged_runc=packaged_runc,
         rpm_runc=rpm_runc,
+        busybox=busybox,
+        read_only=read_only,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

@@ -21,9 +21,8 @@ from pydantic import ValidationError
 
 from orchestrator.backends.group import run_on_hosts
 from orchestrator.errors import FactsError
-from orchestrator.host.commands import _script, stdin_launcher
-from orchestrator.host.runcinfo import PIPE_WCHANS, RUNC_COMMS
-from orchestrator.host.scripts import hostside_script
+from orchestrator.host.commands import stdin_launcher
+from orchestrator.host.scripts import hostside_script, render
 from orchestrator.host.session import Executor, HostSession
 from orchestrator.models import Model, SshTarget
 from orchestrator.util.textsafe import markdown_text, terminal_safe
@@ -83,15 +82,13 @@ def _script_text() -> str:
 def unstick_script(*, drain: bool, max_bytes: int, max_seconds: float, deadline: float) -> str:
     """The host script with its parameters in its header."""
     calls = " ".join(f"{arch}:{write}:{writev}" for arch, (write, writev) in WRITE_SYSCALLS.items())
-    return _script(
+    return render(
         _script_text(),
         DRAIN="1" if drain else "0",
         MAX_BYTES=str(max_bytes),
         MAX_CS=str(math.ceil(max_seconds * 100)),
         SETTLE_CS=str(math.ceil(SETTLE_SECONDS * 100)),
         DEADLINE_CS=str(math.ceil(deadline * 100)),
-        RUNC_COMMS=" ".join(RUNC_COMMS),
-        PIPE_WCHANS=" ".join(PIPE_WCHANS),
         WRITE_CALLS=calls,
         CAPACITY=str(STUCK_CAPACITY),
         MAX_PROGRAM=str(MAX_PROGRAM),

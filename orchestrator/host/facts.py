@@ -33,22 +33,21 @@ import functools
 import json
 import re
 import secrets
-import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from orchestrator.errors import FactsError
+from orchestrator.host import constants
 from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.runcinfo import (
     PIPE_WCHANS,
-    RUNC_COMMS,
     is_runc_init,
     parse_runc_version,
     runtime_banner,
 )
-from orchestrator.host.scripts import hostside_script
+from orchestrator.host.scripts import hostside_script, render
 from orchestrator.host.session import (
     CommandResult,
     HostSession,
@@ -71,17 +70,10 @@ from orchestrator.models import (
 from orchestrator.util.fsutil import MiB
 from orchestrator.util.textsafe import terminal_safe
 
-SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-RECORD_PATH = "/var/lib/runc-rollout/record.json"
-# sysctl.d directories, highest precedence first: a file hides same-named files further down.
-SYSCTL_DIRS = (
-    "/etc/sysctl.d",
-    "/run/sysctl.d",
-    "/usr/local/lib/sysctl.d",
-    "/usr/lib/sysctl.d",
-    "/lib/sysctl.d",
-)
-SYSCTL_CONF = "/etc/sysctl.conf"  # read last, after every sysctl.d file
+SYSTEMD_DEFAULT_PATH = constants.SYSTEMD_PATH
+RECORD_PATH = constants.RECORD
+SYSCTL_DIRS = constants.SYSCTL_DIRS  # highest precedence first
+SYSCTL_CONF = constants.SYSCTL_CONF  # read last, after every sysctl.d file
 FACTS_TIMEOUT = 60.0
 FACTS_LIMIT = 1024 * MiB  # a facts file of 100k hosts is a few hundred MB
 _RUNC_RUNTIMES = ("runc", "io.containerd.runc.v2")
@@ -99,18 +91,16 @@ _PATH_SOURCES: dict[str, Literal["dockerd", "containerd", "default"]] = {
 }
 
 
+def facts_script(nonce: str) -> str:
+    """The facts script (`hostside/facts.sh`) for one call; `nonce` (hex) delimits its sections."""
+    if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
+        raise ValueError("nonce must be 8-64 lowercase hex digits")
+    return render(_script_text(), NONCE=nonce, NVIDIA_CONFIG=NVIDIA_CONFIG)
+
+
 @functools.cache
 def _script_text() -> str:
     return hostside_script("facts.sh")
-
-
-def facts_script(nonce: str) -> str:
-    """The facts script for one call; `nonce` (hex) delimits its sections."""
-    if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
-        raise ValueError("nonce must be 8-64 lowercase hex digits")
-    script = _script_text().replace("__RUNC_COMMS__", "|".join(RUNC_COMMS))
-    script = script.replace("__NVIDIA_CONFIG__", shlex.quote(NVIDIA_CONFIG))
-    return script.replace("__NONCE__", nonce).replace("__RECORD__", shlex.quote(RECORD_PATH))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,6 +656,7 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 diverted_to=(values.get("diverted_to") or None) if package else None,
                 diverted_by=(values.get("diverted_by") or None) if package else None,
                 free_bytes=_free_bytes(values.get("df", "")),
+                read_only_mount=_read_only_mount(values.get("mount", "")),
                 untrusted=None
                 if values.get("trusted") == "1"
                 else values.get("untrusted") or "ownership not checked",
@@ -686,6 +677,15 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
 
 def _flag(text: str | None) -> bool | None:
     return {"1": True, "0": False}.get(text or "")
+
+
+def _read_only_mount(line: str) -> str | None:
+    """The mount point from the facts' `mount=ro MOUNTPOINT` line; None for `rw ...` or none."""
+    mode, _, mount = line.partition(" ")
+    return terminal_safe(mount[:_MOUNT_MAX]) or "?" if mode == "ro" else None
+
+
+_MOUNT_MAX = 300  # characters of a mount point kept (a host's output is data, and bounded)
 
 
 def _free_bytes(df_line: str) -> int | None:

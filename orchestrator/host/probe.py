@@ -29,9 +29,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.host import commands, trigger
-from orchestrator.host.commands import STATE_DIR, HostCommand, parse_kv
-from orchestrator.host.scripts import hostside_script
+from orchestrator.host import trigger
+from orchestrator.host.commands import HostCommand, parse_kv
+from orchestrator.host.scripts import hostside_script, render
 from orchestrator.models import ProbeMethod, ProbeOutcome, ProbeResult
 
 PROBE_PREFIX = "runc-rollout-probe-"
@@ -86,7 +86,6 @@ def constants() -> dict[str, str]:
         "PROFILE_AARCH64": _compact(trigger.seccomp_profile(trigger.architectures_for("aarch64"))),
         "HOLDER": trigger.holder_source(),
         "SPEC": _compact(oci_spec()),
-        "STATE_DIR": STATE_DIR,
         "PREFIX": PROBE_PREFIX,
         "NAMESPACE": CONTAINERD_NAMESPACE,
         "READY_SECONDS": str(HOLDER_READY_SECONDS),
@@ -133,7 +132,7 @@ def probe(
         "STALE": "remove" if holds_lock else "keep",
         **constants(),
     }
-    script = commands._script(probe_script(), **params)
+    script = render(probe_script(), **params)
     timeout += HOLDER_READY_SECONDS + 90
     return HostCommand("probe", script, timeout=timeout, params={"target": runc_path})
 

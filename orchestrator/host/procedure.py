@@ -69,7 +69,10 @@ from orchestrator.models import (
 from orchestrator.plan.target import staged_refusal
 from orchestrator.util.textsafe import one_line
 
-HOLD_FILES = ("/etc/dnf/dnf.conf", "/etc/yum.conf")  # where hostside/package.sh holds a package
+HOLD_FILES = (
+    "/etc/dnf/dnf.conf",
+    "/etc/yum.conf",
+)  # where hostside/steps/package.sh holds a package
 FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the plan's URL
 
 _OBTAINED: dict[str, Delivery] = {"staged": "staged", "backup": "backup", "url": "url"}

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.host.scripts import hostside_script
+from orchestrator.host import constants
+from orchestrator.host.scripts import hostside_script, render
 
 # uids for the lab's uses of the trigger, each base + the lab host's index (1...): two lab hosts
 # never share one (the incident probe's uids are far above, see lab.hostdef.probe_uid).
@@ -151,16 +152,16 @@ def docker_run_argv(
 
 
 # The holder's exit codes (besides 0: released by EOF, a signal or its lifetime).
-HOLDER_EXIT_ERROR = 1  # bad arguments, no setpriv to drop to the uid, out of processes: stderr
-HOLDER_EXIT_SOFT_ZERO = 3  # fs.pipe-user-pages-soft is 0: the kernel never shrinks pipes
-HOLDER_EXIT_HARD_LIMIT = 4  # fs.pipe-user-pages-hard is set and holding would reach it
-HOLDER_EXIT_NOT_OVER = 5  # a fresh pipe of the uid was still large: the uid is privileged?
+HOLDER_EXIT_ERROR = constants.HOLDER_EXIT_ERROR
+HOLDER_EXIT_SOFT_ZERO = constants.HOLDER_EXIT_SOFT_ZERO
+HOLDER_EXIT_HARD_LIMIT = constants.HOLDER_EXIT_HARD_LIMIT
+HOLDER_EXIT_NOT_OVER = constants.HOLDER_EXIT_NOT_OVER
 
 
 @functools.cache
 def holder_source() -> str:
-    """The pipe holder's program text (`orchestrator/hostside/pipe_holder.sh`)."""
-    return hostside_script("pipe_holder.sh")
+    """The pipe holder's program text (`orchestrator/hostside/pipe_holder.sh`), rendered."""
+    return render(hostside_script("pipe_holder.sh"))
 
 
 def holder_args(uid: int, max_seconds: float = 600.0) -> list[str]:

@@ -1,11 +1,10 @@
-# The facts script (orchestrator/host/facts.py fills in __NONCE__, __RUNC_COMMS__ and
-# __RECORD__, and parses what it prints).
+# The facts script: reads, never changes. orchestrator/host/facts.py renders it (NONCE delimits
+# its sections, NVIDIA_CONFIG is the NVIDIA runtime's config file) and parses what it prints.
 export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-N=__NONCE__
-sec() { printf '\n@@%s@@ %s\n' "$N" "$*"; }
+PATH=$SYSTEMD_PATH:$PATH
+sec() { printf '\n@@%s@@ %s\n' "$NONCE" "$*"; }
 kv() { printf '%s=%s\n' "$1" "$2"; }
-printf 'runc-rollout-facts 1 %s\n' "$N"
+printf 'runc-rollout-facts 1 %s\n' "$NONCE"
 
 self_ns=$(readlink /proc/$$/ns/mnt 2>/dev/null)
 init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null)
@@ -30,32 +29,15 @@ home() {
         c=
         { read -r c < "/proc/$a/comm"; } 2>/dev/null
         case $c in containerd-shim*|runc|runc:*|conmon|crun) return 1 ;; esac
-        s=
+        s=''
         { read -r s < "/proc/$a/stat"; } 2>/dev/null
-        set -f; set -- ${s##*") "}; set +f
+        set -f
+        # shellcheck disable=SC2086 # stat's fields after the command name, split on purpose
+        set -- ${s##*") "}
+        set +f
         a=${2:-0} n=$((n + 1))
     done
     return 0
-}
-# Path $2 as a process whose root is $1 (/proc/PID/root) sees it, every symlink resolved there
-# (readlink -f would resolve an absolute link in this namespace instead).
-inroot() {
-    root=$1 rest=${2#/} out= n=0
-    while [ -n "$rest" ]; do
-        c=${rest%%/*}
-        case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
-        case $c in '' | .) continue ;; ..) out=${out%/*}; continue ;; esac
-        if [ -L "$root$out/$c" ]; then
-            n=$((n + 1))
-            [ $n -le 40 ] || return 1
-            l=$(readlink "$root$out/$c") || return 1
-            case $l in /*) out= ;; esac
-            rest=${l#/}${rest:+/$rest}
-        else
-            out=$out/$c
-        fi
-    done
-    printf '%s\n' "${out:-/}"
 }
 # A daemon is the host's own when it runs in this session's mount namespace (not inside a
 # container: those are skipped) as root (another user's is reported: prints why).
@@ -65,30 +47,7 @@ foreign() {
     [ "$uids" = "0 0" ] || { echo "owner uid ${uids% *}, not root"; return 0; }
     return 1
 }
-# A file only root could have placed or changed: the file (after symlinks) and every directory
-# above it, and above the name it was found by, owned by root and not group or world writable.
-# Prints why not, if not. Nothing is ever executed unless this says nothing. $2: the root
-# (/proc/PID/root) of another mount namespace to judge $1 in, as a process there sees it.
-untrusted() {
-    r=${2:-}
-    if [ -z "$r" ]; then
-        f=$(readlink -f "$1" 2>/dev/null) && [ -f "$f" ] || { echo "not a regular file"; return 0; }
-        dir=$(readlink -f "${1%/*}/" 2>/dev/null) || { echo "its directory is unreadable"; return 0; }
-    else
-        f=$(inroot "$r" "$1") && [ -f "$r$f" ] || { echo "not a regular file"; return 0; }
-        dir=$(inroot "$r" "${1%/*}") || { echo "its directory is unreadable"; return 0; }
-    fi
-    for top in "$f" "$dir"; do
-        while :; do
-            set -- $(stat -L -c '%u %a' "$r$top" 2>/dev/null)
-            [ "${1:-}" = 0 ] || { echo "$top is not owned by root"; return 0; }
-            case ${2:-7} in *[2367]?|*[2367]) echo "$top is writable by others"; return 0 ;; esac
-            [ "$top" != / ] || break
-            top=${top%/*} && top=${top:-/}
-        done
-    done
-    return 1
-}
+# untrusted FILE [ROOT] and inroot ROOT PATH: functions.sh
 
 sec host
 kv arch "$(uname -m)"
@@ -98,21 +57,23 @@ kv now "$(date +%s)"
 kv clk_tck "$(getconf CLK_TCK 2>/dev/null || echo 100)"
 while read -r k v; do [ "$k" = btime ] && kv btime "$v"; done < /proc/stat
 
-dpid= cpid= dpath= cpath= droot= croot=
+dpid='' cpid='' dpath='' cpath='' droot='' croot=''
 for d in /proc/[0-9]*; do
     p=${d#/proc/}
     comm=
     { read -r comm < "$d/comm"; } 2>/dev/null
     case $comm in
         dockerd|containerd) kind=$comm ;;
-        __RUNC_COMMS__) kind=runc ;;  # runcinfo.RUNC_COMMS; runc init: runc:[N:...]
-        *) continue ;;
+        *) runc_comm "$comm" || continue; kind=runc ;;  # runcinfo.RUNC_COMMS
     esac
     stat=
     { read -r stat < "$d/stat"; } 2>/dev/null
     [ -n "$stat" ] || continue
-    set -f; set -- ${stat##*") "}; set +f
-    R= ns=
+    set -f
+    # shellcheck disable=SC2086 # stat's fields after the command name, split on purpose
+    set -- ${stat##*") "}
+    set +f
+    R='' ns=''
     if [ "$kind" = runc ]; then
         ours "$p" || ours "$2" || continue
     else
@@ -173,12 +134,12 @@ dcfg=$(argval "$dpid" /etc/docker/daemon.json --config-file)
 ccfg=$(argval "$cpid" /etc/containerd/config.toml --config -c)
 if [ -f "$droot$dcfg" ]; then sec file docker "$dcfg"; head -c 262144 "$droot$dcfg"; fi
 if [ -f "$croot$ccfg" ]; then sec file containerd "$ccfg"; head -c 262144 "$croot$ccfg"; fi
-ncfg=__NVIDIA_CONFIG__
+ncfg=$NVIDIA_CONFIG
 if [ -f "$R$ncfg" ]; then sec file nvidia "$ncfg"; head -c 262144 "$R$ncfg"; fi
 
 if [ -n "$dpath" ]; then rpath=$dpath src=dockerd
 elif [ -n "$cpath" ]; then rpath=$cpath src=containerd
-else rpath=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin src=default
+else rpath=$SYSTEMD_PATH src=default
 fi
 sec runtime-path
 kv source "$src"
@@ -190,6 +151,7 @@ kv path "$rpath"
 names="runc docker-runc" abs=
 set -f
 s='[[:space:]]*' q="[\"']"
+# shellcheck disable=SC2020 # tr maps each of , [ ] = to a newline
 for v in $( { sed -n "s/.*\"path\"$s:$s\"\([^\"]*\)\".*/\1/p" "$droot$dcfg"
               sed -n "s/^${s}BinaryName$s=$s$q\([^\"']*\)$q.*/\1/p" "$croot$ccfg"
               awk '/^[[:space:]]*runtimes[[:space:]]*=/ { on = 1 } on { print } /]/ { on = 0 }' \
@@ -251,16 +213,31 @@ else
 fi
 
 ident() { stat -L -c '%d:%i' "$1" 2>/dev/null; }
-# ro or rw: the per-mount flag of the last-mounted, longest mount point holding folder $2 in
-# /proc/PID $1's mount table (as that process sees it).
-mountmode() {
-    awk -v p="$2" '{
-        m = $5; gsub(/\\040/, " ", m)
-        if ((p == m || index(p "/", m == "/" ? "/" : m "/") == 1) && length(m) >= best) {
-            best = length(m); o = $6
+# `mount_of DIR [PROC]`: "ro MOUNTPOINT" or "rw MOUNTPOINT" for the mount DIR is on, as this
+# process (or /proc/PID PROC) sees it (its mountinfo: the last of the longest mount points above DIR; read-only when
+# its own options or its file system's say ro). A runc on a read-only mount (Flatcar's and Fedora
+# CoreOS's /usr) cannot be replaced by a rename beside it. Nothing is written to find out.
+mount_of() {
+    awk -v p="$1" '
+        function unescape(s) {
+            gsub(/\\040/, " ", s); gsub(/\\011/, "\t", s); gsub(/\\012/, "\n", s)
+            gsub(/\\134/, "\\", s)
+            return s
         }
-    } END { split(o, f, ","); print f[1] }' "$1/mountinfo" 2>/dev/null
+        {
+            mp = unescape($5)
+            if (mp != "/" && p != mp && index(p, mp "/") != 1) next
+            if (length(mp) < best) next
+            best = length(mp); at = mp; opts = $6; super = ""
+            for (i = 7; i < NF; i++) if ($i == "-") { super = $(i + 3); break }
+        }
+        END {
+            if (at == "") exit
+            ro = (("," opts ",") ~ /,ro,/ || ("," super ",") ~ /,ro,/)
+            printf "%s %s\n", (ro ? "ro" : "rw"), at
+        }' "${2:-/proc/self}/mountinfo" 2>/dev/null
 }
+
 seen=
 for b in $cands; do
     if [ -z "$R" ]; then real=$(readlink -f "$b" 2>/dev/null) || real=$b
@@ -280,6 +257,7 @@ for b in $cands; do
     sum=$(sha256sum "$R$b" 2>/dev/null)
     kv sha256 "${sum%% *}"
     kv df "$(df -Pk "$R${b%/*}" 2>/dev/null | tail -n 1)"
+    kv mount "$(mount_of "${real%/*}")"
     if [ -n "$R" ]; then
         # Seen through the daemons' namespace: is this session's file at that path the same one
         # (device and inode, its folder's too), itself trusted here?
@@ -287,8 +265,8 @@ for b in $cands; do
         kv seen_at "$R$real"
         kv fstype "$(stat -f -c %T "$R$real" 2>/dev/null)"
         # (from the mount table: busybox's `test -w` as root ignores a read-only mount)
-        case $(mountmode "${R%/root}" "${real%/*}") in
-            ro) kv writable_there 0 ;; rw) kv writable_there 1 ;;
+        case $(mount_of "${real%/*}" "${R%/root}") in
+            ro\ *) kv writable_there 0 ;; rw\ *) kv writable_there 1 ;;
         esac
         here=0
         if [ "$(ident "$R$real")" = "$(ident "$real")" ] && [ -n "$(ident "$real")" ] &&
@@ -315,10 +293,11 @@ for b in $cands; do
 done
 
 sec sysctl-runtime
-cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null
+cat "$SYSCTL_PROC" 2>/dev/null
 sec sysctl-files
 set --
-for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d; do
+# shellcheck disable=SC2086 # a list of folders, split on purpose (no glob characters)
+for d in $SYSCTL_DIRS; do
     for f in "$d"/*.conf; do
         [ -e "$f" ] || continue
         if [ -L "$f" ]; then printf '%s\t%s\n' "$f" "$(readlink -f "$f")"
@@ -327,10 +306,10 @@ for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /
         set -- "$@" "$f"
     done
 done
-if [ -e /etc/sysctl.conf ]; then printf '%s\n' /etc/sysctl.conf; set -- "$@" /etc/sysctl.conf; fi
+if [ -e "$SYSCTL_CONF" ]; then printf '%s\n' "$SYSCTL_CONF"; set -- "$@" "$SYSCTL_CONF"; fi
 sec sysctl-lines
-key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*='
+key="^[[:space:]]*-?${SYSCTL_KEY_ERE}[[:space:]]*="
 [ $# -eq 0 ] || grep -n -H -E "$key" "$@" 2>/dev/null
 
-if [ -f __RECORD__ ]; then sec record; head -c 1048576 __RECORD__; fi
+if [ -f "$RECORD_PATH" ]; then sec record; head -c 1048576 "$RECORD_PATH"; fi
 sec end

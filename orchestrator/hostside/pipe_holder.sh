@@ -19,6 +19,7 @@ say() { printf '%s\n' "$*"; }
 group=
 measure=
 work=
+# shellcheck disable=SC2329 # run by the EXIT trap
 release() {
     cd /
     [ -z "$group" ] || kill -KILL "-$group" 2>/dev/null
@@ -31,17 +32,18 @@ trap 'exit 1' INT PIPE
 fail() { say "pipe_holder: $1" >&2; exit 1; }
 case "$uid" in ''|*[!0-9]*|0) fail "uid $uid is not a positive number";; esac
 case "$seconds" in ''|*[!0-9]*) fail "seconds $seconds is not a whole number";; esac
-soft=$(cat /proc/sys/fs/pipe-user-pages-soft) || fail "cannot read fs.pipe-user-pages-soft"
-hard=$(cat /proc/sys/fs/pipe-user-pages-hard 2>/dev/null) || hard=0
+soft=$(cat "$SYSCTL_PROC") || fail "cannot read fs.pipe-user-pages-soft"
+hard=$(cat "$SYSCTL_HARD_PROC" 2>/dev/null) || hard=0
 refuse() { say "refused=$1 soft=$soft hard=$hard"; say "pipe_holder: $3" >&2; exit "$2"; }
-[ "$soft" -gt 0 ] || refuse soft-zero 3 "fs.pipe-user-pages-soft is 0"
+[ "$soft" -gt 0 ] || refuse soft-zero "$HOLDER_EXIT_SOFT_ZERO" "fs.pipe-user-pages-soft is 0"
 # The probe container's own pipes (2 pages each once over) must still fit under the hard limit.
 if [ "$hard" -gt 0 ] && [ "$hard" -lt $((soft + 16 + 16 + 1024)) ]; then
-    refuse hard-limit 4 "fs.pipe-user-pages-hard=$hard would be reached over soft=$soft"
+    refuse hard-limit "$HOLDER_EXIT_HARD_LIMIT" "fs.pipe-user-pages-hard=$hard would be reached over soft=$soft"
 fi
 # util-linux's setpriv, by its path: busybox's (preferred by its own shell) cannot change uids.
 setpriv=
 for dir in $(printf '%s' "$PATH" | tr ':' ' ') /usr/bin /bin /usr/sbin /sbin; do
+    # shellcheck disable=SC2015 # either test failing means: not this one
     [ -x "$dir/setpriv" ] && "$dir/setpriv" --help 2>&1 | grep -q -e '--reuid' || continue
     setpriv=$dir/setpriv; break
 done
@@ -54,8 +56,10 @@ pagesize=$(getconf PAGESIZE 2>/dev/null) || pagesize=4096
 work=$(mktemp -d /dev/shm/pipe-holder.XXXXXX 2>/dev/null || mktemp -d /run/pipe-holder.XXXXXX \
     2>/dev/null || mktemp -d) || fail "cannot make a temporary directory"
 pipes=$((soft / 16 + 9))  # enough to be over even if the uid held none; 8 of them small
+# shellcheck disable=SC2015 # either failing is the same failure
 mkdir "$work/fifo" && chmod 0711 "$work" "$work/fifo" || fail "cannot make the FIFOs' directory"
 cd "$work/fifo" || fail "cannot enter $work/fifo"
+# shellcheck disable=SC2015 # either failing is the same failure
 awk -v n="$pipes" 'BEGIN { for (i = 0; i <= n; i++) print i }' | xargs mkfifo -m 0600 &&
     chown "$uid" ./* || fail "cannot make $pipes FIFOs for uid $uid"
 # The script for the uid's shell, on its stdin: it opens every FIFO itself (so each pipe is the
@@ -90,6 +94,7 @@ done
 measure_once() {  # sets small: yes (the writer blocked: a small pipe), no (it wrote it all)
     rm -f "$work/writer"
     # The writer's lifetime is its own (a killer in its group), should this script be killed.
+    # shellcheck disable=SC2016 # the uid's shell expands them
     $as_uid sh -c '(sleep 30; kill -KILL $$) & echo $$ >&3; exec head -c "$0" /dev/zero 1<>0' \
         "$((2 * pagesize + 1))" 3> "$work/writer" 2>/dev/null &
     measure=$!  # in this shell, so that release() ends it whenever this script ends
@@ -101,11 +106,12 @@ measure_once() {  # sets small: yes (the writer blocked: a small pipe), no (it w
     small=
     waited=0
     while [ -n "$writer" ] && [ -z "$small" ] && [ "$waited" -lt 200 ]; do
-        case "$(cat "/proc/$writer/wchan" 2>/dev/null)" in
-            *pipe_write*|pipe_wait) small=yes;;  # head only writes: it waits to write
-            *) state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$writer/stat" 2>/dev/null)
-               case "$state" in ''|Z|X) small=no;; esac;;  # it wrote everything: a large pipe
-        esac
+        if pipe_wchan "$(cat "/proc/$writer/wchan" 2>/dev/null)"; then
+            small=yes  # head only writes: it waits to write
+        else
+            state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$writer/stat" 2>/dev/null)
+            case "$state" in ''|Z|X) small=no;; esac  # it wrote everything: a large pipe
+        fi
         [ -n "$small" ] || { sleep 0.02; waited=$((waited + 1)); }
     done
     kill -KILL "-$measure" 2>/dev/null; measure=
@@ -114,7 +120,7 @@ tries=0
 measure_once
 until [ "$small" = yes ]; do
     tries=$((tries + 1))
-    [ "$tries" -lt 25 ] || refuse not-over 5 "pipes of uid $uid never shrank (a privileged uid?)"
+    [ "$tries" -lt 25 ] || refuse not-over "$HOLDER_EXIT_NOT_OVER" "pipes of uid $uid never shrank (a privileged uid?)"
     sleep 0.2
     measure_once
 done
@@ -122,6 +128,7 @@ say "held=$pipes soft=$soft hard=$hard pagesize=$pagesize capacity=$((2 * pagesi
 exec 4<&0  # the caller's stdin: an asynchronous command's own is /dev/null
 cat <&4 > /dev/null 2>&1 &
 reader=$!
+# shellcheck disable=SC2217 # stdin too: an asynchronous sleep must not hold the caller's
 sleep "$seconds" < /dev/null > /dev/null 2>&1 &
 timer=$!
 while kill -0 "$reader" 2>/dev/null && kill -0 "$timer" 2>/dev/null; do sleep 1; done

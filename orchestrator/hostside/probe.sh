@@ -3,6 +3,7 @@ say() { printf '%s\n' "$@"; }
 elapsed() { awk -v a="$1" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }'; }
 dir=
 holder=
+# shellcheck disable=SC2329 # run by the EXIT trap
 cleanup() {
     exec 3>&- 2>/dev/null  # the holder's stdin: EOF releases its pipes
     [ -z "$holder" ] || { kill -TERM "$holder" 2>/dev/null; wait "$holder"; }
@@ -40,7 +41,7 @@ esac
 mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR" || exit 1
 
 ours() {  # a process of the probe uid that a probe started: its pipe holder's or a runc init
-    case "$(cat /proc/$1/comm 2>/dev/null)" in
+    case "$(cat "/proc/$1/comm" 2>/dev/null)" in
         runc*|exe|sleep|sh|head) return 0;;
         *) return 1;;
     esac
@@ -56,6 +57,7 @@ if [ "$STALE" = remove ]; then
         mine="$mine$pid "
     done
     case "$PROBE_UIDS" in *" "*) line="PROBE_UIDS='$PROBE_UIDS'";; *) line="PROBE_UIDS=$PROBE_UIDS";; esac
+    # shellcheck disable=SC2013 # file names of /proc: no blanks in them
     for cmdline in $(grep -l -a -F "# The incident probe's host script" /proc/[0-9]*/cmdline 2>/dev/null); do
         # Only those of this run's probe uids: lab hosts share one machine's processes.
         grep -q -a -x -F "$line" "$cmdline" 2>/dev/null || continue
@@ -90,7 +92,7 @@ if [ "$STALE" = remove ]; then
     done
 fi
 # The first of the run's uids that nothing on the host uses; one that is busy is skipped.
-PROBE_UID= busy=
+PROBE_UID='' busy=''
 for uid in $PROBE_UIDS; do
     if known "$uid"; then busy="$busy $uid (a user or group)"
     elif [ -n "$(uid_procs "$uid")" ]; then busy="$busy $uid (processes)"
@@ -173,17 +175,17 @@ fi
 wchan=
 for pid in $(uid_procs); do
     [ "$pid" = "$holder" ] && continue
-    case "$(cat /proc/$pid/comm 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
-    for task in /proc/$pid/task/*/wchan; do  # the blocked write may be on any of its threads
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
+    for task in "/proc/$pid/task/"*/wchan; do  # the blocked write may be on any of its threads
         now=$(cat "$task" 2>/dev/null)
-        case "$now" in *pipe_write*|pipe_wait) wchan=$now; break 2;; esac
+        if pipe_wchan "$now"; then wchan=$now; break 2; fi
         [ -n "$wchan" ] || wchan=$now
     done
 done
 id=$(cat "$dir/cid" 2>/dev/null)
 for pid in $(uid_procs) $(grep -l -a -F -e "$name" ${id:+-e "$id"} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
     [ "$pid" = "$holder" ] || [ "$pid" = "$$" ] && continue
-    case "$(cat /proc/$pid/comm 2>/dev/null)" in containerd-shim*|dockerd|containerd|sh|timeout) ;;
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in containerd-shim*|dockerd|containerd|sh|timeout) ;;
     *) kill -KILL "$pid" 2>/dev/null;; esac
 done
 case "$METHOD" in
@@ -193,13 +195,14 @@ case "$METHOD" in
     *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
 esac
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    case "$wchan" in
-        *pipe_write*|pipe_wait) say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan";;
+    if pipe_wchan "$wchan"; then
+        say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan"
+    else case "$wchan" in
         '') say probe=failed "method=$METHOD" "seconds=$took" \
             "reason=timed out after ${TIMEOUT}s, with no runc init of the probe uid";;
         *) say probe=failed "method=$METHOD" "seconds=$took" \
-            "reason=timed out after ${TIMEOUT}s, runc init in $wchan, not pipe_write";;
-    esac
+            "reason=timed out after ${TIMEOUT}s, runc init in $wchan, not blocked writing a pipe";;
+    esac; fi
 else
     say probe=failed "method=$METHOD" "seconds=$took" "rc=$rc" "reason=$(tail -n 1 "$dir/out" | tr -cd '[:print:]' | cut -c1-200)"
 fi

@@ -49,7 +49,7 @@
 # for SETTLE_CS: exited, moved on, or still blocked. No other pipe of it is ever opened.
 
 export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+PATH=$SYSTEMD_PATH:$PATH
 # Fields of /proc files are split into words on purpose, with file name globbing off but where
 # asked for (set +f): SC2086 is disabled where that is meant. RUNC_COMMS are globs for `case`.
 set -f
@@ -88,10 +88,7 @@ ours() { # as the facts script's: daemons in a mount namespace of their own keep
 
 runc_init() { # $1 comm, $2 /proc/PID: what runcinfo.is_runc_init says
     case $1 in 'runc:['*) return 0 ;; esac
-    m=
-    # shellcheck disable=SC2254
-    for g in $RUNC_COMMS; do case $1 in $g) m=1 ;; esac; done
-    [ -n "$m" ] || return 1
+    runc_comm "$1" || return 1
     a0='' a1=''
     { IFS= read -r a0; IFS= read -r a1; } <<EOF
 $(tr '\0' '\n' 2>/dev/null <"$2/cmdline")
@@ -115,8 +112,7 @@ look() { # $1 PID: state, parent, start ticks, wchan, syscall line ($st $ppid $s
 
 piped() { # $1 PID, $2 wchan: asleep in a pipe write
     case $st in S | D) ;; *) return 1 ;; esac
-    for w in $PIPE_WCHANS; do [ "$2" = "$w" ] && return 0; done
-    return 1
+    pipe_wchan "$2"
 }
 
 writing() { # $1 PID, $2 start ticks, $3 the syscall line: still inside that same call

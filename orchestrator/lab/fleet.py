@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -354,6 +355,9 @@ class _Lab:
         keygen(hdir / "ssh_host_ed25519_key", f"root@{host.name}")
         write_file(hdir / "sshd_config", hostdef.sshd_config(host.address, self.inside(host)))
         write_file(hdir / hostdef.NOT_A_PROGRAM, b"", 0o644)
+        if host.busybox:
+            passwd = hostdef.busybox_passwd(Path("/etc/passwd").read_text())
+            write_file(hdir / hostdef.BUSYBOX_PASSWD, passwd, 0o644)
         if host.kind == "full":
             (hdir / "var-lib-docker").mkdir(mode=0o710, exist_ok=True)
             self.write_daemon_json(host, "overlay2")
@@ -473,10 +477,13 @@ class _Lab:
             host_dir=str(hdir),
             kind=host.kind,
             sysctl_conf_exists=(hdir / "sysctl.conf").exists(),
-            hidden_programs=() if host.python else python_programs(),
+            hidden_programs=() if host.python and not host.busybox else python_programs(),
             runtime=host.runtime,
             packaged=host.packaged,
             rpm=host.package_manager == "rpm",
+            busybox=busybox_binary() if host.busybox else None,
+            busybox_programs=busybox_programs() if host.busybox else (),
+            read_only_runc=host.read_only_runc,
         )
         log = hdir / "holder.log"
         request = {"op": "holder", "name": host.name, "ops": ops, "log": str(log)}
@@ -788,6 +795,8 @@ class _Lab:
                     "zone": h.zone,
                     "kind": h.kind,
                     "python": "yes" if h.python else "no",
+                    "busybox": "yes" if h.busybox else "no",
+                    "read_only": "yes" if h.read_only_runc else "no",
                 }
                 for h in self.record.hosts
             ],
@@ -991,6 +1000,44 @@ def python_programs() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def busybox_binary() -> str:
+    """The machine's static busybox (Debian's busybox-static), links resolved."""
+    found = shutil.which("busybox", path="/usr/bin:/bin")
+    if found is None:
+        raise LabError("a busybox lab host needs busybox: apt-get install -y busybox-static")
+    return os.path.realpath(found)
+
+
+# What a busybox host keeps of the machine's own programs although busybox has an applet of the
+# name: util-linux's (the host requirements name it: setpriv --reuid for the pipe holder,
+# unshare, nsenter, mount), and sleep (the lab's namespace holder execs /bin/sleep by a name of
+# its own, which busybox would take for an applet; busybox sh runs its own sleep anyway).
+UTIL_LINUX_PACKAGES = ("util-linux", "util-linux-extra", "mount", "bsdutils", "bsdextrautils")
+BUSYBOX_KEEPS = frozenset({"sleep"})
+
+
+@functools.cache
+def busybox_programs() -> tuple[str, ...]:
+    """The machine's programs in /usr/bin (and /bin) that a busybox host runs as busybox's
+    applets: every one busybox has an applet for (links resolved: /usr/bin/sh is dash), but
+    util-linux's and `BUSYBOX_KEEPS`."""
+    listed = subprocess.run([busybox_binary(), "--list"], capture_output=True, text=True)
+    applets = set(listed.stdout.split()) - BUSYBOX_KEEPS
+    keep: set[str] = set()
+    for package in UTIL_LINUX_PACKAGES:
+        with contextlib.suppress(OSError):
+            keep |= set(Path(f"/var/lib/dpkg/info/{package}.list").read_text().split("\n"))
+    keep = {os.path.realpath(path) for path in keep if path}
+    found = set()
+    for directory in ("/usr/bin", "/bin"):
+        for name in applets:
+            path = os.path.join(directory, name)
+            real = os.path.realpath(path)
+            if os.path.isfile(real) and real not in keep and real != busybox_binary():
+                found.add(real)
+    return tuple(sorted(found))
+
+
 def _count(hosts: list[HostRecord], kind: HostKind) -> int:
     return sum(host.kind == kind for host in hosts)
 
@@ -1012,10 +1059,14 @@ def lab_up(
     runtimes: Sequence[LabRuntime] = (),
     packaged_runc: int = 0,
     rpm_runc: int = 0,
+    busybox: int = 0,
+    read_only: int = 0,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
     full, the next `containerd` containerd-only; the first `no_python` of them with no Python
-    (as a minimal CentOS 7, Flatcar or Fedora CoreOS node). Without counts, a running lab keeps
+    (as a minimal CentOS 7, Flatcar or Fedora CoreOS node); the first `busybox` of them with a
+    busybox userland (and no Python); the last `read_only` with their runc's folder mounted
+    read-only (as Flatcar's and Fedora CoreOS's /usr). Without counts, a running lab keeps
     its size and a new one gets 4 hosts, 2 full, none containerd-only. `runtimes`: Docker's
     default runtime on the first full hosts, in order (`runtimes.py`; the others run plain runc).
     `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
@@ -1074,8 +1125,10 @@ def lab_up(
         if state_dir.exists() and any(state_dir.iterdir()):
             raise BadInput(f"{state_dir} exists, is not empty and holds no lab (no {RECORD_NAME})")
         first = first_address or os.environ.get(FIRST_ADDRESS_ENV) or DEFAULT_FIRST_ADDRESS
-        if not 0 <= no_python <= count:
-            raise BadInput(f"lab: --no-python {no_python}: between 0 and the {count} hosts")
+        for option, number in (("--no-python", no_python), ("--busybox", busybox),
+                               ("--read-only", read_only)):  # fmt: skip
+            if not 0 <= number <= count:
+                raise BadInput(f"lab: {option} {number}: between 0 and the {count} hosts")
         planned = _plan_hosts(count, full, ctr_only, first, runtimes)
         for host in planned[:no_python]:
             host.python = False
@@ -1091,6 +1144,10 @@ def lab_up(
             host.packaged = True
         for host in planned[packaged_runc : packaged_runc + rpm_runc]:
             host.packaged, host.package_manager = True, "rpm"
+        for host in planned[:busybox]:
+            host.busybox, host.python = True, False
+        for host in planned[count - read_only :]:
+            host.read_only_runc = True
         busy = [h.address for h in planned if port_in_use(h.address)]
         if busy:
             raise BadInput(
@@ -1138,6 +1195,8 @@ def lab_up(
                 runtime=h.runtime,
                 packaged=h.packaged,
                 package_manager=h.package_manager,
+                busybox=h.busybox,
+                read_only_runc=h.read_only_runc,
             )
             for h in record.hosts
         ],

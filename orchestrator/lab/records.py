@@ -39,6 +39,8 @@ class HostRecord(_Record):
     zone: str
     kind: HostKind
     python: bool = True  # False: no Python can run on the host (`lab up --no-python`)
+    busybox: bool = False  # its userland is busybox's applets, and no Python (`lab up --busybox`)
+    read_only_runc: bool = False  # its runc's folder is mounted read-only (`lab up --read-only`)
     runtime: LabRuntime = "runc"  # full hosts: Docker's default runtime
     packaged: bool = False  # its runc is /usr/sbin/runc of a package (`--packaged-runc`)
     package_manager: Literal["dpkg", "rpm"] = "dpkg"  # which one (`--rpm-runc`: rpm)
@@ -69,6 +71,8 @@ class LabHost:
     runtime: LabRuntime = "runc"
     packaged: bool = False
     package_manager: Literal["dpkg", "rpm"] = "dpkg"
+    busybox: bool = False
+    read_only_runc: bool = False
 
 
 @dataclass

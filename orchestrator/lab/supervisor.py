@@ -93,7 +93,8 @@ class _Mounter:
                                                        symlinks copied): new entries can then be
                                                        created in P without touching the machine
                                                        ("except": [names] leaves those out)
-      {"op": "readonly", "path": P}                    bind P over itself, read-only
+      {"op": "readonly", "path": P}                    bind P over itself, read-only, noexec
+      {"op": "readonly", "path": P, "exec": true}      the same, its programs still executable
     """
 
     def __init__(self) -> None:
@@ -172,7 +173,8 @@ class _Mounter:
             elif kind == "readonly":
                 path = op["path"]
                 _mount(path, path, None, MS_BIND, None)
-                flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+                flags |= 0 if op.get("exec") else MS_NOEXEC
                 _mount(None, path, None, flags, None)
             else:
                 raise ValueError(f"unknown mount operation {kind!r}")

@@ -44,10 +44,13 @@ def next_commands(info: LabInfo) -> list[str]:
 
 
 def kinds_text(hosts: list[HostRecord] | list[LabHost]) -> str:
-    """'2 full' or '2 full, 1 containerd-only'."""
+    """'2 full' or '2 full, 1 containerd-only' (', 1 busybox, 1 with a read-only runc')."""
     text = f"{sum(h.kind == 'full' for h in hosts)} full"
     ctr_only = sum(h.kind == "containerd" for h in hosts)
-    return f"{text}, {ctr_only} containerd-only" if ctr_only else text
+    text = f"{text}, {ctr_only} containerd-only" if ctr_only else text
+    busybox, read_only = sum(h.busybox for h in hosts), sum(h.read_only_runc for h in hosts)
+    text += f", {busybox} busybox" if busybox else ""
+    return text + (f", {read_only} with a read-only runc" if read_only else "")
 
 
 def format_up(info: LabInfo) -> str:

@@ -17,7 +17,6 @@ with the journals (pure); `check_runs` does both.
 from __future__ import annotations
 
 import secrets
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 
 from orchestrator.backends.group import run_on_hosts
 from orchestrator.host import commands
+from orchestrator.host.scripts import hostside_script, render
 from orchestrator.host.session import Executor
 from orchestrator.models import HostRecord, HostState, Plan, PlannedHost, RunState
 from orchestrator.run.journal import (
@@ -38,66 +38,6 @@ from orchestrator.run.journal import (
 )
 
 SNAPSHOT_TIMEOUT = 60.0
-SYSCTL_FILE_GLOBS = (
-    "/etc/sysctl.conf",
-    "/etc/sysctl.d/*.conf",
-    "/run/sysctl.d/*.conf",
-    "/usr/local/lib/sysctl.d/*.conf",
-    "/usr/lib/sysctl.d/*.conf",
-    "/lib/sysctl.d/*.conf",
-)
-
-_SCRIPT = r"""
-export LC_ALL=C
-T=$RUNC
-S=__STATE__
-for a in $ALSO; do  # every other runc the plan swaps: path exists executable sha256 exit
-    x=0 e=0 sum= rc=
-    [ -e "$a" ] && x=1
-    [ -x "$a" ] && e=1
-    [ -f "$a" ] && sum=$(sha256sum "$a" | cut -d' ' -f1)
-    [ "$e" = 1 ] && { timeout -s KILL 20 "$a" --version >/dev/null 2>&1; rc=$?; }
-    echo "also=$a $x $e ${sum:--} ${rc:--}"
-    for f in "${a%/*}"/.runc-rollout-*.tmp "${a%/*}"/.runc-rollout-restore.*; do
-        [ -e "$f" ] && echo "temp=$f"
-    done
-done
-[ -e "$T" ] && echo exists=1
-[ -x "$T" ] && echo executable=1
-[ -f "$T" ] && echo "sha256=$(sha256sum "$T" | cut -d' ' -f1)"
-if [ -x "$T" ]; then
-    out=$(timeout -s KILL 20 "$T" --version 2>&1)
-    echo "version_exit=$?"
-    echo "version=$(printf '%s\n' "$out" | head -n 1)"
-fi
-for f in "${T%/*}"/.runc-rollout-*.tmp "${T%/*}"/.runc-rollout-restore.* "$S"/record.json.* \
-    "$S"/verify.* "$S"/exec.* "$S"/*.cid "$S"/backup/*.runc-rollout.* "$S"/files/*.runc-rollout.* \
-    /etc/sysctl.conf*.runc-rollout.* /etc/sysctl.d/*.runc-rollout.* /run/sysctl.d/*.runc-rollout.* \
-    /usr/lib/sysctl.d/*.runc-rollout.*; do
-    [ -e "$f" ] && echo "temp=$f"
-done
-[ -d "$S/lock" ] && echo "lock=$(cat "$S/lock/owner" 2>/dev/null || echo '?')"
-for f in "$S"/backup/* "$S"/backup/.[!.]*; do
-    [ -f "$f" ] && echo "backup=${f##*/} $(sha256sum "$f" | cut -d' ' -f1)"
-done
-echo "sysctl=$(cat /proc/sys/fs/pipe-user-pages-soft 2>/dev/null)"
-for f in __SYSCTL_GLOBS__; do
-    [ -f "$f" ] && grep -q 'pipe-user-pages-soft' "$f" || continue
-    key='^[[:space:]]*-?fs[./]pipe-user-pages-soft[[:space:]]*=[[:space:]]*'
-    values=$(sed -n -E "s#${key}([^[:space:]]*).*#\\1#p" "$f" | tr '\n' ',')
-    echo "sysctl_file=$(readlink -f "$f") $(sha256sum "$f" | cut -d' ' -f1) $values"
-done
-for p in "$S" "$S/backup" "$S/files" "$S/record.json"; do
-    [ -e "$p" ] && echo "mode=$p $(stat -c %a "$p")"
-done
-if command -v docker >/dev/null 2>&1 && [ -S /run/docker.sock ]; then
-    n=$(timeout -s KILL 20 docker ps -aq --filter name=__PREFIX__ | wc -l)
-    echo "verify_containers=$n"
-fi
-echo "__MARK__"
-cat "$S/record.json" 2>/dev/null
-exit 0
-"""
 
 
 @dataclass(frozen=True)
@@ -133,15 +73,9 @@ class HostSnapshot:
 
 
 def snapshot_script(runc_path: str, mark: str, also: Sequence[str] = ()) -> str:
-    """The read-only snapshot script of a host whose runtimes execute `runc_path` and `also`."""
-    body = (
-        _SCRIPT.replace("__STATE__", commands.STATE_DIR)
-        .replace("__SYSCTL_GLOBS__", " ".join(SYSCTL_FILE_GLOBS))
-        .replace("__PREFIX__", commands.VERIFY_CONTAINER_PREFIX)
-        .replace("__MARK__", mark)
-    )
-    others = shlex.quote(" ".join(also))  # paths with no spaces: facts split them on spaces
-    return f"RUNC={shlex.quote(runc_path)}\nALSO={others}\n{body.strip()}\n"
+    """`hostside/snapshot.sh` for a host whose runtimes execute `runc_path` and `also`; its
+    record follows the line `mark`."""
+    return render(hostside_script("snapshot.sh"), RUNC=runc_path, MARK=mark, ALSO=" ".join(also))
 
 
 def parse_snapshot(runc_path: str, output: str, mark: str) -> HostSnapshot:

@@ -1,20 +1,29 @@
-"""A host as data, for the host procedure's unit tests: it carries out each step by its name and
-parameters (`HostCommand.params`) the way the step's script does on a real host, and answers
-in the script's own output format (`key=value` lines, the facts script's sections). Failures,
-a daemon restart, a stuck `runc init`, the probe's verdict and a connection lost after any step
-are set per test. The scripts themselves are tested on real hosts by the lab tests.
+"""A host for the host procedure's unit tests: its files live under a temporary root, and every
+step that changes a host runs its real script there (`sh`, the host's paths moved under the
+root), so the tests exercise the same shell a host runs. What this keeps of its own is what
+fault injection needs: a step's failure or a connection lost after it, the daemons (and a
+restart of one), stuck `runc init` processes, the probe's and the verifications' verdicts, what
+a URL serves, a host without gunzip, the operator's host check; and the facts, which it writes
+in the facts script's format from its files. The scripts' own behaviour is tested in
+tests/host/test_hostside.py and on real hosts by the lab tests.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 
-from orchestrator.host import commands
+import pytest
+
+from orchestrator.host import commands, constants
 from orchestrator.host.commands import HostCommand, StepResult
 from orchestrator.host.session import ConnectionLost
 from tests.host.test_facts_parse import output, stat
@@ -23,6 +32,8 @@ RUNC = "/usr/local/sbin/runc"
 CRI_RUNC = "/usr/local/bin/runc"  # containerd CRI's BinaryName, on hosts that have one
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 INCIDENT_TEXT = "# raised during the incident\nfs.pipe-user-pages-soft = 163840\n"
+# Where the host's paths are, under the root (the steps' scripts name nothing else).
+MOVED = ("/usr/local/", "/etc/", constants.STATE_DIR, constants.SYSCTL_PROC)
 
 
 def sha(content: str) -> str:
@@ -30,7 +41,11 @@ def sha(content: str) -> str:
 
 
 def runc_content(version: str) -> str:
-    return f"runc binary {version}\n"
+    """A runc as a host runs it here: a script answering `--version` as runc does."""
+    return (
+        f"#!/bin/sh\n# runc binary {version}\n"
+        f"printf 'runc version %s\\ncommit: test\\nspec: 1.0.2-dev\\n' '{version}'\n"
+    )
 
 
 OLD = runc_content("1.0.0-rc93")
@@ -38,47 +53,159 @@ NEW = runc_content("1.1.5")
 
 
 def version_output(content: str) -> str:
-    version = content.split()[-1]
+    found = re.search(r"^# runc binary (\S+)$", content, re.M)
+    version = found.group(1) if found else "?"
     return f"runc version {version}\ncommit: test\nspec: 1.0.2-dev\n"
 
 
-@dataclass
+class RootFiles(MutableMapping[str, str]):
+    """The host's files (under /usr/local and /etc) by their path on the host."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _at(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def __getitem__(self, path: str) -> str:
+        try:
+            return self._at(path).read_text()
+        except FileNotFoundError:
+            raise KeyError(path) from None
+
+    def __setitem__(self, path: str, content: str) -> None:
+        at = self._at(path)
+        at.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        at.write_text(content)
+        at.chmod(0o755 if "/sbin/" in path or "/bin/" in path else 0o644)
+
+    def __delitem__(self, path: str) -> None:
+        try:
+            self._at(path).unlink()
+        except FileNotFoundError:
+            raise KeyError(path) from None
+
+    def __iter__(self) -> Iterator[str]:
+        for top in ("usr", "etc"):
+            for found in sorted((self.root / top).rglob("*")):
+                if found.is_file():
+                    yield "/" + str(found.relative_to(self.root))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class FakeHost:
-    files: dict[str, str] = field(default_factory=lambda: {RUNC: OLD, INCIDENT_FILE: INCIDENT_TEXT})
-    sysctl: int = 163840
-    daemons: dict[str, tuple[int, int]] = field(
-        default_factory=lambda: {"dockerd": (977, 2300), "containerd": (812, 1500)}
-    )
-    stuck: int = 0
-    lock_owner: str | None = None
-    record: str | None = None
-    backups: dict[str, str] = field(default_factory=dict)  # sha256 -> content
-    file_backups: dict[str, str] = field(default_factory=dict)
-    probe: str = "passed"  # the probe's verdict on the new runc
-    fail: dict[str, int] = field(default_factory=dict)  # step name -> exit status, once
-    lose_connection_after: str | None = None  # the connection drops once this step ran
-    down: bool = False  # the connection is lost: every call fails until a test sets it back
-    # "restart-dockerd", "stick", "diverge" (the daemons' namespace keeps seeing the old runc)
-    on_swap: list[str] = field(default_factory=list)
-    batches: list[list[str]] = field(default_factory=list)  # the step names of each round trip
-    puts: int = 0
-    served: dict[str, str] = field(default_factory=dict)  # URL -> what a fetch of it gets
-    gunzip: bool = True  # the host takes a compressed push
-    host_check: tuple[int, str] = (0, "ok\n")  # the operator's host check: status, output
-    host_checks: list[dict[str, object]] = field(default_factory=list)  # each one's params
-    probe_of: dict[str, str] = field(default_factory=dict)  # runc path -> the probe's verdict
-    # The daemons run in a mount namespace of their own (a snap's, a ProtectSystem= unit's):
-    # its id, and the runc files it sees otherwise than this session (path -> content).
-    mount_ns: str | None = None
-    ns_files: dict[str, str] = field(default_factory=dict)
-    # dpkg: the content of RUNC as the `runc` package ships it (None: RUNC is no package's),
-    # and where a local diversion of RUNC puts the package's copy (None: not diverted).
-    package_file: str | None = None
-    diverted_to: str | None = None
+    host = "fake"
+
+    def __init__(
+        self,
+        *,
+        files: dict[str, str] | None = None,
+        sysctl: int = 163840,
+        daemons: dict[str, tuple[int, int]] | None = None,
+        stuck: int = 0,
+        lock_owner: str | None = None,
+        record: str | None = None,
+        backups: dict[str, str] | None = None,  # sha256 -> content
+        probe: str = "passed",  # the probe's verdict on the new runc
+        fail: dict[str, int] | None = None,  # step name -> exit status, once
+        lose_connection_after: str | None = None,  # the connection drops once this step ran
+        # "restart-dockerd", "stick", "diverge" (the daemons' namespace keeps seeing the old runc)
+        on_swap: list[str] | None = None,
+        served: dict[str, str] | None = None,  # URL -> what a fetch of it gets
+        gunzip: bool = True,  # the host takes a compressed push
+        host_check: tuple[int, str] = (0, "ok\n"),  # the operator's host check: status, output
+        probe_of: dict[str, str] | None = None,  # runc path -> the probe's verdict
+        # The daemons run in a mount namespace of their own (a snap's, a ProtectSystem= unit's):
+        # its id, and the runc files it sees otherwise than this session (path -> content).
+        mount_ns: str | None = None,
+        ns_files: dict[str, str] | None = None,
+        # dpkg: the content of RUNC as the `runc` package ships it (None: RUNC is no package's),
+        # and where a local diversion of RUNC puts the package's copy (None: not diverted).
+        package_file: str | None = None,
+        diverted_to: str | None = None,
+    ) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the steps change sysctl files only root owns: run as root")
+        self.root = Path(tempfile.mkdtemp(prefix="rr-fakehost-", dir=Path.home()))
+        self.root.chmod(0o755)
+        weakref.finalize(self, shutil.rmtree, str(self.root), True)
+        self.files = RootFiles(self.root)
+        for path, content in (files or {RUNC: OLD, INCIDENT_FILE: INCIDENT_TEXT}).items():
+            self.files[path] = content
+        self._state.mkdir(mode=0o700, parents=True)
+        for sub in ("backup", "files"):
+            (self._state / sub).mkdir(mode=0o700)
+        for digest, content in (backups or {}).items():
+            (self._state / "backup" / digest).write_text(content)
+        self.sysctl = sysctl
+        self.lock_owner = lock_owner
+        self.record = record
+        self.daemons = daemons or {"dockerd": (977, 2300), "containerd": (812, 1500)}
+        self.stuck = stuck
+        self.probe = probe
+        self.fail = fail or {}
+        self.lose_connection_after = lose_connection_after
+        self.down = False  # the connection is lost: every call fails until a test sets it back
+        self.on_swap = on_swap or []
+        self.served = served or {}
+        self.gunzip = gunzip
+        self.host_check = host_check
+        self.host_checks: list[dict[str, object]] = []  # each host check's params
+        self.probe_of = probe_of or {}
+        self.mount_ns = mount_ns
+        self.ns_files = ns_files or {}
+        self.package_file = package_file
+        self.diverted_to = diverted_to
+        self.batches: list[list[str]] = []  # the step names of each round trip
+        self.puts = 0
+
+    # -- the host's state, as its files say ---------------------------------------------------
+
+    @property
+    def _state(self) -> Path:
+        return self.root / constants.STATE_DIR.lstrip("/")
+
+    @property
+    def sysctl(self) -> int:
+        return int((self.root / "proc-pipe-user-pages-soft").read_text())
+
+    @sysctl.setter
+    def sysctl(self, value: int) -> None:
+        (self.root / "proc-pipe-user-pages-soft").write_text(f"{value}\n")
+
+    @property
+    def lock_owner(self) -> str | None:
+        owner = self._state / "lock" / "owner"
+        return owner.read_text().strip() if owner.exists() else None
+
+    @lock_owner.setter
+    def lock_owner(self, run_id: str | None) -> None:
+        shutil.rmtree(self._state / "lock", ignore_errors=True)
+        if run_id is not None:
+            (self._state / "lock").mkdir()
+            (self._state / "lock" / "owner").write_text(f"{run_id}\n")
+
+    @property
+    def record(self) -> str | None:
+        path = self._state / "record.json"
+        # (the record's paths went through the script moved under the root, as every value)
+        return path.read_text().replace(f"{self.root}/", "/") if path.exists() else None
+
+    @record.setter
+    def record(self, text: str | None) -> None:
+        path = self._state / "record.json"
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(text)
+
+    @property
+    def backups(self) -> dict[str, str]:
+        return {path.name: path.read_text() for path in (self._state / "backup").iterdir()}
 
     # -- StepRunner ---------------------------------------------------------------------------
-
-    host = "fake"
 
     def run(self, *steps: HostCommand) -> list[StepResult]:
         if self.down:
@@ -105,9 +232,8 @@ class FakeHost:
             return StepResult(step.name, self.fail.pop(step.name), "error=injected\n", "")
         if not self.gunzip:
             return StepResult(step.name, commands.EXIT_NO_GUNZIP, "why=no gunzip\n", "")
-        staged = str(step.params["staged"])
-        self.files[staged] = gzip.decompress(payload[: int(str(step.params["size"]))]).decode()
-        return StepResult(step.name, 0, "pushed=gzip\n", "")
+        status, stdout = self._script(step, payload)
+        return StepResult(step.name, status, stdout, "")
 
     def put(self, local: Path, remote: str, *, mode: int) -> None:
         if self.down:
@@ -116,8 +242,19 @@ class FakeHost:
         if self.fail.pop("put", 0):
             raise OSError("Failure")
         self.files[remote] = local.read_text()
+        self.files._at(remote).chmod(mode)
 
     # -- the steps ----------------------------------------------------------------------------
+
+    def _script(self, step: HostCommand, stdin: bytes = b"") -> tuple[int, str]:
+        """The step's own script, run here with the host's paths moved under the root."""
+        script = step.script
+        for path in MOVED:
+            here = "proc-pipe-user-pages-soft" if path == constants.SYSCTL_PROC else path[1:]
+            script = script.replace(path, f"{self.root}/{here}")
+        done = subprocess.run(["sh", "-c", script], input=stdin, capture_output=True, timeout=60)
+        said = (done.stdout + done.stderr).decode().replace(f"{self.root}/", "/")
+        return done.returncode, said
 
     def _step(self, step: HostCommand) -> tuple[int, str]:
         if step.name in self.fail:
@@ -125,10 +262,26 @@ class FakeHost:
         # A step for the N-th other runc of a record is the step's own name and "-N".
         base, _, index = step.name.rpartition("-")
         first, _, rest = (base if index.isdigit() else step.name).partition("-")
-        handler: Callable[..., tuple[int, str]] = getattr(
-            self, f"_{first}_{rest.replace('-', '_')}"
+        handler: Callable[..., tuple[int, str]] | None = getattr(
+            self, f"_{first}_{rest.replace('-', '_')}", None
         )
-        return handler(**step.params)
+        if first == "restore" and "DIVERT" in step.params:
+            handler = self._restore_package
+        if handler is not None:
+            return handler(**step.params)
+        before = {path: self.files.get(path) for path in (RUNC, CRI_RUNC)}
+        status, said = self._script(step)
+        if first == "swap" and status == 0:
+            for change in self.on_swap:
+                if change == "diverge":
+                    for path, old in before.items():
+                        if old is not None and self.files.get(path) != old:
+                            self.ns_files[path] = old
+                elif change == "restart-dockerd":
+                    self.daemons["dockerd"] = (1234, 99999)
+                elif change == "stick":
+                    self.stuck += 1
+        return status, said
 
     def _host_check(self, **params: object) -> tuple[int, str]:
         self.host_checks.append(params)
@@ -193,36 +346,18 @@ class FakeHost:
             sections.append(("record", self.record))
         return 0, output(*sections)
 
-    def _lock_(self, run_id: str) -> tuple[int, str]:
-        if self.lock_owner is None:
-            self.lock_owner = run_id
-            return 0, "lock=taken\n"
-        if self.lock_owner == run_id:
-            return 0, "lock=resumed\n"
-        return commands.EXIT_LOCKED, f"owner={self.lock_owner}\n"
-
-    def _unlock_(self, run_id: str) -> tuple[int, str]:
-        if self.lock_owner == run_id:
-            self.lock_owner = None
-            return 0, "lock=released\n"
-        return 0, "lock=not-ours\n"
-
-    def _check_staged(self, staged: str, sha256: str) -> tuple[int, str]:
-        actual = sha(self.files[staged]) if staged in self.files else "missing"
-        if actual != sha256:
-            self.files.pop(staged, None)
-            return commands.EXIT_MISMATCH, f"actual={actual}\n"
-        return 0, version_output(self.files[staged])
-
     def _obtain_(self, staged: str, sha256: str, size: int, url: str | None) -> tuple[int, str]:
+        """A fetch from a URL (what it serves is set per test); without one, the script."""
+        if url is None:
+            return self._script(commands.obtain_staged(staged, sha256, size, None, 10))
         if staged in self.files and sha(self.files[staged]) == sha256:
             return 0, "source=staged\n"
         self.files.pop(staged, None)
         if sha256 in self.backups:
             self.files[staged] = self.backups[sha256]
             return 0, "source=backup\n"
-        if url is None or url not in self.served:
-            return commands.EXIT_NEEDS_PUSH, "why=no copy on the host\n"
+        if url not in self.served:
+            return commands.EXIT_NEEDS_PUSH, "why=fetch failed (exit 22)\n"
         served = len(self.served[url].encode())
         if served != size:  # cut at size + 1 on its way
             cut = served if served < size else f"more than {size}"
@@ -235,40 +370,8 @@ class FakeHost:
     def _probe_write(self, staged: str) -> tuple[int, str]:
         return 1, "No space left on device\n"
 
-    def _discard_staged(self, staged: str) -> tuple[int, str]:
-        self.files.pop(staged, None)
-        return 0, ""
-
-    def _backup_(self, target: str, sha256: str) -> tuple[int, str]:
-        if sha(self.files[target]) != sha256:
-            return commands.EXIT_MISMATCH, f"actual={sha(self.files[target])}\n"
-        self.backups[sha256] = self.files[target]
-        return 0, f"backup={commands.BACKUP_DIR}/{sha256}\n"
-
-    def _record_(self, json: str) -> tuple[int, str]:
-        self.record = json
-        return 0, "record=written\n"
-
-    _keep_new = _backup_  # the checked new runc to the backup store
-    _write_record = _record_
-    _record_backed_up = _record_
-    _record_swapped = _record_
-    _record_verified = _record_
-
-    def _swap_(self, staged: str, target: str, sha256: str) -> tuple[int, str]:
-        old = self.files.get(target)
-        self.files[target] = self.files.pop(staged)
-        for change in self.on_swap:
-            if change == "diverge" and old is not None:
-                self.ns_files[target] = old
-            if change == "restart-dockerd":
-                self.daemons["dockerd"] = (1234, 99999)
-            elif change == "stick":
-                self.stuck += 1
-        return 0, f"sha256={sha(self.files[target])}\n"
-
     def _divert_(self, **params: str) -> tuple[int, str]:
-        """hostside/package.sh ACTION=divert: copy, then record the diversion."""
+        """hostside/steps/package.sh ACTION=divert: copy, then record the diversion."""
         target, divert = params["TARGET"], params["DIVERT"]
         if self.diverted_to is not None:
             if self.diverted_to == divert and divert in self.files:
@@ -282,29 +385,20 @@ class FakeHost:
         clean = self.files.get(params["TARGET"]) == self.package_file
         return 0, "verify=clean\n" if clean else "verify=changed ??5??????\n"
 
-    def _restore_binary(
-        self, target: str = "", sha256: str = "", **package: str
-    ) -> tuple[int, str]:
-        if package:  # hostside/package.sh ACTION=restore
-            target, divert = package["TARGET"], package["DIVERT"]
-            if self.files.get(divert) == self.package_file:
-                self.files[target], restored = self.files[divert], "package"
-            elif package["BEFORE"] in self.backups:
-                self.files[target], restored = self.backups[package["BEFORE"]], "before"
-            else:
-                return 1, "why=neither\n"
-            if self.diverted_to is not None or restored == "package":
-                self.files.pop(divert, None)
-            self.diverted_to = None
-            verify = "clean" if self.files[target] == self.package_file else "changed"
-            return 0, f"restored={restored}\nsha256={sha(self.files[target])}\nverify={verify}\n"
-        if sha256 not in self.backups:
-            return 1, f"error=no backup {sha256}\n"
-        self.files[target] = self.backups[sha256]
-        return 0, f"sha256={sha(self.files[target])}\n"
-
-    def _runc_version(self, target: str) -> tuple[int, str]:
-        return 0, version_output(self.files[target])
+    def _restore_package(self, **package: str) -> tuple[int, str]:
+        """hostside/steps/package.sh ACTION=restore: the package's file back, the diversion gone."""
+        target, divert = package["TARGET"], package["DIVERT"]
+        if self.files.get(divert) == self.package_file:
+            self.files[target], restored = self.files[divert], "package"
+        elif package["BEFORE"] in self.backups:
+            self.files[target], restored = self.backups[package["BEFORE"]], "before"
+        else:
+            return 1, "why=neither\n"
+        if self.diverted_to is not None or restored == "package":
+            self.files.pop(divert, None)
+        self.diverted_to = None
+        verify = "clean" if self.files[target] == self.package_file else "changed"
+        return 0, f"restored={restored}\nsha256={sha(self.files[target])}\nverify={verify}\n"
 
     def _probe_(self, **params: object) -> tuple[int, str]:
         verdict = self.probe_of.get(str(params.get("target")), self.probe)
@@ -319,47 +413,6 @@ class FakeHost:
 
     def _verify_exec(self, **params: object) -> tuple[int, str]:
         return 0, "exec=ok container=keepalive\n"
-
-    def _set_sysctl(self, value: int, files: list[str]) -> tuple[int, str]:
-        self.sysctl = value
-        lines = []
-        for path in files:
-            before = sha(self.files[path])
-            self.file_backups.setdefault(before, self.files[path])
-            self.files[path] = "".join(
-                f"fs.pipe-user-pages-soft = {value}\n"
-                if line.startswith("fs.pipe")
-                else line + "\n"
-                for line in self.files[path].splitlines()
-            )
-            lines.append(f"file={path} before={before} after={sha(self.files[path])}\n")
-        return 0, "".join(lines) + f"runtime={value}\n"
-
-    def _backup_files(self, files: list[str]) -> tuple[int, str]:
-        lines = []
-        for path in files:
-            before = sha(self.files[path])
-            self.file_backups[before] = self.files[path]
-            lines.append(f"file={path} before={before}\n")
-        return 0, "".join(lines)
-
-    def _restore_files(self, files: list[tuple[str, str, str | None]]) -> tuple[int, str]:
-        lines = []
-        for path, before, after in files:
-            now = sha(self.files[path])
-            if now == before:
-                lines.append(f"file={path} sha256={now}\n")
-            elif after and now != after:
-                self.files[path + commands.KEPT_SUFFIX] = self.file_backups[before]
-                lines.append(f"file={path} sha256={now} kept=1\n")
-            else:
-                self.files[path] = self.file_backups[before]
-                lines.append(f"file={path} sha256={before}\n")
-        return 0, "".join(lines)
-
-    def _set_runtime_sysctl(self, value: int) -> tuple[int, str]:
-        self.sysctl = value
-        return 0, f"runtime={value}\n"
 
     # -- what a test looks at -----------------------------------------------------------------
 

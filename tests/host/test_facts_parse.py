@@ -751,3 +751,53 @@ def test_foreign_daemons_and_untrusted_binaries_are_reported_not_used() -> None:
     assert facts.runc.target_problem == "/tmp/x/runc is not trusted (/tmp/x is writable by others)"
     with pytest.raises(FactsError, match="is not trusted"):
         facts_to_before(facts)
+
+
+def test_a_runc_on_a_read_only_file_system_is_held_back_with_what_to_do_instead() -> None:
+    """Flatcar, Fedora CoreOS: /usr is mounted read-only. The facts say so (`mount=ro ...`), and
+    the host is held back (never planned, so never a failed half-step), told to update its OS
+    image; a runc on a writable mount, or one the facts said nothing about, is swapped."""
+    sections = binary("/usr/bin/runc", RC93_SHA, RC93_VERSION)
+    path = ("runtime-path", "source=default\npath=/usr/bin\n")
+    read_only = [(sections[0][0], sections[0][1] + "mount=ro /usr\n"), sections[1]]
+    writable = [(sections[0][0], sections[0][1] + "mount=rw /\n"), sections[1]]
+    facts = parse_facts("flatcar-1", output(path, *read_only))
+    assert facts.runc is not None and facts.runc.read_only_mount == "/usr"
+    with pytest.raises(FactsError, match=r"/usr/bin/runc is on a read-only file system \(/usr is"):
+        facts_to_before(facts)
+    assert facts_to_before(parse_facts("h", output(path, *writable))).runc_path == "/usr/bin/runc"
+    assert facts_to_before(parse_facts("h", output(path, *sections))).runc_path == "/usr/bin/runc"
+
+    report = read_facts_report_text(facts_json({"flatcar-1": facts}))
+    _, missing, held = before_from_report(report, {"flatcar-1": SshTarget(address="flatcar-1")})
+    assert not missing and "update the OS image" in held["flatcar-1"]
+
+
+def read_facts_report_text(text: str) -> FactsReport:
+    return FactsReport.model_validate_json(text)
+
+
+def test_the_script_finds_a_read_only_mount(tmp_path: Path) -> None:
+    """`mount_of` of the facts script, in a mount namespace where a folder is bound read-only
+    over itself: `ro` and that folder for it and what is below it, `rw` elsewhere."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare")
+    text = facts_script(NONCE)
+    function = text[text.index("mount_of() {") : text.index("\n}\n", text.index("mount_of() {"))]
+    folder = tmp_path / "sbin dir"
+    (folder / "below").mkdir(parents=True)
+    script = (
+        f"{function}\n}}\n"
+        'mount --make-rprivate / && mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" '
+        '|| exit 9\nmount_of "$1"; mount_of "$1/below"; mount_of "$2"\n'
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "dash", "-c", script, "sh", str(folder), str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode == 9:
+        pytest.skip(f"cannot bind mounts here: {done.stderr.strip()}")
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"ro {folder}", f"ro {folder}"], done.stderr
+    assert lines[2].startswith("rw ") and not lines[2].endswith("sbin dir")

@@ -183,7 +183,10 @@ def test_an_unanswering_url_falls_back_to_the_push(artifact: Artifact) -> None:
     ("served", "said"),
     [
         (runc_content("1.1.6"), r"served sha256 [0-9a-f]{64}, not the plan's [0-9a-f]{64}"),
-        (runc_content("1.0.0-rc93-evil"), r"served more than 18 bytes, not the plan's 18 bytes"),
+        (
+            runc_content("1.0.0-rc93-evil"),
+            rf"served more than {len(NEW)} bytes, not the plan's {len(NEW)} bytes",
+        ),
     ],
 )
 def test_a_url_serving_another_file_is_refused_before_anything(
@@ -448,7 +451,7 @@ def test_rollback_of_a_run_that_never_recorded_releases_what_it_left(artifact: A
 # /usr/local/bin/runc: both are swapped under one host record, one lock and one rollback, and
 # each is proven by a container of its own.
 
-OLDER = "runc binary 1.0.0-rc92\n"
+OLDER = runc_content("1.0.0-rc92")
 
 
 def two_runc_host() -> FakeHost:

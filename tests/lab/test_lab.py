@@ -133,6 +133,33 @@ def test_holder_mounts_keep_the_machines_kernel_settings_out_of_reach() -> None:
     assert all(op["source"].startswith("/s") for op in binds)
 
 
+def test_busybox_and_read_only_hosts_mounts() -> None:
+    """A busybox host: busybox bound over each program given, root's shell /bin/sh in its own
+    passwd; a read-only host: its runc's folder read-only but executable, after its bind."""
+    ops = hostdef.holder_ops(
+        state_dir="/s", host_dir="/s/h", kind="light", sysctl_conf_exists=False,
+        busybox="/usr/bin/busybox", busybox_programs=("/usr/bin/cat", "/usr/bin/dash"),
+        read_only_runc=True,
+    )  # fmt: skip
+    kinds = [(op["op"], op.get("source"), op.get("target") or op.get("path")) for op in ops]
+    assert ("bind", "/usr/bin/busybox", "/usr/bin/dash") in kinds
+    assert ("bind", "/usr/bin/busybox", "/usr/bin/cat") in kinds
+    assert ("bind", f"/s/h/{hostdef.BUSYBOX_PASSWD}", "/etc/passwd") in kinds
+    read_only = next(op for op in ops if op.get("path") == "/usr/local/sbin")
+    assert read_only == {"op": "readonly", "path": "/usr/local/sbin", "exec": True}
+    assert ops.index(read_only) > kinds.index(("bind", "/s/h/usr-local-sbin", "/usr/local/sbin"))
+    plain = hostdef.holder_ops(
+        state_dir="/s", host_dir="/s/h", kind="light", sysctl_conf_exists=False
+    )
+    assert all(
+        op.get("target") != "/etc/passwd" and op.get("path") != "/usr/local/sbin" for op in plain
+    )
+    passwd = "root:x:0:0:root:/root:/bin/bash\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\n"
+    assert hostdef.busybox_passwd(passwd) == (
+        "root:x:0:0:root:/root:/bin/sh\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\n"
+    )
+
+
 def test_runtime_hosts_mounts() -> None:
     """A GPU host's /etc/nvidia-container-runtime is its own, bound before the other /etc binds
     (its mount point is made by shadowing /etc); a crun host hides the cgroup2 mount and keeps

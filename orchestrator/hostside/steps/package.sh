@@ -20,16 +20,8 @@
 # Output: key=value lines; exit 0, or 1 with why= on the last line. Nothing of the host's own
 # output is evaluated: names travel as quoted parameters.
 
-sha_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 md5_of() { md5sum "$1" 2>/dev/null | cut -d' ' -f1; }
 fail() { printf 'why=%s\n' "$1"; exit 1; }
-
-# `copy_to SRC DEST`: a copy to a new name beside DEST, synced, then renamed over DEST.
-copy_to() {
-    t=$(mktemp "$2.runc-rollout.XXXXXX") || return 1
-    cp -p "$1" "$t" && sync "$t" && mv -f "$t" "$2" && return 0
-    rm -f "$t"; return 1
-}
 
 # dpkg-divert renames nothing when told --no-rename (dpkg >= 1.19.1); older ones rename
 # nothing unless told --rename, and do not know --no-rename.
@@ -73,7 +65,8 @@ divert)
         [ -f "$DIVERT" ] && [ ! -L "$DIVERT" ] || fail "$DIVERT exists and is not a plain file"
     fi
     copy_to "$TARGET" "$DIVERT" || fail "could not copy $TARGET to $DIVERT"
-    if ! dpkg-divert --local $(norename) --divert "$DIVERT" --add "$TARGET" >/dev/null 2>&1; then
+    nr=$(norename)
+    if ! dpkg-divert --local ${nr:+"$nr"} --divert "$DIVERT" --add "$TARGET" >/dev/null 2>&1; then
         rm -f "$DIVERT"
         fail "dpkg-divert --add $TARGET failed"
     fi
@@ -88,6 +81,7 @@ restore)
     if [ -n "$by" ] && [ "$by" != LOCAL ]; then
         fail "$TARGET is diverted by $by now, not by this rollout; inspect it by hand"
     fi
+    # shellcheck disable=SC2153 # BEFORE is a parameter of this action (and hold's)
     if [ -f "$DIVERT" ] && [ ! -L "$DIVERT" ] && [ -n "$want" ] && [ "$(md5_of "$DIVERT")" = "$want" ]
     then
         src=$DIVERT restored=package
@@ -98,7 +92,8 @@ restore)
     fi
     copy_to "$src" "$TARGET" || fail "could not put $src at $TARGET"
     if [ "$by" = LOCAL ]; then
-        dpkg-divert --local $(norename) --remove "$TARGET" >/dev/null 2>&1 ||
+        nr=$(norename)
+        dpkg-divert --local ${nr:+"$nr"} --remove "$TARGET" >/dev/null 2>&1 ||
             fail "dpkg-divert --remove $TARGET failed"
     fi
     # With the diversion gone no package knows the name DIVERT any more.
@@ -123,6 +118,7 @@ hold-prepare)
     printf 'file=%s before=%s\n' "$conf" "$before"
     ;;
 hold)
+    # shellcheck disable=SC2153 # CONF is a parameter of this action
     conf=$CONF
     [ -f "$conf" ] && [ ! -L "$conf" ] || fail "$conf is not a plain file"
     before=$(sha_of "$conf")

@@ -1,0 +1,2 @@
+# runc-version: what TARGET says it is, within TIMEOUT seconds.
+timeout -s KILL "$TIMEOUT" "$TARGET" --version
