@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.diagnose.advisories import advisory_table, describe_table
-from orchestrator.util.textsafe import terminal_safe
-
 AdvisoriesOption = Annotated[
     Path | None,
     typer.Option(
@@ -31,6 +28,9 @@ def advisories(
     ] = None,
 ) -> None:
     """List the advisory table (known runc bugs and CVEs by upstream version), or check one."""
+    from orchestrator.diagnose.advisories import advisory_table, describe_table
+    from orchestrator.util.textsafe import terminal_safe
+
     table = advisory_table(check)
     typer.echo(f"{describe_table(table, check)}: valid")
     for advisory in table.advisories:

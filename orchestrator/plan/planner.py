@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.choices import HOST_CHECK_TIMEOUT
 from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PACKAGE_POLICY,
-    HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
     PACKAGE_POLICIES,
