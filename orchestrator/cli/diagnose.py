@@ -1,6 +1,5 @@
 """`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated

@@ -1,6 +1,5 @@
 """`runc-rollout plan`: inventory + artifact + wave options -> a plan file and its review."""
 
-from __future__ import annotations
 
 import os
 import re

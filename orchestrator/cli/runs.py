@@ -1,6 +1,5 @@
 """`apply`, `resume`, `status`, `rollback`, `sign`, `verify-plan`: carrying out a reviewed plan."""
 
-from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
