@@ -1,6 +1,5 @@
 """`runc-rollout advisories`: the advisory table plan and audit use, and a check of your own."""
 
-
 from pathlib import Path
 from typing import Annotated
 

@@ -5,7 +5,6 @@ to its exit code. The commands parse options, call the library and render.
 The backends (paramiko, ansible-runner, the lab, the apply engine) are imported inside the
 commands that use them, so `plan` and `status` start without their import cost."""
 
-
 import sys
 from typing import Annotated
 

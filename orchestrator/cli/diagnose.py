@@ -1,6 +1,5 @@
 """`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
 
-
 import sys
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """`runc-rollout plan`: inventory + artifact + wave options -> a plan file and its review."""
 
-
 import os
 import re
 import shutil
@@ -336,12 +335,6 @@ def plan(
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
     from orchestrator.diagnose.advisories import advisory_table, describe_table
-    from orchestrator.diagnose.facts_report import (
-        before_from_report,
-        facts_report,
-        gather_fleet,
-        read_facts_report,
-    )
     from orchestrator.inventory.patterns import select_hosts
     from orchestrator.inventory.read import load_inventory
     from orchestrator.plan.artifact import inspect_artifact
@@ -407,6 +400,13 @@ def plan(
     unreachable: dict[str, str] = {}
     held: dict[str, str] = {}
     if gather or facts_file:
+        from orchestrator.diagnose.facts_report import (
+            before_from_report,
+            facts_report,
+            gather_fleet,
+            read_facts_report,
+        )
+
         targets = hosts_to_plan(loaded, limit)
         if facts_file is not None:
             report = read_facts_report(facts_file)

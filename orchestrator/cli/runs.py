@@ -1,6 +1,5 @@
 """`apply`, `resume`, `status`, `rollback`, `sign`, `verify-plan`: carrying out a reviewed plan."""
 
-
 import sys
 from collections.abc import Sequence
 from pathlib import Path
