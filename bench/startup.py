@@ -5,7 +5,7 @@ which no command can go under).
 
 Each command runs `--repeat` times, interleaved with the baseline so a moment of load on a
 shared machine falls on both; the table shows the median CPU and wall time, the CPU ratio to the
-baseline, and the target. Target (issue 31): `--version` and `--help` under 0.25 s of CPU.
+baseline, and the target. Target: `--version` and `--help` under 0.25 s of CPU.
 
     python bench/startup.py [--repeat 15]
 """
