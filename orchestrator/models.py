@@ -12,7 +12,6 @@ import shlex
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import field as dataclass_field
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,6 +25,14 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from orchestrator.choices import (  # (defined apart: the command line's options name them)
+    GATE_TIMEOUT,
+    HOST_CHECK_TIMEOUT,
+    PIPE_USER_PAGES_SOFT_DEFAULT,
+)
+from orchestrator.choices import (
+    FailOn as FailOn,
+)
 from orchestrator.host.runcinfo import runtime_banner
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -35,7 +42,6 @@ CONTAINER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_TIMEOUT = 86400.0  # seconds: a day
 MAX_BAKE = 7 * 86400.0  # seconds between waves: a week
 MAX_SYSCTL = 2**31 - 1  # pages; the kernel's default is 16384
-PIPE_USER_PAGES_SOFT_DEFAULT = 16384
 
 
 class Model(BaseModel):
@@ -47,16 +53,6 @@ class Model(BaseModel):
 
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
-
-
-class FailOn(StrEnum):
-    """`--fail-on`: the lowest severity that makes `audit` exit 1; `none` never does."""
-
-    none = "none"
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,8 +202,6 @@ class Artifact(Model):
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/#-]*$"  # JIRA-123, CHG0012345, org/repo#42
 ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable text on one line
 COMMAND_MAX = 4096
-HOST_CHECK_TIMEOUT = 60.0  # seconds
-GATE_TIMEOUT = 300.0  # seconds
 
 
 def _unset(value: object) -> bool:

@@ -1,14 +1,9 @@
 """`runc-rollout advisories`: the advisory table plan and audit use, and a check of your own."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from orchestrator.diagnose.advisories import advisory_table, describe_table
-from orchestrator.util.textsafe import terminal_safe
 
 AdvisoriesOption = Annotated[
     Path | None,
@@ -31,6 +26,9 @@ def advisories(
     ] = None,
 ) -> None:
     """List the advisory table (known runc bugs and CVEs by upstream version), or check one."""
+    from orchestrator.diagnose.advisories import advisory_table, describe_table
+    from orchestrator.util.textsafe import terminal_safe
+
     table = advisory_table(check)
     typer.echo(f"{describe_table(table, check)}: valid")
     for advisory in table.advisories:

@@ -5,8 +5,6 @@ to its exit code. The commands parse options, call the library and render.
 The backends (paramiko, ansible-runner, the lab, the apply engine) are imported inside the
 commands that use them, so `plan` and `status` start without their import cost."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 
@@ -40,6 +38,14 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _print_help(context: typer.Context, value: bool) -> None:
+    """The app's own `--help`, a plain flag: typer's implicit one is coerced through a pydantic
+    adapter on every command, which would import pydantic for `status --help` alone."""
+    if value:
+        typer.echo(context.get_help())
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     version: Annotated[
@@ -49,6 +55,15 @@ def _global_options(
             callback=_print_version,
             is_eager=True,
             help="Print the version and exit.",
+        ),
+    ] = False,
+    show_help: Annotated[
+        bool,
+        typer.Option(
+            "--help",
+            callback=_print_help,
+            is_eager=True,
+            help="Show this message and exit.",
         ),
     ] = False,
 ) -> None:

@@ -1,12 +1,11 @@
 """`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 
 import typer
 
+from orchestrator.choices import FailOn
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     DEFAULT_CONCURRENCY,
@@ -23,19 +22,7 @@ from orchestrator.cli.options import (
     format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
-from orchestrator.diagnose.facts_report import (
-    facts_json,
-    facts_markdown,
-    facts_table,
-    gather_fleet,
-)
 from orchestrator.errors import BadInput, ExitCode
-from orchestrator.inventory.read import load_inventory
-from orchestrator.models import (
-    FailOn,
-)
-from orchestrator.plan.planner import hosts_to_plan
-from orchestrator.util.textsafe import terminal_safe
 
 
 def facts(
@@ -53,6 +40,15 @@ def facts(
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
+    from orchestrator.diagnose.facts_report import (
+        facts_json,
+        facts_markdown,
+        facts_table,
+        gather_fleet,
+    )
+    from orchestrator.inventory.read import load_inventory
+    from orchestrator.plan.planner import hosts_to_plan
+
     loaded = load_inventory(inventory)
     targets = hosts_to_plan(loaded, limit)
     check_routes(targets)
@@ -122,6 +118,7 @@ def audit(
         report_table,
     )
     from orchestrator.diagnose.audit import report_json as audit_json
+    from orchestrator.inventory.read import load_inventory
 
     advisories = load_advisories(advisories_file)
     unknown = sorted(set(ignore or ()) - finding_ids(advisories))
@@ -181,6 +178,8 @@ def unstick(
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
     from orchestrator.diagnose.unstick import report_markdown as unstick_markdown
+    from orchestrator.inventory.read import load_inventory
+    from orchestrator.util.textsafe import terminal_safe
 
     fmt = chosen_format(fmt, json_flag, "unstick")
     loaded = load_inventory(inventory)

@@ -1,7 +1,5 @@
 """`runc-rollout lab up|build-runc|trigger|status|down`: the local lab fleet."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -9,10 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.choices import SummaryFormat
 from orchestrator.errors import BadInput
-from orchestrator.view import (
-    SummaryFormat,
-)
 
 
 class Format(StrEnum):

@@ -1,7 +1,5 @@
 """`runc-rollout plan`: inventory + artifact + wave options -> a plan file and its review."""
 
-from __future__ import annotations
-
 import os
 import re
 import shutil
@@ -9,10 +7,11 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestrator.choices import GATE_TIMEOUT, HOST_CHECK_TIMEOUT, PIPE_USER_PAGES_SOFT_DEFAULT
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
     DEFAULT_CONCURRENCY,
@@ -27,32 +26,10 @@ from orchestrator.cli.options import (
     format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
-from orchestrator.diagnose.advisories import advisory_table, describe_table
-from orchestrator.diagnose.facts_report import (
-    before_from_report,
-    facts_report,
-    gather_fleet,
-    read_facts_report,
-)
 from orchestrator.errors import BadInput, UnreachableAtPlan
-from orchestrator.inventory.patterns import select_hosts
-from orchestrator.inventory.read import load_inventory
-from orchestrator.models import (
-    GATE_TIMEOUT,
-    HOST_CHECK_TIMEOUT,
-    PIPE_USER_PAGES_SOFT_DEFAULT,
-    HostBefore,
-)
-from orchestrator.plan.approval import default_signatures
-from orchestrator.plan.artifact import inspect_artifact
-from orchestrator.plan.planner import build_plan, hosts_to_plan
-from orchestrator.plan.provenance import check_provenance
-from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
-from orchestrator.plan.target import refuse_severity as plan_refuse_severity
-from orchestrator.plan.target import target_policy
-from orchestrator.util.fsutil import write_atomic
-from orchestrator.util.memory import gc_paused
-from orchestrator.util.textsafe import terminal_safe
+
+if TYPE_CHECKING:
+    from orchestrator.models import HostBefore
 
 
 class PackagePolicyChoice(StrEnum):
@@ -75,6 +52,8 @@ def written_plan_hash(path: Path) -> str | None:
 def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: str) -> None:
     """A plan written over another one with a different hash: the signatures beside it are
     the old plan's and approve nothing of the new one. They are renamed, and the operator told."""
+    from orchestrator.plan.approval import default_signatures
+
     signatures = default_signatures(output)
     if replaced == plan_hash or not signatures.is_file() or signatures.is_symlink():
         return
@@ -89,6 +68,8 @@ def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: st
 
 def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
     """One line: which selected hosts could not be gathered, the first one's reason, what to do."""
+    from orchestrator.util.textsafe import terminal_safe
+
     names = list(unreachable)
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     first = terminal_safe(unreachable[names[0]])
@@ -353,6 +334,18 @@ def plan(
     advisories_file: AdvisoriesOption = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
+    from orchestrator.diagnose.advisories import advisory_table, describe_table
+    from orchestrator.inventory.patterns import select_hosts
+    from orchestrator.inventory.read import load_inventory
+    from orchestrator.plan.artifact import inspect_artifact
+    from orchestrator.plan.planner import build_plan, hosts_to_plan
+    from orchestrator.plan.provenance import check_provenance
+    from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
+    from orchestrator.plan.target import refuse_severity as plan_refuse_severity
+    from orchestrator.plan.target import target_policy
+    from orchestrator.util.fsutil import write_atomic
+    from orchestrator.util.memory import gc_paused
+
     options = wave_options(
         waves=tuple(part.strip() for part in waves.split(",")),
         domain_key=domain_key,
@@ -407,6 +400,13 @@ def plan(
     unreachable: dict[str, str] = {}
     held: dict[str, str] = {}
     if gather or facts_file:
+        from orchestrator.diagnose.facts_report import (
+            before_from_report,
+            facts_report,
+            gather_fleet,
+            read_facts_report,
+        )
+
         targets = hosts_to_plan(loaded, limit)
         if facts_file is not None:
             report = read_facts_report(facts_file)

@@ -1,11 +1,9 @@
 """`apply`, `resume`, `status`, `rollback`, `sign`, `verify-plan`: carrying out a reviewed plan."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -48,28 +46,11 @@ from orchestrator.cli.support import (
     run_rollout,
     ssh_executor,
 )
-from orchestrator.diagnose.facts_report import (
-    gather_fleet,
-)
 from orchestrator.errors import BadInput, ExitCode
-from orchestrator.inventory.read import load_inventory
-from orchestrator.models import (
-    Inventory,
-    RunApproval,
-)
-from orchestrator.plan.approval import SIGNATURES_LIMIT
-from orchestrator.plan.planner import hosts_to_plan
-from orchestrator.run.journal import Journal
-from orchestrator.run.notify import parse_webhooks
-from orchestrator.util.textsafe import terminal_safe
-from orchestrator.view import (
-    Screen,
-    SummaryFormat,
-    journal_summary,
-    print_summary,
-    watch_run,
-)
-from orchestrator.view.progress import ProgressPrinter, status_text
+
+if TYPE_CHECKING:
+    from orchestrator.models import Inventory
+    from orchestrator.run.journal import Journal
 
 
 def apply(
@@ -118,10 +99,20 @@ def apply(
 
     With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
     signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
-    from orchestrator.plan.approval import approval_policy, check_approval, default_signatures
+    from orchestrator.diagnose.facts_report import gather_fleet
+    from orchestrator.models import RunApproval
+    from orchestrator.plan.approval import (
+        SIGNATURES_LIMIT,
+        approval_policy,
+        check_approval,
+        default_signatures,
+    )
     from orchestrator.run.engine import check_artifact, load_plan, preview, preview_fails
+    from orchestrator.run.journal import Journal
     from orchestrator.run.limit import plan_subset
+    from orchestrator.run.notify import parse_webhooks
     from orchestrator.util.fsutil import read_input
+    from orchestrator.util.textsafe import terminal_safe
 
     plan = load_plan(plan_file)
     webhooks = parse_webhooks(notify or [])
@@ -239,6 +230,11 @@ def status(
 ) -> int:
     """Show a run's waves and hosts, from its journal; --watch follows it as it goes. Exits as
     the run did: 0 completed (or still running), 1 failed, 3 halted, 5 paused."""
+    from orchestrator.choices import SummaryFormat
+    from orchestrator.run.journal import Journal
+    from orchestrator.view import Screen, journal_summary, print_summary, watch_run
+    from orchestrator.view.progress import status_text
+
     fmt = chosen_format(fmt, json_flag, "status")
     journal = Journal.open(run_directory(run, runs_dir), read_only=True)
     for problem in journal.problems:
@@ -300,6 +296,7 @@ def resume(
     the run was applied with)."""
     from orchestrator.plan.approval import approval_policy
     from orchestrator.run.engine import check_artifact
+    from orchestrator.run.notify import parse_webhooks
 
     webhooks = parse_webhooks(notify or [])
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
@@ -372,8 +369,14 @@ def rollback(
     """Return hosts to their recorded before: sysctl and its files first, then the old runc.
 
     A RUN's plan is checked against the approval policy given here, as resume checks it."""
+    from orchestrator.choices import SummaryFormat
+    from orchestrator.inventory.read import load_inventory
     from orchestrator.plan.approval import approval_policy
+    from orchestrator.plan.planner import hosts_to_plan
     from orchestrator.run.rollback import roll_back
+    from orchestrator.util.textsafe import terminal_safe
+    from orchestrator.view import Screen, print_summary
+    from orchestrator.view.progress import ProgressPrinter
     from orchestrator.view.summary import rollback_summary, summary_json
 
     if (run is None) == (not inventory):

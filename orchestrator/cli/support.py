@@ -11,33 +11,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 
 from orchestrator.cli.options import ExecutorName, ShowOptions
 from orchestrator.errors import BadInput
-from orchestrator.inventory.read import load_inventory
-from orchestrator.models import (
-    ApprovalPolicy,
-    BecomePasswords,
-    Event,
-    Inventory,
-    SshTarget,
-    WaveOptions,
-)
-from orchestrator.run.journal import Journal
-from orchestrator.util.textsafe import terminal_safe
-from orchestrator.view import (
-    Screen,
-    journal_summary,
-    make_view,
-    print_summary,
-)
 
+# What the commands run is imported where they run it: every command's options are built for
+# `--help` and `--version` too, which must not pay for pydantic, rich or the backends.
 if TYPE_CHECKING:
     from orchestrator.backends.ansible.streaming import ExecutionNode
     from orchestrator.backends.base import Backend
     from orchestrator.backends.ssh.executor import SshExecutor
-    from orchestrator.models import Plan
+    from orchestrator.models import (
+        ApprovalPolicy,
+        BecomePasswords,
+        Event,
+        Inventory,
+        Plan,
+        SshTarget,
+        WaveOptions,
+    )
+    from orchestrator.run.journal import Journal
     from orchestrator.run.notify import Webhook
 
 
@@ -51,6 +44,10 @@ _OPTION_OF_FIELD = {
 
 def wave_options(**fields: object) -> WaveOptions:
     """`WaveOptions` from the command line; a value out of range names its option."""
+    from pydantic import ValidationError
+
+    from orchestrator.models import WaveOptions
+
     try:
         return WaveOptions.model_validate(fields)
     except ValidationError as error:
@@ -89,6 +86,8 @@ def become_passwords(
     own from `inventory` (a plan's sources are read again). A host whose inventory sets one
     without the opt-in is refused: it would otherwise be ignored without a word."""
     from orchestrator.inventory.become import OPT_IN, become_password_of
+    from orchestrator.inventory.read import load_inventory
+    from orchestrator.models import BecomePasswords, Inventory
 
     flagged = [name for name, target in targets.items() if target.inventory_become_password]
     if flagged and not from_inventory:
@@ -162,6 +161,7 @@ def open_backend(
     `gzip`: a push sends the artifact compressed (else as it is)."""
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.runner import AnsibleBackend
+        from orchestrator.util.textsafe import terminal_safe
 
         jobs_dir = None if run_dir is None else run_dir / "ansible"
         yield AnsibleBackend(
@@ -194,6 +194,7 @@ def run_rollout(
     from orchestrator.run.engine import ApplyEnv, Rollout
     from orchestrator.run.notify import Notifier
     from orchestrator.run.operator import current_operator
+    from orchestrator.view import Screen, journal_summary, make_view, print_summary
 
     screen = Screen()
     view, on_event = make_view(
@@ -235,10 +236,9 @@ def run_rollout(
     return code
 
 
-EventSink = Callable[[Event], None]
-
-
-def _both(first: EventSink, second: EventSink) -> EventSink:
+def _both(
+    first: Callable[[Event], None], second: Callable[[Event], None]
+) -> Callable[[Event], None]:
     def both(event: Event) -> None:
         first(event)
         second(event)
@@ -262,6 +262,7 @@ def open_approved_run(run_dir: Path, policy: ApprovalPolicy) -> tuple[Journal, l
     the operator's, its plan approved under `policy`, the command line's. What the run folder
     records of its approval can only demand more: anyone who could write it could lower it."""
     from orchestrator.plan.approval import check_approval
+    from orchestrator.run.journal import Journal
 
     journal = Journal.open(run_dir, expect_hash=policy.expect_hash)
     applied = journal.approval()

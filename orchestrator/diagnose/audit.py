@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.backends.group import run_on_hosts
+from orchestrator.choices import PIPE_USER_PAGES_SOFT_DEFAULT, FailOn
 from orchestrator.diagnose.advisories import RC93_HANG, Advisory
 from orchestrator.diagnose.changelog import (
     Changelog,
@@ -43,9 +44,7 @@ from orchestrator.host.procedure import run_probe
 from orchestrator.host.session import Executor
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
-    PIPE_USER_PAGES_SOFT_DEFAULT,
     SEVERITIES,
-    FailOn,
     HostError,
     HostFacts,
     HostRecord,

@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.choices import HOST_CHECK_TIMEOUT
 from orchestrator.errors import BadInput, PatternError
 from orchestrator.inventory.become import OPT_IN, sets_become_password
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     DEFAULT_PACKAGE_POLICY,
-    HOST_CHECK_TIMEOUT,
     HOSTS_PER_CHUNK,
     MAX_UID,
     PACKAGE_POLICIES,
@@ -322,7 +322,7 @@ def _planned_hosts(
     """One wave's hosts, built as plain data and validated by pydantic-core a chunk at a time:
     at 100k hosts, a model constructor call per host would take most of the planner's time,
     and the plain data of a whole wave at once most of its memory."""
-    settings: dict[int, _Settings] = {}
+    settings: dict[tuple[tuple[str, Any], ...], _Settings] = {}
     hosts: list[PlannedHost] = []
     for start in range(0, len(items), HOSTS_PER_CHUNK):
         chunk = items[start : start + HOSTS_PER_CHUNK]
@@ -341,23 +341,37 @@ def _planned_hosts(
     return hosts
 
 
-# A host's connection settings as data for SshTarget, whether its address is its name, and its
-# verification: all three come from its variables alone.
-_Settings = tuple[dict[str, Any], bool, VerifySpec]
+# A host's connection settings as data for SshTarget (all but its address) and its
+# verification: both come from its `ansible_*` and `runc_rollout_*` variables alone.
+_Settings = tuple[dict[str, Any], VerifySpec]
 _SETTINGS_KEPT = 4096
+_SETTINGS_PREFIXES = ("ansible_", "runc_rollout_")
+_ADDRESS_VARS = frozenset({"ansible_host", "ansible_ssh_host"})
 
 
-def _settings(host: InventoryHost, options: WaveOptions, seen: dict[int, _Settings]) -> _Settings:
-    """Worked out once for hosts that share one dict of variables (the inventory reader gives
-    hosts with equal variables one dict: most hosts of a large fleet). The dicts outlive the
-    planning, so their ids stay theirs."""
-    found = seen.get(id(host.vars))
+def _settings(
+    host: InventoryHost, options: WaveOptions, seen: dict[tuple[tuple[str, Any], ...], _Settings]
+) -> tuple[dict[str, Any], VerifySpec]:
+    """The host's SSH fields and verification. Worked out once for hosts whose variables that
+    decide them, the address aside, are equal: a real fleet gives every host its own address
+    (and rack, serial...), but its hosts share a few ways in."""
+    key = tuple(
+        item
+        for item in host.vars.items()
+        if item[0].startswith(_SETTINGS_PREFIXES) and item[0] not in _ADDRESS_VARS
+    )
+    try:
+        found, shared = seen.get(key), True
+    except TypeError:  # an unhashable value (a list, a mapping): worked out for this host alone
+        found, shared = None, False
     if found is None:
-        named = not (host.vars.get("ansible_host") or host.vars.get("ansible_ssh_host"))
-        found = ssh_fields(host), named, host_verify_spec(host, options)
-        if len(seen) < _SETTINGS_KEPT:
-            seen[id(host.vars)] = found
-    return found
+        fields = ssh_fields(host)
+        del fields["address"]
+        found = fields, host_verify_spec(host, options)
+        if shared and len(seen) < _SETTINGS_KEPT:
+            seen[key] = found
+    fields, verify = found
+    return {**fields, "address": host_address(host)}, verify
 
 
 def _planned(
@@ -365,11 +379,11 @@ def _planned(
     domain: str,
     artifact: Artifact,
     before: HostBefore | None,
-    settings: _Settings,
+    settings: tuple[dict[str, Any], VerifySpec],
     options: WaveOptions,
 ) -> dict[str, Any]:
     """One host's `PlannedHost`, as data for `Plan.model_validate`."""
-    ssh, named, verify = settings
+    ssh, verify = settings
     if before is not None and before.packages:
         before = with_package_policy(host, options, before)
     at_target = before is not None and all(
@@ -382,7 +396,7 @@ def _planned(
         "reason": f"{before.runc_path} already has the target sha256"
         if at_target and before
         else None,
-        "ssh": {**ssh, "address": host.name} if named else ssh,
+        "ssh": ssh,
         "verify": verify,
         "before": before,
     }
@@ -524,11 +538,7 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
             f"split into words as ssh would ({error})"
         ) from None
     become = _truthy(get("ansible_become", False))
-    address = str(get("ansible_host") or get("ansible_ssh_host") or host.name)
-    if not plain_host(address):
-        raise BadInput(
-            f"host {host.name}: ansible_host {address!r} is not a plain host name or IP address"
-        )
+    address = host_address(host)
     if user is not None and not plain_user(str(user)):
         raise BadInput(f"host {host.name}: ansible_user {str(user)!r} is not a plain user name")
     return {
@@ -543,6 +553,17 @@ def ssh_fields(host: InventoryHost) -> dict[str, Any]:
         and str(user) != "root"
         and sets_become_password(host.vars),
     }
+
+
+def host_address(host: InventoryHost) -> str:
+    """What ssh is given as the host: its `ansible_host`, else its name."""
+    get = host.vars.get
+    address = str(get("ansible_host") or get("ansible_ssh_host") or host.name)
+    if not plain_host(address):
+        raise BadInput(
+            f"host {host.name}: ansible_host {address!r} is not a plain host name or IP address"
+        )
+    return address
 
 
 @functools.lru_cache(maxsize=1024)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from orchestrator.diagnose.changelog import distribution_build
 from orchestrator.models import Artifact, PackagedRunc, Plan, TargetAdvisory, Wave
 from orchestrator.plan.controls import (
@@ -253,6 +249,10 @@ def packages_markdown(plan: Plan) -> list[str]:
 
 def plan_table(plan: Plan, width: int = 120, *, now: float | None = None) -> str:
     """The terminal view, rendered to text so the caller decides where it goes."""
+    from rich.console import Console  # (here: the plan file and Markdown need no rich)
+    from rich.markup import escape
+    from rich.table import Table
+
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, highlight=False)
     art = plan.artifact

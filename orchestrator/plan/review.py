@@ -154,9 +154,16 @@ def settings_lines(plan: Plan) -> list[str]:
                 for name, value, default in settings
             )
             lines.append(f"{title}: {text}: {_hosts(names)} ({_some(names, str)})")
-    for host in plan.hosts:
-        if host.ssh.address != host.name:
-            lines.append(f"address: {host.name} at {host.ssh.address}")
+    # A real inventory gives every host its own address: at 100k hosts a line each would be
+    # 100k lines on the terminal (and most of plan's time): the first NAMED, then a count.
+    moved = [host for host in plan.hosts if host.ssh.address != host.name]
+    for host in moved[:NAMED]:
+        lines.append(f"address: {host.name} at {host.ssh.address}")
+    if len(moved) > NAMED:
+        lines.append(
+            f"address: {len(moved) - NAMED} more hosts at addresses of their own (the plan "
+            "file lists them all; so does --format markdown)"
+        )
     for item in _attention(plan):
         lines.append(f"needs attention: {item.what}: {item.value}: {', '.join(item.hosts)}")
     return [terminal_safe(line) for line in lines]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from rich.markup import escape
-
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format (bidi), separators
 
 
@@ -40,6 +38,8 @@ def one_line(text: str, limit: int) -> str:
 
 def markup_safe(text: object) -> str:
     """`terminal_safe(text)` with rich markup escaped, for `Console.print` and table cells."""
+    from rich.markup import escape  # (here: most commands never render with rich)
+
     return escape(terminal_safe(text))
 
 

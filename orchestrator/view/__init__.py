@@ -9,12 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, TextIO
 
 from rich.console import Console
 
+from orchestrator.choices import SummaryFormat
 from orchestrator.models import Event, Plan, RunState
 from orchestrator.run.journal import (
     EVENTS_FILE,
@@ -36,11 +36,6 @@ from orchestrator.view.summary import (
 from orchestrator.view.tally import Tally
 
 SETTLED = frozenset({"run.finished", "run.paused", "run.halted", "run.interrupted"})
-
-
-class SummaryFormat(StrEnum):
-    text = "text"
-    markdown = "markdown"
 
 
 @dataclass

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.ansible.runner import PLAYBOOK_DIR
+from orchestrator.backends.ansible.runner import (
+    CONTROL_PREFIX,
+    PLAYBOOK_DIR,
+    remove_stale_control_dirs,
+)
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.models import HostRecord
@@ -270,7 +275,11 @@ def test_resume_after_sigkill_with_ansible(
     run_dir = apply_killed_after_swap(plan, tmp_path / "runs", "--executor", "ansible")
     events_path = run_dir / EVENTS_FILE
     time.sleep(1)  # its ansible-playbook dies with it (PR_SET_PDEATHSIG)
+    sockets = Path(tempfile.gettempdir())
+    assert list(sockets.glob(f"{CONTROL_PREFIX}*.*-*")), "the killed job left no socket folder"
     assert main(["resume", str(run_dir), "--yes", "--executor", "ansible"]) == ExitCode.OK
+    # The killed apply could not remove its SSH socket folder: the resume's first job did.
+    assert remove_stale_control_dirs(sockets) == []
     events, _ = read_events(events_path)
     assert json.loads((run_dir / "state.json").read_text())["status"] == "completed"
     target = sha256(artifact)

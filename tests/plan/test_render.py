@@ -101,3 +101,30 @@ def _flat(parser: MarkdownIt, text: str) -> list[Token]:
         tokens.append(token)
         tokens.extend(token.children or [])
     return tokens
+
+
+def test_the_terminal_names_a_few_addresses_and_counts_the_rest() -> None:
+    """Every host at an address of its own (a real inventory's ansible_host): the table shows
+    NAMED of them and a count, not a line per host; the Markdown and the plan file have all."""
+    from orchestrator.plan.review import NAMED
+
+    plan = small_plan()
+    many = [
+        replace(
+            plan.hosts[0],
+            name=f"n{index}",
+            ssh=replace(plan.hosts[0].ssh, address=f"10.9.0.{index}"),
+        )
+        for index in range(NAMED + 5)
+    ]
+    wave = plan.waves[0].model_copy(update={"hosts": many, "domains": {"a": len(many)}})
+    plan = plan.model_copy(update={"waves": [wave], "domains": {"a": len(many)}}).sealed()
+    lines = [
+        line for line in plan_table(plan, width=400).splitlines() if line.startswith("address")
+    ]
+    assert lines[:NAMED] == [f"address: n{index} at 10.9.0.{index}" for index in range(NAMED)]
+    assert lines[NAMED:] == [
+        "address: 5 more hosts at addresses of their own (the plan file lists them all; so does "
+        "--format markdown)"
+    ]
+    assert f"`n{NAMED + 4}` at `10.9.0.{NAMED + 4}`" in plan_markdown(plan)

@@ -1,0 +1,52 @@
+"""A command imports only what it uses: `--version`, `--help` and a command's `--help` build
+every command's options, and must not import pydantic, the models or the backends (nor rich,
+but for rendering help); their cost is timed in bench/startup.py, here only which modules are
+loaded is checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("pydantic", "rich", "paramiko", "fabric", "yaml", "ansible_runner", "orchestrator.models")
+
+PROBE = """
+import contextlib, io, json, sys
+from orchestrator.cli.app import main
+argv = json.loads(sys.argv[1])
+if argv is not None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    assert code == 0, code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_modules(argv: list[str] | None) -> set[str]:
+    """The modules a fresh interpreter holds after importing the CLI (and running `argv`)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [None, ["--version"], ["--help"], ["status", "--help"], ["plan", "--help"]],
+    ids=["import", "version", "help", "status-help", "plan-help"],
+)
+def test_cli_start_imports_nothing_heavy(argv: list[str] | None) -> None:
+    modules = loaded_modules(argv)
+    assert modules >= {"orchestrator.cli.app", "orchestrator.cli.plan"}
+    renders_help = argv is not None and "--help" in argv  # typer's help renderer is rich's
+    heavy = sorted(
+        name for name in HEAVY if name in modules and not (renders_help and name == "rich")
+    )
+    assert not heavy, f"{argv}: imported {heavy}"
