@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.diagnose.advisories import Advisory
+from orchestrator.host.scripts import hostside_script, render
 from orchestrator.host.session import HostSession
 from orchestrator.models import RuncBinary
 from orchestrator.util.fsutil import MiB
@@ -36,46 +36,13 @@ _BODY = "--changelog--"
 # What upstream builds print after `commit:`: a git hash, or `git describe` output.
 _UPSTREAM_COMMIT = re.compile(r"(v?\d+\.\d+\S*-\d+-g)?[0-9a-f]{7,40}(-dirty)?")
 
-# Prints `format=`, `version=` and `status=` lines, then the changelog itself, bounded.
-_SCRIPT = """\
-export LC_ALL=C
-pkg=__PACKAGE__
-unpack() {
-    if command -v gzip >/dev/null 2>&1; then gzip -dc
-    elif command -v zcat >/dev/null 2>&1; then zcat
-    elif command -v busybox >/dev/null 2>&1; then busybox gzip -dc
-    else return 3
-    fi
-}
-if command -v dpkg-query >/dev/null 2>&1 && [ -d /var/lib/dpkg/info ]; then
-    echo format=debian
-    echo "version=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null | head -c 100)"
-    f=/usr/share/doc/$pkg/changelog.Debian.gz
-    if [ ! -f "$f" ] || [ -h "$f" ]; then echo status=missing; exit 0; fi
-    if ! command -v gzip >/dev/null 2>&1 && ! command -v zcat >/dev/null 2>&1 \\
-        && ! command -v busybox >/dev/null 2>&1; then echo status=no-gzip; exit 0; fi
-    echo status=ok
-    echo __BODY__
-    unpack < "$f" 2>/dev/null | head -c __LIMIT__
-elif command -v rpm >/dev/null 2>&1; then
-    echo format=rpm
-    echo "version=$(rpm -q --qf '%{VERSION}-%{RELEASE}' "$pkg" 2>/dev/null | head -c 100)"
-    echo status=ok
-    echo __BODY__
-    rpm -q --changelog "$pkg" 2>/dev/null | head -c __LIMIT__
-else
-    echo status=no-package-manager
-fi
-"""
-
 
 def changelog_script(package: str) -> str:
+    """`hostside/changelog.sh` for `package` (a package name, checked)."""
     if not _PACKAGE.fullmatch(package):
         raise ValueError(f"not a package name: {package!r}")
-    return (
-        _SCRIPT.replace("__PACKAGE__", shlex.quote(package))
-        .replace("__LIMIT__", str(CHANGELOG_LIMIT))
-        .replace("__BODY__", _BODY)
+    return render(
+        hostside_script("changelog.sh"), PACKAGE=package, LIMIT=str(CHANGELOG_LIMIT), BODY=_BODY
     )
 
 

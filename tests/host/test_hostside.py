@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.diagnose.changelog import changelog_script
 from orchestrator.diagnose.unstick import unstick_script
 from orchestrator.host import commands, constants, probe, scripts, trigger
 from orchestrator.host.facts import facts_script, parse_facts
@@ -80,6 +81,7 @@ def rendered() -> dict[str, str]:
             image="lab/busybox", holds_lock=True,
         ).script  # fmt: skip
     found["pipe holder"] = trigger.holder_source()
+    found["changelog"] = changelog_script("runc")
     return found
 
 
