@@ -21,14 +21,14 @@ StateDirOption = Annotated[
     typer.Option(
         "--state-dir",
         envvar=LAB_STATE_DIR_ENV,
-        help=f"Lab state [default: {DEFAULT_STATE_DIR}].",
+        help=f"Lab state (default {DEFAULT_STATE_DIR}).",
     ),
 ]
 
 
 LabInventoryOption = Annotated[
     Path | None,
-    typer.Option("--inventory", help=f"Inventory to write [default: {DEFAULT_INVENTORY}]."),
+    typer.Option("--inventory", help=f"Inventory to write (default {DEFAULT_INVENTORY})."),
 ]
 
 

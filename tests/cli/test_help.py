@@ -79,6 +79,8 @@ def test_every_help_has_readable_metavars(
     output = _help(words, monkeypatch)
     assert TYPE_LABEL.findall(output) == [], output
     assert "[[" not in output and "{" not in output.splitlines()[1], output
+    # Rich takes "[word: ...]" in a help text for markup and drops it, leaving "text ." behind.
+    assert re.search(r"\w \.(\s|$)", output) is None, output
 
 
 @pytest.mark.parametrize("words", _commands()[2:], ids=lambda words: " ".join(words))
