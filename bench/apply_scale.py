@@ -47,6 +47,7 @@ import hashlib
 import http.server
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -168,6 +169,7 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
                 timeout=spec.probe_timeout_seconds,
                 run_id="floor",
                 holds_lock=True,
+                machine=platform.machine(),
             ),
             "/dev/null",
         ),

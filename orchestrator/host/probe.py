@@ -82,8 +82,6 @@ def _compact(data: object) -> str:
 def constants() -> dict[str, str]:
     """The probe's parameters that are the same on every host (the playbooks bake them in)."""
     return {
-        "PROFILE_X86_64": _compact(trigger.seccomp_profile(trigger.architectures_for("x86_64"))),
-        "PROFILE_AARCH64": _compact(trigger.seccomp_profile(trigger.architectures_for("aarch64"))),
         "HOLDER": trigger.holder_source(),
         "SPEC": _compact(oci_spec()),
         "PREFIX": PROBE_PREFIX,
@@ -91,6 +89,17 @@ def constants() -> dict[str, str]:
         "READY_SECONDS": str(HOLDER_READY_SECONDS),
         "EXIT_FAILED": str(EXIT_PROBE_FAILED),
     }
+
+
+@functools.cache
+def profile_for(machine: str) -> str:
+    """The trigger's seccomp profile for a host whose `uname -m` is `machine`, as compact JSON;
+    '' for a machine it has none for (the probe then says so on the host, and changes nothing).
+    Only that host's own is sent: the two would double the script."""
+    try:
+        return _compact(trigger.seccomp_profile(trigger.architectures_for(machine)))
+    except ValueError:
+        return ""
 
 
 def probe_uids(run_id: str) -> tuple[int, ...]:
@@ -118,10 +127,11 @@ def probe(
     run_id: str,
     image: str | None = None,
     holds_lock: bool,
+    machine: str,
 ) -> HostCommand:
-    """The probe of `runc_path` on one host (`method` as chosen by `choose_method`), as the
-    first of `uids` nothing on the host uses. A probe that `holds_lock` (apply's) also removes
-    what an earlier probe whose connection died left."""
+    """The probe of `runc_path` on one host whose `uname -m` is `machine` (`method` as chosen by
+    `choose_method`), as the first of `uids` nothing on the host uses. A probe that `holds_lock`
+    (apply's) also removes what an earlier probe whose connection died left."""
     params = {
         "METHOD": method,
         "TARGET": runc_path,
@@ -130,6 +140,8 @@ def probe(
         "RUN_ID": run_id,
         "TIMEOUT": str(int(timeout)),
         "STALE": "remove" if holds_lock else "keep",
+        "MACHINE": machine,
+        "PROFILE": profile_for(machine),
         **constants(),
     }
     script = render(probe_script(), **params)

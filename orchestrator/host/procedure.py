@@ -300,6 +300,7 @@ def probe_command(
         run_id=run_id,
         image=image,
         holds_lock=holds_lock,
+        machine=facts.arch,
     )
     return command, method
 
@@ -918,6 +919,7 @@ class HostProcedure(HostSteps):
             timeout=spec.probe_timeout_seconds,
             run_id=self.run_id,
             holds_lock=True,
+            machine=facts.arch,
         )
         return command, method
 

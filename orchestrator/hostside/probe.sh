@@ -100,15 +100,14 @@ for uid in $PROBE_UIDS; do
     fi
 done
 [ -n "$PROBE_UID" ] || give_up unavailable "probe uid in use:$busy: choose another (runc_rollout_probe_uid)"
+# PROFILE is the seccomp profile for MACHINE, the `uname -m` the facts saw here ('' for none).
+machine=$(uname -m)
+[ -n "$PROFILE" ] || give_up unavailable "no seccomp profile for machine $machine"
+[ "$machine" = "$MACHINE" ] || give_up unavailable "machine $machine, not $MACHINE as gathered"
 dir=$(mktemp -d "$STATE_DIR"/probe.XXXXXX) || exit 1
 chmod 0711 "$dir"
 
-case "$(uname -m)" in
-    x86_64|amd64) profile=$PROFILE_X86_64;;
-    aarch64|arm64) profile=$PROFILE_AARCH64;;
-    *) give_up unavailable "no seccomp profile for machine $(uname -m)";;
-esac
-printf '%s' "$profile" > "$dir/profile.json"
+printf '%s' "$PROFILE" > "$dir/profile.json"
 chmod 0644 "$dir/profile.json"
 if [ "$METHOD" != docker ]; then
     # A rootfs with the host's own `true` (as /true) and the libraries it links: no image needed.
@@ -124,7 +123,7 @@ if [ "$METHOD" != docker ]; then
     spec=$(fill "$SPEC" '"@UID@"' "$PROBE_UID")
     spec=$(fill "$spec" '"@UID@"' "$PROBE_UID")
     spec=$(fill "$spec" '@ROOTFS@' "$dir/bundle/rootfs")
-    spec=$(fill "$spec" '"@SECCOMP@"' "$profile")
+    spec=$(fill "$spec" '"@SECCOMP@"' "$PROFILE")
     printf '%s\n' "$spec" > "$dir/bundle/config.json" || exit 1
     chmod -R a+rX "$dir/bundle"
 fi

@@ -77,7 +77,7 @@ def rendered() -> dict[str, str]:
         )
     for method in ("docker", "containerd", "bundle"):
         found[f"probe {method}"] = probe.probe(
-            method, "/usr/local/sbin/runc", uids=(61000,), timeout=10, run_id=RUN,
+            method, "/usr/local/sbin/runc", uids=(61000,), timeout=10, run_id=RUN, machine="x86_64",
             image="lab/busybox", holds_lock=True,
         ).script  # fmt: skip
     found["pipe holder"] = trigger.holder_source()

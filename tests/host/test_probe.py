@@ -29,7 +29,7 @@ def test_spec_runs_without_privileges() -> None:
     assert {"type": "network"} in spec["linux"]["namespaces"]
 
 
-PARAMS = ("TARGET", "PROBE_UIDS", "STALE", "PROFILE_X86_64", "PROFILE_AARCH64", "SPEC", "HOLDER")
+PARAMS = ("TARGET", "PROBE_UIDS", "STALE", "MACHINE", "PROFILE", "SPEC", "HOLDER")
 
 
 def _params(script: str) -> dict[str, str]:
@@ -51,13 +51,16 @@ def test_script_carries_profile_spec_and_holder_as_quoted_data() -> None:
         timeout=10,
         run_id="r1",
         holds_lock=True,
+        machine="aarch64",
     )
     params = _params(command.script)
     assert params["TARGET"] == hostile
     assert params["PROBE_UIDS"] == "2147000007"
     assert params["STALE"] == "remove"
-    assert json.loads(params["PROFILE_X86_64"])["architectures"][0] == "SCMP_ARCH_X86_64"
-    assert json.loads(params["PROFILE_AARCH64"])["architectures"][0] == "SCMP_ARCH_AARCH64"
+    # Only the host's own machine's profile is sent.
+    assert params["MACHINE"] == "aarch64"
+    assert json.loads(params["PROFILE"])["architectures"][0] == "SCMP_ARCH_AARCH64"
+    assert "SCMP_ARCH_X86_64" not in command.script
     assert json.loads(params["SPEC"])["process"]["noNewPrivileges"] is True
     assert params["HOLDER"] == trigger.holder_source()
     assert command.timeout > 10
@@ -66,10 +69,19 @@ def test_script_carries_profile_spec_and_holder_as_quoted_data() -> None:
     assert checked.returncode == 0, checked.stderr
 
 
+def test_a_machine_without_a_profile_gets_none_and_the_probe_says_so() -> None:
+    command = probe.probe(
+        "bundle", "/usr/bin/runc", uids=(5,), timeout=5, run_id="r", holds_lock=False,
+        machine="riscv64",
+    )  # fmt: skip
+    assert _params(command.script)["PROFILE"] == ""
+    assert 'give_up unavailable "no seccomp profile for machine $machine"' in command.script
+
+
 def test_audit_probe_keeps_what_others_left() -> None:
     command = probe.probe(
         "docker", "/usr/bin/runc", uids=(5,), timeout=5, run_id="audit", image="img",
-        holds_lock=False,
+        holds_lock=False, machine="x86_64",
     )  # fmt: skip
     assert _params(command.script)["STALE"] == "keep"
 
@@ -150,7 +162,9 @@ def test_each_run_probes_as_uids_of_its_own_from_a_high_range() -> None:
 def test_the_probe_tries_the_runs_uids_unless_a_host_forces_one(
     forced: int | None, expected: str
 ) -> None:
-    facts = HostFacts.model_construct(dockerd=None, containerd=None, runc=None)  # a light host
+    facts = HostFacts.model_construct(  # a light host
+        dockerd=None, containerd=None, runc=None, arch="x86_64"
+    )
     spec = VerifySpec(probe_uid=forced)
     command, _ = probe_command(facts, "/usr/sbin/runc", spec, run_id="run-a", holds_lock=True)
     uids = _params(command.script)["PROBE_UIDS"].split()

@@ -5,6 +5,7 @@ candidate instead of failing the host; a uid the inventory forces is the only on
 from __future__ import annotations
 
 import json
+import platform
 import shlex
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,8 +40,9 @@ def gid_without_a_user() -> int:
 
 def run_probe(lab: LabFleet, host: LabHost, uids: tuple[int, ...]) -> dict[str, str]:
     command = probe.probe(
-        "bundle", DEBIAN_RUNC, uids=uids, timeout=8, run_id="uid-test", holds_lock=False
-    )
+        "bundle", DEBIAN_RUNC, uids=uids, timeout=8, run_id="uid-test", holds_lock=False,
+        machine=platform.machine(),
+    )  # fmt: skip
     with SshExecutor() as executor:
         result = executor.session(lab.target(host)).run(command.script, timeout=command.timeout)
     return dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
