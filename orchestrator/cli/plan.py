@@ -20,6 +20,7 @@ from orchestrator.cli.options import (
     BecomeFromInventoryOption,
     ConcurrencyOption,
     Format,
+    InventoryOption,
     KnownHostsOption,
     LimitOption,
     ProbeTimeoutOption,
@@ -81,15 +82,7 @@ def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
 
 
 def plan(
-    inventory: Annotated[
-        list[Path],
-        typer.Option(
-            "-i",
-            "--inventory",
-            metavar="INVENTORY",
-            help="Ansible inventory file, dir or script, or a host list ('a,b,').",
-        ),
-    ],
+    inventory: InventoryOption,
     runc: Annotated[Path, typer.Option("--runc", help="The runc binary to roll out.")],
     sha256: Annotated[
         str | None,
