@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import shlex
+import signal
 import stat
 import zipfile
 from dataclasses import replace
@@ -260,3 +261,23 @@ def test_each_node_gets_its_own_domains_hosts_and_no_url_in_a_command_line(
         assert set(inventory["all"]["hosts"]) == names
         assert url not in json.dumps(options["extravars"])
         assert json.dumps(url) in json.dumps(inventory)
+
+
+def test_a_job_on_a_node_leaves_ctrl_c_to_the_controller(tmp_path: Path) -> None:
+    """ansible-runner's streamers, made in the main thread without a cancel callback, replace
+    the process's SIGINT handler with one that only sets a flag: Ctrl-C would then never
+    interrupt a run (it completed, exit 0, in a lab test)."""
+    node = ExecutionNode("zone-a", ("sh", "-c", "cat > /dev/null"))
+    spec = JobSpec(
+        playbook="upgrade.yml",
+        inventory={"all": {"hosts": {"h1": {}}}},
+        hosts=["h1"],
+        extravars={},
+        forks=1,
+        become_password=None,
+        node=node,
+        files={},
+    )
+    before = signal.getsignal(signal.SIGINT)
+    run_job(tmp_path / "jobs", spec, lambda event: True)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -210,9 +210,15 @@ def run_on_node(
     assert process.stdin is not None and process.stdout is not None
     assert process.stderr is not None
     stderr: list[bytes] = []
-    transmitter = init_runner(streamer="transmit", _output=process.stdin, **options)
+    # A cancel callback of our own: without one, ansible-runner called from the main thread
+    # replaces the process's SIGINT handler with one that only sets a flag, and Ctrl-C would
+    # no longer interrupt the run.
+    transmitter = init_runner(
+        streamer="transmit", _output=process.stdin, cancel_callback=cancel.is_set, **options
+    )
     processor = init_runner(
         streamer="process",
+        cancel_callback=cancel.is_set,
         _input=process.stdout,
         private_data_dir=str(data_dir),
         ident="job",
