@@ -267,17 +267,6 @@ def test_a_job_on_a_node_leaves_ctrl_c_to_the_controller(tmp_path: Path) -> None
     """ansible-runner's streamers, made in the main thread without a cancel callback, replace
     the process's SIGINT handler with one that only sets a flag: Ctrl-C would then never
     interrupt a run (it completed, exit 0, in a lab test)."""
-    node = ExecutionNode("zone-a", ("sh", "-c", "cat > /dev/null"))
-    spec = JobSpec(
-        playbook="upgrade.yml",
-        inventory={"all": {"hosts": {"h1": {}}}},
-        hosts=["h1"],
-        extravars={},
-        forks=1,
-        become_password=None,
-        node=node,
-        files={},
-    )
     before = signal.getsignal(signal.SIGINT)
-    run_job(tmp_path / "jobs", spec, lambda event: True)
+    _run_hostile_node(tmp_path, b"")  # in this (the main) thread
     assert signal.getsignal(signal.SIGINT) is before
