@@ -269,7 +269,7 @@ class FakeHost:
             handler = self._restore_package
         if handler is not None:
             return handler(**step.params)
-        before = {path: self.files.get(path) for path in (RUNC, CRI_RUNC)}
+        before = {path: self.files.get(path) for path in (RUNC, CRI_RUNC) if first == "swap"}
         status, said = self._script(step)
         if first == "swap" and status == 0:
             for change in self.on_swap:
