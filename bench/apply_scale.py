@@ -5,10 +5,13 @@ Brings up a lab (`--hosts 102 --docker 2` by default: 100 light hosts) in a temp
 directory, plans one wave over its light hosts, and at each concurrency times, from the same
 starting state (the light hosts are reset before every run):
 
-- floor:   a plain shell script per host doing, one command each, the steps the SSH backend
-           did before it batched them, for a light host (the same host-side scripts, from
-           host/commands.py, the incident probe, and the upload: 21 commands and a `cat` over
-           OpenSSH with ControlMaster), run `xargs -P CONCURRENCY` at a time;
+- floor:   the best a careful hand-written script does per host: the SSH backend's five
+           batches (the same host-side steps from host/commands.py, incident probe included,
+           each batch through the same checked stdin launcher) and its one upload (the gzip,
+           made once), over one OpenSSH ControlMaster connection per host, run `xargs -P
+           CONCURRENCY` at a time; the ratios are against this one;
+- floor-21: the old floor: one OpenSSH command per step as the SSH backend ran them before it
+           batched them (21 commands and a `cat` of the runc as it is), same ControlMaster;
 - ssh:     `runc-rollout apply PLAN --executor ssh --concurrency N` (the push: gzip);
 - ssh+plain: the same with `--push plain` (the artifact as it is, by SFTP);
 - ssh+url: a plan with `--artifact-url`: every host fetches the runc from an HTTP server on a
@@ -32,8 +35,8 @@ ratio to the floor. Targets: ssh at or under 0.8x the floor, ansible at or under
 50 ms of controller CPU per host for ssh.
 
     python bench/apply_scale.py [--hosts 102] [--docker 2] [--concurrency 16,48]
-        [--backends floor,ssh,ssh+plain,ssh+url,ansible,ansible+plain,ansible+url,ansible+exec,
-                    ssh-tty,ssh+bastion,ansible+bastion]
+        [--backends floor,floor-21,ssh,ssh+plain,ssh+url,ansible,ansible+plain,ansible+url,
+                    ansible+exec,ssh-tty,ssh+bastion,ansible+bastion]
         [--rounds 1]
         [--first-address 127.0.210.11] [--keep]
         [--state-dir DIR --inventory FILE]  (reuse a lab that is already up)
@@ -48,6 +51,7 @@ import http.server
 import json
 import os
 import platform
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -63,15 +67,18 @@ import yaml
 
 from orchestrator.backends.ssh.executor import remote_command
 from orchestrator.host import commands, probe
-from orchestrator.host.facts import facts_script
+from orchestrator.host.facts import facts_command, facts_script
+from orchestrator.host.procedure import probe_uids
 from orchestrator.lab.bastion import Bastion, bastion_down, bastion_up
 from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
 from orchestrator.lab.records import LabInfo
-from orchestrator.models import HostRecord, PlannedHost
+from orchestrator.models import HostPhase, HostRecord, PlannedHost, SshTarget
+from orchestrator.plan.artifact import packed_artifact
 from orchestrator.run.engine import load_plan
 
 INCIDENT_FILE = "/etc/sysctl.d/90-runc-incident.conf"
 RUNC = "/usr/local/sbin/runc"
+FLOOR_RUN = "floor"  # the floor scripts' run id (lock, staging name, probe uids)
 
 
 @dataclass(frozen=True)
@@ -131,77 +138,134 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Path:
-    """The SSH backend's commands for one light host, as a plain shell script over OpenSSH."""
-    name, target = host.name, host.ssh
+def openssh(target: SshTarget, control: Path) -> list[str]:
+    """The OpenSSH command line a careful script uses for one host: strict host keys, its key,
+    one ControlMaster connection (`control`) shared by every command it runs there."""
+    return [
+        "ssh", "-F", "/dev/null", "-o", "ControlMaster=auto", "-o", f"ControlPath={control}",
+        "-o", "ControlPersist=60", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={target.known_hosts_file}", "-i", str(target.private_key_file),
+        f"{target.user or 'root'}@{target.address}",
+    ]  # fmt: skip
+
+
+def floor_record(host: PlannedHost, sha: str) -> HostRecord:
     before = host.before.runc_sha256 if host.before else "0" * 64
-    staged = commands.staging_path(RUNC, "floor")
-    record = HostRecord(
-        run_id="floor",
-        plan_id="floor",
+    return HostRecord(
+        run_id=FLOOR_RUN,
+        plan_id=FLOOR_RUN,
         phase="backed_up",
         runc_path=RUNC,
         before_sha256=before,
         target_sha256=sha,
         sysctl_target=16384,
         updated=time.time(),
-    ).model_dump_json(indent=2)
+    )
+
+
+def floor_probe(host: PlannedHost) -> commands.HostCommand:
+    """The incident probe a light host runs (through an OCI bundle: it has no daemons), as the
+    uid the inventory gives the host (lab hosts share one kernel: each probes as its own)."""
+    return probe.probe(
+        "bundle",
+        RUNC,
+        uids=probe_uids(host.verify, FLOOR_RUN),
+        timeout=host.verify.probe_timeout_seconds,
+        run_id=FLOOR_RUN,
+        holds_lock=True,
+        machine=platform.machine(),
+    )
+
+
+def floor_script(host: PlannedHost, packed: Path, size: int, sha: str, work: Path) -> Path:
+    """The best a careful hand-written script does for one light host: the SSH backend's five
+    batches and its one upload (the gzip, made once for all hosts), each batch the same steps
+    and the same checked launcher, over one OpenSSH ControlMaster connection; a batch whose
+    steps did not all pass ends the script (exit 1)."""
+    name = host.name
+    staged = commands.staging_path(RUNC, FLOOR_RUN)
+    record = floor_record(host, sha)
+
+    def write(phase: HostPhase, step: str) -> commands.HostCommand:
+        json_text = record.model_copy(update={"phase": phase}).model_dump_json(indent=2)
+        return dataclasses.replace(commands.write_record(json_text), name=step)
+
+    spec = host.verify
+    batches: list[list[commands.HostCommand]] = [
+        [facts_command()],
+        [
+            commands.lock(FLOOR_RUN),
+            commands.check_staged(staged, sha, spec.timeout_seconds),
+            commands.backup_binary(RUNC, record.before_sha256),
+            commands.backup_files([INCIDENT_FILE]),
+        ],
+        [
+            write("backed_up", "record-backed-up"),
+            commands.swap(staged, RUNC, sha),
+            write("swapped", "record-swapped"),
+            commands.runc_version(RUNC, 30),
+            floor_probe(host),
+            commands.verify_runc_bundle(RUNC, FLOOR_RUN, spec.timeout_seconds),
+            facts_command(),
+        ],
+        [write("verified", "record-verified"), commands.set_sysctl(16384, [INCIDENT_FILE])],
+        [write("finished", "record"), commands.unlock(FLOOR_RUN)],
+    ]
+    prefix = shlex.join(openssh(host.ssh, work / f"{name}.ctl"))
+    out = shlex.quote(str(work / f"{name}.out"))
+    err = shlex.quote(str(work / f"{name}.err"))
+    lines = ["#!/bin/sh", "set -e", f"exec 3>&2 2>>{err}"]
+    for index, steps in enumerate(batches):
+        nonce = secrets.token_hex(8)
+        script = commands.batch(steps, nonce).script.encode()
+        batch_file = work / f"{name}.batch{index}"
+        batch_file.write_bytes(script)
+        launcher = remote_command(commands.stdin_launcher(script), 600, sudo=False)
+        lines.append(f"{prefix} {shlex.quote(launcher)} < {shlex.quote(str(batch_file))} > {out}")
+        passed = f"$(grep -c '^@@{nonce} rc 0$' {out})"
+        said = f"$(tail -c 400 {out} | tr -c '[:print:]' ' ')"
+        failed = f'echo "{name}: batch {index} failed: {said}" >&3; exit 1'
+        lines.append(f'[ "{passed}" -eq {len(steps)} ] || {{ {failed}; }}')
+        if index == 0:  # the upload, once the host is known
+            push = commands.push_gzip(staged, packed.stat().st_size, size)
+            remote = remote_command(push.script, push.timeout, sudo=False)
+            lines.append(f"{prefix} {shlex.quote(remote)} < {shlex.quote(str(packed))} > /dev/null")
+    lines.append(f"{prefix} -O exit 2>/dev/null || true")
+    path = work / f"{name}.sh"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def unbatched_floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Path:
+    """The old floor (`floor-21`): one OpenSSH command per step, as the SSH backend ran them
+    before it batched them (21 commands and a `cat` of the runc as it is)."""
+    name = host.name
+    staged = commands.staging_path(RUNC, FLOOR_RUN)
+    record = floor_record(host, sha).model_dump_json(indent=2)
     record_file = work / f"{name}.record.json"
     record_file.write_text(record)
     facts = facts_script("0123456789abcdef")
-    spec = host.verify
     steps: list[tuple[commands.HostCommand | None, str]] = [
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
-        (commands.lock("floor"), "/dev/null"),
+        (commands.lock(FLOOR_RUN), "/dev/null"),
         (None, str(artifact)),  # the upload
         (commands.check_staged(staged, sha, 60), "/dev/null"),
-        (commands.backup_binary(RUNC, before), "/dev/null"),
+        (commands.backup_binary(RUNC, floor_record(host, sha).before_sha256), "/dev/null"),
         (commands.write_record(record), str(record_file)),
         (commands.swap(staged, RUNC, sha), "/dev/null"),
         (commands.write_record(record), str(record_file)),
         (commands.runc_version(RUNC, 30), "/dev/null"),
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
-        (
-            probe.probe(
-                "bundle",
-                RUNC,
-                uids=probe.probe_uids("floor"),
-                timeout=spec.probe_timeout_seconds,
-                run_id="floor",
-                holds_lock=True,
-                machine=platform.machine(),
-            ),
-            "/dev/null",
-        ),
-        (commands.verify_runc_bundle(RUNC, "floor", 60), "/dev/null"),
+        (floor_probe(host), "/dev/null"),
+        (commands.verify_runc_bundle(RUNC, FLOOR_RUN, 60), "/dev/null"),
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
         (commands.write_record(record), str(record_file)),
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
         (commands.set_sysctl(16384, [INCIDENT_FILE]), "/dev/null"),
         *[(commands.write_record(record), str(record_file))] * 3,
-        (commands.unlock("floor"), "/dev/null"),
+        (commands.unlock(FLOOR_RUN), "/dev/null"),
     ]
-    ssh = [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        f"ControlPath={work}/{name}.ctl",
-        "-o",
-        "ControlPersist=60",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={target.known_hosts_file}",
-        "-i",
-        str(target.private_key_file),
-        f"{target.user or 'root'}@{target.address}",
-    ]
-    prefix = shlex.join(ssh)
+    prefix = shlex.join(openssh(host.ssh, work / f"{name}.ctl"))
     lines = ["#!/bin/sh", "set -e", f"exec 2>>{shlex.quote(str(work / (name + '.err')))}"]
     for command, stdin in steps:
         if command is None:
@@ -213,6 +277,12 @@ def floor_script(host: PlannedHost, artifact: Path, sha: str, work: Path) -> Pat
     path = work / f"{name}.sh"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_floor(scripts: list[Path], concurrency: int) -> Measured:
+    """The floor's scripts, `xargs -P CONCURRENCY` at a time."""
+    listing = "".join(f"{path}\n" for path in sorted(scripts))
+    return run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
 
 
 def bastion_inventory(inventory: Path, bastion: Bastion, work: Path) -> Path:
@@ -330,15 +400,26 @@ def main() -> None:
             for backend in backends:
                 lab_reset(state_dir, light)
                 runs = work / f"runs-{backend}-{concurrency}-{round_}"
-                scripts = work / f"floor-{concurrency}-{round_}"
+                scripts = work / f"{backend}-{concurrency}-{round_}"
                 executor, _, variant = backend.partition("+")
                 plan = plans["" if variant == "plain" else variant]
                 if backend == "floor":
                     scripts.mkdir()
-                    for host in load_plan(plan).hosts:
-                        floor_script(host, artifact, sha, scripts)
-                    listing = "\n".join(str(p) for p in sorted(scripts.glob("*.sh"))) + "\n"
-                    measured = run(["xargs", "-P", str(concurrency), "-n", "1", "sh"], listing)
+                    packed = work / "runc.gz"
+                    packed.write_bytes(packed_artifact(artifact, sha))
+                    size = artifact.stat().st_size
+                    made = [
+                        floor_script(host, packed, size, sha, scripts)
+                        for host in load_plan(plan).hosts
+                    ]
+                    measured = run_floor(made, concurrency)
+                elif backend == "floor-21":
+                    scripts.mkdir()
+                    made = [
+                        unbatched_floor_script(host, artifact, sha, scripts)
+                        for host in load_plan(plan).hosts
+                    ]
+                    measured = run_floor(made, concurrency)
                 else:
                     apply = [*cli, "apply", str(plan), "--yes"]
                     apply += ["--executor", executor.removesuffix("-tty")]
