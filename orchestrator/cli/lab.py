@@ -112,6 +112,15 @@ def lab_up(
             "/usr on Flatcar and Fedora CoreOS: plan holds them back (default 0).",
         ),
     ] = 0,
+    link_runc: Annotated[
+        bool,
+        typer.Option(
+            "--link-runc",
+            help="Light hosts' rc93 is a hard link to the lab's one copy, not a 13 MB copy each "
+            "(for labs of hundreds of hosts; runc-rollout replaces a runc by rename, never in "
+            "place, so hosts stay apart; a tool that wrote into one would change them all).",
+        ),
+    ] = False,
     runtime: Annotated[
         list[str] | None,
         typer.Option(
@@ -145,6 +154,7 @@ def lab_up(
         rpm_runc=rpm_runc,
         busybox=busybox,
         read_only=read_only,
+        link_runc=link_runc,
         runtimes=[by_name[name] for name in runtime or []],
     )
     typer.echo(text.format_up(info))

@@ -40,6 +40,10 @@ HOLDER_PREFIX = "runc-rollout-lab-holder:"
 PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
 RC93_COPY = "runc-rc93"  # the lab's copy of the rc93 build, installed from here on every host
 DOCKER = "/usr/bin/docker"
+# How often, at most, `note` rewrites lab.json (whose size grows with the hosts: rewritten after
+# every process it was quadratic in a big lab); bring-up saves after each of its phases anyway,
+# and `lab down` also finds a process not recorded yet as a child of the supervisor.
+SAVE_EVERY = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +130,7 @@ class LabCore:
         self.lock = threading.Lock()
         self.started: list[str] = []
         self.rc93_note = f"installed before, in {self.rc93_copy}"
+        self.saved = 0.0  # when lab.json was last written (time.monotonic)
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -154,6 +159,7 @@ class LabCore:
     def save(self) -> None:
         with self.lock:
             write_file(self.dir / RECORD_NAME, self.record.model_dump_json(indent=1), 0o600)
+            self.saved = time.monotonic()
 
     def note(self, host: HostRecord, what: str, pid: int, log: Path) -> None:
         """Record a process just started (its start time tells it from a later one's PID)."""
@@ -163,7 +169,9 @@ class LabCore:
         with self.lock:
             host.procs[what] = ProcRef(pid=pid, start=start)
             self.started.append(f"{host.name} {what}")
-        self.save()
+            due = time.monotonic() - self.saved >= SAVE_EVERY
+        if due:
+            self.save()
 
     def write_daemon_json(self, host: HostRecord, driver: str) -> None:
         parent = f"/{self.cgroup_root}/{host.name}"

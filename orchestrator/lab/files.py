@@ -21,6 +21,7 @@ from orchestrator.lab.core import LabCore, _mkdirs
 from orchestrator.lab.procs import (
     copy_executable,
     keygen,
+    link_executable,
     write_file,
 )
 from orchestrator.lab.records import (
@@ -198,7 +199,10 @@ class LabFiles(LabCore):
         # Replaced in one rename, never removed first: the host's daemons run all along, and a
         # container started while it was missing would fail ("executable file not found").
         if not host.packaged:  # a packaged host's runc is its package's, in /usr/sbin
-            copy_executable(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
+            install = copy_executable
+            if self.record.link_runc and host.kind == "light":
+                install = link_executable  # safe: runc-rollout never writes into a runc
+            install(self.rc93_copy, hdir / "usr-local-sbin" / "runc")
         for entry in os.scandir(hdir / "usr-local-bin"):  # what a swap there staged
             if entry.name.startswith(".runc-rollout-"):
                 os.unlink(entry.path)

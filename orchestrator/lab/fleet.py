@@ -92,6 +92,9 @@ __all__ = [
 ]
 
 
+MAX_HOSTS = 2000  # two processes each at rest (namespace holder, sshd): ~4,000 of the PIDs
+
+
 class _Lab(LabFiles, LabDaemons, LabTrigger, LabStatus):
     """A whole lab: its files, daemons, trigger and status together."""
 
@@ -144,6 +147,7 @@ def lab_up(
     rpm_runc: int = 0,
     busybox: int = 0,
     read_only: int = 0,
+    link_runc: bool = False,
 ) -> LabInfo:
     """Bring the lab up (or complete a running one): `hosts` hosts, the first `docker` of them
     full, the next `containerd` containerd-only; the first `no_python` of them with no Python
@@ -152,7 +156,9 @@ def lab_up(
     read-only (as Flatcar's and Fedora CoreOS's /usr). Without counts, a running lab keeps
     its size and a new one gets 4 hosts, 2 full, none containerd-only. `runtimes`: Docker's
     default runtime on the first full hosts, in order (`runtimes.py`; the others run plain runc).
-    `stuck`: the first full host also gets the incident's hung container (`lab_stick`)."""
+    `stuck`: the first full host also gets the incident's hung container (`lab_stick`).
+    `link_runc`: light hosts' rc93 is a hard link to the lab's copy (13 MB less each, for
+    large labs; a new lab only)."""
     began = time.monotonic()
     state_dir = (state_dir or default_state_dir()).absolute()
     record = load_record(state_dir) if state_dir.is_dir() else None
@@ -188,8 +194,8 @@ def lab_up(
                 "lab: need 1 or more hosts, of which 0..hosts full and containerd-only ones "
                 f"together (got {count}, {full} full, {ctr_only} containerd-only)"
             )
-        if count > 250:
-            raise BadInput("lab: at most 250 hosts")
+        if count > MAX_HOSTS:
+            raise BadInput(f"lab: at most {MAX_HOSTS} hosts")
     kinds = {"full": full, "containerd": ctr_only, "light": count - full - ctr_only}
     check_requirements(tuple(kind for kind in KINDS if kinds[kind]))
     if len(runtimes) > full:
@@ -249,6 +255,7 @@ def lab_up(
             first_address=first,
             created=time.time(),
             hosts=planned,
+            link_runc=link_runc,
         )
         already = False
     else:
@@ -296,18 +303,24 @@ def lab_up(
 
 
 def _bring_up(lab: _Lab) -> None:
+    """Every host's files, namespace, sshd and daemons, each phase over all hosts at once;
+    lab.json is written after each phase (and whatever happens: `note` saves only now and then)."""
     hosts = lab.record.hosts
     lab.save()
-    lab.prepare_lab_files(any(h.kind == "full" for h in hosts))
-    in_parallel(lab.prepare_host, hosts, workers=8)
-    lab.ensure_supervisor()
-    in_parallel(lab.ensure_holder, hosts, workers=8)
-    in_parallel(lab.ensure_package, hosts, workers=4)
-    in_parallel(lab.ensure_sshd, hosts, workers=8)
-    in_parallel(lab.wait_sshd, hosts, workers=32)
-    lab.write_client_files()
-    in_parallel(lab.ensure_daemons, [h for h in hosts if h.kind != "light"], workers=4)
-    lab.save()
+    try:
+        lab.prepare_lab_files(any(h.kind == "full" for h in hosts))
+        in_parallel(lab.prepare_host, hosts, workers=8)
+        lab.ensure_supervisor()
+        in_parallel(lab.ensure_holder, hosts, workers=8)
+        lab.save()
+        in_parallel(lab.ensure_package, hosts, workers=4)
+        in_parallel(lab.ensure_sshd, hosts, workers=8)
+        lab.save()
+        in_parallel(lab.wait_sshd, hosts, workers=32)
+        lab.write_client_files()
+        in_parallel(lab.ensure_daemons, [h for h in hosts if h.kind != "light"], workers=4)
+    finally:
+        lab.save()
 
 
 def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> list[str]:

@@ -339,4 +339,8 @@ def inventory_yaml(
         "# Hosts lab-NN on loopback addresses; full hosts run dockerd and containerd,\n"
         "# containerd hosts containerd alone (no verification image: no docker there).\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=4096)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 1,000 hosts in ~0.1 s
+    text = yaml.dump(
+        document, Dumper=dumper, sort_keys=False, default_flow_style=False, width=4096
+    )
+    return header + text

@@ -197,6 +197,16 @@ def copy_executable(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def link_executable(source: Path, target: Path) -> None:
+    """Make `target` a hard link to `source` via a temporary name and rename (as
+    `copy_executable`, without the copy): the two are then one file."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.link(source, tmp)
+    os.replace(tmp, target)
+
+
 def file_tail(path: Path, lines: int = 3) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()

@@ -59,6 +59,8 @@ class LabRecord(_Record):
     created: float
     supervisor: ProcRef | None = None
     hosts: list[HostRecord]
+    # Light hosts' rc93 is a hard link to the lab's one copy, not a copy (`lab up --link-runc`)
+    link_runc: bool = False
 
 
 @dataclass(frozen=True)

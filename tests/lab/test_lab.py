@@ -24,16 +24,18 @@ from orchestrator.inventory.read import load_inventory
 from orchestrator.lab import hostdef, rc93, runtimes
 from orchestrator.lab.fleet import (
     HOLDER_PREFIX,
+    MAX_HOSTS,
     _Lab,
     _plan_hosts,
     lab_down,
+    lab_reset,
     lab_status,
     lab_up,
     load_record,
 )
 from orchestrator.lab.procs import check_requirements, port_in_use, proc_start
 from orchestrator.lab.records import LabRuntime, ProcRef
-from tests.conftest import LabFleet, lab_unavailable, start_lab
+from tests.conftest import LabFleet, free_first_address, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
 RUNC_VERSION = "runc --version"
@@ -478,3 +480,44 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
 
     again = lab_down(fleet.state_dir, inventory)
     assert not again.found and again.removed == []
+
+
+def test_a_lab_is_at_most_max_hosts(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=f"at most {MAX_HOSTS} hosts"):
+        lab_up(MAX_HOSTS + 1, 0, state_dir=tmp_path / "state", inventory_path=tmp_path / "h.yml")
+    assert not (tmp_path / "state").exists()
+
+
+def test_linked_runcs_stay_apart_when_a_host_swaps_its_own(tmp_path: Path) -> None:
+    """`--link-runc`: light hosts' rc93 is one file; a swap by rename (as every rollout does)
+    changes that host alone, and a reset links it again."""
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(f"lab unavailable: {reason}")
+    state, inventory = tmp_path / "state", tmp_path / "hosts.yml"
+    info = lab_up(
+        3, 1, state_dir=state, inventory_path=inventory,
+        first_address=free_first_address(3), link_runc=True,
+    )  # fmt: skip
+    try:
+        fleet = LabFleet.from_info(info)
+        copy = os.stat(state / "runc-rc93")
+
+        def inode(host: str) -> int:
+            return os.stat(state / "hosts" / host / "usr-local-sbin" / "runc").st_ino
+
+        light = [host.name for host in fleet.light_hosts]
+        assert [inode(name) for name in light] == [copy.st_ino] * 2
+        assert inode(fleet.full_hosts[0].name) != copy.st_ino  # full hosts keep their own copy
+        fleet.ssh(
+            fleet.light_hosts[0],
+            "cp /usr/sbin/runc /usr/local/sbin/.runc.new && "
+            "mv /usr/local/sbin/.runc.new /usr/local/sbin/runc",
+        )
+        assert fleet.ssh(fleet.light_hosts[0], RUNC_VERSION).stdout.startswith("runc version 1.1.5")
+        assert fleet.ssh(fleet.light_hosts[1], RUNC_VERSION).stdout.startswith(RC93_HEAD[:30])
+        assert os.stat(state / "runc-rc93").st_size == copy.st_size
+        lab_reset(state, [light[0]])
+        assert inode(light[0]) == copy.st_ino
+    finally:
+        lab_down(state, inventory)
