@@ -340,7 +340,5 @@ def inventory_yaml(
         "# containerd hosts containerd alone (no verification image: no docker there).\n"
     )
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 1,000 hosts in ~0.1 s
-    text = yaml.dump(
-        document, Dumper=dumper, sort_keys=False, default_flow_style=False, width=4096
-    )
+    text = yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False, width=4096)
     return header + text

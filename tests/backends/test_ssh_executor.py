@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
 from orchestrator.backends.group import run_on_hosts
@@ -485,3 +486,49 @@ def test_remote_command_quoting() -> None:
     )
     assert said.stdout == "it's|$HOME|a  b|"
     assert remote_command("id", 10, sudo=True) == f"exec sudo -n {killed_after('id', 10)}"
+
+
+def test_a_known_hosts_file_is_read_once_for_every_host_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's known_hosts has a line per host: read again for each connection, 1,000 hosts
+    cost a million parsed lines (each taking logging's global lock: apply at concurrency 200
+    ran about one host at a time). Read once, it is re-read only when the file changes."""
+    public = paramiko.Ed25519Key.from_private_key_file(str(_host_key(tmp_path)))
+    blob = public.get_base64()
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"127.0.9.{i} ssh-ed25519 {blob}\n" for i in range(1, 201)))
+    key = _host_key(tmp_path / "client")
+    parsed = 0
+    original = paramiko.hostkeys.HostKeyEntry.from_line
+
+    def counting(line: str, lineno: int | None = None) -> paramiko.hostkeys.HostKeyEntry | None:
+        nonlocal parsed
+        parsed += 1
+        return original(line, lineno)
+
+    monkeypatch.setattr(paramiko.hostkeys.HostKeyEntry, "from_line", counting)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on: every connect is refused
+    port = closed.getsockname()[1]
+    with SshExecutor(connect_attempts=1) as executor:
+        for i in range(1, 21):
+            host = SshTarget(
+                address="127.0.0.1", port=port, user="root",
+                private_key_file=str(key), known_hosts_file=str(known),
+            )  # fmt: skip
+            with pytest.raises(HostUnreachable):
+                executor.session(host, name=f"host-{i}")
+        assert parsed == 200
+        known.write_text(known.read_text() + f"127.0.9.201 ssh-ed25519 {blob}\n")
+        with pytest.raises(HostUnreachable):
+            executor.session(host, name="after-a-change")
+        assert parsed == 200 + 201
+    closed.close()
+
+
+def _host_key(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path

@@ -469,6 +469,7 @@ class SshExecutor:
         self._configs: dict[str | None, paramiko.SSHConfig] = {}
         self._host_blocks: dict[int, list[sshconfig.HostBlock] | None] = {}
         self._lock = threading.Lock()
+        self._known_hosts_files = _KnownHostsFiles()
         self._local_user = getpass.getuser()
         self._home = Path.home()
 
@@ -666,8 +667,11 @@ class SshExecutor:
         client = connection.client
         client.set_log_channel(PARAMIKO_LOG)
         client.set_missing_host_key_policy(_StrictRejectPolicy())
+        name = known_hosts_name(hop.hostname, hop.port)  # as paramiko looks the host up
         for path in files:
-            client.load_system_host_keys(str(path))
+            found = self._known_hosts_files.read(path).lookup(name)
+            for keytype in found or ():
+                client.get_host_keys().add(name, keytype, found[keytype])
         sock: socket.socket | _ProxyCommand | None = None
         try:
             if isinstance(gateway, str):
@@ -803,6 +807,27 @@ def _proxy_said(sock: object, error: BaseException) -> str:
 def _is_active(connection: fabric.Connection) -> bool:
     transport = connection.client.get_transport()
     return transport is not None and transport.is_active()
+
+
+class _KnownHostsFiles:
+    """known_hosts files, each parsed once (again only when it changes) and shared by every
+    connection: a fleet's file has a line per host, and each connection reading it all made
+    1,000 hosts a million parsed lines (each taking logging's global lock in paramiko)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parsed: dict[Path, tuple[tuple[int, int, int, int], paramiko.HostKeys]] = {}
+
+    def read(self, path: Path) -> paramiko.HostKeys:
+        info = path.stat()
+        stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._lock:  # one thread parses; the others wait for it rather than parse too
+            held = self._parsed.get(path)
+            if held is None or held[0] != stamp:
+                keys = paramiko.HostKeys()
+                keys.load(str(path))
+                held = self._parsed[path] = (stamp, keys)
+            return held[1]
 
 
 def _has_entry(path: Path, name: str) -> bool:
