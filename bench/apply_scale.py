@@ -149,8 +149,9 @@ def openssh(target: SshTarget, control: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def floor_record(host: PlannedHost, sha: str) -> HostRecord:
-    before = host.before.runc_sha256 if host.before else "0" * 64
+def floor_record(host: PlannedHost, sha: str, before: str | None = None) -> HostRecord:
+    """The host-side record the floor writes (`before`: the old runc's sha256, else the plan's)."""
+    before = before or (host.before.runc_sha256 if host.before else "0" * 64)
     return HostRecord(
         run_id=FLOOR_RUN,
         plan_id=FLOOR_RUN,
@@ -177,14 +178,16 @@ def floor_probe(host: PlannedHost) -> commands.HostCommand:
     )
 
 
-def floor_script(host: PlannedHost, packed: Path, size: int, sha: str, work: Path) -> Path:
+def floor_script(
+    host: PlannedHost, packed: Path, size: int, sha: str, work: Path, before: str | None = None
+) -> Path:
     """The best a careful hand-written script does for one light host: the SSH backend's five
     batches and its one upload (the gzip, made once for all hosts), each batch the same steps
     and the same checked launcher, over one OpenSSH ControlMaster connection; a batch whose
     steps did not all pass ends the script (exit 1)."""
     name = host.name
     staged = commands.staging_path(RUNC, FLOOR_RUN)
-    record = floor_record(host, sha)
+    record = floor_record(host, sha, before)
 
     def write(phase: HostPhase, step: str) -> commands.HostCommand:
         json_text = record.model_copy(update={"phase": phase}).model_dump_json(indent=2)
@@ -230,9 +233,12 @@ def floor_script(host: PlannedHost, packed: Path, size: int, sha: str, work: Pat
             push = commands.push_gzip(staged, packed.stat().st_size, size)
             remote = remote_command(push.script, push.timeout, sudo=False)
             lines.append(f"{prefix} {shlex.quote(remote)} < {shlex.quote(str(packed))} > /dev/null")
-    lines.append(f"{prefix} -O exit 2>/dev/null || true")
-    path = work / f"{name}.sh"
-    path.write_text("\n".join(lines) + "\n")
+    return write_script(work / f"{name}.sh", lines, prefix)
+
+
+def write_script(path: Path, lines: list[str], prefix: str) -> Path:
+    """A floor script: `lines`, then the host's master connection closed."""
+    path.write_text("\n".join([*lines, f"{prefix} -O exit 2>/dev/null || true"]) + "\n")
     return path
 
 
@@ -273,10 +279,7 @@ def unbatched_floor_script(host: PlannedHost, artifact: Path, sha: str, work: Pa
         else:
             remote = remote_command(command.script, command.timeout, sudo=False)
         lines.append(f"{prefix} {shlex.quote(remote)} < {shlex.quote(stdin)} > /dev/null")
-    lines.append(f"{prefix} -O exit 2>/dev/null || true")
-    path = work / f"{name}.sh"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_script(work / f"{name}.sh", lines, prefix)
 
 
 def run_floor(scripts: list[Path], concurrency: int) -> Measured:

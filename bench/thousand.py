@@ -2,15 +2,16 @@
 namespace on a loopback address) rolled by one `apply`, then `status`, the summary and a
 `rollback` of a tenth of them, beside the OpenSSH-script floor at the same concurrency.
 
-Brings up `--hosts` light hosts (`lab up --link-runc`: their rc93 is one file, hard-linked), plans
-them (`--gather`, waves `1,10%,50%,100%`), and measures each command as its own process: wall
-time, CPU (user+system of it and everything under it), peak RSS; for `apply` also, sampled
-every 0.2 s, its threads, open file descriptors and sockets at their peak, and the bytes it sent
-(the journal's `sent_bytes`). Every host must end on the new runc (read from the host's own
-file, not from the journal), the rolled-back ones on rc93 again. Then every host is reset and
-the floor (`apply_scale.floor_script`: the SSH backend's five batches and one gzip upload per
-host over one OpenSSH ControlMaster connection, `xargs -P CONCURRENCY`) does the same one wave.
-The load average is printed at each step: the machine is shared.
+Brings up `--hosts` light hosts (`lab up --link-runc`: their rc93 is one hard-linked file), or
+uses the lab of `--state-dir` brought up before; plans them (waves `1,10%,50%,100%`; `--gather`
+reads every host's facts first), and measures each command as its own process: wall time, CPU
+(user+system of it and everything under it), peak RSS; and, sampled every 0.2 s, its threads,
+open file descriptors and sockets at their peak; for `apply` the bytes it sent (the journal's
+`sent_bytes`). Every host must end on the new runc (read from the host's own file, not from the
+journal), the rolled-back ones on rc93 again. Then every host is reset and the floor
+(`apply_scale.floor_script`: the SSH backend's five batches and one gzip upload per host over
+one OpenSSH ControlMaster connection, `xargs -P CONCURRENCY`) does the same in one wave. The
+load average is printed at each step: the machine is shared.
 
 Light hosts have no Docker or containerd: the incident probe runs through an OCI bundle (as on
 a containerd-free host), and the verification container is a no-new-privileges bundle run by the
@@ -20,6 +21,7 @@ is said in docs/benchmarks.md).
 
     python bench/thousand.py [--hosts 1000] [--concurrency 200] [--rollback 100] [--no-probe]
         [--no-floor] [--first-address 127.0.236.11] [--keep]
+        [--state-dir DIR --inventory FILE]  (a lab already up: `lab up --link-runc ...`)
 """
 
 from __future__ import annotations
@@ -133,12 +135,17 @@ def main() -> None:
     parser.add_argument("--waves", default="1,10%,50%,100%")
     parser.add_argument("--rollback", type=int, default=100, help="Hosts to roll back after.")
     parser.add_argument("--no-probe", action="store_true", help="Plan without the probe.")
+    parser.add_argument("--gather", action="store_true", help="Plan with --gather.")
     parser.add_argument("--no-floor", action="store_true", help="Skip the floor.")
     parser.add_argument("--first-address", default="127.0.236.11")
     parser.add_argument("--keep", action="store_true", help="Leave the lab up afterwards.")
+    parser.add_argument("--state-dir", type=Path, help="Use this lab (kept afterwards).")
+    parser.add_argument("--inventory", type=Path, help="Its inventory (with --state-dir).")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="runc-rollout-thousand-"))
-    state_dir, inventory = work / "lab", work / "hosts.yml"
+    state_dir = args.state_dir or work / "lab"
+    inventory = args.inventory or state_dir.parent / "hosts.yml"
+    keep = args.keep or args.state_dir is not None
     cli = [str(Path(sys.executable).parent / "runc-rollout")]
     results: list[Measured] = []
 
@@ -163,7 +170,7 @@ def main() -> None:
         0,
         state_dir=state_dir,
         inventory_path=inventory,
-        first_address=args.first_address,
+        first_address=None if args.state_dir else args.first_address,
         link_runc=True,
     )
     print(
@@ -191,7 +198,7 @@ def main() -> None:
                     str(artifact),
                     "--sha256",
                     sha,
-                    "--gather",
+                    *(["--gather"] if args.gather else []),
                     "--waves",
                     args.waves,
                     "-o",
@@ -250,7 +257,7 @@ def main() -> None:
             packed = work / "runc.gz"
             packed.write_bytes(packed_artifact(artifact, sha))
             size = artifact.stat().st_size
-            made = [floor_script(h, packed, size, sha, scripts) for h in load_plan(plan).hosts]
+            made = [floor_script(h, packed, size, sha, scripts, old) for h in load_plan(plan).hosts]
             listing = "".join(f"{path}\n" for path in sorted(made))
             (scripts / "all").write_text(listing)
             floor = note(
@@ -286,12 +293,13 @@ def main() -> None:
                 f"{apply.cpu / floor.cpu:.2f}x CPU"
             )
     finally:
-        if not args.keep:
+        if not keep:
             began = time.perf_counter()
             report = lab_down(state_dir, inventory)
             print(f"lab down: {report.stopped} processes in {time.perf_counter() - began:.1f} s")
             shutil.rmtree(work, ignore_errors=True)
         else:
+            lab_reset(state_dir, None)
             print(
                 f"kept: {state_dir} (runc-rollout lab down --state-dir {state_dir} "
                 f"--inventory {inventory})"
