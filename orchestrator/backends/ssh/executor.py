@@ -670,8 +670,8 @@ class SshExecutor:
         name = known_hosts_name(hop.hostname, hop.port)  # as paramiko looks the host up
         for path in files:
             found = self._known_hosts_files.read(path).lookup(name)
-            for keytype in found or ():
-                client.get_host_keys().add(name, keytype, found[keytype])
+            for keytype, key in (found or {}).items():
+                client.get_host_keys().add(name, keytype, key)
         sock: socket.socket | _ProxyCommand | None = None
         try:
             if isinstance(gateway, str):
