@@ -7,7 +7,7 @@ A trial gets a `Bench` (one running lab, an artifact, scratch space) and a seede
 hanging candidate, a racing apply, a changed host key, a damaged journal, a planted secret), lets
 runc-rollout resume or roll back where the scenario calls for it, and returns every problem it
 saw: the scenario's own expectations that failed, then the invariant's violations
-(`orchestrator.run.invariant`). An empty list means the trial ended safely.
+(`orchestrator.lab.invariant`). An empty list means the trial ended safely.
 
 Faults inside a lab host (mounts, killed sshd processes) act only in that host's mount namespace,
 through `nsenter --mount=/proc/HOLDER/ns/mnt`, and only on processes the lab itself started.
@@ -48,7 +48,7 @@ from orchestrator.lab.records import LabRecord
 from orchestrator.models import HostState, Plan, SshTarget
 from orchestrator.plan.artifact import sha256_file
 from orchestrator.run.engine import ApplyEnv, Rollout, load_plan
-from orchestrator.run.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
+from orchestrator.lab.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
 from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
 from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
 

@@ -1,6 +1,6 @@
 """The quick subset of the fault-injection bench (`bench/faults.py`): each trial once, on a lab
 of its own (8 hosts: 2 full, 1 containerd-only), judged by the scenario's expectations and the
-invariant (`orchestrator.run.invariant`). `RUNC_ROLLOUT_FAULT_SEED` picks another seed."""
+invariant (`orchestrator.lab.invariant`). `RUNC_ROLLOUT_FAULT_SEED` picks another seed."""
 
 from __future__ import annotations
 

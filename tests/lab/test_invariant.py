@@ -21,7 +21,7 @@ from orchestrator.models import (
     Wave,
     WaveOptions,
 )
-from orchestrator.run.invariant import (
+from orchestrator.lab.invariant import (
     HostSnapshot,
     RuncFile,
     RunView,
