@@ -1,4 +1,4 @@
-"""Fault injection on a lab: every trial of `tests/faultlib.py`, repeated, counted, tabulated.
+"""Fault injection on a lab: every trial of `orchestrator/lab/faults/`, repeated and tabulated.
 
 Starts its own lab (20 hosts: 2 full, 1 containerd-only; on free loopback addresses, in a
 temporary directory) unless `--lab-dir` names a running one, runs each trial with seeds 0..N-1,
@@ -22,11 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from orchestrator.lab.faults.bench import Bench
+from orchestrator.lab.faults.table import TRIALS, Trial, run_trial
 from orchestrator.lab.fleet import lab_down
-from tests.conftest import LabFleet, lab_unavailable, start_lab
-from tests.faultlib import TRIALS, Bench, Trial, attach_lab, run_trial
+from orchestrator.lab.handle import LabFleet, attach_lab, lab_unavailable, start_lab
 
 LAB_HOSTS = 20
 LAB_FULL = 2

@@ -63,6 +63,7 @@ from orchestrator.lab.procs import (
     keygen,
     memory_of,
     mount_ns,
+    nsenter_argv,
     port_in_use,
     proc_start,
     proc_stat,
@@ -436,13 +437,7 @@ class _Lab:
         return read_proc_text(ref.pid, "cmdline").startswith(HOLDER_PREFIX + host.name)
 
     def nsenter(self, host: HostRecord) -> list[str]:
-        pid = host.procs["holder"].pid
-        return [
-            "/usr/bin/nsenter",
-            f"--mount=/proc/{pid}/ns/mnt",
-            f"--uts=/proc/{pid}/ns/uts",
-            "--",
-        ]
+        return nsenter_argv(host.procs["holder"].pid)
 
     def in_host(self, host: HostRecord, argv: list[str], timeout: float = 120) -> str:
         """Run a command inside a host (its mounts, the machine's everything else)."""

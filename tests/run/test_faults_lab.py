@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from orchestrator.lab.faults.bench import Bench
+from orchestrator.lab.faults.table import TRIALS, Trial, run_trial
 from tests.conftest import running_lab
-from tests.faultlib import TRIALS, Bench, Trial, run_trial
 
 pytestmark = pytest.mark.lab
 

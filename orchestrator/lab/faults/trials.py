@@ -1,71 +1,57 @@
-"""Fault injection on the lab, as trials: bench/faults.py counts them, tests/run/test_faults_lab.py
-runs the quick subset.
+"""The fault trials that interrupt, damage or race a rollout: a SIGKILLed orchestrator, a cut
+SSH connection, a full or read-only disk, a bad artifact, a hanging candidate, a racing apply,
+a changed host key, a damaged journal, a planted secret, a hostile host.
 
-A trial gets a `Bench` (one running lab, an artifact, scratch space) and a seeded
-`random.Random`. It resets the lab hosts it uses, makes a plan, injects one fault into a rollout
-(a SIGKILLed orchestrator, a cut SSH connection, a full or read-only disk, a bad artifact, a
-hanging candidate, a racing apply, a changed host key, a damaged journal, a planted secret), lets
-runc-rollout resume or roll back where the scenario calls for it, and returns every problem it
-saw: the scenario's own expectations that failed, then the invariant's violations
-(`orchestrator.lab.invariant`). An empty list means the trial ended safely.
-
-Faults inside a lab host (mounts, killed sshd processes) act only in that host's mount namespace,
-through `nsenter --mount=/proc/HOLDER/ns/mnt`, and only on processes the lab itself started.
-"""
+Each gets a `Bench` and a seeded `random.Random`, resets the lab hosts it uses, injects one
+fault, lets runc-rollout resume or roll back where the scenario calls for it, and returns every
+problem it saw: its own expectations that failed, then the invariant's violations
+(`orchestrator.lab.invariant`). An empty list means the trial ended safely."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import json
 import os
 import random
 import shlex
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
-from orchestrator.backends.ssh.backend import SshBackend
 from orchestrator.backends.ssh.executor import SshExecutor
-from orchestrator.cli.app import main
 from orchestrator.host.probe import PROBE_PREFIX
-from orchestrator.host.session import CommandResult, Executor, HostSession
-from orchestrator.lab.fleet import lab_reset, lab_up
-from orchestrator.lab.procs import proc_start
+from orchestrator.lab.faults.bench import (
+    Bench,
+    expect,
+    expect_code,
+    host_states,
+    no_traceback,
+    only_run,
+    pick,
+    untouched,
+)
+from orchestrator.lab.faults.inject import (
+    FAILING_RUNC,
+    CutConnection,
+    Fault,
+    SetupFailed,
+    in_host,
+    start_sshd,
+    stop_sshd,
+)
+from orchestrator.lab.handle import HANGING_RUNC
+from orchestrator.lab.invariant import HostSnapshot, load_run, snapshot_hosts
 from orchestrator.lab.rc93 import ensure_rc93_runc
-from orchestrator.lab.records import LabRecord
-from orchestrator.models import HostState, Plan, SshTarget
 from orchestrator.plan.artifact import sha256_file
-from orchestrator.run.engine import ApplyEnv, Rollout, load_plan
-from orchestrator.lab.invariant import HostSnapshot, check_runs, load_run, snapshot_hosts
-from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
-from tests.conftest import HANGING_RUNC, RUNC_ROLLOUT, LabFleet
+from orchestrator.run.engine import load_plan
+from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE
 
-REPO = Path(__file__).resolve().parents[1]
-RUNC_DIR = "/usr/local/sbin"
-FAILING_RUNC = """#!/bin/sh
-# A candidate runc that reports a version but fails to create any container.
-case "$1" in --version|-v) printf 'runc version 1.1.5+broken\\ncommit: broken\\n'; exit 0;; esac
-for arg in "$@"; do
-    case "$arg" in create|run) echo "runc: broken candidate" >&2; exit 1;; esac
-done
-exec /usr/sbin/runc "$@"
-"""
-STUB_BODY = b"""
-case "$1" in --version|-v) printf 'runc version 1.1.5+stub\\ncommit: stub\\n'; exit 0;; esac
-exec /usr/sbin/runc "$@"
-"""
 SECRET_ENV = (
     "RUNC_ROLLOUT_FAULT_TOKEN"  # a credential the orchestrator's environment happens to hold
 )
@@ -76,472 +62,6 @@ SECRET_VARS = (
     "ansible_become_pass",
     "ansible_ssh_private_key_passphrase",
 )
-
-
-class SetupFailed(Exception):
-    """The trial could not set up its scenario (not a finding about runc-rollout)."""
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-# ---------------------------------------------------------------------------------------------
-# The lab, from outside
-
-
-def lab_record(fleet: LabFleet) -> LabRecord:
-    return LabRecord.model_validate_json((fleet.state_dir / "lab.json").read_text())
-
-
-def holder_pid(fleet: LabFleet, host: str) -> int:
-    record = next(h for h in lab_record(fleet).hosts if h.name == host)
-    return record.procs["holder"].pid
-
-
-def in_host(fleet: LabFleet, host: str, script: str, *, check: bool = True) -> str:
-    """Run a shell script as root inside a lab host's mount namespace (not over ssh)."""
-    done = subprocess.run(
-        ["nsenter", f"--mount=/proc/{holder_pid(fleet, host)}/ns/mnt", "--", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and done.returncode != 0:
-        raise SetupFailed(f"{host}: {script!r} exited {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def _mount_ns(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
-    except OSError:
-        return None
-
-
-def sshd_processes(fleet: LabFleet, host: str) -> tuple[int | None, list[int]]:
-    """The host's listening sshd (if alive) and its per-connection sshd processes."""
-    record = next(h for h in lab_record(fleet).hosts if h.name == host)
-    listener = record.procs.get("sshd")
-    alive = listener is not None and proc_start(listener.pid) == listener.start
-    namespace = _mount_ns(record.procs["holder"].pid)
-    sessions = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or (alive and listener and int(entry.name) == listener.pid):
-            continue
-        pid = int(entry.name)
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
-        if comm == "sshd" and _mount_ns(pid) == namespace:
-            sessions.append(pid)
-    return (listener.pid if alive and listener else None), sessions
-
-
-def cut_connections(fleet: LabFleet, host: str) -> int:
-    """SIGKILL every sshd session process of `host` (its connections drop); the listener stays."""
-    _, sessions = sshd_processes(fleet, host)
-    for pid in sessions:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return len(sessions)
-
-
-def stop_sshd(fleet: LabFleet, host: str) -> None:
-    """SIGKILL the host's sshd and its sessions: the host is down for ssh until `start_sshd`."""
-    listener, sessions = sshd_processes(fleet, host)
-    for pid in [*([listener] if listener else []), *sessions]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def start_sshd(fleet: LabFleet) -> None:
-    """`lab up` on the running lab restarts what died (here: a stopped sshd)."""
-    lab_up(state_dir=fleet.state_dir)
-
-
-@contextlib.contextmanager
-def mounted(fleet: LabFleet, host: str, mount: str, unmount: str) -> Iterator[None]:
-    in_host(fleet, host, mount)
-    try:
-        yield
-    finally:
-        in_host(fleet, host, unmount)
-
-
-def tiny_tmpfs(fleet: LabFleet, host: str, room: int) -> contextlib.AbstractContextManager[None]:
-    """A tmpfs over the host's runc directory holding a copy of its runc (the lab's rc93 is
-    13 MB) and `room` bytes more; unmounted again if the copy does not fit."""
-    mount = (
-        f"cp -p {RUNC_DIR}/runc /run/runc.keep && "
-        f"size=$(( $(stat -c %s /run/runc.keep) + {room} )) && "
-        f"mount -t tmpfs -o size=$size,mode=0755 runc-rollout-fault {RUNC_DIR} && "
-        f"{{ cp -p /run/runc.keep {RUNC_DIR}/runc || {{ umount {RUNC_DIR}; false; }}; }} && "
-        "rm -f /run/runc.keep"
-    )
-    return mounted(fleet, host, mount, f"umount {RUNC_DIR}")
-
-
-def read_only_dir(fleet: LabFleet, host: str) -> contextlib.AbstractContextManager[None]:
-    mount = f"mount --bind {RUNC_DIR} {RUNC_DIR} && mount -o remount,bind,ro {RUNC_DIR}"
-    return mounted(fleet, host, mount, f"umount {RUNC_DIR}")
-
-
-def foreign_elf_stub(path: Path, machine: int = 183) -> None:
-    """A shell stub behind an ELF header for another machine (183: aarch64). The kernel refuses
-    it (ENOEXEC), but a shell or execvp() falls back to running it as a script, which then
-    reports a runc version: a check that only runs `--version` would take it."""
-    header = bytearray(64)
-    header[0:7] = b"\x7fELF\x02\x01\x01"
-    struct.pack_into("<HHI", header, 16, 2, machine, 1)
-    path.write_bytes(bytes(header) + STUB_BODY)
-    path.chmod(0o755)
-
-
-# ---------------------------------------------------------------------------------------------
-# Executors that misbehave on purpose
-
-
-class Fault:
-    """Hooks into every host step; the default does nothing."""
-
-    def before_run(self, host: str, script: str) -> None:
-        """Called before a command is sent."""
-
-    def put_source(self, host: str, local: Path) -> Path:
-        """The file actually uploaded instead of `local`."""
-        return local
-
-    def push_source(self, host: str, packed: bytes) -> bytes:
-        """The gzip actually pushed instead of `packed`."""
-        return packed
-
-    def after_step(self, host: str) -> None:
-        """Called when a command or upload has returned."""
-
-
-class FaultySession:
-    """A `HostSession` that lets a `Fault` act before each step."""
-
-    def __init__(self, inner: HostSession, fault: Fault) -> None:
-        self._inner = inner
-        self._fault = fault
-
-    @property
-    def host(self) -> str:
-        return self._inner.host
-
-    def run(self, command: str, *, timeout: float, stdin: bytes | None = None) -> CommandResult:
-        # A batch of steps travels on stdin: the fault sees the script the host will run.
-        if stdin is not None and STEP_MARKERS["push"] in command:  # the runc, as gzip
-            stdin = self._fault.push_source(self.host, stdin)
-            sent = ""
-        else:
-            sent = stdin.decode("utf-8", "replace") if isinstance(stdin, bytes) else ""
-        self._fault.before_run(self.host, command + "\n" + sent)
-        try:
-            return self._inner.run(command, timeout=timeout, stdin=stdin)
-        finally:
-            self._fault.after_step(self.host)
-
-    def put(self, local: Path, remote: str, *, mode: int) -> None:
-        try:
-            self._inner.put(self._fault.put_source(self.host, local), remote, mode=mode)
-        finally:
-            self._fault.after_step(self.host)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class FaultyExecutor:
-    """An `Executor` whose sessions carry a `Fault`."""
-
-    def __init__(self, inner: Executor, fault: Fault) -> None:
-        self._inner = inner
-        self._fault = fault
-
-    def session(self, target: SshTarget, *, name: str | None = None) -> FaultySession:
-        return FaultySession(self._inner.session(target, name=name), self._fault)
-
-    def release(self, target: SshTarget, *, name: str | None = None) -> None:
-        self._inner.release(target, name=name)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-# Text that identifies a host step's script (see orchestrator.host.commands).
-STEP_MARKERS = {
-    "stage": 'actual=$(sha256sum "$STAGED"',
-    "swap": 'mv -f "$STAGED" "$TARGET"',
-    "verify": "--security-opt no-new-privileges",
-    "verify-runc": 'run --bundle "$bundle"',
-    "push": "echo pushed=gzip",
-}
-
-
-class CutConnection(Fault):
-    """Kill `host`'s sshd sessions `delay` seconds after the batch holding `step` starts
-    (once). A batch that returns before that waits for the cut, so the connection always dies
-    before the next round trip: during the batch, or between it and the next."""
-
-    def __init__(
-        self, fleet: LabFleet, host: str, step: str, delay: float, *, whole_sshd: bool = False
-    ) -> None:
-        self.fleet = fleet
-        self.host = host
-        self.step = step
-        self.delay = delay
-        self.whole_sshd = whole_sshd
-        self.fired = threading.Event()  # the step started
-        self.cut = threading.Event()  # the connection is gone
-
-    def _fire_later(self) -> None:
-        if self.fired.is_set():
-            return
-        self.fired.set()
-        threading.Timer(self.delay, self._cut).start()
-
-    def _cut(self) -> None:
-        try:
-            (stop_sshd if self.whole_sshd else cut_connections)(self.fleet, self.host)
-        finally:
-            self.cut.set()
-
-    def before_run(self, host: str, script: str) -> None:
-        markers = [STEP_MARKERS[self.step]]
-        if self.step == "verify":
-            markers.append(STEP_MARKERS["verify-runc"])
-        if host == self.host and any(marker in script for marker in markers):
-            self._fire_later()
-
-    def put_source(self, host: str, local: Path) -> Path:
-        if host == self.host and self.step == "stage":
-            self._fire_later()
-        return local
-
-    def push_source(self, host: str, packed: bytes) -> bytes:
-        if host == self.host and self.step == "stage":
-            self._fire_later()
-        return packed
-
-    def after_step(self, host: str) -> None:
-        if host == self.host and self.fired.is_set():
-            self.cut.wait(10)
-
-
-class CorruptUpload(Fault):
-    """Upload a copy of the artifact with one byte flipped (in the push, the gzip of one: it
-    decompresses, so the host's sha256 check is what must catch it)."""
-
-    def __init__(self, scratch: Path, rng: random.Random) -> None:
-        self.scratch = scratch
-        self.rng = rng
-
-    def put_source(self, host: str, local: Path) -> Path:
-        data = bytearray(local.read_bytes())
-        offset = self.rng.randrange(len(data))
-        data[offset] ^= 0xFF
-        corrupted = self.scratch / f"corrupted-{host}"
-        corrupted.write_bytes(bytes(data))
-        return corrupted
-
-    def push_source(self, host: str, packed: bytes) -> bytes:
-        data = bytearray(gzip.decompress(packed))
-        data[self.rng.randrange(len(data))] ^= 0xFF
-        return gzip.compress(bytes(data))
-
-
-class FillDiskBeforeUpload(Fault):
-    """Fill the binary's file system just before the upload (after the free-space check)."""
-
-    def __init__(self, fleet: LabFleet) -> None:
-        self.fleet = fleet
-
-    def put_source(self, host: str, local: Path) -> Path:
-        self._fill(host)
-        return local
-
-    def push_source(self, host: str, packed: bytes) -> bytes:
-        self._fill(host)
-        return packed
-
-    def _fill(self, host: str) -> None:
-        in_host(self.fleet, host, f"cat /dev/zero > {RUNC_DIR}/.fill 2>/dev/null", check=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# The bench: one lab, an artifact, plans, and helpers to run the command line
-
-
-@dataclass
-class Bench:
-    """What trials share: the lab, the artifact (Debian's runc) and a scratch directory."""
-
-    fleet: LabFleet
-    workdir: Path
-    plans: dict[str, Path] = field(default_factory=dict)
-    baselines: dict[str, dict[str, HostSnapshot]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.artifact = self.workdir / "artifact" / "runc"
-        if not self.artifact.exists():
-            self.artifact.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy("/usr/sbin/runc", self.artifact)
-
-    @property
-    def full(self) -> list[str]:
-        return [host.name for host in self.fleet.full_hosts]
-
-    @property
-    def containerd(self) -> list[str]:
-        return [host.name for host in self.fleet.containerd_hosts]
-
-    @property
-    def light(self) -> list[str]:
-        return [host.name for host in self.fleet.light_hosts]
-
-    @property
-    def names(self) -> list[str]:
-        return [host.name for host in self.fleet.hosts]
-
-    def scratch(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
-
-    def reset(self, hosts: Sequence[str]) -> None:
-        lab_reset(self.fleet.state_dir, list(hosts))
-
-    def cli(self, *args: str | Path) -> CliResult:
-        """`runc-rollout ARGS` in this process, its output captured."""
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([str(arg) for arg in args])
-        return CliResult(code, out.getvalue(), err.getvalue())
-
-    def spawn(self, *args: str | Path, log: Path) -> subprocess.Popen[bytes]:
-        """`runc-rollout ARGS` as its own process (to kill it, or run two at once)."""
-        with log.open("wb") as handle:
-            return subprocess.Popen(
-                [RUNC_ROLLOUT, *map(str, args)],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-
-    def plan(
-        self,
-        hosts: Sequence[str],
-        *options: str,
-        artifact: Path | None = None,
-        inventory: Path | None = None,
-        cache: bool = True,
-    ) -> Path:
-        """A plan made with `plan --gather` over `hosts` (reset first); cached when the hosts
-        are in the lab's reset state, since a reset host always has the same facts."""
-        artifact = artifact or self.artifact
-        key = json.dumps([list(hosts), list(options), str(artifact), str(inventory)])
-        if cache and key in self.plans:
-            return self.plans[key]
-        self.reset(hosts)
-        path = self.scratch("plan") / "plan.json"
-        result = self.cli(
-            "plan",
-            "-i",
-            inventory or self.fleet.inventory,
-            "--runc",
-            artifact,
-            "--sha256",
-            sha256_file(artifact),
-            "--gather",
-            "--domain-key",
-            "zone",
-            "--limit",
-            ":".join(hosts),
-            "-o",
-            path,
-            *options,
-        )
-        if result.code != 0:
-            raise SetupFailed(f"plan failed ({result.code}): {result.stderr.strip()[-500:]}")
-        if cache:
-            self.plans[key] = path
-        return path
-
-    def baseline(self, plan_path: Path) -> dict[str, HostSnapshot]:
-        """The plan's hosts as a reset leaves them (taken once per plan)."""
-        key = str(plan_path)
-        if key not in self.baselines:
-            plan = load_plan(plan_path)
-            self.reset([host.name for host in plan.hosts])
-            with SshExecutor() as executor:
-                snapshots = snapshot_hosts(executor, plan.hosts)
-            found = {n: s for n, s in snapshots.items() if isinstance(s, HostSnapshot)}
-            if len(found) != len(snapshots):
-                raise SetupFailed(f"baseline: hosts unreadable: {snapshots}")
-            self.baselines[key] = found
-        return self.baselines[key]
-
-    def check(
-        self,
-        run_dirs: Sequence[Path],
-        baseline: Mapping[str, HostSnapshot],
-        *,
-        settled: bool = True,
-    ) -> list[str]:
-        with SshExecutor() as executor:
-            return check_runs(run_dirs, executor, baseline=baseline, settled=settled)
-
-    def apply_with(self, plan_path: Path, runs: Path, fault: Fault) -> tuple[int, Path]:
-        """Apply in this process through a faulty executor; returns (exit code, run dir)."""
-        plan = load_plan(plan_path)
-        journal = Journal.create(runs, plan)
-        with SshExecutor() as ssh:
-            executor = FaultyExecutor(ssh, fault)
-            code = Rollout(journal, SshBackend(executor, 8), env=ApplyEnv()).run()
-        return int(code), journal.run_dir
-
-
-def only_run(runs: Path) -> Path:
-    found = sorted(path for path in runs.iterdir() if path.is_dir()) if runs.is_dir() else []
-    if len(found) != 1:
-        raise SetupFailed(f"expected one run in {runs}, found {len(found)}")
-    return found[0]
-
-
-def host_states(run_dir: Path) -> dict[str, HostState]:
-    return load_run(run_dir).state.hosts
-
-
-def expect(condition: bool, problem: str, problems: list[str]) -> None:
-    if not condition:
-        problems.append(problem)
-
-
-def expect_code(what: str, result: CliResult | int, allowed: Sequence[int], out: list[str]) -> None:
-    code = result if isinstance(result, int) else result.code
-    if code not in allowed:
-        tail = "" if isinstance(result, int) else f": {result.output.strip()[-300:]}"
-        out.append(f"{what} exited {code}, expected {' or '.join(map(str, allowed))}{tail}")
-
-
-def no_traceback(result: CliResult, problems: list[str]) -> None:
-    expect("Traceback" not in result.output, f"traceback: {result.output[-300:]}", problems)
-
-
-def pick(rng: random.Random, names: Sequence[str], count: int) -> list[str]:
-    return sorted(rng.sample(list(names), count))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1097,18 +617,6 @@ def edited_plan_refused(bench: Bench, rng: random.Random) -> list[str]:
     return problems + untouched(bench, plan_path, baseline)
 
 
-def untouched(bench: Bench, plan_path: Path, baseline: Mapping[str, HostSnapshot]) -> list[str]:
-    """Every host of the plan exactly as in `baseline` (no run to compare with)."""
-    plan: Plan = load_plan(plan_path)
-    with SshExecutor() as executor:
-        now = snapshot_hosts(executor, plan.hosts)
-    return [
-        f"{name}: changed: {now.get(name)}"
-        for name, snapshot in baseline.items()
-        if now.get(name) != snapshot
-    ]
-
-
 def hostile_host(bench: Bench, rng: random.Random) -> list[str]:
     """A compromised node: a root "dockerd" running from a world-writable directory that is
     first on its PATH, with a `runc` there; then a daemon.json whose runtime path is an Ansible
@@ -1195,160 +703,3 @@ def hostile_host(bench: Bench, rng: random.Random) -> list[str]:
         shutil.rmtree(open_dir, ignore_errors=True)
         bench.reset([host])
     return problems
-
-
-# ---------------------------------------------------------------------------------------------
-# The table of trials
-
-
-TrialFn = Callable[[Bench, random.Random], list[str]]
-
-
-@dataclass(frozen=True)
-class Trial:
-    name: str
-    run: TrialFn
-    full: int  # repetitions in the full bench
-    quick: int  # in --quick and in CI (0: full bench only)
-
-
-def _artifact_trial(name: str, words: Sequence[str], make: Callable[[Path], None]) -> TrialFn:
-    def run(bench: Bench, rng: random.Random) -> list[str]:
-        artifact = bench.scratch(f"artifact-{name}") / "runc"
-        make(artifact)
-        return refused_before_swap(bench, rng, name=name, words=words, artifact=artifact)
-
-    return run
-
-
-def _random_data(path: Path) -> None:
-    path.write_bytes(b"\x00not a program\n" + os.urandom(4096))
-    path.chmod(0o755)
-
-
-def _not_runc(path: Path) -> None:
-    shutil.copy("/usr/bin/true", path)
-
-
-def _disk_full(bench: Bench, rng: random.Random) -> list[str]:
-    return refused_before_swap(
-        bench,
-        rng,
-        name="tiny-tmpfs",
-        words=["bytes free"],
-        around=lambda host: tiny_tmpfs(bench.fleet, host, 64 * 1024),
-    )
-
-
-def _disk_fills(bench: Bench, rng: random.Random) -> list[str]:
-    room = 3 * bench.artifact.stat().st_size  # passes the free-space check
-    return refused_before_swap(
-        bench,
-        rng,
-        name="fill",
-        words=["No space left"],
-        around=lambda host: tiny_tmpfs(bench.fleet, host, room),
-        fault=lambda scratch: FillDiskBeforeUpload(bench.fleet),
-    )
-
-
-def _read_only(bench: Bench, rng: random.Random) -> list[str]:
-    return refused_before_swap(
-        bench,
-        rng,
-        name="read-only",
-        # The facts see the read-only mount: the host is refused before any step is sent.
-        words=["is on a read-only file system", "update the OS image"],
-        around=lambda host: read_only_dir(bench.fleet, host),
-    )
-
-
-def _corrupted(bench: Bench, rng: random.Random) -> list[str]:
-    return refused_before_swap(
-        bench,
-        rng,
-        name="corrupt",
-        words=["arrived with sha256"],
-        fault=lambda scratch: CorruptUpload(scratch, rng),
-    )
-
-
-cca = connection_cut_ansible
-TRIALS: tuple[Trial, ...] = (
-    Trial("SIGKILL of apply, then resume", partial(kill_and_recover, then="resume"), 30, 1),
-    Trial("SIGKILL of apply, then rollback", partial(kill_and_recover, then="rollback"), 20, 1),
-    Trial(
-        "SIGKILL of apply --executor ansible, then resume",
-        partial(kill_and_recover, then="resume", executor="ansible"),
-        10,
-        0,
-    ),
-    Trial(
-        "SIGKILL of apply --executor ansible, then rollback",
-        partial(kill_and_recover, then="rollback", executor="ansible"),
-        5,
-        0,
-    ),
-    Trial("connection cut during stage", partial(connection_cut, step="stage"), 5, 1),
-    Trial("connection cut during swap", partial(connection_cut, step="swap"), 5, 1),
-    Trial("connection cut during verify", partial(connection_cut, step="verify"), 5, 1),
-    Trial("sshd killed during verify", sshd_down, 3, 0),
-    Trial("ansible: connection cut during stage", partial(cca, step="stage"), 3, 0),
-    Trial("ansible: connection cut during swap", partial(cca, step="swap"), 3, 0),
-    Trial("ansible: connection cut during verify", partial(cca, step="verify"), 3, 0),
-    Trial("disk full beside runc (64k free)", _disk_full, 3, 1),
-    Trial("disk fills during upload", _disk_fills, 3, 0),
-    Trial("read-only runc directory", _read_only, 3, 1),
-    Trial("staged file corrupted in transit", _corrupted, 3, 1),
-    Trial(
-        "artifact not executable",
-        _artifact_trial("data", ["not an executable"], _random_data),
-        2,
-        1,
-    ),
-    Trial("artifact not runc", _artifact_trial("true", ["runc version"], _not_runc), 2, 1),
-    Trial(
-        "artifact for another architecture",
-        _artifact_trial("aarch64", ["ELF binary for aarch64"], foreign_elf_stub),
-        2,
-        1,
-    ),
-    Trial("candidate hangs (budget 0: halts)", partial(bad_candidate, hangs=True), 2, 1),
-    Trial("SIGKILL during the incident probe, then resume", killed_during_probe, 5, 1),
-    Trial("candidate fails (budget 1: still halts)", partial(bad_candidate, hangs=False), 2, 1),
-    Trial("two overlapping plans at once", partial(overlapping_applies, same_plan=False), 3, 1),
-    Trial("one plan applied twice at once", partial(overlapping_applies, same_plan=True), 3, 1),
-    Trial("changed host key", changed_host_key, 2, 1),
-    Trial("journal: last event cut in half", partial(damaged_journal, damage="cut"), 3, 1),
-    Trial("journal: state.json missing", partial(damaged_journal, damage="no-state"), 2, 1),
-    Trial("journal: events.jsonl lost", partial(damaged_journal, damage="no-events"), 2, 0),
-    Trial("journal: plan copy unreadable", partial(damaged_journal, damage="bad-plan"), 1, 0),
-    Trial("journal: plan copy edited", partial(damaged_journal, damage="edited-plan"), 1, 0),
-    Trial(
-        "journal: plan copy unreadable, then edited",
-        partial(damaged_journal, damage="plan-copy"),
-        0,
-        1,
-    ),
-    Trial("secrets never written", secrets_stay_out, 1, 1),
-    Trial("secrets never written (ansible)", partial(secrets_stay_out, executor="ansible"), 1, 0),
-    Trial("run dir and host store private", private_modes, 1, 1),
-    Trial("artifact without matching sha256", artifact_refused, 1, 1),
-    Trial("plan edited after review", edited_plan_refused, 1, 1),
-    Trial("hostile host: untrusted binaries, templated runtime path", hostile_host, 2, 1),
-)
-
-
-def run_trial(trial: Trial, bench: Bench, seed: int) -> list[str]:
-    """One repetition; an error of the trial itself counts as a problem, with its type."""
-    try:
-        return trial.run(bench, random.Random(seed))
-    except SetupFailed as error:
-        return [f"setup failed: {error}"]
-    except Exception as error:
-        return [f"{type(error).__name__}: {error}"]
-
-
-def attach_lab(state_dir: Path) -> LabFleet:
-    """The running lab in `state_dir` (restarting whatever of it died)."""
-    return LabFleet.from_info(lab_up(state_dir=state_dir))
