@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -87,11 +88,19 @@ class Bench:
             code = main([str(arg) for arg in args])
         return CliResult(code, out.getvalue(), err.getvalue())
 
-    def spawn(self, *args: str | Path, log: Path) -> subprocess.Popen[bytes]:
-        """`runc-rollout ARGS` as its own process (to kill it, or run two at once)."""
+    def spawn(
+        self,
+        *args: str | Path,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        enter: Sequence[str] = (),
+    ) -> subprocess.Popen[bytes]:
+        """`runc-rollout ARGS` as its own process (to kill it, or run two at once), with `env`
+        added to this one's environment, through the command `enter` (e.g. an `nsenter`)."""
         with log.open("wb") as handle:
             return subprocess.Popen(
-                [RUNC_ROLLOUT, *map(str, args)],
+                [*enter, RUNC_ROLLOUT, *map(str, args)],
+                env={**os.environ, **(env or {})},
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=handle,

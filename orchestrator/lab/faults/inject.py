@@ -16,13 +16,23 @@ import signal
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from orchestrator.choices import PIPE_USER_PAGES_SOFT_DEFAULT
+from orchestrator.host.constants import STATE_DIR, SYSCTL_PROC
 from orchestrator.host.session import CommandResult, Executor, HostSession
 from orchestrator.lab.fleet import lab_up, load_record
 from orchestrator.lab.handle import LabFleet
-from orchestrator.lab.procs import mount_ns, nsenter_argv, proc_start, read_proc_text, send_signal
+from orchestrator.lab.procs import (
+    mount_ns,
+    nsenter_argv,
+    proc_start,
+    proc_stat,
+    read_proc_text,
+    send_signal,
+    wait_gone,
+)
 from orchestrator.lab.records import HostRecord, ProcRef
 from orchestrator.models import SshTarget
 
@@ -116,6 +126,80 @@ def start_sshd(fleet: LabFleet) -> None:
     lab_up(state_dir=fleet.state_dir)
 
 
+def host_processes(fleet: LabFleet, host: str) -> list[ProcRef]:
+    """Every live process of `host`: those in its mount namespace (its holder, sshd and
+    sessions, daemons, shims, host-side scripts), their descendants (containers, in mount
+    namespaces of their own), and what the lab recorded for it; never this process."""
+    record = host_record(fleet, host)
+    namespace = mount_ns(record.procs["holder"].pid)
+    if namespace is None:
+        raise SetupFailed(f"{host}: its namespace holder is gone")
+    parents: dict[int, int] = {}
+    others: dict[int, ProcRef] = {}
+    found: dict[int, ProcRef] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        fields = proc_stat(pid)
+        if fields is None or fields[0] in ("Z", "X"):
+            continue
+        parents[pid] = int(fields[1])
+        ref = ProcRef(pid=pid, start=int(fields[19]))
+        (found if mount_ns(pid) == namespace else others)[pid] = ref
+    grew = True
+    while grew:  # descendants, however deep
+        children = [pid for pid in others if parents[pid] in found]
+        found.update({pid: others.pop(pid) for pid in children})
+        grew = bool(children)
+    for ref in record.procs.values():
+        if proc_start(ref.pid) == ref.start:
+            found.setdefault(ref.pid, ref)
+    return list(found.values())
+
+
+def power_off(fleet: LabFleet, host: str) -> int:
+    """The host loses power: SIGKILL every process of it (by PID and start time). Its mount
+    namespace goes with its holder, and with it the host's /run (a tmpfs of the namespace);
+    its disk (the lab's files bound into it) stays. Returns how many processes were killed."""
+    refs = host_processes(fleet, host)
+    for ref in refs:
+        send_signal(ref, signal.SIGKILL)
+    left = wait_gone(refs, 15.0)
+    if left:
+        raise SetupFailed(f"{host}: still alive after SIGKILL: {[ref.pid for ref in left]}")
+    return len(refs)
+
+
+def boot(fleet: LabFleet, host: str) -> None:
+    """The host boots: the lab starts it afresh (a new namespace with an empty /run, sshd,
+    containerd and dockerd, the keepalive container), and the sysctl's runtime value becomes
+    what its files say, as systemd-sysctl sets it at boot (the kernel's default if none does)."""
+    lab_up(state_dir=fleet.state_dir)
+    facts = fleet.facts(fleet.host(host))
+    setting = facts.sysctl_persistent
+    value = setting.value if setting is not None else str(PIPE_USER_PAGES_SOFT_DEFAULT)
+    if not value.isdigit():
+        raise SetupFailed(f"{host}: its sysctl files set {value!r}")
+    in_host(fleet, host, f"printf '%s\\n' {value} > {SYSCTL_PROC}")
+
+
+def cut_link(fleet: LabFleet, host: str) -> list[ProcRef]:
+    """A network partition, as the controller sees one: SIGSTOP the host's sshd and every
+    session process of it, so its TCP connections stay open but nothing answers (no reset, no
+    end of file) and a new connection gets no banner. Returns what `restore_link` wakes."""
+    listener, sessions = sshd_processes(fleet, host)
+    stopped = [ref for ref in [*([listener] if listener else []), *sessions]]
+    for ref in stopped:
+        send_signal(ref, signal.SIGSTOP)
+    return stopped
+
+
+def restore_link(stopped: list[ProcRef]) -> None:
+    for ref in stopped:
+        send_signal(ref, signal.SIGCONT)
+
+
 @contextlib.contextmanager
 def mounted(fleet: LabFleet, host: str, mount: str, unmount: str) -> Iterator[None]:
     in_host(fleet, host, mount)
@@ -136,6 +220,13 @@ def tiny_tmpfs(fleet: LabFleet, host: str, room: int) -> contextlib.AbstractCont
         "rm -f /run/runc.keep"
     )
     return mounted(fleet, host, mount, f"umount {RUNC_DIR}")
+
+
+def store_tmpfs(fleet: LabFleet, host: str, room: int) -> contextlib.AbstractContextManager[None]:
+    """A tmpfs of `room` bytes over the host's store (/var/lib/runc-rollout: lock, record,
+    backups): a disk that fills during the backup."""
+    mount = f"mount -t tmpfs -o size={room},mode=0700 runc-rollout-fault {STATE_DIR}"
+    return mounted(fleet, host, mount, f"umount {STATE_DIR}")
 
 
 def read_only_dir(fleet: LabFleet, host: str) -> contextlib.AbstractContextManager[None]:
@@ -237,21 +328,19 @@ STEP_MARKERS = {
 }
 
 
-class CutConnection(Fault):
-    """Kill `host`'s sshd sessions `delay` seconds after the batch holding `step` starts
-    (once). A batch that returns before that waits for the cut, so the connection always dies
-    before the next round trip: during the batch, or between it and the next."""
+class AtStep(Fault):
+    """Do `action` (cut `host`'s connections, stop its sshd, power it off, cut its link)
+    `delay` seconds after the batch holding `step` starts (once). A batch that returns before
+    that waits for the action, so it always happens before the next round trip: during the
+    batch, or between it and the next."""
 
-    def __init__(
-        self, fleet: LabFleet, host: str, step: str, delay: float, *, whole_sshd: bool = False
-    ) -> None:
-        self.fleet = fleet
+    def __init__(self, host: str, step: str, delay: float, action: Callable[[], object]) -> None:
         self.host = host
         self.step = step
         self.delay = delay
-        self.whole_sshd = whole_sshd
+        self.action = action
         self.fired = threading.Event()  # the step started
-        self.cut = threading.Event()  # the connection is gone
+        self.cut = threading.Event()  # the action is done
 
     def _fire_later(self) -> None:
         if self.fired.is_set():
@@ -261,7 +350,7 @@ class CutConnection(Fault):
 
     def _cut(self) -> None:
         try:
-            (stop_sshd if self.whole_sshd else cut_connections)(self.fleet, self.host)
+            self.action()
         finally:
             self.cut.set()
 
