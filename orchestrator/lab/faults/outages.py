@@ -39,7 +39,7 @@ from orchestrator.lab.faults.inject import (
     store_tmpfs,
 )
 from orchestrator.lab.faults.trials import refused_before_swap
-from orchestrator.lab.invariant import load_run
+from orchestrator.lab.invariant import HostSnapshot, load_run
 from orchestrator.lab.procs import proc_start, send_signal, wait_gone
 from orchestrator.lab.records import ProcRef
 from orchestrator.run.journal import EVENTS_FILE
@@ -48,17 +48,24 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"  # Debian's
 STEPS = ("stage", "swap", "verify")
 
 
-def host_reboot(bench: Bench, rng: random.Random) -> list[str]:
-    """A host loses power during a step (stage, swap or verify): it is reported unreachable
-    and the run halts; once it has booted again (its daemons restarted, /run empty, the
-    sysctl as its files say), `resume` finishes it or, on a host whose daemons restarted
-    after its swap began, rolls it back and says why."""
+def _one_wave_and_a_victim(
+    bench: Bench, rng: random.Random
+) -> tuple[Path, dict[str, HostSnapshot], str, str]:
+    """A one-wave plan over a full host and a light one (reset), the one the fault hits, and
+    the step it hits: (plan, baseline, victim, step)."""
     hosts = [bench.full[0], rng.choice(bench.light)]
     plan_path = bench.plan(hosts, "--waves", "100%")
     baseline = bench.baseline(plan_path)
     bench.reset(hosts)
-    victim = rng.choice(hosts)
-    step = rng.choice(STEPS)
+    return plan_path, baseline, rng.choice(hosts), rng.choice(STEPS)
+
+
+def host_reboot(bench: Bench, rng: random.Random) -> list[str]:
+    """A host loses power during a step (stage, swap or verify): it is reported unreachable
+    and the run halts; once it has booted again (its daemons restarted, /run empty, the
+    sysctl as its files say), `resume` finishes it or, on a host that had recorded its
+    daemons' PIDs (after its backup), rolls it back, saying they restarted."""
+    plan_path, baseline, victim, step = _one_wave_and_a_victim(bench, rng)
     fault = AtStep(victim, step, rng.uniform(0, 0.3), partial(power_off, bench.fleet, victim))
     problems: list[str] = []
     try:
@@ -89,12 +96,7 @@ def link_cut(bench: Bench, rng: random.Random) -> list[str]:
     """A host's network link is cut during a step for a few seconds to half a minute, then
     restored: apply either finishes it once the link is back, or reports it unreachable and
     halts; never hangs past its timeouts, and a later `resume` finishes it."""
-    hosts = [bench.full[0], rng.choice(bench.light)]
-    plan_path = bench.plan(hosts, "--waves", "100%")
-    baseline = bench.baseline(plan_path)
-    bench.reset(hosts)
-    victim = rng.choice(hosts)
-    step = rng.choice(STEPS)
+    plan_path, baseline, victim, step = _one_wave_and_a_victim(bench, rng)
     outage = rng.uniform(3, 30)
     stopped: list[ProcRef] = []
 
@@ -324,7 +326,7 @@ def backup_full(bench: Bench, rng: random.Random, *, of: str) -> list[str]:
         room = rng.randrange(16, size // page) * page
         words = ["could not back up"]
     else:
-        room = -(-size // page) * page
+        room = (-(-size // page) + 1) * page  # the runc's backup, and the lock's owner file
         words = ["backing up the sysctl files failed"]
     return refused_before_swap(
         bench,
