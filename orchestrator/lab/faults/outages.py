@@ -42,7 +42,7 @@ from orchestrator.lab.faults.trials import refused_before_swap
 from orchestrator.lab.invariant import HostSnapshot, load_run
 from orchestrator.lab.procs import proc_start, send_signal, wait_gone
 from orchestrator.lab.records import ProcRef
-from orchestrator.run.journal import EVENTS_FILE
+from orchestrator.run.journal import EVENTS_FILE, read_events
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"  # Debian's `faketime`
 STEPS = ("stage", "swap", "verify")
@@ -260,8 +260,8 @@ def fill(path: Path) -> int:
 def controller_disk_full(bench: Bench, rng: random.Random) -> list[str]:
     """The controller's disk fills while apply writes the journal (its runs folder is a small
     tmpfs, filled to the last byte at a random event): apply stops with a one-line error and
-    exit 1, and no host is left without a journal that says what happened to it; once space
-    is back, `resume` finishes the run."""
+    exit 1, its journal whole up to the event that did not fit; once space is back, `resume`
+    finishes the run, and the journals and hosts agree."""
     hosts = [bench.light[0], rng.choice(bench.light[1:])]
     plan_path = bench.plan(hosts, "--waves", "1,100%")
     baseline = bench.baseline(plan_path)
@@ -296,8 +296,11 @@ def controller_disk_full(bench: Bench, rng: random.Random) -> list[str]:
         expect_code("apply with the disk full", code, [0, 1], problems)
         if code == 1:
             expect("No space left" in output, f"apply said {output.strip()[-200:]!r}", problems)
+        # No check here: as after a SIGKILL, a host may be a step ahead of the journal (its own
+        # record says where it is) until `resume` reads it.
         run_dir = only_run(inside)
-        problems += bench.check([run_dir], baseline, settled=False)
+        _, unreadable = read_events(run_dir / EVENTS_FILE)
+        expect(not unreadable, f"the journal kept a half event: {unreadable}", problems)
         filler.unlink()
         log = scratch / "resume.log"
         proc = bench.spawn("resume", runs / run_dir.name, "--yes", log=log, enter=enter)
