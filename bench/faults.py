@@ -1,4 +1,4 @@
-"""Fault injection on a lab: every trial of `tests/faultlib.py`, repeated, counted, tabulated.
+"""Fault injection on a lab: every trial of `orchestrator/lab/faults/`, repeated and tabulated.
 
 Starts its own lab (20 hosts: 2 full, 1 containerd-only; on free loopback addresses, in a
 temporary directory) unless `--lab-dir` names a running one, runs each trial with seeds 0..N-1,
@@ -6,10 +6,13 @@ and prints
 
     trial | tried | ended safely | %
 
-with the problems of every trial that did not end safely below the table. `--quick` runs the CI
-subset (one repetition of most trials: a couple of minutes). Needs root (the lab).
+and the same by class of fault, with the problems of every trial that did not end safely below.
+`--quick` runs the CI subset: one trial of each class, drawn with `--quick-seed` (the test
+suite's is RUNC_ROLLOUT_FAULT_SEED). `--only` keeps trials whose "class: name" contains TEXT.
+Needs root (the lab).
 
-    python bench/faults.py [--quick] [--only TEXT] [--seeds N] [--lab-dir DIR] [--keep]
+    python bench/faults.py [--quick [--quick-seed N]] [--only TEXT] [--seeds N] [--lab-dir DIR]
+                           [--keep]
 """
 
 from __future__ import annotations
@@ -22,11 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from orchestrator.lab.faults.bench import Bench
+from orchestrator.lab.faults.table import TRIALS, Trial, quick_subset, run_trial
 from orchestrator.lab.fleet import lab_down
-from tests.conftest import LabFleet, lab_unavailable, start_lab
-from tests.faultlib import TRIALS, Bench, Trial, attach_lab, run_trial
+from orchestrator.lab.handle import LabFleet, attach_lab, lab_unavailable, start_lab
 
 LAB_HOSTS = 20
 LAB_FULL = 2
@@ -46,7 +48,7 @@ def run_rows(bench: Bench, trials: list[Trial], quick: bool, seeds: int | None) 
     rows = []
     for trial in trials:
         row = Row(trial)
-        count = seeds if seeds is not None else (trial.quick if quick else trial.full)
+        count = seeds if seeds is not None else (1 if quick else trial.full)
         for seed in range(count):
             started = time.monotonic()
             problems = run_trial(trial, bench, seed)
@@ -62,23 +64,14 @@ def run_rows(bench: Bench, trials: list[Trial], quick: bool, seeds: int | None) 
     return rows
 
 
-def table(rows: list[Row]) -> str:
-    header = ("trial", "tried", "ended safely", "%", "seconds")
-    body = [
-        (
-            row.trial.name,
-            str(row.tried),
-            str(row.safe),
-            f"{100 * row.safe / row.tried:.0f}" if row.tried else "-",
-            f"{row.seconds:.0f}",
-        )
-        for row in rows
-    ]
-    tried = sum(row.tried for row in rows)
-    safe = sum(row.safe for row in rows)
-    seconds = sum(row.seconds for row in rows)
-    total = ("total", str(tried), str(safe), f"{100 * safe / tried:.0f}" if tried else "-")
-    body.append((*total, f"{seconds:.0f}"))
+def table(rows: list[Row], by_class: bool = False) -> str:
+    """One line per trial, or per class of fault (`by_class`), and the total."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.trial.kind if by_class else row.trial.name, []).append(row)
+    header = ("class" if by_class else "trial", "tried", "ended safely", "%", "seconds")
+    body = [_line(name, group) for name, group in groups.items()]
+    body.append(_line("total", rows))
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def fmt(line: tuple[str, ...]) -> str:
@@ -90,17 +83,24 @@ def table(rows: list[Row]) -> str:
     return "\n".join([fmt(header), rule, *map(fmt, body)])
 
 
+def _line(name: str, rows: list[Row]) -> tuple[str, ...]:
+    tried = sum(row.tried for row in rows)
+    safe = sum(row.safe for row in rows)
+    percent = f"{100 * safe / tried:.0f}" if tried else "-"
+    return (name, str(tried), str(safe), percent, f"{sum(row.seconds for row in rows):.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the CI subset")
+    parser.add_argument("--quick-seed", type=int, default=0, help="which CI subset (0)")
     parser.add_argument("--only", help="only trials whose name contains this text")
     parser.add_argument("--seeds", type=int, help="repetitions of every trial (overrides)")
     parser.add_argument("--lab-dir", type=Path, help="use the running lab in this state dir")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
-    trials = [t for t in TRIALS if not args.only or args.only in t.name]
-    if args.quick and args.seeds is None:
-        trials = [t for t in trials if t.quick]
+    trials = quick_subset(args.quick_seed) if args.quick else list(TRIALS)
+    trials = [t for t in trials if not args.only or args.only in f"{t.kind}: {t.name}"]
     if args.lab_dir is None:
         reason = lab_unavailable()
         if reason:
@@ -127,6 +127,8 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print(table(rows))
+    print()
+    print(table(rows, by_class=True))
     print(f"wall time {time.monotonic() - started:.0f}s")
     for row in rows:
         for seed, problems in row.failures:

@@ -44,6 +44,11 @@ class PlanError(BadInput):
     """A plan file that cannot be used: unreadable, malformed or edited after review."""
 
 
+class JournalWriteFailed(RolloutError):
+    """The run's journal could not be written (a full or failing disk): the run stops there;
+    each host in flight keeps its own record of how far it got, and `resume` goes on."""
+
+
 class UnreachableAtPlan(RolloutError):
     """`plan --gather`: selected hosts whose facts could not be gathered (exit 1, no plan
     written) unless the operator allows planning without them."""

@@ -10,11 +10,13 @@ cd "$(dirname "$0")/.."
 # source; python3-seccomp measures the trigger profile in the tests. gpgv checks an artifact's
 # signature (`plan --signature`); gpg makes the tests' throwaway signing key. crun and runsc
 # (gVisor) are lab hosts' Docker default runtimes that are not runc. rpm (with rpmbuild) and dnf
-# give the lab a host whose runc belongs to an rpm package, with its own rpm database.
+# give the lab a host whose runc belongs to an rpm package, with its own rpm database. faketime
+# (libfaketime) lets the fault trials jump the controller's clock, never the machine's.
 APT_PACKAGES=(docker.io containerd runc openssh-server openssh-client busybox-static crun runsc
               iproute2 procps util-linux python3-venv sudo
               golang-go gcc libc6-dev pkg-config libseccomp-dev golang-github-opencontainers-runc-dev
-              python3-seccomp gpgv gpg rpm dnf)
+              python3-seccomp gpgv gpg rpm dnf
+              faketime)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,4 +1,4 @@
-# snapshot: what the invariant checker (orchestrator/run/invariant.py) looks at on a host after a
+# snapshot: what the invariant checker (orchestrator/lab/invariant.py) looks at on a host after a
 # fault: the runc at RUNC, what runc-rollout left in its store and beside the files it changes,
 # the sysctl at runtime and in its files. Reads, never changes. The record follows MARK. ALSO
 # lists every other runc the plan swaps (paths have no spaces: facts split them on spaces).

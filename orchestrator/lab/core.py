@@ -22,6 +22,7 @@ from orchestrator.lab import hostdef
 from orchestrator.lab.procs import (
     alive,
     file_tail,
+    nsenter_argv,
     proc_start,
     read_proc_text,
     write_file,
@@ -186,13 +187,7 @@ class LabCore:
         return read_proc_text(ref.pid, "cmdline").startswith(HOLDER_PREFIX + host.name)
 
     def nsenter(self, host: HostRecord) -> list[str]:
-        pid = host.procs["holder"].pid
-        return [
-            "/usr/bin/nsenter",
-            f"--mount=/proc/{pid}/ns/mnt",
-            f"--uts=/proc/{pid}/ns/uts",
-            "--",
-        ]
+        return nsenter_argv(host.procs["holder"].pid)
 
     def in_host(self, host: HostRecord, argv: list[str], timeout: float = 120) -> str:
         """Run a command inside a host (its mounts, the machine's everything else)."""

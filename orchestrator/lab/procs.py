@@ -121,6 +121,16 @@ def mount_ns(pid: int) -> int | None:
         return None
 
 
+def nsenter_argv(holder_pid: int) -> list[str]:
+    """`nsenter` into a lab host: the mount and UTS namespaces its holder process keeps."""
+    return [
+        "/usr/bin/nsenter",
+        f"--mount=/proc/{holder_pid}/ns/mnt",
+        f"--uts=/proc/{holder_pid}/ns/uts",
+        "--",
+    ]
+
+
 def send_signal(ref: ProcRef, sig: int) -> bool:
     if not alive(ref):
         return False

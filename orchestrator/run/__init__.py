@@ -1,1 +1,1 @@
-"""Carrying out a plan: the wave engine, the journal, rollback, the fleet invariant checker."""
+"""Carrying out a plan: the wave engine, the journal, rollback."""

@@ -13,6 +13,7 @@ half by a crash is ignored (and reported) rather than fatal.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -22,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, JournalWriteFailed
 from orchestrator.models import HOSTS_PER_CHUNK, Event, HostState, Plan, RunApproval, RunState
 from orchestrator.util.fsutil import MiB, open_input, read_input, too_large, write_atomic
 
@@ -172,6 +174,7 @@ class Journal:
         self._grown = 0
         self._events = os.fsencode(run_dir / EVENTS_FILE)  # joined once, not per event
         self.problems: list[str] = []  # what could not be read when the run was opened
+        self._stopped: JournalWriteFailed | None = None  # a write failed: nothing more is written
 
     @property
     def run_id(self) -> str:
@@ -193,16 +196,22 @@ class Journal:
         works on those alone (`journal.plan`); `journal.approved_plan` stays the whole plan."""
         run_id = new_run_id(plan, clock())
         run_dir = runs_root / run_id
-        run_dir.mkdir(parents=True, mode=0o700)
-        # In pieces, as `plan` writes it: a 100k-host plan is ~70 MB of JSON.
-        plan_file = itertools.chain(plan.json_chunks(indent=2), [b"\n"])
-        write_atomic(run_dir / PLAN_FILE, plan_file, mode=0o600)
-        if signatures is not None:
-            write_atomic(run_dir / SIGNATURES_FILE, signatures, mode=0o600)
-        approval = approval or RunApproval(plan_hash=plan.plan_hash)
-        write_atomic(run_dir / APPROVAL_FILE, approval.model_dump_json(indent=2), mode=0o600)
-        fd = os.open(run_dir / EVENTS_FILE, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
+        try:
+            run_dir.mkdir(parents=True, mode=0o700)
+            # In pieces, as `plan` writes it: a 100k-host plan is ~70 MB of JSON.
+            plan_file = itertools.chain(plan.json_chunks(indent=2), [b"\n"])
+            write_atomic(run_dir / PLAN_FILE, plan_file, mode=0o600)
+            if signatures is not None:
+                write_atomic(run_dir / SIGNATURES_FILE, signatures, mode=0o600)
+            approval = approval or RunApproval(plan_hash=plan.plan_hash)
+            write_atomic(run_dir / APPROVAL_FILE, approval.model_dump_json(indent=2), mode=0o600)
+            fd = os.open(run_dir / EVENTS_FILE, _APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        except OSError as error:
+            raise JournalWriteFailed(
+                f"cannot write the run folder {run_dir}: {error.strerror or error}; "
+                "no host was touched"
+            ) from None
         journal = cls(run_dir, plan, initial_state(run_id, plan), clock)
         if limit is not None:
             total = len(plan.hosts)
@@ -282,12 +291,7 @@ class Journal:
                 {"seq": self.state.last_seq + 1, "time": self._clock(), "type": type_, **fields}
             )
             line = (event.model_dump_json(exclude_none=True) + "\n").encode()
-            fd = os.open(self._events, _APPEND)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write(partial(_append_whole, self._events, line))
             fold(self.state, event)
             self._grown += len(line)
             due = event.time >= self._next_snapshot and self._grown >= self._growth_needed
@@ -299,12 +303,29 @@ class Journal:
         """Bring state.json up to date, if events came since the last one (after events that
         end without a run event: a rollback's, or a run cut off by an error)."""
         with self._lock:
-            if self._grown:
+            if self._grown and self._stopped is None:
                 self._save_state()
+
+    def _write(self, write: Callable[[], None]) -> None:
+        """Do one write to the run folder; the first that fails (a full disk) stops the
+        journal: that write and every later one raise `JournalWriteFailed`, so the journal
+        never has a gap, and the run stops where it is (`resume` opens it again)."""
+        if self._stopped is None:
+            try:
+                write()
+                return
+            except OSError as error:
+                self._stopped = JournalWriteFailed(
+                    f"cannot write the journal in {self.run_dir}: {error.strerror or error}; "
+                    "the run stopped there, and each host it was working on keeps its own "
+                    "record of how far it got: make room, then "
+                    f"`runc-rollout resume {self.run_dir}`"
+                )
+        raise self._stopped
 
     def _save_state(self) -> None:
         path = self.run_dir / STATE_FILE
-        write_atomic(path, state_chunks(self.state), mode=0o600)
+        self._write(partial(write_atomic, path, state_chunks(self.state), mode=0o600))
         self._next_snapshot = self._clock() + SNAPSHOT_SECONDS
         self._growth_needed = int(path.stat().st_size * SNAPSHOT_GROWTH)
         self._grown = 0
@@ -330,6 +351,25 @@ def state_chunks(state: RunState) -> Iterator[bytes]:
 
 
 _HOST_STATES = TypeAdapter(dict[str, HostState])
+
+
+def _append_whole(path: bytes, line: bytes) -> None:
+    """Append `line` and fsync it, or leave the file as it was: a write the disk cut short
+    is undone, so no half event stays behind to swallow the next one."""
+    fd = os.open(path, _APPEND)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            rest = memoryview(line)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_events(path: Path) -> tuple[list[Event], list[str]]:

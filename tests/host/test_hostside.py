@@ -23,7 +23,7 @@ from orchestrator.diagnose.unstick import unstick_script
 from orchestrator.host import commands, constants, probe, scripts, trigger
 from orchestrator.host.facts import facts_script, parse_facts
 from orchestrator.host.runcinfo import PIPE_WCHANS
-from orchestrator.run.invariant import parse_snapshot, snapshot_script
+from orchestrator.lab.invariant import parse_snapshot, snapshot_script
 
 SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"], "bash": ["bash", "--posix"]}
 # busybox sh with nothing on PATH but busybox's applets: a host whose userland is busybox.

@@ -33,9 +33,9 @@ from orchestrator.lab.fleet import (
     lab_up,
     load_record,
 )
+from orchestrator.lab.handle import LabFleet, free_first_address, lab_unavailable, start_lab
 from orchestrator.lab.procs import check_requirements, port_in_use, proc_start
 from orchestrator.lab.records import LabRuntime, ProcRef
-from tests.conftest import LabFleet, free_first_address, lab_unavailable, start_lab
 
 MACHINE_SYSCTL = Path("/proc/sys/fs/pipe-user-pages-soft")
 RUNC_VERSION = "runc --version"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from orchestrator.backends.base import WaveContext
+from orchestrator.errors import ExitCode, JournalWriteFailed
 from orchestrator.models import (
     Artifact,
     HostState,
@@ -202,3 +205,39 @@ def test_a_run_cut_off_by_an_error_leaves_the_snapshot_current(tmp_path: Path) -
         Rollout(journal, Broken(), env=ApplyEnv(clock=clock)).run()
     assert saved_seq(journal) == journal.state.last_seq == 3
     assert journal.state.hosts["h1"].status == "running"
+
+
+def test_a_full_disk_leaves_no_half_event_and_stops_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills in the middle of an event: the event is not kept in part (a half line
+    would swallow the next event resume appends), the journal says so with a one-line error,
+    and writes nothing more (no gap in the sequence) until a resume opens it again."""
+    journal = first_wave_done(tmp_path)
+    events = tmp_path / journal.run_id / EVENTS_FILE
+    before = events.read_bytes()
+    real_write = os.write
+    room = [40]  # bytes the disk still takes
+
+    def full_disk(fd: int, data: bytes | memoryview) -> int:
+        if room[0] == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        count: int = real_write(fd, bytes(data)[: room[0]])
+        room[0] -= count
+        return count
+
+    monkeypatch.setattr(os, "write", full_disk)  # for the two records below
+    with pytest.raises(JournalWriteFailed, match="No space left on device") as failed:
+        journal.record("wave.started", wave=1)
+    assert failed.value.exit_code == ExitCode.HOST_FAILED
+    assert str(journal.run_dir) in str(failed.value) and "\n" not in str(failed.value)
+    assert events.read_bytes() == before
+    room[0] = 1 << 20  # space is back, but this journal stays stopped
+    with pytest.raises(JournalWriteFailed):
+        journal.record("host.phase", host="h2", phase="locked")
+    assert events.read_bytes() == before
+    assert journal.state.last_seq == 5 and journal.state.hosts["h2"].status == "pending"
+    journal.snapshot()  # nothing to do for a stopped journal, and no error
+    reopened = Journal.open(tmp_path / journal.run_id)
+    reopened.record("wave.started", wave=1)
+    assert [event.seq for event in read_events(events)[0]] == [1, 2, 3, 4, 5, 6]

@@ -26,7 +26,7 @@ from orchestrator.cli.app import main
 from orchestrator.diagnose.audit import AuditReport
 from orchestrator.errors import ExitCode
 from orchestrator.lab import runtimes
-from orchestrator.run.invariant import check_runs
+from orchestrator.lab.invariant import check_runs
 from tests.conftest import LabFleet, running_lab
 
 SHIM_HOST, CRUN_HOST, CRI_HOST, RUNSC_HOST = "lab-01", "lab-02", "lab-03", "lab-04"

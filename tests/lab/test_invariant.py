@@ -8,6 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.lab.invariant import (
+    HostSnapshot,
+    RuncFile,
+    RunView,
+    judge,
+    load_run,
+    parse_snapshot,
+    snapshot_script,
+)
 from orchestrator.models import (
     Artifact,
     BeforeRunc,
@@ -20,15 +29,6 @@ from orchestrator.models import (
     SshTarget,
     Wave,
     WaveOptions,
-)
-from orchestrator.run.invariant import (
-    HostSnapshot,
-    RuncFile,
-    RunView,
-    judge,
-    load_run,
-    parse_snapshot,
-    snapshot_script,
 )
 from orchestrator.run.journal import Journal
 
