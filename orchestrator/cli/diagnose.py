@@ -109,15 +109,10 @@ def audit(
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
     from orchestrator.diagnose.advisories import load_advisories
-    from orchestrator.diagnose.audit import (
-        audit_fleet,
-        audit_targets,
-        finding_ids,
-        probe_specs,
-        report_markdown,
-        report_table,
-    )
-    from orchestrator.diagnose.audit import report_json as audit_json
+    from orchestrator.diagnose.audit_fleet import audit_fleet, audit_targets, probe_specs
+    from orchestrator.diagnose.audit_views import report_json as audit_json
+    from orchestrator.diagnose.audit_views import report_markdown, report_table
+    from orchestrator.diagnose.findings import finding_ids
     from orchestrator.inventory.read import load_inventory
 
     advisories = load_advisories(advisories_file)
@@ -174,7 +169,7 @@ def unstick(
 
     Exit 1 when a host could not be examined or a drained process did not go on.
     """
-    from orchestrator.diagnose.audit import audit_targets
+    from orchestrator.diagnose.audit_fleet import audit_targets
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
     from orchestrator.diagnose.unstick import report_markdown as unstick_markdown
