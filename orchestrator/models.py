@@ -639,6 +639,8 @@ HostStatus = Literal[
     "drift",  # no longer matched the plan's "before"; not touched
     "rolled_back",  # returned to its "before" by `rollback`
 ]
+# How far a host's procedure got, in the order it gets there (`host.procedure.PHASE_ORDER`
+# is this order: a phase is "at least" another when it comes later here).
 HostPhase = Literal[
     "none", "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored", "finished"
 ]

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ValidationError
 
@@ -77,16 +77,7 @@ FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the 
 
 _OBTAINED: dict[str, Delivery] = {"staged": "staged", "backup": "backup", "url": "url"}
 
-PHASE_ORDER: tuple[HostPhase, ...] = (
-    "none",
-    "locked",
-    "staged",
-    "backed_up",
-    "swapped",
-    "verified",
-    "sysctl_restored",
-    "finished",
-)
+PHASE_ORDER: tuple[HostPhase, ...] = get_args(HostPhase)  # the Literal's order is the order
 
 
 def phase_at_least(phase: HostPhase, other: HostPhase) -> bool:
