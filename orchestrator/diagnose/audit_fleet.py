@@ -7,23 +7,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 
-from orchestrator.backends.group import run_on_hosts
 from orchestrator.choices import FailOn
 from orchestrator.diagnose.advisories import Advisory
 from orchestrator.diagnose.audit import AuditReport, build_report
-from orchestrator.diagnose.changelog import (
-    Changelog,
-    package_of,
-    read_changelog,
-)
-from orchestrator.host.facts import gather_facts
-from orchestrator.host.procedure import run_probe
-from orchestrator.host.session import Executor
+from orchestrator.diagnose.fleet import DiagnosticFleet
+from orchestrator.diagnose.onhost import AuditGathered
 from orchestrator.inventory.patterns import select_hosts
 from orchestrator.models import (
     HostFacts,
+    HostTask,
     Inventory,
-    ProbeResult,
     SshTarget,
     VerifySpec,
     WaveOptions,
@@ -62,12 +55,11 @@ def probe_specs(
 
 
 def audit_fleet(
-    executor: Executor,
+    fleet: DiagnosticFleet,
     targets: Mapping[str, SshTarget],
     zones: Mapping[str, str],
     advisories: Iterable[Advisory],
     *,
-    concurrency: int,
     fail_on: FailOn = FailOn.none,
     ignore: Iterable[str] = (),
     held: Iterable[str] = (),
@@ -76,32 +68,21 @@ def audit_fleet(
     """Gather every host's facts (read-only) and audit them; with `probe_specs`, also run the
     incident probe against each of those hosts' installed runc (it starts a container)."""
     specs = probe_specs or {}
-    probes: dict[str, ProbeResult] = {}
-    also_probes: dict[str, dict[str, ProbeResult]] = {}
-    changelogs: dict[str, Changelog] = {}
     run_id = f"audit-{secrets.token_hex(8)}"  # its probe uids are drawn from it: this audit's own
-
-    def one(name: str, target: SshTarget) -> HostFacts:
-        session = executor.session(target, name=name)
-        facts = gather_facts(session)
-        package = package_of(facts.runc) if facts.runc is not None else None
-        if package is not None:
-            changelogs[name] = read_changelog(session, *package)
-        if name in specs and facts.runc is not None:
-            probes[name] = run_probe(
-                session, facts, facts.runc.file, specs[name], run_id=run_id, holds_lock=False
-            )
-        if name in specs:  # each other runc the runtimes execute, one after the other
-            also_probes[name] = {
-                item.runc.file: run_probe(
-                    session, facts, item.runc.file, specs[name], run_id=run_id, holds_lock=False
-                )
-                for item in facts.also_runc
-                if item.runc.target_problem is None
-            }
-        return facts
-
-    results = run_on_hosts(targets, one, concurrency=concurrency)
+    tasks = {
+        name: HostTask(
+            procedure="audit",
+            run_id=run_id,
+            probe=name in specs,
+            verify=specs.get(name, VerifySpec()),
+        )
+        for name in targets
+    }
+    gathered = fleet.run(targets, tasks, AuditGathered)
+    results: dict[str, HostFacts | Exception] = {
+        name: item if isinstance(item, Exception) else item.facts for name, item in gathered.items()
+    }
+    done = {name: item for name, item in gathered.items() if isinstance(item, AuditGathered)}
     return build_report(
         results,
         zones,
@@ -109,7 +90,7 @@ def audit_fleet(
         fail_on=fail_on,
         ignore=ignore,
         held=held,
-        probes=probes,
-        changelogs=changelogs,
-        also_probes=also_probes,
+        probes={n: item.probe for n, item in done.items() if item.probe is not None},
+        changelogs={n: item.changelog for n, item in done.items() if item.changelog is not None},
+        also_probes={n: item.also_probes for n, item in done.items() if tasks[n].probe},
     )

@@ -19,12 +19,12 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.fleet import DiagnosticFleet
 from orchestrator.errors import FactsError
 from orchestrator.host.commands import stdin_launcher
 from orchestrator.host.scripts import hostside_script, render
-from orchestrator.host.session import Executor, HostSession
-from orchestrator.models import Model, SshTarget
+from orchestrator.host.session import HostSession
+from orchestrator.models import HostTask, Model, SshTarget
 from orchestrator.util.textsafe import markdown_text, terminal_safe
 
 SETTLE_SECONDS = 1.0
@@ -211,21 +211,16 @@ def scan_host(session: HostSession, *, drain: bool, max_bytes: int, max_seconds:
 
 
 def unstick_fleet(
-    executor: Executor,
+    fleet: DiagnosticFleet,
     targets: Mapping[str, SshTarget],
     *,
     drain: bool,
-    concurrency: int,
     max_bytes: int = 65536,
     max_seconds: float = 10.0,
 ) -> dict[str, HostScan | Exception]:
     """Every host's scan (or the error that stopped it), in the order of `targets`."""
-
-    def one(name: str, target: SshTarget) -> HostScan:
-        session = executor.session(target, name=name)
-        return scan_host(session, drain=drain, max_bytes=max_bytes, max_seconds=max_seconds)
-
-    return run_on_hosts(targets, one, concurrency=concurrency)
+    task = HostTask(procedure="unstick", drain=drain, max_bytes=max_bytes, max_seconds=max_seconds)
+    return fleet.run(targets, dict.fromkeys(targets, task), HostScan)
 
 
 def failed_hosts(results: Mapping[str, HostScan | Exception]) -> list[str]:
