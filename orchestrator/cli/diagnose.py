@@ -4,7 +4,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -26,11 +26,9 @@ from orchestrator.cli.options import (
     format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
+from orchestrator.diagnose.fleet import DiagnosticFleet
 from orchestrator.errors import BadInput, ExitCode
 from orchestrator.models import BecomePasswords
-
-if TYPE_CHECKING:
-    from orchestrator.diagnose.fleet import DiagnosticFleet
 
 DiagnosticExecutorOption = Annotated[
     ExecutorName,

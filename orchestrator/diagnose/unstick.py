@@ -21,9 +21,8 @@ from pydantic import ValidationError
 
 from orchestrator.diagnose.fleet import DiagnosticFleet
 from orchestrator.errors import FactsError
-from orchestrator.host.commands import stdin_launcher
 from orchestrator.host.scripts import hostside_script, render
-from orchestrator.host.session import HostSession
+from orchestrator.host.session import HostSession, send_script
 from orchestrator.models import HostTask, Model, SshTarget
 from orchestrator.util.textsafe import markdown_text, terminal_safe
 
@@ -202,8 +201,8 @@ def scan_host(session: HostSession, *, drain: bool, max_bytes: int, max_seconds:
     """Examine (and with `drain`, free) one host's hung `runc init` processes."""
     script = unstick_script(
         drain=drain, max_bytes=max_bytes, max_seconds=max_seconds, deadline=DEADLINE
-    ).encode()
-    result = session.run(stdin_launcher(script), timeout=DEADLINE + _OVERHEAD, stdin=script)
+    )
+    result = send_script(session, script, timeout=DEADLINE + _OVERHEAD)
     if result.exit_status != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise FactsError(session.host, f"unstick failed (exit {result.exit_status}): {detail[0]}")

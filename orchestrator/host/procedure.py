@@ -45,6 +45,7 @@ from orchestrator.host.session import (
     ConnectionLost,
     ExecutorError,
     HostSession,
+    send_script,
 )
 from orchestrator.host.steps import Payload, StepRunner
 from orchestrator.models import (
@@ -307,7 +308,7 @@ def run_probe(
 ) -> ProbeResult:
     """Run the incident probe of `runc_path` on one host and read its result (`audit`)."""
     command, method = probe_command(facts, runc_path, spec, run_id=run_id, holds_lock=holds_lock)
-    result = session.run(command.script, timeout=command.timeout)
+    result = send_script(session, command.script, timeout=command.timeout)
     return probe.parse_probe(result.stdout, result.exit_status, method)
 
 
