@@ -4,7 +4,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,9 +26,11 @@ from orchestrator.cli.options import (
     format_option,
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
-from orchestrator.diagnose.fleet import DiagnosticFleet
 from orchestrator.errors import BadInput, ExitCode
-from orchestrator.models import BecomePasswords
+
+if TYPE_CHECKING:  # (not at start: `--help` imports no model)
+    from orchestrator.diagnose.fleet import DiagnosticFleet
+    from orchestrator.models import BecomePasswords
 
 DiagnosticExecutorOption = Annotated[
     ExecutorName,
@@ -44,9 +46,9 @@ DiagnosticExecutorOption = Annotated[
 def diagnostic_fleet(
     executor: ExecutorName,
     known_hosts: Path | None,
-    become: BecomePasswords | None,
+    become: "BecomePasswords | None",
     concurrency: int,
-) -> Iterator[DiagnosticFleet]:
+) -> "Iterator[DiagnosticFleet]":
     """The fleet `--executor` names, for a diagnostic."""
     if executor is ExecutorName.ansible:
         from orchestrator.backends.ansible.diagnostics import AnsibleFleet

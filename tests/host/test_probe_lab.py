@@ -173,6 +173,7 @@ def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
         assert isinstance(probe, dict)
         assert (probe["outcome"], probe["method"]) == ("passed", method), (name, probe)
         assert float(probe["seconds"]) < float(PROBE_TIMEOUT)
+        print(f"probe without Python on {name} ({method}, {executor}): {probe['seconds']} s")
     fixed = {name: host_state(lab, name) for name in paths}
 
     # The bug-bearing runc over Debian's: every probe hangs, every host goes back.
