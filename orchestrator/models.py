@@ -468,7 +468,7 @@ class HostTask(Model):
     """The arguments of the `runc_rollout` Ansible action (playbooks/action_plugins): one host's
     procedure. runc-rollout sets them from the plan; a standalone or AWX run from its vars."""
 
-    procedure: Literal["upgrade", "rollback", "facts"]
+    procedure: Literal["upgrade", "rollback", "facts", "audit", "unstick"]
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     plan_id: str = "ansible-playbook"
     artifact: str | None = None  # on the controller; a relative path is the playbook dir's
@@ -481,6 +481,14 @@ class HostTask(Model):
     before: HostBefore | None = None  # the plan's: a host that differs is drift
     events: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")  # the job's event nonce
     refuse: list[TargetRefusal] = Field(default_factory=list)  # the plan's, without a version
+    # The diagnostics (`procedure` facts, audit, unstick), as `runc-rollout audit` and `unstick`
+    # run them: `probe`, the incident probe of the installed runc as `verify` says (audit; its
+    # probe uids are drawn from `run_id`); `drain` the stuck runc init, at most `max_bytes` and
+    # `max_seconds` each (unstick; else only what would be done).
+    probe: bool = False
+    drain: bool = False
+    max_bytes: int = Field(default=65536, ge=1)
+    max_seconds: float = Field(default=10.0, ge=0.1)
 
 
 class Wave(Model):
@@ -639,6 +647,8 @@ HostStatus = Literal[
     "drift",  # no longer matched the plan's "before"; not touched
     "rolled_back",  # returned to its "before" by `rollback`
 ]
+# How far a host's procedure got, in the order it gets there (`host.procedure.PHASE_ORDER`
+# is this order: a phase is "at least" another when it comes later here).
 HostPhase = Literal[
     "none", "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored", "finished"
 ]

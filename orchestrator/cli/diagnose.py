@@ -1,7 +1,10 @@
 """`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
 
+import contextlib
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +15,7 @@ from orchestrator.cli.options import (
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
+    ExecutorName,
     Format,
     InventoryOption,
     JsonFlagOption,
@@ -23,6 +27,38 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
 from orchestrator.errors import BadInput, ExitCode
+
+if TYPE_CHECKING:  # (not at start: `--help` imports no model)
+    from orchestrator.diagnose.fleet import DiagnosticFleet
+    from orchestrator.models import BecomePasswords
+
+DiagnosticExecutorOption = Annotated[
+    ExecutorName,
+    typer.Option(
+        "--executor",
+        help="How hosts are reached: ssh (built in), or ansible (playbooks/diagnose.yml through "
+        "ansible-runner, over Ansible's connection). Both run the same scripts on the hosts.",
+    ),
+]
+
+
+@contextlib.contextmanager
+def diagnostic_fleet(
+    executor: ExecutorName,
+    known_hosts: Path | None,
+    become: "BecomePasswords | None",
+    concurrency: int,
+) -> "Iterator[DiagnosticFleet]":
+    """The fleet `--executor` names, for a diagnostic."""
+    if executor is ExecutorName.ansible:
+        from orchestrator.backends.ansible.diagnostics import AnsibleFleet
+
+        yield AnsibleFleet(concurrency, known_hosts=known_hosts, become=become)
+        return
+    from orchestrator.diagnose.onhost import SshFleet
+
+    with ssh_executor(known_hosts, become) as executor_:
+        yield SshFleet(executor_, concurrency)
 
 
 def facts(
@@ -38,13 +74,14 @@ def facts(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    executor: DiagnosticExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Gather each host's runc, daemons, sysctl and rollout record (read-only)."""
     from orchestrator.diagnose.facts_report import (
+        facts_fleet,
         facts_json,
         facts_markdown,
         facts_table,
-        gather_fleet,
     )
     from orchestrator.inventory.read import load_inventory
     from orchestrator.plan.planner import hosts_to_plan
@@ -53,8 +90,8 @@ def facts(
     targets = hosts_to_plan(loaded, limit)
     check_routes(targets)
     become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-    with ssh_executor(known_hosts, become) as executor:
-        results = gather_fleet(executor, targets, concurrency)
+    with diagnostic_fleet(executor, known_hosts, become, concurrency) as fleet:
+        results = facts_fleet(fleet, targets)
     views = {Format.json: facts_json, Format.markdown: facts_markdown, Format.text: facts_table}
     sys.stdout.write(views[fmt](results))
     failed = [name for name, result in results.items() if isinstance(result, Exception)]
@@ -102,6 +139,7 @@ def audit(
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     advisories_file: AdvisoriesOption = None,
+    executor: DiagnosticExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Audit each host's runc (known bugs, advisories), the sysctl and hung runc init (read-only
     unless --probe).
@@ -109,15 +147,10 @@ def audit(
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
     from orchestrator.diagnose.advisories import load_advisories
-    from orchestrator.diagnose.audit import (
-        audit_fleet,
-        audit_targets,
-        finding_ids,
-        probe_specs,
-        report_markdown,
-        report_table,
-    )
-    from orchestrator.diagnose.audit import report_json as audit_json
+    from orchestrator.diagnose.audit_fleet import audit_fleet, audit_targets, probe_specs
+    from orchestrator.diagnose.audit_views import report_json as audit_json
+    from orchestrator.diagnose.audit_views import report_markdown, report_table
+    from orchestrator.diagnose.findings import finding_ids
     from orchestrator.inventory.read import load_inventory
 
     advisories = load_advisories(advisories_file)
@@ -129,13 +162,12 @@ def audit(
     specs = probe_specs(loaded, targets, probe_timeout) if probe else None
     check_routes(targets)
     become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-    with ssh_executor(known_hosts, become) as executor:
+    with diagnostic_fleet(executor, known_hosts, become, concurrency) as fleet:
         report = audit_fleet(
-            executor,
+            fleet,
             targets,
             zones,
             advisories,
-            concurrency=concurrency,
             fail_on=fail_on,
             ignore=ignore or (),
             held=held,
@@ -167,6 +199,7 @@ def unstick(
     ask_become_pass: AskBecomePassOption = False,
     become_from_inventory: BecomeFromInventoryOption = False,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    executor: DiagnosticExecutorOption = ExecutorName.ssh,
 ) -> int:
     """Free runc init hung the incident's way (in pipe_write, writing its seccomp program into
     a pipe only it holds) by draining that pipe alone; other processes and pipes are never
@@ -174,7 +207,7 @@ def unstick(
 
     Exit 1 when a host could not be examined or a drained process did not go on.
     """
-    from orchestrator.diagnose.audit import audit_targets
+    from orchestrator.diagnose.audit_fleet import audit_targets
     from orchestrator.diagnose.unstick import failed_hosts, report_lines, unstick_fleet
     from orchestrator.diagnose.unstick import report_json as unstick_json
     from orchestrator.diagnose.unstick import report_markdown as unstick_markdown
@@ -186,12 +219,11 @@ def unstick(
     targets, _, _ = audit_targets(loaded, limit)
     check_routes(targets)
     become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-    with ssh_executor(known_hosts, become) as executor:
+    with diagnostic_fleet(executor, known_hosts, become, concurrency) as fleet:
         results = unstick_fleet(
-            executor,
+            fleet,
             targets,
             drain=yes,
-            concurrency=concurrency,
             max_bytes=max_bytes,
             max_seconds=max_seconds,
         )

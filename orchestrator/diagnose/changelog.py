@@ -17,7 +17,7 @@ from typing import Literal
 
 from orchestrator.diagnose.advisories import Advisory
 from orchestrator.host.scripts import hostside_script, render
-from orchestrator.host.session import HostSession
+from orchestrator.host.session import HostSession, send_script
 from orchestrator.models import RuncBinary
 from orchestrator.util.fsutil import MiB
 
@@ -113,7 +113,7 @@ def distribution_build(version: str | None, commit: str | None) -> str | None:
 
 def read_changelog(session: HostSession, package: str, build: str | None) -> Changelog:
     """Read `package`'s changelog on the host (one round trip) and parse it."""
-    result = session.run(changelog_script(package), timeout=CHANGELOG_TIMEOUT)
+    result = send_script(session, changelog_script(package), timeout=CHANGELOG_TIMEOUT)
     return parse_changelog(package, result.stdout[: CHANGELOG_LIMIT + 4096], build)
 
 

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.fleet import DiagnosticFleet
+from orchestrator.diagnose.onhost import SshFleet
 from orchestrator.errors import BadInput, FactsError
-from orchestrator.host.facts import FACTS_LIMIT, facts_to_before, gather_facts
+from orchestrator.host.facts import FACTS_LIMIT, facts_to_before
 from orchestrator.host.session import (
     AuthenticationFailed,
     CommandTimeout,
@@ -30,6 +31,7 @@ from orchestrator.models import (
     HostBefore,
     HostError,
     HostFacts,
+    HostTask,
     SshTarget,
 )
 from orchestrator.util.fsutil import read_input
@@ -39,12 +41,16 @@ from orchestrator.util.textsafe import markdown_text, markup_safe, terminal_safe
 def gather_fleet(
     executor: Executor, targets: Mapping[str, SshTarget], concurrency: int
 ) -> dict[str, HostFacts | Exception]:
-    """Facts of every host, `concurrency` at a time; a host that fails gets its exception."""
-    return run_on_hosts(
-        targets,
-        lambda name, target: gather_facts(executor.session(target, name=name)),
-        concurrency=concurrency,
-    )
+    """Facts of every host over SSH, `concurrency` at a time; a host that fails gets its
+    exception."""
+    return facts_fleet(SshFleet(executor, concurrency), targets)
+
+
+def facts_fleet(
+    fleet: DiagnosticFleet, targets: Mapping[str, SshTarget]
+) -> dict[str, HostFacts | Exception]:
+    """Facts of every host, through either backend; a host that fails gets its exception."""
+    return fleet.run(targets, dict.fromkeys(targets, HostTask(procedure="facts")), HostFacts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +70,7 @@ _ERROR_KINDS: tuple[tuple[type[Exception], ErrorKind], ...] = (
 def facts_report(results: Mapping[str, HostFacts | Exception]) -> FactsReport:
     hosts = {name: r for name, r in results.items() if isinstance(r, HostFacts)}
     errors = {
-        name: HostError(kind=_error_kind(r), message=str(r))
+        name: HostError(kind=error_kind(r), message=str(r))
         for name, r in results.items()
         if not isinstance(r, HostFacts)
     }
@@ -106,7 +112,18 @@ def before_from_report(
     return before, missing, held
 
 
-def _error_kind(error: Exception) -> ErrorKind:
+class ReportedError(Exception):
+    """A host's error as another process reported it (the Ansible action's): its kind and
+    message, as `error_kind` and `str` gave them there."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def error_kind(error: Exception) -> ErrorKind:
+    if isinstance(error, ReportedError):
+        return error.kind
     return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "error")
 
 
@@ -129,7 +146,7 @@ def _facts_rows(
     notes: list[str] = []
     for name, result in results.items():
         if not isinstance(result, HostFacts):
-            rows.append((name, _error_kind(result).upper(), []))
+            rows.append((name, error_kind(result).upper(), []))
             notes.append(f"{name}: {result}")
             continue
         runc = result.runc

@@ -19,12 +19,11 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from orchestrator.backends.group import run_on_hosts
+from orchestrator.diagnose.fleet import DiagnosticFleet
 from orchestrator.errors import FactsError
-from orchestrator.host.commands import stdin_launcher
 from orchestrator.host.scripts import hostside_script, render
-from orchestrator.host.session import Executor, HostSession
-from orchestrator.models import Model, SshTarget
+from orchestrator.host.session import HostSession, send_script
+from orchestrator.models import HostTask, Model, SshTarget
 from orchestrator.util.textsafe import markdown_text, terminal_safe
 
 SETTLE_SECONDS = 1.0
@@ -202,8 +201,8 @@ def scan_host(session: HostSession, *, drain: bool, max_bytes: int, max_seconds:
     """Examine (and with `drain`, free) one host's hung `runc init` processes."""
     script = unstick_script(
         drain=drain, max_bytes=max_bytes, max_seconds=max_seconds, deadline=DEADLINE
-    ).encode()
-    result = session.run(stdin_launcher(script), timeout=DEADLINE + _OVERHEAD, stdin=script)
+    )
+    result = send_script(session, script, timeout=DEADLINE + _OVERHEAD)
     if result.exit_status != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise FactsError(session.host, f"unstick failed (exit {result.exit_status}): {detail[0]}")
@@ -211,21 +210,16 @@ def scan_host(session: HostSession, *, drain: bool, max_bytes: int, max_seconds:
 
 
 def unstick_fleet(
-    executor: Executor,
+    fleet: DiagnosticFleet,
     targets: Mapping[str, SshTarget],
     *,
     drain: bool,
-    concurrency: int,
     max_bytes: int = 65536,
     max_seconds: float = 10.0,
 ) -> dict[str, HostScan | Exception]:
     """Every host's scan (or the error that stopped it), in the order of `targets`."""
-
-    def one(name: str, target: SshTarget) -> HostScan:
-        session = executor.session(target, name=name)
-        return scan_host(session, drain=drain, max_bytes=max_bytes, max_seconds=max_seconds)
-
-    return run_on_hosts(targets, one, concurrency=concurrency)
+    task = HostTask(procedure="unstick", drain=drain, max_bytes=max_bytes, max_seconds=max_seconds)
+    return fleet.run(targets, dict.fromkeys(targets, task), HostScan)
 
 
 def failed_hosts(results: Mapping[str, HostScan | Exception]) -> list[str]:

@@ -51,6 +51,7 @@ from orchestrator.host.scripts import hostside_script, render
 from orchestrator.host.session import (
     CommandResult,
     HostSession,
+    send_script,
 )
 from orchestrator.models import (
     DEFAULT_PACKAGE_POLICY,
@@ -280,7 +281,7 @@ def facts_from(host: str, result: StepResult | CommandResult) -> HostFacts:
 def gather_facts(session: HostSession, *, timeout: float = FACTS_TIMEOUT) -> HostFacts:
     """Run the facts script on one host (one round trip) and parse its output."""
     command = facts_command(timeout)
-    return facts_from(session.host, session.run(command.script, timeout=command.timeout))
+    return facts_from(session.host, send_script(session, command.script, timeout=command.timeout))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,7 +657,9 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 diverted_to=(values.get("diverted_to") or None) if package else None,
                 diverted_by=(values.get("diverted_by") or None) if package else None,
                 free_bytes=_free_bytes(values.get("df", "")),
-                read_only_mount=_read_only_mount(values.get("mount", "")),
+                read_only_mount=read_only_mount(
+                    values.get("mount", ""), values.get("write_test", "")
+                ),
                 untrusted=None
                 if values.get("trusted") == "1"
                 else values.get("untrusted") or "ownership not checked",
@@ -679,10 +682,16 @@ def _flag(text: str | None) -> bool | None:
     return {"1": True, "0": False}.get(text or "")
 
 
-def _read_only_mount(line: str) -> str | None:
-    """The mount point from the facts' `mount=ro MOUNTPOINT` line; None for `rw ...` or none."""
-    mode, _, mount = line.partition(" ")
-    return terminal_safe(mount[:_MOUNT_MAX]) or "?" if mode == "ro" else None
+def read_only_mount(mount: str, write_test: str) -> str | None:
+    """The mount point of a read-only runc folder, from the facts' `mount=ro|rw MOUNTPOINT`
+    line and its `write_test` (`ok`, or why a new file could not be made there): read-only when
+    the mount table says so, or when the write failed with EROFS although it says rw (an overlay
+    whose upper layer went read-only). None: writable, or not known (a write refused for another
+    reason, a full disk or no permission, is not a read-only file system)."""
+    mode, _, point = mount.partition(" ")
+    if mode == "ro" or "read-only file system" in write_test.lower():
+        return terminal_safe(point[:_MOUNT_MAX]) or "?"
+    return None
 
 
 _MOUNT_MAX = 300  # characters of a mount point kept (a host's output is data, and bounded)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ValidationError
 
@@ -45,6 +45,7 @@ from orchestrator.host.session import (
     ConnectionLost,
     ExecutorError,
     HostSession,
+    send_script,
 )
 from orchestrator.host.steps import Payload, StepRunner
 from orchestrator.models import (
@@ -77,16 +78,7 @@ FETCH_TIMEOUT = 120.0  # seconds a host may take to fetch the artifact from the 
 
 _OBTAINED: dict[str, Delivery] = {"staged": "staged", "backup": "backup", "url": "url"}
 
-PHASE_ORDER: tuple[HostPhase, ...] = (
-    "none",
-    "locked",
-    "staged",
-    "backed_up",
-    "swapped",
-    "verified",
-    "sysctl_restored",
-    "finished",
-)
+PHASE_ORDER: tuple[HostPhase, ...] = get_args(HostPhase)  # the Literal's order is the order
 
 
 def phase_at_least(phase: HostPhase, other: HostPhase) -> bool:
@@ -316,7 +308,7 @@ def run_probe(
 ) -> ProbeResult:
     """Run the incident probe of `runc_path` on one host and read its result (`audit`)."""
     command, method = probe_command(facts, runc_path, spec, run_id=run_id, holds_lock=holds_lock)
-    result = session.run(command.script, timeout=command.timeout)
+    result = send_script(session, command.script, timeout=command.timeout)
     return probe.parse_probe(result.stdout, result.exit_status, method)
 
 

@@ -21,7 +21,7 @@ from orchestrator.errors import (
     HostKeyRejected,
     HostUnreachable,
 )
-from orchestrator.host.commands import EXIT_KILLED, EXIT_TIMEOUT
+from orchestrator.host.commands import EXIT_KILLED, EXIT_TIMEOUT, stdin_launcher
 from orchestrator.models import SshTarget
 
 OUTPUT_CAP = 8 << 20  # bytes of stdout, and of stderr, one command may send back
@@ -90,6 +90,14 @@ class HostSession(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def send_script(session: HostSession, script: str, *, timeout: float) -> CommandResult:
+    """Run a host-side script the one way scripts are sent: on stdin, through the checksummed
+    launcher (nothing large in argv; with stdin, Ansible's connection asks for no terminal, which
+    would turn the output's newlines into CRLF)."""
+    data = script.encode()
+    return session.run(stdin_launcher(data), timeout=timeout, stdin=data)
 
 
 class Executor(Protocol):

@@ -214,9 +214,9 @@ fi
 
 ident() { stat -L -c '%d:%i' "$1" 2>/dev/null; }
 # `mount_of DIR [PROC]`: "ro MOUNTPOINT" or "rw MOUNTPOINT" for the mount DIR is on, as this
-# process (or /proc/PID PROC) sees it (its mountinfo: the last of the longest mount points above DIR; read-only when
-# its own options or its file system's say ro). A runc on a read-only mount (Flatcar's and Fedora
-# CoreOS's /usr) cannot be replaced by a rename beside it. Nothing is written to find out.
+# process (or /proc/PID PROC) sees it (its mountinfo: the last of the longest mount points above
+# DIR; read-only when its own options or its file system's say ro). A runc on a read-only mount
+# (Flatcar's and Fedora CoreOS's /usr) cannot be replaced by a rename beside it.
 mount_of() {
     awk -v p="$1" '
         function unescape(s) {
@@ -236,6 +236,16 @@ mount_of() {
             ro = (("," opts ",") ~ /,ro,/ || ("," super ",") ~ /,ro,/)
             printf "%s %s\n", (ro ? "ro" : "rw"), at
         }' "${2:-/proc/self}/mountinfo" 2>/dev/null
+}
+
+# `write_test DIR`: "ok" when a new file can be made in DIR (made and removed at once, nothing
+# lasts: what a swap needs, a new name beside the runc), else mktemp's error. The mount table can
+# say rw where writes fail (an overlay whose upper layer's file system went read-only, an NFS
+# export the server made read-only), and busybox's `test -w` as root ignores read-only mounts.
+write_test() {
+    if t=$(mktemp "$1/.runc-rollout-write-test.XXXXXX" 2>&1); then rm -f "$t"; echo ok
+    else printf '%s\n' "$t" | head -n 1
+    fi
 }
 
 seen=
@@ -258,6 +268,7 @@ for b in $cands; do
     kv sha256 "${sum%% *}"
     kv df "$(df -Pk "$R${b%/*}" 2>/dev/null | tail -n 1)"
     kv mount "$(mount_of "${real%/*}")"
+    kv write_test "$(write_test "${real%/*}")"
     if [ -n "$R" ]; then
         # Seen through the daemons' namespace: is this session's file at that path the same one
         # (device and inode, its folder's too), itself trusted here?

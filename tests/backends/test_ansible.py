@@ -45,7 +45,7 @@ from tests.run.test_journal import small_plan
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 
-@pytest.mark.parametrize("playbook", ["upgrade.yml", "rollback.yml", "facts.yml"])
+@pytest.mark.parametrize("playbook", ["upgrade.yml", "rollback.yml", "facts.yml", "diagnose.yml"])
 def test_playbooks_pass_syntax_check(playbook: str) -> None:
     done = subprocess.run(
         [ANSIBLE_PLAYBOOK, "--syntax-check", "-i", "localhost,", str(PLAYBOOK_DIR / playbook)],

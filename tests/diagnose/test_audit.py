@@ -14,19 +14,10 @@ from hypothesis import strategies as st
 
 from orchestrator.cli.app import main
 from orchestrator.diagnose.advisories import load_advisories
-from orchestrator.diagnose.audit import (
-    CHECK_IDS,
-    AuditReport,
-    audit_host,
-    audit_targets,
-    build_report,
-    distribution_of,
-    finding_ids,
-    host_findings,
-    report_json,
-    report_markdown,
-    report_table,
-)
+from orchestrator.diagnose.audit import AuditReport, audit_host, build_report
+from orchestrator.diagnose.audit_fleet import audit_targets
+from orchestrator.diagnose.audit_views import report_json, report_markdown, report_table
+from orchestrator.diagnose.findings import CHECK_IDS, distribution_of, finding_ids, host_findings
 from orchestrator.diagnose.versions import RELEASE, Version, compare_versions, parse_version
 from orchestrator.errors import BadInput, ExitCode, HostUnreachable
 from orchestrator.inventory.read import load_inventory

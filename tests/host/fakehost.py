@@ -103,10 +103,8 @@ class FakeHost:
         *,
         files: dict[str, str] | None = None,
         sysctl: int = 163840,
-        daemons: dict[str, tuple[int, int]] | None = None,
         stuck: int = 0,
         lock_owner: str | None = None,
-        record: str | None = None,
         backups: dict[str, str] | None = None,  # sha256 -> content
         probe: str = "passed",  # the probe's verdict on the new runc
         fail: dict[str, int] | None = None,  # step name -> exit status, once
@@ -116,11 +114,8 @@ class FakeHost:
         served: dict[str, str] | None = None,  # URL -> what a fetch of it gets
         gunzip: bool = True,  # the host takes a compressed push
         host_check: tuple[int, str] = (0, "ok\n"),  # the operator's host check: status, output
-        probe_of: dict[str, str] | None = None,  # runc path -> the probe's verdict
-        # The daemons run in a mount namespace of their own (a snap's, a ProtectSystem= unit's):
-        # its id, and the runc files it sees otherwise than this session (path -> content).
+        # The daemons run in a mount namespace of their own (a snap's, a ProtectSystem= unit's).
         mount_ns: str | None = None,
-        ns_files: dict[str, str] | None = None,
         # dpkg: the content of RUNC as the `runc` package ships it (None: RUNC is no package's),
         # and where a local diversion of RUNC puts the package's copy (None: not diverted).
         package_file: str | None = None,
@@ -141,8 +136,7 @@ class FakeHost:
             (self._state / "backup" / digest).write_text(content)
         self.sysctl = sysctl
         self.lock_owner = lock_owner
-        self.record = record
-        self.daemons = daemons or {"dockerd": (977, 2300), "containerd": (812, 1500)}
+        self.daemons = {"dockerd": (977, 2300), "containerd": (812, 1500)}
         self.stuck = stuck
         self.probe = probe
         self.fail = fail or {}
@@ -153,9 +147,10 @@ class FakeHost:
         self.gunzip = gunzip
         self.host_check = host_check
         self.host_checks: list[dict[str, object]] = []  # each host check's params
-        self.probe_of = probe_of or {}
+        self.probe_of: dict[str, str] = {}  # runc path -> the probe's verdict
         self.mount_ns = mount_ns
-        self.ns_files = ns_files or {}
+        # The runc files the daemons' namespace sees otherwise than this session (path -> content).
+        self.ns_files: dict[str, str] = {}
         self.package_file = package_file
         self.diverted_to = diverted_to
         self.batches: list[list[str]] = []  # the step names of each round trip

@@ -21,7 +21,13 @@ from orchestrator.diagnose.facts_report import (
     read_facts_report,
 )
 from orchestrator.errors import BadInput, FactsError
-from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_script, facts_to_before, parse_facts
+from orchestrator.host.facts import (
+    SYSTEMD_DEFAULT_PATH,
+    facts_script,
+    facts_to_before,
+    parse_facts,
+    read_only_mount,
+)
 from orchestrator.host.runcinfo import is_runc_init
 from orchestrator.host.session import HostKeyRejected, HostUnreachable
 from orchestrator.models import FactsReport, HostFacts, SshTarget
@@ -771,6 +777,61 @@ def test_a_runc_on_a_read_only_file_system_is_held_back_with_what_to_do_instead(
     report = read_facts_report_text(facts_json({"flatcar-1": facts}))
     _, missing, held = before_from_report(report, {"flatcar-1": SshTarget(address="flatcar-1")})
     assert not missing and "update the OS image" in held["flatcar-1"]
+
+
+@pytest.mark.parametrize(
+    ("mount", "write_test", "held"),
+    [
+        ("ro /usr", "ok", "/usr"),  # the mount table decides
+        ("rw /", "ok", None),
+        ("rw /usr/local/sbin", "mktemp: (null): Read-only file system", "/usr/local/sbin"),
+        ("rw /x", "mktemp: failed to create file via template 'x': Read-only file system", "/x"),
+        ("rw /", "mktemp: (null): No space left on device", None),  # full, not read-only
+        ("rw /", "mktemp: (null): Permission denied", None),
+        ("", "", None),  # an older facts script said nothing
+        ("", "mktemp: (null): Read-only file system", "?"),
+    ],
+)
+def test_a_failed_write_holds_back_what_the_mount_table_calls_writable(
+    mount: str, write_test: str, held: str | None
+) -> None:
+    """An overlay whose upper layer went read-only, an NFS export the server made read-only:
+    the mount table says rw, a write says EROFS; the write decides."""
+    assert read_only_mount(mount, write_test) == held
+
+
+def test_the_write_test_sees_what_the_mount_table_misses(tmp_path: Path) -> None:
+    """`write_test` of the facts script on an overlay whose upper layer's tmpfs was remounted
+    read-only: its mount table line says rw, the write fails (Read-only file system), and nothing
+    is left in a writable folder. Under dash and busybox sh (whose `test -w` says writable)."""
+    if shutil.which("unshare") is None or shutil.which("busybox") is None:
+        pytest.skip("needs util-linux's unshare and busybox")
+    text = facts_script(NONCE)
+    functions = "\n".join(
+        text[text.index(f"{name}() {{") : text.index("\n}\n", text.index(f"{name}() {{"))] + "\n}"
+        for name in ("mount_of", "write_test")
+    )
+    for folder in ("upper", "lower", "merged", "plain"):
+        (tmp_path / folder).mkdir()
+    script = (
+        f"{functions}\n"
+        'mount --make-rprivate / && mount -t tmpfs tmpfs "$1/upper" && mkdir "$1/upper/u" '
+        '"$1/upper/w" && mount -t overlay overlay -o "lowerdir=$1/lower,upperdir=$1/upper/u,'
+        'workdir=$1/upper/w" "$1/merged" && mount -o remount,ro "$1/upper" || exit 9\n'
+        'mount_of "$1/merged"; write_test "$1/merged"; write_test "$1/plain"; ls -A "$1/plain"\n'
+    )
+    for shell in (["dash"], ["busybox", "sh"]):
+        done = subprocess.run(
+            ["unshare", "--mount", *shell, "-c", script, "sh", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 9:
+            pytest.skip(f"cannot mount an overlay here: {done.stderr.strip()}")
+        mount, merged, plain, *left = done.stdout.splitlines()
+        assert mount == f"rw {tmp_path}/merged", (shell, done.stdout, done.stderr)
+        assert "Read-only file system" in merged and plain == "ok" and left == [], shell
+        assert read_only_mount(mount, merged) == f"{tmp_path}/merged"
 
 
 def read_facts_report_text(text: str) -> FactsReport:

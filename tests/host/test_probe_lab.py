@@ -11,9 +11,11 @@ container, no stuck `runc init`, the sysctl as it was. The same through Ansible.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,16 @@ from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.lab import rc93
 from orchestrator.lab.hostdef import HOST_RUNC
+from orchestrator.lab.records import LabHost
 from tests.conftest import LabFleet, running_lab
 from tests.run.test_apply_lab import host_state, sha256
 
 pytestmark = pytest.mark.lab
 
 PROBE_TIMEOUT = "8"
+# A probe that hangs is told at its timeout, and on a loaded machine a container may take longer
+# than PROBE_TIMEOUT to reach its runc init: the audits of several paths at once get longer.
+AUDIT_TIMEOUT = "20"
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +87,44 @@ def _roll_out(
     return code, json.loads((run_dir / "state.json").read_text())["hosts"]
 
 
+PYTHONS = ("python3", "python", "python2")
+_TRIPWIRE_DIR = "/usr/local/sbin"  # each host's own folder, first on its PATH: found first
+_TRIPWIRE_LOG = f"{_TRIPWIRE_DIR}/.python-ran"
+
+
+@contextmanager
+def python_tripwire(lab: LabFleet, hosts: list[LabHost]) -> Iterator[Callable[[], list[str]]]:
+    """A `python3` (and `python`, `python2`) first on each host's PATH that notes every call
+    and fails: on a host without Python a call would fail, perhaps unnoticed; with this, every
+    one is seen. Yields what reads the calls ("HOST: argv"). The tripwire is checked first:
+    a call from a login shell is seen."""
+    wire = f'#!/bin/sh\necho "$0 $*" >> {_TRIPWIRE_LOG}\nexit 127\n'
+    paths = " ".join(f"{_TRIPWIRE_DIR}/{name}" for name in PYTHONS)
+    for host in hosts:
+        lab.ssh(
+            host, f"for p in {paths}; do printf %b {shlex.quote(wire)} > $p; chmod 755 $p; done"
+        )
+        lab.ssh(host, "python3 -c 'print(1)'", check=False)
+
+    def calls() -> list[str]:
+        return [
+            f"{host.name}: {line}"
+            for host in hosts
+            for line in lab.ssh(
+                host, f"cat {_TRIPWIRE_LOG} 2>/dev/null || true"
+            ).stdout.splitlines()
+        ]
+
+    try:
+        assert [call.split(": ")[0] for call in calls()] == [h.name for h in hosts], calls()
+        for host in hosts:
+            lab.ssh(host, f"rm -f {_TRIPWIRE_LOG}")
+        yield calls
+    finally:
+        for host in hosts:
+            lab.ssh(host, f"rm -f {paths} {_TRIPWIRE_LOG}", check=False)
+
+
 def _left_behind(lab: LabFleet) -> list[str]:
     """Anything of the probe still there: a process of a probe uid, a probe container, a probe
     directory, a stuck `runc init` on a lab host (as its facts see it: other labs on this
@@ -129,6 +173,7 @@ def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
         assert isinstance(probe, dict)
         assert (probe["outcome"], probe["method"]) == ("passed", method), (name, probe)
         assert float(probe["seconds"]) < float(PROBE_TIMEOUT)
+        print(f"probe without Python on {name} ({method}, {executor}): {probe['seconds']} s")
     fixed = {name: host_state(lab, name) for name in paths}
 
     # The bug-bearing runc over Debian's: every probe hangs, every host goes back.
@@ -149,11 +194,15 @@ def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
 
 
 def _audit_probe(
-    lab: LabFleet, capsys: pytest.CaptureFixture[str], limit: str
+    lab: LabFleet,
+    capsys: pytest.CaptureFixture[str],
+    limit: str,
+    *options: str,
+    timeout: str = PROBE_TIMEOUT,
 ) -> dict[str, dict[str, Any]]:
     capsys.readouterr()
-    argv = ["audit", "-i", str(lab.inventory), "--limit", limit, "--probe"]
-    assert main([*argv, "--probe-timeout", PROBE_TIMEOUT, "--format", "json"]) == ExitCode.OK
+    argv = ["audit", "-i", str(lab.inventory), "--limit", limit, "--probe", *options]
+    assert main([*argv, "--probe-timeout", timeout, "--format", "json"]) == ExitCode.OK
     return {host["host"]: host for host in json.loads(capsys.readouterr().out)["hosts"]}
 
 
@@ -179,3 +228,45 @@ def test_audit_probe_decides_by_what_the_runc_does(
     assert hosts[fixed]["probe"]["outcome"] == "passed"
     assert "runc-rc93-pipe-hang" not in {f["id"] for f in hosts[fixed]["findings"]}
     assert _left_behind(lab) == []
+
+
+def test_diagnostics_through_ansible_run_no_python_on_the_hosts(
+    clean_probe_lab: LabFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit --probe` decides the rc93 finding on every path and `unstick` frees a really hung
+    runc init, both with --executor ansible; nothing on the hosts ran Python (nor did the same
+    over SSH)."""
+    lab = clean_probe_lab
+    via = ("--executor", "ansible")
+    names = {lab.full_hosts[0].name: "docker", lab.light_hosts[0].name: "bundle"}
+    with python_tripwire(lab, lab.hosts) as python_calls:
+        for executor in ("ansible", "ssh"):
+            began = time.monotonic()
+            # (a hang is only told at the timeout: the machine's load must not pass for one)
+            hosts = _audit_probe(
+                lab, capsys, ":".join(names), "--executor", executor, timeout=AUDIT_TIMEOUT
+            )
+            print(f"audit --probe --executor {executor}: {time.monotonic() - began:.1f} s")
+            for name, method in names.items():
+                probe = hosts[name]["probe"]
+                assert (probe["outcome"], probe["method"]) == ("hung", method), (name, probe)
+                found = {f["id"]: f["detail"] for f in hosts[name]["findings"]}
+                assert "hung in" in found["runc-rc93-pipe-hang"], found
+        assert _left_behind(lab) == []
+
+        full = lab.full_hosts[0]
+        seed = lab.stick(full)
+        argv = ["unstick", "-i", str(lab.inventory), "--limit", full.name, "--json", *via]
+        capsys.readouterr()
+        assert main(argv) == ExitCode.OK
+        dry = json.loads(capsys.readouterr().out)["hosts"][full.name]["processes"]
+        assert {p["pid"]: p["action"] for p in dry}[seed.pid] == "would drain"
+        assert main([*argv, "--yes"]) == ExitCode.OK
+        report = json.loads(capsys.readouterr().out)
+        freed = {p["pid"]: p for p in report["hosts"][full.name]["processes"]}[seed.pid]
+        assert (freed["action"], freed["outcome"]) == ("drained", "exited"), freed
+
+        assert main(["facts", "-i", str(lab.inventory), "--format", "json", *via]) == 0
+        facts = json.loads(capsys.readouterr().out)
+        assert set(facts["hosts"]) == {h.name for h in lab.hosts} and facts["errors"] == {}
+        assert python_calls() == []

@@ -9,14 +9,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.diagnose.advisories import load_advisories
-from orchestrator.diagnose.audit import (
-    HostAudit,
-    audit_host,
-    build_report,
-    distribution_of,
-    host_findings,
-    report_markdown,
-)
+from orchestrator.diagnose.audit import HostAudit, audit_host, build_report
+from orchestrator.diagnose.audit_views import report_markdown
+from orchestrator.diagnose.findings import distribution_of, host_findings
 from orchestrator.errors import FactsError
 from orchestrator.host.facts import SYSTEMD_DEFAULT_PATH, facts_to_before, parse_facts
 from orchestrator.host.procedure import decide, describe, probe_command

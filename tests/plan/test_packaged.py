@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.diagnose.audit import host_findings
+from orchestrator.diagnose.findings import host_findings
 from orchestrator.errors import BadInput, FactsError
 from orchestrator.host import commands
 from orchestrator.host.commands import StepResult

@@ -22,12 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.diagnose.facts_report import error_kind
+from orchestrator.diagnose.onhost import diagnose_host
+from orchestrator.diagnose.unstick import HostScan
 from orchestrator.host.commands import SYSCTL_KEY, HostCommand, StepResult
 from orchestrator.host.facts import facts_from
 from orchestrator.host.procedure import (
     HostOutcome,
     HostProcedure,
-    HostSteps,
     StepFailed,
     decide,
     describe,
@@ -50,6 +52,7 @@ from orchestrator.models import Artifact, HostFacts, HostPhase, HostTask, Planne
 from orchestrator.util.textsafe import terminal_safe
 
 EVENT_PREFIX = "runc-rollout-event"
+DIAGNOSTICS = ("facts", "audit", "unstick")  # procedures that read (and unstick) a host
 KILL_GRACE = 15.0  # seconds past a command's timeout before the controller gives up on it
 
 
@@ -126,13 +129,12 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
         return {"failed": True, "msg": f"runc_rollout: {where}: {first['msg']}"}
+    if task.procedure in DIAGNOSTICS:
+        return _diagnose(AnsibleSession(action, name), task)
     events = _Events(task.events)
     steps = _FirstFacts(AnsibleSession(action, name))
     procedure: HostProcedure | None = None
     try:
-        if task.procedure == "facts":
-            facts = HostSteps(steps, name, run_id="", on_phase=events.phase).facts()
-            return {"changed": False, "runc_rollout_facts": facts.model_dump(mode="json")}
         if task.procedure == "rollback":
             outcome = rollback_host(steps, name, run_id=task.run_id, on_phase=events.phase)
             return _result(name, outcome, steps, None)
@@ -173,6 +175,22 @@ def run_task(action: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> di
     except Exception as error:  # the host's outcome, never a traceback in the job
         outcome = HostOutcome("failed", "none", None, f"{type(error).__name__}: {error}")
         return _result(name, outcome, steps, procedure)
+
+
+def _diagnose(session: AnsibleSession, task: HostTask) -> dict[str, Any]:
+    """A diagnostic (`runc-rollout facts`, `audit`, `unstick` with `--executor ansible`): the
+    same code the SSH backend runs on its session, on this one. Its result is the task's
+    `runc_rollout_<procedure>`; an error is `runc_rollout_error`, its kind and message."""
+    try:
+        found = diagnose_host(session, task)
+    except Exception as error:
+        kind = error_kind(error)
+        said = {"kind": kind, "message": terminal_safe(str(error))}
+        unreachable = isinstance(error, HostUnreachable | ConnectionLost)
+        result = {"failed": True, "msg": said["message"], "runc_rollout_error": said}
+        return result | ({"unreachable": True} if unreachable else {})
+    drained = isinstance(found, HostScan) and any(p.action == "drained" for p in found.processes)
+    return {"changed": drained, f"runc_rollout_{task.procedure}": found.model_dump(mode="json")}
 
 
 def _artifact(task: HostTask, basedir: Path) -> tuple[Artifact | None, str]:

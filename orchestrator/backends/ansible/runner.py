@@ -443,7 +443,7 @@ class AnsibleBackend:
         the job reads travels with it, named relative to its project: known_hosts, the runc
         and its gzip."""
         files, known = shipped_known_hosts(node, self.known_hosts)
-        with _jobs_dir(self.jobs_dir) as directory:
+        with jobs_folder(self.jobs_dir) as directory:
             payload = {} if artifact is None else self._payload(directory, artifact)
             for password, group in password_groups(names, self._become).items():
                 nonce = secrets.token_hex(8)
@@ -500,7 +500,8 @@ def password_groups(hosts: Iterable[str], become: BecomePasswords) -> dict[str |
 
 
 @contextmanager
-def _jobs_dir(jobs_dir: Path | None) -> Iterator[Path]:
+def jobs_folder(jobs_dir: Path | None) -> Iterator[Path]:
+    """`jobs_dir`, else a temporary folder, removed afterwards."""
     if jobs_dir is not None:
         yield jobs_dir
         return
