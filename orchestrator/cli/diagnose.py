@@ -5,10 +5,10 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.choices import FailOn
+from orchestrator.backends.reach import check_routes, ssh_executor
+from orchestrator.choices import DEFAULT_CONCURRENCY, FailOn
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
-    DEFAULT_CONCURRENCY,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
@@ -21,8 +21,8 @@ from orchestrator.cli.options import (
     chosen_format,
     format_option,
 )
-from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
-from orchestrator.errors import BadInput, ExitCode
+from orchestrator.cli.support import become_passwords, become_prompt
+from orchestrator.errors import ExitCode
 
 
 def facts(
@@ -108,42 +108,27 @@ def audit(
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
-    from orchestrator.diagnose.advisories import load_advisories
-    from orchestrator.diagnose.audit import (
-        audit_fleet,
-        audit_targets,
-        finding_ids,
-        probe_specs,
-        report_markdown,
-        report_table,
-    )
+    from orchestrator import api
     from orchestrator.diagnose.audit import report_json as audit_json
-    from orchestrator.inventory.read import load_inventory
+    from orchestrator.diagnose.audit import report_markdown, report_table
 
-    advisories = load_advisories(advisories_file)
-    unknown = sorted(set(ignore or ()) - finding_ids(advisories))
-    if unknown:
-        raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
-    loaded = load_inventory(inventory)
-    targets, zones, held = audit_targets(loaded, limit, domain_key)
-    specs = probe_specs(loaded, targets, probe_timeout) if probe else None
-    check_routes(targets)
-    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-    with ssh_executor(known_hosts, become) as executor:
-        report = audit_fleet(
-            executor,
-            targets,
-            zones,
-            advisories,
-            concurrency=concurrency,
-            fail_on=fail_on,
-            ignore=ignore or (),
-            held=held,
-            probe_specs=specs,
-        )
+    result = api.audit(
+        inventory,
+        limit=limit,
+        fail_on=fail_on,
+        ignore=ignore or (),
+        domain_key=domain_key,
+        probe=probe,
+        probe_timeout=probe_timeout,
+        advisories_file=advisories_file,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        concurrency=concurrency,
+    )
     views = {Format.json: audit_json, Format.markdown: report_markdown, Format.text: report_table}
-    sys.stdout.write(views[fmt](report))
-    return ExitCode.HOST_FAILED if report.failed else ExitCode.OK
+    sys.stdout.write(views[fmt](result.report))
+    return result.exit_code
 
 
 def unstick(
