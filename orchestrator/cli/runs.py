@@ -130,7 +130,7 @@ def apply(
     return rendered_run(result, show)
 
 
-def rendered_run(result: RunResult, show: ShowOptions) -> int:
+def rendered_run(result: "RunResult", show: ShowOptions) -> int:
     """apply's and resume's end: the summary, the run's status and how to go on."""
     from orchestrator.view import Screen, print_summary
 
