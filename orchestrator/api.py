@@ -52,6 +52,7 @@ from orchestrator.view.summary import Summary
 
 if TYPE_CHECKING:
     from orchestrator.backends.ansible.streaming import ExecutionNode
+    from orchestrator.run.notify import Webhook
 
 __all__ = [
     "AuditResult",
@@ -357,17 +358,7 @@ def apply(
     _say(screen, f"run {journal.run_id} ({journal.run_dir})")
     reach = Reach(executor, concurrency, known_hosts, become, nodes, push)
     show = Show(screen, verbose, json_events, on_event)
-    code = run_journal(
-        journal,
-        backend,
-        reach,
-        show,
-        resumed=False,
-        signers=approved.signers,
-        wait_for_window=wait_for_window,
-        webhooks=webhooks,
-    )
-    return RunResult(code, journal, journal_summary(f"apply {journal.run_id}", journal))
+    return _run(journal, backend, reach, show, approved.signers, wait_for_window, webhooks)
 
 
 def resume(
@@ -413,17 +404,7 @@ def resume(
         confirm(f"resume run {journal.run_id} ({journal.state.status})?")
     reach = Reach(executor, concurrency, known_hosts, become, nodes, push)
     show = Show(screen, verbose, json_events, on_event)
-    code = run_journal(
-        journal,
-        backend,
-        reach,
-        show,
-        resumed=True,
-        signers=signers,
-        wait_for_window=wait_for_window,
-        webhooks=webhooks,
-    )
-    return RunResult(code, journal, journal_summary(f"resume {journal.run_id}", journal))
+    return _run(journal, backend, reach, show, signers, wait_for_window, webhooks, resumed=True)
 
 
 def rollback(
@@ -543,6 +524,31 @@ def audit(
             probe_specs=specs,
         )
     return AuditResult(ExitCode.HOST_FAILED if report.failed else ExitCode.OK, report)
+
+
+def _run(
+    journal: Journal,
+    backend: WaveRunner | None,
+    reach: Reach,
+    show: Show,
+    signers: Sequence[str],
+    wait_for_window: bool,
+    webhooks: Sequence[Webhook],
+    *,
+    resumed: bool = False,
+) -> RunResult:
+    code = run_journal(
+        journal,
+        backend,
+        reach,
+        show,
+        resumed=resumed,
+        signers=signers,
+        wait_for_window=wait_for_window,
+        webhooks=webhooks,
+    )
+    title = "resume" if resumed else "apply"
+    return RunResult(code, journal, journal_summary(f"{title} {journal.run_id}", journal))
 
 
 def _approve(
