@@ -65,7 +65,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.backends.ssh.executor import remote_command
+from orchestrator.backends.ssh.session import remote_command
 from orchestrator.host import commands, probe
 from orchestrator.host.facts import facts_command, facts_script
 from orchestrator.host.procedure import probe_uids

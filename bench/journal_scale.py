@@ -2,8 +2,9 @@
 the events, the view and the summary, with no hosts at all.
 
 Each size runs in a child process of its own: a plan of N hosts in 4 zones is made by the
-planner in memory, then `apply`'s own run path (`cli.support.run_rollout`: the engine, the real
-journal in a temporary run directory, the plain-lines view, the summary) carries it out over a
+planner in memory, then `apply` itself (`orchestrator.api.apply`: the approval and artifact
+checks, the real journal in a temporary run directory with the plan's copy, the engine, the
+plain-lines view, the summary) carries it out over a
 fake backend whose workers (`run_on_hosts`, as the SSH backend's) report what a real host does:
 6 `host.phase` events and one `host.finished` with a probe result. Printed per size: the run's
 controller CPU per host, its wall time, the child's peak RSS beside its RSS before the run (the
@@ -20,7 +21,7 @@ what that disk makes it cost.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
 import io
 import json
 import os
@@ -28,13 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from orchestrator import api
 from orchestrator.backends.base import WaveContext
 from orchestrator.backends.group import run_on_hosts
-from orchestrator.cli.options import ShowOptions
-from orchestrator.cli.support import run_rollout
 from orchestrator.host.procedure import HostOutcome, PhaseListener, phase_at_least
 from orchestrator.models import (
     Artifact,
@@ -49,10 +49,12 @@ from orchestrator.models import (
     WaveOptions,
 )
 from orchestrator.plan.planner import build_plan
-from orchestrator.run.journal import EVENTS_FILE, Journal
+from orchestrator.run.journal import EVENTS_FILE
+from orchestrator.view import Screen
 
 ZONES = ("zone-a", "zone-b", "zone-c", "zone-d")
-TARGET = "b" * 64
+RUNC = b"a stand-in runc: the bench's backend never sends it\n"
+TARGET = hashlib.sha256(RUNC).hexdigest()
 OLD = "c" * 64
 PHASES: tuple[HostPhase, ...] = (
     "locked", "staged", "backed_up", "swapped", "verified", "sysctl_restored",
@@ -85,7 +87,7 @@ class FakeFleet:
         raise NotImplementedError("the bench only applies")
 
 
-class Discard(io.TextIOBase):
+class Discard(io.StringIO):
     """stdout and stderr of the run: written to (as apply writes them), kept nowhere, and
     never a write(2), so the process's `wchar` counts only what went to files."""
 
@@ -96,14 +98,16 @@ class Discard(io.TextIOBase):
         return False
 
 
-def fleet_plan(hosts: int) -> tuple[Inventory, Artifact, WaveOptions, dict[str, HostBefore]]:
+def fleet_plan(
+    hosts: int, runc: Path
+) -> tuple[Inventory, Artifact, WaveOptions, dict[str, HostBefore]]:
     zones = {f"node-{n:06d}.bench.invalid": ZONES[n % len(ZONES)] for n in range(hosts)}
     inventory = Inventory(
         sources=("bench",),
         hosts={name: InventoryHost(name, vars={"zone": zone}) for name, zone in zones.items()},
         groups={"all": InventoryGroup(name="all", hosts=tuple(zones))},
     )
-    artifact = Artifact(path="/nonexistent/runc", sha256=TARGET, size=1, version="1.1.5")
+    artifact = Artifact(path=str(runc), sha256=TARGET, size=len(RUNC), version="1.1.5")
     options = WaveOptions(
         waves=("1", "1%", "10%", "25%"), domain_key="zone", max_per_domain="25%", max_failures="1%"
     )
@@ -128,16 +132,6 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = Discard()
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-
-
 def floor(path: Path, lines: int, size: int) -> tuple[float, float]:
     """CPU and wall seconds of appending `lines` lines of `size` bytes, one fsync each."""
     line = b"x" * (size - 1) + b"\n"
@@ -154,17 +148,19 @@ def floor(path: Path, lines: int, size: int) -> tuple[float, float]:
 
 def child(hosts: int, directory: Path, concurrency: int) -> None:
     """One size: plan, run, measure; one JSON line on stdout."""
-    plan = build_plan(*fleet_plan(hosts))
     with tempfile.TemporaryDirectory(prefix="journal-scale-", dir=directory) as tmp:
-        journal = Journal.create(Path(tmp), plan)
+        runc = Path(tmp) / "runc"
+        runc.write_bytes(RUNC)
+        plan = build_plan(*fleet_plan(hosts, runc))
+        screen = Screen(stdout=Discard(), stderr=Discard(), terminal=False)
         rss_before, wrote_before = rss_mib(), written()
         cpu, wall = time.process_time(), time.perf_counter()
-        with quiet():
-            code = run_rollout(journal, FakeFleet(concurrency), ShowOptions())
+        ran = api.apply(plan, runs_dir=Path(tmp), backend=FakeFleet(concurrency), screen=screen)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         wrote = written() - wrote_before
-        events_file = journal.run_dir / EVENTS_FILE
-        events = journal.state.last_seq
+        code = ran.exit_code
+        events_file = ran.run_dir / EVENTS_FILE
+        events = ran.journal.state.last_seq
         line_size = events_file.stat().st_size // max(events, 1)
         floor_cpu, floor_wall = floor(Path(tmp) / "floor", events, line_size)
     result = {

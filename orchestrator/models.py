@@ -1,7 +1,13 @@
-"""Every data model of runc-rollout, in one place.
+"""The data models the parts share, long because they are one schema read in one place: the
+inventory and how a host is reached, the artifact, its advisories and the wave options, the
+plan (each host's task, as the Ansible action gets it too) and its approval, the journal's
+events and run state, the host-side record, a host's facts and the facts report.
 
-All models reject unknown fields, so a typo in a plan file or a facts file is an error, not a silent
-default. The plan is what a reviewer approves: `plan_hash` covers its whole body.
+Models that one part alone makes and reads live beside it: the audit's, unstick's and the
+advisories' reports (`diagnose/`), the lab's records (`lab/records.py`), the Ansible action's
+outcome lines (`backends/ansible/`). All models reject unknown fields, so a typo in a plan file
+or a facts file is an error, not a silent default. The plan is what a reviewer approves:
+`plan_hash` covers its whole body.
 """
 
 from __future__ import annotations

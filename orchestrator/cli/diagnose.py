@@ -1,21 +1,17 @@
 """`facts`, `audit` and `unstick`: fleet diagnostics for the incident."""
 
-import contextlib
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from orchestrator.choices import FailOn
+from orchestrator.backends.reach import check_routes, diagnostic_fleet
+from orchestrator.choices import DEFAULT_CONCURRENCY, ExecutorName, FailOn
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
-    DEFAULT_CONCURRENCY,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
-    ExecutorName,
     Format,
     InventoryOption,
     JsonFlagOption,
@@ -25,12 +21,8 @@ from orchestrator.cli.options import (
     chosen_format,
     format_option,
 )
-from orchestrator.cli.support import become_passwords, check_routes, ssh_executor
-from orchestrator.errors import BadInput, ExitCode
-
-if TYPE_CHECKING:  # (not at start: `--help` imports no model)
-    from orchestrator.diagnose.fleet import DiagnosticFleet
-    from orchestrator.models import BecomePasswords
+from orchestrator.cli.support import become_passwords, become_prompt
+from orchestrator.errors import ExitCode
 
 DiagnosticExecutorOption = Annotated[
     ExecutorName,
@@ -40,25 +32,6 @@ DiagnosticExecutorOption = Annotated[
         "ansible-runner, over Ansible's connection). Both run the same scripts on the hosts.",
     ),
 ]
-
-
-@contextlib.contextmanager
-def diagnostic_fleet(
-    executor: ExecutorName,
-    known_hosts: Path | None,
-    become: "BecomePasswords | None",
-    concurrency: int,
-) -> "Iterator[DiagnosticFleet]":
-    """The fleet `--executor` names, for a diagnostic."""
-    if executor is ExecutorName.ansible:
-        from orchestrator.backends.ansible.diagnostics import AnsibleFleet
-
-        yield AnsibleFleet(concurrency, known_hosts=known_hosts, become=become)
-        return
-    from orchestrator.diagnose.onhost import SshFleet
-
-    with ssh_executor(known_hosts, become) as executor_:
-        yield SshFleet(executor_, concurrency)
 
 
 def facts(
@@ -146,36 +119,28 @@ def audit(
 
     Exit 1 when a host could not be audited or a finding at or above --fail-on is present.
     """
-    from orchestrator.diagnose.advisories import load_advisories
-    from orchestrator.diagnose.audit_fleet import audit_fleet, audit_targets, probe_specs
+    from orchestrator import api
     from orchestrator.diagnose.audit_views import report_json as audit_json
     from orchestrator.diagnose.audit_views import report_markdown, report_table
-    from orchestrator.diagnose.findings import finding_ids
-    from orchestrator.inventory.read import load_inventory
 
-    advisories = load_advisories(advisories_file)
-    unknown = sorted(set(ignore or ()) - finding_ids(advisories))
-    if unknown:
-        raise BadInput(f"--ignore: no finding is called {', '.join(unknown)}")
-    loaded = load_inventory(inventory)
-    targets, zones, held = audit_targets(loaded, limit, domain_key)
-    specs = probe_specs(loaded, targets, probe_timeout) if probe else None
-    check_routes(targets)
-    become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-    with diagnostic_fleet(executor, known_hosts, become, concurrency) as fleet:
-        report = audit_fleet(
-            fleet,
-            targets,
-            zones,
-            advisories,
-            fail_on=fail_on,
-            ignore=ignore or (),
-            held=held,
-            probe_specs=specs,
-        )
+    result = api.audit(
+        inventory,
+        limit=limit,
+        fail_on=fail_on,
+        ignore=ignore or (),
+        domain_key=domain_key,
+        probe=probe,
+        probe_timeout=probe_timeout,
+        advisories_file=advisories_file,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        concurrency=concurrency,
+        executor=executor,
+    )
     views = {Format.json: audit_json, Format.markdown: report_markdown, Format.text: report_table}
-    sys.stdout.write(views[fmt](report))
-    return ExitCode.HOST_FAILED if report.failed else ExitCode.OK
+    sys.stdout.write(views[fmt](result.report))
+    return result.exit_code
 
 
 def unstick(

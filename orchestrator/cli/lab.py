@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.options import Format, format_option
 from orchestrator.errors import BadInput, ExitCode
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
@@ -190,11 +191,25 @@ def lab_trigger(
 
 
 @lab_app.command("status")
-def lab_status(state_dir: StateDirOption = None) -> None:
+def lab_status(
+    state_dir: StateDirOption = None,
+    fmt: Annotated[
+        Format,
+        format_option(
+            "text: a table; markdown: the same for a ticket; json: every host's status, its "
+            "processes' PIDs too"
+        ),
+    ] = Format.text,
+) -> None:
     """Each lab host: address, runc version and checksum, sysctl, daemons alive."""
     from orchestrator.lab import fleet, text
 
-    typer.echo(text.format_status(fleet.lab_status(state_dir)))
+    views = {
+        Format.text: text.format_status,
+        Format.markdown: text.status_markdown,
+        Format.json: text.status_json,
+    }
+    typer.echo(views[fmt](fleet.lab_status(state_dir)))
 
 
 @lab_app.command("down")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.choices import SummaryFormat
+from orchestrator.choices import ExecutorName, PushName, SummaryFormat
 from orchestrator.errors import BadInput
 
 
@@ -91,8 +91,6 @@ BecomeFromInventoryOption = Annotated[
     ),
 ]
 
-
-DEFAULT_CONCURRENCY = 16  # every command's; Ansible's `forks` is 5
 
 ConcurrencyOption = Annotated[
     int,
@@ -261,11 +259,6 @@ SignaturesOption = Annotated[
 ]
 
 
-class ExecutorName(StrEnum):
-    ssh = "ssh"
-    ansible = "ansible"
-
-
 ExecutorOption = Annotated[
     ExecutorName,
     typer.Option(
@@ -274,11 +267,6 @@ ExecutorOption = Annotated[
         "ansible-runner, one job per wave). Both keep the same host-side record.",
     ),
 ]
-
-
-class PushName(StrEnum):
-    gzip = "gzip"
-    plain = "plain"
 
 
 PushOption = Annotated[

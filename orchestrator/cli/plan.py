@@ -1,20 +1,22 @@
 """`runc-rollout plan`: inventory + artifact + wave options -> a plan file and its review."""
 
-import os
-import re
 import shutil
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from orchestrator.choices import GATE_TIMEOUT, HOST_CHECK_TIMEOUT, PIPE_USER_PAGES_SOFT_DEFAULT
+from orchestrator.choices import (
+    DEFAULT_CONCURRENCY,
+    GATE_TIMEOUT,
+    HOST_CHECK_TIMEOUT,
+    PIPE_USER_PAGES_SOFT_DEFAULT,
+)
 from orchestrator.cli.advisories import AdvisoriesOption
 from orchestrator.cli.options import (
-    DEFAULT_CONCURRENCY,
     WAVES_HELP,
     AskBecomePassOption,
     BecomeFromInventoryOption,
@@ -26,59 +28,13 @@ from orchestrator.cli.options import (
     ProbeTimeoutOption,
     format_option,
 )
-from orchestrator.cli.support import become_passwords, check_routes, ssh_executor, wave_options
-from orchestrator.errors import BadInput, UnreachableAtPlan
-
-if TYPE_CHECKING:
-    from orchestrator.models import HostBefore
+from orchestrator.cli.support import become_prompt, wave_options
 
 
 class PackagePolicyChoice(StrEnum):
     divert = "divert"
     hold = "hold"
     leave = "leave"
-
-
-def written_plan_hash(path: Path) -> str | None:
-    """The `plan_hash` of the plan file at `path` (from its first bytes), or None."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096).decode(errors="replace")
-    except OSError:
-        return None
-    found = re.search(r'"plan_hash": "([0-9a-f]{64})"', head)
-    return found.group(1) if found else None
-
-
-def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: str) -> None:
-    """A plan written over another one with a different hash: the signatures beside it are
-    the old plan's and approve nothing of the new one. They are renamed, and the operator told."""
-    from orchestrator.plan.approval import default_signatures
-
-    signatures = default_signatures(output)
-    if replaced == plan_hash or not signatures.is_file() or signatures.is_symlink():
-        return
-    stale = signatures.with_name(signatures.name + ".stale")
-    os.replace(signatures, stale)
-    typer.echo(
-        f"{signatures} signed an earlier plan written to {output}: moved to {stale}; "
-        "this plan needs its own signatures (runc-rollout sign)",
-        err=True,
-    )
-
-
-def unreachable_message(unreachable: dict[str, str], selected: int) -> str:
-    """One line: which selected hosts could not be gathered, the first one's reason, what to do."""
-    from orchestrator.util.textsafe import terminal_safe
-
-    names = list(unreachable)
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    first = terminal_safe(unreachable[names[0]])
-    return (
-        f"plan: {len(names)} of {selected} selected hosts could not be gathered ({shown}; "
-        f"{names[0]}: {first}): no plan written; bring them back, hold them with "
-        "runc_rollout_skip, or pass --allow-unreachable to plan without them"
-    )
 
 
 def plan(
@@ -327,17 +283,9 @@ def plan(
     advisories_file: AdvisoriesOption = None,
 ) -> None:
     """Plan a rollout: waves over the inventory, written to a plan file. Changes no host."""
-    from orchestrator.diagnose.advisories import advisory_table, describe_table
-    from orchestrator.inventory.patterns import select_hosts
-    from orchestrator.inventory.read import load_inventory
-    from orchestrator.plan.artifact import inspect_artifact
-    from orchestrator.plan.planner import build_plan, hosts_to_plan
-    from orchestrator.plan.provenance import check_provenance
-    from orchestrator.plan.render import plan_json_chunks, plan_markdown, plan_table
-    from orchestrator.plan.target import refuse_severity as plan_refuse_severity
-    from orchestrator.plan.target import target_policy
-    from orchestrator.util.fsutil import write_atomic
-    from orchestrator.util.memory import gc_paused
+    from orchestrator import api
+    from orchestrator.plan.approval import default_signatures
+    from orchestrator.plan.render import plan_markdown, plan_table
 
     options = wave_options(
         waves=tuple(part.strip() for part in waves.split(",")),
@@ -367,60 +315,37 @@ def plan(
         windows=tuple(window or ()),
         package_policy=package_policy.value if package_policy is not None else None,
     )
-    expected, provenance = check_provenance(
-        runc,
-        sha256,
+    result = api.plan(
+        inventory,
+        runc=runc,
+        sha256=sha256,
         sha256_file=sha256_file,
         sha256_name=sha256_name,
         signature=signature,
         keyring=keyring,
+        runc_version=runc_version,
+        artifact_url=artifact_url,
+        run_artifact=run_artifact,
+        options=options,
+        output=output,
+        gather=gather,
+        facts_file=facts_file,
+        allow_unreachable=allow_unreachable,
+        accept_advisories=accept_advisory or (),
+        refuse_severity=refuse_severity,
+        advisories_file=advisories_file,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        concurrency=concurrency,
     )
-    artifact = inspect_artifact(
-        runc, expected, run=run_artifact, version=runc_version, url=artifact_url
-    ).model_copy(update={"provenance": provenance})
-    table = advisory_table(advisories_file)
-    loaded = load_inventory(inventory)
-    policy = target_policy(
-        artifact,
-        table.advisories,
-        describe_table(table, advisories_file),
-        accepted=accept_advisory or (),
-        severity=plan_refuse_severity(
-            refuse_severity, (loaded.hosts[name] for name in select_hosts(loaded, limit))
-        ),
-    )
-    before: dict[str, HostBefore] = {}
-    unreachable: dict[str, str] = {}
-    held: dict[str, str] = {}
-    if gather or facts_file:
-        from orchestrator.diagnose.facts_report import (
-            before_from_report,
-            facts_report,
-            gather_fleet,
-            read_facts_report,
+    if result.stale_signatures is not None:
+        typer.echo(
+            f"{default_signatures(output)} signed an earlier plan written to "
+            f"{output}: moved to {result.stale_signatures}; this plan needs its own signatures "
+            "(runc-rollout sign)",
+            err=True,
         )
-
-        targets = hosts_to_plan(loaded, limit)
-        if facts_file is not None:
-            report = read_facts_report(facts_file)
-        else:
-            check_routes(targets)
-            become = become_passwords(ask_become_pass, become_from_inventory, targets, loaded)
-            with ssh_executor(known_hosts, become) as executor:
-                report = facts_report(gather_fleet(executor, targets, concurrency))
-        before, unreachable, held = before_from_report(report, targets)
-        if unreachable and not allow_unreachable:
-            raise UnreachableAtPlan(unreachable_message(unreachable, len(targets)))
-    result = build_plan(loaded, artifact, options, before, unreachable, policy, held)
-    del loaded  # at 100k hosts the inventory is as large as the plan: free it before writing
-    check_routes({host.name: host.ssh for host in result.hosts})
-    replaced = written_plan_hash(output)
-    try:
-        with gc_paused():
-            write_atomic(output, plan_json_chunks(result))
-    except OSError as error:
-        raise BadInput(f"-o {output}: cannot write the plan: {error.strerror or error}") from None
-    set_aside_stale_signatures(output, replaced, result.plan_hash)
     if fmt is Format.json:
         with output.open("rb") as written:  # the same bytes, without serializing them again
             shutil.copyfileobj(written, sys.stdout.buffer)
@@ -428,5 +353,5 @@ def plan(
     else:
         now = time.time()  # for the next opening times of the maintenance windows
         view = plan_markdown if fmt is Format.markdown else plan_table
-        sys.stdout.write(view(result, now=now))
-    typer.echo(f"plan written to {output} ({result.plan_id})", err=True)
+        sys.stdout.write(view(result.plan, now=now))
+    typer.echo(f"plan written to {output} ({result.plan.plan_id})", err=True)

@@ -1,20 +1,19 @@
 """`apply`, `resume`, `status`, `rollback`, `sign`, `verify-plan`: carrying out a reviewed plan."""
 
+import shlex
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestrator.choices import DEFAULT_CONCURRENCY, ExecutorName, PushName
 from orchestrator.cli.options import (
-    DEFAULT_CONCURRENCY,
     AllowedSignersOption,
     AskBecomePassOption,
     BecomeFromInventoryOption,
     ConcurrencyOption,
     ExecutionNodeOption,
-    ExecutorName,
     ExecutorOption,
     ExpectHashOption,
     Format,
@@ -23,7 +22,6 @@ from orchestrator.cli.options import (
     LimitOption,
     NotifyOption,
     NoWaitOption,
-    PushName,
     PushOption,
     RequiredSignaturesOption,
     RunFormatOption,
@@ -35,22 +33,11 @@ from orchestrator.cli.options import (
     expand_limit,
     format_option,
 )
-from orchestrator.cli.support import (
-    become_passwords,
-    check_routes,
-    confirm,
-    execution_nodes,
-    open_approved_run,
-    open_backend,
-    run_directory,
-    run_rollout,
-    ssh_executor,
-)
-from orchestrator.errors import BadInput, ExitCode
+from orchestrator.cli.support import become_prompt, confirmation
+from orchestrator.errors import ExitCode
 
 if TYPE_CHECKING:
-    from orchestrator.models import Inventory
-    from orchestrator.run.journal import Journal
+    from orchestrator.api import RunResult
 
 
 def apply(
@@ -99,70 +86,63 @@ def apply(
 
     With --expect-hash, only the plan with that plan_hash; with --allowed-signers, only a plan
     signed by --required-signatures of those reviewers (`runc-rollout sign`)."""
-    from orchestrator.diagnose.facts_report import gather_fleet
-    from orchestrator.models import RunApproval
-    from orchestrator.plan.approval import (
-        SIGNATURES_LIMIT,
-        approval_policy,
-        check_approval,
-        default_signatures,
-    )
-    from orchestrator.run.engine import check_artifact, load_plan, preview, preview_fails
-    from orchestrator.run.journal import Journal
-    from orchestrator.run.limit import plan_subset
-    from orchestrator.run.notify import parse_webhooks
-    from orchestrator.util.fsutil import read_input
+    from orchestrator import api
     from orchestrator.util.textsafe import terminal_safe
 
-    plan = load_plan(plan_file)
-    webhooks = parse_webhooks(notify or [])
-    nodes = execution_nodes(execution_node, executor, plan)
-    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
-    signatures = signatures or default_signatures(plan_file)
-    signers = check_approval(plan, policy, signatures)
-    if signers:
-        typer.echo(f"{plan.plan_id} signed by {', '.join(signers)}", err=True)
-    approved = plan
-    subset = plan_subset(plan, limit) if limit is not None else None
-    if subset is not None:  # approved as a whole: the run works on its subset alone
-        plan = plan.limited_to(subset.hosts)
-        said = f"--limit {limit}: {len(subset.hosts)} of the plan's {len(approved.hosts)} hosts"
-        typer.echo(terminal_safe(said), err=True)
-    check_artifact(plan)
-    targets = {host.name: host.ssh for host in plan.hosts}
-    check_routes(targets)
-    become = become_passwords(ask_become_pass, become_from_inventory, targets, plan.inventory)
+    show = ShowOptions.of_run(verbose, fmt, json_flag, "apply")
     if dry_run:
-        with ssh_executor(known_hosts, become) as ssh:
-            results = gather_fleet(ssh, targets, concurrency)
-        for line in preview(plan, results):
-            typer.echo(terminal_safe(line))
-        # As apply would end: a host it could not reach or would fail on is not a success.
-        return ExitCode.HOST_FAILED if preview_fails(plan, results) else ExitCode.OK
-    waves = sum(1 for wave in plan.waves if wave.hosts)
-    confirm(f"apply {plan.plan_id} to {len(plan.hosts)} hosts in {waves} waves?", yes)
-    approval = RunApproval(
-        plan_hash=plan.plan_hash,
-        required_signatures=policy.required_signatures,
-        signers=signers,
-    )
-    kept = read_input(signatures, SIGNATURES_LIMIT, "signatures file") if signers else None
-    journal = Journal.create(runs_dir, approved, approval=approval, signatures=kept, limit=subset)
-    typer.echo(f"run {journal.run_id} ({journal.run_dir})", err=True)
-    run_dir = journal.run_dir
-    gzip = push is PushName.gzip
-    with open_backend(
-        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
-    ) as backend:
-        show = ShowOptions.of_run(verbose, fmt, json_flag, "apply")
-        return run_rollout(
-            journal,
-            backend,
-            show,
-            signers=signers,
-            wait_for_window=not no_wait,
-            webhooks=webhooks,
+        checked = api.check(
+            plan_file,
+            limit=limit,
+            concurrency=concurrency,
+            known_hosts=known_hosts,
+            become_password=become_prompt(ask_become_pass),
+            become_from_inventory=become_from_inventory,
+            expect_hash=expect_hash,
+            allowed_signers=allowed_signers,
+            required_signatures=required_signatures,
+            signatures=signatures,
         )
+        for line in checked.lines:
+            typer.echo(terminal_safe(line))
+        return checked.exit_code
+    result = api.apply(
+        plan_file,
+        runs_dir=runs_dir,
+        limit=limit,
+        executor=executor,
+        concurrency=concurrency,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        expect_hash=expect_hash,
+        allowed_signers=allowed_signers,
+        required_signatures=required_signatures,
+        signatures=signatures,
+        execution_nodes=execution_node or (),
+        push=push,
+        wait_for_window=not no_wait,
+        notify=notify or (),
+        confirm=confirmation(yes),
+        verbose=show.verbose,
+        json_events=show.json_events,
+    )
+    return rendered_run(result, show)
+
+
+def rendered_run(result: "RunResult", show: ShowOptions) -> int:
+    """apply's and resume's end: the summary, the run's status and how to go on."""
+    from orchestrator.view import Screen, print_summary
+
+    if result.summary is None:
+        return result.exit_code
+    print_summary(result.summary, Screen(), show.fmt, json_events=show.json_events)
+    code = int(result.exit_code)
+    typer.echo(f"run {result.run_id}: {result.status} (exit {code})", err=True)
+    if result.needs_resume:
+        where = shlex.quote(str(result.run_dir))
+        typer.echo(f"continue with: runc-rollout resume {where}", err=True)
+    return code
 
 
 def sign(
@@ -231,6 +211,7 @@ def status(
     """Show a run's waves and hosts, from its journal; --watch follows it as it goes. Exits as
     the run did: 0 completed (or still running), 1 failed, 3 halted, 5 paused."""
     from orchestrator.choices import SummaryFormat
+    from orchestrator.run.approved import run_directory
     from orchestrator.run.journal import Journal
     from orchestrator.view import Screen, journal_summary, print_summary, watch_run
     from orchestrator.view.progress import status_text
@@ -294,41 +275,29 @@ def resume(
     The run's plan is checked against the approval policy given here, as apply checked it:
     --expect-hash, and the signatures apply kept in the run directory (at least as many as
     the run was applied with)."""
-    from orchestrator.plan.approval import approval_policy
-    from orchestrator.run.engine import check_artifact
-    from orchestrator.run.notify import parse_webhooks
+    from orchestrator import api
 
-    webhooks = parse_webhooks(notify or [])
-    policy = approval_policy(expect_hash, allowed_signers, required_signatures)
-    journal, signers = open_approved_run(run_directory(run, runs_dir), policy)
-    for problem in journal.problems:
-        typer.echo(f"runc-rollout: warning: {problem}", err=True)
-    nodes = execution_nodes(execution_node, executor, journal.plan)
-    check_artifact(journal.plan)
-    if journal.state.status == "completed":
-        typer.echo(f"run {journal.run_id} is already completed", err=True)
-        return ExitCode.OK
-    targets = {host.name: host.ssh for host in journal.plan.hosts}
-    check_routes(targets)
-    become = become_passwords(
-        ask_become_pass, become_from_inventory, targets, journal.plan.inventory
+    show = ShowOptions.of_run(verbose, fmt, json_flag, "resume")
+    result = api.resume(
+        run,
+        runs_dir=runs_dir,
+        executor=executor,
+        concurrency=concurrency,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        expect_hash=expect_hash,
+        allowed_signers=allowed_signers,
+        required_signatures=required_signatures,
+        execution_nodes=execution_node or (),
+        push=push,
+        wait_for_window=not no_wait,
+        notify=notify or (),
+        confirm=confirmation(yes),
+        verbose=show.verbose,
+        json_events=show.json_events,
     )
-    confirm(f"resume run {journal.run_id} ({journal.state.status})?", yes)
-    run_dir = journal.run_dir
-    gzip = push is PushName.gzip
-    with open_backend(
-        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, gzip=gzip
-    ) as backend:
-        show = ShowOptions.of_run(verbose, fmt, json_flag, "resume")
-        return run_rollout(
-            journal,
-            backend,
-            show,
-            resumed=True,
-            signers=signers,
-            wait_for_window=not no_wait,
-            webhooks=webhooks,
-        )
+    return rendered_run(result, show)
 
 
 def rollback(
@@ -369,55 +338,36 @@ def rollback(
     """Return hosts to their recorded before: sysctl and its files first, then the old runc.
 
     A RUN's plan is checked against the approval policy given here, as resume checks it."""
+    from orchestrator import api
     from orchestrator.choices import SummaryFormat
-    from orchestrator.inventory.read import load_inventory
-    from orchestrator.plan.approval import approval_policy
-    from orchestrator.plan.planner import hosts_to_plan
-    from orchestrator.run.rollback import roll_back
     from orchestrator.util.textsafe import terminal_safe
     from orchestrator.view import Screen, print_summary
-    from orchestrator.view.progress import ProgressPrinter
-    from orchestrator.view.summary import rollback_summary, summary_json
+    from orchestrator.view.summary import summary_json
 
-    if (run is None) == (not inventory):
-        raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
-    journal: Journal | None = None
-    if run is not None:
-        policy = approval_policy(expect_hash, allowed_signers, required_signatures)
-        journal, _ = open_approved_run(run_directory(run, runs_dir), policy)
-        targets = {host.name: host.ssh for host in journal.plan.hosts}
-        unknown = sorted(set(hosts or []) - set(targets))
-        if unknown:
-            raise BadInput(f"--host: {', '.join(unknown)} not in run {journal.run_id}")
-        if hosts:
-            targets = {name: targets[name] for name in hosts}
-        source: Sequence[str] | Inventory = journal.plan.inventory
-    else:
-        source = load_inventory(inventory or [])
-        targets = hosts_to_plan(source, limit)
-    check_routes(targets)
-    become = become_passwords(ask_become_pass, become_from_inventory, targets, source)
-    plan = journal.plan if journal else None
-    nodes = execution_nodes(execution_node, executor, plan)
-    confirm(f"roll back {len(targets)} hosts?", yes)
-    screen = Screen()
-    started = screen.clock()
-    printer = ProgressPrinter(screen.stderr, verbose=verbose)
-    run_dir = journal.run_dir if journal else None
-    with open_backend(
-        executor, concurrency, known_hosts, become, run_dir, nodes=nodes, plan=plan
-    ) as backend:
-        outcomes = roll_back(backend, targets, journal, on_event=printer)
-    failed = 0
-    for name, (status, _, message) in outcomes.items():
-        failed += status != "rolled_back"
+    result = api.rollback(
+        run,
+        inventory=inventory or (),
+        limit=limit,
+        hosts=hosts or (),
+        runs_dir=runs_dir,
+        executor=executor,
+        concurrency=concurrency,
+        known_hosts=known_hosts,
+        become_password=become_prompt(ask_become_pass),
+        become_from_inventory=become_from_inventory,
+        expect_hash=expect_hash,
+        allowed_signers=allowed_signers,
+        required_signatures=required_signatures,
+        execution_nodes=execution_node or (),
+        confirm=confirmation(yes),
+        verbose=verbose,
+    )
+    for name, (status, _, message) in result.outcomes.items():
         typer.echo(
             terminal_safe(f"{name}: {status}" + (f": {message}" if message else "")), err=True
         )
-    plan = journal.plan if journal else None
-    summary = rollback_summary(plan, outcomes, screen.clock() - started)
     if fmt is Format.json:
-        sys.stdout.write(summary_json(summary))
+        sys.stdout.write(summary_json(result.summary))
     else:
-        print_summary(summary, screen, SummaryFormat(fmt.value))
-    return ExitCode.HOST_FAILED if failed else ExitCode.OK
+        print_summary(result.summary, Screen(), SummaryFormat(fmt.value))
+    return result.exit_code

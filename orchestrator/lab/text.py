@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 from pathlib import Path
 
 from orchestrator.lab import hostdef, rc93
 from orchestrator.lab.procs import file_sha256
 from orchestrator.lab.records import HostRecord, LabDownReport, LabHost, LabHostStatus, LabInfo
+from orchestrator.util.textsafe import markdown_text, terminal_safe
 
 # ---------------------------------------------------------------------------------------------
 # Text for the command line
@@ -84,38 +87,55 @@ def format_up(info: LabInfo) -> str:
     return "\n".join(lines)
 
 
-def format_status(rows: list[LabHostStatus]) -> str:
-    if not rows:
-        return "no lab running"
+STATUS_HEADER = ["HOST", "ADDRESS", "ZONE", "KIND", "SSHD", "CONTAINERD", "DOCKERD", "SYSCTL"]
+STATUS_HEADER += ["RUNC", "SHA256", "HUNG"]
+
+
+def status_cells(row: LabHostStatus) -> list[str]:
+    """A host's row of `lab status` (the runc version as the host reports it: data)."""
 
     def flag(value: bool | None) -> str:
         return "-" if value is None else ("up" if value else "DOWN")
 
-    header = ["HOST", "ADDRESS", "ZONE", "KIND", "SSHD", "CONTAINERD", "DOCKERD", "SYSCTL"]
-    header += ["RUNC", "SHA256", "HUNG"]
-    table = [header]
-    for row in rows:
-        version = row.runc_version or ("?" if row.holder else "(host down)")
-        table.append(
-            [
-                row.name,
-                row.address,
-                row.zone,
-                row.kind,
-                flag(row.sshd),
-                flag(row.containerd),
-                flag(row.dockerd),
-                "?" if row.sysctl is None else str(row.sysctl),
-                version.removeprefix("runc version "),
-                (row.runc_sha256 or "?")[:12],
-                "-" if row.hung is None else (",".join(map(str, row.hung)) or "0"),
-            ]
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    version = row.runc_version or ("?" if row.holder else "(host down)")
+    return [
+        row.name,
+        row.address,
+        row.zone,
+        row.kind,
+        flag(row.sshd),
+        flag(row.containerd),
+        flag(row.dockerd),
+        "?" if row.sysctl is None else str(row.sysctl),
+        terminal_safe(version.removeprefix("runc version ")),
+        (row.runc_sha256 or "?")[:12],
+        "-" if row.hung is None else (",".join(map(str, row.hung)) or "0"),
+    ]
+
+
+def format_status(rows: list[LabHostStatus]) -> str:
+    if not rows:
+        return "no lab running"
+    table = [STATUS_HEADER, *map(status_cells, rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(STATUS_HEADER))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
     )
+
+
+def status_markdown(rows: list[LabHostStatus]) -> str:
+    if not rows:
+        return "No lab running."
+    lines = ["| " + " | ".join(STATUS_HEADER).lower() + " |", "|---" * len(STATUS_HEADER) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(map(markdown_text, status_cells(row))) + " |")
+    return "\n".join(lines)
+
+
+def status_json(rows: list[LabHostStatus]) -> str:
+    """Every host's status as the lab measured it (an empty list: no lab)."""
+    return json.dumps([dataclasses.asdict(row) for row in rows], indent=2)
 
 
 def format_down(report: LabDownReport) -> str:

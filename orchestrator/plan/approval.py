@@ -178,3 +178,25 @@ def _keygen(args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]
 def _last_line(stderr: bytes) -> str:
     lines = stderr.decode(errors="replace").strip().splitlines()
     return lines[-1][:200] if lines else "no error output"
+
+
+def written_plan_hash(path: Path) -> str | None:
+    """The `plan_hash` of the plan file at `path` (from its first bytes), or None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r'"plan_hash": "([0-9a-f]{64})"', head)
+    return found.group(1) if found else None
+
+
+def set_aside_stale_signatures(output: Path, replaced: str | None, plan_hash: str) -> Path | None:
+    """A plan written over another one with a different hash: the signatures beside it are
+    the old plan's and approve nothing of the new one. They are renamed; the new name."""
+    signatures = default_signatures(output)
+    if replaced == plan_hash or not signatures.is_file() or signatures.is_symlink():
+        return None
+    stale = signatures.with_name(signatures.name + ".stale")
+    os.replace(signatures, stale)
+    return stale

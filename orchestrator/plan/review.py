@@ -46,7 +46,8 @@ def _ssh_settings(target: SshTarget) -> Settings:
 
 
 def _verify_settings(verify: VerifySpec) -> Settings:
-    probe = f"as uid {verify.probe_uid}, {verify.probe_timeout_seconds:g} s" if verify.probe else ""
+    uid = "a free uid drawn for each run" if verify.probe_uid is None else f"uid {verify.probe_uid}"
+    probe = f"as {uid}, {verify.probe_timeout_seconds:g} s" if verify.probe else ""
     return (
         ("image", verify.image, "none: an OCI bundle run by the new runc"),
         ("command", verify.command, ""),

@@ -17,11 +17,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.ansible.runner import (
-    CONTROL_PREFIX,
-    PLAYBOOK_DIR,
-    remove_stale_control_dirs,
-)
+from orchestrator.backends.ansible.control import CONTROL_PREFIX, remove_stale_control_dirs
+from orchestrator.backends.ansible.runner import PLAYBOOK_DIR
 from orchestrator.cli.app import main
 from orchestrator.errors import ExitCode
 from orchestrator.models import HostRecord

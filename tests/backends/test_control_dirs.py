@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.backends.ansible.runner import (
+from orchestrator.backends.ansible.control import (
     CONTROL_PREFIX,
     control_directory,
     process_start,

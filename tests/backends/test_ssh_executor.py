@@ -25,12 +25,8 @@ import paramiko
 import pytest
 
 from orchestrator.backends.group import run_on_hosts
-from orchestrator.backends.ssh.executor import (
-    KILL_GRACE,
-    SshExecutor,
-    _Received,
-    remote_command,
-)
+from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.backends.ssh.session import KILL_GRACE, _Received, remote_command
 from orchestrator.host.session import (
     OUTPUT_CAP,
     AuthenticationFailed,

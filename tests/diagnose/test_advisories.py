@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.app import main
-from orchestrator.diagnose.advisories import RC93_HANG, load_advisories, shipped_advisories
+from orchestrator.diagnose.advisories import (
+    RC93_HANG,
+    Advisory,
+    load_advisories,
+    shipped_advisories,
+)
 from orchestrator.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +119,28 @@ def test_audit_takes_the_operators_ids(tmp_path: Path, capsys: pytest.CaptureFix
     ignored = ["audit", "-i", missing, "--ignore", "SEC-2026-7", "--advisories", str(own)]
     assert main(ignored) == ExitCode.BAD_INPUT  # past the ids: the inventory is what is missing
     assert "no-inventory" in capsys.readouterr().err
+
+
+def test_every_format_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    ids = [advisory["id"] for advisory in SHIPPED["advisories"]]
+    assert main(["advisories", "--format", "json"]) == ExitCode.OK
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["valid"] is True and listed["table"].startswith("the shipped table (10")
+    assert [advisory["id"] for advisory in listed["advisories"]] == ids
+    shipped = list(shipped_advisories().advisories)
+    assert [Advisory.model_validate_json(json.dumps(a)) for a in listed["advisories"]] == shipped
+    assert main(["advisories", "--format", "markdown"]) == ExitCode.OK
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2:4] == ["| id | kind | severity | fixed in | title |", "|---|---|---|---|---|"]
+    assert [row.split(" | ")[0].removeprefix("| ").replace("\\", "") for row in rows[4:]] == ids
+    assert main(["advisories", "--format", "text"]) == ExitCode.OK
+    assert capsys.readouterr().out.splitlines()[1].startswith(ids[0])
+
+
+def test_a_bad_file_is_refused_in_every_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(tmp_path / "bad.json", SHIPPED | {"schema_version": 2})
+    for fmt in ("text", "markdown", "json"):
+        assert main(["advisories", "--check", str(bad), "--format", fmt]) == ExitCode.BAD_INPUT
+        assert capsys.readouterr().out == ""

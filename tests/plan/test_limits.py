@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.ssh.executor import SshSession
+from orchestrator.backends.ssh.session import SshSession
 from orchestrator.host.session import CommandResult
 
 MEMORY_LIMIT = 1 << 30  # far less than any of these inputs would take if read whole

@@ -336,8 +336,8 @@ def test_limit_from_a_file_as_ansible_reads_a_retry_file(
 def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
     import typer.main
 
+    from orchestrator.choices import DEFAULT_CONCURRENCY
     from orchestrator.cli.app import app
-    from orchestrator.cli.options import DEFAULT_CONCURRENCY
 
     def commands(group: Any) -> Iterator[Any]:
         for command in getattr(group, "commands", {}).values():

@@ -51,7 +51,7 @@ def test_every_ssh_and_verify_setting_is_shown_and_the_risky_ones_flagged() -> N
     text = plan_markdown(plan)
     for shown in ("10.0.0.2", "deploy", "2222", "/keys/deploy", "/tmp/other_known_hosts",
                   "ProxyCommand=ssh -W %h:%p bastion", "/home/x/ssh_config", "busybox:1",
-                  "sh -c true", "web", str(plan.hosts[0].verify.probe_uid)):  # fmt: skip
+                  "sh -c true", "web", "a free uid drawn for each run"):  # fmt: skip
         assert shown in text, shown
     attention = text.split("### Needs attention", 1)[1].split("\n## ", 1)[0]
     assert "ProxyCommand" in attention and "`h2`" in attention
@@ -128,3 +128,22 @@ def test_the_terminal_names_a_few_addresses_and_counts_the_rest() -> None:
         "--format markdown)"
     ]
     assert f"`n{NAMED + 4}` at `10.9.0.{NAMED + 4}`" in plan_markdown(plan)
+
+
+def test_the_probe_uid_is_named_or_said_to_be_drawn_for_each_run() -> None:
+    """A plan whose inventory forces no probe uid says the run draws one, not "uid None"."""
+    plan = small_plan()
+    assert plan.hosts[0].verify.probe_uid is None
+    for text in (plan_markdown(plan), plan_table(plan, width=400)):
+        assert "uid None" not in text
+        assert "a free uid drawn for each run" in text
+    forced = plan.hosts[0].verify.model_copy(update={"probe_uid": 4242})
+    assert "as uid 4242" in plan_markdown(_with_verify(plan, forced))
+
+
+def _with_verify(plan: Plan, verify: VerifySpec) -> Plan:
+    waves = [
+        wave.model_copy(update={"hosts": [replace(host, verify=verify) for host in wave.hosts]})
+        for wave in plan.waves
+    ]
+    return plan.model_copy(update={"waves": waves}).sealed()

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.cli.options import ExecutorName
-from orchestrator.cli.support import open_backend
+from orchestrator.backends.reach import open_backend
+from orchestrator.choices import ExecutorName
 from orchestrator.errors import ExitCode
 from orchestrator.models import BecomePasswords, Event
 from orchestrator.run.engine import ApplyEnv, Rollout, load_plan
