@@ -54,11 +54,15 @@ def free_first_address(count: int) -> str:
     """A first address such that `count` consecutive loopback addresses have port 22 free.
 
     Random 127.0.K.11 ranges (K in 100..199), so that sessions running side by side on one
-    machine (or a lab someone left up on 127.0.0.11) do not collide.
+    machine (or a lab someone left up on 127.0.0.11) do not collide. Under pytest-xdist each
+    worker draws from its own share of K (K mod workers = its number), so two workers checking
+    the same free range at the same moment cannot both take it.
     """
     if os.environ.get(TEST_ADDRESS_ENV):
         return os.environ[TEST_ADDRESS_ENV]
-    candidates = list(range(100, 200))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    candidates = [third for third in range(100, 200) if third % workers == int(worker) % workers]
     random.shuffle(candidates)
     for third in candidates:
         addresses = [f"127.0.{third}.{11 + i}" for i in range(count)]
@@ -290,7 +294,11 @@ def artifact(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the lab fixture gets the `lab` marker (`-m 'not lab'` skips them)."""
+    """Every test that uses the lab fixture gets the `lab` marker (`-m 'not lab'` skips them).
+    Files with lab tests run first, in their order: on several workers (scripts/test.sh) the
+    long ones start at once and the quick files fill the gaps at the end."""
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+    lab_files = {item.path for item in items if item.get_closest_marker("lab")}
+    items.sort(key=lambda item: item.path not in lab_files)
