@@ -1,7 +1,7 @@
 """A command imports only what it uses: `--version`, `--help` and a command's `--help` build
 every command's options, and must not import pydantic, the models, the backends or rich (the
-help screen is typer's plain one); their cost is timed in bench/startup.py, here only which modules are
-loaded is checked."""
+help screen is typer's plain one); their cost is timed in bench/startup.py, here only which
+modules are loaded is checked."""
 
 from __future__ import annotations
 
