@@ -335,6 +335,8 @@ def apply(
 
     screen = screen or Screen()
     webhooks = parse_webhooks(notify)
+    if signatures is None and isinstance(plan, Path):
+        signatures = default_signatures(plan)  # beside the file, before it becomes a `Plan`
     loaded = load_plan(plan) if isinstance(plan, Path) else plan
     nodes = _nodes(execution_nodes, executor, loaded, backend)
     approved = _approve(

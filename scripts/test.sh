@@ -10,4 +10,8 @@ export PATH="$PWD/$VENV_BIN:$PATH"  # as if activated: ansible-inventory, ansibl
 "$VENV_BIN/ruff" format --check .
 "$VENV_BIN/mypy"
 "$VENV_BIN/deptry" .
-"$VENV_BIN/python" -m pytest -q "$@"  # -m: the checkout on sys.path, for tests.*
+# Two workers, each running whole test files (a file's lab and fixtures stay on one worker;
+# each worker brings up its own session lab on its own share of the 127.0.K.x ranges): the lab
+# tests spend much of their time waiting on hosts, so the second core does not sit idle.
+# `-n 0` among the arguments runs everything in one process. (-m: the checkout on sys.path.)
+"$VENV_BIN/python" -m pytest -q -n 2 --dist loadfile "$@"

@@ -99,7 +99,13 @@ def artifact(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the lab fixture gets the `lab` marker (`-m 'not lab'` skips them)."""
+    """Every test that uses a lab (the `lab` fixture, or a file's own `..._lab` fixture) gets
+    the `lab` marker (`-m 'not lab'` skips them). Files with lab tests run first, in their
+    order: on several workers (scripts/test.sh) the long ones start at once and the quick
+    files fill the gaps at the end."""
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if any(name == "lab" or name.endswith("_lab") for name in names):
             item.add_marker(pytest.mark.lab)
+    lab_files = {item.path for item in items if item.get_closest_marker("lab")}
+    items.sort(key=lambda item: item.path not in lab_files)

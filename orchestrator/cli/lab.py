@@ -5,12 +5,15 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.helptext import ReadableGroup
 from orchestrator.cli.options import Format, format_option
 from orchestrator.errors import BadInput, ExitCode
 from orchestrator.lab.defaults import DEFAULT_INVENTORY, DEFAULT_STATE_DIR, FIRST_ADDRESS_ENV
 from orchestrator.lab.defaults import STATE_DIR_ENV as LAB_STATE_DIR_ENV
 
 lab_app = typer.Typer(
+    cls=ReadableGroup,
+    rich_markup_mode=None,
     help="A local fleet of real hosts (own sshd per 127.0.0.x; full hosts also dockerd and "
     "containerd, containerd-only hosts containerd alone), in the incident's state. Needs root.",
     no_args_is_help=True,

@@ -53,11 +53,15 @@ def free_first_address(count: int) -> str:
     """A first address such that `count` consecutive loopback addresses have port 22 free.
 
     Random 127.0.K.11 ranges (K in 100..199), so that sessions running side by side on one
-    machine (or a lab someone left up on 127.0.0.11) do not collide.
+    machine (or a lab someone left up on 127.0.0.11) do not collide. Under pytest-xdist each
+    worker draws from its own share of K (K mod workers = its number), so two workers checking
+    the same free range at the same moment cannot both take it.
     """
     if os.environ.get(TEST_ADDRESS_ENV):
         return os.environ[TEST_ADDRESS_ENV]
-    candidates = list(range(100, 200))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    candidates = [third for third in range(100, 200) if third % workers == int(worker) % workers]
     random.shuffle(candidates)
     for third in candidates:
         addresses = [f"127.0.{third}.{11 + i}" for i in range(count)]

@@ -14,6 +14,7 @@ half by a crash is ignored (and reported) rather than fatal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -315,10 +316,11 @@ class Journal:
                 write()
                 return
             except OSError as error:
+                remedy = "make room" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
                 self._stopped = JournalWriteFailed(
                     f"cannot write the journal in {self.run_dir}: {error.strerror or error}; "
                     "the run stopped there, and each host it was working on keeps its own "
-                    "record of how far it got: make room, then "
+                    f"record of how far it got: {remedy}, then "
                     f"`runc-rollout resume {self.run_dir}`"
                 )
         raise self._stopped

@@ -84,6 +84,16 @@ def test_every_help_has_readable_metavars(
     assert re.search(r"\w \.(\s|$)", output) is None, output
 
 
+@pytest.mark.parametrize("words", _commands(), ids=lambda words: " ".join(words) or "app")
+def test_help_is_wrapped_at_spaces_only(words: list[str]) -> None:
+    """An option name (`--sha256-file`) or a setting (`fs.pipe-user-pages-soft`) is never cut
+    at a hyphen where a line wraps (typer's plain screen, as it comes, does that)."""
+    output = CliRunner().invoke(app, [*words, "--help"], prog_name="runc-rollout").output
+    assert "Usage: runc-rollout" in output
+    cut = [line for line in output.splitlines() if re.search(r"\w-$", line)]
+    assert not cut, cut
+
+
 @pytest.mark.parametrize("words", _commands()[2:], ids=lambda words: " ".join(words))
 def test_no_help_names_an_option_its_command_lacks(
     words: list[str], monkeypatch: pytest.MonkeyPatch

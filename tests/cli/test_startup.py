@@ -1,7 +1,7 @@
 """A command imports only what it uses: `--version`, `--help` and a command's `--help` build
-every command's options, and must not import pydantic, the models or the backends (nor rich,
-but for rendering help); their cost is timed in bench/startup.py, here only which modules are
-loaded is checked."""
+every command's options, and must not import pydantic, the models, the backends or rich (the
+help screen is typer's plain one); their cost is timed in bench/startup.py, here only which
+modules are loaded is checked."""
 
 from __future__ import annotations
 
@@ -45,8 +45,5 @@ def loaded_modules(argv: list[str] | None) -> set[str]:
 def test_cli_start_imports_nothing_heavy(argv: list[str] | None) -> None:
     modules = loaded_modules(argv)
     assert modules >= {"orchestrator.cli.app", "orchestrator.cli.plan"}
-    renders_help = argv is not None and "--help" in argv  # typer's help renderer is rich's
-    heavy = sorted(
-        name for name in HEAVY if name in modules and not (renders_help and name == "rich")
-    )
+    heavy = sorted(name for name in HEAVY if name in modules)
     assert not heavy, f"{argv}: imported {heavy}"

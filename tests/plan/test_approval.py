@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
-from orchestrator.errors import BadInput, ExitCode
+from orchestrator.errors import BadInput, ExitCode, JournalWriteFailed
 from orchestrator.models import Plan, RunApproval
 from orchestrator.plan.render import plan_json
 from orchestrator.run.journal import EVENTS_FILE, PLAN_FILE, STATE_FILE, Journal
@@ -153,7 +153,8 @@ def test_status_writes_nothing_and_run_files_are_never_followed(tmp_path: Path) 
     for command in (["status"], ["resume", "--yes"], ["rollback", "--yes"]):
         assert main([*command[:1], str(journal.run_dir), *command[1:]]) == ExitCode.BAD_INPUT
     assert victim.read_text() == "precious\n"
-    with pytest.raises(OSError):  # the append itself never follows a link either
+    # The append itself never follows a link either: the journal stops there.
+    with pytest.raises(JournalWriteFailed, match=r"symbolic links; .*fix that, then"):
         journal.record("run.paused")
     assert victim.read_text() == "precious\n"
 
