@@ -279,9 +279,11 @@ def check(
     required_signatures: int | None = None,
     signatures: Path | None = None,
     screen: Screen | None = None,
+    diff: bool = False,
 ) -> CheckResult:
     """What `apply` would do to each host of a reviewed plan, from the hosts' facts (read
-    only); changes nothing (Ansible's --check). The plan is checked as `apply` checks it."""
+    only); changes nothing (Ansible's --check). The plan is checked as `apply` checks it.
+    With `diff`, each change as before and after (Ansible's --diff)."""
     from orchestrator.diagnose.facts_report import gather_fleet
     from orchestrator.run.engine import preview, preview_fails
 
@@ -297,7 +299,7 @@ def check(
         results = gather_fleet(ssh, targets, concurrency)
     # As apply would end: a host it could not reach or would fail on is not a success.
     code = ExitCode.HOST_FAILED if preview_fails(approved.plan, results) else ExitCode.OK
-    return CheckResult(code, approved.plan, tuple(preview(approved.plan, results)))
+    return CheckResult(code, approved.plan, tuple(preview(approved.plan, results, diff=diff)))
 
 
 def apply(

@@ -34,7 +34,7 @@ from orchestrator.cli.options import (
     format_option,
 )
 from orchestrator.cli.support import become_prompt, confirmation
-from orchestrator.errors import ExitCode
+from orchestrator.errors import BadInput, ExitCode
 
 if TYPE_CHECKING:
     from orchestrator.api import RunResult
@@ -66,6 +66,15 @@ def apply(
             help="Show what each host would get; change nothing (Ansible's --check).",
         ),
     ] = False,
+    diff: Annotated[
+        bool,
+        typer.Option(
+            "--diff",
+            "-D",
+            help="With --check: each change as before (-) and after (+): every runc file, the "
+            "runtime sysctl, each sysctl file's line (Ansible's --diff).",
+        ),
+    ] = False,
     json_flag: JsonFlagOption = False,
     verbose: VerboseOption = False,
     fmt: RunFormatOption = Format.text,
@@ -90,6 +99,8 @@ def apply(
     from orchestrator.util.textsafe import terminal_safe
 
     show = ShowOptions.of_run(verbose, fmt, json_flag, "apply")
+    if diff and not dry_run:
+        raise BadInput("--diff shows what --check would change: give it with --check")
     if dry_run:
         checked = api.check(
             plan_file,
@@ -102,6 +113,7 @@ def apply(
             allowed_signers=allowed_signers,
             required_signatures=required_signatures,
             signatures=signatures,
+            diff=diff,
         )
         for line in checked.lines:
             typer.echo(terminal_safe(line))

@@ -17,8 +17,16 @@ from pydantic import ValidationError
 
 from orchestrator.backends.base import WaveContext, WaveRunner
 from orchestrator.errors import ArtifactError, BadInput, ExitCode, PlanError
-from orchestrator.host.procedure import HostOutcome, decide, describe
+from orchestrator.host.constants import SYSCTL_KEY, SYSCTL_PROC
+from orchestrator.host.procedure import (
+    HostOutcome,
+    decide,
+    describe,
+    swap_targets,
+    sysctl_settings_to_change,
+)
 from orchestrator.models import (
+    Artifact,
     Event,
     HostFacts,
     HostPhase,
@@ -259,9 +267,11 @@ def preview_fails(plan: Plan, results: dict[str, HostFacts | Exception]) -> bool
     return False
 
 
-def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
+def preview(
+    plan: Plan, results: dict[str, HostFacts | Exception], *, diff: bool = False
+) -> list[str]:
     """`apply --dry-run`: what each host would get, judged from fresh facts by the procedure's
-    own `decide`. Pure."""
+    own `decide`; with `diff` (`--check --diff`), each change as before and after. Pure."""
     lines = []
     for host in plan.hosts:
         result = results.get(host.name)
@@ -271,4 +281,37 @@ def preview(plan: Plan, results: dict[str, HostFacts | Exception]) -> list[str]:
         decision = decide(host, plan.artifact, result, run_id=None)
         line = describe(decision, plan.artifact, result, plan.options.sysctl_target, host)
         lines.append(f"{host.name}: {line}")
+        if diff and decision.action == "swap":
+            lines.extend(changes(result, plan.artifact, plan.options.sysctl_target))
     return lines
+
+
+def changes(facts: HostFacts, artifact: Artifact, sysctl_target: int) -> list[str]:
+    """What a swap changes on a host, each thing as a `-` line (now) and a `+` line (after),
+    as Ansible's --diff shows it: every runc file, the runtime sysctl, and each line of a
+    sysctl file that sets another value."""
+    new = f"{artifact.version or '?'} sha256 {artifact.sha256[:12]}"
+    out: list[str] = []
+    for runc in swap_targets(facts, artifact):
+        out += [
+            f"  --- {runc.file}",
+            f"  +++ {runc.file}",
+            f"  -runc {runc.version or '?'} sha256 {(runc.sha256 or '?')[:12]}",
+            f"  +runc {new}",
+        ]
+    out += [
+        f"  --- {SYSCTL_PROC} (runtime)",
+        f"  +++ {SYSCTL_PROC} (runtime)",
+        f"  -{facts.sysctl_runtime}",
+        f"  +{sysctl_target}",
+    ]
+    for setting in sysctl_settings_to_change(facts, sysctl_target):
+        name = setting.real_file or setting.file
+        out += [
+            f"  --- {name}",
+            f"  +++ {name}",
+            f"  @@ line {setting.line} @@",
+            f"  -{SYSCTL_KEY} = {setting.value.strip()}",
+            f"  +{SYSCTL_KEY} = {sysctl_target}",
+        ]
+    return out

@@ -32,6 +32,7 @@ from orchestrator.models import (
     TargetRefusal,
     VerifySpec,
 )
+from orchestrator.run.engine import changes
 from tests.host.fakehost import (
     CRI_RUNC,
     INCIDENT_FILE,
@@ -659,3 +660,32 @@ def test_the_dry_run_says_what_is_done_about_the_package(artifact: Artifact) -> 
     line = describe(decision, artifact, facts, 16384, planned(before))
     assert line.endswith("; divert runc 1.0.0~rc93+ds1-1 (dpkg)"), line
     assert "divert" not in describe(decision, artifact, facts, 16384)
+
+
+def test_check_diff_shows_each_change_as_before_and_after(artifact: Artifact) -> None:
+    """`apply --check --diff`: the runc file, the runtime sysctl and the file's line, each as
+    it is (-) and as a swap leaves it (+), from the facts alone."""
+    host = FakeHost()
+    facts = HostProcedure(
+        host, planned(), artifact, run_id=RUN, plan_id="p", sysctl_target=16384, on_phase=Phases()
+    ).facts()
+    lines = changes(facts, artifact, 16384)
+    old = facts.runc
+    assert old is not None and old.sha256 is not None
+    assert lines == [
+        f"  --- {RUNC}",
+        f"  +++ {RUNC}",
+        f"  -runc {old.version or '?'} sha256 {old.sha256[:12]}",
+        f"  +runc 1.1.5 sha256 {sha(NEW)[:12]}",
+        "  --- /proc/sys/fs/pipe-user-pages-soft (runtime)",
+        "  +++ /proc/sys/fs/pipe-user-pages-soft (runtime)",
+        f"  -{facts.sysctl_runtime}",
+        "  +16384",
+        f"  --- {INCIDENT_FILE}",
+        f"  +++ {INCIDENT_FILE}",
+        "  @@ line 2 @@",
+        "  -fs.pipe-user-pages-soft = 163840",
+        "  +fs.pipe-user-pages-soft = 16384",
+    ]
+    # A file that already sets the target has nothing to show.
+    assert not [line for line in changes(facts, artifact, 163840) if "@@" in line]

@@ -355,6 +355,14 @@ def test_every_command_has_one_default_concurrency_and_ansibles_forks() -> None:
     apply = next(c for c in commands(typer.main.get_command(app)) if c.name == "apply")
     dry_run = next(param for param in apply.params if param.name == "dry_run")
     assert {"--dry-run", "--check", "-C"} <= set(dry_run.opts)  # Ansible's word for it
+    diff = next(param for param in apply.params if param.name == "diff")
+    assert {"--diff", "-D"} <= set(diff.opts)
+
+
+def test_diff_goes_with_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--diff` shows what `--check` would change; alone, it is refused before anything is read."""
+    assert main(["apply", str(tmp_path / "plan.json"), "--diff"]) == ExitCode.BAD_INPUT
+    assert "--diff shows what --check would change" in capsys.readouterr().err
 
 
 def test_a_new_plan_over_a_signed_one_sets_its_signatures_aside(

@@ -16,6 +16,7 @@ from orchestrator.cli.app import main
 from orchestrator.diagnose.facts_report import gather_fleet
 from orchestrator.errors import ExitCode
 from orchestrator.inventory.read import load_inventory
+from orchestrator.lab.hostdef import INCIDENT_SYSCTL_VALUE
 from orchestrator.models import HostFacts
 from orchestrator.plan.planner import hosts_to_plan
 from orchestrator.run.journal import EVENTS_FILE, read_events
@@ -209,9 +210,13 @@ def test_dry_run_changes_nothing(
     )
     before = {h.name: (host_state(lab, h.name), lab.ssh(h, listing).stdout) for h in lab.hosts}
     capsys.readouterr()
-    assert main(["apply", str(plan), "--dry-run"]) == ExitCode.OK
+    assert main(["apply", str(plan), "--check", "--diff"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert all(f"{h.name}: swap /usr/local/sbin/runc" in out for h in lab.hosts)
+    # --diff: each change as before and after, once per host.
+    assert out.count("  -runc 1.0.0-rc93 sha256 ") == len(lab.hosts)
+    assert out.count(f"  -fs.pipe-user-pages-soft = {INCIDENT_SYSCTL_VALUE}") == len(lab.hosts)
+    assert out.count("  +fs.pipe-user-pages-soft = 16384") == len(lab.hosts)
     assert {h.name: (host_state(lab, h.name), lab.ssh(h, listing).stdout) for h in lab.hosts} == (
         before
     )
