@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("orchestrator", "bench", "tests")
 MAX_LINES = 700
@@ -22,15 +20,6 @@ SAYS_WHY = re.compile(r"\blong because\b", re.IGNORECASE)
 # Who may import the command line besides the command line itself: the entry point, and the
 # lab's fault harness (`orchestrator/lab/faults*`: it runs `runc-rollout` as a user would).
 CLI_IMPORTERS = ("orchestrator/__main__.py", "orchestrator/lab/faults")
-
-# ALLOWANCES, each naming what ends it; a test below fails once one is no longer needed.
-IMPORT_ALLOWANCES: dict[str, str] = {}
-# Modules over MAX_LINES with no reason at their top, not split yet.
-SIZE_ALLOWANCES = {
-    "orchestrator/host/procedure.py": "to split: the decision apart from the steps' outcomes",
-    "orchestrator/host/facts.py": "to split: the facts command apart from its parser",
-    "tests/host/test_facts_parse.py": "the tests of host/facts.py, split with it",
-}
 
 
 def modules() -> Iterator[str]:
@@ -113,19 +102,8 @@ def test_the_rules_see_imports_of_every_kind() -> None:
 
 
 def test_the_product_and_the_benches_import_in_one_direction() -> None:
-    problems = {
-        module: wrong
-        for module in modules()
-        if module not in IMPORT_ALLOWANCES and (wrong := broken_rules(module))
-    }
+    problems = {module: wrong for module in modules() if (wrong := broken_rules(module))}
     assert not problems, f"imports against the layout (see docs/development.md): {problems}"
-
-
-def test_import_allowances_are_still_needed() -> None:
-    """An allowance outlives its reason: remove it once the module keeps the rules."""
-    for module in IMPORT_ALLOWANCES:
-        if (ROOT / module).is_file():
-            assert broken_rules(module), f"{module} keeps the rules now: drop its allowance"
 
 
 def first_sentence(module: str) -> str:
@@ -143,15 +121,9 @@ def test_no_module_is_long_without_saying_why() -> None:
     unexplained = {
         module: lines
         for module, lines in long_modules().items()
-        if module not in SIZE_ALLOWANCES and not SAYS_WHY.search(first_sentence(module))
+        if not SAYS_WHY.search(first_sentence(module))
     }
     assert not unexplained, (
         f"modules over {MAX_LINES} lines: split them, or say why in the docstring's first "
         f"sentence ('long because ...'): {unexplained}"
     )
-
-
-@pytest.mark.parametrize("module", sorted(SIZE_ALLOWANCES))
-def test_size_allowances_are_still_needed(module: str) -> None:
-    if (ROOT / module).is_file():
-        assert module in long_modules(), f"{module} is short now: drop its allowance"

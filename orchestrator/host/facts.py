@@ -1,4 +1,5 @@
-"""Host facts, pyinfra-style: one POSIX shell script per host, one round trip, a pure parser.
+"""Host facts, pyinfra-style, long because the one script and its parser stay side by side:
+one POSIX shell script per host, one round trip, a pure parser.
 
 The script (`facts_script`) prints sections, each headed by a line `@@NONCE@@ KIND ARG`; the
 nonce is random per call, so no file the script prints (daemon.json, record.json) can forge a

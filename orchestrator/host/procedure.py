@@ -1,4 +1,5 @@
-"""The procedures run on one host: upgrade (stage, back up, swap, verify, restore the sysctl),
+"""The procedures run on one host, long because they are described once, here, for both
+backends: upgrade (stage, back up, swap, verify, restore the sysctl),
 continue an interrupted upgrade, and roll back from the host-side record.
 
 Described once, here: the SSH backend runs it over its sessions, the Ansible backend from its

@@ -1,4 +1,5 @@
-"""The facts parser on captured script output, and the script itself under dash, busybox and bash.
+"""The facts parser on captured script output, and the script itself under dash, busybox and bash;
+long because each fact has its captured cases beside it.
 
 Captured outputs are abbreviated to what the parser reads; their format is exactly what
 `facts_script` prints (checked by the shell tests at the end, which run it on this machine).
