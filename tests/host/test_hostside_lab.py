@@ -83,14 +83,15 @@ def test_a_read_only_runc_is_held_back_by_plan(
     assert all(
         h.runc is not None and h.runc.read_only_mount is None for h in map(lab.facts, lab.hosts[:3])
     )
-    # The write test alone says so too (were the mount table to say rw), and leaves nothing.
+    # The write test alone says so too (were the mount table to say rw), and writes nothing.
     script = facts_script("0123456789abcdef")
     said = lab.ssh(host, script).stdout
     assert "write_test=" in said and "Read-only file system" in said, said
     misread = parse_facts(host.name, said.replace("mount=ro ", "mount=rw "))
     assert misread.runc is not None and misread.runc.read_only_mount == "/usr/local/sbin"
     writable = lab.hosts[2]
-    listing = f"ls -A {hostdef.HOST_RUNC.rpartition('/')[0]}"
+    folder = hostdef.HOST_RUNC.rpartition("/")[0]
+    listing = f"stat -c '%y %z' {folder}; ls -A {folder}"  # nothing in it, nor the folder, changes
     before_listing = lab.ssh(writable, listing).stdout
     assert "write_test=ok" in lab.ssh(writable, script).stdout
     assert lab.ssh(writable, listing).stdout == before_listing
