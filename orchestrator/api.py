@@ -288,8 +288,9 @@ def check(
     from orchestrator.run.engine import preview, preview_fails
 
     screen = screen or Screen()
+    loaded, signatures = _plan_and_signatures(plan, signatures)
     approved = _approve(
-        plan, limit, expect_hash, allowed_signers, required_signatures, signatures, screen
+        loaded, limit, expect_hash, allowed_signers, required_signatures, signatures, screen
     )
     targets = _targets(approved.plan)
     become = become_passwords(
@@ -337,9 +338,7 @@ def apply(
 
     screen = screen or Screen()
     webhooks = parse_webhooks(notify)
-    if signatures is None and isinstance(plan, Path):
-        signatures = default_signatures(plan)  # beside the file, before it becomes a `Plan`
-    loaded = load_plan(plan) if isinstance(plan, Path) else plan
+    loaded, signatures = _plan_and_signatures(plan, signatures)
     nodes = _nodes(execution_nodes, executor, loaded, backend)
     approved = _approve(
         loaded, limit, expect_hash, allowed_signers, required_signatures, signatures, screen
@@ -563,8 +562,15 @@ def _run(
     return RunResult(code, journal, journal_summary(f"{title} {journal.run_id}", journal))
 
 
+def _plan_and_signatures(plan: Path | Plan, signatures: Path | None) -> tuple[Plan, Path | None]:
+    """The plan, and where its signatures are: `signatures`, else beside a plan file."""
+    if isinstance(plan, Path):
+        return load_plan(plan), signatures if signatures is not None else default_signatures(plan)
+    return plan, signatures
+
+
 def _approve(
-    plan: Path | Plan,
+    loaded: Plan,
     limit: str | None,
     expect_hash: str | None,
     allowed_signers: Path | None,
@@ -577,10 +583,7 @@ def _approve(
     from orchestrator.run.limit import plan_subset
     from orchestrator.util.textsafe import terminal_safe
 
-    loaded = load_plan(plan) if isinstance(plan, Path) else plan
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
-    if signatures is None and isinstance(plan, Path):
-        signatures = default_signatures(plan)
     signers = check_approval(loaded, policy, signatures)
     if signers:
         _say(screen, f"{loaded.plan_id} signed by {', '.join(signers)}")
