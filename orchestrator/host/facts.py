@@ -659,7 +659,7 @@ def _binaries(sections: list[Section]) -> dict[str, RuncBinary]:
                 diverted_by=(values.get("diverted_by") or None) if package else None,
                 free_bytes=_free_bytes(values.get("df", "")),
                 read_only_mount=read_only_mount(
-                    values.get("mount", ""), values.get("write_test", "")
+                    values.get("mount", ""), values.get("write_access", "")
                 ),
                 untrusted=None
                 if values.get("trusted") == "1"
@@ -683,14 +683,14 @@ def _flag(text: str | None) -> bool | None:
     return {"1": True, "0": False}.get(text or "")
 
 
-def read_only_mount(mount: str, write_test: str) -> str | None:
+def read_only_mount(mount: str, write_access: str) -> str | None:
     """The mount point of a read-only runc folder, from the facts' `mount=ro|rw MOUNTPOINT`
-    line and its `write_test` (`ok`, or why a new file could not be made there): read-only when
-    the mount table says so, or when the write failed with EROFS although it says rw (an overlay
-    whose upper layer went read-only). None: writable, or not known (a write refused for another
-    reason, a full disk or no permission, is not a read-only file system)."""
+    line and its `write_access` (`ok`, or why root may not write there, from access(2)):
+    read-only when the mount table says so, or when access(2) says EROFS although the table
+    says rw (an overlay whose upper layer went read-only). None: writable, or not known (a
+    refusal for another reason, a full disk or no permission, is not a read-only file system)."""
     mode, _, point = mount.partition(" ")
-    if mode == "ro" or "read-only file system" in write_test.lower():
+    if mode == "ro" or "read-only file system" in write_access.lower():
         return terminal_safe(point[:_MOUNT_MAX]) or "?"
     return None
 

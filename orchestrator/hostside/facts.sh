@@ -238,13 +238,13 @@ mount_of() {
         }' "${2:-/proc/self}/mountinfo" 2>/dev/null
 }
 
-# `write_test DIR`: "ok", or why root cannot write in DIR, asked of access(2) alone: facts write
+# `write_access DIR`: "ok", or why root cannot write in DIR, asked of access(2) alone: facts write
 # nothing (not even a file made and removed, which changes the folder and wakes file-integrity
 # watchers). The mount table can say rw where writes fail (an overlay whose upper layer's file
 # system went read-only, an NFS export the server made read-only); root passes every permission
 # bit, so a folder `test -w` refuses to root is read-only (or immutable). busybox's `test -w`
 # says yes to root whatever the mount: there the mount table alone decides.
-write_test() {
+write_access() {
     if [ "$(id -u)" = 0 ] && ! [ -w "$1" ]; then echo "test -w: Read-only file system"
     else echo ok
     fi
@@ -270,7 +270,7 @@ for b in $cands; do
     kv sha256 "${sum%% *}"
     kv df "$(df -Pk "$R${b%/*}" 2>/dev/null | tail -n 1)"
     kv mount "$(mount_of "${real%/*}")"
-    kv write_test "$(write_test "${real%/*}")"
+    kv write_access "$(write_access "${real%/*}")"
     if [ -n "$R" ]; then
         # Seen through the daemons' namespace: is this session's file at that path the same one
         # (device and inode, its folder's too), itself trusted here?

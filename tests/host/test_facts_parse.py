@@ -781,7 +781,7 @@ def test_a_runc_on_a_read_only_file_system_is_held_back_with_what_to_do_instead(
 
 
 @pytest.mark.parametrize(
-    ("mount", "write_test", "held"),
+    ("mount", "write_access", "held"),
     [
         ("ro /usr", "ok", "/usr"),  # the mount table decides
         ("rw /", "ok", None),
@@ -794,15 +794,15 @@ def test_a_runc_on_a_read_only_file_system_is_held_back_with_what_to_do_instead(
     ],
 )
 def test_a_failed_write_holds_back_what_the_mount_table_calls_writable(
-    mount: str, write_test: str, held: str | None
+    mount: str, write_access: str, held: str | None
 ) -> None:
     """An overlay whose upper layer went read-only, an NFS export the server made read-only:
     the mount table says rw, a write says EROFS; the write decides."""
-    assert read_only_mount(mount, write_test) == held
+    assert read_only_mount(mount, write_access) == held
 
 
-def test_the_write_test_sees_what_the_mount_table_misses(tmp_path: Path) -> None:
-    """`write_test` of the facts script on an overlay whose upper layer's tmpfs was remounted
+def test_the_write_access_sees_what_the_mount_table_misses(tmp_path: Path) -> None:
+    """`write_access` of the facts script on an overlay whose upper layer's tmpfs was remounted
     read-only: its mount table line says rw, access(2) says read-only (under dash), and nothing is
     written anywhere. busybox's `test -w` says yes to root whatever the mount: there the mount
     table alone decides (this overlay is then not seen)."""
@@ -811,7 +811,7 @@ def test_the_write_test_sees_what_the_mount_table_misses(tmp_path: Path) -> None
     text = facts_script(NONCE)
     functions = "\n".join(
         text[text.index(f"{name}() {{") : text.index("\n}\n", text.index(f"{name}() {{"))] + "\n}"
-        for name in ("mount_of", "write_test")
+        for name in ("mount_of", "write_access")
     )
     for folder in ("upper", "lower", "merged", "plain"):
         (tmp_path / folder).mkdir()
@@ -820,7 +820,8 @@ def test_the_write_test_sees_what_the_mount_table_misses(tmp_path: Path) -> None
         'mount --make-rprivate / && mount -t tmpfs tmpfs "$1/upper" && mkdir "$1/upper/u" '
         '"$1/upper/w" && mount -t overlay overlay -o "lowerdir=$1/lower,upperdir=$1/upper/u,'
         'workdir=$1/upper/w" "$1/merged" && mount -o remount,ro "$1/upper" || exit 9\n'
-        'mount_of "$1/merged"; write_test "$1/merged"; write_test "$1/plain"; ls -A "$1/plain"\n'
+        'mount_of "$1/merged"; write_access "$1/merged"; write_access "$1/plain"\n'
+        'ls -A "$1/plain"\n'
     )
     for shell, sees in ((["dash"], True), (["busybox", "sh"], False)):
         done = subprocess.run(

@@ -7,8 +7,8 @@ On the busybox hosts, through both executors: audit --probe decides the rc93 fin
 and bundle paths), unstick frees a really stuck runc init, nothing runs Python;
 apply from the rc93 build to a fixed runc passes with the probe's outcome "passed", and the rc93
 build as a candidate is caught by the probe and rolled back. The read-only host is held back by
-plan, with the reason and what to do instead, and nothing on it changes; the facts' write test
-alone would hold it back too, and leaves nothing behind on a writable host."""
+plan, with the reason and what to do instead, and nothing on it changes; the facts'
+write-access test alone would hold it back too, and writes nothing on a writable host."""
 
 from __future__ import annotations
 
@@ -83,17 +83,17 @@ def test_a_read_only_runc_is_held_back_by_plan(
     assert all(
         h.runc is not None and h.runc.read_only_mount is None for h in map(lab.facts, lab.hosts[:3])
     )
-    # The write test alone says so too (were the mount table to say rw), and writes nothing.
+    # The write-access test alone says so too (were the mount table to say rw), and writes nothing.
     script = facts_script("0123456789abcdef")
     said = lab.ssh(host, script).stdout
-    assert "write_test=" in said and "Read-only file system" in said, said
+    assert "write_access=" in said and "Read-only file system" in said, said
     misread = parse_facts(host.name, said.replace("mount=ro ", "mount=rw "))
     assert misread.runc is not None and misread.runc.read_only_mount == "/usr/local/sbin"
     writable = lab.hosts[2]
     folder = hostdef.HOST_RUNC.rpartition("/")[0]
     listing = f"stat -c '%y %z' {folder}; ls -A {folder}"  # nothing in it, nor the folder, changes
     before_listing = lab.ssh(writable, listing).stdout
-    assert "write_test=ok" in lab.ssh(writable, script).stdout
+    assert "write_access=ok" in lab.ssh(writable, script).stdout
     assert lab.ssh(writable, listing).stdout == before_listing
 
     before = host_state(lab, host.name)
