@@ -207,7 +207,7 @@ def floor_script(
             commands.swap(staged, RUNC, sha),
             write("swapped", "record-swapped"),
             commands.runc_version(RUNC, 30),
-            floor_probe(host),
+            *([floor_probe(host)] if spec.probe else []),  # as the plan says: `--no-probe` has none
             commands.verify_runc_bundle(RUNC, FLOOR_RUN, spec.timeout_seconds),
             facts_command(),
         ],
@@ -262,7 +262,7 @@ def unbatched_floor_script(host: PlannedHost, artifact: Path, sha: str, work: Pa
         (commands.write_record(record), str(record_file)),
         (commands.runc_version(RUNC, 30), "/dev/null"),
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
-        (floor_probe(host), "/dev/null"),
+        *([(floor_probe(host), "/dev/null")] if host.verify.probe else []),
         (commands.verify_runc_bundle(RUNC, FLOOR_RUN, 60), "/dev/null"),
         (commands.HostCommand("facts", facts, 60), "/dev/null"),
         (commands.write_record(record), str(record_file)),
