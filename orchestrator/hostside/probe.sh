@@ -3,19 +3,25 @@ say() { printf '%s\n' "$@"; }
 elapsed() { awk -v a="$1" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }'; }
 dir=
 holder=
+watcher=
 # shellcheck disable=SC2329 # run by the EXIT trap
 cleanup() {
     exec 3>&- 2>/dev/null  # the holder's stdin: EOF releases its pipes
+    [ -z "$watcher" ] || kill -KILL "$watcher" 2>/dev/null
     [ -z "$holder" ] || { kill -TERM "$holder" 2>/dev/null; wait "$holder"; }
     [ -z "$dir" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT PIPE TERM
-uid_procs() {  # live (not zombie) pids whose real, effective or saved uid is $1 (the probe uid)
-    grep -H -e '^State:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null | awk -v u="${1:-$PROBE_UID}" '
+# `uid_procs [UID]`: live (not zombie) processes whose real, effective or saved uid is UID (the
+# probe uid), a `PID COMM` line each, from one pass over /proc: the pipe holder alone has
+# thousands, so nothing is started per process.
+uid_procs() {
+    grep -H -e '^Name:' -e '^State:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null | awk -v u="${1:-$PROBE_UID}" '
         { split($1, p, "/"); pid = p[3] }
+        $1 ~ /:Name:$/ { comm[pid] = $2 }
         $1 ~ /:State:$/ { zombie[pid] = ($2 == "Z") }
-        $1 ~ /:Uid:$/ && ($2 == u || $3 == u || $4 == u) && !zombie[pid] { print pid }'
+        $1 ~ /:Uid:$/ && ($2 == u || $3 == u || $4 == u) && !zombie[pid] { print pid, comm[pid] }'
 }
 fill() {  # $1 with the first $2 in it replaced by $3
     printf '%s%s%s' "${1%%"$2"*}" "$3" "${1#*"$2"}"
@@ -40,12 +46,6 @@ case "$METHOD" in
 esac
 mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR" || exit 1
 
-ours() {  # a process of the probe uid that a probe started: its pipe holder's or a runc init
-    case "$(cat "/proc/$1/comm" 2>/dev/null)" in
-        runc*|exe|sleep|sh|head) return 0;;
-        *) return 1;;
-    esac
-}
 if [ "$STALE" = remove ]; then
     # What a probe whose connection died left (this one holds the host's lock: apply, resume):
     # its processes, its containers, its directories. Nothing else of the probe uid is touched.
@@ -66,9 +66,10 @@ if [ "$STALE" = remove ]; then
     done
     killed=
     for uid in $PROBE_UIDS; do
-        for pid in $(uid_procs "$uid"); do
-            ours "$pid" && kill -KILL "$pid" 2>/dev/null && killed="$killed $uid"
-        done
+        # A probe's processes: its pipe holder's (sleep, sh, head) or a runc init.
+        pids=$(uid_procs "$uid" | awk '$2 ~ /^runc/ || $2 ~ /^(exe|sleep|sh|head)$/ { print $1 }')
+        # shellcheck disable=SC2086 # one pid a word
+        [ -z "$pids" ] || { kill -KILL $pids 2>/dev/null; killed="$killed $uid"; }
     done
     # (Only through the client this probe uses: the others may not reach a daemon, and ctr
     # waits long for a socket that is not there.)
@@ -148,7 +149,31 @@ until grep -q '^held=' "$dir/holder.out" 2>/dev/null; do
 done
 say "probe_holder=$(grep '^held=' "$dir/holder.out" | head -n 1)"
 
+init_wchan() {  # where the probe uid's runc init sleeps: a pipe write if any thread is in one
+    found=
+    for pid in $(uid_procs | awk '$2 ~ /^runc/ || $2 == "exe" { print $1 }'); do
+        for task in "/proc/$pid/task/"*/wchan; do  # the blocked write may be on any of its threads
+            now=$(cat "$task" 2>/dev/null)
+            if pipe_wchan "$now"; then printf '%s\n' "$now"; return; fi
+            [ -n "$found" ] || found=$now
+        done
+    done
+    [ -z "$found" ] || printf '%s\n' "$found"
+}
+# Where its runc init was last seen asleep, watched from half the timeout on: killing ctr makes
+# containerd end the container's runc init at once, before anything could look afterwards.
+watch_init() {  # (short sleeps: killed, it leaves nothing sleeping behind for long)
+    n=0
+    while :; do
+        if [ "$n" -ge "$TIMEOUT" ] && now=$(init_wchan) && [ -n "$now" ]; then
+            printf '%s\n' "$now" > "$dir/seen.new" && mv -f "$dir/seen.new" "$dir/seen"
+        fi
+        sleep 0.5; n=$((n + 1))
+    done
+}
 name="$PREFIX$RUN_ID-$$"
+watch_init > /dev/null 2>&1 3>&- &
+watcher=$!
 start=$(cut -d' ' -f1 /proc/uptime)
 case "$METHOD" in
 docker)
@@ -164,6 +189,7 @@ containerd)
 esac
 rc=$?
 took=$(elapsed "$start")
+kill -KILL "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; watcher=
 if [ "$rc" -eq 0 ]; then
     say probe=passed "method=$METHOD" "seconds=$took"
     exit 0
@@ -171,28 +197,30 @@ fi
 
 # Not started in time, or failed: record where its runc init is, then end exactly the probe's
 # processes (the probe uid's, and runtime processes naming its container), and the container.
-wchan=
-for pid in $(uid_procs); do
-    [ "$pid" = "$holder" ] && continue
-    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in runc*|exe) ;; *) continue;; esac
-    for task in "/proc/$pid/task/"*/wchan; do  # the blocked write may be on any of its threads
-        now=$(cat "$task" 2>/dev/null)
-        if pipe_wchan "$now"; then wchan=$now; break 2; fi
-        [ -n "$wchan" ] || wchan=$now
-    done
-done
+wchan=$(init_wchan)
+seen=$(cat "$dir/seen" 2>/dev/null)
+if ! pipe_wchan "$wchan" && { pipe_wchan "$seen" || [ -z "$wchan" ]; }; then wchan=$seen; fi
 id=$(cat "$dir/cid" 2>/dev/null)
-for pid in $(uid_procs) $(grep -l -a -F -e "$name" ${id:+-e "$id"} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-    [ "$pid" = "$holder" ] || [ "$pid" = "$$" ] && continue
-    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in containerd-shim*|dockerd|containerd|sh|timeout) ;;
-    *) kill -KILL "$pid" 2>/dev/null;; esac
-done
-case "$METHOD" in
-    docker) timeout -s KILL 30 docker rm -f "$name" >/dev/null 2>&1 ;;
-    containerd) timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$name" >/dev/null 2>&1
-        timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$name" >/dev/null 2>&1 ;;
-    *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
-esac
+remove_container() {
+    case "$METHOD" in
+        docker) timeout -s KILL 30 docker rm -f "$name" >/dev/null 2>&1 ;;
+        containerd) timeout -s KILL 30 ctr -n "$NAMESPACE" tasks kill -s KILL "$name" >/dev/null 2>&1
+            timeout -s KILL 30 ctr -n "$NAMESPACE" containers rm "$name" >/dev/null 2>&1 ;;
+        *) timeout -s KILL 30 "$TARGET" --root "$dir/state" delete -f "$name" >/dev/null 2>&1 ;;
+    esac
+}
+# containerd ends the shim's runc processes itself: killed under it first, they leave its shim
+# running with nothing to serve.
+[ "$METHOD" != containerd ] || remove_container
+ends=$({
+    uid_procs
+    grep -l -a -F -e "$name" ${id:+-e "$id"} /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 |
+        while read -r pid; do printf '%s %s\n' "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null)"; done
+} | awk -v me=$$ -v holder="$holder" '$1 != me && $1 != holder && $2 !~ /^containerd-shim/ &&
+    $2 !~ /^(dockerd|containerd|sh|timeout)$/ { print $1 }')
+# shellcheck disable=SC2086 # one pid a word
+[ -z "$ends" ] || kill -KILL $ends 2>/dev/null
+[ "$METHOD" = containerd ] || remove_container
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     if pipe_wchan "$wchan"; then
         say probe=hung "method=$METHOD" "seconds=$took" "wchan=$wchan"

@@ -143,9 +143,24 @@ def _left_behind(lab: LabFleet) -> list[str]:
     for host in lab.full_hosts + lab.containerd_hosts:
         tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
         found += [f"{host.name}: ctr container {t}" for t in tasks]
+    for host in lab.full_hosts + lab.containerd_hosts:
+        found += [f"{host.name}: containerd-shim {pid}" for pid in _probe_shims(lab, host)]
     for host in lab.hosts:
         found += [f"{host.name}: stuck runc init {p.pid}" for p in lab.facts(host).stuck]
     return found
+
+
+def _probe_shims(lab: LabFleet, host: LabHost) -> list[str]:
+    """The host's containerd shims of probe containers (its mount namespace's: every lab host
+    sees the machine's processes). One outlives its container when its runc was killed under it."""
+    script = (
+        "me=$(readlink /proc/self/ns/mnt); "
+        "for f in $(grep -l -a -F -e runc-rollout-probe- /proc/[0-9]*/cmdline 2>/dev/null); do "
+        'd=${f%/cmdline}; case "$(cat $d/comm 2>/dev/null)" in containerd-shim*) ;; '
+        "*) continue;; esac; "
+        '[ "$(readlink $d/ns/mnt 2>/dev/null)" = "$me" ] && echo ${d#/proc/}; done; true'
+    )
+    return lab.ssh(host, script).stdout.split()
 
 
 @pytest.mark.parametrize("executor", ["ssh", "ansible"])
@@ -238,7 +253,11 @@ def test_diagnostics_through_ansible_run_no_python_on_the_hosts(
     over SSH)."""
     lab = clean_probe_lab
     via = ("--executor", "ansible")
-    names = {lab.full_hosts[0].name: "docker", lab.light_hosts[0].name: "bundle"}
+    names = {
+        lab.full_hosts[0].name: "docker",
+        lab.containerd_hosts[0].name: "containerd",
+        lab.light_hosts[0].name: "bundle",
+    }
     with python_tripwire(lab, lab.hosts) as python_calls:
         for executor in ("ansible", "ssh"):
             began = time.monotonic()
