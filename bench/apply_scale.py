@@ -217,7 +217,7 @@ def floor_script(
     prefix = shlex.join(openssh(host.ssh, work / f"{name}.ctl"))
     out = shlex.quote(str(work / f"{name}.out"))
     err = shlex.quote(str(work / f"{name}.err"))
-    lines = ["#!/bin/sh", "set -e", f"exec 3>&2 2>>{err}"]
+    lines = ["#!/bin/sh", "set -e", f"exec 3>&2 2>>{err}", connect(prefix)]
     for index, steps in enumerate(batches):
         nonce = secrets.token_hex(8)
         script = commands.batch(steps, nonce).script.encode()
@@ -234,6 +234,15 @@ def floor_script(
             remote = remote_command(push.script, push.timeout, sudo=False)
             lines.append(f"{prefix} {shlex.quote(remote)} < {shlex.quote(str(packed))} > /dev/null")
     return write_script(work / f"{name}.sh", lines, prefix)
+
+
+def connect(prefix: str, attempts: int = 5) -> str:
+    """The script's line that opens the host's master connection, up to `attempts` tries two
+    seconds apart, as the SSH backend tries a connection (a careful script retries too)."""
+    return (
+        f"for try in $(seq {attempts}); do {prefix} true && break; "
+        f'[ "$try" -lt {attempts} ] || exit 1; sleep 2; done'
+    )
 
 
 def write_script(path: Path, lines: list[str], prefix: str) -> Path:
@@ -273,6 +282,7 @@ def unbatched_floor_script(host: PlannedHost, artifact: Path, sha: str, work: Pa
     ]
     prefix = shlex.join(openssh(host.ssh, work / f"{name}.ctl"))
     lines = ["#!/bin/sh", "set -e", f"exec 2>>{shlex.quote(str(work / (name + '.err')))}"]
+    lines.append(connect(prefix))
     for command, stdin in steps:
         if command is None:
             remote = f"cat > {shlex.quote(staged)} && chmod 0700 {shlex.quote(staged)}"
