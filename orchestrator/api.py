@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.backends.base import Backend, WaveRunner
 from orchestrator.backends.reach import (
     check_routes,
     diagnostic_fleet,
@@ -27,7 +26,6 @@ from orchestrator.backends.reach import (
     ssh_executor,
 )
 from orchestrator.choices import DEFAULT_CONCURRENCY, ExecutorName, FailOn, PushName
-from orchestrator.diagnose.audit import AuditReport
 from orchestrator.errors import BadInput, ExitCode, RolloutError, UnreachableAtPlan
 from orchestrator.inventory.become import become_passwords
 from orchestrator.models import (
@@ -48,17 +46,19 @@ from orchestrator.plan.approval import (
     set_aside_stale_signatures,
     written_plan_hash,
 )
-from orchestrator.run.approved import open_approved_run, run_directory
-from orchestrator.run.engine import check_artifact, load_plan
-from orchestrator.run.journal import Journal, RunLimit
-from orchestrator.run.launch import Reach, Show, run_journal
-from orchestrator.run.rollback import RollbackResult as HostRolledBack
-from orchestrator.view import Screen, journal_summary
-from orchestrator.view.summary import Summary
 
+# What only `check`, `apply`, `resume`, `rollback` and `audit` use is imported there: `plan`
+# (on 100k hosts, a few seconds) does not pay for the runs' and backends' modules.
 if TYPE_CHECKING:
     from orchestrator.backends.ansible.streaming import ExecutionNode
+    from orchestrator.backends.base import Backend, WaveRunner
+    from orchestrator.diagnose.audit import AuditReport
+    from orchestrator.run.journal import Journal, RunLimit
+    from orchestrator.run.launch import Reach, Show
     from orchestrator.run.notify import Webhook
+    from orchestrator.run.rollback import RollbackResult as HostRolledBack
+    from orchestrator.view import Screen
+    from orchestrator.view.summary import Summary
 
 __all__ = [
     "AuditResult",
@@ -287,7 +287,7 @@ def check(
     from orchestrator.diagnose.facts_report import gather_fleet
     from orchestrator.run.engine import preview, preview_fails
 
-    screen = screen or Screen()
+    screen = _screen(screen)
     loaded, signatures = _plan_and_signatures(plan, signatures)
     approved = _approve(
         loaded, limit, expect_hash, allowed_signers, required_signatures, signatures, screen
@@ -333,10 +333,12 @@ def apply(
     or `allowed_signers` approve. With `limit`, only the plan's hosts that pattern selects.
     `execution_nodes`: `DOMAIN=COMMAND` values (`executor` ansible). `backend`: one of your
     own instead of the one `executor` names (then no host's SSH settings are checked)."""
+    from orchestrator.run.journal import Journal
+    from orchestrator.run.launch import Reach, Show
     from orchestrator.run.notify import parse_webhooks
     from orchestrator.util.fsutil import read_input
 
-    screen = screen or Screen()
+    screen = _screen(screen)
     webhooks = parse_webhooks(notify)
     loaded, signatures = _plan_and_signatures(plan, signatures)
     nodes = _nodes(execution_nodes, executor, loaded, backend)
@@ -396,9 +398,12 @@ def resume(
     """Continue a paused, halted or crashed run (its id under `runs_dir`, or its directory);
     hosts caught mid-step are examined first. Its plan is checked against the approval given
     here, as `apply` checked it, and at least as strictly as the run was applied."""
+    from orchestrator.run.approved import open_approved_run, run_directory
+    from orchestrator.run.engine import check_artifact
+    from orchestrator.run.launch import Reach, Show
     from orchestrator.run.notify import parse_webhooks
 
-    screen = screen or Screen()
+    screen = _screen(screen)
     webhooks = parse_webhooks(notify)
     policy = approval_policy(expect_hash, allowed_signers, required_signatures)
     journal, signers = open_approved_run(run_directory(run, runs_dir), policy)
@@ -441,13 +446,14 @@ def rollback(
     runc): a run's hosts (`hosts`: only these), or, without a run, the hosts of `inventory`
     (`limit`) from their own records. A run's plan is checked as `resume` checks it."""
     from orchestrator.plan.planner import hosts_to_plan
+    from orchestrator.run.approved import open_approved_run, run_directory
     from orchestrator.run.rollback import roll_back
     from orchestrator.view.progress import ProgressPrinter
     from orchestrator.view.summary import rollback_summary
 
     if (run is None) == (not inventory):
         raise BadInput("rollback: give a RUN, or -i INVENTORY [--limit P], not both")
-    screen = screen or Screen()
+    screen = _screen(screen)
     journal: Journal | None = None
     if run is not None:
         policy = approval_policy(expect_hash, allowed_signers, required_signatures)
@@ -548,6 +554,9 @@ def _run(
     *,
     resumed: bool = False,
 ) -> RunResult:
+    from orchestrator.run.launch import run_journal
+    from orchestrator.view import journal_summary
+
     code = run_journal(
         journal,
         backend,
@@ -564,6 +573,8 @@ def _run(
 
 def _plan_and_signatures(plan: Path | Plan, signatures: Path | None) -> tuple[Plan, Path | None]:
     """The plan, and where its signatures are: `signatures`, else beside a plan file."""
+    from orchestrator.run.engine import load_plan
+
     if isinstance(plan, Path):
         return load_plan(plan), signatures if signatures is not None else default_signatures(plan)
     return plan, signatures
@@ -580,6 +591,7 @@ def _approve(
 ) -> _Approved:
     """The plan checked as `apply` checks it: its hash and signatures against the policy,
     cut down to `limit`, its artifact present and unchanged."""
+    from orchestrator.run.engine import check_artifact
     from orchestrator.run.limit import plan_subset
     from orchestrator.util.textsafe import terminal_safe
 
@@ -635,6 +647,21 @@ def _inventory(inventory: Sequence[Path | str] | Inventory) -> Inventory:
     if isinstance(inventory, Inventory):
         return inventory
     return load_inventory([Path(source) for source in inventory])
+
+
+def __getattr__(name: str) -> object:
+    """`Screen`, imported when asked for (`plan` needs no view)."""
+    if name == "Screen":
+        from orchestrator.view import Screen
+
+        return Screen
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _screen(screen: Screen | None) -> Screen:
+    from orchestrator.view import Screen
+
+    return screen or Screen()
 
 
 def _say(screen: Screen, message: str) -> None:

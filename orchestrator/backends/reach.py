@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from orchestrator.choices import ExecutorName
 from orchestrator.errors import BadInput
 
-# The backends are imported where they are used: `plan` without --gather never needs paramiko.
+# The backends are imported where they are used: `plan` without --gather needs only the
+# routes (ssh_config, read by paramiko), never the executor's connections (fabric).
 if TYPE_CHECKING:
     from orchestrator.backends.ansible.streaming import ExecutionNode
     from orchestrator.backends.base import Backend
@@ -48,14 +49,13 @@ def diagnostic_fleet(
 def check_routes(targets: Mapping[str, SshTarget]) -> None:
     """Refuse (exit 2, before any host is reached) a host whose ssh settings the SSH backend
     cannot honour, naming the host and the option."""
-    from orchestrator.backends.ssh.executor import SshExecutor
+    from orchestrator.backends.ssh.routes import SshRoutes
     from orchestrator.backends.ssh.sshconfig import SshConfigError
 
-    with SshExecutor() as executor:
-        try:
-            executor.check(targets)
-        except SshConfigError as error:
-            raise BadInput(str(error)) from None
+    try:
+        SshRoutes().check(targets)
+    except SshConfigError as error:
+        raise BadInput(str(error)) from None
 
 
 def execution_nodes(

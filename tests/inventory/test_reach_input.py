@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.backends.ansible.runner import password_groups
 from orchestrator.backends.ssh.executor import SshExecutor
+from orchestrator.backends.ssh.routes import SshRoutes
 from orchestrator.backends.ssh.sshconfig import SshConfigError, check_destination
 from orchestrator.cli.app import main
 from orchestrator.errors import HostKeyRejected, HostUnreachable
@@ -272,10 +273,10 @@ def test_a_plan_with_such_an_address_runs_nothing_either(
         user=None if target.user is None else target.user.replace("MARKER", str(marker)),
         ssh_args=tuple(word.replace("MARKER", str(marker)) for word in target.ssh_args),
     )
-    with open(os.devnull) as nothing, SshExecutor() as executor:
+    with open(os.devnull) as nothing:
         monkeypatch.setattr(sys, "stdin", nothing)  # `Match exec` (invoke) reads our stdin
         with pytest.raises(SshConfigError, match="not a plain"):
-            executor.check({"h1": hostile})
+            SshRoutes().check({"h1": hostile})
     assert not marker.exists()
 
 

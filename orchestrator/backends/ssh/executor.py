@@ -13,7 +13,6 @@ later and closes the channel if the host did not.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import math
 import os
@@ -25,7 +24,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,6 +31,7 @@ import fabric
 import paramiko
 
 from orchestrator.backends.ssh import sshconfig
+from orchestrator.backends.ssh.routes import SshRoutes
 from orchestrator.backends.ssh.session import SshSession
 from orchestrator.host.session import (
     AuthenticationFailed,
@@ -170,7 +169,7 @@ class SshExecutor:
     ) -> None:
         if connect_attempts < 1:
             raise ValueError("connect_attempts must be at least 1")
-        self._known_hosts = known_hosts
+        self._routes = SshRoutes(known_hosts)
         self._become = become or BecomePasswords()
         self._connect_timeout = connect_timeout
         self._attempts = connect_attempts
@@ -182,12 +181,8 @@ class SshExecutor:
         self._sessions: dict[SshRoute, SshSession] = {}
         self._gateways: dict[tuple[tuple[SshHop, ...], str], fabric.Connection] = {}
         self._locks: dict[object, threading.Lock] = {}
-        self._configs: dict[str | None, paramiko.SSHConfig] = {}
-        self._host_blocks: dict[int, list[sshconfig.HostBlock] | None] = {}
         self._lock = threading.Lock()
         self._known_hosts_files = _KnownHostsFiles()
-        self._local_user = getpass.getuser()
-        self._home = Path.home()
 
     def __enter__(self) -> SshExecutor:
         return self
@@ -197,57 +192,7 @@ class SshExecutor:
 
     def route(self, target: SshTarget) -> SshRoute:
         """How `target` is reached; `SshConfigError` if its settings cannot be honoured."""
-        config_file, _ = sshconfig.command_line(target)
-        default = None if self._known_hosts is None else str(self._known_hosts.expanduser())
-        return sshconfig.resolve(
-            target,
-            self._config(config_file),
-            local_user=self._local_user,
-            home=self._home,
-            known_hosts=default,
-        )
-
-    def check(self, targets: Mapping[str, SshTarget]) -> None:
-        """Resolve every target's route; `SshConfigError` names the first host that cannot be.
-
-        Once per distinct case (100k hosts would take seconds): targets that differ only in an
-        address that no ssh_config block tells apart from the other's resolve alike.
-        """
-        resolved: set[tuple[object, ...]] = set()
-        files: dict[tuple[str, ...], str | None] = {}
-        for name, target in targets.items():
-            try:
-                sshconfig.check_destination(target)  # a resolved case is not resolved again
-                if target.ssh_args not in files:
-                    files[target.ssh_args] = sshconfig.parse_ssh_args(target.ssh_args)[0]
-                blocks = self._blocks(self._config(files[target.ssh_args]))
-                case: tuple[object, ...] | None = None
-                if blocks is not None:
-                    matched = sshconfig.matching_blocks(blocks, target.address)
-                    case = (matched, target.port, target.user, target.private_key_file)
-                    case += (target.known_hosts_file, target.ssh_args)
-                    if case in resolved:
-                        continue
-                self.route(target)
-            except sshconfig.SshConfigError as error:
-                raise sshconfig.SshConfigError(f"host {name}: {error}") from None
-            if case is not None:
-                resolved.add(case)
-
-    def _config(self, config_file: str | None) -> paramiko.SSHConfig:
-        with self._lock:
-            config = self._configs.get(config_file)
-        if config is None:
-            config = sshconfig.load_config(config_file, self._home)
-            with self._lock:
-                self._configs[config_file] = config
-        return config
-
-    def _blocks(self, config: paramiko.SSHConfig) -> list[sshconfig.HostBlock] | None:
-        key = id(config)
-        if key not in self._host_blocks:
-            self._host_blocks[key] = sshconfig.host_blocks(config)
-        return self._host_blocks[key]
+        return self._routes.route(target)
 
     def session(self, target: SshTarget, *, name: str | None = None) -> SshSession:
         host = name or target.address
