@@ -88,9 +88,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
 @pytest.fixture
 def clean_lab(lab: LabFleet) -> Iterator[LabFleet]:
     """The session's lab in the incident's state, and put back in it afterwards."""
-    lab.reset()
-    yield lab
-    lab.reset()
+    yield from reset_around(lab)
+
+
+def reset_around(fleet: LabFleet) -> Iterator[LabFleet]:
+    """`fleet` reset to the incident's state for one test, and reset again after it."""
+    fleet.reset()
+    yield fleet
+    fleet.reset()
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +114,7 @@ def no_python_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet
 @pytest.fixture
 def clean_no_python_lab(no_python_lab: LabFleet) -> Iterator[LabFleet]:
     """`no_python_lab` in the incident's state, and put back in it afterwards."""
-    no_python_lab.reset()
-    yield no_python_lab
-    no_python_lab.reset()
+    yield from reset_around(no_python_lab)
 
 
 @pytest.fixture
