@@ -130,8 +130,11 @@ def artifact(tmp_path: Path) -> Path:
 # workers they start at once and the rest fills in around them. Only the order depends on it.
 LONGEST_LAB_FILES = (
     "tests/run/test_faults_lab.py",
+    "tests/host/test_packaged_lab.py",
     "tests/backends/test_exec_nodes_lab.py",
+    "tests/run/test_runtimes_lab.py",
     "tests/host/test_hostside_lab.py",
+    "tests/host/test_probe_lab.py",
 )
 
 # Files that share a session lab other than `lab`: one work unit for xdist, so that one worker
