@@ -1,15 +1,14 @@
-"""`unstick` on lab hosts without Python (as a minimal CentOS 7, Flatcar or CoreOS node): the
-real hung runc init of rc93 (`lab.stick`: the trigger hung container lab-stuck's runc init
-writing its seccomp program into a 2-page pipe) beside decoys that match only part of the
-signature. The dry run opens no pipe; `--yes` frees the hung one and leaves every decoy blocked
-and its pipes unread. The host script does the same under dash (the hosts' sh), bash --posix
-and busybox sh."""
+"""`unstick` on lab hosts without Python (conftest's `no_python_lab`, as a minimal CentOS 7,
+Flatcar or CoreOS node): the real hung runc init of rc93 (`lab.stick`: the trigger hung container
+lab-stuck's runc init writing its seccomp program into a 2-page pipe) beside decoys that match
+only part of the signature. The dry run opens no pipe; `--yes` frees the hung one and leaves every
+decoy blocked and its pipes unread. The host script does the same under dash (the hosts' sh),
+bash --posix and busybox sh."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from orchestrator.cli.app import main
 from orchestrator.diagnose.unstick import DEADLINE, parse_scan, unstick_script
 from orchestrator.errors import ExitCode
 from orchestrator.lab import hostdef
-from tests.conftest import LabFleet, running_lab
+from tests.conftest import LabFleet
 from tests.fakes import BLOCKED, Fake, kill, queued, start_fakes, state, syscall, wchan
 
 pytestmark = pytest.mark.lab
@@ -26,16 +25,6 @@ pytestmark = pytest.mark.lab
 MODES = ["big", "shared", "stdout", "not-runc"]
 # The pipe each decoy writes (its fd 1), and what it holds: 64 KiB, full.
 FULL = (65536, 65536)
-
-
-@pytest.fixture(scope="module")
-def bare_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """lab-1 full, lab-2 light; neither can run Python."""
-    with running_lab(tmp_path_factory.mktemp("unstick-lab"), 2, 1, no_python=2) as fleet:
-        for host in fleet.hosts:
-            ran = fleet.ssh(host, "python3 -c 'print(1)' || echo no-python")
-            assert "no-python" in ran.stdout, (host.name, ran.stdout)
-        yield fleet
 
 
 def unchanged(fakes: list[Fake], blocked: dict[int, str]) -> None:
@@ -46,9 +35,9 @@ def unchanged(fakes: list[Fake], blocked: dict[int, str]) -> None:
 
 
 def test_unstick_frees_the_hung_runc_init_and_nothing_else(
-    bare_lab: LabFleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    clean_no_python_lab: LabFleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lab = bare_lab
+    lab = clean_no_python_lab
     host, other = lab.full_hosts[0], lab.light_hosts[0]
     inventory = str(lab.inventory)
     seed = lab.stick(host)
@@ -118,9 +107,11 @@ def test_unstick_frees_the_hung_runc_init_and_nothing_else(
 
 
 @pytest.mark.parametrize("shell", ["bash --posix", "busybox sh"])
-def test_the_host_script_under_other_shells(bare_lab: LabFleet, tmp_path: Path, shell: str) -> None:
+def test_the_host_script_under_other_shells(
+    clean_no_python_lab: LabFleet, tmp_path: Path, shell: str
+) -> None:
     """The same decisions and the same drain under bash --posix and busybox sh."""
-    lab = bare_lab
+    lab = clean_no_python_lab
     host = lab.full_hosts[0]
     seed = lab.stick(host)
     fakes = start_fakes(lambda script: lab.ssh(host, script), tmp_path, MODES[:2])

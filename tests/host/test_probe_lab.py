@@ -1,7 +1,8 @@
 """The incident probe on real lab hosts, with the real bug-bearing runc.
 
-A lab of its own, one host per path: a full host (docker), a containerd-only host (containerd
-with CRI and no dockerd, as a Kubernetes 1.24+ node: `ctr run`), a light host (an OCI bundle).
+conftest's `no_python_lab`, one host per path: a full host (docker), a containerd-only host
+(containerd with CRI and no dockerd, as a Kubernetes 1.24+ node: `ctr run`), a light host (an OCI
+bundle).
 Debian's runc goes out over the lab's rc93 and the probe passes on each path; then the rc93 build
 is rolled out over Debian's runc and the probe hangs on each path, every host is rolled back, the
 budget halts the run, and nothing of the probe is left behind: no process of its uid, no
@@ -26,7 +27,7 @@ from orchestrator.errors import ExitCode
 from orchestrator.lab import rc93
 from orchestrator.lab.hostdef import HOST_RUNC
 from orchestrator.lab.records import LabHost
-from tests.conftest import LabFleet, running_lab
+from tests.conftest import LabFleet
 from tests.run.test_apply_lab import host_state, sha256
 
 pytestmark = pytest.mark.lab
@@ -35,26 +36,6 @@ PROBE_TIMEOUT = "8"
 # A probe that hangs is told at its timeout, and on a loaded machine a container may take longer
 # than PROBE_TIMEOUT to reach its runc init: the audits of several paths at once get longer.
 AUDIT_TIMEOUT = "20"
-
-
-@pytest.fixture(scope="module")
-def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    """3 hosts, none of which can run Python (as a minimal CentOS 7, Flatcar or CoreOS node):
-    lab-1 full, lab-2 containerd-only, lab-3 light."""
-    base = tmp_path_factory.mktemp("probe-lab")
-    with running_lab(base, 3, 1, containerd=1, no_python=3) as fleet:
-        for host in fleet.hosts:
-            ran = fleet.ssh(host, "python3 -c 'print(1)' || echo no-python")
-            assert "no-python" in ran.stdout, (host.name, ran.stdout)
-        yield fleet
-
-
-@pytest.fixture
-def clean_probe_lab(probe_lab: LabFleet) -> Iterator[LabFleet]:
-    """This module's lab in the incident's state, and put back in it afterwards."""
-    probe_lab.reset()
-    yield probe_lab
-    probe_lab.reset()
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +146,13 @@ def _probe_shims(lab: LabFleet, host: LabHost) -> list[str]:
 
 @pytest.mark.parametrize("executor", ["ssh", "ansible"])
 def test_probe_passes_the_fix_and_refuses_rc93_on_every_path(
-    clean_probe_lab: LabFleet, artifact: Path, rc93_artifact: Path, tmp_path: Path, executor: str
+    clean_no_python_lab: LabFleet,
+    artifact: Path,
+    rc93_artifact: Path,
+    tmp_path: Path,
+    executor: str,
 ) -> None:
-    lab = clean_probe_lab
+    lab = clean_no_python_lab
     via = ["--executor", executor]
     paths = {
         lab.full_hosts[0].name: "docker",
@@ -222,9 +207,12 @@ def _audit_probe(
 
 
 def test_audit_probe_decides_by_what_the_runc_does(
-    clean_probe_lab: LabFleet, artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    clean_no_python_lab: LabFleet,
+    artifact: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    lab = clean_probe_lab
+    lab = clean_no_python_lab
     bug, fixed = lab.full_hosts[0].name, lab.light_hosts[0].name
     hosts = _audit_probe(lab, capsys, f"{bug}:{fixed}")
     for name in (bug, fixed):
@@ -246,12 +234,12 @@ def test_audit_probe_decides_by_what_the_runc_does(
 
 
 def test_diagnostics_through_ansible_run_no_python_on_the_hosts(
-    clean_probe_lab: LabFleet, capsys: pytest.CaptureFixture[str]
+    clean_no_python_lab: LabFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`audit --probe` decides the rc93 finding on every path and `unstick` frees a really hung
     runc init, both with --executor ansible; nothing on the hosts ran Python (nor did the same
     over SSH)."""
-    lab = clean_probe_lab
+    lab = clean_no_python_lab
     via = ("--executor", "ansible")
     names = {
         lab.full_hosts[0].name: "docker",
