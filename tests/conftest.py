@@ -9,6 +9,7 @@ order sorted here, the files sharing a lab other than `lab` together."""
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,12 @@ from orchestrator.lab.handle import (
     start_lab,
 )
 from orchestrator.lab.records import LabRuntime
+
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and so
+# would every `apply` a test interrupts with it (Python keeps an inherited SIG_IGN): the tests of
+# Ctrl-C would see it ignored. A handler of our own is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 __all__ = ["HANGING_RUNC", "RUNC_ROLLOUT", "LabFleet", "lab_unavailable", "start_lab"]
 
