@@ -66,8 +66,10 @@ if [ "$STALE" = remove ]; then
     done
     killed=
     for uid in $PROBE_UIDS; do
-        # A probe's processes: its pipe holder's (sleep, sh, head) or a runc init.
-        pids=$(uid_procs "$uid" | awk '$2 ~ /^runc/ || $2 ~ /^(exe|sleep|sh|head)$/ { print $1 }')
+        # A probe's processes: its pipe holder's (sleep, sh, head) or a runc.
+        pids=$(uid_procs "$uid" | while read -r pid comm; do
+            case "$comm" in sleep|sh|head) echo "$pid";; *) ! runc_comm "$comm" || echo "$pid";; esac
+        done)
         # shellcheck disable=SC2086 # one pid a word
         [ -z "$pids" ] || { kill -KILL $pids 2>/dev/null; killed="$killed $uid"; }
     done
@@ -151,7 +153,7 @@ say "probe_holder=$(grep '^held=' "$dir/holder.out" | head -n 1)"
 
 init_wchan() {  # where the probe uid's runc init sleeps: a pipe write if any thread is in one
     found=
-    for pid in $(uid_procs | awk '$2 ~ /^runc/ || $2 == "exe" { print $1 }'); do
+    for pid in $(uid_procs | while read -r p comm; do ! runc_comm "$comm" || echo "$p"; done); do
         for task in "/proc/$pid/task/"*/wchan; do  # the blocked write may be on any of its threads
             now=$(cat "$task" 2>/dev/null)
             if pipe_wchan "$now"; then printf '%s\n' "$now"; return; fi
