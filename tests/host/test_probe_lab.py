@@ -124,7 +124,6 @@ def _left_behind(lab: LabFleet) -> list[str]:
     for host in lab.full_hosts + lab.containerd_hosts:
         tasks = lab.ssh(host, "ctr -n runc-rollout containers ls -q").stdout.split()
         found += [f"{host.name}: ctr container {t}" for t in tasks]
-    for host in lab.full_hosts + lab.containerd_hosts:
         found += [f"{host.name}: containerd-shim {pid}" for pid in _probe_shims(lab, host)]
     for host in lab.hosts:
         found += [f"{host.name}: stuck runc init {p.pid}" for p in lab.facts(host).stuck]
