@@ -23,8 +23,9 @@ _NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _COMMENT = re.compile(r"(^|\s)#.*", re.M)  # a comment, near enough (never inside a quoted #)
 
 
+@functools.cache
 def hostside_script(name: str) -> str:
-    """The text of `orchestrator/hostside/NAME`, without parameters."""
+    """The text of `orchestrator/hostside/NAME`, without parameters (read once)."""
     return resources.files("orchestrator").joinpath("hostside", name).read_text()
 
 
@@ -69,14 +70,20 @@ def render(body: str, *, args: Sequence[str] | None = None, **params: str) -> st
     for name in params:
         if not _NAME.fullmatch(name):
             raise ValueError(f"not a shell variable name: {name}")
-    used = {
-        name: value
-        for name, value in SHELL.items()
-        if name not in params and re.search(rf"\$\{{?{name}\b", body + "".join(_fn(body)))
-    }
+    constants, called = _needs(body)
+    used = {name: SHELL[name] for name in constants if name not in params}
     header = "".join(_assign(key, value) for key, value in {**used, **params}.items())
     positional = f"set -- {shlex.join(args)}\n" if args else "set --\n" if args is not None else ""
-    return "set -u\numask 077\n" + header + positional + "".join(_fn(body)) + body.strip() + "\n"
+    return "set -u\numask 077\n" + header + positional + called + body.strip() + "\n"
+
+
+@functools.lru_cache(maxsize=128)
+def _needs(body: str) -> tuple[tuple[str, ...], str]:
+    """The shared constants `body` and the functions it calls refer to, and those functions'
+    text. Worked out once per script text: a run renders the same few scripts for every host."""
+    called = "".join(functions()[name] for name in _calls(body))
+    text = body + called
+    return tuple(name for name in SHELL if re.search(rf"\$\{{?{name}\b", text)), called
 
 
 def _assign(name: str, value: str) -> str:
@@ -84,10 +91,6 @@ def _assign(name: str, value: str) -> str:
     # A value is data: a `$` in it is never expanded (what shellcheck's SC2016 asks about).
     note = "# shellcheck disable=SC2016 # data\n" if quoted.startswith("'") and "$" in value else ""
     return f"{note}{name}={quoted}\n"
-
-
-def _fn(body: str) -> list[str]:
-    return [functions()[name] for name in _calls(body)]
 
 
 def step(name: str, *, args: Sequence[str] | None = None, **params: str) -> str:
