@@ -169,6 +169,24 @@ def test_render_quotes_values_and_sends_only_the_constants_a_script_uses() -> No
         scripts.render("true", **{"A; rm": "x"})
 
 
+def test_a_script_is_read_through_once_however_many_hosts_it_is_rendered_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Which functions and constants a script needs is worked out once per script text: done
+    per host (and, before, once per shared constant) it was most of the controller's CPU."""
+    read_through: list[str] = []
+    calls = scripts._calls
+
+    def counted(text: str) -> list[str]:
+        read_through.append(text)
+        return calls(text)
+
+    monkeypatch.setattr(scripts, "_calls", counted)
+    scripts._needs.cache_clear()
+    texts = {facts_script(f"{nonce:016x}") for nonce in range(3)}
+    assert len(texts) == 3 and len(read_through) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # The steps, run
 
