@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import shutil
 import socket
@@ -26,7 +27,7 @@ import pytest
 
 from orchestrator.backends.group import run_on_hosts
 from orchestrator.backends.ssh.executor import SshExecutor
-from orchestrator.backends.ssh.session import KILL_GRACE, _Received, remote_command
+from orchestrator.backends.ssh.session import KILL_GRACE, _Received, _send, remote_command
 from orchestrator.host.session import (
     OUTPUT_CAP,
     AuthenticationFailed,
@@ -153,6 +154,29 @@ def test_a_hosts_output_is_decoded_a_piece_at_a_time_up_to_the_cap() -> None:
     assert (received.text(), received.cut) == ("a\U0001f600\ufffd", False)
     received.add(b"b" * OUTPUT_CAP)
     assert received.cut and received.size == OUTPUT_CAP
+
+
+class _PacketChannel:
+    """What `_send` sees of a paramiko channel: the peer's largest packet, and `sendall`."""
+
+    out_max_packet_size = 32768
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.pieces.append(data)
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_stdin_goes_in_pieces_that_each_fill_one_packet(as_file: bool) -> None:
+    """paramiko puts at most the peer's largest packet less 64 bytes in one packet: a larger
+    piece goes as two, the second tiny (twice the packets for a push)."""
+    data = os.urandom(200_000)
+    channel = _PacketChannel()
+    _send(channel, io.BytesIO(data) if as_file else data)  # type: ignore[arg-type]
+    assert b"".join(channel.pieces) == data
+    assert max(map(len, channel.pieces)) == channel.out_max_packet_size - 64
 
 
 def test_unknown_host_key_is_rejected_before_login(lab: LabFleet, tmp_path: Path) -> None:
