@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 VENV_BIN=.venv/bin
 [[ -x $VENV_BIN/pytest ]] || { echo "test: no $VENV_BIN/pytest: run scripts/setup.sh first" >&2; exit 2; }
 export PATH="$PWD/$VENV_BIN:$PATH"  # as if activated: ansible-inventory, ansible-lint for the tests
+# Every Python process of the suite (each pytest worker's collection, each CLI the tests start,
+# each Ansible worker that loads the action) compiles a module once, not every time: where
+# PYTHONDONTWRITEBYTECODE is set (as in some CI images) each one compiled the package and
+# rewrote the tests' asserts from source. The bytecode goes under the venv, not the checkout.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
 "$VENV_BIN/ruff" check .
 "$VENV_BIN/ruff" format --check .
 "$VENV_BIN/mypy"
