@@ -25,7 +25,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from orchestrator.errors import BadInput, LabError
@@ -72,6 +72,7 @@ from orchestrator.lab.records import (
     LabInfo,
     LabRecord,
     LabRuntime,
+    ProcRef,
 )
 from orchestrator.lab.status import LabStatus, lab_memory, lab_status
 from orchestrator.lab.stuck import LabTrigger, format_trigger, lab_stick, lab_trigger
@@ -348,6 +349,23 @@ def lab_reset(state_dir: Path | None = None, hosts: list[str] | None = None) -> 
     return [host.name for host in chosen]
 
 
+@contextlib.contextmanager
+def _pinned(refs: list[ProcRef]) -> Iterator[None]:
+    """The mount namespaces of `refs` held open until the block ends. A lab host's namespace
+    freed while `lab down` still looks for its processes gives its number to the next one made
+    on the machine (the kernel hands out the lowest free), and that one's processes, no lab's,
+    would be killed: a test's `unshare --mount` beside a lab going down was."""
+    fds = []
+    try:
+        for ref in refs:
+            with contextlib.suppress(OSError):
+                fds.append(os.open(f"/proc/{ref.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) -> LabDownReport:
     """Stop every process of the lab (hung runc init included), remove its cgroups, state
     directory and inventory.
@@ -369,7 +387,7 @@ def lab_down(state_dir: Path | None = None, inventory_path: Path | None = None) 
         recorded = [ref for host in record.hosts for ref in host.procs.values() if alive(ref)]
         if any(mount_ns(ref.pid) == own_ns for ref in recorded):
             raise BadInput("run `runc-rollout lab down` on the machine, not inside a lab host")
-        with _locked(state_dir):
+        with _locked(state_dir), _pinned(recorded):
             namespaces = lab.namespaces()  # before anything stops: the holders hold them
             stopped = {ref.pid for ref in lab.processes(namespaces)}
             daemons = [h for h in record.hosts if h.kind != "light"]
