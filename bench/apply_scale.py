@@ -117,6 +117,12 @@ def sent_per_host(runs: Path) -> float:
     return sum(int(host.get("sent_bytes") or 0) for host in hosts) / max(len(hosts), 1)
 
 
+def not_upgraded(state_dir: Path, names: list[str], sha: str) -> list[str]:
+    """The lab hosts of `names` whose runc is not the one with `sha` (read on the hosts)."""
+    chosen = set(names)
+    return [h.name for h in lab_status(state_dir) if h.name in chosen and h.runc_sha256 != sha]
+
+
 class Mirror:
     """The artifact over HTTP on a loopback address, for the `+url` runs."""
 
@@ -446,8 +452,7 @@ def main() -> None:
                     measured = run(apply)
                     measured = dataclasses.replace(measured, sent=sent_per_host(runs))
                 nodes = node_cpu(work)
-                status = lab_status(state_dir)
-                wrong = [h.name for h in status if h.name in light and h.runc_sha256 != sha]
+                wrong = not_upgraded(state_dir, light, sha)
                 if wrong:
                     raise SystemExit(f"{backend} at {concurrency}: not upgraded: {wrong}")
                 runs_of.setdefault((backend, concurrency), []).append(measured)

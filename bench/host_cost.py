@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.apply_scale import Measured, run
-from orchestrator.lab.fleet import lab_down, lab_reset, lab_status, lab_up
+from bench.apply_scale import Measured, not_upgraded, run
+from orchestrator.lab.fleet import lab_down, lab_reset, lab_up
 
 MARGINAL_TARGET_MS = 50.0
 WHOLE_AT_24_TARGET_MS = 80.0
@@ -96,10 +96,7 @@ def main() -> None:
                     [cli, "apply", str(plans[size]), "--yes", "--concurrency",
                      str(args.concurrency), "--runs-dir", str(runs_dir)]
                 )  # fmt: skip
-                wrong = [
-                    h.name for h in lab_status(state_dir)
-                    if h.name in light[:size] and h.runc_sha256 != sha
-                ]  # fmt: skip
+                wrong = not_upgraded(state_dir, light[:size], sha)
                 if wrong:
                     raise SystemExit(f"apply of {size} hosts: not upgraded: {wrong}")
                 runs[size].append(measured)
